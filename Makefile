@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then open JupyterLab on the quickstart with a sample case
+#   make test   set up (venv, packages, Debian's chromium), then run every test
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CASE  ?= sample_data/cases/upstream_break
+PORT  ?= 8888
+
+.PHONY: setup browser samples demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	# constraints.txt pins torch to the local CPU build (an unpinned torch pulls GBs of CUDA wheels)
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Debian's Chromium for the browser tests; Playwright's own browser download cannot work offline.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core; \
+	fi
+
+# The committed sample cases are regenerated only when missing (same seed, same bytes).
+samples: setup
+	$(PY) -m workbench.sample.build_all --missing-only
+
+demo: setup samples
+	$(VENV)/bin/workbench diagnose $(CASE)
+
+test: setup browser samples
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check workbench widgets tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/bench_analysis.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

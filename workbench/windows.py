@@ -1,0 +1,54 @@
+"""Time windows: the baseline and incident periods every comparison is made between."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+__all__ = ["Window", "iso"]
+
+
+def _utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open UTC interval ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", _utc(self.start))
+        object.__setattr__(self, "end", _utc(self.end))
+        if self.end <= self.start:
+            raise ValueError(f"window end {self.end:%Y-%m-%d %H:%M} is not after its start {self.start:%Y-%m-%d %H:%M}")
+
+    @classmethod
+    def hours(cls, start: datetime | str, hours: float) -> Window:
+        start = _utc(start)
+        return cls(start, start + timedelta(hours=hours))
+
+    @property
+    def duration(self) -> timedelta:
+        return self.end - self.start
+
+    def contains(self, column: str = "ts") -> pl.Expr:
+        """A polars predicate selecting the rows inside the window."""
+        return pl.col(column).is_between(pl.lit(self.start), pl.lit(self.end), closed="left")
+
+    def to_dict(self) -> dict:
+        return {"start": iso(self.start), "end": iso(self.end)}
+
+    def __str__(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:%M}–{self.end:%Y-%m-%d %H:%M} UTC"
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 in UTC with a ``Z``, as the JSON contract writes times."""
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
