@@ -1,0 +1,71 @@
+"""``workbench diagnose`` and ``workbench report``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_cli"]
+
+
+def _windows(args: argparse.Namespace):
+    from workbench.windows import Window
+
+    if not (args.baseline or args.incident):
+        return None, None
+    if not (args.baseline and args.incident):
+        from workbench.errors import WorkbenchError
+
+        raise WorkbenchError("--baseline/--incident", "give both windows or neither.", "e.g. --baseline 2026-11-19T00:00/2026-11-20T00:00")
+    return tuple(Window(*w.split("/")) for w in (args.baseline, args.incident))
+
+
+def _run(args: argparse.Namespace):
+    from workbench.cli import progress
+    from workbench.rca.diagnosis import diagnose
+    from workbench.rca.tree import load_plugins
+
+    load_plugins(args.plugin)
+    baseline, incident = _windows(args)
+    # Nothing but the answer may reach stdout: libraries that print go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        return diagnose(args.case, progress=progress(args.quiet), baseline=baseline, incident=incident)
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    result = _run(args)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from workbench.report import write_report
+
+    result = _run(args)
+    out = write_report(result, Path(args.output))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("case", help="the case directory")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it may register extra checks); repeatable")
+    p.add_argument("--baseline", metavar="START/END", help="override the baseline window (ISO times)")
+    p.add_argument("--incident", metavar="START/END", help="override the incident window (ISO times)")
+
+
+def add_cli(sub: argparse._SubParsersAction) -> None:
+    d = sub.add_parser("diagnose", help="find the root cause of a prediction-quality regression",
+                       description="Walk the decision tree over CASE and rank the root causes.")
+    _common(d)
+    d.add_argument("--json", action="store_true", help="print the JSON contract and nothing else on stdout")
+    d.set_defaults(run=_diagnose)
+    r = sub.add_parser("report", help="write a self-contained HTML report of the investigation")
+    _common(r)
+    r.add_argument("-o", "--output", default="report.html", help="where to write the report (default: report.html)")
+    r.set_defaults(run=_report)

@@ -1,0 +1,73 @@
+"""What checks share during one investigation: the case, the windows, and a cache of results.
+
+Checks never recompute what an earlier check computed: every analysis result is
+cached here under a key, so the CLI, the report and the widgets stay consistent
+and the expensive passes (feature drift, slice search, SHAP) run once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from workbench.case import Case
+    from workbench.onset import Onset
+    from workbench.rca.evidence import Evidence
+    from workbench.windows import Window
+
+__all__ = ["Context"]
+
+T = TypeVar("T")
+
+
+class Context:
+    """One investigation's shared state (mutable on purpose: it is the cache)."""
+
+    def __init__(self, case: Case, progress: Callable[[str], None] | None = None,
+                 baseline: Window | None = None, incident: Window | None = None):
+        self.case = case
+        self.say = progress or (lambda _m: None)
+        self.evidence: dict[str, Evidence] = {}
+        self._cache: dict[Any, Any] = {}
+        self._windows = (baseline, incident) if baseline and incident else None
+
+    def cached(self, key: Any, compute: Callable[[], T]) -> T:
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def has(self, requirement: str) -> bool:
+        case = self.case
+        return {
+            "snapshots": bool(case.snapshots),
+            "model": case.model is not None and bool(case.snapshots),
+            "lineage": case.lineage is not None,
+            "training": case.training is not None,
+            "events": case.events is not None and case.events.height > 0,
+            "features": bool(case.features),
+            "slices": bool(case.slices),
+        }[requirement]
+
+    @property
+    def onset(self) -> Onset:
+        from workbench.onset import detect_onset
+
+        return self.cached("onset", lambda: detect_onset(self.case))
+
+    @property
+    def detected(self) -> bool:
+        return bool(self.onset.detected)
+
+    @property
+    def onset_time(self) -> datetime | None:
+        return self.onset.onset
+
+    @property
+    def baseline(self) -> Window:
+        return self._windows[0] if self._windows else self.onset.baseline
+
+    @property
+    def incident(self) -> Window:
+        return self._windows[1] if self._windows else self.onset.incident

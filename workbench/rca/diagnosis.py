@@ -1,0 +1,159 @@
+"""Walk the tree over a case and keep everything it found in one immutable :class:`Diagnosis`.
+
+The diagnosis is computed once and rendered many ways: ``to_dict()`` is the JSON
+contract of ``workbench diagnose --json``, ``str()`` the terminal answer, and the
+HTML report and the decision-tree widget draw the same object.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.case import Case, open_case
+from workbench.rca.context import Context
+from workbench.rca.evidence import Evidence
+from workbench.rca.ranking import RootCause, rank
+from workbench.rca.tree import REQUIREMENTS, Tree, default_tree
+from workbench.windows import Window, iso
+
+__all__ = ["Diagnosis", "NEXT_STEPS", "diagnose"]
+
+NEXT_STEPS = {
+    "snapshot": "Roll serving back to the last good snapshot (the stable one), then gate new ones with "
+                "`workbench validate CASE --snapshot ID` before publishing.",
+    "feature": "Check the pipeline that produces {target}: compare its recent runs, backfill the broken hours, "
+               "and add a coverage/scale monitor on it.",
+    "upstream": "Open the incident with the owners of {target}: every feature below it is affected; "
+                "backfill or fall back to the last good partition.",
+    "label": "The labels changed, not the model: check the label join/logging job for the onset hour "
+             "before retraining on these labels.",
+    "calibration": "Predictions moved in scale while inputs and snapshot did not: check the serving-side "
+                   "calibration/post-processing config pushed near the onset.",
+    "slice": "The regression is confined to {target}: look for a product change, outage or partner issue in that "
+             "segment; the model inputs look healthy.",
+}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Everything one investigation found, ready to render."""
+
+    case: Case
+    tree: Tree
+    anomaly: dict[str, Any]
+    baseline: Window
+    incident: Window
+    steps: tuple[tuple[tuple[str, ...], Evidence], ...]  # (path, evidence) in visiting order
+    root_causes: tuple[RootCause, ...]
+    skipped: tuple[dict[str, str], ...]
+    seconds: float
+
+    @property
+    def top(self) -> RootCause | None:
+        return self.root_causes[0] if self.root_causes else None
+
+    def evidence(self, node: str) -> Evidence | None:
+        return next((ev for path, ev in self.steps if path[-1] == node), None)
+
+    @property
+    def recommended_path(self) -> tuple[str, ...]:
+        return self.top.path if self.top else (self.tree.root,)
+
+    def next_steps(self) -> list[str]:
+        return [NEXT_STEPS[c.kind].format(target=c.target) for c in self.root_causes[:2]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of ``workbench diagnose --json`` (keys exactly as specified)."""
+        return {"case": self.case.name, "anomaly": self.anomaly,
+                "root_causes": [c.to_dict() for c in self.root_causes], "skipped": list(self.skipped)}
+
+    def __str__(self) -> str:
+        a = self.anomaly
+        lines = [f"case: {self.case.name}"]
+        if a["detected"]:
+            lines.append(f"anomaly: {a['metric']} rose from {a['baseline']:.3f} to {a['current']:.3f} from {a['onset']}")
+        else:
+            lines.append(f"anomaly: none — {a['metric']} stayed within its normal variation "
+                         f"({a['baseline']:.3f} → {a['current']:.3f})")
+        lines.append(f"windows: baseline {self.baseline}, incident {self.incident}")
+        lines.append("")
+        lines.append("investigation path:")
+        on_path = set(self.recommended_path)
+        for path, ev in self.steps:
+            mark = "→" if path[-1] in on_path else " "
+            lines.append(f" {mark} {'  ' * (len(path) - 1)}[{ev.verdict:>4}] {path[-1]}: {ev.summary}")
+        lines.append("")
+        if self.root_causes:
+            lines.append("root causes:")
+            for i, c in enumerate(self.root_causes, 1):
+                extra = "".join(f" {k}={v}" for k, v in (("layer", c.layer), ("slice", c.slice)) if v)
+                lines.append(f" {i}. {c.kind}: {c.target}{extra} (confidence {c.confidence:.2f}): {c.summary}")
+                lines += [f"      - {check}: {detail}" for check, detail in c.evidence[:4]]
+            lines.append("")
+            lines.append("next steps:")
+            lines += [f" - {s}" for s in self.next_steps()]
+        else:
+            lines.append("root causes: none" + (" found" if a["detected"] else " (no regression)"))
+        if self.skipped:
+            lines.append("")
+            lines.append("skipped checks:")
+            lines += [f" - {s['check']}: {s['reason']}" for s in self.skipped]
+        lines.append("")
+        lines.append(f"({self.seconds:.1f} s)")
+        return "\n".join(lines)
+
+
+def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Callable[[str], None] | None = None,
+             baseline: Window | None = None, incident: Window | None = None, strict: bool = False) -> Diagnosis:
+    """Walk the decision tree over ``case`` and rank the root causes.
+
+    ``strict`` re-raises an exception from a check (tests); otherwise a failing
+    check is reported as skipped with its error, and the rest of the tree still runs.
+
+    >>> d = diagnose("sample_data/cases/upstream_break")
+    >>> d.top.kind, d.top.target
+    ('upstream', 'table:ad_clicks')
+    """
+    start = time.perf_counter()
+    if not isinstance(case, Case):
+        case = open_case(case, progress=progress)
+    tree = tree or default_tree()
+    ctx = Context(case, progress, baseline, incident)
+    steps: list[tuple[tuple[str, ...], Evidence]] = []
+    skipped: list[dict[str, str]] = []
+    for node, path in tree.walk():
+        missing = [r for r in node.requires if not ctx.has(r)]
+        if missing:
+            reason = REQUIREMENTS[missing[0]]
+            ev = Evidence.skipped(node.name, reason)
+            skipped.append({"check": node.name, "reason": reason})
+        elif node.name != tree.root and not ctx.detected:
+            ev = Evidence.skipped(node.name, "no regression detected")
+        else:
+            ctx.say(f"{node.name}: {node.question}")
+            t0 = time.perf_counter()
+            try:
+                ev = node.check(ctx)
+            except Exception as exc:
+                if strict:
+                    raise
+                reason = f"the check failed: {type(exc).__name__}: {exc}"
+                ctx.say(f"{node.name}: {reason}\n{traceback.format_exc(limit=3)}")
+                ev = Evidence.skipped(node.name, reason)
+                skipped.append({"check": node.name, "reason": reason})
+            ev = Evidence(**{**{f: getattr(ev, f) for f in ev.__dataclass_fields__}, "seconds": time.perf_counter() - t0})
+        ctx.evidence[node.name] = ev
+        steps.append((path, ev))
+
+    onset = ctx.onset
+    anomaly = {"detected": bool(onset.detected), "metric": onset.metric,
+               "onset": iso(onset.onset) if onset.detected and onset.onset else None,
+               "baseline": round(float(onset.baseline_value), 4), "current": round(float(onset.current_value), 4)}
+    causes = rank(steps, case, onset.onset) if onset.detected else []
+    return Diagnosis(case=case, tree=tree, anomaly=anomaly, baseline=ctx.baseline, incident=ctx.incident, steps=tuple(steps),
+                     root_causes=tuple(causes), skipped=tuple(skipped), seconds=time.perf_counter() - start)

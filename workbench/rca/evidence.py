@@ -1,0 +1,74 @@
+"""What a check returns: a verdict, a strength, one plain sentence, and the data its plot needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["KINDS", "VERDICTS", "Candidate", "Evidence"]
+
+# Root-cause kinds of the JSON contract.
+KINDS = ("snapshot", "feature", "upstream", "label", "calibration", "slice")
+# How a check reads: "fail" found a problem, "pass" ruled one out, "warn" is suspicious
+# but not conclusive, "skip" could not run (a file is missing or it was not needed).
+VERDICTS = ("fail", "warn", "pass", "skip", "info")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A hypothesis a check raises: ``kind``/``target`` as in the JSON contract.
+
+    ``strength`` in [0, 1] is how strongly *this* check supports it. ``explains``
+    lists other candidates (kind, target) this one accounts for: an upstream table
+    explains the features it feeds, so those are demoted when the table is likely.
+    A ``fallback`` candidate (a slice) stands only when nothing else explains the
+    regression.
+    """
+
+    kind: str
+    target: str
+    strength: float
+    summary: str
+    detail: str = ""
+    layer: str | None = None
+    slice: str | None = None
+    explains: tuple[tuple[str, str], ...] = ()
+    fallback: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"candidate kind {self.kind!r} is not one of {KINDS}")
+        object.__setattr__(self, "strength", float(min(max(self.strength, 0.0), 1.0)))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """The outcome of one check at one node of the tree."""
+
+    check: str
+    verdict: str
+    score: float
+    summary: str
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    candidates: tuple[Candidate, ...] = ()
+    reason: str = ""  # why it was skipped
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
+
+    @classmethod
+    def skipped(cls, check: str, reason: str) -> Evidence:
+        return cls(check=check, verdict="skip", score=0.0, summary=f"skipped: {reason}", reason=reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "verdict": self.verdict, "score": round(self.score, 4), "summary": self.summary,
+                "detail": self.detail, "reason": self.reason, "seconds": round(self.seconds, 3),
+                "candidates": [{"kind": c.kind, "target": c.target, "strength": round(c.strength, 4), "summary": c.summary}
+                               for c in self.candidates]}
