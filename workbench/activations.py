@@ -1,0 +1,366 @@
+"""Trace a model's activations layer by layer, and find where two snapshots diverge.
+
+:func:`trace_activations` hooks every leaf module (a module without children) and
+records, for its output on a sample batch: mean, std, *dead* units (constant over
+the batch: a ReLU that never fires outputs a constant 0; a zeroed row outputs a
+constant bias) and NaN/Inf values. Layers are listed in the order they ran.
+
+:func:`compare_activations` runs two snapshots on the *same* rows and measures,
+per layer, ``rel_diff = ||act_b - act_a|| / ||act_a||`` (Frobenius over the batch).
+It judges each layer against the same layer's divergence between consecutive
+snapshots of the case with the statistic of :mod:`workbench.snapshot_diff`: the
+modified z-score of ``ln(rel_diff / k)`` (``k`` = refreshes spanned, the triangle
+inequality bound) against the median/MAD of the consecutive changes, alarming above
+the Student-t gate of :func:`workbench.snapshot_diff._gate`. The first layer in forward order above the gate is where the snapshots
+diverge; corruption propagates downstream, so earlier layers stay quiet.
+
+Layers map to state_dict prefixes: a layer with parameters is its own prefix; a
+parameter-free layer (ReLU, Dropout) maps to the last layer with parameters that
+ran before it. Tensors owned by no leaf module (e.g. normalisation buffers used in
+``forward``) act before the first leaf: they get a pseudo-layer named
+``(input to <first leaf>)`` that records the first leaf's input.
+
+:func:`unit_importance` scores the units of one layer by gradient x activation
+(Shrikumar et al. 2016, *Not Just a Black Box*; the first-order Taylor estimate of
+the output change when a unit is switched off).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from workbench.errors import WorkbenchError, suggest
+from workbench.snapshot_diff import LOG_FLOOR, MIN_REFERENCE, Z_GATE, _fmt, _gate, _records, _robust_z
+
+if TYPE_CHECKING:
+    import torch
+
+    from workbench.case import Case
+
+__all__ = ["ActivationDiff", "ActivationStats", "compare_activations", "default_batch", "trace_activations", "unit_importance"]
+
+ABSOLUTE_REL_DIFF = 0.5  # fallback gate without a benign reference: a layer's output moved by half its norm
+STATISTIC = ("modified z-score of ln(rel_diff / k) per layer against the median/MAD of the same layer's divergence "
+             "between consecutive snapshots of the case (k = refreshes spanned); diverges when z exceeds the Student-t gate "
+             "(tail of a normal z of 3.5, Bonferroni over the layers) or NaN/Inf appear")
+
+STATS_COLUMNS = {"order": pl.Int64, "layer": pl.String, "kind": pl.String, "parameter": pl.String, "units": pl.Int64,
+                 "mean": pl.Float64, "std": pl.Float64, "dead_units": pl.Int64, "dead_share": pl.Float64, "nonfinite": pl.Int64}
+
+
+def default_batch(case: Case, n: int = 2048, *, seed: int = 0) -> np.ndarray:
+    """A sample batch of model inputs: training rows if the case has them, else early served traffic.
+
+    Early traffic means rows served before the second snapshot was published
+    (the first snapshot's period), the rows least likely to hold the incident.
+    """
+    from workbench.case import TS
+    from workbench.model import feature_matrix
+
+    features = list(case.features)
+    frame = None
+    if case.training is not None and set(features) <= set(case.training.collect_schema().names()):
+        frame = case.training.select(features).collect()
+    if frame is None or frame.height < min(n, 64):
+        lf = case.predictions
+        if len(case.snapshots) >= 2:
+            early = lf.filter(pl.col(TS) < pl.lit(case.snapshots[1].published_at))
+            if early.select(pl.len()).collect().item() >= min(n, 256):
+                lf = early
+        frame = lf.select(features).collect()
+    if frame.height > n:
+        frame = frame.sample(n, seed=seed)
+    return feature_matrix(frame, case.features)
+
+
+# ---------------------------------------------------------------- hooks
+def _leaves(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    return {name: m for name, m in model.named_modules() if name and not any(True for _ in m.children())}
+
+
+def _root_tensors(model: torch.nn.Module) -> list[str]:
+    """state_dict keys owned by no leaf module (used by non-module code in a forward)."""
+    leaves = _leaves(model)
+    return [k for k in model.state_dict() if k.rpartition(".")[0] not in leaves]
+
+
+def _as_matrix(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    return t.reshape(t.shape[0], -1).double() if t.dim() >= 1 and t.shape[0] else t.reshape(1, -1).double()
+
+
+def _capture(model: torch.nn.Module, x: np.ndarray) -> list[tuple[str, str, str | None, torch.Tensor]]:
+    """(layer, kind, state_dict prefix, output as [n, units]) for every leaf, in the order they ran."""
+    import torch
+
+    leaves = _leaves(model)
+    owns = {name for name, m in leaves.items() if any(True for _ in m.parameters(recurse=False))
+            or any(True for _ in m.buffers(recurse=False))}
+    seen: list[tuple[str, str, str | None, torch.Tensor]] = []
+    done: set[str] = set()
+    root = _root_tensors(model)
+
+    def hook(name: str):
+        def record(module, inputs, output):
+            if name in done:
+                return  # a module called twice: keep its first call
+            if not seen and root and inputs and isinstance(inputs[0], torch.Tensor):
+                seen.append((f"(input to {name})", "input", ", ".join(root), _as_matrix(inputs[0])))
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            if isinstance(out, torch.Tensor):
+                done.add(name)
+                owner = name if name in owns else next((s[2] for s in reversed(seen) if s[1] != "input"), None)
+                seen.append((name, type(module).__name__, owner, _as_matrix(out)))
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in leaves.items()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return seen
+
+
+def _layer_stats(t: torch.Tensor) -> dict:
+    import torch
+
+    finite = torch.isfinite(t)
+    nonfinite = int((~finite).sum())
+    vals = t[finite]
+    lo = torch.where(finite, t, torch.inf).amin(0)
+    hi = torch.where(finite, t, -torch.inf).amax(0)
+    dead = int(((hi - lo) == 0).sum())  # constant over the batch (all-finite columns only compare equal)
+    units = t.shape[1]
+    return {"units": units, "mean": float(vals.mean()) if vals.numel() else math.nan,
+            "std": float(vals.std()) if vals.numel() > 1 else math.nan, "dead_units": dead,
+            "dead_share": dead / units if units else 0.0, "nonfinite": nonfinite}
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationStats:
+    """Per-layer activation statistics on one batch (``table``: order, layer, kind, parameter, units,
+    mean, std, dead_units, dead_share, nonfinite), layers in the order they ran."""
+
+    table: pl.DataFrame
+    rows: int
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "table": _records(self.table)}
+
+    def __str__(self) -> str:
+        lines = [f"activations on {self.rows:,} rows:"]
+        for r in self.table.iter_rows(named=True):
+            lines.append(f"  {r['layer']:<28} {r['kind']:<10} units {r['units']:>5}  mean {_fmt(r['mean']):>8}  "
+                         f"std {_fmt(r['std']):>8}  dead {r['dead_share']:.0%}  NaN/Inf {r['nonfinite']}")
+        return "\n".join(lines)
+
+
+def trace_activations(model: torch.nn.Module, x: np.ndarray) -> ActivationStats:
+    """Record mean, std, dead units and NaN/Inf of every leaf module's output on ``x`` (float32 ``[n, n_features]``).
+
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU())
+    >>> trace_activations(net, np.ones((4, 2), np.float32)).table["layer"].to_list()
+    ['0', '1']
+    """
+    rows = [{"order": i, "layer": layer, "kind": kind, "parameter": prefix, **_layer_stats(t)}
+            for i, (layer, kind, prefix, t) in enumerate(_capture(model, x))]
+    return ActivationStats(table=pl.DataFrame(rows, schema=STATS_COLUMNS, orient="row"), rows=len(x))
+
+
+def _rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    import torch
+
+    if a.shape != b.shape:
+        return math.inf
+    bad_b, bad_a = int((~torch.isfinite(b)).sum()), int((~torch.isfinite(a)).sum())
+    if bad_b > bad_a:
+        return math.inf
+    d = torch.nan_to_num(b - a, nan=0.0, posinf=0.0, neginf=0.0)
+    na = float(torch.linalg.vector_norm(torch.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)))
+    nd = float(torch.linalg.vector_norm(d))
+    return nd / na if na > 0 else (0.0 if nd == 0 else math.inf)
+
+
+# ---------------------------------------------------------------- comparing snapshots
+@dataclass(frozen=True, slots=True)
+class ActivationDiff:
+    """Two snapshots run on the same rows, compared layer by layer.
+
+    ``table``: order, layer, kind, parameter (state_dict prefix), rel_diff, z,
+    diverged, mean/std/dead_share/nonfinite for ``a`` and ``b``.
+    ``first_divergent_layer`` is the first layer (forward order) beyond benign
+    variation; ``first_divergent_parameter`` the state_dict tensor under it that
+    changed most; ``units`` the gradient x activation importance of that layer's
+    units in both snapshots.
+    """
+
+    snapshot_a: str
+    snapshot_b: str
+    table: pl.DataFrame
+    first_divergent_layer: str | None
+    first_divergent_parameter: str | None
+    units: pl.DataFrame | None
+    rows: int
+    statistic: str
+    fallback: bool
+
+    def to_dict(self) -> dict:
+        return {"snapshot_a": self.snapshot_a, "snapshot_b": self.snapshot_b, "rows": self.rows,
+                "first_divergent_layer": self.first_divergent_layer, "first_divergent_parameter": self.first_divergent_parameter,
+                "statistic": self.statistic, "fallback": self.fallback, "table": _records(self.table),
+                "units": _records(self.units.head(20)) if self.units is not None else None}
+
+    def __str__(self) -> str:
+        head = (f"first divergent layer: {self.first_divergent_layer} (parameter {self.first_divergent_parameter})"
+                if self.first_divergent_layer else "no layer diverges beyond the case's benign refresh variation")
+        lines = [f"activations {self.snapshot_a} -> {self.snapshot_b} on {self.rows:,} rows", f"  {head}"]
+        for r in self.table.iter_rows(named=True):
+            lines.append(f"  {r['layer']:<28} rel_diff {_fmt(r['rel_diff']):>8}  z {_fmt(r['z'], '.1f'):>6}  "
+                         f"{'DIVERGES' if r['diverged'] else ''}")
+        return "\n".join(lines)
+
+
+def compare_activations(case: Case, snapshot_a: str, snapshot_b: str, *, batch: np.ndarray | None = None) -> ActivationDiff:
+    """Run ``snapshot_a`` and ``snapshot_b`` on the same batch and name the first layer where they diverge.
+
+    The benign reference is every consecutive pair of the case's snapshots that
+    involves neither ``a`` nor ``b``; with fewer than 3 such pairs an absolute
+    gate (rel_diff > 0.5 or new NaN/Inf) is used and ``fallback`` says so.
+    """
+    from workbench.model import load_model
+    from workbench.snapshot_diff import _log, diff_state_dicts
+    from workbench.snapshot_files import load_state_dict
+
+    ids = [s.snapshot_id for s in case.snapshots]
+    ia, ib = ids.index(case.snapshot(snapshot_a).snapshot_id), ids.index(case.snapshot(snapshot_b).snapshot_id)
+    x = default_batch(case) if batch is None else batch
+    cap_a, cap_b = _capture(load_model(case, snapshot_a), x), _capture(load_model(case, snapshot_b), x)
+    if [c[0] for c in cap_a] != [c[0] for c in cap_b]:
+        raise WorkbenchError(case.root / "model.py", f"snapshots {snapshot_a} and {snapshot_b} ran different layers on the same batch.",
+                             "compare snapshots of one architecture (the forward must not depend on the weights).")
+    # Benign reference: per-layer divergence of consecutive snapshots not involving a or b.
+    pairs = [(i - 1, i) for i in range(1, len(ids)) if not {i - 1, i} & {ia, ib}]
+    reference: dict[str, list[float]] = {}
+    fallback = len(pairs) < MIN_REFERENCE
+    if not fallback:
+        prev = None
+        for i in sorted({k for p in pairs for k in p}):
+            cur = _capture(load_model(case, ids[i]), x)
+            if prev is not None and (i - 1, i) in pairs:
+                for (layer, _k, _p, t0), (_l, _k2, _p2, t1) in zip(prev, cur, strict=False):
+                    reference.setdefault(layer, []).append(_log(_rel_diff(t0, t1)))
+            prev = cur
+    steps = max(abs(ib - ia), 1)
+    rows, first = [], None
+    for i, ((layer, kind, prefix, ta), (_, _, _, tb)) in enumerate(zip(cap_a, cap_b, strict=True)):
+        rel = _rel_diff(ta, tb)
+        if fallback:
+            z, gate = (math.inf if rel > ABSOLUTE_REL_DIFF else 0.0), Z_GATE
+        else:
+            z, n = _robust_z(_log(rel) - math.log(steps), reference.get(layer, []), LOG_FLOOR)
+            gate = _gate(n, len(cap_a))
+        diverged = bool(z > gate)
+        sa, sb = _layer_stats(ta), _layer_stats(tb)
+        rows.append({"order": i, "layer": layer, "kind": kind, "parameter": prefix, "rel_diff": rel, "z": z, "gate": gate,
+                     "diverged": diverged,
+                     "mean_a": sa["mean"], "mean_b": sb["mean"], "std_a": sa["std"], "std_b": sb["std"],
+                     "dead_share_a": sa["dead_share"], "dead_share_b": sb["dead_share"],
+                     "nonfinite_a": sa["nonfinite"], "nonfinite_b": sb["nonfinite"]})
+        if diverged and first is None:
+            first = rows[-1]
+    table = pl.DataFrame(rows, infer_schema_length=None)
+    parameter, units = None, None
+    if first is not None:
+        diff = diff_state_dicts(load_state_dict(case.snapshot(snapshot_a).path), load_state_dict(case.snapshot(snapshot_b).path)).table
+        owned = [p.strip() for p in first["parameter"].split(",")] if first["kind"] == "input" else None
+        prefix = first["parameter"]
+        cand = diff.filter(pl.col("name").is_in(owned) if owned else pl.col("name").str.starts_with(f"{prefix}."))
+        if cand.height:
+            parameter = cand.sort("rel_l2", descending=True, nulls_last=True)["name"][0]
+        layer = first["layer"]
+        ua = unit_importance(load_model(case, snapshot_a), x, layer)
+        ub = unit_importance(load_model(case, snapshot_b), x, layer)
+        units = (ub.select("unit", pl.col("importance").alias("importance_b"), pl.col("activation_mean").alias("activation_mean_b"),
+                           pl.col("dead").alias("dead_b"))
+                 .join(ua.select("unit", pl.col("importance").alias("importance_a"), pl.col("activation_mean").alias("activation_mean_a"),
+                                 pl.col("dead").alias("dead_a")), on="unit", how="left")
+                 .with_columns((pl.col("importance_b") - pl.col("importance_a")).alias("importance_delta"))
+                 .sort("importance_delta", descending=True, nulls_last=True))
+    return ActivationDiff(snapshot_a=case.snapshot(snapshot_a).snapshot_id, snapshot_b=case.snapshot(snapshot_b).snapshot_id,
+                          table=table, first_divergent_layer=first["layer"] if first else None,
+                          first_divergent_parameter=parameter, units=units, rows=len(x),
+                          statistic=STATISTIC if not fallback else (f"absolute gate (fewer than {MIN_REFERENCE} benign consecutive "
+                                                                    f"pairs): rel_diff > {ABSOLUTE_REL_DIFF} or new NaN/Inf"),
+                          fallback=fallback)
+
+
+# ---------------------------------------------------------------- unit importance
+def _resolve_layer(model: torch.nn.Module, layer: str) -> tuple[torch.nn.Module, bool]:
+    """The module whose output (False) or input (True) ``layer`` names."""
+    modules = dict(model.named_modules())
+    if layer.startswith("(input to ") and layer.endswith(")") and layer[10:-1] in modules:
+        return modules[layer[10:-1]], True
+    if layer in modules and layer:
+        return modules[layer], False
+    prefix = layer.rpartition(".")[0]
+    if prefix in modules and prefix:  # a parameter name such as net.2.weight
+        return modules[prefix], False
+    names = [n for n in modules if n]
+    close = suggest(layer, names)
+    raise WorkbenchError("unit_importance", f"the model has no layer '{layer}'.",
+                         f"did you mean '{close}'?" if close else f"layers: {names[:20]}")
+
+
+def unit_importance(model: torch.nn.Module, x: np.ndarray, layer: str) -> pl.DataFrame:
+    """Gradient x activation of each unit of ``layer`` on the rows ``x``, most important first.
+
+    ``layer`` is a module name (``net.2``), a parameter name (``net.2.weight``) or a
+    pseudo-layer ``(input to net.0)``. Columns: unit, importance (mean |g·a| over
+    rows), contribution (mean g·a, signed), activation_mean, dead (constant over
+    the rows). The gradient is of the model's summed output.
+    """
+    import torch
+
+    module, on_input = _resolve_layer(model, layer)
+    store: dict[str, torch.Tensor] = {}
+
+    def grab(_m, inputs, output=None):
+        t = inputs[0] if on_input else (output[0] if isinstance(output, (tuple, list)) else output)
+        store["act"] = t
+
+    handle = module.register_forward_pre_hook(grab) if on_input else module.register_forward_hook(grab)
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.enable_grad():
+            out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+            act = store["act"]
+            if not act.requires_grad:
+                raise WorkbenchError("unit_importance", f"layer '{layer}' does not depend on the model's parameters or input.",
+                                     "pick a layer inside the network.")
+            (grad,) = torch.autograd.grad(out.reshape(-1).sum(), act)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    a = _as_matrix(act)
+    ga = (_as_matrix(grad) * a)
+    spread = a.amax(0) - a.amin(0)
+    frame = pl.DataFrame({
+        "unit": np.arange(a.shape[1], dtype=np.int64),
+        "importance": ga.abs().mean(0).numpy(),
+        "contribution": ga.mean(0).numpy(),
+        "activation_mean": a.mean(0).numpy(),
+        "dead": (spread == 0).numpy(),
+    })
+    return frame.sort("importance", descending=True, nulls_last=True)
