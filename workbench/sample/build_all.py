@@ -40,12 +40,19 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def build_all(root: Path | str = "sample_data", *, quiet: bool = False) -> list[Path]:
-    """Write every committed case under ``root/cases`` and ``root/README.md``."""
+def build_all(root: Path | str = "sample_data", *, quiet: bool = False, missing_only: bool = False) -> list[Path]:
+    """Write every committed case under ``root/cases`` and ``root/README.md``.
+
+    ``missing_only`` writes only the cases whose ``truth.json`` is absent (set-up on a
+    fresh clone: the committed cases are kept byte for byte).
+    """
     root = Path(root)
     written = []
     rows = []
-    for incident in INCIDENTS:
+    todo = [i for i in INCIDENTS if not (root / "cases" / i / "truth.json").exists()] if missing_only else INCIDENTS
+    if missing_only and not todo:
+        return []
+    for incident in todo:
         if not quiet:
             print(f"{incident} (seed {SEEDS[incident]})", file=sys.stderr)
         case = generate_case(
@@ -66,7 +73,8 @@ def build_all(root: Path | str = "sample_data", *, quiet: bool = False) -> list[
             f"| {_size(case) / 1e6:.1f} MB |"
         )
         written.append(case)
-    (root / "README.md").write_text(_README.format(table="\n".join(rows)))
+    if not missing_only:
+        (root / "README.md").write_text(_README.format(table="\n".join(rows)))
     return written
 
 
@@ -100,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.sample.build_all", description=__doc__)
     parser.add_argument("root", nargs="?", default="sample_data", help="output folder (default: sample_data)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--missing-only", action="store_true", help="only write cases that are missing")
     args = parser.parse_args(argv)
-    for case in build_all(args.root, quiet=args.quiet):
+    for case in build_all(args.root, quiet=args.quiet, missing_only=args.missing_only):
         print(case)
     return 0
 

@@ -43,7 +43,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
         description="Write a sample ads-CTR case with an injected incident and its answer in truth.json.",
     )
     _arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -80,16 +80,16 @@ def _iso(us: int) -> str:
 
 
 def _check(incident: str, rows: int, snapshot_format: str) -> None:
-    import difflib
+    from workbench.errors import WorkbenchError, suggest
 
     if incident not in INCIDENTS:
-        close = difflib.get_close_matches(incident, INCIDENTS, n=1)
-        hint = f"\nHint: did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown incident {incident!r}.\nAvailable: {list(INCIDENTS)}{hint}")
+        close = suggest(incident, INCIDENTS)
+        raise WorkbenchError("--incident", f"unknown incident {incident!r}.",
+                             f"did you mean {close!r}?" if close else f"choose one of {list(INCIDENTS)}")
     if rows < world.WINDOW_HOURS:
-        raise ValueError(f"rows={rows} is too small.\nHint: ask for at least {world.WINDOW_HOURS} rows (one per hour).")
+        raise WorkbenchError("--rows", f"rows={rows} is too small.", f"ask for at least {world.WINDOW_HOURS} rows (one per hour).")
     if snapshot_format not in SNAPSHOT_FORMATS:
-        raise ValueError(f"unknown snapshot_format {snapshot_format!r}.\nAvailable: {list(SNAPSHOT_FORMATS)}")
+        raise WorkbenchError("--snapshot-format", f"unknown snapshot format {snapshot_format!r}.", f"choose one of {list(SNAPSHOT_FORMATS)}")
 
 
 def generate_case(

@@ -1,0 +1,155 @@
+"""Checks on the model side: snapshots near the onset, their diff, validation, activations; feature isolation.
+
+The snapshot suspect is the one that started serving closest to the onset (within
+``NEAR`` hours). Timing alone is weak evidence — with a refresh every few hours one
+lands near any onset by chance — so its strength comes from what the snapshot did:
+an alarming diff, a failed validation, and above all the swap counterfactual
+(re-scoring the incident rows with the baseline's snapshot recovers the quality).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from workbench import plotspec
+from workbench.rca import _strength as S
+from workbench.rca.checks_data import drift, feature_strengths
+from workbench.rca.evidence import Candidate, Evidence
+
+if TYPE_CHECKING:
+    from workbench.rca.context import Context
+    from workbench.snapshot_files import Snapshot
+
+__all__ = ["activation_trace", "feature_isolation", "model_side", "snapshot_validation", "suspect"]
+
+NEAR = timedelta(hours=2)
+TIMING_ONLY = 0.15  # the chance-level support a publish time near the onset gives on its own
+
+
+def suspect(ctx: Context) -> Snapshot | None:
+    """The snapshot that started serving nearest the onset, within ``NEAR`` (None if none)."""
+    onset = ctx.onset_time
+    if onset is None:
+        return None
+    near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= NEAR]
+    return min(near, key=lambda s: abs(s.published_at - onset)) if near else None
+
+
+def _previous(ctx: Context, snap: Snapshot) -> Snapshot | None:
+    earlier = [s for s in ctx.case.snapshots if s.published_at < snap.published_at]
+    return earlier[-1] if earlier else None
+
+
+def model_side(ctx: Context) -> Evidence:
+    """Strength: noisy-OR of the timing prior, the diff alarm score and the swap recovery.
+
+    * diff: the timeline's robust score for the suspect vs the benign refreshes, via ``from_z``;
+    * swap (needs model.py): the share of the NE regression that re-scoring the incident
+      with the baseline's snapshot removes, used as it is.
+    """
+    from workbench.snapshot_diff import snapshot_timeline
+
+    timeline = ctx.cached("snapshot_timeline", lambda: snapshot_timeline(ctx.case))
+    snap = suspect(ctx)
+    rows = timeline.table
+    plot = plotspec.bars(rows["snapshot_id"].to_list(), rows["z"].fill_null(0.0).to_list(),
+                         title="Snapshot change vs benign refreshes (robust z)",
+                         y="z", highlight=[timeline.first_bad] if timeline.first_bad else [])
+    if snap is None:
+        ctx.cached("snapshot_strength", lambda: 0.0)
+        alarm = f" The diff flags {timeline.first_bad}, but it did not start serving near the onset." if timeline.first_bad else ""
+        return Evidence("model_side", "pass", 0.0, f"No snapshot was published within {NEAR.seconds // 3600} h of the onset.{alarm}",
+                        detail=str(timeline), data={"plot": plot})
+    row = rows.filter(rows["snapshot_id"] == snap.snapshot_id).row(0, named=True)
+    diff_s = (1.0 if row["nonfinite"] else S.from_gate(row["z"], row["gate"])) if row["alarm"] else 0.0
+    layer = None
+    if row["alarm"]:
+        layer = timeline.bad_parameters[0] if timeline.first_bad == snap.snapshot_id and timeline.bad_parameters else row["top_parameter"]
+    parts = [f"{snap.snapshot_id} started serving at {snap.published_at:%H:%M}"]
+    parts.append(f"its weights changed unlike routine refreshes (robust z {row['z']:.1f}, gate {row['gate']:.1f})"
+                 + (f", most in {layer}" if layer else "") if row["alarm"] else "its weight change looks like a routine refresh")
+    swap_s = 0.0
+    if ctx.has("model"):
+        from workbench.rescore import snapshot_swap
+
+        swap = ctx.cached("snapshot_swap", lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident))
+        if swap is not None:
+            swap_s = S.from_share(swap.recovered)
+            parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression")
+    s = 1 - (1 - TIMING_ONLY) * (1 - diff_s) * (1 - swap_s)
+    ctx.cached("snapshot_strength", lambda: s)
+    summary = "; ".join(parts) + "."
+    verdict = "fail" if s >= 0.5 else "warn"
+    return Evidence("model_side", verdict, s, summary, detail=str(timeline), data={"plot": plot, "suspect": snap.snapshot_id},
+                    candidates=(Candidate("snapshot", snap.snapshot_id, s, summary, layer=layer),))
+
+
+def snapshot_validation(ctx: Context) -> Evidence:
+    """Strength: a failed validation of the suspect is strong evidence (0.8): its gates are relative to the stable
+    snapshot with tolerances from bootstrap noise and the spread of benign refreshes (see :mod:`workbench.validation`)."""
+    from workbench.validation import validate_snapshot
+
+    snap = suspect(ctx)
+    if snap is None:
+        return Evidence.skipped("snapshot_validation", "no snapshot published near the onset")
+    result = ctx.cached(("validation", snap.snapshot_id), lambda: validate_snapshot(ctx.case, snap.snapshot_id))
+    table = result.metrics
+    plot = plotspec.table(table.columns, [list(r) for r in table.iter_rows()], title=f"{snap.snapshot_id} vs {result.reference_id} on holdout")
+    if result.passed:
+        return Evidence("snapshot_validation", "pass", 0.0, f"{snap.snapshot_id} passes every gate against {result.reference_id}.",
+                        data={"plot": plot})
+    summary = f"{snap.snapshot_id} fails validation against {result.reference_id}: " + "; ".join(result.reasons[:2]) + "."
+    return Evidence("snapshot_validation", "fail", 0.8, summary, detail="\n".join(result.reasons), data={"plot": plot},
+                    candidates=(Candidate("snapshot", snap.snapshot_id, 0.8, summary),))
+
+
+def activation_trace(ctx: Context) -> Evidence:
+    """Names the first layer whose activations diverge beyond benign variation (supporting, strength 0.5 × from_z)."""
+    from workbench.activations import compare_activations
+
+    snap = suspect(ctx)
+    prev = _previous(ctx, snap) if snap else None
+    if snap is None or prev is None:
+        return Evidence.skipped("activation_trace", "no snapshot (with a predecessor) published near the onset")
+    diff = ctx.cached(("activations", prev.snapshot_id, snap.snapshot_id),
+                      lambda: compare_activations(ctx.case, prev.snapshot_id, snap.snapshot_id))
+    table = diff.table
+    plot = plotspec.bars(table["layer"].to_list(), table["z"].fill_null(0.0).to_list(),
+                         title=f"Activation change {prev.snapshot_id} → {snap.snapshot_id} (robust z)",
+                         y="robust z", highlight=[diff.first_divergent_layer] if diff.first_divergent_layer else [])
+    if not diff.first_divergent_layer:
+        return Evidence("activation_trace", "pass", 0.0, "No layer's activations moved beyond benign refreshes.", detail=str(diff),
+                        data={"plot": plot})
+    row = table.filter(table["layer"] == diff.first_divergent_layer).row(0, named=True)
+    s = 0.5 * S.from_gate(row["z"], row["gate"])
+    summary = (f"Activations first diverge at {diff.first_divergent_layer} (parameter {diff.first_divergent_parameter}; "
+               f"robust z {row['z']:.1f}, gate {row['gate']:.1f}).")
+    return Evidence("activation_trace", "fail", s, summary, detail=str(diff), data={"plot": plot},
+                    candidates=(Candidate("snapshot", snap.snapshot_id, s, summary, layer=diff.first_divergent_parameter),))
+
+
+def feature_isolation(ctx: Context) -> Evidence:
+    """Strength per feature: the share of the NE regression recovered by swapping it back (with a model), or
+    its share of the prediction shift (surrogate), times how much the feature itself drifted — isolation says
+    *how much* a feature matters, drift says *that* it changed; both must hold.
+    """
+    from workbench.isolation import isolate_features
+
+    iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident))
+    strengths = feature_strengths(ctx)
+    table = iso.table.head(10)
+    cands = []
+    for row in iso.table.head(3).iter_rows(named=True):
+        s = S.from_share(row["explained"]) * strengths.get(row["feature"], 0.0)
+        if s >= 0.2:
+            cands.append(Candidate("feature", row["feature"], s, f"{row['feature']} explains {row['explained']:.0%} of the change",
+                                   detail=f"{iso.method}: {row['feature']} explains {row['explained']:.0%} of the regression"))
+    _ = drift(ctx)
+    label = "model" if not iso.model_free else "surrogate (model-free)"
+    summary = (f"By {label} attribution, {table['feature'][0]} explains the most of the change ({table['explained'][0]:.0%})."
+               if table.height else "No feature attribution available.")
+    return Evidence("feature_isolation", "fail" if cands else "pass", max((c.strength for c in cands), default=0.0), summary,
+                    detail=str(iso), data={"plot": plotspec.bars(table["feature"].to_list(), table["explained"].to_list(),
+                                                                 title=f"Share of the change explained ({label})", y="share")},
+                    candidates=tuple(cands))
