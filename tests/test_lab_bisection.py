@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
-from workbench.lab import bisect, make_sample_repo
-from workbench.lab.bisection import first_true
+from workbench.lab import Variant, bisect, make_sample_repo
+from workbench.lab.bisection import bisect_variants, first_true
 from workbench.lab.errors import LabError
 from workbench.lab.settings import LabSettings
 
@@ -60,3 +61,11 @@ def test_bisect_names_the_regressing_commit_and_the_phase_it_slowed(sample):
     assert trail.height == len(result.steps) and trail["regressed"][0]  # BAD regressed
     assert "FIRST REGRESSING CHANGE" in str(result) and sample.culprit.subject in result.headline()
     assert result.table()["step"].n_unique() == len(result.steps)
+
+
+def test_bisect_an_ordered_list_of_configs_without_git():
+    code = "import time; from workbench.lab import mark; time.sleep({}); mark('data_ready'); mark('first_batch')"
+    configs = [Variant(f"sleep={s}", (sys.executable, "-c", code.format(s))) for s in (0.0, 0.0, 0.08, 0.08)]
+    result = bisect_variants(configs[0], configs[1:], LabSettings(runs=5, confirm=5, warmup=0))
+    assert result.culprit_subject == "sleep=0.08" and result.culprit == 1
+    assert result.phase == "data_ready"

@@ -54,7 +54,13 @@ VERDICTS = ("regression", "improvement", "no change", "not reproduced", "pending
 
 @dataclass(frozen=True, slots=True)
 class PhaseComparison:
-    """A against B on one phase (or on TTFB), with both tests and the noise threshold."""
+    """A against B on one phase (or on TTFB), with both tests and the noise threshold.
+
+    ``relative`` is ``median(B) / median(A) - 1`` with its bootstrap interval
+    ``ci``; ``welch`` is Welch's t-test on log seconds and ``mann_whitney`` the
+    U test on seconds, both of B against A; ``threshold`` is the relative
+    change A/A noise exceeds with probability ``fpr`` at these run counts.
+    """
 
     phase: str
     n_a: int

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +29,7 @@ from workbench.lab.errors import LabError
 from workbench.lab.marks import FIRST_BATCH, MARKS_ENV, SHRINK_PREFIX, STOP_ENV
 from workbench.lab.settings import LabSettings
 
-__all__ = ["TTFB", "RunFailure", "RunSet", "Variant", "python_command", "run_interleaved", "run_once"]
+__all__ = ["TTFB", "RunFailure", "RunSet", "Variant", "run_interleaved", "run_once"]
 
 TTFB = "ttfb"
 """Phase name of the total, launch to first batch, in the measurement table."""
@@ -324,9 +323,3 @@ def run_interleaved(variants: Mapping[str, Variant], settings: LabSettings | Non
     schema = {"variant": pl.String, "stage": pl.String, "run": pl.Int64, "order": pl.Int64,
               "phase": pl.String, "seconds": pl.Float64}
     return RunSet(pl.DataFrame(rows, schema=schema), tuple(failures), dict(variants))
-
-
-def python_command(*args: str) -> tuple[str, ...]:
-    """``(sys.executable, *args)``: a workflow run by this interpreter."""
-    return (sys.executable, *args)
-
