@@ -1,0 +1,467 @@
+"""Which features broke: every feature, baseline vs incident (or serving vs training), in one pass per window.
+
+The pass (mergeable partial aggregates, streaming):
+
+1. **Reference edges.** A hash sample (~200k rows) of the reference window gives
+   each numeric feature ``bins - 1`` quantile edges and its scale band (``|x|``
+   between a tenth of its 1st and ten times its 99th percentile).
+2. **Profiles.** One ``select`` per window counts, per feature, nulls,
+   ``x <= edge`` for every edge (cumulative histogram), sums of ``x``, ``x^2``,
+   ``|x|``, the tail sums beyond the outer edges, min, max and values out of the
+   scale band. Profiles of disjoint parts add up (min/max combine).
+3. **Samples.** Hash samples of both windows, cut to equal size, give quantiles,
+   distinct counts, the share of repeated values and the top value's share
+   (distinct counts grow with sample size, so only equal sizes compare).
+
+Per feature: coverage (non-null share) before/after, PSI and Jensen-Shannon
+distance on the histogram *with a null bin* (only a null bin sees a coverage
+drop), KS and Wasserstein-1 on non-null values (W1 divided by the reference IQR,
+else std, so features compare), moments, quantiles, staleness, scale ratio
+(mean ``|x|`` after / before). Definitions in :mod:`workbench._distances`.
+
+**Severity** is an effect size, not a p-value (on a million rows every
+difference is "significant"): the JS distance (null bin included; ~0.42 x a shift
+in standard deviations, so 0.1 is a small effect) *in excess of the same
+distance over the same time lag before the baseline* (the *placebo* window:
+the baseline moved back by the baseline-to-incident lag, when the data reaches
+that far). Organic drift moves a feature as much between placebo and baseline
+as between baseline and incident, so its excess is ~0; a break is new. Serving
+vs training has no placebo: severity is the plain JS distance.
+
+**Kind** names where the moved mass went, once ``severity >= 0.1``:
+``coverage`` when the null/non-null split moved more than the values did;
+``scale`` when at least half of the moved value mass left the scale band;
+``stale`` when at least half of it piled onto one value (the top value's share
+rose); else ``distribution``. Below the floor: ``none``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from workbench._common import check_columns, fmt, hash_sample, records, window_rows
+from workbench._distances import js_distance, ks_from_cdf, psi, total_variation, wasserstein_from_cdf
+from workbench.case import TS, Case
+from workbench.errors import WorkbenchError
+from workbench.windows import Window
+
+__all__ = ["FeatureDrift", "FeatureSlices", "feature_by_slice", "feature_drift", "feature_timeline", "training_skew"]
+
+BINS = 20
+SAMPLE_ROWS = 200_000
+FLOOR = 0.1  # JS distance of a small effect (Cohen's d ~ 0.24)
+KIND_SHARE = 0.5  # share of the moved mass a kind must explain
+SCALE_BAND = 10.0
+COLUMNS = ("feature", "type", "kind", "severity", "rank", "js", "js_usual", "psi", "ks", "wasserstein",
+           "coverage_baseline", "coverage_incident", "coverage_delta", "mean_baseline", "mean_incident",
+           "std_baseline", "std_incident", "p01_baseline", "p01_incident", "p50_baseline", "p50_incident",
+           "p99_baseline", "p99_incident", "repeat_share_baseline", "repeat_share_incident",
+           "distinct_baseline", "distinct_incident", "top_share_baseline", "top_share_incident",
+           "scale_ratio", "out_of_scale_baseline", "out_of_scale_incident", "moved_share")
+
+
+# ---------------------------------------------------------------- reference and profiles
+@dataclass(frozen=True, slots=True)
+class _Reference:
+    features: tuple[str, ...]
+    edges: dict[str, np.ndarray]
+    band: dict[str, tuple[float, float]]  # |x| scale band
+    spread: dict[str, float]  # IQR, else std, else 1
+
+
+def _reference(sample: pl.DataFrame, features: tuple[str, ...], bins: int) -> _Reference:
+    edges, band, spread = {}, {}, {}
+    qs = np.linspace(0, 1, bins + 1)[1:-1]
+    for f in features:
+        x = sample[f].drop_nulls().drop_nans().to_numpy() if f in sample.columns else np.array([])
+        if not len(x):
+            edges[f], band[f], spread[f] = np.array([]), (0.0, math.inf), 1.0
+            continue
+        edges[f] = np.unique(np.quantile(x, qs))
+        a = np.abs(x)
+        pos = a[a > 0]
+        lo = float(np.quantile(pos, 0.01)) / SCALE_BAND if len(pos) else 0.0
+        hi = float(np.quantile(a, 0.99)) * SCALE_BAND if len(a) else math.inf
+        band[f] = (lo, hi if hi > 0 else math.inf)
+        q25, q75 = np.quantile(x, [0.25, 0.75])
+        sd = float(np.std(x))
+        spread[f] = float(q75 - q25) if q75 > q25 else sd if sd > 0 else 1.0
+    return _Reference(features, edges, band, spread)
+
+
+def _profile_exprs(ref: _Reference) -> list[pl.Expr]:
+    out: list[pl.Expr] = [pl.len().alias("n")]
+    for j, f in enumerate(ref.features):
+        x = pl.col(f)
+        e = ref.edges[f]
+        lo, hi = ref.band[f]
+        out += [x.null_count().alias(f"{j}|null"), x.sum().alias(f"{j}|s1"), (x * x).sum().alias(f"{j}|s2"),
+                x.abs().sum().alias(f"{j}|sabs"), x.min().alias(f"{j}|min"), x.max().alias(f"{j}|max"),
+                ((x.abs() > hi) | ((x.abs() < lo) & (x != 0))).sum().alias(f"{j}|oos")]
+        if len(e):
+            out += [(x <= float(v)).sum().alias(f"{j}|c{k}") for k, v in enumerate(e)]
+            out += [pl.when(x <= float(e[0])).then(x).sum().alias(f"{j}|le"),
+                    pl.when(x > float(e[-1])).then(x).sum().alias(f"{j}|gt")]
+    return out
+
+
+def merge_profiles(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Profiles of disjoint parts -> the profile of their union."""
+    both = pl.concat(frames)
+    return both.select(pl.col(c).min() if c.endswith("|min") else pl.col(c).max() if c.endswith("|max") else pl.col(c).sum()
+                       for c in both.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    n: float
+    nulls: float
+    hist: np.ndarray  # non-null counts per bin, len(edges) + 1
+    cdf: np.ndarray  # at the edges, over non-null values
+    mean: float
+    std: float
+    tails: tuple[float, float]
+    mean_abs: float
+    oos: float  # out-of-scale share of non-null
+
+    @property
+    def full(self) -> np.ndarray:
+        return np.r_[self.nulls, self.hist]
+
+
+def _stats(row: dict, j: int, edges: np.ndarray) -> _Stats:
+    n = float(row["n"])
+    nulls = float(row[f"{j}|null"])
+    nn = n - nulls
+    cum = np.array([row[f"{j}|c{k}"] for k in range(len(edges))], dtype=float)
+    hist = np.diff(np.r_[0.0, cum, nn]) if len(edges) else np.array([nn])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (row[f"{j}|s1"] or 0.0) / nn if nn else math.nan
+        var = (row[f"{j}|s2"] or 0.0) / nn - mean * mean if nn else math.nan
+        tails = (0.0, 0.0)
+        if len(edges) and nn:
+            lo = (cum[0] * edges[0] - (row[f"{j}|le"] or 0.0)) / nn
+            hi = ((row[f"{j}|gt"] or 0.0) - (nn - cum[-1]) * edges[-1]) / nn
+            tails = (lo, hi)
+        return _Stats(n, nulls, hist, cum / nn if nn else cum * math.nan, mean, math.sqrt(max(var, 0.0)) if nn else math.nan,
+                      tails, (row[f"{j}|sabs"] or 0.0) / nn if nn else math.nan, row[f"{j}|oos"] / nn if nn else math.nan)
+
+
+def _sample_stats(xb: np.ndarray, xi: np.ndarray) -> dict[str, float]:
+    """Quantiles and staleness on equal-size samples."""
+    out: dict[str, float] = {}
+    for tag, x in (("baseline", xb), ("incident", xi)):
+        for q, name in ((0.01, "p01"), (0.5, "p50"), (0.99, "p99")):
+            out[f"{name}_{tag}"] = float(np.quantile(x, q)) if len(x) else math.nan
+    m = min(len(xb), len(xi))
+    for tag, x in (("baseline", xb), ("incident", xi)):
+        if m < 20:
+            out[f"distinct_{tag}"] = out[f"repeat_share_{tag}"] = out[f"top_share_{tag}"] = math.nan
+            continue
+        _, counts = np.unique(x[:m], return_counts=True)
+        out[f"distinct_{tag}"] = float(len(counts))
+        out[f"repeat_share_{tag}"] = 1.0 - len(counts) / m
+        out[f"top_share_{tag}"] = float(counts.max()) / m
+    return out
+
+
+def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta: float, top_delta: float) -> str:
+    if not severity >= FLOOR:
+        return "none"
+    if js_cov >= js_val:
+        return "coverage"
+    if oos_delta >= KIND_SHARE * moved:
+        return "scale"
+    if top_delta >= KIND_SHARE * moved:
+        return "stale"
+    return "distribution"
+
+
+def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | None, sample_b: pl.DataFrame,
+                  sample_i: pl.DataFrame) -> list[dict]:
+    rows = []
+    for j, f in enumerate(ref.features):
+        e = ref.edges[f]
+        b, i = _stats(prof_b, j, e), _stats(prof_i, j, e)
+        js = float(js_distance(b.full, i.full))
+        usual = float(js_distance(_stats(prof_p, j, e).full, b.full)) if prof_p is not None else math.nan
+        excess = js - usual if prof_p is not None and math.isfinite(usual) else js
+        cov_b, cov_i = (b.n - b.nulls) / b.n if b.n else math.nan, (i.n - i.nulls) / i.n if i.n else math.nan
+        js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
+        js_val = float(js_distance(b.hist, i.hist))
+        moved = float(total_variation(b.hist, i.hist))
+        xb = sample_b[f].drop_nulls().drop_nans().to_numpy() if f in sample_b.columns else np.array([])
+        xi = sample_i[f].drop_nulls().drop_nans().to_numpy() if f in sample_i.columns else np.array([])
+        ss = _sample_stats(xb, xi)
+        top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
+        row = {
+            "feature": f, "type": "numeric", "severity": max(0.0, excess), "_excess": excess,
+            "js": js, "js_usual": usual, "psi": float(psi(b.full, i.full)), "ks": ks_from_cdf(b.cdf, i.cdf),
+            "wasserstein": wasserstein_from_cdf(e, b.cdf, i.cdf, b.tails, i.tails) / ref.spread[f],
+            "coverage_baseline": cov_b, "coverage_incident": cov_i, "coverage_delta": cov_i - cov_b,
+            "mean_baseline": b.mean, "mean_incident": i.mean, "std_baseline": b.std, "std_incident": i.std,
+            "scale_ratio": i.mean_abs / b.mean_abs if b.mean_abs else math.nan,
+            "out_of_scale_baseline": b.oos, "out_of_scale_incident": i.oos, "moved_share": moved, **ss,
+        }
+        row["kind"] = _kind(row["severity"], js_cov, js_val, moved, i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0,
+                            top_delta if math.isfinite(top_delta) else 0.0)
+        rows.append(row)
+    return rows
+
+
+def _categorical_rows(cats: tuple[str, ...], counts: dict[str, list[pl.DataFrame]], placebo: bool) -> list[dict]:
+    rows = []
+    for c in cats:
+        frames = counts[c]
+        keys = sorted({v for fr in frames for v in fr[c].to_list() if v is not None})
+        def vec(fr: pl.DataFrame, keys: list = keys, c: str = c) -> np.ndarray:
+            d = dict(zip(fr[c].to_list(), fr["len"].to_list(), strict=True))
+            return np.array([d.get(None, 0)] + [d.get(k, 0) for k in keys], dtype=float)
+        vb, vi = vec(frames[0]), vec(frames[1])
+        js = float(js_distance(vb, vi))
+        usual = float(js_distance(vec(frames[2]), vb)) if placebo else math.nan
+        excess = js - usual if placebo and math.isfinite(usual) else js
+        nb, ni = vb.sum(), vi.sum()
+        cov_b, cov_i = 1 - vb[0] / nb if nb else math.nan, 1 - vi[0] / ni if ni else math.nan
+        top_b = vb[1:].max() / (nb - vb[0]) if nb - vb[0] > 0 else math.nan
+        top_i = vi[1:].max() / (ni - vi[0]) if ni - vi[0] > 0 else math.nan
+        moved = float(total_variation(vb[1:], vi[1:]))
+        js_cov = float(js_distance(np.array([vb[0], nb - vb[0]]), np.array([vi[0], ni - vi[0]])))
+        kind = _kind(max(0.0, excess), js_cov, float(js_distance(vb[1:], vi[1:])), moved, 0.0,
+                     top_i - top_b if math.isfinite(top_i - top_b) else 0.0)
+        rows.append({"feature": c, "type": "categorical", "kind": kind, "severity": max(0.0, excess), "_excess": excess,
+                     "js": js, "js_usual": usual, "psi": float(psi(vb, vi)), "coverage_baseline": cov_b,
+                     "coverage_incident": cov_i, "coverage_delta": cov_i - cov_b,
+                     "distinct_baseline": float((vb[1:] > 0).sum()), "distinct_incident": float((vi[1:] > 0).sum()),
+                     "top_share_baseline": top_b, "top_share_incident": top_i, "moved_share": moved})
+    return rows
+
+
+def _finish(rows: list[dict]) -> pl.DataFrame:
+    schema = dict.fromkeys(COLUMNS, pl.Float64) | {"feature": pl.String, "type": pl.String, "kind": pl.String, "rank": pl.Int64}
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    frame = pl.DataFrame([{c: r.get(c) for c in (*COLUMNS, "_excess") if c != "rank"} for r in rows],
+                         schema={c: schema.get(c, pl.Float64) for c in (*COLUMNS, "_excess") if c != "rank"})
+    frame = frame.with_columns(pl.col(pl.Float64).fill_nan(None)).sort("_excess", descending=True, nulls_last=True)
+    return frame.with_columns(pl.int_range(1, frame.height + 1).alias("rank")).select(COLUMNS)
+
+
+# ---------------------------------------------------------------- results
+@dataclass(frozen=True, slots=True)
+class FeatureDrift:
+    """One row per feature (numeric, then the categorical slice columns), ranked by severity.
+
+    ``reference`` is ``"baseline"`` (window vs window) or ``"training"`` (serving vs
+    ``training.parquet``); ``placebo`` is the window that measured each feature's
+    usual drift (``js_usual``), if any. See the module docstring for the columns.
+    """
+
+    table: pl.DataFrame
+    baseline: Window | None
+    incident: Window
+    reference: str = "baseline"
+    placebo: Window | None = None
+
+    @property
+    def broken(self) -> pl.DataFrame:
+        """Rows whose kind is not ``none``, worst first."""
+        return self.table.filter(pl.col("kind") != "none")
+
+    def to_dict(self) -> dict:
+        return {"reference": self.reference, "baseline": self.baseline.to_dict() if self.baseline else None,
+                "incident": self.incident.to_dict(), "placebo": self.placebo.to_dict() if self.placebo else None,
+                "table": records(self.table)}
+
+    def __str__(self) -> str:
+        ref = str(self.baseline) if self.baseline else "training.parquet"
+        broken = self.broken
+        lines = [f"feature drift, {self.incident} vs {ref}: {broken.height} of {self.table.height} features broke"]
+        for r in self.table.head(max(3, min(broken.height, 8))).iter_rows(named=True):
+            lines.append(f"  {r['rank']:>2}. {r['feature']:<28} {r['kind']:<12} severity {fmt(r['severity'])}  "
+                         f"coverage {fmt(r['coverage_baseline'], 2)}->{fmt(r['coverage_incident'], 2)}  psi {fmt(r['psi'], 2)}")
+        return "\n".join(lines)
+
+
+def _features(case: Case, features: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    return case.features if features is None else check_columns(case, features, "feature", case.features)
+
+
+def _placebo(case: Case, baseline: Window, incident: Window) -> Window | None:
+    lag = incident.start - baseline.start
+    if lag.total_seconds() <= 0:
+        return None
+    start, end = max(baseline.start - lag, case.start), baseline.end - lag
+    if end <= start or (end - start) < 0.5 * baseline.duration:
+        return None
+    return Window(start, end)
+
+
+def _compare(ref_lf: pl.LazyFrame, cur_lf: pl.LazyFrame, placebo_lf: pl.LazyFrame | None, features: tuple[str, ...],
+             cats: tuple[str, ...], ref_rows: int, cur_rows: int, bins: int, sample_rows: int) -> pl.DataFrame:
+    sb, si = hash_sample(ref_rows, sample_rows), hash_sample(cur_rows, sample_rows)
+    cols = list(features)
+    queries = [(ref_lf if sb is None else ref_lf.filter(sb)).select(cols), (cur_lf if si is None else cur_lf.filter(si)).select(cols)]
+    sample_b, sample_i = pl.collect_all(queries, engine="streaming")
+    ref = _reference(sample_b, features, bins)
+    exprs = _profile_exprs(ref)
+    frames = [ref_lf, cur_lf] + ([placebo_lf] if placebo_lf is not None else [])
+    queries = [lf.select(exprs) for lf in frames]
+    queries += [lf.group_by(c).agg(pl.len()) for c in cats for lf in frames]
+    out = pl.collect_all(queries, engine="streaming")
+    profiles = [o.row(0, named=True) for o in out[: len(frames)]]
+    counts = {c: out[len(frames) * (1 + k): len(frames) * (2 + k)] for k, c in enumerate(cats)}
+    rows = _numeric_rows(ref, profiles[0], profiles[1], profiles[2] if placebo_lf is not None else None, sample_b, sample_i)
+    rows += _categorical_rows(cats, counts, placebo_lf is not None)
+    return _finish(rows)
+
+
+def feature_drift(case: Case, baseline: Window, incident: Window, *, features: tuple[str, ...] | list[str] | None = None,
+                  categorical: bool = True, bins: int = BINS, sample_rows: int = SAMPLE_ROWS, placebo: bool = True) -> FeatureDrift:
+    """Every feature, baseline vs incident window: coverage, PSI, JS, KS, W1, moments, staleness, scale, severity.
+
+    >>> from workbench.case import open_case
+    >>> from workbench.onset import detect_onset
+    >>> case = open_case("sample_data/cases/feature_coverage_drop")
+    >>> onset = detect_onset(case)
+    >>> feature_drift(case, onset.baseline, onset.incident).table["kind"][0]
+    'coverage'
+    """
+    feats = _features(case, features)
+    cats = case.slices if categorical else ()
+    pw = _placebo(case, baseline, incident) if placebo else None
+    lf = case.predictions
+    table = _compare(lf.filter(baseline.contains(TS)), lf.filter(incident.contains(TS)),
+                     lf.filter(pw.contains(TS)) if pw else None, feats, cats, window_rows(case, baseline),
+                     window_rows(case, incident), bins, sample_rows)
+    return FeatureDrift(table=table, baseline=baseline, incident=incident, reference="baseline", placebo=pw)
+
+
+def training_skew(case: Case, window: Window, *, features: tuple[str, ...] | list[str] | None = None, bins: int = BINS,
+                  sample_rows: int = SAMPLE_ROWS) -> FeatureDrift:
+    """Serving (``window``) vs ``training.parquet`` for every feature the training sample has."""
+    if case.training is None:
+        raise WorkbenchError(case.root, "no training.parquet: training-serving skew needs a sample of training examples.",
+                             "add training.parquet (ts, label and the feature columns) to the case.")
+    tschema = case.training.collect_schema()
+    feats = tuple(f for f in _features(case, features) if f in tschema)
+    cats = tuple(c for c in case.slices if c in tschema)
+    train_rows = case.training.select(pl.len()).collect().item()
+    table = _compare(case.training, case.predictions.filter(window.contains(TS)), None, feats, cats, train_rows,
+                     window_rows(case, window), bins, sample_rows)
+    return FeatureDrift(table=table, baseline=None, incident=window, reference="training")
+
+
+def feature_timeline(case: Case, features: tuple[str, ...] | list[str] | None = None, every: str = "1h") -> pl.DataFrame:
+    """Coverage and mean per time window per feature (long format: window, feature, rows, coverage, mean), one pass."""
+    feats = _features(case, features)
+    aggs = [pl.len().alias("rows")]
+    for j, f in enumerate(feats):
+        aggs += [pl.col(f).null_count().alias(f"{j}|null"), pl.col(f).mean().alias(f"{j}|mean")]
+    wide = case.predictions.group_by(pl.col(TS).dt.truncate(every).alias("window")).agg(aggs).collect(engine="streaming")
+    parts = [wide.select("window", "rows", pl.lit(f).alias("feature"), (1 - pl.col(f"{j}|null") / pl.col("rows")).alias("coverage"),
+                         pl.col(f"{j}|mean").alias("mean")) for j, f in enumerate(feats)]
+    return pl.concat(parts).sort("feature", "window") if parts else pl.DataFrame()
+
+
+# ---------------------------------------------------------------- where a feature broke
+@dataclass(frozen=True, slots=True)
+class FeatureSlices:
+    """For one feature: its break (JS distance, null bin included) per slice value and in the rest of traffic.
+
+    ``table``: ``slice``, ``level``, ``share``, ``js`` (inside), ``js_rest`` (outside),
+    ``coverage_baseline``, ``coverage_incident``, ``mean_baseline``, ``mean_incident``,
+    ``score = js - js_rest``, ranked. ``concentrated`` is true when the top slice
+    broke (``js >= 0.1``) and the rest did not (``js_rest < 0.1``).
+    """
+
+    feature: str
+    table: pl.DataFrame
+    baseline: Window
+    incident: Window
+    concentrated: bool
+
+    @property
+    def top(self) -> dict | None:
+        return self.table.row(0, named=True) if self.table.height else None
+
+    def to_dict(self) -> dict:
+        return {"feature": self.feature, "baseline": self.baseline.to_dict(), "incident": self.incident.to_dict(),
+                "concentrated": self.concentrated, "top": records(self.table.head(1))[0] if self.table.height else None,
+                "table": records(self.table)}
+
+    def __str__(self) -> str:
+        if not self.table.height:
+            return f"{self.feature}: no slices"
+        t = self.top
+        where = f"only in {t['slice']}" if self.concentrated else f"not confined to one slice (top {t['slice']})"
+        return f"{self.feature} broke {where}: JS {fmt(t['js'])} inside vs {fmt(t['js_rest'])} outside, share {fmt(t['share'], 2)}"
+
+
+def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Window,
+                     columns: tuple[str, ...] | list[str] | None = None, pairs: bool = True,
+                     sample_rows: int = SAMPLE_ROWS) -> FeatureSlices:
+    """In which slice value (or pair) did ``feature`` break? One grouped pass over that feature and the slice columns."""
+    check_columns(case, [feature], "feature", case.features)
+    cols = case.slices if columns is None else check_columns(case, columns, "slice", case.slices)
+    lf = case.predictions
+    sb = hash_sample(window_rows(case, baseline), sample_rows)
+    base = lf.filter(baseline.contains(TS))
+    sample = (base if sb is None else base.filter(sb)).select(feature).collect(engine="streaming")
+    ref = _reference(sample, (feature,), BINS)
+    e = ref.edges[feature]
+    x = pl.col(feature)
+    aggs = [pl.len().alias("n"), x.null_count().alias("null"), x.sum().alias("s1")]
+    aggs += [(x <= float(v)).sum().alias(f"c{k}") for k, v in enumerate(e)]
+    period = pl.when(incident.contains(TS)).then(pl.lit("i")).otherwise(pl.lit("b")).alias("_p")
+    cells = (lf.filter(baseline.contains(TS) | incident.contains(TS)).group_by(period, *cols).agg(aggs)
+             .collect(engine="streaming"))
+    sums = ["n", "null", "s1"] + [f"c{k}" for k in range(len(e))]
+    groups = [(c,) for c in cols] + (list(itertools.combinations(cols, 2)) if pairs else [])
+    tot = {p: cells.filter(pl.col("_p") == p).select(pl.col(s).sum() for s in sums).row(0, named=True) for p in ("b", "i")}
+    out = []
+    for g in groups:
+        agg = cells.group_by("_p", *g).agg(pl.col(s).sum() for s in sums)
+        label = pl.concat_str([pl.lit(f"{c}=") + pl.col(c).fill_null("null") for c in g], separator=" & ")
+        wide = agg.with_columns(label.alias("slice")).pivot(on="_p", index="slice", values=sums).fill_null(0)
+        for r in wide.iter_rows(named=True):
+            inside = {p: {s: float(r.get(f"{s}_{p}", 0) or 0) for s in sums} for p in ("b", "i")}
+            rest = {p: {s: (tot[p][s] or 0) - inside[p][s] for s in sums} for p in ("b", "i")}
+            js_in = _js_of(inside, len(e))
+            js_out = _js_of(rest, len(e))
+            n_i = tot["i"]["n"] or 1
+            out.append({"slice": r["slice"], "level": len(g), "share": inside["i"]["n"] / n_i, "js": js_in, "js_rest": js_out,
+                        "coverage_baseline": _cov(inside["b"]), "coverage_incident": _cov(inside["i"]),
+                        "mean_baseline": _mean(inside["b"]), "mean_incident": _mean(inside["i"]), "score": js_in - js_out})
+    table = pl.DataFrame(out, schema={"slice": pl.String, "level": pl.Int64, "share": pl.Float64, "js": pl.Float64,
+                                      "js_rest": pl.Float64, "coverage_baseline": pl.Float64, "coverage_incident": pl.Float64,
+                                      "mean_baseline": pl.Float64, "mean_incident": pl.Float64, "score": pl.Float64})
+    table = table.with_columns(pl.col(pl.Float64).fill_nan(None)).sort("score", descending=True, nulls_last=True)
+    top = table.row(0, named=True) if table.height else None
+    concentrated = bool(top and (top["js"] or 0) >= FLOOR and (top["js_rest"] or 0) < FLOOR)
+    return FeatureSlices(feature=feature, table=table, baseline=baseline, incident=incident, concentrated=concentrated)
+
+
+def _js_of(side: dict[str, dict[str, float]], k: int) -> float:
+    def full(s: dict[str, float]) -> np.ndarray:
+        nn = s["n"] - s["null"]
+        cum = np.array([s[f"c{j}"] for j in range(k)])
+        return np.r_[s["null"], np.diff(np.r_[0.0, cum, nn])] if k else np.array([s["null"], nn])
+    if side["b"]["n"] < 1 or side["i"]["n"] < 1:
+        return math.nan
+    return float(js_distance(full(side["b"]), full(side["i"])))
+
+
+def _cov(s: dict[str, float]) -> float:
+    return 1 - s["null"] / s["n"] if s["n"] else math.nan
+
+
+def _mean(s: dict[str, float]) -> float:
+    nn = s["n"] - s["null"]
+    return s["s1"] / nn if nn else math.nan
+
