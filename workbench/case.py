@@ -303,7 +303,7 @@ def _validate(lf: pl.LazyFrame, source: Path, cols: Columns) -> tuple[pl.DataFra
     hourly = (lf.group_by(pl.col(TS).dt.truncate("1h").alias("hour"))
               .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"))
               .drop_nulls("hour").sort("hour"))
-    stats, hourly = pl.collect_all([checks, hourly])
+    stats, hourly = pl.collect_all([checks, hourly], engine="streaming")
     s = stats.row(0, named=True)
     if s["rows"] == 0:
         raise CaseError(source, "the table is empty.", "the serving log needs at least one row per hour you want to analyse.")
@@ -433,22 +433,15 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
         snapshots = read_snapshot_index(root)
     elif (root / "snapshots").is_dir():
         raise CaseError(root / "snapshots", "directory has no index.csv.", "list the snapshots in snapshots/index.csv: snapshot_id,published_at,file[,stable]")
-    if snapshots:
-        served = _served_snapshot(snapshots)
-        lf = lf.with_columns(pl.coalesce(pl.col(SNAPSHOT), served).alias(SNAPSHOT))
-        known = {s.snapshot_id for s in snapshots}
     say("validating timestamps, predictions and labels")
     hourly, warnings = _validate(lf, source, cols)
+    if snapshots:
+        lf = lf.with_columns(pl.coalesce(pl.col(SNAPSHOT), _served_snapshot(snapshots)).alias(SNAPSHOT))
     rows = int(hourly["rows"].sum())
     warnings += _all_null_features(source, lf, cols.features, rows)
     if not cols.features:
         warnings.append(f"no feature columns match {list(cfg.features)}: feature checks are skipped. "
                         "Map them in workbench.toml: [columns] features = [\"f_*\"]")
-    if snapshots and cols.snapshot:
-        unknown = lf.select(pl.col(SNAPSHOT).unique()).collect()[SNAPSHOT].drop_nulls().to_list()
-        unknown = sorted(set(unknown) - known)
-        if unknown:
-            warnings.append(f"{source.name}: snapshot ids {unknown[:5]} are not in snapshots/index.csv.")
 
     training, more, tsource = _prepare_training(root, cfg, cols)
     warnings += more

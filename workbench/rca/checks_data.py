@@ -256,7 +256,7 @@ def calibration(ctx: Context) -> Evidence:
     snapshot stay put; with a model, logged predictions also stop matching what the
     serving snapshot computes from the logged features (serving consistency).
     """
-    from workbench.calibration import calibration_shift, reliability
+    from workbench.calibration import calibration_shift
 
     cs = ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident))
     others = [max(feature_strengths(ctx).values(), default=0.0), ctx.cached("snapshot_strength", lambda: 0.0)]
@@ -274,12 +274,11 @@ def calibration(ctx: Context) -> Evidence:
         s = 1 - (1 - s) * (1 - S.from_z(serving.changed / max(serving.gap_baseline, 1e-3)))
     summary = (f"Calibration ratio {cs.calibration_ratio_baseline:.3f} → {cs.calibration_ratio_incident:.3f} while AUC "
                f"{cs.auc_baseline:.3f} → {cs.auc_incident:.3f}.")
-    rel_b = ctx.cached(("reliability", "baseline"), lambda: reliability(ctx.case, ctx.baseline))
-    rel_i = ctx.cached(("reliability", "incident"), lambda: reliability(ctx.case, ctx.incident))
+    rel_b, rel_i = cs.reliability_baseline, cs.reliability_incident
     plot = plotspec.table(["bin", "mean prediction (baseline)", "label rate (baseline)", "mean prediction (incident)",
                            "label rate (incident)"],
                           [[i, *a, *b] for i, (a, b) in enumerate(zip(rel_b.pairs(), rel_i.pairs(), strict=False))],
-                          title="Reliability: mean prediction vs label rate per bin")
+                          title="Reliability: mean prediction vs label rate per bin (equal labeled mass)")
     verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
     cands = (Candidate("calibration", "calibration", s, f"predictions shifted in scale at {_hhmm(ctx)} with inputs and "
                        f"snapshot unchanged ({summary[0].lower()}{summary[1:-1]})", detail=detail),) if s > 0 else ()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from workbench import plotspec
 from workbench.rca import _strength as S
-from workbench.rca.checks_data import drift, feature_strengths
+from workbench.rca.checks_data import feature_strengths
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -141,15 +141,14 @@ def feature_isolation(ctx: Context) -> Evidence:
     table = iso.table.head(10)
     cands = []
     for row in iso.table.head(3).iter_rows(named=True):
-        s = S.from_share(row["explained"]) * strengths.get(row["feature"], 0.0)
+        s = S.from_share(row["score"]) * strengths.get(row["feature"], 0.0)
         if s >= 0.2:
-            cands.append(Candidate("feature", row["feature"], s, f"{row['feature']} explains {row['explained']:.0%} of the change",
-                                   detail=f"{iso.method}: {row['feature']} explains {row['explained']:.0%} of the regression"))
-    _ = drift(ctx)
+            cands.append(Candidate("feature", row["feature"], s, f"{row['feature']} explains {row['score']:.0%} of the change",
+                                   detail=f"{iso.method}: {row['feature']} explains {row['score']:.0%} of the change"))
     label = "model" if not iso.model_free else "surrogate (model-free)"
-    summary = (f"By {label} attribution, {table['feature'][0]} explains the most of the change ({table['explained'][0]:.0%})."
+    summary = (f"By {label} attribution, {table['feature'][0]} explains the most of the change ({table['score'][0]:.0%})."
                if table.height else "No feature attribution available.")
     return Evidence("feature_isolation", "fail" if cands else "pass", max((c.strength for c in cands), default=0.0), summary,
-                    detail=str(iso), data={"plot": plotspec.bars(table["feature"].to_list(), table["explained"].to_list(),
+                    detail=str(iso), data={"plot": plotspec.bars(table["feature"].to_list(), table["score"].to_list(),
                                                                  title=f"Share of the change explained ({label})", y="share")},
                     candidates=tuple(cands))
