@@ -1,0 +1,359 @@
+"""Write the template notebooks (no outputs): ``python notebooks/make_notebooks.py``.
+
+Every notebook has a ``parameters`` cell (papermill) with ``case``, the path of the
+case directory, so a team runs it unchanged on its own case::
+
+    papermill notebooks/triage.ipynb out.ipynb -p case path/to/case
+
+``metadata.workbench.workflows`` lists the decision-tree nodes a notebook teaches;
+``tests/test_notebooks.py`` checks every workflow of the tree has its notebook.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).resolve().parent
+SETUP = """from IPython.display import Markdown, display
+
+from workbench import open_case
+from workbench.rca import diagnose
+
+case = open_case(case)   # validates the case; errors name the file, the column and the fix
+print(case)"""
+
+
+def md(text: str) -> nbf.NotebookNode:
+    return nbf.v4.new_markdown_cell(text.strip())
+
+
+def code(text: str) -> nbf.NotebookNode:
+    return nbf.v4.new_code_cell(text.strip())
+
+
+def params(default_case: str) -> nbf.NotebookNode:
+    cell = code(f'case = "../sample_data/cases/{default_case}"  # the case directory to investigate')
+    cell.metadata["tags"] = ["parameters"]
+    return cell
+
+
+WINDOWS = """d = diagnose(case)
+baseline, incident = d.baseline, d.incident
+print(f"baseline {baseline}\\nincident {incident}")"""
+
+NOTEBOOKS: dict[str, dict] = {
+    "quickstart": {
+        "default": "upstream_break",
+        "workflows": [],
+        "cells": [
+            md("""
+# Quickstart: why did the predictions go bad?
+
+Three cells. The first names the case (a directory in the case format: the serving log
+plus whatever else you have — snapshots, `model.py`, `lineage.json`, `events.csv`). The
+second opens the guided investigation: the decision tree with a verdict on every step,
+and tabs for the quality timeline, slices, features, snapshots and lineage. The third
+prints the same answer as `workbench diagnose` does in a terminal."""),
+            params("upstream_break"),
+            code("""from workbench.rca import diagnose
+from workbench_widgets import investigate
+
+d = diagnose(case)   # the whole decision tree, once; the widget draws this result
+investigate(case, diagnosis=d)"""),
+            code("""print(d)"""),
+            md("""
+**Reading it.** The headline names the most likely root cause with a confidence
+between 0 and 1. Open a node of the tree to see its evidence and plot; the highlighted
+path is the route that led to the cause. The other notebooks in this folder walk
+through each part of the tree in depth."""),
+        ],
+    },
+    "triage": {
+        "default": "feature_stale",
+        "workflows": ["prediction_quality"],
+        "cells": [
+            md("""
+# Triage with the decision tree
+
+An expert triages a prediction-quality regression in a fixed order: *did quality
+regress, when and where* → *did the labels change* → *was a snapshot published* →
+*did features break* → *which upstream table* → *calibration* → *one segment*. This
+notebook runs that tree and shows how to read each step."""),
+            params("feature_stale"),
+            code(SETUP),
+            md("""
+## 1. Run the tree
+
+`diagnose` walks every node, caches every analysis result (the CLI, the report and the
+widgets draw the same object), and ranks the candidate causes. The text is exactly what
+`workbench diagnose CASE` prints."""),
+            code("""d = diagnose(case)
+print(d)"""),
+            md("""
+## 2. Read the path
+
+Each node gives a verdict: **fail** found a problem, **warn** is suspicious but not
+conclusive, **pass** ruled a cause out, **skip** could not run (the reason names the
+file that would enable it). The arrow marks the recommended path to the top cause."""),
+            code("""for path, ev in d.steps:
+    print(f"{'  ' * (len(path) - 1)}{path[-1]:<20} {ev.verdict:<5} {ev.summary}")"""),
+            md("""
+## 3. The ranked causes and what to do
+
+Confidence combines the strength of the evidence with its share among the competing
+explanations (see `workbench/rca/ranking.py`): one strong, unrivalled cause scores
+high; two equally strong ones each at most 0.5. Events from `events.csv` near the onset
+raise a cause's confidence but never create one."""),
+            code("""for c in d.root_causes:
+    print(f"{c.kind:<12} {c.target:<30} confidence {c.confidence:.2f}  {c.summary}")
+display(Markdown("**Next steps**\\n\\n" + "\\n".join(f"- {s}" for s in d.next_steps())))"""),
+            md("""
+## 4. Share it
+
+`workbench report CASE -o report.html` writes the same investigation as one
+self-contained HTML file (no JavaScript, opens offline), for people who do not use
+Jupyter. From Python:"""),
+            code("""from workbench.report import write_report
+
+print(write_report(d, "triage-report.html"))"""),
+            code("""from workbench_widgets import investigate
+
+investigate(case, diagnosis=d)"""),
+        ],
+    },
+    "features_and_lineage": {
+        "default": "upstream_break",
+        "workflows": ["feature_side", "training_skew", "feature_isolation", "lineage"],
+        "cells": [
+            md("""
+# Features and lineage: which inputs broke, and where upstream?
+
+Most production regressions are data breaks: a feature loses coverage, changes unit,
+freezes, or an upstream table breaks several features at once. This notebook ranks the
+features, isolates how much of the regression each explains, and walks the lineage to
+the most specific upstream node."""),
+            params("upstream_break"),
+            code(SETUP),
+            code(WINDOWS),
+            md("""
+## 1. Rank the features
+
+Severity is an effect size, not a p-value: the Jensen-Shannon distance (with a null
+bin, so a coverage drop shows) *beyond* how much the same feature moved over the same
+time lag before the baseline. Organic drift moves a feature as much before as after, so
+it ranks low. `kind` says where the moved mass went: coverage, scale, stale or
+distribution."""),
+            code("""from workbench.drift import feature_drift
+
+fd = feature_drift(case, baseline, incident)
+fd.table.select("feature", "kind", "severity", "coverage_baseline", "coverage_incident", "scale_ratio",
+                "top_share_baseline", "top_share_incident").head(8)"""),
+            md("""
+## 2. Training-serving skew
+
+A feature that matched the training data before the onset and not after broke at
+serving time; one that never matched was always skewed (a different, older problem)."""),
+            code("""from workbench.drift import training_skew
+
+if case.training is not None:
+    display(training_skew(case, incident).table.select("feature", "kind", "severity").head(5))"""),
+            md("""
+## 3. Isolate: how much of the regression does each feature explain?
+
+With `model.py` and snapshots, each feature's incident values are swapped for baseline
+values and the rows re-scored (how much NE comes back), next to SHAP attributions
+compared across the windows. Without a model, a gradient-boosted surrogate of the
+logged prediction stands in, and says so."""),
+            code("""from workbench.isolation import isolate_features
+
+iso = isolate_features(case, baseline, incident)
+print(iso.method)
+iso.table.select("feature", "rank", "score", "ne_recovered", "loss_share", "prediction_shift_share").head(6)"""),
+            md("""
+## 4. Walk the lineage
+
+The broken features are fed by many tables and pipelines; the cause is the node that
+covers the broken ones and as few healthy ones as possible (best F1, ties to the most
+specific node)."""),
+            code("""lineage = d.evidence("lineage")
+print(lineage.summary)
+print(lineage.detail)"""),
+            code("""for c in d.root_causes[:3]:
+    print(f"{c.kind:<10} {c.target:<28} {c.confidence:.2f}  {c.summary}")"""),
+            md("""
+**What to do next.** For an upstream cause, open the incident with the owners of that
+table or pipeline, backfill the broken hours, and add a coverage monitor on the
+features below it. For a single feature, check the job that produces it."""),
+            code("""from workbench_widgets import investigate
+
+investigate(case, diagnosis=d)"""),
+        ],
+    },
+    "snapshots": {
+        "default": "snapshot_corrupt",
+        "workflows": ["model_side", "snapshot_validation", "activation_trace"],
+        "cells": [
+            md("""
+# Snapshot diagnosis: diff, validation, activation tracing
+
+Was the regression caused by a model snapshot published near the onset? Three tools,
+each judged against the case's own benign refreshes so routine updates never alarm."""),
+            params("snapshot_corrupt"),
+            code(SETUP),
+            md("""
+## 1. Diff every snapshot against its predecessor
+
+Per parameter: relative L2 change, max change, NaN/Inf, norm ratio, sign flips, dead
+units. The robust z compares the change with the changes between consecutive benign
+snapshots; the first snapshot above the gate is the first bad one."""),
+            code("""from workbench.snapshot_diff import snapshot_timeline
+
+tl = snapshot_timeline(case)
+print(tl)
+tl.table.select("snapshot_id", "published_at", "rel_l2", "z", "gate", "alarm", "top_parameter")"""),
+            md("""
+## 2. Validate the suspect on holdout data
+
+The guardrail before serving: score the snapshot on labeled rows from before it was
+published and compare NE, AUC and calibration with the stable snapshot. Tolerances
+come from bootstrap noise and the spread of earlier refreshes, not magic numbers.
+`workbench validate CASE --snapshot ID` exits 1 on a failure (use it in a deploy
+script)."""),
+            code("""from workbench.validation import validate_snapshot
+
+suspect = tl.first_bad or case.snapshots[-1].snapshot_id
+v = validate_snapshot(case, suspect)
+print("PASS" if v.passed else "FAIL", *v.reasons, sep="\\n - ")
+v.metrics"""),
+            md("""
+## 3. Trace activations layer by layer
+
+Both snapshots run on the same rows; the first layer whose activations diverge beyond
+benign variation is where the damage starts (it propagates downstream)."""),
+            code("""from workbench.activations import compare_activations
+
+ids = [s.snapshot_id for s in case.snapshots]
+previous = ids[ids.index(suspect) - 1]
+act = compare_activations(case, previous, suspect)
+print(act.first_divergent_layer, act.first_divergent_parameter)
+act.table.select("layer", "parameter", "rel_diff", "z", "gate", "diverged")"""),
+            code("""d = diagnose(case)
+print(d.top.kind, d.top.target, d.top.layer, f"confidence {d.top.confidence:.2f}")"""),
+            md("""
+**What to do next.** Roll serving back to the stable snapshot, then gate every new
+snapshot with `workbench validate` before it is published."""),
+        ],
+    },
+    "slices": {
+        "default": "slice_shift",
+        "workflows": ["slice"],
+        "cells": [
+            md("""
+# Slices: is the regression confined to one segment?
+
+Slice finders usually look for where the error is *high*. Here we look for where it
+*changed*: a lattice search over slice values and pairs, scored by the regression each
+slice explains, with a Bonferroni significance control so tiny slices do not win on
+noise."""),
+            params("slice_shift"),
+            code(SETUP),
+            code(WINDOWS),
+            md("""
+## 1. Per-slice deltas
+
+Baseline vs incident NE for every value of every slice column (and pairs)."""),
+            code("""from workbench.slices import slice_deltas
+
+slice_deltas(case, baseline, incident).table.head(10)"""),
+            md("""
+## 2. Where does the regression concentrate?
+
+`explained_share` is the slice's share of the total regression; `confined` says whether
+the rest of the traffic stayed put."""),
+            code("""from workbench.slices import find_slices
+
+search = find_slices(case, baseline, incident)
+print(search)
+search.table.head(5)"""),
+            code("""print(d.top.kind, d.top.target, f"confidence {d.top.confidence:.2f}")
+print(d.top.summary)"""),
+            md("""
+**What to do next.** A segment that regressed alone, with healthy features, labels and
+snapshot, points at something outside the model: a product change, an outage, a
+partner or logging issue in that segment."""),
+        ],
+    },
+    "labels_and_calibration": {
+        "default": "label_drift",
+        "workflows": ["label_side", "calibration"],
+        "cells": [
+            md("""
+# Labels and calibration
+
+Two regressions that look alike on NE and need opposite fixes: the **labels** changed
+(a logging or join bug: labels move, predictions do not) or the **calibration** changed
+(predictions move in scale, ranking quality holds, inputs and snapshot do not)."""),
+            params("label_drift"),
+            code(SETUP),
+            code(WINDOWS),
+            md("""
+## 1. Label delay
+
+The latest hours' labels are usually still joining. Their metrics are *estimated*,
+never mixed with measured ones."""),
+            code("""from workbench.labels import label_delay
+
+print(label_delay(case))"""),
+            md("""
+## 2. Did the labels move on their own?"""),
+            code("""from workbench.labels import label_shift
+
+print(label_shift(case, baseline, incident))"""),
+            md("""
+## 3. Calibration: ranking held, scale moved?"""),
+            code("""from workbench.calibration import calibration_shift
+
+cs = calibration_shift(case, baseline, incident)
+print(cs)
+cs.reliability_incident.table"""),
+            md("""
+## 4. Label-free estimate for the delayed hours
+
+From the predictions alone (confidence-based, as CBPE does): what NE to expect if the
+model is still calibrated."""),
+            code("""from workbench.estimate import estimate_unlabeled
+
+print(estimate_unlabeled(case))"""),
+            code("""print(d.top.kind, d.top.target, f"confidence {d.top.confidence:.2f}")
+print(d.top.summary)"""),
+            md("""
+**What to do next.** Label cause: fix the label join/logging and do not retrain on the
+broken labels. Calibration cause: check the serving-side calibration or post-processing
+config pushed near the onset."""),
+        ],
+    },
+}
+
+
+def build(name: str, spec: dict) -> nbf.NotebookNode:
+    nb = nbf.v4.new_notebook(cells=spec["cells"])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["workbench"] = {"workflows": spec["workflows"], "default_case": spec["default"]}
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"{name}-{i}"  # stable ids: regenerating gives the same bytes
+    return nb
+
+
+def main(out: Path = HERE) -> None:
+    for name, spec in NOTEBOOKS.items():
+        path = out / f"{name}.ipynb"
+        nbf.write(build(name, spec), path)
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else HERE)
