@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import WorkbenchError, suggest
-from workbench.snapshot_diff import LOG_FLOOR, MIN_REFERENCE, Z_GATE, _fmt, _gate, _records, _robust_z
+from workbench.snapshot_diff import LOG_FLOOR, MIN_REFERENCE, Z_GATE, _fmt, _gate, _records, _robust_z, _threads_for
 
 if TYPE_CHECKING:
     import torch
@@ -122,7 +122,7 @@ def _capture(model: torch.nn.Module, x: np.ndarray) -> list[tuple[str, str, str 
     was_training = model.training
     try:
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), _threads_for(model):
             model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
     finally:
         for h in handles:
@@ -135,11 +135,13 @@ def _layer_stats(t: torch.Tensor) -> dict:
     import torch
 
     finite = torch.isfinite(t)
-    nonfinite = int((~finite).sum())
-    vals = t[finite]
-    lo = torch.where(finite, t, torch.inf).amin(0)
-    hi = torch.where(finite, t, -torch.inf).amax(0)
-    dead = int(((hi - lo) == 0).sum())  # constant over the batch (all-finite columns only compare equal)
+    nonfinite = int(t.numel() - int(finite.sum()))
+    if nonfinite:  # mask only when needed: boolean indexing copies the tensor
+        vals = t[finite]
+        lo, hi = torch.where(finite, t, torch.inf).amin(0), torch.where(finite, t, -torch.inf).amax(0)
+    else:
+        vals, lo, hi = t, t.amin(0), t.amax(0)
+    dead = int(((hi - lo) == 0).sum())  # constant over the batch (a column holding NaN/Inf never counts)
     units = t.shape[1]
     return {"units": units, "mean": float(vals.mean()) if vals.numel() else math.nan,
             "std": float(vals.std()) if vals.numel() > 1 else math.nan, "dead_units": dead,
@@ -173,8 +175,9 @@ def trace_activations(model: torch.nn.Module, x: np.ndarray) -> ActivationStats:
     >>> trace_activations(net, np.ones((4, 2), np.float32)).table["layer"].to_list()
     ['0', '1']
     """
-    rows = [{"order": i, "layer": layer, "kind": kind, "parameter": prefix, **_layer_stats(t)}
-            for i, (layer, kind, prefix, t) in enumerate(_capture(model, x))]
+    with _threads_for(model):
+        rows = [{"order": i, "layer": layer, "kind": kind, "parameter": prefix, **_layer_stats(t)}
+                for i, (layer, kind, prefix, t) in enumerate(_capture(model, x))]
     return ActivationStats(table=pl.DataFrame(rows, schema=STATS_COLUMNS, orient="row"), rows=len(x))
 
 
@@ -235,9 +238,17 @@ def compare_activations(case: Case, snapshot_a: str, snapshot_b: str, *, batch: 
     """Run ``snapshot_a`` and ``snapshot_b`` on the same batch and name the first layer where they diverge.
 
     The benign reference is every consecutive pair of the case's snapshots that
-    involves neither ``a`` nor ``b``; with fewer than 3 such pairs an absolute
-    gate (rel_diff > 0.5 or new NaN/Inf) is used and ``fallback`` says so.
+    involves neither ``a`` nor ``b``; with fewer than ``MIN_REFERENCE`` (5) such pairs
+    an absolute gate (rel_diff > 0.5 or new NaN/Inf) is used and ``fallback`` says so.
+    ``batch`` defaults to :func:`default_batch`.
     """
+    from workbench.model import build_model
+
+    with _threads_for(build_model(case)):
+        return _compare(case, snapshot_a, snapshot_b, batch)
+
+
+def _compare(case: Case, snapshot_a: str, snapshot_b: str, batch: np.ndarray | None) -> ActivationDiff:
     from workbench.model import load_model
     from workbench.snapshot_diff import _log, diff_state_dicts
     from workbench.snapshot_files import load_state_dict
@@ -343,7 +354,7 @@ def unit_importance(model: torch.nn.Module, x: np.ndarray, layer: str) -> pl.Dat
     was_training = model.training
     try:
         model.eval()
-        with torch.enable_grad():
+        with torch.enable_grad(), _threads_for(model):
             out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
             act = store["act"]
             if not act.requires_grad:

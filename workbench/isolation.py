@@ -51,7 +51,7 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import CaseError, WorkbenchError
-from workbench.snapshot_diff import _fmt, _records
+from workbench.snapshot_diff import _fmt, _records, _threads_for
 from workbench.validation import EPS, MIN_CLASS, _entropy, normalized_entropy
 from workbench.windows import Window
 
@@ -138,7 +138,7 @@ def _model_logit(case: Case, snapshot_id: str, cache: dict) -> Logit:
     def f(x: np.ndarray) -> np.ndarray:
         xt = torch.from_numpy(np.nan_to_num(np.asarray(x, np.float32), copy=True, nan=0.0, posinf=0.0, neginf=0.0))
         out = np.empty(len(x))
-        with torch.inference_mode():
+        with torch.inference_mode(), _threads_for(model):
             for s in range(0, len(x), 262_144):
                 y = model(xt[s:s + 262_144]).reshape(-1).double()
                 if probability:
@@ -322,18 +322,24 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
         def score_inc(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
             return _grouped(fs, gi[rows], x)
     else:
-        surrogate, r2 = _fit_surrogate(base, inc, xb, xi, seed)
         import shap
+        from threadpoolctl import threadpool_limits
+
+        # One OpenMP thread: sklearn's tree code opens a parallel region per tree, and on a busy machine
+        # the spinning threads made fit + predict 10-20x slower than a single thread.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            surrogate, r2 = _fit_surrogate(base, inc, xb, xi, seed)
+            zb, zi = surrogate.predict(xb), surrogate.predict(xi)
 
         explainer = shap.TreeExplainer(surrogate)
         phi_b = np.asarray(explainer.shap_values(xb[sb], check_additivity=False))
         phi_i = np.asarray(explainer.shap_values(xi[si], check_additivity=False))
         e = float(np.ravel(explainer.expected_value)[0])
         eb, ei = np.full(len(sb), e), np.full(len(si), e)
-        zb, zi = surrogate.predict(xb), surrogate.predict(xi)
 
         def score_inc(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            return surrogate.predict(x)
+            with threadpool_limits(limits=1, user_api="openmp"):
+                return surrogate.predict(x)
 
         notes.append(f"model-free: attributions explain a surrogate of the logged prediction (held-out R^2 {r2:.3f}), "
                      "not the model itself")

@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import CaseError, WorkbenchError
-from workbench.snapshot_diff import MAD_TO_SD, MIN_REFERENCE, Z_GATE, _fmt, _records
+from workbench.snapshot_diff import MAD_TO_SD, MIN_REFERENCE, Z_GATE, _fmt, _records, _threads_for
 
 if TYPE_CHECKING:
     from workbench.case import Case
@@ -254,12 +254,18 @@ def validate_snapshot(case: Case, snapshot_id: str, *, holdout: pl.DataFrame | N
     x = feature_matrix(holdout, case.features)
     y = holdout[LABEL].to_numpy().astype(np.float64)
     output = case.model.output
-    p_c = score(load_model(case, cand), x, output)
-    p_r = p_c if ref_id == cand.snapshot_id else score(load_model(case, ref_id), x, output)
+
+    def scored(sid: str) -> np.ndarray:
+        model = load_model(case, sid)
+        with _threads_for(model):
+            return score(model, x, output)
+
+    p_c = scored(cand.snapshot_id)
+    p_r = p_c if ref_id == cand.snapshot_id else scored(ref_id)
     # The benign refresh spread: other snapshots published before the candidate, on the same rows.
     history = [s.snapshot_id for s in case.snapshots
                if s.published_at < cand.published_at and s.snapshot_id not in (ref_id, cand.snapshot_id)]
-    others = [score(load_model(case, sid), x, output) for sid in history] if len(history) >= MIN_REFERENCE else []
+    others = [scored(sid) for sid in history] if len(history) >= MIN_REFERENCE else []
     return _verdict(cand.snapshot_id, ref_id, y, p_r, p_c, where, seed, others)
 
 
