@@ -70,7 +70,7 @@ def write_timeline_case(root: Path, *, n: int = 10, bad: int | None = None, laye
             if mode == "scale":
                 t = t * 4.0
             elif mode == "nan":
-                t[0, 0] = float("nan")
+                t.view(-1)[0] = float("nan")
             elif mode == "zero_rows":
                 t[:2] = 0.0
             state = {**state, layer: t}

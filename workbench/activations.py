@@ -229,7 +229,7 @@ class ActivationDiff:
                 if self.first_divergent_layer else "no layer diverges beyond the case's benign refresh variation")
         lines = [f"activations {self.snapshot_a} -> {self.snapshot_b} on {self.rows:,} rows", f"  {head}"]
         for r in self.table.iter_rows(named=True):
-            lines.append(f"  {r['layer']:<28} rel_diff {_fmt(r['rel_diff']):>8}  z {_fmt(r['z'], '.1f'):>6}  "
+            lines.append(f"  {r['layer']:<28} rel_diff {_fmt(r['rel_diff']):>8}  z {_fmt(r['z'], '.1f'):>6} / {_fmt(r['gate'], '.1f'):<5} "
                          f"{'DIVERGES' if r['diverged'] else ''}")
         return "\n".join(lines)
 
@@ -355,7 +355,8 @@ def unit_importance(model: torch.nn.Module, x: np.ndarray, layer: str) -> pl.Dat
     try:
         model.eval()
         with torch.enable_grad(), _threads_for(model):
-            out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+            # The input requires grad so a layer fed only by buffers (normalisation) still has a gradient.
+            out = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).requires_grad_(True))
             act = store["act"]
             if not act.requires_grad:
                 raise WorkbenchError("unit_importance", f"layer '{layer}' does not depend on the model's parameters or input.",
