@@ -29,8 +29,13 @@ browser:
 samples: setup
 	$(PY) -m workbench.sample.build_all --missing-only
 
+# The terminal answer first, then JupyterLab on the quickstart (it prints the URL to open).
 demo: setup samples
 	$(VENV)/bin/workbench diagnose $(CASE)
+	@echo
+	@echo "Opening JupyterLab on notebooks/quickstart.ipynb (Ctrl-C to stop); open the URL it prints below."
+	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) --ServerApp.root_dir=$(CURDIR) \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/quickstart.ipynb
 
 test: setup browser samples
 	$(PY) -m pytest
