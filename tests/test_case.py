@@ -149,8 +149,8 @@ BROKEN = {
     "lineage_cycle": (lambda c: (c / "lineage.json").write_text(json.dumps(
         {"nodes": [{"id": "a"}, {"id": "b"}], "edges": [{"from": "a", "to": "b"}, {"from": "b", "to": "a"}]})),
         "remove the edge that points back"),
-    "event_timestamp": (lambda c: (c / "events.csv").write_text("ts,kind,target,description\nlast tuesday,deploy,x,y\n"),
-                        "use ISO 8601"),
+    "event_timestamp": (lambda c: (c / "events.csv").write_text(
+        "ts,kind,target,description\n2026-11-18T05:00:00Z,deploy,x,y\nlast tuesday,deploy,x,y\n"), "(line 3)"),
     "model_file_missing": (lambda c: ((c / "workbench.toml").write_text('[model]\nfactory = "net.py:build"\n')),
                            "remove the [model] table"),
 }

@@ -169,8 +169,8 @@ def _time_expr(source: Path, schema: pl.Schema, column: str, lf: pl.LazyFrame) -
     if dtype.is_integer():
         # Epoch numbers: the unit follows from the magnitude (seconds ~1e9 today, ns ~1e18).
         top = lf.select(col.abs().max()).collect().item() or 0
-        unit, scale = next((u, s) for limit, u, s in ((1e11, "us", 1_000_000), (1e14, "us", 1_000), (1e17, "us", 1), (float("inf"), "ns", 1))
-                           if top < limit)
+        units = ((1e11, "us", 1_000_000), (1e14, "us", 1_000), (1e17, "us", 1), (float("inf"), "ns", 1))
+        unit, scale = next((u, s) for limit, u, s in units if top < limit)
         return (col * scale).cast(pl.Datetime(unit)).dt.replace_time_zone("UTC").cast(UTC_US), None
     if dtype == pl.String:
         parsed = col.str.strip_chars().str.replace(r"Z$", "+00:00").str.to_datetime(
@@ -397,14 +397,15 @@ def _read_events(path: Path) -> pl.DataFrame:
     try:
         raw = pl.read_csv(path, infer_schema=False)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise CaseError(path, f"unreadable: {str(exc).splitlines()[0][:200]}", "write it as CSV with the header ts,kind,target,description.") from None
+        raise CaseError(path, f"unreadable: {str(exc).splitlines()[0][:200]}",
+                        "write it as CSV with the header ts,kind,target,description.") from None
     missing = [c for c in EVENT_COLUMNS if c not in raw.columns]
     if missing:
         raise CaseError(path, f"missing column(s) {missing}; found {raw.columns}.", "the header must be: ts,kind,target,description")
     ts = raw["ts"].str.strip_chars().str.replace(r"Z$", "+00:00").str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
-    bad = raw.filter(ts.is_null())
+    bad = raw.with_row_index("line", offset=2).filter(ts.is_null())  # line 1 is the header
     if bad.height:
-        raise CaseError(path, f"{bad.height} event timestamp(s) not parseable, e.g. {bad['ts'][0]!r} (line {bad.with_row_index()['index'][0] + 2}).",
+        raise CaseError(path, f"{bad.height} event timestamp(s) not parseable, e.g. {bad['ts'][0]!r} (line {bad['line'][0]}).",
                         "use ISO 8601, e.g. 2026-11-20T14:00:00Z.")
     return raw.select(ts.alias("ts"), *(pl.col(c).fill_null("") for c in EVENT_COLUMNS[1:])).sort("ts")
 
@@ -432,7 +433,8 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
     if (root / "snapshots" / "index.csv").exists():
         snapshots = read_snapshot_index(root)
     elif (root / "snapshots").is_dir():
-        raise CaseError(root / "snapshots", "directory has no index.csv.", "list the snapshots in snapshots/index.csv: snapshot_id,published_at,file[,stable]")
+        raise CaseError(root / "snapshots", "directory has no index.csv.",
+                        "list the snapshots in snapshots/index.csv: snapshot_id,published_at,file[,stable]")
     say("validating timestamps, predictions and labels")
     hourly, warnings = _validate(lf, source, cols)
     if snapshots:

@@ -116,7 +116,8 @@ def read_lineage(path: Path) -> Lineage:
     edges: list[tuple[str, str]] = []
     for i, edge in enumerate(raw.get("edges", [])):
         if not isinstance(edge, dict) or not isinstance(edge.get("from"), str) or not isinstance(edge.get("to"), str):
-            raise CaseError(path, f"edges[{i}] needs string 'from' and 'to': {edge!r}.", 'each edge is {"from": "table:x", "to": "pipeline:y"}.')
+            raise CaseError(path, f"edges[{i}] needs string 'from' and 'to': {edge!r}.",
+                            'each edge is {"from": "table:x", "to": "pipeline:y"}.')
         for end in ("from", "to"):
             if edge[end] not in kinds:
                 close = suggest(edge[end], kinds)

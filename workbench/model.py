@@ -40,7 +40,8 @@ def build_model(case: Case) -> torch.nn.Module:
         sys.modules[name] = module
     factory = getattr(sys.modules[name], case.model.function, None)
     if not callable(factory):
-        raise CaseError(path, f"has no callable '{case.model.function}'.", f'define def {case.model.function}(): ... or set [model] factory = "model.py:NAME".')
+        raise CaseError(path, f"has no callable '{case.model.function}'.",
+                        f'define def {case.model.function}(): ... or set [model] factory = "model.py:NAME".')
     import torch
 
     model = factory()

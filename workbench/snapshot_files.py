@@ -187,7 +187,8 @@ def read_snapshot_index(root: Path) -> tuple[Snapshot, ...]:
         if not sid:
             raise CaseError(path, f"line {line}: empty snapshot_id.", "give every snapshot a unique id.")
         if sid in seen:
-            raise CaseError(path, f"line {line}: duplicate snapshot_id '{sid}'.", "snapshot ids must be unique; rename or remove the repeated row.")
+            raise CaseError(path, f"line {line}: duplicate snapshot_id '{sid}'.",
+                            "snapshot ids must be unique; rename or remove the repeated row.")
         seen.add(sid)
         try:
             published = _parse_time(row["published_at"])

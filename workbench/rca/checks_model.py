@@ -95,7 +95,8 @@ def snapshot_validation(ctx: Context) -> Evidence:
         return Evidence.skipped("snapshot_validation", "no snapshot published near the onset")
     result = ctx.cached(("validation", snap.snapshot_id), lambda: validate_snapshot(ctx.case, snap.snapshot_id))
     table = result.metrics
-    plot = plotspec.table(table.columns, [list(r) for r in table.iter_rows()], title=f"{snap.snapshot_id} vs {result.reference_id} on holdout")
+    plot = plotspec.table(table.columns, [list(r) for r in table.iter_rows()],
+                          title=f"{snap.snapshot_id} vs {result.reference_id} on holdout")
     if result.passed:
         return Evidence("snapshot_validation", "pass", 0.0, f"{snap.snapshot_id} passes every gate against {result.reference_id}.",
                         data={"plot": plot})

@@ -21,7 +21,7 @@ from workbench.rca.ranking import RootCause, rank
 from workbench.rca.tree import REQUIREMENTS, Tree, default_tree
 from workbench.windows import Window, iso
 
-__all__ = ["Diagnosis", "NEXT_STEPS", "diagnose"]
+__all__ = ["NEXT_STEPS", "Diagnosis", "diagnose"]
 
 NEXT_STEPS = {
     "snapshot": "Roll serving back to the last good snapshot (the stable one), then gate new ones with "

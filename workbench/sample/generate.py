@@ -89,7 +89,8 @@ def _check(incident: str, rows: int, snapshot_format: str) -> None:
     if rows < world.WINDOW_HOURS:
         raise WorkbenchError("--rows", f"rows={rows} is too small.", f"ask for at least {world.WINDOW_HOURS} rows (one per hour).")
     if snapshot_format not in SNAPSHOT_FORMATS:
-        raise WorkbenchError("--snapshot-format", f"unknown snapshot format {snapshot_format!r}.", f"choose one of {list(SNAPSHOT_FORMATS)}")
+        raise WorkbenchError("--snapshot-format", f"unknown snapshot format {snapshot_format!r}.",
+                             f"choose one of {list(SNAPSHOT_FORMATS)}")
 
 
 def generate_case(
