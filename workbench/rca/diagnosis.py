@@ -117,7 +117,7 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
 
     >>> d = diagnose("sample_data/cases/upstream_break")
     >>> d.top.kind, d.top.target
-    ('upstream', 'table:ad_clicks')
+    ('upstream', 'table:ad_catalog')
     """
     start = time.perf_counter()
     if not isinstance(case, Case):
