@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime
 
 import polars as pl
@@ -12,7 +12,8 @@ from workbench.case import TS, Case
 from workbench.errors import WorkbenchError, suggest
 from workbench.windows import Window, iso
 
-__all__ = ["check_columns", "fmt", "hash_sample", "jsonable", "norm_sf", "records", "window_rows"]
+__all__ = ["PERIOD", "check_columns", "collect_windows", "fmt", "hash_sample", "jsonable", "norm_sf", "records", "window_frames",
+           "window_rows"]
 
 
 def jsonable(value: object) -> object:
@@ -80,3 +81,54 @@ def hash_sample(expected_rows: int, target: int, seed: int = 17) -> pl.Expr | No
         return None
     keep = max(1, round(1_000_000 * target / expected_rows))
     return pl.col(TS).hash(seed) % 1_000_000 < keep
+
+
+def _aligned(window: Window) -> bool:
+    return all(t.minute == 0 and t.second == 0 and t.microsecond == 0 for t in (window.start, window.end))
+
+
+def window_frames(case: Case, windows: list[Window], *, sliced: bool = True) -> tuple[list[pl.LazyFrame], bool]:
+    """The rows of each window as a LazyFrame, reading only that stretch of the log when it is time-ordered.
+
+    A time filter cannot reach the parquet scan through the loader's timestamp
+    conversion, so a plain ``filter`` decodes every row. When the log is in time
+    order (the loader warns otherwise) and the windows are whole hours, the
+    hourly profile gives each window's row range, and a ``slice`` (which does
+    reach the scan) reads only it; the time filter is still applied. Callers check
+    the row count against :func:`window_rows` and fall back to ``sliced=False``
+    on a mismatch, so a log out of order costs time, never correctness. Returns
+    the frames and whether they are sliced.
+    """
+    lf = case.predictions
+    ordered = sliced and not any("not sorted by time" in w for w in case.warnings)
+    if not ordered or not all(_aligned(w) for w in windows):
+        return [lf.filter(w.contains(TS)) for w in windows], False
+    h = case.hourly.sort("hour")
+    out = []
+    for w in windows:
+        before = int(h.filter(pl.col("hour") < w.start)["rows"].sum())
+        inside = window_rows(case, w)
+        out.append(lf.slice(before, inside).filter(w.contains(TS)))
+    return out, True
+
+
+PERIOD = "_period"
+
+
+def collect_windows(case: Case, windows: dict[str, Window], build: Callable[[pl.LazyFrame], pl.LazyFrame]) -> pl.DataFrame:
+    """Collect ``build(rows)``, where ``rows`` holds every window's rows tagged in column ``PERIOD`` by name.
+
+    ``build`` must keep ``PERIOD`` and a ``rows`` count (e.g. a ``group_by(PERIOD, ...)``
+    with ``pl.len()``), which is checked against the hourly profile: see
+    :func:`window_frames`. Windows must not overlap.
+    """
+    for sliced in (True, False):
+        frames, is_sliced = window_frames(case, list(windows.values()), sliced=sliced)
+        tagged = pl.concat([fr.with_columns(pl.lit(name).alias(PERIOD)) for name, fr in zip(windows, frames, strict=True)])
+        out = build(tagged).collect(engine="streaming")
+        if not is_sliced:
+            return out
+        got = dict(out.group_by(PERIOD).agg(pl.col("rows").sum()).iter_rows())
+        if all(got.get(name, 0) == window_rows(case, w) for name, w in windows.items()):
+            return out
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -16,8 +16,8 @@ from statistics import NormalDist
 import numpy as np
 import polars as pl
 
-from workbench._common import fmt, jsonable, records
-from workbench.case import TS, Case
+from workbench._common import PERIOD, collect_windows, fmt, jsonable, records
+from workbench.case import Case
 from workbench.errors import WorkbenchError
 from workbench.metrics import auc_se
 from workbench.quality import EB, SB, finish, quality_partial
@@ -89,13 +89,8 @@ def _check(bins: int, strategy: str) -> None:
 
 
 def _partials(case: Case, windows: dict[str, Window], bins: int, strategy: str) -> dict[str, pl.DataFrame]:
-    period: pl.Expr = pl.lit(None, pl.String)
-    for name, w in windows.items():
-        period = pl.when(w.contains(TS)).then(pl.lit(name)).otherwise(period)
-    keep = pl.any_horizontal([w.contains(TS) for w in windows.values()])
-    part = quality_partial(case.predictions.filter(keep), [period.alias("_p")],
-                           ece_bins=bins if strategy == "uniform" else 10).collect(engine="streaming")
-    return {name: part.filter(pl.col("_p") == name).drop("_p") for name in windows}
+    part = collect_windows(case, windows, lambda rows: quality_partial(rows, [PERIOD], ece_bins=bins if strategy == "uniform" else 10))
+    return {name: part.filter(pl.col(PERIOD) == name).drop(PERIOD) for name in windows}
 
 
 def reliability(case: Case, window: Window, bins: int = 10, strategy: str = "quantile") -> Reliability:

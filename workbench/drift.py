@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench._common import check_columns, fmt, hash_sample, records, window_rows
+from workbench._common import PERIOD, check_columns, collect_windows, fmt, hash_sample, records, window_frames, window_rows
 from workbench._distances import js_distance, ks_from_cdf, psi, total_variation, wasserstein_from_cdf
 from workbench.case import TS, Case
 from workbench.errors import WorkbenchError
@@ -53,7 +53,7 @@ from workbench.windows import Window
 __all__ = ["FeatureDrift", "FeatureSlices", "feature_by_slice", "feature_drift", "feature_timeline", "training_skew"]
 
 BINS = 20
-SAMPLE_ROWS = 200_000
+SAMPLE_ROWS = 50_000  # edges and quantiles; bins are 5% wide, a 50k sample places them within ~0.2%
 FLOOR = 0.1  # JS distance of a small effect (Cohen's d ~ 0.24)
 KIND_SHARE = 0.5  # share of the moved mass a kind must explain
 SCALE_BAND = 10.0
@@ -74,40 +74,109 @@ class _Reference:
     spread: dict[str, float]  # IQR, else std, else 1
 
 
-def _reference(sample: pl.DataFrame, features: tuple[str, ...], bins: int) -> _Reference:
+def _q(xs: np.ndarray, q: float | np.ndarray) -> np.ndarray:
+    """Linear-interpolated quantiles of an already sorted array (numpy's default definition)."""
+    pos = np.asarray(q) * (len(xs) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _sorted(frame: pl.DataFrame, features: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Each feature's non-null sample values, sorted once (quantiles, runs and edges all read them)."""
+    return {f: np.sort(frame[f].drop_nulls().drop_nans().to_numpy()) if f in frame.columns else np.array([]) for f in features}
+
+
+def _reference(sample: dict[str, np.ndarray] | pl.DataFrame, features: tuple[str, ...], bins: int) -> _Reference:
+    if isinstance(sample, pl.DataFrame):
+        sample = _sorted(sample, features)
     edges, band, spread = {}, {}, {}
     qs = np.linspace(0, 1, bins + 1)[1:-1]
     for f in features:
-        x = sample[f].drop_nulls().drop_nans().to_numpy() if f in sample.columns else np.array([])
-        if not len(x):
+        xs = sample[f]
+        if not len(xs):
             edges[f], band[f], spread[f] = np.array([]), (0.0, math.inf), 1.0
             continue
-        edges[f] = np.unique(np.quantile(x, qs))
-        a = np.abs(x)
-        pos = a[a > 0]
-        lo = float(np.quantile(pos, 0.01)) / SCALE_BAND if len(pos) else 0.0
-        hi = float(np.quantile(a, 0.99)) * SCALE_BAND if len(a) else math.inf
+        edges[f] = np.unique(_q(xs, qs))
+        # the scale band from the sorted values: |x| up to ten times its ~99th percentile, down to a tenth
+        # of the ~1st percentile of the positive magnitudes (no second sort of |x|)
+        hi = float(max(abs(_q(xs, 0.005)), abs(_q(xs, 0.995)))) * SCALE_BAND
+        pos = xs[np.searchsorted(xs, 0.0, side="right"):]
+        if not len(pos):
+            pos = -xs[: np.searchsorted(xs, 0.0, side="left")][::-1]
+        lo = float(_q(pos, 0.01)) / SCALE_BAND if len(pos) else 0.0
         band[f] = (lo, hi if hi > 0 else math.inf)
-        q25, q75 = np.quantile(x, [0.25, 0.75])
-        sd = float(np.std(x))
+        q25, q75 = _q(xs, np.array([0.25, 0.75]))
+        sd = float(np.std(xs))
         spread[f] = float(q75 - q25) if q75 > q25 else sd if sd > 0 else 1.0
     return _Reference(features, edges, band, spread)
 
 
-def _profile_exprs(ref: _Reference) -> list[pl.Expr]:
-    out: list[pl.Expr] = [pl.len().alias("n")]
+def _profile_exprs(ref: _Reference, column: str = "{f}", suffix: str = "", count: pl.Expr | None = None) -> list[pl.Expr]:
+    """The profile aggregations; ``column`` formats the input column name (``{f}``, ``{j}``)."""
+    out: list[pl.Expr] = []
     for j, f in enumerate(ref.features):
-        x = pl.col(f)
+        x = pl.col(column.format(f=f, j=j))
         e = ref.edges[f]
         lo, hi = ref.band[f]
-        out += [x.null_count().alias(f"{j}|null"), x.sum().alias(f"{j}|s1"), (x * x).sum().alias(f"{j}|s2"),
+        out += [x.count().alias(f"{j}|nn"), x.sum().alias(f"{j}|s1"), (x * x).sum().alias(f"{j}|s2"),
                 x.abs().sum().alias(f"{j}|sabs"), x.min().alias(f"{j}|min"), x.max().alias(f"{j}|max"),
                 ((x.abs() > hi) | ((x.abs() < lo) & (x != 0))).sum().alias(f"{j}|oos")]
         if len(e):
             out += [(x <= float(v)).sum().alias(f"{j}|c{k}") for k, v in enumerate(e)]
             out += [pl.when(x <= float(e[0])).then(x).sum().alias(f"{j}|le"),
                     pl.when(x > float(e[-1])).then(x).sum().alias(f"{j}|gt")]
-    return out
+    return [(pl.len() if count is None else count).alias(f"n{suffix}"), *(o.name.suffix(suffix) for o in out)]
+
+
+def _masked_profiles(lf: pl.LazyFrame, windows: list[Window], ref: _Reference) -> tuple[pl.LazyFrame, list[pl.Expr]]:
+    """One query over the rows of all windows, each window's columns masked: one read instead of one per window."""
+    masks = [w.contains(TS) for w in windows]
+    masked = [pl.when(m).then(pl.col(f)).alias(f"{j}@{k}") for k, m in enumerate(masks) for j, f in enumerate(ref.features)]
+    exprs = [e for k in range(len(masks)) for e in _profile_exprs(ref, f"{{j}}@{k}", f"#{k}", pl.col(f"_m{k}").sum())]
+    return lf.filter(pl.any_horizontal(masks)).select(*masked, *[m.alias(f"_m{k}") for k, m in enumerate(masks)]), exprs
+
+
+def _window_profiles(case: Case, windows: list[Window], ref: _Reference, cats: tuple[str, ...], extra: list[pl.LazyFrame],
+                     sliced: bool = True) -> tuple[list[dict], dict[str, list[pl.DataFrame]], list[pl.DataFrame]] | None:
+    """Profiles and category counts of ``windows`` of the serving log, plus the ``extra`` queries, in one ``collect_all``.
+
+    Time-ordered logs are read window by window (:func:`~workbench._common.window_frames`);
+    otherwise one query reads the rows once and masks each window's columns. None
+    when the row ranges turned out wrong (the log is not in time order): the
+    caller redoes its passes with ``sliced=False``.
+    """
+    frames, is_sliced = window_frames(case, windows, sliced=sliced)
+    if is_sliced:
+        queries = [fr.select(_profile_exprs(ref)) for fr in frames]
+        if cats:
+            tagged = pl.concat([fr.select(*cats, pl.lit(k, pl.Int8).alias("_w")) for k, fr in enumerate(frames)])
+            queries.append(tagged.group_by("_w", *cats).agg(pl.len()))
+    else:
+        base, exprs = _masked_profiles(case.predictions, windows, ref)
+        queries = [base.select(exprs)]
+        period: pl.Expr = pl.lit(None, pl.Int8)
+        for k, w in reversed(list(enumerate(windows))):
+            period = pl.when(w.contains(TS)).then(pl.lit(k, pl.Int8)).otherwise(period)
+        if cats:
+            queries.append(case.predictions.filter(pl.any_horizontal([w.contains(TS) for w in windows]))
+                           .group_by(period.alias("_w"), *cats).agg(pl.len()))
+    out = pl.collect_all(queries + extra, engine="streaming")
+    more = out[len(queries):]
+    counts: dict[str, list[pl.DataFrame]] = {}
+    if is_sliced:
+        profiles = [o.row(0, named=True) for o in out[: len(windows)]]
+        if [p["n"] for p in profiles] != [window_rows(case, w) for w in windows]:  # the log is not in time order after all
+            return None
+    else:
+        row = out[0].row(0, named=True)
+        profiles = [{key.rsplit("#", 1)[0]: v for key, v in row.items() if key.endswith(f"#{w}")} for w in range(len(windows))]
+    if cats:
+        cells = out[len(queries) - 1]
+        for c in cats:
+            marg = cells.group_by("_w", c).agg(pl.col("len").sum())
+            counts[c] = [marg.filter(pl.col("_w") == k).drop("_w") for k in range(len(windows))]
+    return profiles, counts, more
 
 
 def merge_profiles(frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -136,8 +205,8 @@ class _Stats:
 
 def _stats(row: dict, j: int, edges: np.ndarray) -> _Stats:
     n = float(row["n"])
-    nulls = float(row[f"{j}|null"])
-    nn = n - nulls
+    nn = float(row[f"{j}|nn"])  # non-null rows (the null count cannot be read off a masked column)
+    nulls = n - nn
     cum = np.array([row[f"{j}|c{k}"] for k in range(len(edges))], dtype=float)
     hist = np.diff(np.r_[0.0, cum, nn]) if len(edges) else np.array([nn])
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -152,21 +221,26 @@ def _stats(row: dict, j: int, edges: np.ndarray) -> _Stats:
                       tails, (row[f"{j}|sabs"] or 0.0) / nn if nn else math.nan, row[f"{j}|oos"] / nn if nn else math.nan)
 
 
-def _sample_stats(xb: np.ndarray, xi: np.ndarray) -> dict[str, float]:
-    """Quantiles and staleness on equal-size samples."""
+STALE_ROWS = 20_000  # equal-size samples for distinct counts and the top value's share
+
+
+def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+    """Quantiles (sorted samples) and staleness on equal-size subsamples."""
     out: dict[str, float] = {}
-    for tag, x in (("baseline", xb), ("incident", xi)):
-        for q, name in ((0.01, "p01"), (0.5, "p50"), (0.99, "p99")):
-            out[f"{name}_{tag}"] = float(np.quantile(x, q)) if len(x) else math.nan
-    m = min(len(xb), len(xi))
-    for tag, x in (("baseline", xb), ("incident", xi)):
+    for tag, xs in (("baseline", xb), ("incident", xi)):
+        qs = _q(xs, np.array([0.01, 0.5, 0.99])) if len(xs) else [math.nan] * 3
+        out |= {f"p01_{tag}": float(qs[0]), f"p50_{tag}": float(qs[1]), f"p99_{tag}": float(qs[2])}
+    m = min(len(xb), len(xi), STALE_ROWS)
+    for tag, xs in (("baseline", xb), ("incident", xi)):
         if m < 20:
             out[f"distinct_{tag}"] = out[f"repeat_share_{tag}"] = out[f"top_share_{tag}"] = math.nan
             continue
-        _, counts = np.unique(x[:m], return_counts=True)
-        out[f"distinct_{tag}"] = float(len(counts))
-        out[f"repeat_share_{tag}"] = 1.0 - len(counts) / m
-        out[f"top_share_{tag}"] = float(counts.max()) / m
+        sub = xs if len(xs) == m else xs[np.sort(rng.choice(len(xs), m, replace=False))]  # sorted stays sorted
+        change = np.flatnonzero(np.diff(sub) != 0)
+        runs = np.diff(np.r_[-1, change, m - 1])
+        out[f"distinct_{tag}"] = float(len(runs))
+        out[f"repeat_share_{tag}"] = 1.0 - len(runs) / m
+        out[f"top_share_{tag}"] = float(runs.max()) / m
     return out
 
 
@@ -182,9 +256,10 @@ def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta
     return "distribution"
 
 
-def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | None, sample_b: pl.DataFrame,
-                  sample_i: pl.DataFrame) -> list[dict]:
+def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | None, sample_b: dict[str, np.ndarray],
+                  sample_i: dict[str, np.ndarray]) -> list[dict]:
     rows = []
+    rng = np.random.default_rng(0)
     for j, f in enumerate(ref.features):
         e = ref.edges[f]
         b, i = _stats(prof_b, j, e), _stats(prof_i, j, e)
@@ -195,9 +270,7 @@ def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | No
         js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
         js_val = float(js_distance(b.hist, i.hist))
         moved = float(total_variation(b.hist, i.hist))
-        xb = sample_b[f].drop_nulls().drop_nans().to_numpy() if f in sample_b.columns else np.array([])
-        xi = sample_i[f].drop_nulls().drop_nans().to_numpy() if f in sample_i.columns else np.array([])
-        ss = _sample_stats(xb, xi)
+        ss = _sample_stats(sample_b[f], sample_i[f], rng)
         top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
         row = {
             "feature": f, "type": "numeric", "severity": max(0.0, excess), "_excess": excess,
@@ -302,23 +375,11 @@ def _placebo(case: Case, baseline: Window, incident: Window) -> Window | None:
     return Window(start, end)
 
 
-def _compare(ref_lf: pl.LazyFrame, cur_lf: pl.LazyFrame, placebo_lf: pl.LazyFrame | None, features: tuple[str, ...],
-             cats: tuple[str, ...], ref_rows: int, cur_rows: int, bins: int, sample_rows: int) -> pl.DataFrame:
-    sb, si = hash_sample(ref_rows, sample_rows), hash_sample(cur_rows, sample_rows)
-    cols = list(features)
-    queries = [(ref_lf if sb is None else ref_lf.filter(sb)).select(cols), (cur_lf if si is None else cur_lf.filter(si)).select(cols)]
-    sample_b, sample_i = pl.collect_all(queries, engine="streaming")
-    ref = _reference(sample_b, features, bins)
-    exprs = _profile_exprs(ref)
-    frames = [ref_lf, cur_lf] + ([placebo_lf] if placebo_lf is not None else [])
-    queries = [lf.select(exprs) for lf in frames]
-    queries += [lf.group_by(c).agg(pl.len()) for c in cats for lf in frames]
-    out = pl.collect_all(queries, engine="streaming")
-    profiles = [o.row(0, named=True) for o in out[: len(frames)]]
-    counts = {c: out[len(frames) * (1 + k): len(frames) * (2 + k)] for k, c in enumerate(cats)}
-    rows = _numeric_rows(ref, profiles[0], profiles[1], profiles[2] if placebo_lf is not None else None, sample_b, sample_i)
-    rows += _categorical_rows(cats, counts, placebo_lf is not None)
-    return _finish(rows)
+def _sample(case: Case, window: Window, target: int, columns: list[str], sliced: bool = True) -> pl.LazyFrame:
+    """A hash sample of about ``target`` rows of ``window`` (lazy)."""
+    (frame,), _ = window_frames(case, [window], sliced=sliced)
+    keep = hash_sample(window_rows(case, window), target)
+    return (frame if keep is None else frame.filter(keep)).select(columns)
 
 
 def feature_drift(case: Case, baseline: Window, incident: Window, *, features: tuple[str, ...] | list[str] | None = None,
@@ -335,11 +396,20 @@ def feature_drift(case: Case, baseline: Window, incident: Window, *, features: t
     feats = _features(case, features)
     cats = case.slices if categorical else ()
     pw = _placebo(case, baseline, incident) if placebo else None
-    lf = case.predictions
-    table = _compare(lf.filter(baseline.contains(TS)), lf.filter(incident.contains(TS)),
-                     lf.filter(pw.contains(TS)) if pw else None, feats, cats, window_rows(case, baseline),
-                     window_rows(case, incident), bins, sample_rows)
-    return FeatureDrift(table=table, baseline=baseline, incident=incident, reference="baseline", placebo=pw)
+    windows = [baseline, incident] + ([pw] if pw else [])
+    for sliced in (True, False):
+        # pass 1: the reference sample fixes the edges
+        sample_b = _sorted(_sample(case, baseline, sample_rows, list(feats), sliced).collect(engine="streaming"), feats)
+        ref = _reference(sample_b, feats, bins)
+        # pass 2: every window's profile, the category counts and the incident sample (quantiles, staleness)
+        done = _window_profiles(case, windows, ref, cats, [_sample(case, incident, STALE_ROWS, list(feats), sliced)], sliced)
+        if done is not None:
+            break
+    assert done is not None
+    profiles, counts, (sample_i,) = done
+    rows = _numeric_rows(ref, profiles[0], profiles[1], profiles[2] if pw else None, sample_b, _sorted(sample_i, feats))
+    rows += _categorical_rows(cats, counts, pw is not None)
+    return FeatureDrift(table=_finish(rows), baseline=baseline, incident=incident, reference="baseline", placebo=pw)
 
 
 def training_skew(case: Case, window: Window, *, features: tuple[str, ...] | list[str] | None = None, bins: int = BINS,
@@ -352,9 +422,21 @@ def training_skew(case: Case, window: Window, *, features: tuple[str, ...] | lis
     feats = tuple(f for f in _features(case, features) if f in tschema)
     cats = tuple(c for c in case.slices if c in tschema)
     train_rows = case.training.select(pl.len()).collect().item()
-    table = _compare(case.training, case.predictions.filter(window.contains(TS)), None, feats, cats, train_rows,
-                     window_rows(case, window), bins, sample_rows)
-    return FeatureDrift(table=table, baseline=None, incident=window, reference="training")
+    keep = hash_sample(train_rows, sample_rows) if TS in tschema else None
+    sample_t = _sorted((case.training if keep is None else case.training.filter(keep)).select(list(feats)).collect(), feats)
+    ref = _reference(sample_t, feats, bins)
+    train = [case.training.select(_profile_exprs(ref))] + [case.training.group_by(c).agg(pl.len()) for c in cats]
+    done = None
+    for sliced in (True, False):
+        done = _window_profiles(case, [window], ref, cats, [*train, _sample(case, window, STALE_ROWS, list(feats), sliced)], sliced)
+        if done is not None:
+            break
+    assert done is not None
+    serving, scounts, more = done
+    counts = {c: [more[1 + k], scounts[c][0]] for k, c in enumerate(cats)}
+    rows = _numeric_rows(ref, more[0].row(0, named=True), serving[0], None, sample_t, _sorted(more[-1], feats))
+    rows += _categorical_rows(cats, counts, False)
+    return FeatureDrift(table=_finish(rows), baseline=None, incident=window, reference="training")
 
 
 def feature_timeline(case: Case, features: tuple[str, ...] | list[str] | None = None, every: str = "1h") -> pl.DataFrame:
@@ -409,18 +491,14 @@ def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Windo
     """In which slice value (or pair) did ``feature`` break? One grouped pass over that feature and the slice columns."""
     check_columns(case, [feature], "feature", case.features)
     cols = case.slices if columns is None else check_columns(case, columns, "slice", case.slices)
-    lf = case.predictions
-    sb = hash_sample(window_rows(case, baseline), sample_rows)
-    base = lf.filter(baseline.contains(TS))
-    sample = (base if sb is None else base.filter(sb)).select(feature).collect(engine="streaming")
+    sample = _sample(case, baseline, sample_rows, [feature]).collect(engine="streaming")
     ref = _reference(sample, (feature,), BINS)
     e = ref.edges[feature]
     x = pl.col(feature)
-    aggs = [pl.len().alias("n"), x.null_count().alias("null"), x.sum().alias("s1")]
+    aggs = [pl.len().alias("rows"), x.null_count().alias("null"), x.sum().alias("s1")]
     aggs += [(x <= float(v)).sum().alias(f"c{k}") for k, v in enumerate(e)]
-    period = pl.when(incident.contains(TS)).then(pl.lit("i")).otherwise(pl.lit("b")).alias("_p")
-    cells = (lf.filter(baseline.contains(TS) | incident.contains(TS)).group_by(period, *cols).agg(aggs)
-             .collect(engine="streaming"))
+    cells = collect_windows(case, {"b": baseline, "i": incident}, lambda rows: rows.group_by(PERIOD, *cols).agg(aggs))
+    cells = cells.rename({"rows": "n", PERIOD: "_p"})
     sums = ["n", "null", "s1"] + [f"c{k}" for k in range(len(e))]
     groups = [(c,) for c in cols] + (list(itertools.combinations(cols, 2)) if pairs else [])
     tot = {p: cells.filter(pl.col("_p") == p).select(pl.col(s).sum() for s in sums).row(0, named=True) for p in ("b", "i")}

@@ -17,9 +17,9 @@ from statistics import NormalDist
 import numpy as np
 import polars as pl
 
-from workbench._common import fmt, jsonable, records
+from workbench._common import PERIOD, collect_windows, fmt, jsonable, records
 from workbench._sums import SUMS, metric_value, sum_aggs
-from workbench.case import TS, Case
+from workbench.case import Case
 from workbench.drift import FeatureDrift, feature_drift
 from workbench.onset import RELIABLE_JOIN
 from workbench.windows import Window, iso
@@ -78,10 +78,8 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
     much (relative, log scale; model refreshes move it a little all the time), and
     (3) no numeric feature broke (``drift``, recomputed when not given).
     """
-    period = pl.when(incident.contains(TS)).then(pl.lit("i")).otherwise(pl.lit("b")).alias("_p")
-    sums = (case.predictions.filter(baseline.contains(TS) | incident.contains(TS)).group_by(period).agg(sum_aggs())
-            .collect(engine="streaming"))
-    side = {p: {s: np.array([float(sums.filter(pl.col("_p") == p)[s].sum())]) for s in SUMS} for p in ("b", "i")}
+    sums = collect_windows(case, {"b": baseline, "i": incident}, lambda rows: rows.group_by(PERIOD).agg(sum_aggs()))
+    side = {p: {s: np.array([float(sums.filter(pl.col(PERIOD) == p)[s].sum())]) for s in SUMS} for p in ("b", "i")}
     rate = {p: float(metric_value(side[p], "label_rate")[0][0]) for p in side}
     pred = {p: float(metric_value(side[p], "prediction_mean")[0][0]) for p in side}
     pred_se = {p: float(metric_value(side[p], "prediction_mean")[1][0]) for p in side}  # of log(mean)

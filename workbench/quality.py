@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from workbench._common import check_columns, fmt, records
+from workbench._common import PERIOD, check_columns, collect_windows, fmt, records
 from workbench.case import LABEL, PREDICTION, TS, Case
 from workbench.metrics import ECE_BINS, ece_bin, entropy_expr, ne_se, row_log_loss, score_bin
 from workbench.windows import Window
@@ -160,7 +160,7 @@ def quality_series(case: Case, *, every: str = "1h", by: str | tuple[str, ...] |
 def quality_between(case: Case, window: Window, by: str | tuple[str, ...] | None = None) -> pl.DataFrame:
     """Quality metrics over the whole ``window`` (one row, or one per slice value)."""
     names = _by(case, by)
-    partial = quality_partial(case.predictions.filter(window.contains(TS)), list(names)).collect(engine="streaming")
+    partial = collect_windows(case, {"w": window}, lambda rows: quality_partial(rows, [PERIOD, *names])).drop(PERIOD)
     if partial.is_empty():
         return pl.DataFrame(schema=dict.fromkeys(names, pl.String) | dict.fromkeys(QUALITY_COLUMNS, pl.Float64))
     return finish(partial, list(names))

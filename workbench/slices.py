@@ -45,9 +45,9 @@ from statistics import NormalDist
 import numpy as np
 import polars as pl
 
-from workbench._common import check_columns, fmt, jsonable, norm_sf, records
+from workbench._common import PERIOD, check_columns, collect_windows, fmt, jsonable, norm_sf, records
 from workbench._sums import LOG_SCALE, SUM_METRICS, SUMS, metric_value, sum_aggs
-from workbench.case import TS, Case
+from workbench.case import Case
 from workbench.errors import WorkbenchError
 from workbench.windows import Window
 
@@ -56,7 +56,6 @@ __all__ = ["SliceDeltas", "SliceSearch", "find_slices", "slice_cells", "slice_de
 DIRECTION = {"normalized_entropy": 1, "log_loss": 1, "calibration_ratio": 0, "label_rate": 0, "prediction_mean": 0}
 MIN_LABELED, MIN_POSITIVES = 50, 5
 PARENT_SHARE = 0.9
-PERIOD = "_period"
 
 
 def _columns(case: Case, columns: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
@@ -69,9 +68,8 @@ def _columns(case: Case, columns: tuple[str, ...] | list[str] | None) -> tuple[s
 
 def slice_cells(case: Case, baseline: Window, incident: Window, columns: tuple[str, ...]) -> pl.DataFrame:
     """Mergeable sums per period (``baseline``/``incident``) and cross-product cell of ``columns``."""
-    period = pl.when(incident.contains(TS)).then(pl.lit("incident")).otherwise(pl.lit("baseline")).alias(PERIOD)
-    lf = case.predictions.filter(baseline.contains(TS) | incident.contains(TS))
-    return lf.group_by(period, *columns).agg(sum_aggs()).collect(engine="streaming")
+    return collect_windows(case, {"baseline": baseline, "incident": incident},
+                           lambda rows: rows.group_by(PERIOD, *columns).agg(sum_aggs()))
 
 
 def _label(columns: tuple[str, ...]) -> pl.Expr:
