@@ -95,7 +95,14 @@ def _partials(case: Case, windows: dict[str, Window], bins: int, strategy: str) 
 
 def reliability(case: Case, window: Window, bins: int = 10, strategy: str = "quantile") -> Reliability:
     """The reliability curve of ``window``: ``bins`` bins of equal labeled mass (``quantile``, default:
-    CTR predictions crowd near 0) or of equal width in prediction (``uniform``)."""
+    CTR predictions crowd near 0) or of equal width in prediction (``uniform``).
+
+    >>> from workbench.case import open_case
+    >>> from workbench.windows import Window
+    >>> curve = reliability(open_case("sample_data/cases/control"), Window.hours("2026-11-19T00:00:00Z", 24))
+    >>> curve.table.height, round(curve.calibration_ratio, 1)
+    (10, 1.0)
+    """
     _check(bins, strategy)
     part = _partials(case, {"w": window}, bins, strategy)["w"]
     return _reliability(part, window, bins, strategy)
@@ -158,7 +165,15 @@ class CalibrationShift:
 
 
 def calibration_shift(case: Case, baseline: Window, incident: Window, *, alpha: float = 0.001, bins: int = 10) -> CalibrationShift:
-    """Ranking quality (AUC) vs calibration between two windows, in one pass."""
+    """Ranking quality (AUC) vs calibration between two windows, in one pass.
+
+    >>> from workbench.case import open_case
+    >>> from workbench.onset import detect_onset
+    >>> case = open_case("sample_data/cases/calibration_shift")
+    >>> onset = detect_onset(case)
+    >>> calibration_shift(case, onset.baseline, onset.incident).calibration_only
+    True
+    """
     parts = _partials(case, {"b": baseline, "i": incident}, bins, "quantile")
     s = {k: finish(v, []).row(0, named=True) if v.height else None for k, v in parts.items()}
 

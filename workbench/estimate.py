@@ -102,6 +102,11 @@ def estimate_unlabeled(case: Case, reference: Window | None = None, *, every: st
 
     ``reference`` is where the calibrator is fitted (default: the last
     ``reference_hours`` reliably labeled hours before the label-delayed ones).
+
+    >>> from workbench.case import open_case
+    >>> est = estimate_unlabeled(open_case("sample_data/cases/control"))
+    >>> est.delayed_hours, bool(est.delayed["estimated"].all())
+    (4, True)
     """
     part = quality_partial(case.predictions, [pl.col(TS).dt.truncate(every).alias("window")]).collect(engine="streaming")
     measured = finish(part, ["window"]).sort("window")

@@ -77,6 +77,13 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
     (at least 5% relative), (2) the prediction mean moved less than a quarter as
     much (relative, log scale; model refreshes move it a little all the time), and
     (3) no numeric feature broke (``drift``, recomputed when not given).
+
+    >>> from workbench.case import open_case
+    >>> from workbench.onset import detect_onset
+    >>> case = open_case("sample_data/cases/label_drift")
+    >>> onset = detect_onset(case)
+    >>> label_shift(case, onset.baseline, onset.incident).labels_moved_alone
+    True
     """
     sums = collect_windows(case, {"b": baseline, "i": incident}, lambda rows: rows.group_by(PERIOD).agg(sum_aggs()))
     side = {p: {s: np.array([float(sums.filter(pl.col(PERIOD) == p)[s].sum())]) for s in SUMS} for p in ("b", "i")}
@@ -137,7 +144,12 @@ class LabelDelay:
 
 
 def label_delay(case: Case) -> LabelDelay:
-    """The label join rate by age of hour, from the case's hourly profile (no data pass)."""
+    """The label join rate by age of hour, from the case's hourly profile (no data pass).
+
+    >>> from workbench.case import open_case
+    >>> label_delay(open_case("sample_data/cases/control")).delay_hours
+    4
+    """
     h = case.hourly.sort("hour")
     join = (h["labeled"] / h["rows"]).to_numpy()
     typical = float(np.median(join)) if len(join) else math.nan

@@ -217,7 +217,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     >>> from workbench.onset import detect_onset
     >>> case = open_case("sample_data/cases/slice_shift")
     >>> onset = detect_onset(case)
-    >>> find_slices(case, onset.baseline, onset.incident).top["slice"]  # doctest: +SKIP
+    >>> find_slices(case, onset.baseline, onset.incident).top["slice"]
     'country=BR'
     """
     if metric not in DIRECTION:
