@@ -55,6 +55,11 @@ def _rescore_by_snapshot(case: Case, frame: pl.DataFrame, snapshots: Iterable[st
     return out
 
 
+def _row_log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1 - EPS)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPS, 1 - EPS)
     return np.log(p / (1 - p))
@@ -71,6 +76,8 @@ class SnapshotSwap:
     ne_rescored: float  # incident rows re-scored with the snapshot(s) that served them
     ne_swapped: float  # incident rows re-scored with the baseline's snapshot
     rows: int
+    z: float  # paired z of (rescored - swapped): the same rows under both snapshots
+
 
     @property
     def recovered(self) -> float:
@@ -83,12 +90,12 @@ class SnapshotSwap:
     def to_dict(self) -> dict:
         return {"served": list(self.served), "replacement": self.replacement, "ne_baseline": self.ne_baseline,
                 "ne_logged": self.ne_logged, "ne_rescored": self.ne_rescored, "ne_swapped": self.ne_swapped,
-                "recovered": self.recovered, "rows": self.rows}
+                "recovered": self.recovered, "rows": self.rows, "z": self.z}
 
     def __str__(self) -> str:
         return (f"incident NE {self.ne_rescored:.4f} with {', '.join(self.served)} vs {self.ne_swapped:.4f} with "
                 f"{self.replacement} (logged {self.ne_logged:.4f}, baseline {self.ne_baseline:.4f}): the snapshot accounts "
-                f"for {self.recovered:.0%} of the regression")
+                f"for {self.recovered:.0%} of the regression (paired z {self.z:.1f})")
 
 
 def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int = 20_000) -> SnapshotSwap | None:
@@ -109,11 +116,14 @@ def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int
     rescored = _rescore_by_snapshot(case, inc, inc[SNAPSHOT].unique().to_list())
     ok = np.isfinite(rescored)
     y = inc[LABEL].to_numpy()
+    # Paired: the same rows under both snapshots, so the per-row loss difference has a plain standard error.
+    diff = _row_log_loss(rescored[ok], y[ok]) - _row_log_loss(swapped[ok], y[ok])
+    se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.inf
     return SnapshotSwap(served=served, replacement=replacement,
                         ne_baseline=normalized_entropy(base[PREDICTION].to_numpy(), base[LABEL].to_numpy()),
                         ne_logged=normalized_entropy(inc[PREDICTION].to_numpy(), y),
                         ne_rescored=normalized_entropy(rescored[ok], y[ok]), ne_swapped=normalized_entropy(swapped[ok], y[ok]),
-                        rows=int(ok.sum()))
+                        rows=int(ok.sum()), z=float(diff.mean() / se) if se > 0 else 0.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["activation_trace", "feature_isolation", "model_side", "snapshot_validation", "suspect"]
 
 NEAR = timedelta(hours=2)
-TIMING_ONLY = 0.15  # the chance-level support a publish time near the onset gives on its own
+TIMING_ONLY = 0.1  # a publish time near the onset alone: with refreshes every few hours, one lands near any onset
 
 
 def suspect(ctx: Context) -> Snapshot | None:
@@ -42,11 +42,12 @@ def _previous(ctx: Context, snap: Snapshot) -> Snapshot | None:
 
 
 def model_side(ctx: Context) -> Evidence:
-    """Strength: noisy-OR of the timing prior, the diff alarm score and the swap recovery.
+    """Strength: noisy-OR of the timing prior, the diff alarm and the swap.
 
-    * diff: the timeline's robust score for the suspect vs the benign refreshes, via ``from_z``;
+    * diff: the timeline's robust z for the suspect relative to its gate (``from_gate``);
     * swap (needs model.py): the share of the NE regression that re-scoring the incident
-      with the baseline's snapshot removes, used as it is.
+      with the baseline's snapshot removes, times ``from_z`` of its paired z (the same
+      rows under both snapshots), so a share within sampling noise counts for nothing.
     """
     from workbench.snapshot_diff import snapshot_timeline
 
@@ -75,8 +76,9 @@ def model_side(ctx: Context) -> Evidence:
 
         swap = ctx.cached("snapshot_swap", lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident))
         if swap is not None:
-            swap_s = S.from_share(swap.recovered)
-            parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression")
+            # significant (paired z through from_z) and material (its share of the regression): both must hold
+            swap_s = S.from_z(swap.z) * S.from_share(swap.recovered)
+            parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression (paired z {swap.z:.1f})")
     s = 1 - (1 - TIMING_ONLY) * (1 - diff_s) * (1 - swap_s)
     ctx.cached("snapshot_strength", lambda: s)
     summary = "; ".join(parts) + "."
