@@ -5,14 +5,24 @@ records, for its output on a sample batch: mean, std, *dead* units (constant ove
 the batch: a ReLU that never fires outputs a constant 0; a zeroed row outputs a
 constant bias) and NaN/Inf values. Layers are listed in the order they ran.
 
-:func:`compare_activations` runs two snapshots on the *same* rows and measures,
-per layer, ``rel_diff = ||act_b - act_a|| / ||act_a||`` (Frobenius over the batch).
-It judges each layer against the same layer's divergence between consecutive
-snapshots of the case with the statistic of :mod:`workbench.snapshot_diff`: the
-modified z-score of ``ln(rel_diff / k)`` (``k`` = refreshes spanned, the triangle
-inequality bound) against the median/MAD of the consecutive changes, alarming above
-the Student-t gate of :func:`workbench.snapshot_diff._gate`. The first layer in forward order above the gate is where the snapshots
-diverge; corruption propagates downstream, so earlier layers stay quiet.
+:func:`compare_activations` runs two snapshots on the *same* rows and splits each
+layer's change into a **centered** part, ``||(b - mean b) - (a - mean a)|| / ||a - mean a||``
+(the pattern across rows changed: a scaled or scrambled layer), and a **mean shift**,
+``sqrt(n) ||mean b - mean a|| / ||a - mean a||`` (the layer moved as a whole: a bias).
+Routine refreshes mostly shift means (a fine-tune on the last hours moves the
+output's intercept), so splitting keeps that common, noisy motion from masking a
+corrupted layer. Each part is judged against the same layer's parts between
+*benign* consecutive snapshots of the case (pairs involving neither compared
+snapshot nor one the parameter timeline alarms on) with the statistic of
+:mod:`workbench.snapshot_diff`: a modified z-score of ``ln(part / k)`` (``k``
+refreshes spanned: the triangle-inequality allowance) against the median and MAD of
+the benign values, the MAD never below the one pooled over layers (one MAD from ~10
+pairs is itself noisy), widened by ``sqrt(1 + 1/n)``; a layer diverges when either
+z exceeds the Student-t gate (:func:`workbench.snapshot_diff._gate`) for the pooled
+residuals, Bonferroni-split over the 2 x layers tests. The first layer in forward
+order above the gate is where the snapshots diverge; corruption propagates
+downstream, so earlier layers stay quiet. ``rel_diff = ||b - a|| / ||a||`` is
+reported too.
 
 Layers map to state_dict prefixes: a layer with parameters is its own prefix; a
 parameter-free layer (ReLU, Dropout) maps to the last layer with parameters that
@@ -35,7 +45,7 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import WorkbenchError, suggest
-from workbench.snapshot_diff import LOG_FLOOR, MIN_REFERENCE, Z_GATE, _fmt, _gate, _records, _robust_z, _threads_for
+from workbench.snapshot_diff import LOG_FLOOR, MIN_REFERENCE, Z_GATE, _fmt, _gate, _records, _threads_for
 
 if TYPE_CHECKING:
     import torch
@@ -45,9 +55,10 @@ if TYPE_CHECKING:
 __all__ = ["ActivationDiff", "ActivationStats", "compare_activations", "default_batch", "trace_activations", "unit_importance"]
 
 ABSOLUTE_REL_DIFF = 0.5  # fallback gate without a benign reference: a layer's output moved by half its norm
-STATISTIC = ("modified z-score of ln(rel_diff / k) per layer against the median/MAD of the same layer's divergence "
-             "between consecutive snapshots of the case (k = refreshes spanned); diverges when z exceeds the Student-t gate "
-             "(tail of a normal z of 3.5, Bonferroni over the layers) or NaN/Inf appear")
+STATISTIC = ("modified z-score of ln(centered change / k) and ln(mean shift / k) per layer against the median/MAD (never "
+             "below the MAD pooled over layers) of the same layer between benign consecutive snapshots of the case (k = "
+             "refreshes spanned); diverges when z exceeds the Student-t gate at the tail of a normal z of 3.5, Bonferroni over "
+             "2 x layers, or NaN/Inf appear")
 
 STATS_COLUMNS = {"order": pl.Int64, "layer": pl.String, "kind": pl.String, "parameter": pl.String, "units": pl.Int64,
                  "mean": pl.Float64, "std": pl.Float64, "dead_units": pl.Int64, "dead_share": pl.Float64, "nonfinite": pl.Int64}
@@ -248,9 +259,40 @@ def compare_activations(case: Case, snapshot_a: str, snapshot_b: str, *, batch: 
         return _compare(case, snapshot_a, snapshot_b, batch)
 
 
+def _parts(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """(centered change, mean shift) of one layer's output from ``a`` to ``b`` on the same rows.
+
+    centered = ||(b - mean b) - (a - mean a)|| / ||a - mean a||: how the pattern across rows
+    changed; shift = sqrt(n) ||mean b - mean a|| / ||a - mean a||: how far the layer's mean
+    moved, in units of its spread. Both +inf where ``b`` gained NaN/Inf.
+    """
+    import torch
+
+    if a.shape != b.shape or int((~torch.isfinite(b)).sum()) > int((~torch.isfinite(a)).sum()):
+        return math.inf, math.inf
+    a, b = torch.nan_to_num(a), torch.nan_to_num(b)
+    ma, mb = a.mean(0), b.mean(0)
+    ca, cb = a - ma, b - mb
+    spread = float(torch.linalg.vector_norm(ca))
+    change = float(torch.linalg.vector_norm(cb - ca))
+    shift = float(torch.linalg.vector_norm(mb - ma)) * math.sqrt(a.shape[0])
+    if spread == 0:
+        return (0.0 if change == 0 else math.inf), (0.0 if shift == 0 else math.inf)
+    return change / spread, shift / spread
+
+
+def _benign_pairs(case: Case, ia: int, ib: int, batch: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive snapshot pairs that involve neither compared snapshot nor one the parameter timeline alarms on."""
+    from workbench.snapshot_diff import snapshot_timeline
+
+    alarmed = {i for i, flag in enumerate(snapshot_timeline(case, batch=batch).table["alarm"]) if flag}
+    skip = {ia, ib} | alarmed
+    return [(i - 1, i) for i in range(1, len(case.snapshots)) if not {i - 1, i} & skip]
+
+
 def _compare(case: Case, snapshot_a: str, snapshot_b: str, batch: np.ndarray | None) -> ActivationDiff:
     from workbench.model import load_model
-    from workbench.snapshot_diff import _log, diff_state_dicts
+    from workbench.snapshot_diff import MAD_TO_SD, _log, diff_state_dicts
     from workbench.snapshot_files import load_state_dict
 
     ids = [s.snapshot_id for s in case.snapshots]
@@ -260,31 +302,44 @@ def _compare(case: Case, snapshot_a: str, snapshot_b: str, batch: np.ndarray | N
     if [c[0] for c in cap_a] != [c[0] for c in cap_b]:
         raise WorkbenchError(case.root / "model.py", f"snapshots {snapshot_a} and {snapshot_b} ran different layers on the same batch.",
                              "compare snapshots of one architecture (the forward must not depend on the weights).")
-    # Benign reference: per-layer divergence of consecutive snapshots not involving a or b.
-    pairs = [(i - 1, i) for i in range(1, len(ids)) if not {i - 1, i} & {ia, ib}]
-    reference: dict[str, list[float]] = {}
+    layers = [c[0] for c in cap_a]
+    pairs = _benign_pairs(case, ia, ib, x)
     fallback = len(pairs) < MIN_REFERENCE
-    if not fallback:
-        prev = None
+    ref = np.zeros((0, len(layers), 2))
+    if not fallback:  # ln(centered), ln(shift) per benign pair and layer
+        values, prev = [], None
         for i in sorted({k for p in pairs for k in p}):
             cur = _capture(load_model(case, ids[i]), x)
             if prev is not None and (i - 1, i) in pairs:
-                for (layer, _k, _p, t0), (_l, _k2, _p2, t1) in zip(prev, cur, strict=False):
-                    reference.setdefault(layer, []).append(_log(_rel_diff(t0, t1)))
+                values.append([[_log(v) for v in _parts(t0, t1)] for (_, _, _, t0), (_, _, _, t1) in zip(prev, cur, strict=True)])
             prev = cur
+        ref = np.asarray(values)
+    n = len(ref)
+    if n:
+        med = np.median(ref, axis=0)
+        # per-layer scale, never below the scale pooled over layers: one MAD from ~10 pairs is itself noisy
+        own = MAD_TO_SD * np.median(np.abs(ref - med), axis=0)
+        pooled = MAD_TO_SD * np.median(np.abs(ref - med).reshape(-1, 2), axis=0)
+        scale = np.maximum(np.maximum(own, pooled[None, :]), LOG_FLOOR) * math.sqrt(1 + 1 / n)
+        gate = _gate(n * len(layers), 2 * len(layers))
     steps = max(abs(ib - ia), 1)
     rows, first = [], None
     for i, ((layer, kind, prefix, ta), (_, _, _, tb)) in enumerate(zip(cap_a, cap_b, strict=True)):
         rel = _rel_diff(ta, tb)
+        centered, shift = _parts(ta, tb)
         if fallback:
-            z, gate = (math.inf if rel > ABSOLUTE_REL_DIFF else 0.0), Z_GATE
+            z_c = z_s = math.inf if max(centered, shift, rel) > ABSOLUTE_REL_DIFF else 0.0
+            g = Z_GATE
         else:
-            z, n = _robust_z(_log(rel) - math.log(steps), reference.get(layer, []), LOG_FLOOR)
-            gate = _gate(n, len(cap_a))
-        diverged = bool(z > gate)
+            v = np.array([_log(centered), _log(shift)]) - math.log(steps)
+            z_c, z_s = ((v - med[i]) / scale[i]).tolist()
+            z_c, z_s = (math.inf if math.isinf(centered) else z_c), (math.inf if math.isinf(shift) else z_s)
+            g = gate
+        z = max(z_c, z_s)
+        diverged = bool(z > g)
         sa, sb = _layer_stats(ta), _layer_stats(tb)
-        rows.append({"order": i, "layer": layer, "kind": kind, "parameter": prefix, "rel_diff": rel, "z": z, "gate": gate,
-                     "diverged": diverged,
+        rows.append({"order": i, "layer": layer, "kind": kind, "parameter": prefix, "rel_diff": rel, "centered_diff": centered,
+                     "mean_shift": shift, "z_centered": z_c, "z_shift": z_s, "z": z, "gate": g, "diverged": diverged,
                      "mean_a": sa["mean"], "mean_b": sb["mean"], "std_a": sa["std"], "std_b": sb["std"],
                      "dead_share_a": sa["dead_share"], "dead_share_b": sb["dead_share"],
                      "nonfinite_a": sa["nonfinite"], "nonfinite_b": sb["nonfinite"]})
@@ -312,7 +367,7 @@ def _compare(case: Case, snapshot_a: str, snapshot_b: str, batch: np.ndarray | N
                           table=table, first_divergent_layer=first["layer"] if first else None,
                           first_divergent_parameter=parameter, units=units, rows=len(x),
                           statistic=STATISTIC if not fallback else (f"absolute gate (fewer than {MIN_REFERENCE} benign consecutive "
-                                                                    f"pairs): rel_diff > {ABSOLUTE_REL_DIFF} or new NaN/Inf"),
+                                                                    f"pairs): divergence > {ABSOLUTE_REL_DIFF} or new NaN/Inf"),
                           fallback=fallback)
 
 
