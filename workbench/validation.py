@@ -3,7 +3,8 @@
 :func:`validate_snapshot` re-scores a labelled holdout with the candidate snapshot
 and with a reference (by default the stable snapshot) and compares them on the
 same rows. Each gate is *relative to the reference* and its tolerance comes from
-the sampling noise of the metric on this holdout, never from a fixed number:
+the sampling noise of the metric on this holdout and the spread of benign
+refreshes, never from a fixed number:
 
 - **NaN/Inf**: the candidate outputs a non-finite prediction where the reference
   does not. No tolerance: a NaN served is a bug.
@@ -24,9 +25,12 @@ the sampling noise of the metric on this holdout, never from a fixed number:
 (:data:`workbench.snapshot_diff.Z_GATE`). Benign refreshes also move these metrics
 (a fine-tune on the last 12 hours shifts calibration with the time-of-day mix), so
 when at least :data:`~workbench.snapshot_diff.MIN_REFERENCE` other snapshots were
-published before the candidate, each tolerance becomes ``Z * sqrt(SE^2 + s^2)``,
-where ``s = 1.4826 * median |m_s - m_ref|`` over those snapshots scored on the same
-rows: the typical benign distance from the reference, robust to a few bad ones.
+published before the candidate, each tolerance becomes
+``sqrt((Z * SE)^2 + (t * sqrt(1 + 1/n) * s)^2)``, where ``s = 1.4826 * median
+|m_s - m_ref|`` over those ``n`` snapshots scored on the same rows (the typical
+benign distance from the reference, robust to a few bad ones) and ``t`` the
+Student-t quantile with ``n - 1`` degrees of freedom at the same tail: a prediction
+interval for one more benign refresh when the spread itself is estimated from few.
 The prediction distribution (mean and quantiles) is reported, not gated.
 
 The holdout defaults to labelled served rows published before the candidate
@@ -45,7 +49,7 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import CaseError, WorkbenchError
-from workbench.snapshot_diff import MAD_TO_SD, MIN_REFERENCE, Z_GATE, _fmt, _records, _threads_for
+from workbench.snapshot_diff import MAD_TO_SD, MIN_REFERENCE, TAIL, Z_GATE, _fmt, _records, _threads_for
 
 if TYPE_CHECKING:
     from workbench.case import Case
@@ -56,10 +60,11 @@ Z = Z_GATE
 BOOTSTRAP = 200  # Poisson bootstrap resamples: SE to ~5% relative precision
 MIN_ROWS, MIN_CLASS = 1_000, 30  # below this the NE and AUC standard errors are not trustworthy
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS] for the log loss
-GATES = (f"relative to the reference snapshot on the same holdout rows. NaN/Inf: none where the reference has none. "
-         f"NE: worse by more than {Z} x sqrt(bootstrap SE^2 + benign refresh spread^2) and significant by a paired bootstrap. "
-         f"AUC: lower by more than {Z} x sqrt(Hanley-McNeil SE^2 + spread^2). Calibration: |ln(mean p / mean y)| worse by "
-         f"more than {Z} x sqrt(bootstrap SE^2 + spread^2).")
+GATES = (f"relative to the reference snapshot on the same holdout rows; tolerance = sqrt(({Z} x sampling SE)^2 + (t x benign "
+         "refresh spread)^2), t the Student-t(n-1) quantile at the same tail for n earlier snapshots. NaN/Inf: none where the "
+         "reference has none. NE: worse by more than the tolerance (bootstrap SE) and significant by a paired bootstrap. "
+         "AUC: lower by more than the tolerance (Hanley-McNeil SE). Calibration: |ln(mean p / mean y)| worse by more than the "
+         "tolerance (bootstrap SE).")
 
 
 # ---------------------------------------------------------------- metrics
@@ -270,7 +275,9 @@ def validate_snapshot(case: Case, snapshot_id: str, *, holdout: pl.DataFrame | N
 
 
 def _spread(y: np.ndarray, p_r: np.ndarray, others: list[np.ndarray]) -> dict[str, float]:
-    """1.4826 x median |metric(other) - metric(reference)| per gated metric: the benign refresh spread."""
+    """The benign refresh spread per gated metric, as a tolerance term: 1.4826 x median |metric(other) -
+    metric(reference)|, times the Student-t(n-1) quantile at the gate's tail and sqrt(1 + 1/n) (a prediction
+    interval for one new snapshot from n earlier ones, whose spread is itself estimated)."""
     if not others:
         return {"ne": 0.0, "auc": 0.0, "log_cal": 0.0}
     ne_r, auc_r, cal_r = normalized_entropy(y, p_r), auc(y, p_r), abs(math.log(p_r.mean() / y.mean()))
@@ -280,7 +287,10 @@ def _spread(y: np.ndarray, p_r: np.ndarray, others: list[np.ndarray]) -> dict[st
     d_ne = [normalized_entropy(y, p) - ne_r for p in ok]
     d_auc = [auc(y, p) - auc_r for p in ok]
     d_cal = [abs(math.log(p.mean() / y.mean())) - cal_r for p in ok]
-    return {k: MAD_TO_SD * float(np.median(np.abs(v))) for k, v in (("ne", d_ne), ("auc", d_auc), ("log_cal", d_cal))}
+    from scipy.special import stdtrit
+
+    t = float(stdtrit(len(ok) - 1, 1.0 - TAIL)) * math.sqrt(1 + 1 / len(ok))
+    return {k: t * MAD_TO_SD * float(np.median(np.abs(v))) for k, v in (("ne", d_ne), ("auc", d_auc), ("log_cal", d_cal))}
 
 
 def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.ndarray, where: str, seed: int,
@@ -301,11 +311,11 @@ def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.
                           where, len(keep))
     se = _bootstrap(y, p_r, p_c, seed)
     spread = _spread(y, p_r, [p[keep] for p in others])
-    noise = (f"{Z} x sqrt(SE^2 + refresh spread^2), {len(others)} earlier snapshots" if others else
+    noise = (f"sampling SE and the refresh spread of {len(others)} earlier snapshots" if others else
              f"{Z} x SE; fewer than {MIN_REFERENCE} earlier snapshots to learn refresh spread from")
     ne_c, ne_r = normalized_entropy(y, p_c), normalized_entropy(y, p_r)
     d = ne_c - ne_r
-    tol = Z * math.hypot(se["ne"], spread["ne"])
+    tol = math.hypot(Z * se["ne"], spread["ne"])
     ne_ok = not (d > tol and d > Z * se["delta_ne"])
     rows.append(("ne", ne_c, ne_r, d, tol, ne_ok))
     (passes if ne_ok else fails).append(
@@ -313,14 +323,14 @@ def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.
         f"{'beyond' if not ne_ok else 'within'} the tolerance {tol:.4f} ({noise}; bootstrap over {len(y):,} rows)")
     n1 = int(y.sum())
     a_c, a_r = auc(y, p_c), auc(y, p_r)
-    tol_a = Z * math.hypot(_auc_se(a_r, n1, len(y) - n1), spread["auc"])
+    tol_a = math.hypot(Z * _auc_se(a_r, n1, len(y) - n1), spread["auc"])
     auc_ok = not (a_r - a_c > tol_a)
     rows.append(("auc", a_c, a_r, a_c - a_r, tol_a, auc_ok))
     (passes if auc_ok else fails).append(
         f"AUC {a_c:.4f} vs {a_r:.4f}: {'lower' if a_c < a_r else 'higher'} by {abs(a_c - a_r):.4f}, "
         f"{'beyond' if not auc_ok else 'within'} the tolerance {tol_a:.4f} ({noise}, Hanley-McNeil SE)")
     cal_c, cal_r = float(p_c.mean() / y.mean()), float(p_r.mean() / y.mean())
-    tol_c = Z * math.hypot(se["log_cal"], spread["log_cal"])
+    tol_c = math.hypot(Z * se["log_cal"], spread["log_cal"])
     worse = abs(math.log(cal_c)) - abs(math.log(cal_r))
     cal_ok = not (worse > tol_c)
     rows.append(("calibration_ratio", cal_c, cal_r, cal_c - cal_r, tol_c, cal_ok))
