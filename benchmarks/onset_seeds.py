@@ -46,6 +46,7 @@ def _one(job: tuple[str, int]) -> dict:
     targets = truth["details"]["features"]
     ranks = {f: drift.table["feature"].to_list().index(f) + 1 for f in targets if f in drift.table["feature"].to_list()}
     out["feature_rank_worst"] = max(ranks.values()) if ranks else None
+    out["features_injected"] = len(targets)
     out["broken_features"] = drift.broken.height
     organic = truth["details"].get("organic_drift", [])
     out["organic_broken"] = int(drift.broken.filter(drift.broken["feature"].is_in(organic)).height)
@@ -70,8 +71,9 @@ def summarize(rows: list[dict]) -> dict:
             s["false_alarm_rate_ne"] = s["ne_alarms"] / len(rs)
             s["any_quality_alarm"] = sum(r["any_alarm"] for r in rs)
             s["broken_features"] = sum(r["broken_features"] for r in rs)
-        if any(r["feature_rank_worst"] for r in rs):
-            s["feature_in_top3"] = sum(1 for r in rs if r["feature_rank_worst"] and r["feature_rank_worst"] <= 3)
+        if any(r["feature_rank_worst"] for r in rs):  # top 3, or top k when k > 3 features were injected together
+            s["features_in_top3"] = sum(1 for r in rs if r["feature_rank_worst"]
+                                        and r["feature_rank_worst"] <= max(3, r.get("features_injected", 1)))
         if any(r["truth_slice"] for r in rs):
             s["slice_first"] = sum(1 for r in rs if r.get("top_slice") == r["truth_slice"])
         out[incident] = s
@@ -94,7 +96,7 @@ def main() -> None:
             rows.append(r)
             print(json.dumps(r), file=sys.stderr, flush=True)
     result = {"seeds": args.seeds, "summary": summarize(rows), "cases": rows}
-    out = HERE / "results" / "onset_seeds.json"
+    out = HERE / "results" / f"onset_seeds_{'_'.join(incidents) if args.incidents else 'all'}_{args.seeds[0]}_{args.seeds[1]}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["summary"], indent=2))

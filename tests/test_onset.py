@@ -81,3 +81,11 @@ def test_series_reuse_json_and_errors(small_case_template):
         detect_onset(series, "accuracy")
     with pytest.raises(WorkbenchError, match="without by="):
         detect_onset(quality_series(open_case(small_case_template), by="platform"))
+
+
+def test_anomaly_falls_back_to_the_calibration_ratio(tmp_path):
+    # a mild logit offset: NE may stay within noise while calibration clearly moved
+    onsets = detect_onsets(open_case(write_case(tmp_path / "c", seed=8, onset=52, break_="calibration", per_hour=300)))
+    cal = onsets.by_metric["calibration_ratio"]
+    assert cal.detected
+    assert onsets.anomaly.detected and onsets.anomaly.onset == (onsets.primary.onset if onsets.primary.detected else cal.onset)

@@ -2,13 +2,13 @@
 
 The pass (mergeable partial aggregates, streaming):
 
-1. **Reference edges.** A hash sample (~200k rows) of the reference window gives
+1. **Reference edges.** A hash sample (~50k rows) of the reference window gives
    each numeric feature ``bins - 1`` quantile edges and its scale band (``|x|``
-   between a tenth of its 1st and ten times its 99th percentile).
+   between a tenth of its ~1st and ten times its ~99th percentile).
 2. **Profiles.** One ``select`` per window counts, per feature, nulls,
    ``x <= edge`` for every edge (cumulative histogram), sums of ``x``, ``x^2``,
-   ``|x|``, the tail sums beyond the outer edges, min, max and values out of the
-   scale band. Profiles of disjoint parts add up (min/max combine).
+   ``|x|``, the tail sums beyond the outer edges and values out of the scale
+   band. Profiles of disjoint parts add up.
 3. **Samples.** Hash samples of both windows, cut to equal size, give quantiles,
    distinct counts, the share of repeated values and the top value's share
    (distinct counts grow with sample size, so only equal sizes compare).
@@ -120,7 +120,7 @@ def _profile_exprs(ref: _Reference, column: str = "{f}", suffix: str = "", count
         e = ref.edges[f]
         lo, hi = ref.band[f]
         out += [x.count().alias(f"{j}|nn"), x.sum().alias(f"{j}|s1"), (x * x).sum().alias(f"{j}|s2"),
-                x.abs().sum().alias(f"{j}|sabs"), x.min().alias(f"{j}|min"), x.max().alias(f"{j}|max"),
+                x.abs().sum().alias(f"{j}|sabs"),
                 ((x.abs() > hi) | ((x.abs() < lo) & (x != 0))).sum().alias(f"{j}|oos")]
         if len(e):
             out += [(x <= float(v)).sum().alias(f"{j}|c{k}") for k, v in enumerate(e)]
@@ -171,19 +171,20 @@ def _window_profiles(case: Case, windows: list[Window], ref: _Reference, cats: t
     else:
         row = out[0].row(0, named=True)
         profiles = [{key.rsplit("#", 1)[0]: v for key, v in row.items() if key.endswith(f"#{w}")} for w in range(len(windows))]
-    if cats:
-        cells = out[len(queries) - 1]
-        for c in cats:
-            marg = cells.group_by("_w", c).agg(pl.col("len").sum())
-            counts[c] = [marg.filter(pl.col("_w") == k).drop("_w") for k in range(len(windows))]
+    if cats:  # marginal counts per window and category value, from the small cross-product table
+        tally: dict[str, list[dict]] = {c: [{} for _ in windows] for c in cats}
+        for row in out[len(queries) - 1].iter_rows(named=True):
+            for c in cats:
+                d = tally[c][row["_w"]]
+                d[row[c]] = d.get(row[c], 0) + row["len"]
+        counts = {c: [pl.DataFrame({c: list(d), "len": list(d.values())}, schema={c: pl.String, "len": pl.Int64})
+                      for d in tally[c]] for c in cats}
     return profiles, counts, more
 
 
 def merge_profiles(frames: list[pl.DataFrame]) -> pl.DataFrame:
     """Profiles of disjoint parts -> the profile of their union."""
-    both = pl.concat(frames)
-    return both.select(pl.col(c).min() if c.endswith("|min") else pl.col(c).max() if c.endswith("|max") else pl.col(c).sum()
-                       for c in both.columns)
+    return pl.concat(frames).select(pl.all().sum())  # every profile entry is a count or a sum
 
 
 @dataclass(frozen=True, slots=True)
