@@ -99,8 +99,11 @@ def prediction_quality(ctx: Context) -> Evidence:
               if all(c in series.columns for c in cols)]
     change = on.current_value - on.baseline_value
     pct = change / on.baseline_value if on.baseline_value else 0.0
+    where = f" in {ctx.segment} (the whole traffic stayed within its noise)" if ctx.segment else ""
+    if ctx.segment:
+        plot["title"] = f"Normalized entropy per hour in {ctx.segment}"
     if on.detected:
-        summary = (f"Normalized entropy rose from {on.baseline_value:.3f} to {on.current_value:.3f} ({pct:+.1%}) "
+        summary = (f"Normalized entropy{where} rose from {on.baseline_value:.3f} to {on.current_value:.3f} ({pct:+.1%}) "
                    f"from {on.onset:%Y-%m-%d %H:%M} UTC, {on.severity:.1f}σ beyond its normal variation.")
         return Evidence("prediction_quality", "fail", S.from_z(on.severity), summary, detail=on.method,
                         data={"plot": plot, "plots": others, "onset": on.to_dict()})

@@ -52,9 +52,29 @@ class Context:
 
     @property
     def onset(self) -> Onset:
-        from workbench.onset import detect_onset
+        """The whole traffic's onset; when it shows none, a confirmed segment's (see :attr:`segment`)."""
+        return self.cached("onset", self._detect)
 
-        return self.cached("onset", lambda: detect_onset(self.case))
+    @property
+    def segment(self) -> str | None:
+        """``column=value`` when the regression was found in one segment only."""
+        _ = self.onset
+        return self._cache.get("segment")
+
+    def _detect(self) -> Onset:
+        from workbench.onset import detect_onset
+        from workbench.segment_onset import detect_segment_onset
+
+        whole = detect_onset(self.case)
+        if whole.detected or not self.case.slices:
+            return whole
+        self.say("no regression in the whole traffic; scanning segments")
+        found = detect_segment_onset(self.case)
+        if found is None:
+            return whole
+        self._cache["segment"] = found.segment
+        self._cache["segment_onset"] = found
+        return found.onset
 
     @property
     def detected(self) -> bool:
