@@ -12,18 +12,22 @@ incident window with SHAP values, then measures per feature:
   changed mean).
 - ``loss_delta``: the change of the log loss the feature *adds*,
   ``mean[logloss(z) - logloss(z - phi_j)]`` incident minus baseline, in NE units;
-  ``loss_share`` is its share of the NE regression. This is the loss explanation
+  ``loss_share`` is its share of the NE regression (divided by the larger of the
+  regression and the sum of the positive deltas, so the shares never add above 1). This is the loss explanation
   Lundberg et al. (2020, *From local explanations to global understanding with
   explainable AI for trees*, Nat. Mach. Intell.) use to monitor deployed models: a
   feature that broke starts adding loss even when its values look plausible.
 - ``ne_recovered`` (counterfactual swap): the share of the NE regression recovered
   when the feature's incident values are replaced by values drawn from the baseline
-  window in the same slice cell, and the rows re-scored.
+  window in the same slice cell, and the rows re-scored (up to ``SWAP_ROWS`` labelled
+  incident rows; the NE difference is paired on the same rows, so few rows suffice).
 
-``score`` is the largest of ``loss_share``, ``ne_recovered`` and ``drift_share`` (the
-feature's share of the summed ``attribution_delta``), clipped to [0, 1]: the share
-of the change the feature explains by the strongest of the three readings; features
-are ranked by it. Where labels are too few to measure NE, only ``drift_share`` is used.
+``score`` is the largest of ``loss_share``, ``ne_recovered`` (divided by the sum of
+the positive recoveries when that exceeds 1) and ``drift_share`` (the feature's share
+of the summed ``attribution_delta``), clipped to [0, 1]: the share of the change the
+feature explains by the strongest of the three readings; features are ranked by it.
+Each reading sums to at most 1 over features. Where labels are too few to measure NE,
+only ``drift_share`` is used.
 
 **With a model** (``method="model:shap+swap"``) each row is scored by the snapshot that
 served it (or by ``snapshot``), SHAP values are interventional, against a background
@@ -62,7 +66,9 @@ __all__ = ["METHODS", "AttributionShift", "FeatureIsolation", "attribution_shift
 
 METHODS = ("auto", "model", "surrogate")
 MODEL_METHOD, SURROGATE_METHOD = "model:shap+swap", "surrogate:treeshap"
-SHAP_ROWS = 2_000  # rows per window explained by SHAP; the swap uses every sampled row
+SHAP_ROWS = 2_000  # rows per window explained by SHAP
+SWAP_ROWS = 10_000  # labelled incident rows re-scored per swapped feature: paired NE differences need few rows
+FIT_ROWS = 40_000  # rows the surrogate is fitted on (both windows together)
 BACKGROUND = 16  # background rows (8 antithetic permutation pairs) per explained row
 MIN_LABELED = 500  # labelled rows per window below which NE readings are skipped
 
@@ -376,6 +382,9 @@ def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np
     x = np.vstack([xb, xi])
     z = np.concatenate([logit(base[PREDICTION].to_numpy()), logit(inc[PREDICTION].to_numpy())])
     rng = np.random.default_rng(seed)
+    if len(x) > FIT_ROWS:
+        keep = rng.choice(len(x), size=FIT_ROWS, replace=False)
+        x, z = x[keep], z[keep]
     test = rng.random(len(x)) < 0.2
     # Shallow trees: TreeSHAP costs grow with depth squared; depth 4 keeps 4,000 rows under a second.
     params = {"max_iter": 100, "learning_rate": 0.2, "max_depth": 4, "early_stopping": False, "random_state": seed}
@@ -403,22 +412,31 @@ def _readings(case: Case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_
         loss_delta = _loss_added(zi[si], phi_i, yi[si]) / hi - _loss_added(zb[sb], phi_b, yb[sb]) / hb
     recovered = np.full(d, np.nan)
     if math.isfinite(regression) and regression > 0:
-        lab = ~np.isnan(yi)
+        lab = np.flatnonzero(~np.isnan(yi))
+        if len(lab) > SWAP_ROWS:
+            lab = np.sort(rng.choice(lab, size=SWAP_ROWS, replace=False))
         cells_i, cells_b = _cells(inc, case.slices), _cells(base, case.slices)
         idx = _resample_within(cells_i[lab], cells_b, rng)
         x_lab, y_lab = xi[lab], yi[lab]
+        ne_here = normalized_entropy(y_lab, 1 / (1 + np.exp(-zi[lab])))  # the same rows, unswapped
         for j in range(d):
             swapped = x_lab.copy()
             swapped[:, j] = xb[idx, j]
             z_swap = score_inc(swapped, lab)
-            recovered[j] = (ne_i - normalized_entropy(y_lab, 1 / (1 + np.exp(-z_swap)))) / regression
+            recovered[j] = (ne_here - normalized_entropy(y_lab, 1 / (1 + np.exp(-z_swap)))) / regression
     elif math.isfinite(regression):
         notes.append(f"NE did not regress ({ne_b:.4f} -> {ne_i:.4f}): the swap has nothing to recover; ranked by attribution drift")
     else:
         notes.append(f"fewer than {MIN_LABELED} labelled rows (or too few of a class) in a window: NE readings skipped; "
                      "ranked by attribution drift")
-    loss_share = loss_delta / regression if math.isfinite(regression) and regression > 0 else np.full(d, np.nan)
-    evidence = np.vstack([loss_share, recovered, drift_share])
+    # Shares of the regression whose positive parts never sum above 1: one removal per feature is a separate
+    # counterfactual, and when the whole world changed (labels, calibration) every important feature's removal
+    # "helps"; normalizing by the larger of the regression and their sum turns that into a split, not 100% each.
+    loss_share = np.full(d, np.nan)
+    if math.isfinite(regression) and regression > 0:
+        loss_share = loss_delta / max(regression, float(np.nansum(np.clip(loss_delta, 0, None))))
+    recovered_share = recovered / max(1.0, float(np.nansum(np.clip(recovered, 0, None))))
+    evidence = np.vstack([loss_share, recovered_share, drift_share])
     score = np.clip(np.nanmax(np.where(np.isnan(evidence), -np.inf, evidence), axis=0), 0.0, 1.0)
     table = pl.DataFrame({
         "feature": features, "score": score, "prediction_shift": shift, "prediction_shift_share": shift_share,
