@@ -161,6 +161,8 @@ def _time_expr(source: Path, schema: pl.Schema, column: str, lf: pl.LazyFrame) -
     """An expression giving ``column`` as Datetime(us, UTC), and one flagging unparseable values."""
     dtype = schema[column]
     col = pl.col(column)
+    if dtype == UTC_US:
+        return col, None  # untouched, so time filters push down to the parquet scan and prune row groups
     if isinstance(dtype, pl.Datetime):
         expr = col.dt.convert_time_zone("UTC") if dtype.time_zone else col.dt.replace_time_zone("UTC")
         return expr.cast(UTC_US), None
