@@ -48,7 +48,7 @@ def _one(job: tuple[str, int]) -> dict:
     out["feature_rank_worst"] = max(ranks.values()) if ranks else None
     out["features_injected"] = len(targets)
     out["broken_features"] = drift.broken.height
-    organic = truth["details"].get("organic_drift", [])
+    organic = [f for f in truth["details"].get("organic_drift", []) if f not in targets]  # an upstream break may feed one
     out["organic_broken"] = int(drift.broken.filter(drift.broken["feature"].is_in(organic)).height)
     if case.slices:
         search = find_slices(case, primary.baseline, primary.incident)
@@ -66,6 +66,7 @@ def summarize(rows: list[dict]) -> dict:
     for incident, rs in sorted(by.items()):
         errs = [r["onset_error_h"] for r in rs if r["onset_error_h"] is not None]
         s = {"seeds": len(rs), "ne_alarms": sum(r["ne_alarm"] for r in rs),
+             "anomaly_alarms": sum(r["ne_alarm"] or "calibration_ratio" in r["shift_alarms"] for r in rs),
              "within_2h": sum(abs(e) <= 2 for e in errs), "organic_flagged": sum(r["organic_broken"] for r in rs)}
         if incident == "control":
             s["false_alarm_rate_ne"] = s["ne_alarms"] / len(rs)
