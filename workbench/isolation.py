@@ -56,7 +56,7 @@ import polars as pl
 
 from workbench.errors import CaseError, WorkbenchError
 from workbench.snapshot_diff import _fmt, _records, _threads_for
-from workbench.validation import EPS, MIN_CLASS, _entropy, normalized_entropy
+from workbench.validation import EPS, MIN_CLASS, _entropy, normalized_entropy, sample_rows
 from workbench.windows import Window
 
 if TYPE_CHECKING:
@@ -118,12 +118,12 @@ def permutation_shap(f: Logit, x: np.ndarray, background: np.ndarray, *, seed: i
 def _rows(case: Case, window: Window, sample: int, seed: int) -> pl.DataFrame:
     from workbench.case import LABEL, PREDICTION, SNAPSHOT, TS
 
-    frame = (case.predictions.filter(window.contains(TS))
-             .select(TS, PREDICTION, LABEL, SNAPSHOT, *case.features, *case.slices).collect())
+    frame, _ = sample_rows(case.predictions.filter(window.contains(TS))
+                           .select(TS, PREDICTION, LABEL, SNAPSHOT, *case.features, *case.slices), sample, seed=seed)
     if frame.height == 0:
         raise CaseError(case.sources.get("predictions", case.root), f"no served rows in the window {window}.",
                         f"pick windows inside the case's traffic, {case.start:%Y-%m-%d %H:%M} to {case.end:%Y-%m-%d %H:%M} UTC.")
-    return frame.sample(sample, seed=seed) if frame.height > sample else frame
+    return frame
 
 
 def _raw(frame: pl.DataFrame, features: tuple[str, ...]) -> np.ndarray:

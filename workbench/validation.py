@@ -54,7 +54,7 @@ from workbench.snapshot_diff import MAD_TO_SD, MIN_REFERENCE, TAIL, Z_GATE, _fmt
 if TYPE_CHECKING:
     from workbench.case import Case
 
-__all__ = ["GATES", "Validation", "auc", "default_holdout", "normalized_entropy", "validate_snapshot"]
+__all__ = ["GATES", "Validation", "auc", "default_holdout", "normalized_entropy", "sample_rows", "validate_snapshot"]
 
 Z = Z_GATE
 BOOTSTRAP = 200  # Poisson bootstrap resamples: SE to ~5% relative precision
@@ -132,19 +132,34 @@ def _bootstrap(y: np.ndarray, p_ref: np.ndarray, p_cand: np.ndarray, seed: int) 
 
 
 # ---------------------------------------------------------------- holdout
+def sample_rows(lf: pl.LazyFrame, n: int, *, seed: int = 0) -> tuple[pl.DataFrame, int]:
+    """Up to ``n`` rows drawn uniformly from ``lf`` without collecting all of it, and how many rows it held.
+
+    A first pass counts the rows; when there are more than ``2n``, a hash of each
+    row's values keeps about ``2n`` of them while streaming, and ``n`` are drawn from those.
+    """
+    total = int(lf.select(pl.len()).collect().item())
+    if total > 2 * n:
+        cut = int(2 * n / total * (2**64 - 1))
+        lf = lf.filter(pl.struct(pl.all()).hash(seed) < cut)
+    frame = lf.collect()
+    return (frame.sample(n, seed=seed) if frame.height > n else frame), total
+
+
 def default_holdout(case: Case, before: datetime, *, sample: int = 50_000, seed: int = 0) -> tuple[pl.DataFrame, str]:
     """Labelled rows for validation: served rows before ``before``, else ``training.parquet``.
 
-    Returns the rows (feature columns and ``label``) and a sentence saying where they came from.
+    Returns up to ``sample`` rows (feature columns and ``label``) and a sentence saying where they came from.
     """
     from workbench.case import LABEL, TS
 
     cols = [*case.features, LABEL]
-    served = (case.predictions.filter((pl.col(TS) < pl.lit(before)) & pl.col(LABEL).is_not_null()).select(cols).collect())
+    served, total = sample_rows(case.predictions.filter((pl.col(TS) < pl.lit(before)) & pl.col(LABEL).is_not_null())
+                                .select(cols), sample, seed=seed)
     if _enough(served):
         frame, where = served, f"labelled served rows before {before:%Y-%m-%d %H:%M} UTC"
     elif case.training is not None:
-        frame = case.training.filter(pl.col(LABEL).is_not_null()).select(cols).collect()
+        frame, total = sample_rows(case.training.filter(pl.col(LABEL).is_not_null()).select(cols), sample, seed=seed)
         where = "training.parquet (too few labelled served rows before the candidate was published)"
         if not _enough(frame):
             raise CaseError(case.sources.get("training", case.root), f"too few labelled rows to validate on ({frame.height:,}).",
@@ -153,9 +168,6 @@ def default_holdout(case: Case, before: datetime, *, sample: int = 50_000, seed:
         raise CaseError(case.root, f"too few labelled served rows before {before:%Y-%m-%d %H:%M} UTC ({served.height:,}) "
                         "and no training.parquet to validate on.",
                         "add training.parquet (a labelled sample of training rows), or pass holdout=... explicitly.")
-    total = frame.height
-    if total > sample:
-        frame = frame.sample(sample, seed=seed)
     return frame, f"{where}: {frame.height:,} of {total:,} rows"
 
 
