@@ -288,10 +288,10 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
     surrogate), "model" or "surrogate". ``sample`` rows are drawn per window.
 
     >>> from workbench import open_case, Window
-    >>> case = open_case("sample_data/cases/feature_scale_bug")  # doctest: +SKIP
-    >>> iso = isolate_features(case, Window.hours("2026-11-19T00:00Z", 24), Window.hours("2026-11-20T12:00Z", 6))  # doctest: +SKIP
-    >>> iso.top  # doctest: +SKIP
-    'f_ad_bid'
+    >>> case = open_case("sample_data/cases/feature_scale_bug")  # f_user_ctr_30d scaled x0.01 from 02:00
+    >>> iso = isolate_features(case, Window.hours("2026-11-19T02:00Z", 24), Window.hours("2026-11-20T02:00Z", 18))
+    >>> iso.top, iso.method
+    ('f_user_ctr_30d', 'model:shap+swap')
     """
     if method not in METHODS:
         from workbench.errors import suggest

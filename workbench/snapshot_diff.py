@@ -94,6 +94,7 @@ def _threads_for(model: torch.nn.Module) -> Iterator[None]:
     finally:
         torch.set_num_threads(before)
 
+
 def _json_value(value: object) -> object:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -435,6 +436,11 @@ def snapshot_timeline(case: Case, *, batch: np.ndarray | None = None) -> Snapsho
     ``batch`` (model inputs) adds units never active; by default a sample of the
     case's rows is used when the case has a model. See the module docstring for the
     statistic. ``first_bad`` is the earliest snapshot in alarm.
+
+    >>> from workbench import open_case
+    >>> timeline = snapshot_timeline(open_case("sample_data/cases/snapshot_corrupt"))
+    >>> timeline.first_bad, timeline.bad_parameters[0]
+    ('ctr-20261120-0009', 'net.0.weight')
     """
     from workbench.errors import CaseError
     from workbench.snapshot_files import load_state_dict

@@ -248,9 +248,9 @@ def validate_snapshot(case: Case, snapshot_id: str, *, holdout: pl.DataFrame | N
     """Score ``snapshot_id`` and ``reference`` (default: the stable snapshot) on a holdout; pass or fail with reasons.
 
     >>> from workbench import open_case
-    >>> case = open_case("sample_data/cases/snapshot_bad_data")  # doctest: +SKIP
-    >>> validate_snapshot(case, "ctr-20261120-0009").passed  # doctest: +SKIP
-    False
+    >>> case = open_case("sample_data/cases/snapshot_bad_data")  # ctr-20261120-1209 was tuned on bad data
+    >>> validate_snapshot(case, "ctr-20261120-1209").passed, validate_snapshot(case, "ctr-20261120-0613").passed
+    (False, True)
     """
     from workbench.case import LABEL
     from workbench.model import feature_matrix, load_model, score
