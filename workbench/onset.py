@@ -32,7 +32,7 @@ Method (one metric, hourly series from :func:`workbench.quality.quality_series`)
    0.001`` a case with no regression alarms once in a thousand, per metric, if
    the model holds. A regression must also be *material*: the step must be at
    least ``min_effect`` relative to the level before it (1% for NE, log loss and
-   AUC, 5% for ratios), because on millions of rows every change is significant
+   AUC; 5% on the log scale for ratios, i.e. x1.05 or /1.05), because on millions of rows every change is significant
    and the peers' "always drifting" alarms are exactly that mistake.
 6. **Joint onset.** When NE regressed and the calibration ratio changed
    significantly too (``locate_with``), the onset is where the sum of their
@@ -88,7 +88,7 @@ MAD_SCALE = 1.4826
 @dataclass(frozen=True, slots=True)
 class Onset:
     """The verdict on one metric. ``severity`` is the robust z of the step (see the module docstring);
-    ``effect`` the step relative to the level before it (on the log scale for ratios)."""
+    ``effect`` the step relative to the level before it (ratios: ``exp(log step) - 1``)."""
 
     detected: bool
     metric: str
@@ -330,10 +330,11 @@ def _fit(table: pl.DataFrame, metric: str, end_idx: int, alpha: float, min_effec
     fitted = _design(t) @ coef[:-1]  # the cycle-aware expectation without the step
     before = slice(0, max(int(cand[b]), 1))
     level = float(np.average(fitted[before], weights=w[before]))
-    effect = float(coef[-1]) if metric in LOG_SCALE else float(coef[-1]) / abs(level) if level else math.inf
+    step = float(coef[-1]) if metric in LOG_SCALE else float(coef[-1]) / abs(level) if level else math.inf
+    effect = math.expm1(step) if metric in LOG_SCALE else step  # relative change, for people
     expected[ui] = np.exp(fitted) if metric in LOG_SCALE else fitted
     zs[ui] = (y - fitted) * sw / float(sigma[0])
-    oriented_effect = effect * direction if direction else abs(effect)
+    oriented_effect = step * direction if direction else abs(step)  # ratios: |log change|, symmetric up and down
     significant = bool(tval[0] >= threshold and oriented_effect >= floor)
     return _Fit(metric, raw, used, ui[cand], profile, b, float(tval[0]), threshold, effect, expected, zs, significant)
 
