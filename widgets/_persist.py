@@ -86,7 +86,7 @@ def bundle(state: Investigation, note: str = "") -> dict[str, Any]:
     return {
         MIME: state.to_dict(),
         "text/plain": line,
-        "text/html": f"<div class='wb-record' style='font:12px system-ui,sans-serif;color:#6b7280'>&#128190; "
+        "text/html": f"<div class='wb-record' style='font:11px system-ui,sans-serif;color:#9ca3af'>"
                      f"{html.escape(line)}{html.escape(note)}</div>",
     }
 
@@ -114,7 +114,7 @@ class Record:
 
     def progress(self, message: str) -> None:
         self._send({"text/plain": message, "text/html": "<div style='font:12px system-ui,sans-serif;color:#2563eb'>"
-                                                        f"&#9203; {html.escape(message)}</div>"})
+                                                        f"{html.escape(message)}</div>"})
 
     def publish(self, state: Investigation, note: str = "") -> None:
         self._send(bundle(state, note))

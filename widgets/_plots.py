@@ -25,7 +25,6 @@ __all__ = ["render_spec", "render_specs", "to_datetime64"]
 hv.Store.set_current_backend("bokeh")
 
 PALETTE = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2")
-WIDTH = 640
 
 
 def to_datetime64(values: Any) -> np.ndarray:
@@ -57,8 +56,9 @@ def _timeseries(spec: dict) -> hv.Overlay:
     if spec.get("onset"):
         layers.append(hv.VLine(to_datetime64([spec["onset"]])[0], label="onset").opts(color=RED, line_dash="dashed", line_width=2))
     overlay = hv.Overlay(layers) if layers else hv.Overlay([hv.Curve([])])
-    return overlay.opts(title=spec.get("title", ""), width=WIDTH, height=260, legend_position="top_left",
-                        show_grid=True, **PLOT_OPTS)
+    # axis labels set here: the first layer (a shaded span) would otherwise name the axes "x" and "y"
+    return overlay.opts(title=spec.get("title", ""), responsive=True, min_width=360, height=250, legend_position="top_left",
+                        show_grid=True, xlabel="", ylabel=ylabel if spec.get("y") else "", **PLOT_OPTS)
 
 
 def _spans(spec: dict) -> list[tuple[str, np.datetime64, np.datetime64, str, float]]:
@@ -80,8 +80,8 @@ def _bars(spec: dict) -> hv.Bars:
     flag = ["highlighted" if lab in highlight else "other" for lab in labels]
     ylabel = spec.get("y") or "value"
     bars = hv.Bars((labels[::-1], values[::-1], flag[::-1]), "label", [hv.Dimension("value", label=ylabel), "flag"])
-    return bars.opts(invert_axes=True, color="flag", cmap={"highlighted": RED, "other": BLUE}, width=WIDTH,
-                     height=max(140, 28 + 22 * len(labels)), title=spec.get("title", ""), show_legend=False,
+    return bars.opts(invert_axes=True, color="flag", cmap={"highlighted": RED, "other": BLUE}, responsive=True, min_width=360,
+                     height=max(150, 50 + 22 * len(labels)), title=spec.get("title", ""), show_legend=False, xlabel="",
                      tools=["hover"], **PLOT_OPTS)
 
 
@@ -91,11 +91,12 @@ def _hist(spec: dict) -> hv.Overlay:
     for i, (name, counts) in enumerate(spec.get("series", {}).items()):
         c = np.asarray([_num(v) for v in counts], dtype=float)
         share = c / (np.nansum(c) or 1.0)
-        layers.append(hv.Histogram((edges, share), "value", hv.Dimension("share", label="share of rows"), label=str(name))
+        layers.append(hv.Histogram((edges, share), kdims=["value"], vdims=[hv.Dimension("share", label="share of rows")], label=str(name))
                       .opts(fill_color=PALETTE[i % len(PALETTE)], fill_alpha=0.45, line_alpha=0.6,
                             line_color=PALETTE[i % len(PALETTE)]))
     overlay = hv.Overlay(layers) if layers else hv.Overlay([hv.Histogram(([0, 1], [0]))])
-    return overlay.opts(title=spec.get("title", ""), width=WIDTH, height=240, legend_position="top_right", **PLOT_OPTS)
+    return overlay.opts(title=spec.get("title", ""), responsive=True, min_width=360, height=240, legend_position="top_right",
+                        **PLOT_OPTS)
 
 
 def _table(spec: dict) -> hv.Table:
@@ -103,7 +104,7 @@ def _table(spec: dict) -> hv.Table:
     rows = [[("–" if v is None else v) for v in row] for row in spec.get("rows", [])]
     data = {c: [r[i] if i < len(r) else None for r in rows] for i, c in enumerate(columns)}
     return hv.Table(data, kdims=columns[:1], vdims=columns[1:]).opts(
-        title=spec.get("title", ""), width=WIDTH, height=min(40 + 26 * max(len(rows), 1), 320))
+        title=spec.get("title", ""), width=560, height=min(40 + 26 * max(len(rows), 1), 320))  # tables are not responsive
 
 
 _RENDERERS = {"timeseries": _timeseries, "bars": _bars, "hist": _hist, "table": _table}

@@ -52,6 +52,28 @@ VIEW_CLASSES = {"tree": TreePanel, "timeline": QualityTimeline, "slices": Slices
 _EXTENSIONS_LOADED = False
 
 
+class _InlineColumn(pn.Column):
+    """A Column that inlines its stylesheets in one batch when rendered in a notebook.
+
+    With ``inline=True`` Panel swaps every model's CDN stylesheet for an inline copy
+    one model at a time, after the models joined the document; each swap makes Bokeh
+    recompute the document's model graph, so a page of ~150 components took over a
+    minute to display. Doing the same swaps inside ``Document.models.freeze()`` (one
+    recompute at the end) leaves Panel's own pass nothing to change.
+    """
+
+    def _render_model(self, doc: Any = None, comm: Any = None) -> Any:
+        model = super()._render_model(doc, comm)
+        if pn.config.inline and model.document is not None:
+            from bokeh.models import UIElement
+            from panel.io.notebook import patch_inline_stylesheets
+
+            with model.document.models.freeze():
+                for sub in model.select({"type": UIElement}):
+                    patch_inline_stylesheets(sub)
+        return model
+
+
 def _in_kernel() -> bool:
     try:
         from IPython import get_ipython
@@ -119,9 +141,12 @@ class Investigator(pn.viewable.Viewer):
         self._progress = pn.indicators.Progress(active=True, width=260, visible=False, margin=(4, 8))
         self._status = pn.pane.HTML("", stylesheets=[STATUS_CSS], margin=(4, 8))
         self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
+        # Not dynamic: every tab is drawn once and stays in the document. With dynamic tabs a hidden tab's
+        # models leave the document, and Bokeh (3.9) then fails to read back the Line glyphs the views
+        # update in place ("failed to validate Line.line_color") when the tab is shown again.
         self.tabs = pn.Tabs(sizing_mode="stretch_width", dynamic=False, css_classes=["wb-tabs"])
         self._body = pn.Column(self._error, pn.Row(self._progress, self._status), sizing_mode="stretch_width")
-        self._layout = pn.Column(self._header, self._body, sizing_mode="stretch_width", css_classes=["wb-app"],
+        self._layout = _InlineColumn(self._header, self._body, sizing_mode="stretch_width", css_classes=["wb-app"],
                                  styles={"border": "1px solid #e5e7eb", "border-radius": "8px", "background": "white"},
                                  height=self.height)
         if defer:

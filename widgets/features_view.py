@@ -100,7 +100,8 @@ class FeaturesView(View):
             self.run_long(f"measuring feature drift for baseline {w[0]} vs incident {w[1]}…", lambda: self.results.drift(*w),
                           lambda r, w=w: self._take(r) if self.state.windows == w else None)
 
-    def _on_windows(self, _event: param.parameterized.Event) -> None:
+    @guarded("following the new windows")
+    def _on_windows(self, *_events: param.parameterized.Event) -> None:
         self._refresh_windows()
 
     def _take(self, drift: Any) -> None:
@@ -146,10 +147,11 @@ class FeaturesView(View):
             return
         self.state.feature = self._ranked["feature"][row]
 
-    def _on_feature(self, _event: param.parameterized.Event) -> None:
+    def _on_feature(self, *_events: param.parameterized.Event) -> None:
         self._render()
 
-    def _on_slice(self, _event: param.parameterized.Event) -> None:
+    @guarded("following the selected slice")
+    def _on_slice(self, *_events: param.parameterized.Event) -> None:
         self._render_slice()
 
     @guarded("drawing the feature")
@@ -206,9 +208,9 @@ class FeaturesView(View):
                   hv.Points(marks, ["x", "y"], ["window", "stat"]).opts(color="window", cmap=cmap, marker="diamond", size=13,
                                                                         tools=["hover"])]
         return hv.Overlay(layers).opts(
-            title=f"{r['feature']}: p01–p99 (band), mean ± std (line), median and mean (◆); baseline below, incident above; "
-                  f"coverage {_num(r['coverage_baseline']):.0%} → {_num(r['coverage_incident']):.0%}",
-            height=170, responsive=True, min_width=400, yaxis=None, ylim=(-0.8, 1.8), xlabel="value", show_legend=False,
+            title=f"{r['feature']} before and after: p01–p99 (band), mean ± std (line), median and mean (◆)",
+            height=170, responsive=True, min_width=400, ylim=(-0.7, 1.7), yticks=[(0, "baseline"), (1, "incident")],
+            ylabel="", xlabel="value", show_legend=False,
             framewise=True, **{k: v for k, v in PLOT_OPTS.items() if k != "fontscale"})
 
     def _time_figure(self) -> Any:

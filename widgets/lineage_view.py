@@ -34,7 +34,8 @@ STATUS_SIZE = {"implicated": 22, "broken": 16, "affected": 13}
 
 
 def layered_layout(lineage: Lineage) -> dict[str, tuple[float, float]]:
-    """``node -> (column, row)``: column = longest path from a source, rows ordered by parents' mean row."""
+    """``node -> (column, row)``: column = longest path from a source (sinks in the last column),
+    rows ordered by their parents' mean row."""
     parents: dict[str, list[str]] = defaultdict(list)
     for a, b in lineage.edges:
         parents[b].append(a)
@@ -45,9 +46,17 @@ def layered_layout(lineage: Lineage) -> dict[str, tuple[float, float]]:
             depth[node] = 1 + max((level(p) for p in parents[node]), default=-1)
         return depth[node]
 
+    for node in lineage.kinds:
+        level(node)
+    # Sinks (the feature columns) all go to the last column: they are what the model reads, side by side.
+    has_children = {a for a, _ in lineage.edges}
+    last = max(depth.values(), default=0)
+    for node in lineage.kinds:
+        if node not in has_children and parents[node]:
+            depth[node] = last
     columns: dict[int, list[str]] = defaultdict(list)
     for node in lineage.kinds:
-        columns[level(node)].append(node)
+        columns[depth[node]].append(node)
     row: dict[str, float] = {}
     for col in sorted(columns):
         nodes = columns[col]

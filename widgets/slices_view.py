@@ -60,20 +60,21 @@ class SlicesView(View):
         columns = list(results.case.slices)
         if self.rows not in columns:
             self.rows = self._default_column(columns)
-        self.rows_select = pn.widgets.Select(name="slice column", options=columns, value=self.rows, width=180)
-        self.cols_select = pn.widgets.Select(name="by (heatmap)", options=[NONE, *columns], value=self.cols or NONE, width=180)
-        self.metric_select = pn.widgets.Select(name="metric", options={v: k for k, v in METRIC_LABELS.items()},
+        self.rows_select = pn.widgets.Select(label="slice column", options=columns, value=self.rows, width=180)
+        self.cols_select = pn.widgets.Select(label="by (heatmap)", options=[NONE, *columns], value=self.cols or NONE, width=180)
+        self.metric_select = pn.widgets.Select(label="metric", options={v: k for k, v in METRIC_LABELS.items()},
                                                value=self.metric, width=170)
         self.rows_select.param.watch(lambda e: setattr(self, "rows", e.new), "value")
         self.cols_select.param.watch(lambda e: setattr(self, "cols", None if e.new == NONE else e.new), "value")
         self.metric_select.param.watch(lambda e: setattr(self, "metric", e.new), "value")
-        self.clear = pn.widgets.Button(name="Show all traffic", width=150, visible=bool(state.slice), css_classes=["wb-clear-slice"])
+        self.clear = pn.widgets.Button(label="Show all traffic", width=150, visible=bool(state.slice), css_classes=["wb-clear-slice"])
         self.clear.on_click(lambda _e: setattr(self.state, "slice", None))
         self._version = 0  # bumped when new deltas arrive (new windows), so the plots redraw
         self._found_for: Any = None
         self._found_buttons: dict[str, pn.widgets.Button] = {}
-        self._view_stream = hv.streams.Stream.define("SliceView", metric=self.metric, rows=self.rows, cols=self.cols,
-                                                     slice=state.slice, version=0)()
+        view_stream = hv.streams.Stream.define("SliceView", metric=self.metric, rows=self.rows, cols=self.cols,
+                                               slice=state.slice, version=0)
+        self._bars_stream, self._heat_stream = view_stream(), view_stream()
         self.bars_pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", margin=(0, 8))
         self.heat_pane = pn.pane.HoloViews(None, sizing_mode="stretch_width", margin=(0, 8), visible=False)
         self._tap_bars: hv.streams.Tap | None = None
@@ -106,15 +107,22 @@ class SlicesView(View):
         self._render_found()
         self._render()
 
-    def _on_windows(self, _event: param.parameterized.Event) -> None:
+    @guarded("following the new windows")
+    def _on_windows(self, *_events: param.parameterized.Event) -> None:
         self._refresh_windows()
 
-    def _on_slice(self, _event: param.parameterized.Event) -> None:
+    @guarded("following the selected slice")
+    def _on_slice(self, *_events: param.parameterized.Event) -> None:
         self.clear.visible = bool(self.state.slice)
+        columns = list(parse_slice(self.state.slice)) if self.state.slice else []
+        shown = [self.rows] + ([self.cols] if self.cols and self.cols != self.rows else [])
+        if columns and sorted(columns) != sorted(shown):  # show the selected slice where it can be seen
+            with param.parameterized.discard_events(self):
+                self.param.update(rows=columns[0], cols=columns[1] if len(columns) > 1 else None)
         self._render_found()
         self._render()
 
-    def _on_controls(self, _event: param.parameterized.Event) -> None:
+    def _on_controls(self, *_events: param.parameterized.Event) -> None:
         self._render()
 
     # ------------------------------------------------------------------ drawing
@@ -135,7 +143,7 @@ class SlicesView(View):
             if s.table.is_empty():
                 items.append(pn.pane.HTML("<div class='wb-muted'>No slice had enough labeled rows to test.</div>", stylesheets=[CSS]))
             for r in s.table.iter_rows(named=True):
-                btn = pn.widgets.Button(name=r["slice"], button_type="light", width=300, height=30,
+                btn = pn.widgets.Button(label=r["slice"], button_type="light", width=300, height=30,
                                         stylesheets=[TREE_BUTTON_CSS], css_classes=["wb-found-slice"], margin=(1, 2))
                 btn.on_click(lambda _e, label=r["slice"]: self._select_guarded(label))
                 self._found_buttons[r["slice"]] = btn
@@ -160,20 +168,27 @@ class SlicesView(View):
             return
         if self.rows_select.value != self.rows:
             self.rows_select.value = self.rows
+        if self.cols_select.value != (self.cols or NONE):
+            self.cols_select.value = self.cols or NONE
         heat = bool(self.cols and self.cols != self.rows)
-        # Two panes with DynamicMaps: a new slice, metric or column only updates their data sources.
-        if heat and self.heat_pane.object is None:
-            dmap = hv.DynamicMap(self._heatmap, streams=[self._view_stream])
-            self._tap_heat = hv.streams.Tap(source=dmap, x=None, y=None)
-            self._tap_heat.add_subscriber(self._on_tap_heat)
-            self.heat_pane.object = dmap
-        if not heat and self.bars_pane.object is None:
-            dmap = hv.DynamicMap(self._bars, streams=[self._view_stream])
-            self._tap_bars = hv.streams.Tap(source=dmap, x=None, y=None)
-            self._tap_bars.add_subscriber(self._on_tap_bars)
-            self.bars_pane.object = dmap
+        # Two panes with DynamicMaps, each with its own stream: a new slice, metric or column only
+        # updates the visible one's data sources. The stream holds the values before a plot is first drawn.
+        stream = self._heat_stream if heat else self._bars_stream
+        values = {"metric": self.metric, "rows": self.rows, "cols": self.cols, "slice": self.state.slice, "version": self._version}
+        pane = self.heat_pane if heat else self.bars_pane
+        if pane.object is None:
+            stream.update(**values)
+            dmap = hv.DynamicMap(self._heatmap if heat else self._bars, streams=[stream])
+            tap = hv.streams.Tap(source=dmap, x=None, y=None)
+            tap.add_subscriber(self._on_tap_heat if heat else self._on_tap_bars)
+            if heat:
+                self._tap_heat = tap
+            else:
+                self._tap_bars = tap
+            pane.object = dmap
+        elif {k: getattr(stream, k) for k in values} != values:
+            stream.event(**values)
         self.heat_pane.visible, self.bars_pane.visible = heat, not heat
-        self._view_stream.event(metric=self.metric, rows=self.rows, cols=self.cols, slice=self.state.slice, version=self._version)
         self.facts.object = self._facts()
 
     def _frame(self, columns: str) -> pl.DataFrame:

@@ -92,16 +92,16 @@ class SnapshotsView(View):
         self.stable = self.timeline.stable_id
         if state.snapshot not in self.ids:
             state.snapshot = self._focus(results, self.timeline)
-        self.snapshot_select = pn.widgets.Select(name="snapshot", options=self.ids, value=state.snapshot, width=200)
+        self.snapshot_select = pn.widgets.Select(label="snapshot", options=self.ids, value=state.snapshot, width=200)
         self.snapshot_select.param.watch(lambda e: setattr(self.state, "snapshot", e.new), "value")
         self.params_all = self._param_names()
         if state.parameter not in self.params_all:
             state.parameter = self._default_parameter()
-        self.param_select = pn.widgets.Select(name="parameter", options=self.params_all, value=state.parameter, width=260)
+        self.param_select = pn.widgets.Select(label="parameter", options=self.params_all, value=state.parameter, width=260)
         self.param_select.param.watch(lambda e: setattr(self.state, "parameter", e.new), "value")
-        self.validate_btn = pn.widgets.Button(name="Validate this snapshot", width=200, css_classes=["wb-validate"])
+        self.validate_btn = pn.widgets.Button(label="Validate this snapshot", width=200, css_classes=["wb-validate"])
         self.validate_btn.on_click(lambda _e: self.validate())
-        self.trace_btn = pn.widgets.Button(name="Trace activations", width=200)
+        self.trace_btn = pn.widgets.Button(label="Trace activations", width=200)
         self.trace_btn.on_click(lambda _e: self.trace())
         self.timeline_pane = pn.pane.HoloViews(self._timeline_plot(), sizing_mode="stretch_width", margin=(0, 8))
         self.heatmap_pane = pn.pane.HoloViews(self._heatmap(), sizing_mode="stretch_width", margin=(0, 8))
@@ -142,8 +142,11 @@ class SnapshotsView(View):
             tools=["hover", "tap"], show_legend=True, legend_position="top_left")
         gates = hv.Scatter((x, gate), "published", "gate", label="alarm gate").opts(marker="dash", size=18, color="#6b7280",
                                                                                      angle=0, line_width=2)
-        labels = hv.Labels({"published": x, "z": z, "snapshot": data["snapshot"]}, ["published", "z"], "snapshot").opts(
-            text_font_size="8pt", yoffset=top * 0.08, text_color="#374151")
+        # name only the snapshots that matter here (the stable one, alarms, the focus): all names would overlap
+        focus = self._focus(self.results, self.timeline)
+        keep = [i for i, (sid, v) in enumerate(zip(data["snapshot"], verdict, strict=True)) if v != "ok" or sid == focus]
+        labels = hv.Labels({"published": x[keep], "z": z[keep], "snapshot": [data["snapshot"][i] for i in keep]},
+                           ["published", "z"], "snapshot").opts(text_font_size="8pt", yoffset=top * 0.08, text_color="#374151")
         tap = hv.streams.Selection1D(source=pts)
         tap.add_subscriber(self._on_tap)
         self._tap = tap
@@ -153,7 +156,7 @@ class SnapshotsView(View):
             layers.insert(0, hv.VLine(to_datetime64([d.anomaly["onset"]])[0], label="onset").opts(color=RED, line_width=1,
                                                                                                    line_dash="dashed"))
         return hv.Overlay(layers).opts(
-            title="Snapshots: change vs the case's benign refreshes (robust z; ∞ is drawn at the top; grey dash = alarm gate)",
+            title="Snapshots: change vs benign refreshes (robust z; grey dash: alarm gate)",
             height=240, responsive=True, min_width=500, ylabel="robust z", xlabel="published", show_grid=True,
             **{k: v for k, v in PLOT_OPTS.items() if k != "fontscale"})
 
@@ -180,7 +183,7 @@ class SnapshotsView(View):
         labels = hv.Labels(marks or [(self.ids[-1], self.params_all[0] if self.params_all else "", "")],
                            ["snapshot", "parameter"], "text").opts(text_color="white", text_font_size="8pt", text_font_style="bold")
         n = max(len(self.params_all), 1)
-        title = f"Weight change against the stable snapshot {self.stable} (per parameter; NaN = NaN/Inf values, dead = new all-zero rows)"
+        title = f"Weight change vs the stable snapshot {self.stable} (log10 rel. L2; NaN: NaN/Inf, dead: new zero rows)"
         return (heat * labels).opts(title=title, height=min(120 + 22 * n, 700), responsive=True, min_width=500,
                                     **{k: v for k, v in PLOT_OPTS.items() if k != "fontscale"})
 
@@ -208,7 +211,7 @@ class SnapshotsView(View):
                           .opts(fill_color=color, fill_alpha=0.4, line_color=color))
         if not layers:
             layers = [hv.Histogram(([0, 1], [0]))]
-        return hv.Overlay(layers).opts(title=f"{name}: values in the stable snapshot {self.stable} and in {sid}", height=250,
+        return hv.Overlay(layers).opts(title=f"{name}: stable (blue) vs {sid} (red)", height=250,
                                        responsive=True, min_width=400, legend_position="top_right", framewise=True,
                                        **{k: v for k, v in PLOT_OPTS.items() if k != "fontscale"})
 
@@ -232,8 +235,8 @@ class SnapshotsView(View):
             xrotation=30, show_legend=False)
         gates = hv.Scatter((names, gate), "layer", "z").opts(marker="dash", size=22, color="#374151", line_width=2)
         return (bars * gates).opts(framewise=True,
-                                   title=f"Activations {diff.snapshot_a} → {diff.snapshot_b}, layer by layer in forward order "
-                                         f"(first divergent: {diff.first_divergent_layer or 'none'})",
+                                   title=f"Activation change vs {diff.snapshot_a} by layer "
+                                         f"(first to diverge: {diff.first_divergent_layer or 'none'})",
                                    height=260, responsive=True, min_width=400, ylabel="robust z", show_legend=False,
                                    **{k: v for k, v in PLOT_OPTS.items() if k != "fontscale"})
 
@@ -243,7 +246,7 @@ class SnapshotsView(View):
         if index:
             self.state.snapshot = self.ids[index[0]]
 
-    def _on_state(self, event: param.parameterized.Event) -> None:
+    def _on_state(self, *_events: param.parameterized.Event) -> None:
         self._render()
 
     @guarded("drawing the snapshot")

@@ -116,9 +116,9 @@ class QualityTimeline(View):
         self.drag = pn.widgets.RadioButtonGroup(options=["incident", "baseline"], value=self.drag_sets, button_type="default",
                                                 button_style="outline", width=200, css_classes=["wb-drag"])
         self.drag.link(self, value="drag_sets", bidirectional=True)
-        self.reset = pn.widgets.Button(name="Reset to the detected windows", width=230, css_classes=["wb-reset"])
+        self.reset = pn.widgets.Button(label="Reset to the detected windows", width=230, css_classes=["wb-reset"])
         self.reset.on_click(lambda _e: self.reset_windows())
-        self.clear_slice = pn.widgets.Button(name="Show all traffic", width=150, visible=bool(state.slice))
+        self.clear_slice = pn.widgets.Button(label="Show all traffic", width=150, visible=bool(state.slice))
         self.clear_slice.on_click(lambda _e: setattr(self.state, "slice", None))
         self.caption = pn.pane.HTML(self._caption(), stylesheets=[CSS], sizing_mode="stretch_width")
         state.param.watch(self._on_state, ["baseline", "incident", "slice"])
@@ -185,7 +185,7 @@ class QualityTimeline(View):
         onset = ([hv.VLine(_naive(onset_t), label="onset").opts(color=RED, line_dash="dashed", line_width=2)]
                  if onset_t is not None else [])
         return hv.Overlay([*self._static(metric), *onset]).opts(
-            height=self.plot_height, responsive=True, min_width=500, show_grid=True, legend_position="right", ylabel=label,
+            height=self.plot_height, responsive=True, min_width=500, show_grid=True, show_legend=False, ylabel=label,
             xlabel="", title="", **{k: v for k, v in PLOT_OPTS.items() if k != "fontscale"})
 
     def _decorate(self, metric: str, fig: Any, shared: Any | None) -> None:
@@ -198,7 +198,7 @@ class QualityTimeline(View):
         fig.add_layout(inc)
         self.spans[metric] = (base, inc)
         src = ColumnDataSource({"x": self.x, "y": np.full(len(self.x), np.nan)})
-        fig.line("x", "y", source=src, color=SLICE_COLOR, line_width=2.5, legend_label="selected slice")
+        fig.line("x", "y", source=src, color=SLICE_COLOR, line_width=1.8, alpha=0.85)
         self.slice_sources[metric] = src
         select = BoxSelectTool(dimensions="width", description="Drag to set a window")
         fig.add_tools(select)
@@ -232,6 +232,7 @@ class QualityTimeline(View):
         d = self.results.diagnosis()
         self.state.param.update(baseline=(d.baseline.start, d.baseline.end), incident=(d.incident.start, d.incident.end))
 
+    @guarded("following the state")
     def _on_state(self, *events: param.parameterized.Event) -> None:
         names = {e.name for e in events}
         if names & {"baseline", "incident"}:
@@ -257,6 +258,20 @@ class QualityTimeline(View):
         for m, src in self.slice_sources.items():
             ys = series[m] if series is not None else np.full(len(self.x), np.nan)
             src.data = {"x": self.x, "y": ys}
+            self._fit_y(m, ys)
+
+    def _fit_y(self, metric: str, extra: np.ndarray) -> None:
+        """Let the y axis show the slice's series too (a small slice is noisier than all traffic)."""
+        base = self._values(self.series, metric)
+        values = np.concatenate([base, extra])
+        values = values[np.isfinite(values)]
+        if not values.size:
+            return
+        lo, hi = float(values.min()), float(values.max())
+        pad = (hi - lo) * 0.06 or abs(hi) * 0.05 or 0.05
+        y_range = self.figures[metric].y_range
+        if hasattr(y_range, "start"):
+            y_range.update(start=lo - pad, end=hi + pad)
 
     def _caption(self) -> str:
         s = self.state
@@ -271,7 +286,15 @@ class QualityTimeline(View):
         delayed = (f" · last <b>{delay} h</b> still waiting for labels: label metrics there are <i>estimated</i> (dashed)"
                    if delay else "")
         sl = f" · slice <b style='color:{SLICE_COLOR}'>{escape(s.slice)}</b>" if s.slice else ""
-        return (f"<div class='wb-summary'>{onset}{delayed}{sl}</div>"
+
+        def key(color: str, dash: str, text: str) -> str:
+            return (f"<span style='display:inline-block;width:22px;border-top:2px {dash} {color};vertical-align:middle;"
+                    f"margin:0 4px 0 10px'></span>{text}")
+
+        legend = (key(BLUE, "solid", "all traffic") + key(BLUE, "dashed", "estimated (labels delayed)") +
+                  key("#6b7280", "dotted", "expected (daily cycle)") + key(RED, "dashed", "onset") +
+                  key(SLICE_COLOR, "solid", escape(s.slice) if s.slice else "selected slice"))
+        return (f"<div class='wb-summary'>{onset}{delayed}{sl}</div><div class='wb-kv'>{legend}</div>"
                 f"<div class='wb-kv'><span style='color:{BASELINE_COLOR}'>&#9632;</span> baseline <b>{fmt(s.baseline)}</b> &nbsp; "
                 f"<span style='color:{INCIDENT_COLOR}'>&#9632;</span> incident <b>{fmt(s.incident)}</b> UTC &nbsp;·&nbsp; "
                 f"drag across a plot to set a window</div>")

@@ -71,7 +71,7 @@ class TreePanel(View):
             if ev.verdict == "skip" and not self.show_skipped:
                 continue
             onp = name in on_path
-            btn = pn.widgets.Button(name=("▶ " if onp else "") + name, button_type="light", height=30,
+            btn = pn.widgets.Button(label=("▶ " if onp else "") + name, button_type="light", height=30,
                                     sizing_mode="stretch_width", stylesheets=[ONPATH_BUTTON_CSS if onp else TREE_BUTTON_CSS],
                                     css_classes=["wb-node", f"wb-node-{name}"] + (["wb-onpath"] if onp else []),
                                     description=escape(ev.summary[:300]), margin=(1, 2))
@@ -109,10 +109,11 @@ class TreePanel(View):
             key = hypothesis_key(c.kind, c.target)
             html = pn.pane.HTML(card(f"{i + 1}. {escape(c.kind)}: {escape(c.target)}{extra}", body, minor=bool(i)),
                                 stylesheets=[CSS], sizing_mode="stretch_width", css_classes=["wb-cause"])
-            go = pn.widgets.Button(name="open evidence", button_type="primary", button_style="outline", width=120, height=30,
+            go = pn.widgets.Button(label="open evidence", button_type="primary", button_style="outline", width=120, height=30,
                                    css_classes=["wb-open-cause"])
             go.on_click(lambda _e, p=c.path: self._open(p[-1]))
-            items.append(pn.Row(html, pn.Column(self._choice_widget(key), go, margin=(4, 0)), sizing_mode="stretch_width"))
+            items.append(pn.Row(html, pn.Column(self._choice_widget(key), go, width=262, margin=(4, 0, 0, 6)),
+                                sizing_mode="stretch_width"))
         if d.root_causes:
             steps = "".join(f"<li>{escape(s)}</li>" for s in d.next_steps())
             items.append(pn.pane.HTML(f"<div class='wb-muted'><b>Next steps</b><ul style='margin:2px 0'>{steps}</ul></div>",
@@ -126,8 +127,8 @@ class TreePanel(View):
         if cached is not None:
             return cached
         w = pn.widgets.RadioButtonGroup(options=list(CHOICE_LABELS), value=LABEL_OF[self.state.choices.get(key)],
-                                        button_type="default", button_style="outline", width=230, height=30,
-                                        css_classes=["wb-choice"], name=key)
+                                        button_type="default", button_style="outline", width=250, height=30,
+                                        css_classes=["wb-choice"])
         w.param.watch(lambda e, k=key: self._set_choice(k, e.new), "value")
         self._choice_widgets.setdefault(key, []).append(w)
         self._choice_cache[(slot, key)] = w
@@ -149,6 +150,7 @@ class TreePanel(View):
     def _set_note(self, key: str, text: str) -> None:
         self.state.note(key, text)
 
+    @guarded("showing your choice")
     def _on_choices(self, event: param.parameterized.Event) -> None:
         for key, widgets in self._choice_widgets.items():
             for w in widgets:
@@ -156,6 +158,7 @@ class TreePanel(View):
                 if w.value != label:
                     w.value = label
 
+    @guarded("showing your note")
     def _on_notes(self, event: param.parameterized.Event) -> None:
         for key, w in self._note_widgets.items():
             text = event.new.get(key, "")
@@ -226,7 +229,7 @@ class TreePanel(View):
                        f"<span style='font-size:12px'>{escape(c.summary)}</span>"
                 parts.append(pn.Row(pn.pane.HTML(text, stylesheets=[CSS], sizing_mode="stretch_width"), self._choice_widget(key, name),
                                     sizing_mode="stretch_width"))
-        run = pn.widgets.Button(name="Run check with the selected windows", button_type="default", width=270,
+        run = pn.widgets.Button(label="Run check with the selected windows", button_type="default", width=270,
                                 css_classes=["wb-run"])
         run.on_click(lambda _e, n=name: self._run_guarded(n))
         parts += [pn.pane.HTML("<div class='wb-h' style='font-size:13px'>Notes</div>", stylesheets=[CSS], margin=(8, 5, 0, 5)),
@@ -236,7 +239,7 @@ class TreePanel(View):
     def _plot_panes(self, name: str, ev: Evidence, rerun: bool) -> list[pn.pane.HoloViews]:
         key = (name, id(ev))
         if key not in self._plots:  # HoloViews objects are built once per evidence, then reused
-            self._plots[key] = [pn.pane.HoloViews(obj, sizing_mode="fixed", margin=(4, 5), linked_axes=False)
+            self._plots[key] = [pn.pane.HoloViews(obj, sizing_mode="stretch_width", margin=(4, 5), linked_axes=False)
                                 for obj in render_specs(ev.data)]
         return self._plots[key]
 
