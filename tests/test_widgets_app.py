@@ -287,3 +287,28 @@ def test_state_is_typed_parameters_with_docs():
         assert Investigation.param[name].doc
     assert isinstance(pn.viewable.Viewer, type)
     assert math.isfinite(1.0)
+
+
+def test_long_work_runs_in_the_background_with_a_progress_line(app):
+    """In a live session a window change reruns the windowed passes off the event loop, behind a status line."""
+    import asyncio
+
+    sv, fv = app.views["slices"], app.views["features"]
+
+    async def act():
+        for view in (sv, fv):
+            view.background = True
+        try:
+            d = app.results.diagnosis()
+            app.state.incident = (d.incident.start + timedelta(hours=1), d.incident.end)
+            assert sv.status.visible and "searching slices" in sv.status.object
+            assert fv.status.visible and "measuring feature drift" in fv.status.object
+            await asyncio.gather(*sv._tasks, *fv._tasks)
+        finally:
+            for view in (sv, fv):
+                view.background = None
+
+    asyncio.run(act())
+    assert not sv.status.visible and sv.search.incident == app.state.windows[1]
+    assert fv.drift.incident == app.state.windows[1]
+    _no_errors(app)

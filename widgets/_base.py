@@ -26,10 +26,27 @@ if TYPE_CHECKING:
     from workbench_widgets._results import Results
     from workbench_widgets.state import Investigation
 
-__all__ = ["View", "check_kwargs", "guarded"]
+__all__ = ["View", "check_kwargs", "guarded", "live_session"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+
+def live_session() -> bool:
+    """True in a Jupyter kernel or a ``panel serve`` session: an event loop that keeps running.
+
+    (A running loop alone is not enough: Playwright's sync API, for one, leaves a
+    suspended loop registered, and a task scheduled there would never run.)
+    """
+    doc = pn.state.curdoc
+    if doc is not None and getattr(doc, "session_context", None) is not None:
+        return True
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def check_kwargs(cls: type[param.Parameterized], kwargs: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
@@ -82,7 +99,7 @@ class View(pn.viewable.Viewer):
                                    css_classes=["wb-error"], margin=(4, 8))
         self.status = pn.pane.HTML("", visible=False, stylesheets=[STATUS_CSS], margin=(0, 8))
         self.last_render_ms = 0.0
-        self.background = True  # long passes off the event loop when one runs (tests may turn it off)
+        self.background: bool | None = None  # long passes in a thread: None = in live sessions only
         self._tasks: set[asyncio.Task] = set()
         self.passes_started = 0  # long passes run by run_long (the benchmark reports them)
         self._layout: pn.viewable.Viewable | None = None
@@ -105,10 +122,10 @@ class View(pn.viewable.Viewer):
     def run_long(self, message: str, compute: Callable[[], Any], done: Callable[[Any], None]) -> None:
         """Run ``compute`` (a ``workbench`` pass) with a progress line, then ``done(result)``.
 
-        In a live session (a kernel or ``panel serve``: an event loop is running) the
-        pass runs in a worker thread, so the page stays responsive and shows the
-        progress line; elsewhere (scripts, tests) it runs inline. Errors go to the
-        error pane either way.
+        In a live session (a Jupyter kernel or a ``panel serve`` session, whose event
+        loop keeps running) the pass runs in a worker thread, so the page stays
+        responsive and shows the progress line; elsewhere (scripts, tests) it runs
+        inline. Errors go to the error pane either way.
         """
         try:
             loop = asyncio.get_running_loop()
@@ -116,7 +133,8 @@ class View(pn.viewable.Viewer):
             loop = None
         self.say(message)
         self.passes_started += 1
-        if loop is None or not self.background:
+        live = self.background if self.background is not None else live_session()
+        if loop is None or not live:
             try:
                 done(compute())
             except Exception as exc:

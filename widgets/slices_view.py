@@ -172,21 +172,23 @@ class SlicesView(View):
             self.cols_select.value = self.cols or NONE
         heat = bool(self.cols and self.cols != self.rows)
         # Two panes with DynamicMaps, each with its own stream: a new slice, metric or column only
-        # updates the visible one's data sources. The stream holds the values before a plot is first drawn.
-        stream = self._heat_stream if heat else self._bars_stream
+        # updates the visible one's data sources. Both are created at the first draw (the heatmap on the
+        # first pair of slice columns, hidden), so switching to a heatmap later builds no new figure.
         values = {"metric": self.metric, "rows": self.rows, "cols": self.cols, "slice": self.state.slice, "version": self._version}
-        pane = self.heat_pane if heat else self.bars_pane
-        if pane.object is None:
-            stream.update(**values)
-            dmap = hv.DynamicMap(self._heatmap if heat else self._bars, streams=[stream])
-            tap = hv.streams.Tap(source=dmap, x=None, y=None)
-            tap.add_subscriber(self._on_tap_heat if heat else self._on_tap_bars)
-            if heat:
-                self._tap_heat = tap
-            else:
-                self._tap_bars = tap
-            pane.object = dmap
-        elif {k: getattr(stream, k) for k in values} != values:
+        if self.bars_pane.object is None:
+            columns = list(self.results.case.slices)
+            pair = (self.rows, self.cols) if heat else (columns[0], columns[1] if len(columns) > 1 else None)
+            self._bars_stream.update(**values)
+            self._heat_stream.update(**(values | {"rows": pair[0], "cols": pair[1]}))
+            bars = hv.DynamicMap(self._bars, streams=[self._bars_stream])
+            heatmap = hv.DynamicMap(self._heatmap, streams=[self._heat_stream])
+            self._tap_bars = hv.streams.Tap(source=bars, x=None, y=None)
+            self._tap_bars.add_subscriber(self._on_tap_bars)
+            self._tap_heat = hv.streams.Tap(source=heatmap, x=None, y=None)
+            self._tap_heat.add_subscriber(self._on_tap_heat)
+            self.bars_pane.object, self.heat_pane.object = bars, heatmap
+        stream = self._heat_stream if heat else self._bars_stream
+        if {k: getattr(stream, k) for k in values} != values:
             stream.event(**values)
         self.heat_pane.visible, self.bars_pane.visible = heat, not heat
         self.facts.object = self._facts()

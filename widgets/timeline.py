@@ -14,6 +14,7 @@ series prefetched at load, so selecting a slice does not rescan the data).
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
@@ -42,6 +43,7 @@ METRICS = {
     "label_rate": ("label rate", True),
 }
 SLICE_COLOR = "#7c3aed"
+MAX_PAIRS = 6  # pairs of slice columns prefetched (4 columns); beyond, a pair's series is computed when selected
 
 
 def _naive(t: datetime) -> np.datetime64:
@@ -82,11 +84,15 @@ class QualityTimeline(View):
 
     @classmethod
     def prefetch(cls, results, state) -> None:
-        """The passes this view draws: the hourly series, overall and per slice column; the onset."""
+        """The passes this view draws: the hourly series overall, per slice column and per pair of columns
+        (the slice search reports pairs too), and the onset. Selecting a slice then needs no scan."""
         results.quality()
         results.onset()
-        for column in results.case.slices:
+        columns = list(results.case.slices)
+        for column in columns:
             results.quality(by=column)
+        for pair in list(itertools.combinations(columns, 2))[:MAX_PAIRS]:
+            results.quality(by=pair)
 
     def __init__(self, state, results, **params):
         super().__init__(state, results, **params)

@@ -163,6 +163,15 @@ def chromium_browser():
         browser.close()
 
 
+@pytest.fixture
+def expect(chromium_browser):
+    """Playwright's ``expect`` (imported here, so a missing Playwright skips, or fails on CI, instead of
+    breaking collection)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     rep = yield

@@ -13,7 +13,6 @@ import json
 import time
 
 import pytest
-from playwright.sync_api import expect
 
 from workbench_widgets._persist import MIME
 
@@ -51,7 +50,7 @@ def saved_state(path) -> dict | None:
     return found
 
 
-def test_investigate_in_jupyterlab(lab_page, jupyter_lab, shots):
+def test_investigate_in_jupyterlab(lab_page, jupyter_lab, shots, expect):
     page = lab_page
     t0 = time.monotonic()
     run_all_cells(page)
