@@ -1,7 +1,10 @@
 """Checks on the model side: snapshots near the onset, their diff, validation, activations; feature isolation.
 
-The snapshot suspect is the one that started serving closest to the onset (within
-``NEAR`` hours). Timing alone is weak evidence — with a refresh every few hours one
+The snapshot suspect is the diff's first bad snapshot when it started serving
+between ``NEAR`` hours before the onset and the end of the incident window (the
+diff does not depend on where the onset was located, which is least certain for
+weak signals); otherwise the one that started serving closest to the onset, within
+``NEAR`` hours. Timing alone is weak evidence — with a refresh every few hours one
 lands near any onset by chance — so its strength comes from what the snapshot did:
 an alarming diff, a failed validation, and above all the swap counterfactual
 (re-scoring the incident rows with the baseline's snapshot recovers the quality).
@@ -27,11 +30,22 @@ NEAR = timedelta(hours=2)
 TIMING_ONLY = 0.1  # a publish time near the onset alone: with refreshes every few hours, one lands near any onset
 
 
+def _timeline(ctx: Context):
+    from workbench.snapshot_diff import snapshot_timeline
+
+    return ctx.cached("snapshot_timeline", lambda: snapshot_timeline(ctx.case))
+
+
 def suspect(ctx: Context) -> Snapshot | None:
-    """The snapshot that started serving nearest the onset, within ``NEAR`` (None if none)."""
+    """The snapshot to examine (see the module docstring), or None."""
     onset = ctx.onset_time
     if onset is None:
         return None
+    first_bad = _timeline(ctx).first_bad
+    serving = [s for s in ctx.case.snapshots if onset - NEAR <= s.published_at < ctx.incident.end]
+    flagged = [s for s in serving if s.snapshot_id == first_bad]
+    if flagged:
+        return flagged[0]
     near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= NEAR]
     return min(near, key=lambda s: abs(s.published_at - onset)) if near else None
 
@@ -49,9 +63,7 @@ def model_side(ctx: Context) -> Evidence:
       with the baseline's snapshot removes, times ``from_z`` of its paired z (the same
       rows under both snapshots), so a share within sampling noise counts for nothing.
     """
-    from workbench.snapshot_diff import snapshot_timeline
-
-    timeline = ctx.cached("snapshot_timeline", lambda: snapshot_timeline(ctx.case))
+    timeline = _timeline(ctx)
     snap = suspect(ctx)
     rows = timeline.table
     plot = plotspec.bars(rows["snapshot_id"].to_list(), rows["z"].fill_null(0.0).to_list(),
@@ -67,7 +79,7 @@ def model_side(ctx: Context) -> Evidence:
     layer = None
     if row["alarm"]:
         layer = timeline.bad_parameters[0] if timeline.first_bad == snap.snapshot_id and timeline.bad_parameters else row["top_parameter"]
-    parts = [f"{snap.snapshot_id} started serving at {snap.published_at:%H:%M}"]
+    parts = [f"{snap.snapshot_id} started serving at {snap.published_at:%Y-%m-%d %H:%M}"]
     parts.append(f"its weights changed unlike routine refreshes (robust z {row['z']:.1f}, gate {row['gate']:.1f})"
                  + (f", most in {layer}" if layer else "") if row["alarm"] else "its weight change looks like a routine refresh")
     swap_s = 0.0
