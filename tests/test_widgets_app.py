@@ -78,6 +78,15 @@ def test_unknown_keyword_gets_a_spelling_hint(small_case_template):
         investigate(case, diagnosis=make_diagnosis(case), prefech=False)
 
 
+def test_views_refuse_unknown_keywords_with_a_hint(app):
+    from workbench_widgets import SlicesView, TreePanel
+
+    with pytest.raises(TypeError, match="Hint: did you mean 'max_causes'"):
+        TreePanel(app.state, app.results, max_cause=2)
+    with pytest.raises(TypeError, match="Available: \\['cols', 'metric', 'rows'\\]"):
+        SlicesView(app.state, app.results, colour="red")
+
+
 def test_code_reproduces_with_workbench_calls(app):
     app.state.slice = "country=BR"
     code = app.code()
