@@ -195,7 +195,7 @@ def test_cli_writes_a_case_and_prints_its_path(tmp_path: Path, capsys: pytest.Ca
     args = parser.parse_args(
         ["sample", "--incident", "label_drift", "--out", str(tmp_path / "x"), "--seed", "3", "--rows", "2000"]
     )
-    assert args.func(args) == 0
+    assert args.run(args) == 0
     out = capsys.readouterr().out.strip()
     assert out == str(tmp_path / "x")
     assert _truth(Path(out))["kind"] == "label"

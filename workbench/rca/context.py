@@ -33,6 +33,11 @@ class Context:
         self._cache: dict[Any, Any] = {}
         self._windows = (baseline, incident) if baseline and incident else None
 
+    @property
+    def results(self) -> dict[Any, Any]:
+        """The cache itself (the diagnosis exposes it read-only)."""
+        return self._cache
+
     def cached(self, key: Any, compute: Callable[[], T]) -> T:
         if key not in self._cache:
             self._cache[key] = compute()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,10 @@ class Diagnosis:
     root_causes: tuple[RootCause, ...]
     skipped: tuple[dict[str, str], ...]
     seconds: float
+    results: Mapping[object, object] = field(default_factory=dict, repr=False)
+    """Every analysis result the checks computed (read-only), by cache key: ``"onset"``,
+    ``"feature_drift"``, ``"find_slices"``, ``"snapshot_timeline"``, ``"isolation"``, ... so a
+    view drawing the same result never recomputes it."""
 
     @property
     def top(self) -> RootCause | None:
@@ -156,4 +161,5 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
                "baseline": round(float(onset.baseline_value), 4), "current": round(float(onset.current_value), 4)}
     causes = rank(steps, case, onset.onset) if onset.detected else []
     return Diagnosis(case=case, tree=tree, anomaly=anomaly, baseline=ctx.baseline, incident=ctx.incident, steps=tuple(steps),
-                     root_causes=tuple(causes), skipped=tuple(skipped), seconds=time.perf_counter() - start)
+                     root_causes=tuple(causes), skipped=tuple(skipped), seconds=time.perf_counter() - start,
+                     results=MappingProxyType(ctx.results))
