@@ -5,13 +5,13 @@ from __future__ import annotations
 import holoviews as hv
 import panel as pn
 import pytest
-from workbench_widgets.lab_view import LabView, lab_view
 
 from tests.test_lab_comparison import PHASES, synthetic_table
 from workbench.lab import Variant, assess
 from workbench.lab.bisection import BisectResult, BisectStep
 from workbench.lab.runner import TTFB
 from workbench.lab.settings import LabSettings
+from workbench_widgets.lab_view import LabView, lab_view
 
 SETTINGS = LabSettings(runs=10, confirm=10, stop_at_first_batch=True)
 
