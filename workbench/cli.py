@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["main", "progress"]
+__all__ = ["dispatch", "main", "progress"]
 
 
 def progress(quiet: bool = False) -> Callable[[str], None]:
@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    return dispatch(_parser().parse_args(argv))
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand: a WorkbenchError becomes a message and exit 2, never a traceback."""
     try:
         return int(args.run(args) or 0)
     except WorkbenchError as exc:

@@ -22,8 +22,9 @@ import numpy as np
 import polars as pl
 
 from workbench._common import PERIOD, check_columns, collect_windows, fmt, records
-from workbench.case import LABEL, PREDICTION, TS, Case
-from workbench.metrics import ECE_BINS, ece_bin, entropy_expr, ne_se, row_log_loss, score_bin
+from workbench._sums import sum_aggs
+from workbench.case import PREDICTION, TS, Case
+from workbench.metrics import ECE_BINS, ece_bin, entropy_expr, ne_se, score_bin
 from workbench.windows import Window
 
 __all__ = ["QUALITY_COLUMNS", "QualitySeries", "finish", "merge_partials", "quality_between", "quality_partial",
@@ -38,19 +39,9 @@ QUALITY_COLUMNS = ("rows", "labeled", "label_join_rate", "label_rate", "predicti
 
 
 def _partial_aggs() -> list[pl.Expr]:
-    y, p = pl.col(LABEL), pl.col(PREDICTION)
-    ll = row_log_loss()
-    q = p.clip(1e-15, 1 - 1e-15)
+    q = pl.col(PREDICTION).clip(1e-15, 1 - 1e-15)
     return [
-        pl.len().cast(pl.Int64).alias("rows"),
-        y.count().cast(pl.Int64).alias("labeled"),
-        y.sum().alias("positives"),
-        p.sum().alias("pred_sum"),
-        (p * p).sum().alias("pred_sq_sum"),
-        pl.when(y.is_not_null()).then(p).otherwise(0.0).sum().alias("pred_sum_labeled"),
-        ll.sum().alias("ll_sum"),
-        (ll * ll).sum().alias("ll_sq_sum"),
-        (ll * y).sum().alias("ll_pos_sum"),
+        *sum_aggs(),
         q.log().sum().alias("logp_sum"),  # for the label-free estimate (workbench.estimate)
         (1 - q).log().sum().alias("log1mp_sum"),
     ]

@@ -130,19 +130,11 @@ def _bisect(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``workbench lab ...`` alone (``argv`` starts with ``lab``), as ``workbench.cli.main`` would."""
-    from workbench.errors import WorkbenchError
+    from workbench.cli import dispatch
 
     parser = argparse.ArgumentParser(prog="workbench")
     add_cli(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except WorkbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return dispatch(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
