@@ -16,7 +16,8 @@ from tests.test_snapshot_diff import write_timeline_case
 from workbench.case import open_case
 from workbench.cli import main
 from workbench.errors import WorkbenchError
-from workbench.validation import _auc_se, auc, normalized_entropy, validate_snapshot
+from workbench.metrics import auc, auc_se, normalized_entropy
+from workbench.validation import validate_snapshot
 
 torch.set_num_threads(2)
 
@@ -39,9 +40,9 @@ def test_metrics_match_sklearn():
     p[:100] = 0.5  # ties
     base = y.mean()
     entropy = -(base * math.log(base) + (1 - base) * math.log(1 - base))
-    assert normalized_entropy(y, p) == pytest.approx(log_loss(y, p) / entropy, rel=1e-9)
-    assert auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
-    assert math.isnan(auc(np.zeros(4), np.arange(4.0)))
+    assert normalized_entropy(p, y) == pytest.approx(log_loss(y, p) / entropy, rel=1e-9)
+    assert auc(p, y) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert math.isnan(auc(np.arange(4.0), np.zeros(4)))
 
 
 def test_hanley_mcneil_se_matches_the_bootstrap():
@@ -51,9 +52,9 @@ def test_hanley_mcneil_se_matches_the_bootstrap():
     boot = []
     for _ in range(300):
         i = rng.integers(0, 4000, 4000)
-        boot.append(auc(y[i], s[i]))
-    a = auc(y, s)
-    assert _auc_se(a, int(y.sum()), int(4000 - y.sum())) == pytest.approx(np.std(boot), rel=0.2)
+        boot.append(auc(s[i], y[i]))
+    a = auc(s, y)
+    assert auc_se(a, int(y.sum()), int(4000 - y.sum())) == pytest.approx(np.std(boot), rel=0.2)
 
 
 # ---------------------------------------------------------------- gates

@@ -55,8 +55,9 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import CaseError, WorkbenchError
+from workbench.metrics import normalized_entropy
 from workbench.snapshot_diff import _fmt, _records, _threads_for
-from workbench.validation import EPS, MIN_CLASS, _entropy, normalized_entropy, sample_rows
+from workbench.validation import EPS, MIN_CLASS, _entropy, sample_rows
 from workbench.windows import Window
 
 if TYPE_CHECKING:
@@ -220,7 +221,7 @@ def _ne(y: np.ndarray, z: np.ndarray) -> float:
     lab = ~np.isnan(y)
     if lab.sum() < MIN_LABELED or y[lab].sum() < MIN_CLASS or lab.sum() - y[lab].sum() < MIN_CLASS:
         return math.nan
-    return normalized_entropy(y[lab], 1 / (1 + np.exp(-z[lab])))
+    return normalized_entropy(1 / (1 + np.exp(-z[lab])), y[lab])
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,12 +419,12 @@ def _readings(case: Case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_
         cells_i, cells_b = _cells(inc, case.slices), _cells(base, case.slices)
         idx = _resample_within(cells_i[lab], cells_b, rng)
         x_lab, y_lab = xi[lab], yi[lab]
-        ne_here = normalized_entropy(y_lab, 1 / (1 + np.exp(-zi[lab])))  # the same rows, unswapped
+        ne_here = normalized_entropy(1 / (1 + np.exp(-zi[lab])), y_lab)  # the same rows, unswapped
         for j in range(d):
             swapped = x_lab.copy()
             swapped[:, j] = xb[idx, j]
             z_swap = score_inc(swapped, lab)
-            recovered[j] = (ne_here - normalized_entropy(y_lab, 1 / (1 + np.exp(-z_swap)))) / regression
+            recovered[j] = (ne_here - normalized_entropy(1 / (1 + np.exp(-z_swap)), y_lab)) / regression
     elif math.isfinite(regression):
         notes.append(f"NE did not regress ({ne_b:.4f} -> {ne_i:.4f}): the swap has nothing to recover; ranked by attribution drift")
     else:

@@ -49,12 +49,13 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import CaseError, WorkbenchError
+from workbench.metrics import auc, auc_se, normalized_entropy
 from workbench.snapshot_diff import MAD_TO_SD, MIN_REFERENCE, TAIL, Z_GATE, _fmt, _records, _threads_for
 
 if TYPE_CHECKING:
     from workbench.case import Case
 
-__all__ = ["GATES", "Validation", "auc", "default_holdout", "normalized_entropy", "sample_rows", "validate_snapshot"]
+__all__ = ["GATES", "Validation", "default_holdout", "sample_rows", "validate_snapshot"]
 
 Z = Z_GATE
 BOOTSTRAP = 200  # Poisson bootstrap resamples: SE to ~5% relative precision
@@ -76,40 +77,6 @@ def _entropy(rate: np.ndarray | float) -> np.ndarray | float:
 def _log_loss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPS, 1 - EPS)
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
-
-
-def normalized_entropy(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean log loss / entropy of the base rate (lower is better; 1.0 = predicting the base rate).
-
-    >>> normalized_entropy(np.array([0.0, 1.0]), np.array([0.5, 0.5]))
-    1.0
-    """
-    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
-    return float(_log_loss(y, p).mean() / _entropy(y.mean()))
-
-
-def auc(y: np.ndarray, p: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties averaged.
-
-    >>> auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
-    0.75
-    """
-    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
-    n1 = float(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return math.nan
-    order = np.argsort(p, kind="mergesort")
-    _, start, counts = np.unique(p[order], return_index=True, return_counts=True)
-    ranks = np.empty(len(p))
-    ranks[order] = np.repeat(start + (counts + 1) / 2.0, counts)
-    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def _auc_se(a: float, n1: int, n0: int) -> float:
-    """Hanley & McNeil (1982), *The meaning and use of the area under a ROC curve*, eq. 2."""
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    return math.sqrt(max(a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a), 0.0) / (n1 * n0))
 
 
 def _bootstrap(y: np.ndarray, p_ref: np.ndarray, p_cand: np.ndarray, seed: int) -> dict[str, float]:
@@ -292,12 +259,12 @@ def _spread(y: np.ndarray, p_r: np.ndarray, others: list[np.ndarray]) -> dict[st
     interval for one new snapshot from n earlier ones, whose spread is itself estimated)."""
     if not others:
         return {"ne": 0.0, "auc": 0.0, "log_cal": 0.0}
-    ne_r, auc_r, cal_r = normalized_entropy(y, p_r), auc(y, p_r), abs(math.log(p_r.mean() / y.mean()))
+    ne_r, auc_r, cal_r = normalized_entropy(p_r, y), auc(p_r, y), abs(math.log(p_r.mean() / y.mean()))
     ok = [p for p in others if np.isfinite(p).all()]
     if len(ok) < MIN_REFERENCE:
         return {"ne": 0.0, "auc": 0.0, "log_cal": 0.0}
-    d_ne = [normalized_entropy(y, p) - ne_r for p in ok]
-    d_auc = [auc(y, p) - auc_r for p in ok]
+    d_ne = [normalized_entropy(p, y) - ne_r for p in ok]
+    d_auc = [auc(p, y) - auc_r for p in ok]
     d_cal = [abs(math.log(p.mean() / y.mean())) - cal_r for p in ok]
     from scipy.special import stdtrit
 
@@ -325,7 +292,7 @@ def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.
     spread = _spread(y, p_r, [p[keep] for p in others])
     noise = (f"sampling SE and the refresh spread of {len(others)} earlier snapshots" if others else
              f"{Z} x SE; fewer than {MIN_REFERENCE} earlier snapshots to learn refresh spread from")
-    ne_c, ne_r = normalized_entropy(y, p_c), normalized_entropy(y, p_r)
+    ne_c, ne_r = normalized_entropy(p_c, y), normalized_entropy(p_r, y)
     d = ne_c - ne_r
     tol = math.hypot(Z * se["ne"], spread["ne"])
     ne_ok = not (d > tol and d > Z * se["delta_ne"])
@@ -334,8 +301,8 @@ def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.
         f"NE {ne_c:.4f} vs {ne_r:.4f}: {'worse' if d > 0 else 'better'} by {abs(d):.4f}, "
         f"{'beyond' if not ne_ok else 'within'} the tolerance {tol:.4f} ({noise}; bootstrap over {len(y):,} rows)")
     n1 = int(y.sum())
-    a_c, a_r = auc(y, p_c), auc(y, p_r)
-    tol_a = math.hypot(Z * _auc_se(a_r, n1, len(y) - n1), spread["auc"])
+    a_c, a_r = auc(p_c, y), auc(p_r, y)
+    tol_a = math.hypot(Z * auc_se(a_r, n1, len(y) - n1), spread["auc"])
     auc_ok = not (a_r - a_c > tol_a)
     rows.append(("auc", a_c, a_r, a_c - a_r, tol_a, auc_ok))
     (passes if auc_ok else fails).append(
