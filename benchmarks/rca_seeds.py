@@ -4,7 +4,7 @@
 for each seed (never the committed seeds' cases), diagnoses it and records the top
 cause, its confidence and whether it matches ``truth.json``. Prints accuracy per
 incident and accuracy by confidence band (does higher confidence mean more often
-right?), and writes ``benchmarks/results/rca_seeds.json``.
+right?), and writes ``benchmarks/results/rca_seeds_<incidents>_<first>_<last>.json``.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def main() -> None:
             print(f"  [{lo:.1f}, {hi:.1f}): {sum(sel)}/{len(sel)} right")
     total = sum(r["ok"] for r in rows)
     print(f"overall: {total}/{len(rows)}")
-    out = HERE / "results" / "rca_seeds.json"
+    name = "_".join(args.incidents) if len(args.incidents) < len(INCIDENTS) else "all"
+    out = HERE / "results" / f"rca_seeds_{name}_{min(args.seeds)}_{max(args.seeds)}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))
 
