@@ -99,12 +99,6 @@ class Tree:
             yield node, path
             stack.extend((child, (*path, child)) for child in reversed(node.children))
 
-    def path_to(self, name: str) -> tuple[str, ...]:
-        for node, path in self.walk():
-            if node.name == name:
-                return path
-        return (name,)
-
     def to_dict(self) -> dict:
         return {"root": self.root, "nodes": [{"name": n.name, "question": n.question, "children": list(n.children),
                                               "requires": list(n.requires), "read": n.read} for n in self.nodes.values()]}
