@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from workbench.config import Config, ModelConfig, read_config
@@ -27,12 +28,13 @@ from workbench.errors import CaseError, suggest
 from workbench.lineage import Lineage, read_lineage
 from workbench.snapshot_files import Snapshot, read_snapshot_index
 
-__all__ = ["LABEL", "PREDICTION", "SNAPSHOT", "TS", "Case", "Columns", "open_case"]
+__all__ = ["LABEL", "PREDICTION", "RELIABLE_JOIN", "SNAPSHOT", "TS", "Case", "Columns", "open_case", "reliable_end"]
 
 TS, PREDICTION, LABEL, SNAPSHOT = "ts", "prediction", "label", "snapshot_id"
 ROLES = {"timestamp": TS, "prediction": PREDICTION, "label": LABEL, "snapshot": SNAPSHOT}
 EVENT_COLUMNS = ("ts", "kind", "target", "description")
 UTC_US = pl.Datetime("us", "UTC")
+RELIABLE_JOIN = 0.9  # share of the typical join rate below which a trailing hour is still waiting for labels
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,20 +332,32 @@ def _validate(lf: pl.LazyFrame, source: Path, cols: Columns) -> tuple[pl.DataFra
     return hourly, warnings
 
 
+def reliable_end(join_rates: np.ndarray) -> int:
+    """Index one past the last reliably labeled hour: trailing hours whose label join rate is
+    below ``RELIABLE_JOIN`` of the typical (median) rate are still waiting for labels.
+
+    The one definition of label delay: the case warning, the onset windows, the label
+    delay profile and the label-free estimate all use it.
+    """
+    join = np.nan_to_num(np.asarray(join_rates, dtype=np.float64), nan=0.0)
+    if not len(join):
+        return 0
+    typical = float(np.median(join))
+    end = len(join)
+    while end > 0 and join[end - 1] < RELIABLE_JOIN * typical:
+        end -= 1
+    return end
+
+
 def _label_delay(hourly: pl.DataFrame) -> list[str]:
     """Warn when the latest hours have far fewer labels than usual: delay, not an incident."""
-    share = (hourly["labeled"] / hourly["rows"]).to_list()
-    if len(share) < 4:
+    if hourly.height < 4:
         return []
-    typical = sorted(share)[len(share) // 2]
-    late = 0
-    for value in reversed(share):
-        if value >= 0.5 * typical:
-            break
-        late += 1
+    end = reliable_end((hourly["labeled"] / hourly["rows"]).to_numpy())
+    late = hourly.height - end
     if late == 0:
         return []
-    first = hourly["hour"][len(share) - late]
+    first = hourly["hour"][end]
     return [f"labels are missing in the latest {late} hour(s) (from {first:%Y-%m-%d %H:%M} UTC): label delay. "
             "Label metrics there are estimated, not measured."]
 

@@ -19,9 +19,8 @@ import polars as pl
 
 from workbench._common import PERIOD, collect_windows, fmt, jsonable, records
 from workbench._sums import SUMS, metric_value, sum_aggs
-from workbench.case import Case
+from workbench.case import Case, reliable_end
 from workbench.drift import FeatureDrift, feature_drift
-from workbench.onset import RELIABLE_JOIN
 from workbench.windows import Window, iso
 
 __all__ = ["LabelDelay", "LabelShift", "label_delay", "label_shift"]
@@ -153,9 +152,7 @@ def label_delay(case: Case) -> LabelDelay:
     h = case.hourly.sort("hour")
     join = (h["labeled"] / h["rows"]).to_numpy()
     typical = float(np.median(join)) if len(join) else math.nan
-    end = len(join)
-    while end > 0 and join[end - 1] < RELIABLE_JOIN * typical:
-        end -= 1
+    end = reliable_end(join)
     table = h.with_columns(
         ((pl.lit(case.end) - pl.col("hour")).dt.total_seconds() / 3600.0).alias("age_hours"),
         (pl.col("labeled") / pl.col("rows")).alias("join_rate"),

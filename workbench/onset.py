@@ -64,6 +64,7 @@ import polars as pl
 
 from workbench._common import fmt, jsonable, records
 from workbench.case import Case
+from workbench.case import reliable_end as hourly_reliable_end
 from workbench.errors import WorkbenchError
 from workbench.metrics import auc_se
 from workbench.quality import QualitySeries, pool, quality_series
@@ -80,7 +81,6 @@ NEEDS_LABELS = {"normalized_entropy", "log_loss", "auc", "calibration_ratio", "l
 MIN_EFFECT = {"normalized_entropy": 0.01, "log_loss": 0.01, "auc": 0.01,
               "calibration_ratio": 0.05, "prediction_mean": 0.05, "label_rate": 0.05}
 ONSET_METRICS = ("normalized_entropy", "calibration_ratio", "prediction_mean", "label_rate")
-RELIABLE_JOIN = 0.9  # share of the typical join rate below which a trailing hour is still waiting for labels
 MIN_BEFORE_H, MIN_AFTER_H, MIN_ROWS = 12, 3, 30
 MAD_SCALE = 1.4826
 
@@ -236,14 +236,8 @@ def _critical(weights: bytes, t_key: bytes, cand: bytes, direction: int, alpha: 
 
 def reliable_end(series: pl.DataFrame) -> tuple[int, int]:
     """Index one past the last reliably labeled hour, and the number of trailing delayed hours."""
-    join = series["label_join_rate"].fill_null(0.0).to_numpy()
-    if not len(join):
-        return 0, 0
-    typical = float(np.median(join))
-    end = len(join)
-    while end > 0 and join[end - 1] < RELIABLE_JOIN * typical:
-        end -= 1
-    return end, len(join) - end
+    end = hourly_reliable_end(series["label_join_rate"].fill_null(0.0).to_numpy())
+    return end, series.height - end
 
 
 def _windows(onset: datetime | None, inc_end: datetime, start: datetime) -> tuple[Window, Window]:
