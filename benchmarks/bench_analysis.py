@@ -108,11 +108,11 @@ print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": resource.ge
 PASS = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from workbench.case import open_case
-from workbench.quality import quality_series
-from workbench.onset import detect_onset
-from workbench.drift import feature_drift
-from workbench.slices import find_slices
+from workbench.case.loader import open_case
+from workbench.data.quality import quality_series
+from workbench.data.onset import detect_onset
+from workbench.data.drift import feature_drift
+from workbench.data.slices import find_slices
 t = {}
 t1 = time.perf_counter(); case = open_case(sys.argv[1]); t["open_case"] = time.perf_counter() - t1
 t1 = time.perf_counter(); series = quality_series(case); t["quality_series"] = time.perf_counter() - t1

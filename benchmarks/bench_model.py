@@ -3,15 +3,15 @@
 Two timings, each the median of ``--repeat`` runs in this process on ``--threads``
 torch threads (the targets assume a 2-core machine):
 
-- **isolation**: :func:`workbench.isolation.isolate_features` for the 24 features of
+- **isolation**: :func:`workbench.model.isolation.isolate_features` for the 24 features of
   the sample CTR model on a baseline and an incident window of 50,000 rows each
   (a ``feature_scale_bug`` case generated once with 420,000 rows over 72 h, cached
   under /tmp/workbench-bench), with the model (SHAP + swap) and model-free
   (surrogate + TreeSHAP), at the default ``sample=20_000`` and at ``sample=50_000``
   (every row). Target: <= 10 s.
 - **diff**: two snapshots of a 10.5M-parameter MLP (1024-2048-2048-2048-1) written
-  as safetensors; load both with :func:`workbench.snapshot_files.load_state_dict`
-  and run :func:`workbench.snapshot_diff.diff_state_dicts`. Target: <= 2 s.
+  as safetensors; load both with :func:`workbench.case.snapshots.load_state_dict`
+  and run :func:`workbench.model.diff.diff_state_dicts`. Target: <= 2 s.
 
 The machine may be shared: the 1-minute load average is recorded next to each
 figure. Results go to ``benchmarks/results/model.json``.
@@ -56,8 +56,9 @@ def isolation_case() -> Path:
 def bench_isolation(repeat: int) -> list[dict]:
     import polars as pl
 
-    from workbench.case import TS, open_case
-    from workbench.isolation import isolate_features
+    from workbench.case.columns import TS
+    from workbench.case.loader import open_case
+    from workbench.model.isolation import isolate_features
     from workbench.windows import Window
 
     root = isolation_case()
@@ -91,8 +92,8 @@ def bench_diff(repeat: int) -> list[dict]:
     import torch
     from safetensors.torch import save_file
 
-    from workbench.snapshot_diff import diff_state_dicts
-    from workbench.snapshot_files import load_state_dict
+    from workbench.case.snapshots import load_state_dict
+    from workbench.model.diff import diff_state_dicts
 
     folder = CACHE / "model_diff"
     folder.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ CACHE = Path("/tmp/workbench-bench")
 PROBE = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from workbench.case import open_case
+from workbench.case.loader import open_case
 t1 = time.perf_counter()
 case = open_case(sys.argv[1])
 t2 = time.perf_counter()

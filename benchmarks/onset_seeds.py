@@ -23,11 +23,11 @@ CACHE = Path("/tmp/workbench-bench/seeds")
 
 
 def _one(job: tuple[str, int]) -> dict:
-    from workbench.case import open_case
-    from workbench.drift import feature_drift
-    from workbench.onset import detect_onsets
+    from workbench.case.loader import open_case
+    from workbench.data.drift import feature_drift
+    from workbench.data.onset import detect_onsets
+    from workbench.data.slices import find_slices
     from workbench.sample import generate_case
-    from workbench.slices import find_slices
 
     incident, seed = job
     path = CACHE / f"{incident}_{seed}"

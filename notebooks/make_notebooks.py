@@ -19,8 +19,7 @@ import nbformat as nbf
 HERE = Path(__file__).resolve().parent
 SETUP = """from IPython.display import Markdown, display
 
-from workbench import open_case
-from workbench.rca import diagnose
+from workbench import diagnose, open_case
 
 case = open_case(case)   # validates the case; errors name the file, the column and the fix
 print(case)"""
@@ -58,7 +57,7 @@ second opens the guided investigation: the decision tree with a verdict on every
 and tabs for the quality timeline, slices, features, snapshots and lineage. The third
 prints the same answer as `workbench diagnose` does in a terminal."""),
             params("upstream_break"),
-            code("""from workbench.rca import diagnose
+            code("""from workbench import diagnose
 from workbench_widgets import investigate
 
 d = diagnose(case)   # the whole decision tree, once; the widget draws this result
@@ -116,7 +115,7 @@ display(Markdown("**Next steps**\\n\\n" + "\\n".join(f"- {s}" for s in d.next_st
 `workbench report CASE -o report.html` writes the same investigation as one
 self-contained HTML file (no JavaScript, opens offline), for people who do not use
 Jupyter. From Python:"""),
-            code("""from workbench.report import write_report
+            code("""from workbench import write_report
 
 print(write_report(d, "triage-report.html"))"""),
             code("""from workbench_widgets import investigate
@@ -146,7 +145,7 @@ bin, so a coverage drop shows) *beyond* how much the same feature moved over the
 time lag before the baseline. Organic drift moves a feature as much before as after, so
 it ranks low. `kind` says where the moved mass went: coverage, scale, stale or
 distribution."""),
-            code("""from workbench.drift import feature_drift
+            code("""from workbench import feature_drift
 
 fd = feature_drift(case, baseline, incident)
 fd.table.select("feature", "kind", "severity", "coverage_baseline", "coverage_incident", "scale_ratio",
@@ -156,7 +155,7 @@ fd.table.select("feature", "kind", "severity", "coverage_baseline", "coverage_in
 
 A feature that matched the training data before the onset and not after broke at
 serving time; one that never matched was always skewed (a different, older problem)."""),
-            code("""from workbench.drift import training_skew
+            code("""from workbench import training_skew
 
 if case.training is not None:
     display(training_skew(case, incident).table.select("feature", "kind", "severity").head(5))"""),
@@ -167,7 +166,7 @@ With `model.py` and snapshots, each feature's incident values are swapped for ba
 values and the rows re-scored (how much NE comes back), next to SHAP attributions
 compared across the windows. Without a model, a gradient-boosted surrogate of the
 logged prediction stands in, and says so."""),
-            code("""from workbench.isolation import isolate_features
+            code("""from workbench import isolate_features
 
 iso = isolate_features(case, baseline, incident)
 print(iso.method)
@@ -209,7 +208,7 @@ each judged against the case's own benign refreshes so routine updates never ala
 Per parameter: relative L2 change, max change, NaN/Inf, norm ratio, sign flips, dead
 units. The robust z compares the change with the changes between consecutive benign
 snapshots; the first snapshot above the gate is the first bad one."""),
-            code("""from workbench.snapshot_diff import snapshot_timeline
+            code("""from workbench import snapshot_timeline
 
 tl = snapshot_timeline(case)
 print(tl)
@@ -222,7 +221,7 @@ published and compare NE, AUC and calibration with the stable snapshot. Toleranc
 come from bootstrap noise and the spread of earlier refreshes, not magic numbers.
 `workbench validate CASE --snapshot ID` exits 1 on a failure (use it in a deploy
 script)."""),
-            code("""from workbench.validation import validate_snapshot
+            code("""from workbench import validate_snapshot
 
 suspect = tl.first_bad or case.snapshots[-1].snapshot_id
 v = validate_snapshot(case, suspect)
@@ -233,7 +232,7 @@ v.metrics"""),
 
 Both snapshots run on the same rows; the first layer whose activations diverge beyond
 benign variation is where the damage starts (it propagates downstream)."""),
-            code("""from workbench.activations import compare_activations
+            code("""from workbench import compare_activations
 
 ids = [s.snapshot_id for s in case.snapshots]
 previous = ids[ids.index(suspect) - 1]
@@ -265,7 +264,7 @@ noise."""),
 ## 1. Per-slice deltas
 
 Baseline vs incident NE for every value of every slice column (and pairs)."""),
-            code("""from workbench.slices import slice_deltas
+            code("""from workbench import slice_deltas
 
 slice_deltas(case, baseline, incident).table.head(10)"""),
             md("""
@@ -273,7 +272,7 @@ slice_deltas(case, baseline, incident).table.head(10)"""),
 
 `explained_share` is the slice's share of the total regression; `confined` says whether
 the rest of the traffic stayed put."""),
-            code("""from workbench.slices import find_slices
+            code("""from workbench import find_slices
 
 search = find_slices(case, baseline, incident)
 print(search)
@@ -304,17 +303,17 @@ Two regressions that look alike on NE and need opposite fixes: the **labels** ch
 
 The latest hours' labels are usually still joining. Their metrics are *estimated*,
 never mixed with measured ones."""),
-            code("""from workbench.labels import label_delay
+            code("""from workbench import label_delay
 
 print(label_delay(case))"""),
             md("""
 ## 2. Did the labels move on their own?"""),
-            code("""from workbench.labels import label_shift
+            code("""from workbench import label_shift
 
 print(label_shift(case, baseline, incident))"""),
             md("""
 ## 3. Calibration: ranking held, scale moved?"""),
-            code("""from workbench.calibration import calibration_shift
+            code("""from workbench import calibration_shift
 
 cs = calibration_shift(case, baseline, incident)
 print(cs)
@@ -324,7 +323,7 @@ cs.reliability_incident.table"""),
 
 From the predictions alone (confidence-based, as CBPE does): what NE to expect if the
 model is still calibrated."""),
-            code("""from workbench.estimate import estimate_unlabeled
+            code("""from workbench import estimate_unlabeled
 
 print(estimate_unlabeled(case))"""),
             code("""print(d.top.kind, d.top.target, f"confidence {d.top.confidence:.2f}")

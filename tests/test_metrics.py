@@ -9,7 +9,7 @@ from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
 from workbench import metrics as M
-from workbench.quality import finish, merge_partials, quality_partial
+from workbench.data.quality import finish, merge_partials, quality_partial
 
 
 def _data(seed: int, n: int = 20_000, ties: bool = False, missing: float = 0.2):

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from workbench_widgets._results import Results
     from workbench_widgets.state import Investigation
 
-__all__ = ["View", "check_kwargs", "guarded", "live_session"]
+__all__ = ["View", "Widget", "check_kwargs", "guarded", "live_session"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,7 +74,7 @@ def guarded(action: str) -> Callable[[F], F]:
 
     def deco(fn: F) -> F:
         @functools.wraps(fn)
-        def wrapper(self: View, *args: Any, **kwargs: Any) -> Any:
+        def wrapper(self: Widget, *args: Any, **kwargs: Any) -> Any:
             try:
                 out = fn(self, *args, **kwargs)
             except Exception as exc:
@@ -87,14 +87,13 @@ def guarded(action: str) -> Callable[[F], F]:
     return deco
 
 
-class View(pn.viewable.Viewer):
-    """Base of the views: shared state and results, an error pane, a status line, ``code()``."""
+class Widget(pn.viewable.Viewer):
+    """Base of every widget of the library: keyword arguments checked with a spelling hint, a visible
+    error pane, a progress line, long passes off the event loop, one layout built once, ``code()``."""
 
-    def __init__(self, state: Investigation, results: Results, **params: Any):
+    def __init__(self, **params: Any):
         check_kwargs(type(self), params)
         super().__init__(**params)
-        self.state = state
-        self.results = results
         self.error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width",
                                    css_classes=["wb-error"], margin=(4, 8))
         self.status = pn.pane.HTML("", visible=False, stylesheets=[STATUS_CSS], margin=(0, 8))
@@ -174,3 +173,12 @@ class View(pn.viewable.Viewer):
     def code(self) -> str:
         """The ``workbench`` calls that reproduce what this view shows (paste into a notebook)."""
         raise NotImplementedError
+
+
+class View(Widget):
+    """Base of the investigation's views: the shared :class:`Investigation` state and the cached results."""
+
+    def __init__(self, state: Investigation, results: Results, **params: Any):
+        super().__init__(**params)
+        self.state = state
+        self.results = results

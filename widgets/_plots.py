@@ -1,4 +1,4 @@
-"""Plot specs (``workbench.plotspec``) drawn with HoloViews.
+"""Plot specs (``workbench.rca.plotspec``) drawn with HoloViews.
 
 A check puts a plain dict in ``Evidence.data["plot"]``; the HTML report draws it
 as SVG and this module draws the same dict as an interactive HoloViews object, so

@@ -2,38 +2,46 @@
 
 Views never compute: they ask :class:`Results` for a result object (a diagnosis,
 a quality series, a drift table...) and draw it. Every method here is one call
-into ``workbench`` with the case and the windows; results are cached by their
-arguments, so switching tabs, opening nodes or selecting slices never rescans
-the data. When the diagnosis carries its own cache (the checks' results for the
-detected windows), it is reused rather than recomputed.
-
-A missing analysis module (an older ``workbench``) raises an error that names
-the function, which the view shows in its error pane.
+into ``workbench`` (its public namespace) with the case and the windows, typed by
+the result it returns; results are cached by their arguments, so switching tabs,
+opening nodes or selecting slices never rescans the data. When the diagnosis
+carries its own cache (the checks' results for the detected windows), it is
+reused rather than recomputed.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import workbench as wb
 
 if TYPE_CHECKING:
-    from workbench.case import Case
-    from workbench.rca import Diagnosis
-    from workbench.windows import Window
+    import polars as pl
+    import torch
+
+    from workbench import (
+        ActivationDiff,
+        Case,
+        Diagnosis,
+        FeatureDrift,
+        FeatureIsolation,
+        FeatureSlices,
+        Onset,
+        QualitySeries,
+        SliceDeltas,
+        SliceSearch,
+        SnapshotDiff,
+        SnapshotTimeline,
+        Validation,
+        Window,
+    )
 
 __all__ = ["Results"]
 
-
-def _call(module: str, name: str, *args: Any, **kwargs: Any) -> Any:
-    try:
-        fn = getattr(importlib.import_module(f"workbench.{module}"), name)
-    except (ImportError, AttributeError) as exc:
-        raise RuntimeError(f"workbench.{module}.{name} is not available in this workbench ({exc}).\n"
-                           "Hint: upgrade ml-workbench; this view draws that function's result.") from None
-    return fn(*args, **kwargs)
+T = TypeVar("T")
 
 
 class Results:
@@ -48,7 +56,7 @@ class Results:
         self.seconds: dict[Hashable, float] = {}  # how long each computation took
 
     # ------------------------------------------------------------------ the cache
-    def cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
@@ -71,12 +79,11 @@ class Results:
             return None
         return shared.get(key)
 
-    def _windowed(self, key: str, module: str, name: str, baseline: Window, incident: Window, **kwargs: Any) -> Any:
-        found = self._from_diagnosis(key, (baseline, incident)) if not kwargs else None
+    def _windowed(self, key: str, fn: Callable[..., T], baseline: Window, incident: Window) -> T:
+        found = self._from_diagnosis(key, (baseline, incident))
         if found is not None:
-            return found
-        return self.cached((key, baseline, incident, *sorted(kwargs.items())),
-                           lambda: _call(module, name, self.case, baseline, incident, **kwargs))
+            return found  # type: ignore[no-any-return]  # the diagnosis caches this very call's result
+        return self.cached((key, baseline, incident), lambda: fn(self.case, baseline, incident))
 
     # ------------------------------------------------------------------ the diagnosis
     @property
@@ -88,10 +95,8 @@ class Results:
         with self._lock:
             if self._diagnosis is not None:
                 return self._diagnosis
-        from workbench.rca import diagnose
-
         t0 = time.perf_counter()
-        d = diagnose(self.case, progress=progress)
+        d = wb.diagnose(self.case, progress=progress)
         with self._lock:
             if self._diagnosis is None:
                 self._diagnosis = d
@@ -100,64 +105,64 @@ class Results:
             return self._diagnosis
 
     # ------------------------------------------------------------------ analysis results
-    def quality(self, by: str | None = None, every: str = "1h") -> Any:
-        """``workbench.quality.quality_series`` (one grouped pass; per slice column when ``by``)."""
-        return self.cached(("quality", by, every), lambda: _call("quality", "quality_series", self.case, every=every, by=by))
+    def quality(self, by: str | None = None, every: str = "1h") -> QualitySeries:
+        """``workbench.data.quality.quality_series`` (one grouped pass; per slice column when ``by``)."""
+        return self.cached(("quality", by, every), lambda: wb.quality_series(self.case, every=every, by=by))
 
-    def onset(self) -> Any:
-        """``workbench.onset.detect_onset`` on the cached hourly series (no second pass)."""
+    def onset(self) -> Onset:
+        """``workbench.data.onset.detect_onset`` on the cached hourly series (no second pass)."""
         found = self._from_diagnosis("onset", None)
-        return found if found is not None else self.cached("onset", lambda: _call("onset", "detect_onset", self.quality()))
+        return found if found is not None else self.cached("onset", lambda: wb.detect_onset(self.quality()))
 
-    def slices(self, baseline: Window, incident: Window) -> Any:
-        """``workbench.slices.find_slices``: the segments the search found, best first."""
-        return self._windowed("find_slices", "slices", "find_slices", baseline, incident)
+    def slices(self, baseline: Window, incident: Window) -> SliceSearch:
+        """``workbench.data.slices.find_slices``: the segments the search found, best first."""
+        return self._windowed("find_slices", wb.find_slices, baseline, incident)
 
-    def slice_deltas(self, baseline: Window, incident: Window) -> Any:
-        """``workbench.slices.slice_deltas``: every slice value and pair of values, baseline vs incident (one pass)."""
-        return self._windowed("slice_deltas", "slices", "slice_deltas", baseline, incident)
+    def slice_deltas(self, baseline: Window, incident: Window) -> SliceDeltas:
+        """``workbench.data.slices.slice_deltas``: every slice value and pair of values, baseline vs incident (one pass)."""
+        return self._windowed("slice_deltas", wb.slice_deltas, baseline, incident)
 
-    def drift(self, baseline: Window, incident: Window) -> Any:
-        """``workbench.drift.feature_drift``: ranked features."""
-        return self._windowed("feature_drift", "drift", "feature_drift", baseline, incident)
+    def drift(self, baseline: Window, incident: Window) -> FeatureDrift:
+        """``workbench.data.drift.feature_drift``: ranked features."""
+        return self._windowed("feature_drift", wb.feature_drift, baseline, incident)
 
-    def feature_timeline(self, features: tuple[str, ...]) -> Any:
-        """``workbench.drift.feature_timeline``: coverage and mean of features per hour (one pass)."""
-        return self.cached(("feature_timeline", features), lambda: _call("drift", "feature_timeline", self.case, list(features)))
+    def feature_timeline(self, features: tuple[str, ...]) -> pl.DataFrame:
+        """``workbench.data.drift.feature_timeline``: coverage and mean of features per hour (one pass)."""
+        return self.cached(("feature_timeline", features), lambda: wb.feature_timeline(self.case, list(features)))
 
-    def skew(self, window: Window) -> Any:
-        """``workbench.drift.training_skew``: serving in ``window`` vs the training sample."""
-        return self.cached(("training_skew", window), lambda: _call("drift", "training_skew", self.case, window))
+    def skew(self, window: Window) -> FeatureDrift:
+        """``workbench.data.drift.training_skew``: serving in ``window`` vs the training sample."""
+        return self.cached(("training_skew", window), lambda: wb.training_skew(self.case, window))
 
-    def feature_by_slice(self, feature: str, baseline: Window, incident: Window) -> Any:
-        """``workbench.drift.feature_by_slice``: where (which slice) one feature broke."""
+    def feature_by_slice(self, feature: str, baseline: Window, incident: Window) -> FeatureSlices:
+        """``workbench.data.drift.feature_by_slice``: where (which slice) one feature broke."""
         return self.cached(("feature_by_slice", feature, baseline, incident),
-                           lambda: _call("drift", "feature_by_slice", self.case, feature, baseline, incident))
+                           lambda: wb.feature_by_slice(self.case, feature, baseline, incident))
 
-    def isolation(self, baseline: Window, incident: Window) -> Any:
-        """``workbench.isolation.isolate_features``: how much of the regression each feature explains."""
-        return self._windowed("isolation", "isolation", "isolate_features", baseline, incident)
+    def isolation(self, baseline: Window, incident: Window) -> FeatureIsolation:
+        """``workbench.model.isolation.isolate_features``: how much of the regression each feature explains."""
+        return self._windowed("isolation", wb.isolate_features, baseline, incident)
 
-    def snapshot_timeline(self) -> Any:
-        """``workbench.snapshot_diff.snapshot_timeline``."""
+    def snapshot_timeline(self) -> SnapshotTimeline:
+        """``workbench.model.diff.snapshot_timeline``."""
         found = self._from_diagnosis("snapshot_timeline", None)
         return found if found is not None else self.cached(
-            "snapshot_timeline", lambda: _call("snapshot_diff", "snapshot_timeline", self.case))
+            "snapshot_timeline", lambda: wb.snapshot_timeline(self.case))
 
-    def validation(self, snapshot_id: str) -> Any:
-        """``workbench.validation.validate_snapshot``."""
-        return self.cached(("validation", snapshot_id), lambda: _call("validation", "validate_snapshot", self.case, snapshot_id))
+    def validation(self, snapshot_id: str) -> Validation:
+        """``workbench.model.validation.validate_snapshot``."""
+        return self.cached(("validation", snapshot_id), lambda: wb.validate_snapshot(self.case, snapshot_id))
 
-    def activations(self, a: str, b: str) -> Any:
-        """``workbench.activations.compare_activations``: where two snapshots diverge, layer by layer."""
-        return self.cached(("activations", a, b), lambda: _call("activations", "compare_activations", self.case, a, b))
+    def activations(self, a: str, b: str) -> ActivationDiff:
+        """``workbench.model.activations.compare_activations``: where two snapshots diverge, layer by layer."""
+        return self.cached(("activations", a, b), lambda: wb.compare_activations(self.case, a, b))
 
-    def weight_diff(self, a: str, b: str) -> Any:
-        """``workbench.snapshot_diff.diff_state_dicts`` of snapshot ``a`` → ``b`` (per-tensor change)."""
+    def weight_diff(self, a: str, b: str) -> SnapshotDiff:
+        """``workbench.model.diff.diff_state_dicts`` of snapshot ``a`` → ``b`` (per-tensor change)."""
         return self.cached(("weight_diff", a, b),
-                           lambda: _call("snapshot_diff", "diff_state_dicts", self.state_dict(a), self.state_dict(b)))
+                           lambda: wb.diff_state_dicts(self.state_dict(a), self.state_dict(b)))
 
-    def state_dict(self, snapshot_id: str) -> Any:
-        """The snapshot's tensors (``workbench.snapshot_files.load_state_dict``: safe loading)."""
+    def state_dict(self, snapshot_id: str) -> dict[str, torch.Tensor]:
+        """The snapshot's tensors (``workbench.case.snapshots.load_state_dict``: safe loading)."""
         snap = self.case.snapshot(snapshot_id)
-        return self.cached(("state_dict", snapshot_id), lambda: _call("snapshot_files", "load_state_dict", snap.path))
+        return self.cached(("state_dict", snapshot_id), lambda: wb.load_state_dict(snap.path))

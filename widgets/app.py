@@ -27,7 +27,7 @@ import holoviews as hv
 import panel as pn
 import param
 
-from workbench_widgets._base import check_kwargs, error_html
+from workbench_widgets._base import Widget, check_kwargs, error_html
 from workbench_widgets._persist import Record, find_saved_state
 from workbench_widgets._results import Results
 from workbench_widgets._style import CSS, STATUS_CSS
@@ -40,8 +40,7 @@ from workbench_widgets.timeline import QualityTimeline
 from workbench_widgets.tree_panel import TreePanel
 
 if TYPE_CHECKING:
-    from workbench.case import Case
-    from workbench.rca import Diagnosis
+    from workbench import Case, Diagnosis
 
 __all__ = ["Investigator", "investigate"]
 
@@ -115,7 +114,7 @@ def _restore(case: Case, state: Investigation | dict | str | Path | None, notebo
     return Investigation(case=case.name), "new"
 
 
-class Investigator(pn.viewable.Viewer):
+class Investigator(Widget):
     """The investigation app: decision tree, quality timeline, slices, features, snapshots, lineage.
 
     Build it with :func:`investigate`. ``state`` is the shared
@@ -128,7 +127,6 @@ class Investigator(pn.viewable.Viewer):
 
     def __init__(self, case: Case, *, diagnosis: Diagnosis | None = None, state: Investigation | None = None,
                  record: Record | None = None, origin: str = "new", defer: bool = False, **params: Any):
-        check_kwargs(type(self), params)
         super().__init__(**params)
         self.results = Results(case, diagnosis)
         self.state = state or Investigation(case=case.name)
@@ -140,12 +138,11 @@ class Investigator(pn.viewable.Viewer):
         self._header = pn.pane.HTML(self._header_html(), stylesheets=[CSS], sizing_mode="stretch_width", margin=(4, 8))
         self._progress = pn.indicators.Progress(active=True, width=260, visible=False, margin=(4, 8))
         self._status = pn.pane.HTML("", stylesheets=[STATUS_CSS], margin=(4, 8))
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False, sizing_mode="stretch_width")
         # Not dynamic: every tab is drawn once and stays in the document. With dynamic tabs a hidden tab's
         # models leave the document, and Bokeh (3.9) then fails to read back the Line glyphs the views
         # update in place ("failed to validate Line.line_color") when the tab is shown again.
         self.tabs = pn.Tabs(sizing_mode="stretch_width", dynamic=False, css_classes=["wb-tabs"])
-        self._body = pn.Column(self._error, pn.Row(self._progress, self._status), sizing_mode="stretch_width")
+        self._body = pn.Column(self.error, pn.Row(self._progress, self._status), sizing_mode="stretch_width")
         self._layout = _InlineColumn(self._header, self._body, sizing_mode="stretch_width", css_classes=["wb-app"],
                                  styles={"border": "1px solid #e5e7eb", "border-radius": "8px", "background": "white"},
                                  height=self.height)
@@ -184,8 +181,7 @@ class Investigator(pn.viewable.Viewer):
             say("drawing…")
             self._build_views()
         except Exception as exc:
-            self._error.object = error_html(exc, "loading the investigation")
-            self._error.visible = True
+            self.show_error(exc, "loading the investigation")
             self._say(None)
             raise
         self.load_seconds = time.perf_counter() - t0
@@ -207,8 +203,7 @@ class Investigator(pn.viewable.Viewer):
             await asyncio.to_thread(self._compute, say)
             self.load()
         except Exception as exc:
-            self._error.object = error_html(exc, "loading the investigation")
-            self._error.visible = True
+            self.show_error(exc, "loading the investigation")
             self._say(None)
 
     def _compute(self, say: Callable[[str], None]) -> None:
@@ -238,7 +233,7 @@ class Investigator(pn.viewable.Viewer):
         self.tabs.active = VIEWS.index(self.state.view)
         self.tabs.param.watch(self._on_tab, "active")
         self.state.param.watch(self._on_view, "view")
-        self._body.objects = [self._error, pn.Row(self._progress, self._status), self.tabs]
+        self._body.objects = [self.error, pn.Row(self._progress, self._status), self.tabs]
 
     # ------------------------------------------------------------------ state
     def _on_tab(self, event: param.parameterized.Event) -> None:
@@ -278,12 +273,9 @@ class Investigator(pn.viewable.Viewer):
         parts = [f"# {TITLES[name]}\n{view.code()}" for name, view in self.views.items()]
         return "\n\n".join(parts)
 
-    def __panel__(self) -> pn.viewable.Viewable:
-        return self._layout
-
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         load_extensions()
-        return self._layout._repr_mimebundle_(include, exclude)
+        return self.__panel__()._repr_mimebundle_(include, exclude)
 
 
 def investigate(case: Case | str | Path, *, diagnosis: Diagnosis | None = None,
@@ -314,7 +306,7 @@ def investigate(case: Case | str | Path, *, diagnosis: Diagnosis | None = None,
     'tree'
     """
     check_kwargs(Investigator, params, extra=("diagnosis", "state", "notebook"))
-    from workbench.case import Case, open_case
+    from workbench import Case, open_case
 
     kernel = _in_kernel()
     if kernel:

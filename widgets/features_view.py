@@ -1,9 +1,9 @@
 """The feature view: features ranked by how broken they are, one feature before/after, coverage over time.
 
-It draws ``workbench.drift.feature_drift`` (every feature, baseline vs incident:
+It draws ``workbench.data.drift.feature_drift`` (every feature, baseline vs incident:
 kind, severity, coverage, PSI, scale ratio, staleness), ``training_skew`` (serving
 vs training, when the case has a training sample), the attribution from
-``workbench.isolation.isolate_features`` when available, ``feature_timeline``
+``workbench.model.isolation.isolate_features`` when available, ``feature_timeline``
 (coverage and mean per hour) and, with a slice selected, ``feature_by_slice``
 (did the feature break inside that slice, or everywhere?). Clicking a row opens
 the feature. Windowed results are computed once per window pair and cached.
@@ -286,7 +286,7 @@ class FeaturesView(View):
                          sizing_mode="stretch_width")
 
     def code(self) -> str:
-        lines = ["from workbench import open_case, Window", "from workbench.drift import feature_drift, feature_timeline", "",
+        lines = ["from workbench import Window, feature_drift, feature_timeline, open_case", "",
                  f"case = open_case({str(self.results.case.root)!r})"]
         if self.state.windows:
             b, i = self.state.windows
@@ -296,6 +296,6 @@ class FeaturesView(View):
             if self.state.feature:
                 lines.append(f"feature_timeline(case, [{self.state.feature!r}])")
                 if self.state.slice:
-                    lines += ["from workbench.drift import feature_by_slice",
+                    lines += ["from workbench import feature_by_slice",
                               f"print(feature_by_slice(case, {self.state.feature!r}, baseline, incident))"]
         return "\n".join(lines)

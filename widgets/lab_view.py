@@ -13,7 +13,6 @@ Examples
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import holoviews as hv
@@ -25,13 +24,14 @@ from workbench.lab.bisection import BisectResult
 from workbench.lab.comparison import Comparison
 from workbench.lab.runner import TTFB
 from workbench.lab.settings import LabSettings
+from workbench_widgets._base import Widget
 
 __all__ = ["LabView", "lab_view"]
 
 _COLORS = {"A": "#4c72b0", "B": "#dd8452"}
 
 
-class LabView(pn.viewable.Viewer):
+class LabView(Widget):
     """A comparison or a bisect, drawn: verdict, trail, and A/B distributions per phase."""
 
     result = param.ClassSelector(class_=(Comparison, BisectResult), allow_None=False,
@@ -44,15 +44,7 @@ class LabView(pn.viewable.Viewer):
     columns = param.Integer(default=4, bounds=(1, 8), doc="Plots per row.")
 
     def __init__(self, result: Comparison | BisectResult, **params: Any) -> None:
-        known = sorted(set(self.param) - {"name"})
-        for key in params:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}?" if close else f"use one of {known}"
-                raise TypeError(f"LabView() got an unexpected keyword argument {key!r}.\n"
-                                f"Available: {known}\nHint: {hint}")
         super().__init__(result=result, **params)
-        self._error = pn.pane.Alert("", alert_type="danger", visible=False)
 
     # --- what is shown ----------------------------------------------------------------------------
     @property
@@ -155,16 +147,15 @@ class LabView(pn.viewable.Viewer):
             try:
                 out = render()
             except Exception as exc:  # shown on the widget, not only in the kernel log
-                self._error.object = f"**Cannot draw the lab view:** {exc}"
-                self._error.visible = True
+                self.show_error(exc, "drawing the lab view")
                 return pn.pane.Markdown("")
-            self._error.visible = False
+            self.clear_error()
             return out
         return wrapped
 
-    def __panel__(self) -> pn.viewable.Viewable:
+    def _build(self) -> pn.viewable.Viewable:
         deps = (self.param.result, self.param.step, self.param.phases, self.param.columns)
-        parts: list[Any] = [self._error,
+        parts: list[Any] = [self.error,
                             pn.bind(self._safe(lambda: pn.pane.Markdown(self.verdict())), *deps)]
         if isinstance(self.result, BisectResult) and self.result.steps:
             culprit = self.result.culprit_step

@@ -24,7 +24,7 @@ from workbench_widgets._base import View, guarded
 from workbench_widgets._style import AMBER, BLUE, CSS, GRAY, RED
 
 if TYPE_CHECKING:
-    from workbench.lineage import Lineage
+    from workbench import Lineage
 
 __all__ = ["LineageView", "layered_layout"]
 

@@ -1,8 +1,8 @@
 """The slice explorer: where the change concentrates, per slice value and pair of values.
 
-First, the slices ``workbench.slices.find_slices`` ranked by the regression they
+First, the slices ``workbench.data.slices.find_slices`` ranked by the regression they
 explain (the SliceLine-style search; significant ones first). Below, the deltas of
-``workbench.slices.slice_deltas`` for the chosen metric: bars over the values of one
+``workbench.data.slices.slice_deltas`` for the chosen metric: bars over the values of one
 slice column, or a heatmap over the value pairs of two. Clicking a found slice, a
 bar or a heatmap cell selects that slice; the timeline and the feature view follow.
 Both results are computed once per window pair (one pass each) and cached.
@@ -292,7 +292,7 @@ class SlicesView(View):
                          sizing_mode="stretch_width")
 
     def code(self) -> str:
-        lines = ["from workbench import open_case, Window", "from workbench.slices import find_slices, slice_deltas", "",
+        lines = ["from workbench import Window, find_slices, open_case, slice_deltas", "",
                  f"case = open_case({str(self.results.case.root)!r})"]
         if self.state.windows:
             b, i = self.state.windows

@@ -1,12 +1,12 @@
 """The model side: the snapshot timeline with its verdicts, weight change per layer, one parameter, activations.
 
-It draws ``workbench.snapshot_diff.snapshot_timeline`` (each snapshot judged against
+It draws ``workbench.model.diff.snapshot_timeline`` (each snapshot judged against
 the case's benign refreshes), ``diff_state_dicts`` of every snapshot against the
 stable one (the heatmap: parameters by snapshots, colour = log10 of the relative L2
 change, NaN/Inf and new dead units marked), the selected parameter's values in
 the stable and the selected snapshot (histograms), the validator's verdict
-(``workbench.validation.validate_snapshot``) and the layer-by-layer activation
-diff (``workbench.activations.compare_activations``). The snapshot near the onset
+(``workbench.model.validation.validate_snapshot``) and the layer-by-layer activation
+diff (``workbench.model.activations.compare_activations``). The snapshot near the onset
 is prefetched; validating or tracing another one is long work, run on demand.
 """
 
@@ -28,7 +28,7 @@ from workbench_widgets._style import CSS, GRAY, GREEN, PLOT_OPTS, RED, kv
 
 __all__ = ["SnapshotsView"]
 
-Z_GATE = 3.5  # drawn as the alarm line; the value is workbench.snapshot_diff.Z_GATE (read at draw time when present)
+Z_GATE = 3.5  # drawn as the alarm line; the value is workbench.model.diff.Z_GATE (read at draw time when present)
 
 
 def _finite(v: Any) -> float:
@@ -324,15 +324,14 @@ class SnapshotsView(View):
 
     def code(self) -> str:
         sid = self.state.snapshot
-        lines = ["from workbench import open_case", "from workbench.snapshot_diff import snapshot_timeline, diff_state_dicts",
-                 "from workbench.snapshot_files import load_state_dict", "",
+        lines = ["from workbench import diff_state_dicts, load_state_dict, open_case, snapshot_timeline", "",
                  f"case = open_case({str(self.results.case.root)!r})", "timeline = snapshot_timeline(case)", "print(timeline)"]
         if sid and self.available:
             lines += [f"diff = diff_state_dicts(load_state_dict(case.snapshot({self.stable!r}).path), "
                       f"load_state_dict(case.snapshot({sid!r}).path))", "print(diff)",
-                      "from workbench.validation import validate_snapshot", f"validate_snapshot(case, {sid!r})"]
+                      "from workbench import validate_snapshot", f"validate_snapshot(case, {sid!r})"]
             row = self.table.filter(pl.col("snapshot_id") == sid)
             if row.height and row["compared_to"][0]:
-                lines += ["from workbench.activations import compare_activations",
+                lines += ["from workbench import compare_activations",
                           f"print(compare_activations(case, {row['compared_to'][0]!r}, {sid!r}))"]
         return "\n".join(lines)

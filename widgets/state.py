@@ -115,7 +115,7 @@ class Investigation(param.Parameterized):
         """(baseline, incident) as ``workbench.Window`` objects, or ``None`` until both are set."""
         if self.baseline is None or self.incident is None:
             return None
-        from workbench.windows import Window
+        from workbench import Window
 
         return Window(*self.baseline), Window(*self.incident)
 

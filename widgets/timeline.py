@@ -1,7 +1,7 @@
 """The quality timeline: NE, calibration ratio, prediction mean and label rate per hour.
 
-It draws ``workbench.quality.quality_series`` (one pass, cached) and the onset
-from ``workbench.onset.detect_onset``: the onset as a dashed red line, the hours
+It draws ``workbench.data.quality.quality_series`` (one pass, cached) and the onset
+from ``workbench.data.onset.detect_onset``: the onset as a dashed red line, the hours
 whose labels have not all arrived yet (``label_delay_hours``) shaded amber and
 their label metrics dashed, as *estimated*; the model's expected NE (the fitted
 daily cycle) dotted. The baseline and incident windows are shaded blue and red.
@@ -311,8 +311,7 @@ class QualityTimeline(View):
         return pn.Column(self.error, self.status, self.caption, controls, self.figure_pane, sizing_mode="stretch_width")
 
     def code(self) -> str:
-        lines = ["from workbench import open_case", "from workbench.quality import quality_series",
-                 "from workbench.onset import detect_onset", "",
+        lines = ["from workbench import detect_onset, open_case, quality_series", "",
                  f"case = open_case({str(self.results.case.root)!r})", "series = quality_series(case)",
                  "onset = detect_onset(series)", "print(onset)"]
         if self.state.slice:

@@ -24,7 +24,7 @@ from workbench_widgets._plots import render_specs
 from workbench_widgets._style import CSS, ONPATH_BUTTON_CSS, TREE_BUTTON_CSS, badge, card, kv
 
 if TYPE_CHECKING:
-    from workbench.rca import Diagnosis, Evidence
+    from workbench import Diagnosis, Evidence
 
 __all__ = ["TreePanel", "hypothesis_key"]
 
@@ -250,7 +250,7 @@ class TreePanel(View):
 
     def run_check(self, name: str) -> Evidence:
         """Run ``name``'s check again with the user's windows (cached) and show the new evidence."""
-        from workbench.rca import Context
+        from workbench import Context
 
         windows = self.state.windows
         if windows is None:
@@ -260,17 +260,18 @@ class TreePanel(View):
         if key not in self._reruns:
             self.say(f"running {name} on baseline {windows[0]}, incident {windows[1]}…")
             try:
-                ctx = self.results.cached(("context", *windows), lambda: Context(self.results.case, None, *windows))
-                for _path, ev in self.diagnosis.steps:  # checks may read their siblings' evidence
-                    ctx.evidence.setdefault(ev.check, ev)
-                self._reruns[key] = self.diagnosis.tree.nodes[name].check(ctx)
+                # one context per window pair: a check that reads a sibling's verdict gets it computed on these
+                # windows (Context.evidence_of), never the diagnosis' verdict for other windows
+                ctx = self.results.cached(("context", *windows),
+                                          lambda: Context(self.results.case, None, *windows, tree=self.diagnosis.tree))
+                self._reruns[key] = ctx.run(self.diagnosis.tree.nodes[name])
             finally:
                 self.say(None)
         self._render_node(name)
         return self._reruns[key]
 
     def code(self) -> str:
-        lines = ["from workbench import open_case", "from workbench.rca import diagnose", "",
+        lines = ["from workbench import diagnose, open_case", "",
                  f"case = open_case({str(self.results.case.root)!r})", "diagnosis = diagnose(case)", "print(diagnosis)"]
         if self.state.node:
             lines.append(f"diagnosis.evidence({self.state.node!r})")

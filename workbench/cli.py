@@ -7,6 +7,7 @@ status 2, never a traceback; progress goes to stderr so stdout stays clean.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -29,7 +30,7 @@ def progress(quiet: bool = False) -> Callable[[str], None]:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from workbench.case import open_case
+    from workbench.case.loader import open_case  # polars; never torch
 
     case = open_case(args.case, progress=progress(args.quiet))
     print(json.dumps(case.to_dict(), indent=2) if args.json else case)
@@ -44,15 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON")
     info.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     info.set_defaults(run=_info)
-    for module in ("workbench.sample", "workbench.lab.cli", "workbench.rca.cli", "workbench.snapshot_cli"):
-        try:
-            add = getattr(__import__(module, fromlist=["add_cli"]), "add_cli", None)
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue  # that part of the workbench is not built yet
-            raise
-        if add is not None:
-            add(sub)
+    # Each part registers its own subcommands; a part imports its heavy dependencies
+    # (polars, torch) only when its command runs, so `workbench --help` answers at once.
+    for module in ("workbench.rca.cli", "workbench.model.cli", "workbench.sample.cli", "workbench.lab.cli"):
+        importlib.import_module(module).add_cli(sub)
     return parser
 
 

@@ -2,15 +2,23 @@
 
 Definitions (every view and verdict uses these, nothing else):
 
-- **log loss**: mean over *labeled* rows of ``-[y ln p + (1-y) ln(1-p)]``, with
-  ``p`` clipped to ``[1e-15, 1 - 1e-15]``.
+- **clip**: probabilities enter every log at ``[CLIP, 1 - CLIP]`` with ``CLIP = 1e-7``.
+  Served scores are usually float32, whose resolution next to 1 is 6e-8: a
+  logged 1.0 stands for any probability above 1 - 6e-8, so nothing finer can be
+  read from it, and a clip at 1e-7 treats 0 and 1 symmetrically. It also bounds
+  one row's loss at ln(1e7) = 16 nats, so a log of scores rounded to two
+  decimals (exact 0s and 1s) is not ruled by a few rows.
+- **logit**: ``ln(p / (1 - p))`` of the clipped ``p``.
+- **log loss**: mean over *labeled* rows of ``-[y ln p + (1-y) ln(1-p)]`` (clipped ``p``).
 - **entropy of the base rate**: ``H(r) = -[r ln r + (1-r) ln(1-r)]`` (nats), the
   log loss of always predicting the label rate ``r`` of the same rows.
 - **normalized entropy** (He et al., *Practical lessons from predicting clicks on
   ads at Facebook*, ADKDD 2014): ``NE = log loss / H(r)``. 1.0 means no better than
   predicting the base rate; lower is better. Null when ``r`` is 0 or 1.
 - **calibration ratio**: ``sum(p) / sum(y)`` over labeled rows; 1 is calibrated on
-  average, above 1 over-predicts.
+  average, above 1 over-predicts. Compared on the log scale (relative changes).
+- **label delay**: trailing hours whose label join rate is below ``RELIABLE_JOIN`` (90%)
+  of the typical (median) join rate are still waiting for labels (:func:`reliable_end`).
 - **ECE** (expected calibration error): ``sum_b (n_b / n) |mean p_b - mean y_b|`` over
   ``ECE_BINS`` equal-width prediction bins ``[k/B, (k+1)/B)`` (the last one closed),
   labeled rows only.
@@ -23,9 +31,10 @@ Definitions (every view and verdict uses these, nothing else):
   returns that bound with the value). The bins are mergeable counts: partitions,
   hours and slices add up.
 
-Only the dependency-free pieces live here; the passes that use them are in
-:mod:`workbench.quality`, :mod:`workbench.slices` and :mod:`workbench.drift`, and the
-distribution distances in :mod:`workbench._distances`.
+This module is the one definition of each: the data passes (:mod:`workbench.data`), the
+headline and the detector, the validator, the re-scorer and feature isolation
+(:mod:`workbench.model`) all call it. Metrics from mergeable sums
+(:func:`metric_from_sums`) serve every windowed and sliced figure.
 
 >>> import numpy as np
 >>> p, y = np.array([0.1, 0.4, 0.35, 0.8]), np.array([0.0, 0.0, 1.0, 1.0])
@@ -40,11 +49,12 @@ import math
 import numpy as np
 import polars as pl
 
-from workbench.case import LABEL, PREDICTION
+from workbench.case.columns import LABEL, PREDICTION
 
 __all__ = [
+    "CLIP",
     "ECE_BINS",
-    "EPS",
+    "RELIABLE_JOIN",
     "SCORE_BINS",
     "SCORE_BINS_PER_LOGIT",
     "auc",
@@ -52,39 +62,53 @@ __all__ = [
     "auc_se",
     "base_rate_entropy",
     "calibration_ratio",
+    "clip_probability",
+    "clipped_expr",
     "ece",
     "ece_bin",
+    "entropy",
     "entropy_expr",
     "log_loss",
+    "logit",
+    "metric_from_sums",
     "ne_se",
+    "norm_sf",
     "normalized_entropy",
+    "reliable_end",
     "row_log_loss",
+    "row_log_loss_expr",
+    "row_log_loss_logit",
     "score_bin",
+    "sigmoid",
 ]
 
-EPS = 1e-15
+CLIP = 1e-7
 SCORE_BINS_PER_LOGIT = 100
-LOGIT_LIMIT = 15.0
+LOGIT_LIMIT = 15.0  # the score-bin range; clipped logits (|logit| <= 16.1) beyond it share the end bins
 SCORE_BINS = int(2 * LOGIT_LIMIT * SCORE_BINS_PER_LOGIT)
 ECE_BINS = 10
+LOGIT_CLIP = math.log((1 - CLIP) / CLIP)  # 16.1: the logit of the clip
+RELIABLE_JOIN = 0.9  # share of the typical join rate below which a trailing hour is still waiting for labels
+LOG_SCALE = frozenset({"calibration_ratio", "prediction_mean", "label_rate"})  # compared as relative changes
 
 
 # ---------------------------------------------------------------- polars expressions
-def _p(prediction: str) -> pl.Expr:
-    return pl.col(prediction).clip(EPS, 1.0 - EPS)
+def clipped_expr(prediction: str = PREDICTION) -> pl.Expr:
+    """The prediction column clipped to ``[CLIP, 1 - CLIP]``."""
+    return pl.col(prediction).clip(CLIP, 1.0 - CLIP)
 
 
-def row_log_loss(prediction: str = PREDICTION, label: str = LABEL) -> pl.Expr:
+def row_log_loss_expr(prediction: str = PREDICTION, label: str = LABEL) -> pl.Expr:
     """Per-row log loss; null where the label is null (so sums and means skip those rows)."""
-    p, y = _p(prediction), pl.col(label)
+    p, y = clipped_expr(prediction), pl.col(label)
     return -(y * p.log() + (1.0 - y) * (1.0 - p).log())
 
 
 def score_bin(prediction: str = PREDICTION) -> pl.Expr:
     """The AUC score bin: ``floor((logit(p) + 15) * 100)`` clipped to ``[0, SCORE_BINS)``, as Int16."""
-    p = _p(prediction)
-    logit = (p / (1.0 - p)).log()
-    return ((logit + LOGIT_LIMIT) * SCORE_BINS_PER_LOGIT).floor().clip(0, SCORE_BINS - 1).cast(pl.Int16)
+    p = clipped_expr(prediction)
+    logit_ = (p / (1.0 - p)).log()
+    return ((logit_ + LOGIT_LIMIT) * SCORE_BINS_PER_LOGIT).floor().clip(0, SCORE_BINS - 1).cast(pl.Int16)
 
 
 def ece_bin(prediction: str = PREDICTION, bins: int = ECE_BINS) -> pl.Expr:
@@ -97,15 +121,54 @@ def entropy_expr(rate: pl.Expr) -> pl.Expr:
     return pl.when((rate > 0) & (rate < 1)).then(-(rate * rate.log() + (1 - rate) * (1 - rate).log()))
 
 
-# ---------------------------------------------------------------- numpy (small arrays, tests, references)
+# ---------------------------------------------------------------- numpy (small arrays, samples, references)
 def _labeled(p: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
     keep = ~np.isnan(y)
     return p[keep], y[keep]
 
 
+def clip_probability(p: np.ndarray) -> np.ndarray:
+    """``p`` clipped to ``[CLIP, 1 - CLIP]`` (see the module docstring for why 1e-7)."""
+    return np.clip(np.asarray(p, dtype=float), CLIP, 1.0 - CLIP)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """``ln(p / (1 - p))`` of the clipped probability."""
+    q = clip_probability(p)
+    return np.log(q / (1.0 - q))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """The probability of a logit, ``1 / (1 + e^-z)`` (no overflow warnings for large ``|z|``)."""
+    z = np.asarray(z, dtype=float)
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def row_log_loss_logit(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`row_log_loss` of ``sigmoid(z)`` computed on the logit scale, ``softplus(z) - y z``,
+    with ``z`` clipped to ``±logit(1 - CLIP)`` so it equals the clipped probability's loss."""
+    z = np.clip(np.asarray(z, dtype=float), -LOGIT_CLIP, LOGIT_CLIP)
+    return np.logaddexp(0.0, z) - np.asarray(y, dtype=float) * z
+
+
+def row_log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-row log loss ``-[y ln p + (1-y) ln(1-p)]`` (clipped ``p``); NaN where ``y`` is NaN."""
+    q = clip_probability(p)
+    y = np.asarray(y, dtype=float)
+    return -(y * np.log(q) + (1.0 - y) * np.log(1.0 - q))
+
+
+def entropy(rate: np.ndarray | float) -> np.ndarray:
+    """``H(r) = -[r ln r + (1-r) ln(1-r)]`` in nats, vectorized; NaN where ``r`` is not in ``(0, 1)``."""
+    r = np.asarray(rate, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(r * np.log(r) + (1.0 - r) * np.log(1.0 - r))
+    return np.where((r > 0) & (r < 1), h, np.nan)
+
+
 def base_rate_entropy(rate: float) -> float:
-    """``H(r) = -[r ln r + (1-r) ln(1-r)]`` in nats; NaN when ``r`` is 0, 1 or NaN."""
+    """``H(r)`` of one rate; NaN when ``r`` is 0, 1 or NaN."""
     if not 0.0 < rate < 1.0:
         return math.nan
     return -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
@@ -114,10 +177,7 @@ def base_rate_entropy(rate: float) -> float:
 def log_loss(p: np.ndarray, y: np.ndarray) -> float:
     """Mean log loss over labeled rows (NaN labels are skipped)."""
     p, y = _labeled(p, y)
-    if not len(y):
-        return math.nan
-    q = np.clip(p, EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q)))
+    return float(np.mean(row_log_loss(p, y))) if len(y) else math.nan
 
 
 def normalized_entropy(p: np.ndarray, y: np.ndarray) -> float:
@@ -201,8 +261,71 @@ def ne_se(labeled: np.ndarray, positives: np.ndarray, ll_sum: np.ndarray, ll_sq_
         var_l = np.maximum(ll_sq_sum / n - mean_l**2, 0.0)
         var_y = r * (1 - r)
         cov = ll_pos_sum / n - mean_l * r
-        h = -(r * np.log(r) + (1 - r) * np.log(1 - r))
+        h = entropy(r)
         dh = np.log((1 - r) / r)
         g1, g2 = 1.0 / h, -mean_l * dh / h**2
         var = (g1**2 * var_l + g2**2 * var_y + 2 * g1 * g2 * cov) / n
         return np.sqrt(np.maximum(var, 0.0))
+
+
+def metric_from_sums(s: dict[str, np.ndarray], metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(value, se)`` of ``metric`` per element of mergeable sum arrays ``s``
+    (``rows``, ``labeled``, ``positives``, ``pred_sum``, ``pred_sq_sum``, ``pred_sum_labeled``,
+    ``ll_sum``, ``ll_sq_sum``, ``ll_pos_sum``: see :mod:`workbench.data._sums`).
+
+    One definition for every windowed, pooled and sliced figure: the headline, the
+    detector's series and the slice search read the same sums through it. ``se`` is
+    the sampling standard error on the scale comparisons use (log scale for
+    ``LOG_SCALE`` metrics). Values are NaN where undefined (no labels, no positives).
+    """
+    n = np.asarray(s["labeled"], dtype=float)
+    rows = np.asarray(s["rows"], dtype=float)
+    pos = np.asarray(s["positives"], dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(n > 0, pos / n, np.nan)
+        match metric:
+            case "normalized_entropy":
+                value = np.asarray(s["ll_sum"], dtype=float) / n / entropy(r)
+                se = ne_se(n, pos, s["ll_sum"], s["ll_sq_sum"], s["ll_pos_sum"])
+            case "log_loss":
+                value = np.asarray(s["ll_sum"], dtype=float) / n
+                se = np.sqrt(np.maximum(np.asarray(s["ll_sq_sum"]) / n - value**2, 0) / n)
+            case "calibration_ratio":
+                value = np.asarray(s["pred_sum_labeled"], dtype=float) / pos
+                se = np.sqrt((1 - r) / (n * r))  # binomial error of log(sum y)
+            case "label_rate":
+                value = r
+                se = np.sqrt((1 - r) / (n * r))
+            case "prediction_mean":
+                value = np.asarray(s["pred_sum"], dtype=float) / rows
+                se = np.sqrt(np.maximum(np.asarray(s["pred_sq_sum"]) / rows - value**2, 0) / rows) / value
+            case "label_join_rate":
+                value, se = n / rows, np.full_like(n, np.nan)
+            case _:
+                raise ValueError(f"metric_from_sums: unknown metric {metric!r}")
+        bad = ~np.isfinite(value)
+        value = np.where(bad, np.nan, value)
+        se = np.where(bad | ~np.isfinite(se), np.nan, se)
+    return value, se
+
+
+def reliable_end(join_rates: np.ndarray) -> int:
+    """Index one past the last reliably labeled period: trailing periods whose label join rate is
+    below ``RELIABLE_JOIN`` of the typical (median) rate are still waiting for labels.
+
+    The one definition of label delay: the case warning, the onset windows, the label
+    delay profile and the label-free estimate all use it.
+    """
+    join = np.nan_to_num(np.asarray(join_rates, dtype=np.float64), nan=0.0)
+    if not len(join):
+        return 0
+    typical = float(np.median(join))
+    end = len(join)
+    while end > 0 and join[end - 1] < RELIABLE_JOIN * typical:
+        end -= 1
+    return end
+
+
+def norm_sf(z: float) -> float:
+    """Upper tail of the standard normal, ``P(Z > z)``."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))

@@ -30,7 +30,7 @@ def from_js(js: float | None) -> float:
     """A Jensen-Shannon distance in excess of organic drift (the drift ranking's severity).
 
     JS ≈ 0.42 × a mean shift in standard deviations, and 0.1 is the small-effect
-    floor of :mod:`workbench.drift`; each further 0.15 (≈ 0.36 SD) closes 63% of the
+    floor of :mod:`workbench.data.drift`; each further 0.15 (≈ 0.36 SD) closes 63% of the
     gap: 0.2 → 0.49, 0.3 → 0.74, 0.5 → 0.93.
     """
     return from_excess(js, 0.1, 0.15)

@@ -42,7 +42,7 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from workbench.report import write_report
+    from workbench.report.html import write_report
 
     result = _run(args)
     out = write_report(result, Path(args.output))

@@ -1,20 +1,35 @@
-"""What checks share during one investigation: the case, the windows, and a cache of results.
+"""What checks share during one investigation: the case, the windows, a cache of results, and each node's evidence.
 
 Checks never recompute what an earlier check computed: every analysis result is
 cached here under a key, so the CLI, the report and the widgets stay consistent
-and the expensive passes (feature drift, slice search, SHAP) run once.
+and the expensive passes (feature drift, slice search, SHAP) run once. A check
+that needs another check's verdict asks for its evidence (:meth:`Context.evidence_of`),
+which runs that node now if it has not run yet: the answer never depends on the
+order nodes are visited, and checks never write into the cache for each other.
+
+A check that raises is a bug, not a skipped check: :meth:`Context.run` turns the
+exception into ``error`` evidence, writes the traceback to the investigation's log
+file (:attr:`Context.log_path`) and lets the rest of the tree run.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from workbench.rca.evidence import Evidence
+from workbench.rca.tree import REQUIREMENTS
+
 if TYPE_CHECKING:
-    from workbench.case import Case
-    from workbench.onset import Onset
-    from workbench.rca.evidence import Evidence
+    from workbench.case.loader import Case
+    from workbench.data.onset import Onset
+    from workbench.rca.tree import Node, Tree
     from workbench.windows import Window
 
 __all__ = ["Context"]
@@ -23,14 +38,28 @@ T = TypeVar("T")
 
 
 class Context:
-    """One investigation's shared state (mutable on purpose: it is the cache)."""
+    """One investigation's shared state (mutable on purpose: it is the cache).
+
+    ``tree`` is the decision tree whose nodes :meth:`evidence_of` may run (the default
+    tree when not given); ``baseline``/``incident`` override the windows the onset implies.
+    """
 
     def __init__(self, case: Case, progress: Callable[[str], None] | None = None,
-                 baseline: Window | None = None, incident: Window | None = None):
+                 baseline: Window | None = None, incident: Window | None = None, *, tree: Tree | None = None,
+                 log_path: Path | None = None, strict: bool = False):
+        if tree is None:
+            from workbench.rca.checks import default_tree
+
+            tree = default_tree()
         self.case = case
+        self.tree = tree
         self.say = progress or (lambda _m: None)
         self.evidence: dict[str, Evidence] = {}
+        self.errors: list[dict[str, str]] = []
+        self.log_path = log_path
+        self.strict = strict  # re-raise a check's exception (tests)
         self._cache: dict[Any, Any] = {}
+        self._running: set[str] = set()
         self._windows = (baseline, incident) if baseline and incident else None
 
     @property
@@ -55,6 +84,61 @@ class Context:
             "slices": bool(case.slices),
         }[requirement]
 
+    def missing(self, node: Node) -> str | None:
+        """Why ``node`` cannot run on this case (the file that would enable it), or None."""
+        absent = [r for r in node.requires if not self.has(r)]
+        return REQUIREMENTS[absent[0]] if absent else None
+
+    # ------------------------------------------------------------ running checks
+    def run(self, node: Node) -> Evidence:
+        """Run ``node``'s check once (memoized); an exception becomes ``error`` evidence, never a skip."""
+        if node.name in self.evidence:
+            return self.evidence[node.name]
+        if node.name in self._running:
+            raise RuntimeError(f"checks '{node.name}' and one it reads depend on each other")
+        self._running.add(node.name)
+        self.say(f"{node.name}: {node.question}")
+        t0 = time.perf_counter()
+        try:
+            ev = node.check(self)
+        except Exception as exc:
+            if self.strict:
+                raise
+            ev = self._error(node.name, exc)
+        finally:
+            self._running.discard(node.name)
+        ev = ev.timed(time.perf_counter() - t0)
+        self.evidence[node.name] = ev
+        return ev
+
+    def evidence_of(self, name: str) -> Evidence | None:
+        """The evidence node ``name`` returned, running it now if needed; None when it cannot run here
+        (not in the tree, or an input it requires is missing)."""
+        if name in self.evidence:
+            return self.evidence[name]
+        node = self.tree.nodes.get(name)
+        if node is None or self.missing(node) is not None:
+            return None
+        return self.run(node)
+
+    def _error(self, check: str, exc: BaseException) -> Evidence:
+        message = f"{type(exc).__name__}: {exc}".strip()
+        log = self._log(check, traceback.format_exc())
+        self.errors.append({"check": check, "error": message, "log": str(log)})
+        self.say(f"{check}: ERROR {message.splitlines()[0][:200]} (traceback in {log})")
+        return Evidence.failed(check, message, log)
+
+    def _log(self, check: str, text: str) -> Path:
+        """Append a traceback to the investigation's log file, creating it on first use."""
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="workbench-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        with self.log_path.open("a", encoding="utf-8") as out:
+            out.write(f"=== {check} ({self.case.root})\n{text}\n")
+        return self.log_path
+
+    # ------------------------------------------------------------ the onset and windows
     @property
     def onset(self) -> Onset:
         """The whole traffic's onset; when it shows none, a confirmed segment's (see :attr:`segment`)."""
@@ -67,8 +151,8 @@ class Context:
         return self._cache.get("segment")
 
     def _detect(self) -> Onset:
-        from workbench.onset import detect_onset
-        from workbench.segment_onset import detect_segment_onset
+        from workbench.data.onset import detect_onset
+        from workbench.data.segments import detect_segment_onset
 
         whole = detect_onset(self.case)
         if whole.detected or not self.case.slices:

@@ -8,18 +8,18 @@ HTML report and the decision-tree widget draw the same object.
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from workbench.case import Case, open_case
+from workbench.case.loader import Case, open_case
+from workbench.rca.checks import default_tree
 from workbench.rca.context import Context
 from workbench.rca.evidence import Evidence
 from workbench.rca.ranking import RootCause, rank
-from workbench.rca.tree import REQUIREMENTS, Tree, default_tree
+from workbench.rca.tree import Tree
 from workbench.windows import Window, iso
 
 __all__ = ["NEXT_STEPS", "Diagnosis", "diagnose"]
@@ -53,6 +53,10 @@ class Diagnosis:
     root_causes: tuple[RootCause, ...]
     skipped: tuple[dict[str, str], ...]
     seconds: float
+    errors: tuple[dict[str, str], ...] = ()
+    """Checks that raised (``check``, ``error``): bugs, listed apart from skipped checks."""
+    log_path: Path | None = None
+    """The file holding the tracebacks of ``errors`` (None when nothing raised)."""
     results: Mapping[object, object] = field(default_factory=dict, repr=False)
     """Every analysis result the checks computed (read-only), by cache key: ``"onset"``,
     ``"feature_drift"``, ``"find_slices"``, ``"snapshot_timeline"``, ``"isolation"``, ... so a
@@ -75,7 +79,8 @@ class Diagnosis:
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``workbench diagnose --json`` (keys exactly as specified)."""
         return {"case": self.case.name, "anomaly": self.anomaly,
-                "root_causes": [c.to_dict() for c in self.root_causes], "skipped": list(self.skipped)}
+                "root_causes": [c.to_dict() for c in self.root_causes], "skipped": list(self.skipped),
+                "errors": [{"check": e["check"], "error": e["error"]} for e in self.errors]}
 
     def __str__(self) -> str:
         a = self.anomaly
@@ -104,6 +109,10 @@ class Diagnosis:
             lines += [f" - {s}" for s in self.next_steps()]
         else:
             lines.append("root causes: none" + (" found" if a["detected"] else " (no regression)"))
+        if self.errors:
+            lines.append("")
+            lines.append(f"ERRORS (checks that raised; a bug in the workbench, tracebacks in {self.log_path}):")
+            lines += [f" - {e['check']}: {e['error'].splitlines()[0]}" for e in self.errors]
         if self.skipped:
             lines.append("")
             lines.append("skipped checks:")
@@ -117,8 +126,9 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
              baseline: Window | None = None, incident: Window | None = None, strict: bool = False) -> Diagnosis:
     """Walk the decision tree over ``case`` and rank the root causes.
 
-    ``strict`` re-raises an exception from a check (tests); otherwise a failing
-    check is reported as skipped with its error, and the rest of the tree still runs.
+    ``strict`` re-raises an exception from a check (tests); otherwise a check that
+    raises is listed under ``errors`` (its traceback in a log file the message names)
+    and the rest of the tree still runs.
 
     >>> d = diagnose("sample_data/cases/upstream_break")
     >>> d.top.kind, d.top.target
@@ -128,31 +138,18 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
     if not isinstance(case, Case):
         case = open_case(case, progress=progress)
     tree = tree or default_tree()
-    ctx = Context(case, progress, baseline, incident)
+    ctx = Context(case, progress, baseline, incident, tree=tree, strict=strict)
     steps: list[tuple[tuple[str, ...], Evidence]] = []
     skipped: list[dict[str, str]] = []
     for node, path in tree.walk():
-        missing = [r for r in node.requires if not ctx.has(r)]
-        if missing:
-            reason = REQUIREMENTS[missing[0]]
+        reason = ctx.missing(node)
+        if reason is not None:
             ev = Evidence.skipped(node.name, reason)
             skipped.append({"check": node.name, "reason": reason})
         elif node.name != tree.root and not ctx.detected:
             ev = Evidence.skipped(node.name, "no regression detected")
         else:
-            ctx.say(f"{node.name}: {node.question}")
-            t0 = time.perf_counter()
-            try:
-                ev = node.check(ctx)
-            except Exception as exc:
-                if strict:
-                    raise
-                reason = f"the check failed: {type(exc).__name__}: {exc}"
-                ctx.say(f"{node.name}: {reason}\n{traceback.format_exc(limit=3)}")
-                ev = Evidence.skipped(node.name, reason)
-                skipped.append({"check": node.name, "reason": reason})
-            ev = Evidence(**{**{f: getattr(ev, f) for f in ev.__dataclass_fields__}, "seconds": time.perf_counter() - t0})
-        ctx.evidence[node.name] = ev
+            ev = ctx.run(node)
         steps.append((path, ev))
 
     onset = ctx.onset
@@ -162,4 +159,5 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
     causes = rank(steps, case, onset.onset) if onset.detected else []
     return Diagnosis(case=case, tree=tree, anomaly=anomaly, baseline=ctx.baseline, incident=ctx.incident, steps=tuple(steps),
                      root_causes=tuple(causes), skipped=tuple(skipped), seconds=time.perf_counter() - start,
+                     errors=tuple(ctx.errors), log_path=ctx.log_path,
                      results=MappingProxyType(ctx.results))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 __all__ = ["KINDS", "VERDICTS", "Candidate", "Evidence"]
@@ -10,8 +11,9 @@ __all__ = ["KINDS", "VERDICTS", "Candidate", "Evidence"]
 # Root-cause kinds of the JSON contract.
 KINDS = ("snapshot", "feature", "upstream", "label", "calibration", "slice")
 # How a check reads: "fail" found a problem, "pass" ruled one out, "warn" is suspicious
-# but not conclusive, "skip" could not run (a file is missing or it was not needed).
-VERDICTS = ("fail", "warn", "pass", "skip", "info")
+# but not conclusive, "skip" could not run (a file is missing or it was not needed),
+# "error" raised: a bug in the check, never the same as a skip.
+VERDICTS = ("fail", "warn", "pass", "skip", "info", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +58,7 @@ class Evidence:
     detail: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     candidates: tuple[Candidate, ...] = ()
-    reason: str = ""  # why it was skipped
+    reason: str = ""  # why it was skipped, or the error it raised
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
@@ -66,6 +68,17 @@ class Evidence:
     @classmethod
     def skipped(cls, check: str, reason: str) -> Evidence:
         return cls(check=check, verdict="skip", score=0.0, summary=f"skipped: {reason}", reason=reason)
+
+    @classmethod
+    def failed(cls, check: str, error: str, log: Path | str) -> Evidence:
+        """The check raised ``error``: a bug to report (traceback in ``log``), not a verdict."""
+        first = error.splitlines()[0] if error else "error"
+        return cls(check=check, verdict="error", score=0.0, summary=f"ERROR: the check raised {first} (traceback in {log})",
+                   reason=error, data={"log": str(log)})
+
+    def timed(self, seconds: float) -> Evidence:
+        """The same evidence with its run time."""
+        return replace(self, seconds=seconds)
 
     def to_dict(self) -> dict[str, Any]:
         return {"check": self.check, "verdict": self.verdict, "score": round(self.score, 4), "summary": self.summary,

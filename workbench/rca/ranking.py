@@ -27,7 +27,7 @@ from workbench.rca.evidence import Candidate, Evidence
 if TYPE_CHECKING:
     import polars as pl
 
-    from workbench.case import Case
+    from workbench.case.loader import Case
 
 __all__ = ["EVENT_HOURS", "EVENT_ODDS", "REPORT_FLOOR", "RootCause", "rank"]
 

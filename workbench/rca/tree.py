@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from workbench.rca.context import Context
     from workbench.rca.evidence import Evidence
 
-__all__ = ["REQUIREMENTS", "Node", "Tree", "default_tree", "load_plugins", "register"]
+__all__ = ["REQUIREMENTS", "Node", "Tree", "load_plugins", "register", "registered"]
 
 Check = Callable[["Context"], "Evidence"]
 
@@ -107,6 +107,11 @@ class Tree:
 _REGISTERED: list[tuple[Node, str]] = []
 
 
+def registered() -> tuple[tuple[Node, str], ...]:
+    """Every ``(node, parent)`` added with :func:`register`, in order."""
+    return tuple(_REGISTERED)
+
+
 def register(node: Node, parent: str) -> None:
     """Add ``node`` under ``parent`` in every tree built from now on (CLI, report, widgets)."""
     _REGISTERED[:] = [(n, p) for n, p in _REGISTERED if n.name != node.name]
@@ -126,13 +131,3 @@ def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
                                  "make sure the module is on PYTHONPATH (or installed) and imports cleanly.") from None
     for ep in entry_points(group="workbench.checks"):
         ep.load()
-
-
-def default_tree() -> Tree:
-    """The expert triage order, plus every registered node."""
-    from workbench.rca import checks
-
-    tree = Tree({node.name: node for node in checks.DEFAULT_NODES}, root="prediction_quality")
-    for node, parent in _REGISTERED:
-        tree = tree.with_node(node, parent)
-    return tree

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from workbench.sample.columns import Columns
+from workbench.sample.columns import ColumnNames
 from workbench.sample.generate import generate_case
 from workbench.sample.incidents import INCIDENTS
 
@@ -59,7 +59,7 @@ def build_all(root: Path | str = "sample_data", *, quiet: bool = False, missing_
             incident,
             root / "cases" / incident,
             seed=SEEDS[incident],
-            columns=Columns.renamed() if incident in RENAMED else None,
+            columns=ColumnNames.renamed() if incident in RENAMED else None,
             snapshot_format="pt" if incident in PT_SNAPSHOTS else "safetensors",
         )
         truth = json.loads((case / "truth.json").read_text())

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workbench.sample.columns import Columns
-from workbench.sample.generate import DEFAULT_ROWS, PARTITION_ROWS, SNAPSHOT_FORMATS, generate_case
+from workbench.sample.columns import DEFAULT_ROWS, PARTITION_ROWS, SNAPSHOT_FORMATS, ColumnNames
 from workbench.sample.incidents import INCIDENTS
 
 
@@ -48,6 +47,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 def run(args: argparse.Namespace) -> int:
     """Write the case; its path is the only line on stdout, progress goes to stderr."""
+    from workbench.sample.generate import generate_case  # torch: loaded only when a case is written
+
     path = generate_case(
         args.incident,
         args.out,
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         rows=args.rows,
         partitioned=args.partitioned,
         progress=None if args.quiet else (lambda msg: print(msg, file=sys.stderr)),
-        columns=Columns.renamed() if args.renamed_columns else None,
+        columns=ColumnNames.renamed() if args.renamed_columns else None,
         snapshot_format=args.snapshot_format,
     )
     print(path)

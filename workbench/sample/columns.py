@@ -1,4 +1,4 @@
-"""Output column names of a generated case (the user's names, mapped by workbench.toml)."""
+"""How a generated case is written: its column names (the user's names, mapped by workbench.toml) and file layout."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ from types import MappingProxyType
 
 from workbench.sample import _world as world
 
+DEFAULT_ROWS = 36_000
+PARTITION_ROWS = 2_000_000  # more served rows than this -> hive-partitioned by date
+SNAPSHOT_FORMATS = ("safetensors", "pt")
+
 
 @dataclass(frozen=True, slots=True)
-class Columns:
+class ColumnNames:
     """How a case names its columns; the defaults are the case format's.
 
     Examples
     --------
-    >>> Columns().feature("f_ctr_7d")
+    >>> ColumnNames().feature("f_ctr_7d")
     'f_ctr_7d'
-    >>> Columns.renamed().feature("f_ctr_7d")
+    >>> ColumnNames.renamed().feature("f_ctr_7d")
     'feat_ctr_7d'
     """
 
@@ -30,7 +34,7 @@ class Columns:
     slices: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({k: k for k in world.SLICES}))
 
     @classmethod
-    def renamed(cls) -> Columns:
+    def renamed(cls) -> ColumnNames:
         """Non-default names, to exercise a loader's ``[columns]`` mapping."""
         return cls(
             timestamp="event_time",
@@ -43,7 +47,7 @@ class Columns:
 
     @property
     def is_default(self) -> bool:
-        return self == Columns()
+        return self == ColumnNames()
 
     def feature(self, name: str) -> str:
         """Output name of the internal feature ``f_<rest>``."""

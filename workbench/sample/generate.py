@@ -33,14 +33,11 @@ from workbench.sample import _lineage as lineage
 from workbench.sample import _training as training
 from workbench.sample import _world as world
 from workbench.sample import incidents
-from workbench.sample.columns import Columns
+from workbench.sample.columns import DEFAULT_ROWS, PARTITION_ROWS, SNAPSHOT_FORMATS, ColumnNames
 from workbench.sample.incidents import INCIDENTS, Plan
 
-DEFAULT_ROWS = 36_000
-PARTITION_ROWS = 2_000_000  # more served rows than this -> hive-partitioned by date
 BLOCK_HOURS = 6
 FINE_TUNE_ROWS = 6_000
-SNAPSHOT_FORMATS = ("safetensors", "pt")
 _OUTPUTS = (
     "workbench.toml",
     "predictions.parquet",
@@ -55,7 +52,7 @@ _OUTPUTS = (
 ROW_GROUP_ROWS = 1_000_000  # blocks are buffered up to this many rows per row group
 
 
-def _parquet_options(schema: pa.Schema, cols: Columns) -> dict[str, object]:
+def _parquet_options(schema: pa.Schema, cols: ColumnNames) -> dict[str, object]:
     """zstd; delta-encoded timestamps; byte-stream-split for continuous floats.
 
     Dictionary encoding pays off for the many rounded, low-cardinality
@@ -101,7 +98,7 @@ def generate_case(
     rows: int | None = None,
     partitioned: bool | None = None,
     progress: Progress | None = None,
-    columns: Columns | None = None,
+    columns: ColumnNames | None = None,
     snapshot_format: str = "safetensors",
 ) -> Path:
     """Write a sample ads-CTR case with one injected incident and its answer.
@@ -124,7 +121,7 @@ def generate_case(
     progress
         Called with a short message per stage (e.g. ``print`` to stderr).
     columns
-        Output column names; ``Columns.renamed()`` exercises the mapping.
+        Output column names; ``ColumnNames.renamed()`` exercises the mapping.
     snapshot_format
         ``"safetensors"`` or ``"pt"`` (``torch.save`` of the state_dict).
 
@@ -143,7 +140,7 @@ def generate_case(
     rows = DEFAULT_ROWS if rows is None else int(rows)
     _check(incident, rows, snapshot_format)
     partitioned = rows > PARTITION_ROWS if partitioned is None else partitioned
-    cols = columns or Columns()
+    cols = columns or ColumnNames()
     say = progress or (lambda _msg: None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +224,7 @@ def _write_snapshots(folder: Path, snapshots: list[Snapshot], fmt: str) -> None:
     (folder / "index.csv").write_text("\n".join(lines) + "\n")
 
 
-def _schema(cols: Columns, *, served: bool) -> pa.Schema:
+def _schema(cols: ColumnNames, *, served: bool) -> pa.Schema:
     fields = [pa.field(cols.timestamp, pa.timestamp("us", tz="UTC"))]
     if served:
         fields.append(pa.field(cols.prediction, pa.float32()))
@@ -240,7 +237,7 @@ def _schema(cols: Columns, *, served: bool) -> pa.Schema:
 
 
 def _table(
-    cols: Columns, traffic: world.Traffic, *, prediction: np.ndarray | None = None, snapshot: pa.Array | None = None
+    cols: ColumnNames, traffic: world.Traffic, *, prediction: np.ndarray | None = None, snapshot: pa.Array | None = None
 ) -> pa.Table:
     label = traffic.label
     assert label is not None
@@ -262,7 +259,7 @@ def _write_predictions(
     rows: int,
     snapshots: list[Snapshot],
     partitioned: bool,
-    cols: Columns,
+    cols: ColumnNames,
     say: Progress,
 ) -> None:
     counts = world.rows_per_hour(np.random.default_rng(np.random.SeedSequence([seed, 0])), rows, 0, world.WINDOW_HOURS)
@@ -324,7 +321,7 @@ def _write_predictions(
             writer.close()
 
 
-def _write_training(path: Path, hist: world.Traffic, seed: int, rows: int, cols: Columns) -> None:
+def _write_training(path: Path, hist: world.Traffic, seed: int, rows: int, cols: ColumnNames) -> None:
     """A uniform sample of the base model's training rows."""
     n = min(len(hist), max(6_000, rows // 4))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 8]))
@@ -348,7 +345,7 @@ def _write_events(path: Path, log: list[events.Event]) -> None:
     path.write_text(buf.getvalue())
 
 
-def _toml(seed: int, cols: Columns) -> str:
+def _toml(seed: int, cols: ColumnNames) -> str:
     def q(items: list[str]) -> str:
         return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
@@ -371,7 +368,7 @@ def _toml(seed: int, cols: Columns) -> str:
     )
 
 
-def _truth(p: Plan, seed: int, cols: Columns, snapshots: list[Snapshot]) -> dict[str, object]:
+def _truth(p: Plan, seed: int, cols: ColumnNames, snapshots: list[Snapshot]) -> dict[str, object]:
     target: str | None
     if p.kind == "none":
         target = None

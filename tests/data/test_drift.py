@@ -1,0 +1,178 @@
+"""workbench.data.drift: the distances against scipy and plain numpy; the broken feature ranks first, organic drift does not."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from tests.conftest import sample_case, sample_cases
+from tests.data.analysis_data import write_case
+from workbench.case.loader import open_case
+from workbench.data._distances import js_distance, ks_from_cdf, psi, wasserstein_from_cdf
+from workbench.data.drift import (
+    FLOOR,
+    _profile_exprs,
+    _reference,
+    _stats,
+    feature_by_slice,
+    feature_drift,
+    feature_timeline,
+    merge_profiles,
+    training_skew,
+)
+from workbench.data.onset import detect_onset
+from workbench.errors import WorkbenchError
+
+
+def _np_psi(a, b, floor=1e-4):
+    p, q = a / a.sum(), b / b.sum()
+    p, q = np.maximum(p, floor), np.maximum(q, floor)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _profiles(xa, xb, bins):
+    frame_a, frame_b = pl.DataFrame({"x": xa}), pl.DataFrame({"x": xb})
+    ref = _reference(frame_a, ("x",), bins)
+    exprs = _profile_exprs(ref)
+    return ref, _stats(frame_a.select(exprs).row(0, named=True), 0, ref.edges["x"]), \
+        _stats(frame_b.select(exprs).row(0, named=True), 0, ref.edges["x"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_binned_ks_and_wasserstein_against_scipy(seed):
+    rng = np.random.default_rng(seed)
+    xa = rng.lognormal(0, 1, 40_000)
+    xb = rng.lognormal(0.15 * seed, 1 + 0.1 * seed, 30_000)
+    ref, a, b = _profiles(xa, xb, bins=200)
+    ks = ks_from_cdf(a.cdf, b.cdf)
+    exact = stats.ks_2samp(xa, xb).statistic
+    largest_bin = max((a.hist / a.hist.sum()).max(), (b.hist / b.hist.sum()).max())
+    assert exact - largest_bin - 1e-12 <= ks <= exact + 1e-12
+    w1 = wasserstein_from_cdf(ref.edges["x"], a.cdf, b.cdf, a.tails, b.tails)
+    assert w1 == pytest.approx(stats.wasserstein_distance(xa, xb), rel=0.03, abs=2e-3)
+
+
+def test_psi_and_js_against_plain_numpy_and_scipy():
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 500, 21).astype(float), rng.integers(0, 500, 21).astype(float)
+    a[3] = 0  # an empty bin: PSI stays finite through the floor
+    assert float(psi(a, b)) == pytest.approx(_np_psi(a, b), rel=1e-12)
+    assert float(js_distance(a, b)) == pytest.approx(jensenshannon(a, b, base=2), rel=1e-9)
+    assert float(js_distance(a, a)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_profiles_of_parts_merge_to_the_whole():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=10_000)
+    x[rng.random(10_000) < 0.1] = np.nan
+    frame = pl.DataFrame({"x": x}).with_columns(pl.col("x").fill_nan(None))
+    ref = _reference(frame, ("x",), 20)
+    exprs = _profile_exprs(ref)
+    whole = frame.select(exprs)
+    merged = merge_profiles([frame.slice(0, 3_000).select(exprs), frame.slice(3_000).select(exprs)])
+    assert merged.row(0) == pytest.approx(whole.row(0), rel=1e-12)
+
+
+@pytest.mark.parametrize("path", [p for p in sample_cases() if json.loads((p / "truth.json").read_text())["kind"]
+                                  in ("feature", "upstream")], ids=lambda p: p.name)
+def test_injected_features_rank_in_the_top_three_with_their_kind(path):
+    truth = json.loads((path / "truth.json").read_text())
+    case = open_case(path)
+    onset = detect_onset(case)
+    drift = feature_drift(case, onset.baseline, onset.incident)
+    top = drift.table["feature"].to_list()[: max(3, len(truth["details"]["features"]))]
+    targets = truth["details"]["features"]
+    assert set(targets) <= set(top), str(drift)
+    mode = {"null": "coverage", "scale": "scale", "stale": "stale"}.get(truth["details"]["mode"])
+    if mode:
+        kinds = drift.table.filter(pl.col("feature").is_in(targets))["kind"].to_list()
+        assert set(kinds) == {mode}, str(drift)
+
+
+def test_control_has_no_broken_feature_and_organic_drift_stays_below_the_floor():
+    path = sample_case("control")
+    truth = json.loads((path / "truth.json").read_text())
+    case = open_case(path)
+    onset = detect_onset(case)
+    drift = feature_drift(case, onset.baseline, onset.incident)
+    assert drift.broken.is_empty(), str(drift)
+    organic = drift.table.filter(pl.col("feature").is_in(truth["details"]["organic_drift"]))
+    assert organic["severity"].max() < FLOOR / 2
+    # raw drift is there (the peers flag it); the usual drift over the same lag absorbs it
+    assert (organic["js"] > organic["severity"]).all() and drift.placebo is not None
+
+
+@pytest.mark.parametrize(("break_", "kind"), [("coverage", "coverage"), ("scale", "scale"), ("stale", "stale")])
+def test_synthetic_breaks_are_named(tmp_path, break_, kind):
+    case = open_case(write_case(tmp_path / "c", seed=21, onset=50, break_=break_))
+    onset = detect_onset(case)
+    drift = feature_drift(case, onset.baseline, onset.incident)
+    top = drift.table.row(0, named=True)
+    assert top["feature"] == ("f_b" if break_ == "scale" else "f_a") and top["kind"] == kind, str(drift)
+    assert drift.table.row(1, named=True)["kind"] == "none"
+    if kind == "coverage":
+        assert top["coverage_incident"] < 0.2 < 0.9 < top["coverage_baseline"]
+    if kind == "scale":
+        assert top["scale_ratio"] > 50
+    if kind == "stale":
+        assert top["top_share_incident"] > 0.9 and top["distinct_incident"] == 1
+
+
+def test_feature_by_slice_finds_the_slice_of_a_confined_break():
+    path = sample_case("feature_slice_break")
+    truth = json.loads((path / "truth.json").read_text())
+    case = open_case(path)
+    onset = detect_onset(case)
+    where = feature_by_slice(case, truth["target"], onset.baseline, onset.incident)
+    assert where.concentrated and where.top["slice"] == truth["slice"], str(where)
+    assert json.loads(json.dumps(where.to_dict()))["top"]["slice"] == truth["slice"]
+
+
+def test_training_skew_timeline_and_errors(small_case_template, tmp_path):
+    case = open_case(small_case_template)
+    onset = detect_onset(case)
+    skew = training_skew(case, onset.incident)
+    assert skew.reference == "training" and set(skew.table["feature"]) == {"f_a", "f_b", "f_c"}
+    assert json.loads(json.dumps(skew.to_dict()))["baseline"] is None and "training.parquet" in str(skew)
+    timeline = feature_timeline(case, ["f_a", "f_b"])
+    assert timeline.height == 2 * 48 and timeline["coverage"].min() == 1.0
+    bare = open_case(write_case(tmp_path / "bare", seed=1))
+    with pytest.raises(WorkbenchError, match=r"add training\.parquet"):
+        training_skew(bare, onset.incident)
+    with pytest.raises(WorkbenchError, match="did you mean 'f_a'"):
+        feature_drift(case, onset.baseline, onset.incident, features=["f_aa"])
+
+
+def test_a_log_out_of_time_order_gives_the_same_answer(tmp_path):
+    # windows are read as row ranges when the log is in time order; shuffled rows must fall back, not mislead
+    root = write_case(tmp_path / "sorted", seed=22, onset=50, break_="coverage")
+    frame = pl.read_parquet(root / "predictions.parquet")
+    (tmp_path / "shuffled").mkdir()
+    frame.sample(fraction=1.0, shuffle=True, seed=1).write_parquet(tmp_path / "shuffled" / "predictions.parquet")
+    a, b = open_case(root), open_case(tmp_path / "shuffled")
+    onset = detect_onset(a)
+    da = feature_drift(a, onset.baseline, onset.incident).table
+    db = feature_drift(b, onset.baseline, onset.incident).table
+    for col in ("feature", "kind", "coverage_incident", "psi", "ks"):
+        assert da[col].to_list() == pytest.approx(db[col].to_list()) if da[col].dtype.is_float() else da[col].to_list() == db[col].to_list()
+    # and a sorted log with unsorted parts in the middle: same again
+    (tmp_path / "parts").mkdir()
+    half = frame.height // 2
+    pl.concat([frame.slice(half), frame.slice(0, half)]).write_parquet(tmp_path / "parts" / "predictions.parquet")
+    dc = feature_drift(open_case(tmp_path / "parts"), onset.baseline, onset.incident).table
+    assert dc["coverage_incident"].to_list() == pytest.approx(da["coverage_incident"].to_list())
+    # even if the loader had not warned, the row-count check catches the disorder
+    from dataclasses import replace
+
+    silent = replace(b, warnings=())
+    dd = feature_drift(silent, onset.baseline, onset.incident).table
+    assert dd["coverage_incident"].to_list() == pytest.approx(da["coverage_incident"].to_list())
+    from workbench.data.slices import find_slices
+
+    assert find_slices(silent, onset.baseline, onset.incident).total_delta == pytest.approx(
+        find_slices(a, onset.baseline, onset.incident).total_delta)

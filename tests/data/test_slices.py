@@ -1,0 +1,106 @@
+"""workbench.data.slices: per-slice deltas agree with the quality pass; the search finds where the change concentrates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tests.conftest import sample_case
+from tests.data.analysis_data import write_case
+from workbench.case.loader import open_case
+from workbench.data.onset import detect_onset
+from workbench.data.quality import quality_between
+from workbench.data.slices import find_slices, slice_deltas
+from workbench.errors import WorkbenchError
+from workbench.windows import Window
+
+
+def _windows(case):
+    onset = detect_onset(case)
+    return onset.baseline, onset.incident
+
+
+@pytest.mark.parametrize("name", ["slice_shift", "feature_slice_break"])
+def test_slice_confined_sample_cases_find_their_slice_first(name):
+    path = sample_case(name)
+    truth = json.loads((path / "truth.json").read_text())
+    expected = truth.get("slice") or truth["target"]
+    case = open_case(path)
+    search = find_slices(case, *_windows(case))
+    assert search.top is not None and search.top["slice"] == expected, str(search)
+    assert search.confined
+
+
+@pytest.mark.parametrize("name", ["control", "calibration_shift", "label_drift", "snapshot_bad_data"])
+def test_global_or_absent_changes_are_not_confined(name):
+    case = open_case(sample_case(name))
+    search = find_slices(case, *_windows(case))
+    assert not search.confined, str(search)
+
+
+def test_slice_deltas_agree_with_quality_between(small_case_template):
+    case = open_case(small_case_template)
+    b, i = Window.hours("2026-11-18T00:00:00Z", 24), Window.hours("2026-11-19T00:00:00Z", 24)
+    deltas = slice_deltas(case, b, i).table
+    direct = quality_between(case, i, by="country")
+    for row in direct.iter_rows(named=True):
+        got = deltas.filter(deltas["slice"] == f"country={row['country']}").row(0, named=True)
+        assert got["normalized_entropy_incident"] == pytest.approx(row["normalized_entropy"], rel=1e-9)
+        assert got["calibration_ratio_incident"] == pytest.approx(row["calibration_ratio"], rel=1e-9)
+        assert got["rows_incident"] == row["rows"]
+    assert set(deltas["level"]) == {1, 2}
+    level1 = deltas.filter(deltas["columns"] == "country")
+    assert level1["share_incident"].sum() == pytest.approx(1.0)
+    assert "country=US & platform=ios" in deltas["slice"].to_list()
+
+
+def test_search_finds_a_small_injected_slice_and_not_noise(tmp_path):
+    case = open_case(write_case(tmp_path / "c", seed=11, onset=50, slice_=("country", "KR")))
+    onset = detect_onset(case)
+    search = find_slices(case, onset.baseline, onset.incident)
+    assert search.top["slice"] == "country=KR" and search.confined, str(search)
+    sig = search.table.filter(search.table["significant"])
+    # a level-2 child of KR may also be significant, but nothing outside KR
+    assert all("country=KR" in s for s in sig["slice"]), str(search)
+
+
+def test_global_regression_has_no_confined_slice(tmp_path):
+    case = open_case(write_case(tmp_path / "c", seed=12, onset=50))
+    onset = detect_onset(case)
+    search = find_slices(case, onset.baseline, onset.incident)
+    assert onset.detected and not search.confined
+    assert search.total_delta > 0
+
+
+def test_pair_slice_beats_its_parents_when_it_holds_the_regression(tmp_path):
+    # only MX phones regress: the pair explains as much as 'country=MX' and is more specific
+    frame = pl.read_parquet(write_case(tmp_path / "c", seed=13, onset=50, slice_=("country", "MX"), per_hour=1500)
+                            / "predictions.parquet")
+    clean = write_case(tmp_path / "clean", seed=13, per_hour=1500)
+    base = pl.read_parquet(clean / "predictions.parquet")
+    # keep the regression for MX phones only: other MX rows come from the clean log
+    mixed = pl.concat([frame.filter((pl.col("country") == "MX") & (pl.col("device") == "phone")),
+                       base.filter(~((pl.col("country") == "MX") & (pl.col("device") == "phone")))]).sort("ts")
+    (tmp_path / "mixed").mkdir()
+    mixed.write_parquet(tmp_path / "mixed" / "predictions.parquet")
+    case = open_case(tmp_path / "mixed")
+    onset = detect_onset(case)
+    search = find_slices(case, onset.baseline, onset.incident)
+    assert search.top["slice"] in ("country=MX & device=phone", "device=phone & country=MX"), str(search)
+
+
+def test_json_text_and_errors(small_case_template):
+    case = open_case(small_case_template)
+    b, i = Window.hours("2026-11-18T00:00:00Z", 24), Window.hours("2026-11-19T00:00:00Z", 24)
+    search = find_slices(case, b, i, metric="calibration_ratio", max_level=1)
+    doc = json.loads(json.dumps(search.to_dict()))
+    assert doc["metric"] == "calibration_ratio" and all(r["slice"].count("=") == 1 for r in doc["table"])
+    assert np.isfinite(search.total_delta) and "slice search" in str(search)
+    assert "slice deltas" in str(slice_deltas(case, b, i, columns=["country"], pairs=False))
+    with pytest.raises(WorkbenchError, match="use one of"):
+        find_slices(case, b, i, metric="accuracy")
+    with pytest.raises(WorkbenchError, match="did you mean 'country'"):
+        slice_deltas(case, b, i, columns=["contry"])

@@ -1,0 +1,150 @@
+"""The root-cause engine: known answers on every sample case, the JSON contract, the extension point, escaping."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jsonschema
+import polars as pl
+import pytest
+
+from tests.conftest import SAMPLES, sample_case, sample_cases, tree_digest
+from workbench.rca import Candidate, Evidence, Node, default_tree, diagnose, register
+from workbench.rca import tree as tree_module
+from workbench.report.html import render_report
+
+# The contract of `workbench diagnose CASE --json`, as a JSON schema.
+CONTRACT = {
+    "type": "object",
+    "required": ["case", "anomaly", "root_causes", "skipped"],
+    "additionalProperties": False,
+    "properties": {
+        "case": {"type": "string"},
+        "anomaly": {
+            "type": "object", "required": ["detected", "metric", "onset", "baseline", "current"],
+            "properties": {"detected": {"type": "boolean"}, "metric": {"type": "string"},
+                           "onset": {"type": ["string", "null"], "pattern": r"^\d{4}-\d\d-\d\dT\d\d:00:00Z$"},
+                           "baseline": {"type": "number"}, "current": {"type": "number"}}},
+        "root_causes": {"type": "array", "items": {
+            "type": "object", "required": ["kind", "target", "confidence", "summary", "evidence", "path"],
+            "properties": {
+                "kind": {"enum": ["snapshot", "feature", "upstream", "label", "calibration", "slice"]},
+                "target": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                "summary": {"type": "string"}, "layer": {"type": "string"}, "slice": {"type": "string"},
+                "evidence": {"type": "array", "items": {"type": "object", "required": ["check", "detail"]}},
+                "path": {"type": "array", "items": {"type": "string"}, "minItems": 1}}}},
+        "skipped": {"type": "array", "items": {"type": "object", "required": ["check", "reason"]}},
+    },
+}
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def diagnoses() -> dict[str, object]:
+    return {p.name: diagnose(p, strict=True) for p in sample_cases()}
+
+
+def test_there_are_sample_cases_to_check():
+    assert len(sample_cases()) >= 11
+
+
+@pytest.mark.parametrize("name", [p.name for p in sample_cases()])
+def test_true_cause_ranks_first(name, diagnoses):
+    truth = json.loads((SAMPLES / name / "truth.json").read_text())
+    d = diagnoses[name]
+    jsonschema.validate(d.to_dict(), CONTRACT)
+    if truth["kind"] == "none":
+        assert not d.anomaly["detected"] and d.root_causes == ()
+        return
+    assert d.anomaly["detected"], d
+    top = d.top
+    assert (top.kind, top.target) == (truth["kind"], truth["target"]), str(d)
+    if truth.get("slice"):
+        assert top.slice == truth["slice"], str(d)
+    if truth.get("layer"):
+        assert top.layer == truth["layer"], str(d)
+
+
+def test_json_contract_stdout_only_json_and_exit_codes(tmp_path):
+    case = sample_case("upstream_break")
+    before = tree_digest(case)
+    proc = _cli("diagnose", str(case), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # stdout holds one JSON object and nothing else
+    jsonschema.validate(result, CONTRACT)
+    assert proc.stderr.strip()  # progress went to stderr
+    assert tree_digest(case) == before
+    proc = _cli("diagnose", str(tmp_path), "--json")  # not a case
+    assert proc.returncode == 2 and proc.stdout == "" and "predictions.parquet" in proc.stderr
+
+
+def test_control_exits_zero_with_no_root_cause():
+    proc = _cli("diagnose", str(sample_case("control")), "--json", "-q")
+    assert proc.returncode == 0
+    out = json.loads(proc.stdout)
+    assert out["anomaly"]["detected"] is False and out["root_causes"] == []
+
+
+def test_skipped_checks_name_the_missing_file(small_case):
+    for name in ("lineage.json", "events.csv", "training.parquet", "model.py"):
+        (small_case / name).unlink()
+    d = diagnose(small_case)
+    reasons = {s["check"]: s["reason"] for s in d.skipped}
+    assert reasons["lineage"] == "no lineage.json"
+    assert reasons["training_skew"] == "no training.parquet"
+    assert reasons["snapshot_validation"] == "no model.py (or [model] factory)"
+
+
+def test_a_registered_node_shows_up_everywhere(monkeypatch):
+    monkeypatch.setattr(tree_module, "_REGISTERED", [])
+
+    def holiday(ctx):
+        return Evidence("holiday", "warn", 0.9, "A holiday changed the traffic mix.",
+                        candidates=(Candidate("slice", "country=US", 0.95, "holiday traffic in the US"),))
+
+    register(Node("holiday", "Did a holiday change the traffic mix?", holiday), parent="slice")
+    tree = default_tree()
+    assert "holiday" in tree.nodes["slice"].children
+    d = diagnose(sample_case("slice_shift"), tree=tree)
+    assert d.evidence("holiday").summary == "A holiday changed the traffic mix."
+    assert "holiday" in str(d) and "A holiday changed the traffic mix." in render_report(d)
+    assert any(c.target == "country=US" and c.path[-1] == "holiday" for c in d.root_causes)
+
+
+def test_plugin_module_through_the_cli(tmp_path):
+    (tmp_path / "my_checks.py").write_text(
+        "from workbench.rca import Evidence, Node, register\n"
+        "register(Node('team_check', 'Is the team check happy?', lambda ctx: Evidence('team_check', 'info', 0.0, 'team check ran')),"
+        " parent='prediction_quality')\n")
+    env_path = f"{tmp_path}"
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "diagnose", str(sample_case("control")), "--plugin", "my_checks"],
+                          capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": env_path})
+    assert proc.returncode == 0, proc.stderr
+    assert "team_check" in proc.stdout
+
+
+def test_report_escapes_strings_from_data(small_case, tmp_path):
+    evil = "<script>alert(1)</script>"
+    df = pl.read_parquet(small_case / "predictions.parquet").rename({"f_a": evil})
+    df.write_parquet(small_case / "predictions.parquet")
+    (small_case / "training.parquet").unlink()
+    (small_case / "lineage.json").unlink()
+    (small_case / "model.py").unlink()
+    (small_case / "workbench.toml").write_text(f'[case]\nname = "{evil}"\n[columns]\nfeatures = ["{evil}", "f_b", "f_c"]\n')
+    html = render_report(diagnose(small_case))
+    assert evil not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_report_cli_writes_self_contained_html(tmp_path):
+    out = tmp_path / "report.html"
+    proc = _cli("report", str(sample_case("upstream_break")), "-o", str(out), "-q")
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text()
+    assert "<script" not in html and "http" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert "<svg" in html and "table:" in html and out.stat().st_size < 3_000_000
+

@@ -1,0 +1,442 @@
+"""Open a case directory (the case format, v1) into a lazy, validated :class:`Case`.
+
+Nothing large is read at open: tables are polars LazyFrames. One small
+aggregate pass over the timestamp, prediction and label columns validates their
+values and yields the hourly volume profile (used for the label-delay warning
+and by every later view). Feature null counts come from parquet footers.
+
+The serving log is exposed with *canonical* role names, so analysis code never
+deals with the user's naming: ``ts`` (Datetime UTC), ``prediction`` (Float64),
+``label`` (Float64 0/1, null while not joined), ``snapshot_id`` (String), then
+the feature and slice columns under their own names. ``Case.columns`` keeps the
+user's names for messages and for the JSON contract.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS, Columns
+from workbench.case.config import Config, ModelConfig, read_config
+from workbench.case.lineage import Lineage, read_lineage
+from workbench.case.snapshots import Snapshot, read_snapshot_index
+from workbench.errors import CaseError, suggest
+from workbench.metrics import reliable_end
+
+__all__ = ["Case", "open_case"]
+
+EVENT_COLUMNS = ("ts", "kind", "target", "description")
+UTC_US = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class Case:
+    """An opened case: lazy tables plus the small validated metadata around them."""
+
+    root: Path
+    name: str
+    config: Config
+    columns: Columns
+    predictions: pl.LazyFrame
+    training: pl.LazyFrame | None
+    snapshots: tuple[Snapshot, ...]
+    lineage: Lineage | None
+    events: pl.DataFrame | None
+    model: ModelConfig | None
+    hourly: pl.DataFrame  # hour, rows, labeled: from the validation pass
+    rows: int
+    warnings: tuple[str, ...] = ()
+    sources: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.columns.features
+
+    @property
+    def slices(self) -> tuple[str, ...]:
+        return self.columns.slices
+
+    @property
+    def start(self) -> datetime:
+        return self.hourly["hour"].min()  # type: ignore[return-value]
+
+    @property
+    def end(self) -> datetime:
+        """The end (exclusive) of the last hour with traffic."""
+        from datetime import timedelta
+
+        return self.hourly["hour"].max() + timedelta(hours=1)  # type: ignore[operator]
+
+    def snapshot(self, snapshot_id: str) -> Snapshot:
+        for snap in self.snapshots:
+            if snap.snapshot_id == snapshot_id:
+                return snap
+        ids = [s.snapshot_id for s in self.snapshots]
+        close = suggest(snapshot_id, ids)
+        raise CaseError(self.root / "snapshots" / "index.csv", f"no snapshot '{snapshot_id}'.",
+                        f"did you mean '{close}'?" if close else f"known snapshots: {ids}")
+
+    def to_dict(self) -> dict:
+        return {
+            "root": str(self.root), "name": self.name, "rows": self.rows, "columns": self.columns.to_dict(),
+            "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "snapshots": [s.to_dict() for s in self.snapshots],
+            "lineage_nodes": len(self.lineage.kinds) if self.lineage else 0,
+            "events": 0 if self.events is None else self.events.height,
+            "training": self.training is not None, "model": self.model is not None,
+            "warnings": list(self.warnings), "sources": {k: str(v) for k, v in self.sources.items()},
+        }
+
+    def __str__(self) -> str:
+        c = self.columns
+        lines = [
+            f"case: {self.name}  ({self.root})",
+            f"  {self.rows:,} predictions from {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC",
+            f"  columns: ts={c.timestamp!r} prediction={c.prediction!r} label={c.label!r} snapshot={c.snapshot!r}",
+            f"  {len(c.features)} features, slices {list(c.slices)}",
+            f"  snapshots: {len(self.snapshots)}; lineage nodes: {len(self.lineage.kinds) if self.lineage else 0}; "
+            f"events: {0 if self.events is None else self.events.height}; "
+            f"training sample: {'yes' if self.training is not None else 'no'}; model: {'yes' if self.model else 'no'}",
+        ]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- sources
+def _find_table(root: Path, stem: str, required: bool) -> Path | None:
+    for candidate in (root / f"{stem}.parquet", root / stem, root / f"{stem}.csv"):
+        if candidate.exists():
+            return candidate
+    if required:
+        found = [p.name for p in root.iterdir()] if root.is_dir() else []
+        raise CaseError.missing_file(root, f"{stem}.parquet", found)
+    return None
+
+
+def _scan(path: Path) -> pl.LazyFrame:
+    """Scan a parquet file, a (hive-)partitioned parquet directory or a CSV; check it is readable."""
+    try:
+        if path.is_dir():
+            parts = sorted(path.rglob("*.parquet"))
+            if not parts:
+                raise CaseError(path, "directory holds no *.parquet parts.",
+                                "write the table as parquet parts (e.g. date=2026-11-20/part-0.parquet).")
+            lf = pl.scan_parquet(path / "**/*.parquet", hive_partitioning=True)
+        elif path.suffix == ".csv":
+            lf = pl.scan_csv(path, infer_schema_length=10_000)
+        else:
+            lf = pl.scan_parquet(path)
+        lf.collect_schema()
+    except CaseError:
+        raise
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise CaseError(path, f"unreadable: {str(exc).splitlines()[0][:300]}",
+                        "check that the file is complete parquet (or CSV with a header row).") from None
+    return lf
+
+
+def _time_expr(source: Path, schema: pl.Schema, column: str, lf: pl.LazyFrame) -> tuple[pl.Expr, pl.Expr | None]:
+    """An expression giving ``column`` as Datetime(us, UTC), and one flagging unparseable values."""
+    dtype = schema[column]
+    col = pl.col(column)
+    if dtype == UTC_US:
+        return col, None  # untouched, so time filters push down to the parquet scan and prune row groups
+    if isinstance(dtype, pl.Datetime):
+        expr = col.dt.convert_time_zone("UTC") if dtype.time_zone else col.dt.replace_time_zone("UTC")
+        return expr.cast(UTC_US), None
+    if dtype == pl.Date:
+        return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC"), None
+    if dtype.is_integer():
+        # Epoch numbers: the unit follows from the magnitude (seconds ~1e9 today, ns ~1e18).
+        top = lf.select(col.abs().max()).collect().item() or 0
+        units = ((1e11, "us", 1_000_000), (1e14, "us", 1_000), (1e17, "us", 1), (float("inf"), "ns", 1))
+        unit, scale = next((u, s) for limit, u, s in units if top < limit)
+        return (col * scale).cast(pl.Datetime(unit)).dt.replace_time_zone("UTC").cast(UTC_US), None
+    if dtype == pl.String:
+        parsed = col.str.strip_chars().str.replace(r"Z$", "+00:00").str.to_datetime(
+            strict=False, time_unit="us", time_zone="UTC")
+        return parsed, parsed.is_null() & col.is_not_null()
+    raise CaseError.wrong_type(source, column, "timestamp", dtype, "a timestamp",
+                               "store it as a parquet timestamp, ISO 8601 text or epoch seconds.")
+
+
+# ---------------------------------------------------------------- columns
+# Words that usually appear in a column playing each role, to suggest a mapping.
+ROLE_WORDS = {"timestamp": ("time", "ts", "date"), "prediction": ("pred", "prob", "score", "p_", "ctr"),
+              "label": ("label", "click", "target", "outcome", "y"), "snapshot": ("snapshot", "model", "version")}
+
+
+def _likely_column(role: str, schema: pl.Schema) -> str | None:
+    """The column that most plausibly plays ``role``: right type, a telling name."""
+    def fits(dtype: pl.DataType) -> bool:
+        if role == "timestamp":
+            return isinstance(dtype, pl.Datetime) or dtype in (pl.Date, pl.String)
+        if role == "prediction":
+            return dtype.is_float()
+        return role == "snapshot" or dtype.is_integer() or dtype == pl.Boolean
+    for word in ROLE_WORDS[role]:
+        for name, dtype in schema.items():
+            if word in name.lower() and fits(dtype):
+                return name
+    return None
+
+
+def _resolve_column(source: Path, toml: Path, schema: pl.Schema, role: str, name: str, required: bool) -> str | None:
+    if name in schema:
+        return name
+    if required:
+        raise CaseError.missing_column(source, role, name, schema.names(), toml, _likely_column(role, schema))
+    return None
+
+
+def _resolve_features(source: Path, toml: Path, names: list[str], patterns: tuple[str, ...], taken: set[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            out += [n for n in names if fnmatch.fnmatchcase(n, pattern) and n not in taken and n not in out]
+        elif pattern in names:
+            if pattern not in out:
+                out.append(pattern)
+        else:
+            raise CaseError.missing_column(source, "features", pattern, names, toml)
+    return tuple(out)
+
+
+def _is_categorical(dtype: pl.DataType) -> bool:
+    return dtype in (pl.String, pl.Categorical) or isinstance(dtype, (pl.Enum, pl.Categorical))
+
+
+# ---------------------------------------------------------------- the serving log
+def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns, Path]:
+    source = _find_table(root, "predictions", required=True)
+    assert source is not None
+    toml = root / "workbench.toml"
+    lf = _scan(source)
+    schema = lf.collect_schema()
+    ts = _resolve_column(source, toml, schema, "timestamp", cfg.timestamp, True)
+    pred = _resolve_column(source, toml, schema, "prediction", cfg.prediction, True)
+    label = _resolve_column(source, toml, schema, "label", cfg.label, True)
+    # snapshot_id is optional, unless the user mapped it explicitly
+    snap = _resolve_column(source, toml, schema, "snapshot", cfg.snapshot, "columns.snapshot" in cfg.explicit)
+    roles = {ts, pred, label} | ({snap} if snap else set())
+    features = _resolve_features(source, toml, schema.names(), cfg.features, roles)
+    if cfg.slices is None:
+        slices = tuple(n for n in schema.names() if n not in roles and n not in features and _is_categorical(schema[n]))
+    else:
+        slices = _resolve_features(source, toml, schema.names(), cfg.slices, roles | set(features))
+
+    for name in features:
+        dtype = schema[name]
+        if not (dtype.is_numeric() or dtype == pl.Boolean or dtype == pl.Null):
+            raise CaseError.wrong_type(source, name, "feature", dtype, "a number",
+                                       f"features are the model's dense inputs; list '{name}' under [columns] slices instead, "
+                                       "or narrow [columns] features.")
+    canonical = {TS, PREDICTION, LABEL, SNAPSHOT}
+    for name in (*features, *slices):
+        if name in canonical and name not in roles:
+            raise CaseError(source, f"column '{name}' is mapped as a feature/slice but its name is reserved for a role.",
+                            f"rename the column, or map the role to it in {toml}.")
+
+    pdtype = schema[pred]
+    if not pdtype.is_numeric():
+        raise CaseError.wrong_type(source, pred, "prediction", pdtype, "a float probability",
+                                   "store the served probability as a float column.")
+    ldtype = schema[label]
+    if not (ldtype.is_numeric() or ldtype in (pl.Boolean, pl.Null)):
+        raise CaseError.wrong_type(source, label, "label", ldtype, "0/1 integers or booleans (null while not joined)",
+                                   "store the joined outcome as 0/1 or true/false.")
+
+    ts_expr, ts_bad = _time_expr(source, schema, ts, lf)
+    if ts_bad is not None:  # text timestamps (CSV): find the unparseable ones before anything else
+        bad = lf.filter(ts_bad).select(pl.col(ts)).head(3).collect()[ts].to_list()
+        if bad:
+            raise CaseError.bad_values(source, ts, "timestamps are not parseable.",
+                                       "write ISO 8601 timestamps (2026-11-20T14:00:00Z) or a parquet timestamp column.", bad)
+    exprs = [ts_expr.alias(TS), pl.col(pred).cast(pl.Float64).alias(PREDICTION), pl.col(label).cast(pl.Float64).alias(LABEL)]
+    exprs.append(pl.col(snap).cast(pl.String).alias(SNAPSHOT) if snap else pl.lit(None, pl.String).alias(SNAPSHOT))
+    exprs += [pl.col(f) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in features]
+    exprs += [pl.col(s).cast(pl.String) for s in slices]
+    columns = Columns(ts, pred, label, snap, features, slices)
+    return lf.select(exprs), columns, source
+
+
+def _served_snapshot(snapshots: tuple[Snapshot, ...]) -> pl.Expr:
+    """The snapshot serving each row: the latest published at or before ``ts`` (no sort, no join)."""
+    expr: pl.Expr = pl.lit(None, pl.String)
+    for snap in snapshots:  # ascending: each later snapshot overrides from its publish time on
+        expr = pl.when(pl.col(TS) >= pl.lit(snap.published_at).cast(UTC_US)).then(pl.lit(snap.snapshot_id)).otherwise(expr)
+    return expr
+
+
+def _validate(lf: pl.LazyFrame, source: Path, cols: Columns) -> tuple[pl.DataFrame, list[str]]:
+    """One aggregate pass: value errors raise, soft problems become warnings; returns the hourly profile."""
+    p, y = pl.col(PREDICTION), pl.col(LABEL)
+    checks = lf.select(
+        pl.len().alias("rows"),
+        pl.col(TS).is_null().sum().alias("ts_null"),
+        (p.is_nan() | p.is_infinite()).sum().alias("p_nonfinite"),
+        p.is_null().sum().alias("p_null"),
+        ((p < 0) | (p > 1)).sum().alias("p_out"),
+        (y.is_not_null() & ~y.is_in([0.0, 1.0])).sum().alias("y_bad"),
+        (pl.col(TS).diff() < pl.duration(microseconds=0)).sum().alias("unsorted"),
+    )
+    hourly = (lf.group_by(pl.col(TS).dt.truncate("1h").alias("hour"))
+              .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"))
+              .drop_nulls("hour").sort("hour"))
+    stats, hourly = pl.collect_all([checks, hourly], engine="streaming")
+    s = stats.row(0, named=True)
+    if s["rows"] == 0:
+        raise CaseError(source, "the table is empty.", "the serving log needs at least one row per hour you want to analyse.")
+    if s["ts_null"]:
+        raise CaseError.bad_values(source, cols.timestamp, f"{s['ts_null']:,} timestamps are missing.",
+                                   "every served row needs its serving time; drop rows without one.")
+    if s["p_nonfinite"] or s["p_null"]:
+        raise CaseError.bad_values(source, cols.prediction,
+                                   f"{s['p_nonfinite']:,} NaN/inf and {s['p_null']:,} null predictions.",
+                                   "every served row needs a finite probability; drop the rows the model did not score.")
+    if s["p_out"]:
+        raise CaseError.bad_values(source, cols.prediction, f"{s['p_out']:,} predictions are outside [0, 1].",
+                                   "the prediction must be a probability; if you logged logits, store sigmoid(logit).")
+    if s["y_bad"]:
+        raise CaseError.bad_values(source, cols.label, f"{s['y_bad']:,} labels are not 0 or 1.",
+                                   "labels must be 0/1 (or true/false), null while not yet joined.")
+    warnings = []
+    if s["unsorted"]:
+        warnings.append(f"{source.name}: rows are not sorted by time ({s['unsorted']:,} steps back); that is fine, "
+                        "but sorting by ts makes scans faster.")
+    warnings += _label_delay(hourly)
+    return hourly, warnings
+
+
+def _label_delay(hourly: pl.DataFrame) -> list[str]:
+    """Warn when the latest hours have far fewer labels than usual: delay, not an incident."""
+    if hourly.height < 4:
+        return []
+    end = reliable_end((hourly["labeled"] / hourly["rows"]).to_numpy())
+    late = hourly.height - end
+    if late == 0:
+        return []
+    first = hourly["hour"][end]
+    return [f"labels are missing in the latest {late} hour(s) (from {first:%Y-%m-%d %H:%M} UTC): label delay. "
+            "Label metrics there are estimated, not measured."]
+
+
+def _all_null_features(source: Path, lf: pl.LazyFrame, features: tuple[str, ...], rows: int) -> list[str]:
+    """Features with no value at all, from parquet footers where possible (no data read)."""
+    if not features:
+        return []
+    nulls: dict[str, int] | None = None
+    if source.suffix != ".csv":
+        try:
+            import pyarrow.parquet as pq
+
+            nulls = dict.fromkeys(features, 0)
+            for part in ([source] if source.is_file() else sorted(source.rglob("*.parquet"))):
+                meta = pq.ParquetFile(part).metadata
+                names = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
+                for g in range(meta.num_row_groups):
+                    rg = meta.row_group(g)
+                    for f in features:
+                        stats = rg.column(names[f]).statistics if f in names else None
+                        if stats is None or not stats.has_null_count:
+                            raise LookupError(f)
+                        nulls[f] += stats.null_count
+        except (LookupError, OSError, ImportError):
+            nulls = None
+    if nulls is None:
+        nulls = lf.select(pl.col(features).null_count()).collect().row(0, named=True)
+    return [f"feature '{f}' is null in every row: its checks are skipped." for f in features if nulls[f] >= rows]
+
+
+# ---------------------------------------------------------------- other files
+def _prepare_training(root: Path, cfg: Config, cols: Columns) -> tuple[pl.LazyFrame | None, list[str], Path | None]:
+    source = _find_table(root, "training", required=False)
+    if source is None:
+        return None, [], None
+    lf = _scan(source)
+    schema = lf.collect_schema()
+    label = _resolve_column(source, root / "workbench.toml", schema, "label", cols.label, True)
+    assert label is not None
+    exprs = [pl.col(label).cast(pl.Float64).alias(LABEL)]
+    if cols.timestamp in schema:
+        exprs.insert(0, _time_expr(source, schema, cols.timestamp, lf)[0].alias(TS))
+    present = [f for f in cols.features if f in schema]
+    missing = [f for f in cols.features if f not in schema]
+    exprs += [pl.col(f).cast(pl.Float64) for f in present]
+    exprs += [pl.col(s).cast(pl.String) for s in cols.slices if s in schema]
+    warnings = [f"{source.name} lacks feature(s) {missing}: training-serving skew is skipped for them."] if missing else []
+    return lf.select(exprs), warnings, source
+
+
+def _read_events(path: Path) -> pl.DataFrame:
+    try:
+        raw = pl.read_csv(path, infer_schema=False)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise CaseError(path, f"unreadable: {str(exc).splitlines()[0][:200]}",
+                        "write it as CSV with the header ts,kind,target,description.") from None
+    missing = [c for c in EVENT_COLUMNS if c not in raw.columns]
+    if missing:
+        raise CaseError(path, f"missing column(s) {missing}; found {raw.columns}.", "the header must be: ts,kind,target,description")
+    ts = raw["ts"].str.strip_chars().str.replace(r"Z$", "+00:00").str.to_datetime(strict=False, time_unit="us", time_zone="UTC")
+    bad = raw.with_row_index("line", offset=2).filter(ts.is_null())  # line 1 is the header
+    if bad.height:
+        raise CaseError(path, f"{bad.height} event timestamp(s) not parseable, e.g. {bad['ts'][0]!r} (line {bad['line'][0]}).",
+                        "use ISO 8601, e.g. 2026-11-20T14:00:00Z.")
+    return raw.select(ts.alias("ts"), *(pl.col(c).fill_null("") for c in EVENT_COLUMNS[1:])).sort("ts")
+
+
+def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None) -> Case:
+    """Open and validate the case directory ``path``.
+
+    Raises :class:`~workbench.errors.CaseError` naming the file, the column and the
+    fix when the case cannot be read as the case format says.
+
+    >>> case = open_case("sample_data/cases/feature_coverage_drop")
+    >>> case.predictions.collect_schema()["prediction"]
+    Float64
+    """
+    root = Path(path).expanduser().resolve()
+    if not root.is_dir():
+        raise CaseError(root, "not a directory.", "point the workbench at a case directory holding predictions.parquet.")
+    say = progress or (lambda _msg: None)
+    cfg = read_config(root)
+    say("reading the serving log")
+    lf, cols, source = _prepare_predictions(root, cfg)
+    sources = {"predictions": source}
+
+    snapshots: tuple[Snapshot, ...] = ()
+    if (root / "snapshots" / "index.csv").exists():
+        snapshots = read_snapshot_index(root)
+    elif (root / "snapshots").is_dir():
+        raise CaseError(root / "snapshots", "directory has no index.csv.",
+                        "list the snapshots in snapshots/index.csv: snapshot_id,published_at,file[,stable]")
+    say("validating timestamps, predictions and labels")
+    hourly, warnings = _validate(lf, source, cols)
+    if snapshots:
+        lf = lf.with_columns(pl.coalesce(pl.col(SNAPSHOT), _served_snapshot(snapshots)).alias(SNAPSHOT))
+    rows = int(hourly["rows"].sum())
+    warnings += _all_null_features(source, lf, cols.features, rows)
+    if not cols.features:
+        warnings.append(f"no feature columns match {list(cfg.features)}: feature checks are skipped. "
+                        "Map them in workbench.toml: [columns] features = [\"f_*\"]")
+
+    training, more, tsource = _prepare_training(root, cfg, cols)
+    warnings += more
+    if tsource:
+        sources["training"] = tsource
+    lineage = read_lineage(root / "lineage.json") if (root / "lineage.json").exists() else None
+    events = _read_events(root / "events.csv") if (root / "events.csv").exists() else None
+    model_file = root / cfg.model.file
+    model = cfg.model if model_file.exists() else None
+    if model is None and "model.factory" in cfg.explicit:
+        raise CaseError(cfg.source or root, f"[model] factory names '{cfg.model.file}', which does not exist in {root}.",
+                        "add the file, or remove the [model] table to run model-free.")
+    return Case(root=root, name=cfg.name or root.name, config=cfg, columns=cols, predictions=lf, training=training,
+                snapshots=snapshots, lineage=lineage, events=events, model=model, hourly=hourly, rows=rows,
+                warnings=tuple(warnings), sources=sources)

@@ -1,0 +1,548 @@
+"""Which features broke: every feature, baseline vs incident (or serving vs training), in one pass per window.
+
+The pass (mergeable partial aggregates, streaming):
+
+1. **Reference edges.** A hash sample (~50k rows) of the reference window gives
+   each numeric feature ``bins - 1`` quantile edges and its scale band (``|x|``
+   between a tenth of its ~1st and ten times its ~99th percentile).
+2. **Profiles.** One ``select`` per window counts, per feature, nulls,
+   ``x <= edge`` for every edge (cumulative histogram), sums of ``x``, ``x^2``,
+   ``|x|``, the tail sums beyond the outer edges and values out of the scale
+   band. Profiles of disjoint parts add up.
+3. **Samples.** Hash samples of both windows, cut to equal size, give quantiles,
+   distinct counts, the share of repeated values and the top value's share
+   (distinct counts grow with sample size, so only equal sizes compare).
+
+Per feature: coverage (non-null share) before/after, PSI and Jensen-Shannon
+distance on the histogram *with a null bin* (only a null bin sees a coverage
+drop), KS and Wasserstein-1 on non-null values (W1 divided by the reference IQR,
+else std, so features compare), moments, quantiles, staleness, scale ratio
+(mean ``|x|`` after / before). Definitions in :mod:`workbench.data._distances`.
+
+**Severity** is an effect size, not a p-value (on a million rows every
+difference is "significant"): the JS distance (null bin included; ~0.42 x a shift
+in standard deviations, so 0.1 is a small effect) *in excess of the same
+distance over the same time lag before the baseline* (the *placebo* window:
+the baseline moved back by the baseline-to-incident lag, when the data reaches
+that far). Organic drift moves a feature as much between placebo and baseline
+as between baseline and incident, so its excess is ~0; a break is new. Serving
+vs training has no placebo: severity is the plain JS distance.
+
+**Kind** names where the moved mass went, once ``severity >= 0.1``:
+``coverage`` when the null/non-null split moved more than the values did;
+``scale`` when at least half of the moved value mass left the scale band;
+``stale`` when at least half of it piled onto one value (the top value's share
+rose); else ``distribution``. Below the floor: ``none``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from workbench._render import fmt, records
+from workbench.case.columns import TS
+from workbench.case.loader import Case
+from workbench.data._distances import js_distance, ks_from_cdf, psi, total_variation, wasserstein_from_cdf
+from workbench.data._frames import PERIOD, check_columns, collect_windows, hash_sample, window_frames, window_rows
+from workbench.errors import WorkbenchError
+from workbench.windows import Window
+
+__all__ = ["FeatureDrift", "FeatureSlices", "feature_by_slice", "feature_drift", "feature_timeline", "training_skew"]
+
+BINS = 20
+SAMPLE_ROWS = 50_000  # edges and quantiles; bins are 5% wide, a 50k sample places them within ~0.2%
+FLOOR = 0.1  # JS distance of a small effect (Cohen's d ~ 0.24)
+KIND_SHARE = 0.5  # share of the moved mass a kind must explain
+SCALE_BAND = 10.0
+COLUMNS = ("feature", "type", "kind", "severity", "rank", "js", "js_usual", "psi", "ks", "wasserstein",
+           "coverage_baseline", "coverage_incident", "coverage_delta", "mean_baseline", "mean_incident",
+           "std_baseline", "std_incident", "p01_baseline", "p01_incident", "p50_baseline", "p50_incident",
+           "p99_baseline", "p99_incident", "repeat_share_baseline", "repeat_share_incident",
+           "distinct_baseline", "distinct_incident", "top_share_baseline", "top_share_incident",
+           "scale_ratio", "out_of_scale_baseline", "out_of_scale_incident", "moved_share")
+
+
+# ---------------------------------------------------------------- reference and profiles
+@dataclass(frozen=True, slots=True)
+class _Reference:
+    features: tuple[str, ...]
+    edges: dict[str, np.ndarray]
+    band: dict[str, tuple[float, float]]  # |x| scale band
+    spread: dict[str, float]  # IQR, else std, else 1
+
+
+def _q(xs: np.ndarray, q: float | np.ndarray) -> np.ndarray:
+    """Linear-interpolated quantiles of an already sorted array (numpy's default definition)."""
+    pos = np.asarray(q) * (len(xs) - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def _sorted(frame: pl.DataFrame, features: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Each feature's non-null sample values, sorted once (quantiles, runs and edges all read them)."""
+    return {f: np.sort(frame[f].drop_nulls().drop_nans().to_numpy()) if f in frame.columns else np.array([]) for f in features}
+
+
+def _reference(sample: dict[str, np.ndarray] | pl.DataFrame, features: tuple[str, ...], bins: int) -> _Reference:
+    if isinstance(sample, pl.DataFrame):
+        sample = _sorted(sample, features)
+    edges, band, spread = {}, {}, {}
+    qs = np.linspace(0, 1, bins + 1)[1:-1]
+    for f in features:
+        xs = sample[f]
+        if not len(xs):
+            edges[f], band[f], spread[f] = np.array([]), (0.0, math.inf), 1.0
+            continue
+        edges[f] = np.unique(_q(xs, qs))
+        # the scale band from the sorted values: |x| up to ten times its ~99th percentile, down to a tenth
+        # of the ~1st percentile of the positive magnitudes (no second sort of |x|)
+        hi = float(max(abs(_q(xs, 0.005)), abs(_q(xs, 0.995)))) * SCALE_BAND
+        pos = xs[np.searchsorted(xs, 0.0, side="right"):]
+        if not len(pos):
+            pos = -xs[: np.searchsorted(xs, 0.0, side="left")][::-1]
+        lo = float(_q(pos, 0.01)) / SCALE_BAND if len(pos) else 0.0
+        band[f] = (lo, hi if hi > 0 else math.inf)
+        q25, q75 = _q(xs, np.array([0.25, 0.75]))
+        sd = float(np.std(xs))
+        spread[f] = float(q75 - q25) if q75 > q25 else sd if sd > 0 else 1.0
+    return _Reference(features, edges, band, spread)
+
+
+def _profile_exprs(ref: _Reference, column: str = "{f}", suffix: str = "", count: pl.Expr | None = None) -> list[pl.Expr]:
+    """The profile aggregations; ``column`` formats the input column name (``{f}``, ``{j}``)."""
+    out: list[pl.Expr] = []
+    for j, f in enumerate(ref.features):
+        x = pl.col(column.format(f=f, j=j))
+        e = ref.edges[f]
+        lo, hi = ref.band[f]
+        out += [x.count().alias(f"{j}|nn"), x.sum().alias(f"{j}|s1"), (x * x).sum().alias(f"{j}|s2"),
+                x.abs().sum().alias(f"{j}|sabs"),
+                ((x.abs() > hi) | ((x.abs() < lo) & (x != 0))).sum().alias(f"{j}|oos")]
+        if len(e):
+            out += [(x <= float(v)).sum().alias(f"{j}|c{k}") for k, v in enumerate(e)]
+            out += [pl.when(x <= float(e[0])).then(x).sum().alias(f"{j}|le"),
+                    pl.when(x > float(e[-1])).then(x).sum().alias(f"{j}|gt")]
+    return [(pl.len() if count is None else count).alias(f"n{suffix}"), *(o.name.suffix(suffix) for o in out)]
+
+
+def _masked_profiles(lf: pl.LazyFrame, windows: list[Window], ref: _Reference) -> tuple[pl.LazyFrame, list[pl.Expr]]:
+    """One query over the rows of all windows, each window's columns masked: one read instead of one per window."""
+    masks = [w.contains(TS) for w in windows]
+    masked = [pl.when(m).then(pl.col(f)).alias(f"{j}@{k}") for k, m in enumerate(masks) for j, f in enumerate(ref.features)]
+    exprs = [e for k in range(len(masks)) for e in _profile_exprs(ref, f"{{j}}@{k}", f"#{k}", pl.col(f"_m{k}").sum())]
+    return lf.filter(pl.any_horizontal(masks)).select(*masked, *[m.alias(f"_m{k}") for k, m in enumerate(masks)]), exprs
+
+
+def _window_profiles(case: Case, windows: list[Window], ref: _Reference, cats: tuple[str, ...], extra: list[pl.LazyFrame],
+                     sliced: bool = True) -> tuple[list[dict], dict[str, list[pl.DataFrame]], list[pl.DataFrame]] | None:
+    """Profiles and category counts of ``windows`` of the serving log, plus the ``extra`` queries, in one ``collect_all``.
+
+    Time-ordered logs are read window by window (:func:`~workbench.data._frames.window_frames`);
+    otherwise one query reads the rows once and masks each window's columns. None
+    when the row ranges turned out wrong (the log is not in time order): the
+    caller redoes its passes with ``sliced=False``.
+    """
+    frames, is_sliced = window_frames(case, windows, sliced=sliced)
+    if is_sliced:
+        queries = [fr.select(_profile_exprs(ref)) for fr in frames]
+        if cats:
+            tagged = pl.concat([fr.select(*cats, pl.lit(k, pl.Int8).alias("_w")) for k, fr in enumerate(frames)])
+            queries.append(tagged.group_by("_w", *cats).agg(pl.len()))
+    else:
+        base, exprs = _masked_profiles(case.predictions, windows, ref)
+        queries = [base.select(exprs)]
+        period: pl.Expr = pl.lit(None, pl.Int8)
+        for k, w in reversed(list(enumerate(windows))):
+            period = pl.when(w.contains(TS)).then(pl.lit(k, pl.Int8)).otherwise(period)
+        if cats:
+            queries.append(case.predictions.filter(pl.any_horizontal([w.contains(TS) for w in windows]))
+                           .group_by(period.alias("_w"), *cats).agg(pl.len()))
+    out = pl.collect_all(queries + extra, engine="streaming")
+    more = out[len(queries):]
+    counts: dict[str, list[pl.DataFrame]] = {}
+    if is_sliced:
+        profiles = [o.row(0, named=True) for o in out[: len(windows)]]
+        if [p["n"] for p in profiles] != [window_rows(case, w) for w in windows]:  # the log is not in time order after all
+            return None
+    else:
+        row = out[0].row(0, named=True)
+        profiles = [{key.rsplit("#", 1)[0]: v for key, v in row.items() if key.endswith(f"#{w}")} for w in range(len(windows))]
+    if cats:  # marginal counts per window and category value, from the small cross-product table
+        tally: dict[str, list[dict]] = {c: [{} for _ in windows] for c in cats}
+        for row in out[len(queries) - 1].iter_rows(named=True):
+            for c in cats:
+                d = tally[c][row["_w"]]
+                d[row[c]] = d.get(row[c], 0) + row["len"]
+        counts = {c: [pl.DataFrame({c: list(d), "len": list(d.values())}, schema={c: pl.String, "len": pl.Int64})
+                      for d in tally[c]] for c in cats}
+    return profiles, counts, more
+
+
+def merge_profiles(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Profiles of disjoint parts -> the profile of their union."""
+    return pl.concat(frames).select(pl.all().sum())  # every profile entry is a count or a sum
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    n: float
+    nulls: float
+    hist: np.ndarray  # non-null counts per bin, len(edges) + 1
+    cdf: np.ndarray  # at the edges, over non-null values
+    mean: float
+    std: float
+    tails: tuple[float, float]
+    mean_abs: float
+    oos: float  # out-of-scale share of non-null
+
+    @property
+    def full(self) -> np.ndarray:
+        return np.r_[self.nulls, self.hist]
+
+
+def _stats(row: dict, j: int, edges: np.ndarray) -> _Stats:
+    n = float(row["n"])
+    nn = float(row[f"{j}|nn"])  # non-null rows (the null count cannot be read off a masked column)
+    nulls = n - nn
+    cum = np.array([row[f"{j}|c{k}"] for k in range(len(edges))], dtype=float)
+    hist = np.diff(np.r_[0.0, cum, nn]) if len(edges) else np.array([nn])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (row[f"{j}|s1"] or 0.0) / nn if nn else math.nan
+        var = (row[f"{j}|s2"] or 0.0) / nn - mean * mean if nn else math.nan
+        tails = (0.0, 0.0)
+        if len(edges) and nn:
+            lo = (cum[0] * edges[0] - (row[f"{j}|le"] or 0.0)) / nn
+            hi = ((row[f"{j}|gt"] or 0.0) - (nn - cum[-1]) * edges[-1]) / nn
+            tails = (lo, hi)
+        return _Stats(n, nulls, hist, cum / nn if nn else cum * math.nan, mean, math.sqrt(max(var, 0.0)) if nn else math.nan,
+                      tails, (row[f"{j}|sabs"] or 0.0) / nn if nn else math.nan, row[f"{j}|oos"] / nn if nn else math.nan)
+
+
+STALE_ROWS = 20_000  # equal-size samples for distinct counts and the top value's share
+
+
+def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+    """Quantiles (sorted samples) and staleness on equal-size subsamples."""
+    out: dict[str, float] = {}
+    for tag, xs in (("baseline", xb), ("incident", xi)):
+        qs = _q(xs, np.array([0.01, 0.5, 0.99])) if len(xs) else [math.nan] * 3
+        out |= {f"p01_{tag}": float(qs[0]), f"p50_{tag}": float(qs[1]), f"p99_{tag}": float(qs[2])}
+    m = min(len(xb), len(xi), STALE_ROWS)
+    for tag, xs in (("baseline", xb), ("incident", xi)):
+        if m < 20:
+            out[f"distinct_{tag}"] = out[f"repeat_share_{tag}"] = out[f"top_share_{tag}"] = math.nan
+            continue
+        sub = xs if len(xs) == m else xs[np.sort(rng.choice(len(xs), m, replace=False))]  # sorted stays sorted
+        change = np.flatnonzero(np.diff(sub) != 0)
+        runs = np.diff(np.r_[-1, change, m - 1])
+        out[f"distinct_{tag}"] = float(len(runs))
+        out[f"repeat_share_{tag}"] = 1.0 - len(runs) / m
+        out[f"top_share_{tag}"] = float(runs.max()) / m
+    return out
+
+
+def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta: float, top_delta: float) -> str:
+    if not severity >= FLOOR:
+        return "none"
+    if js_cov >= js_val:
+        return "coverage"
+    if oos_delta >= KIND_SHARE * moved:
+        return "scale"
+    if top_delta >= KIND_SHARE * moved:
+        return "stale"
+    return "distribution"
+
+
+def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | None, sample_b: dict[str, np.ndarray],
+                  sample_i: dict[str, np.ndarray]) -> list[dict]:
+    rows = []
+    rng = np.random.default_rng(0)
+    for j, f in enumerate(ref.features):
+        e = ref.edges[f]
+        b, i = _stats(prof_b, j, e), _stats(prof_i, j, e)
+        js = float(js_distance(b.full, i.full))
+        usual = float(js_distance(_stats(prof_p, j, e).full, b.full)) if prof_p is not None else math.nan
+        excess = js - usual if prof_p is not None and math.isfinite(usual) else js
+        cov_b, cov_i = (b.n - b.nulls) / b.n if b.n else math.nan, (i.n - i.nulls) / i.n if i.n else math.nan
+        js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
+        js_val = float(js_distance(b.hist, i.hist))
+        moved = float(total_variation(b.hist, i.hist))
+        ss = _sample_stats(sample_b[f], sample_i[f], rng)
+        top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
+        row = {
+            "feature": f, "type": "numeric", "severity": max(0.0, excess), "_excess": excess,
+            "js": js, "js_usual": usual, "psi": float(psi(b.full, i.full)), "ks": ks_from_cdf(b.cdf, i.cdf),
+            "wasserstein": wasserstein_from_cdf(e, b.cdf, i.cdf, b.tails, i.tails) / ref.spread[f],
+            "coverage_baseline": cov_b, "coverage_incident": cov_i, "coverage_delta": cov_i - cov_b,
+            "mean_baseline": b.mean, "mean_incident": i.mean, "std_baseline": b.std, "std_incident": i.std,
+            "scale_ratio": i.mean_abs / b.mean_abs if b.mean_abs else math.nan,
+            "out_of_scale_baseline": b.oos, "out_of_scale_incident": i.oos, "moved_share": moved, **ss,
+        }
+        row["kind"] = _kind(row["severity"], js_cov, js_val, moved, i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0,
+                            top_delta if math.isfinite(top_delta) else 0.0)
+        rows.append(row)
+    return rows
+
+
+def _categorical_rows(cats: tuple[str, ...], counts: dict[str, list[pl.DataFrame]], placebo: bool) -> list[dict]:
+    rows = []
+    for c in cats:
+        frames = counts[c]
+        keys = sorted({v for fr in frames for v in fr[c].to_list() if v is not None})
+        def vec(fr: pl.DataFrame, keys: list = keys, c: str = c) -> np.ndarray:
+            d = dict(zip(fr[c].to_list(), fr["len"].to_list(), strict=True))
+            return np.array([d.get(None, 0)] + [d.get(k, 0) for k in keys], dtype=float)
+        vb, vi = vec(frames[0]), vec(frames[1])
+        js = float(js_distance(vb, vi))
+        usual = float(js_distance(vec(frames[2]), vb)) if placebo else math.nan
+        excess = js - usual if placebo and math.isfinite(usual) else js
+        nb, ni = vb.sum(), vi.sum()
+        cov_b, cov_i = 1 - vb[0] / nb if nb else math.nan, 1 - vi[0] / ni if ni else math.nan
+        top_b = vb[1:].max() / (nb - vb[0]) if nb - vb[0] > 0 else math.nan
+        top_i = vi[1:].max() / (ni - vi[0]) if ni - vi[0] > 0 else math.nan
+        moved = float(total_variation(vb[1:], vi[1:]))
+        js_cov = float(js_distance(np.array([vb[0], nb - vb[0]]), np.array([vi[0], ni - vi[0]])))
+        kind = _kind(max(0.0, excess), js_cov, float(js_distance(vb[1:], vi[1:])), moved, 0.0,
+                     top_i - top_b if math.isfinite(top_i - top_b) else 0.0)
+        rows.append({"feature": c, "type": "categorical", "kind": kind, "severity": max(0.0, excess), "_excess": excess,
+                     "js": js, "js_usual": usual, "psi": float(psi(vb, vi)), "coverage_baseline": cov_b,
+                     "coverage_incident": cov_i, "coverage_delta": cov_i - cov_b,
+                     "distinct_baseline": float((vb[1:] > 0).sum()), "distinct_incident": float((vi[1:] > 0).sum()),
+                     "top_share_baseline": top_b, "top_share_incident": top_i, "moved_share": moved})
+    return rows
+
+
+def _finish(rows: list[dict]) -> pl.DataFrame:
+    schema = dict.fromkeys(COLUMNS, pl.Float64) | {"feature": pl.String, "type": pl.String, "kind": pl.String, "rank": pl.Int64}
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    frame = pl.DataFrame([{c: r.get(c) for c in (*COLUMNS, "_excess") if c != "rank"} for r in rows],
+                         schema={c: schema.get(c, pl.Float64) for c in (*COLUMNS, "_excess") if c != "rank"})
+    frame = frame.with_columns(pl.col(pl.Float64).fill_nan(None)).sort("_excess", descending=True, nulls_last=True)
+    return frame.with_columns(pl.int_range(1, frame.height + 1).alias("rank")).select(COLUMNS)
+
+
+# ---------------------------------------------------------------- results
+@dataclass(frozen=True, slots=True)
+class FeatureDrift:
+    """One row per feature (numeric, then the categorical slice columns), ranked by severity.
+
+    ``reference`` is ``"baseline"`` (window vs window) or ``"training"`` (serving vs
+    ``training.parquet``); ``placebo`` is the window that measured each feature's
+    usual drift (``js_usual``), if any. See the module docstring for the columns.
+    """
+
+    table: pl.DataFrame
+    baseline: Window | None
+    incident: Window
+    reference: str = "baseline"
+    placebo: Window | None = None
+
+    @property
+    def broken(self) -> pl.DataFrame:
+        """Rows whose kind is not ``none``, worst first."""
+        return self.table.filter(pl.col("kind") != "none")
+
+    def to_dict(self) -> dict:
+        return {"reference": self.reference, "baseline": self.baseline.to_dict() if self.baseline else None,
+                "incident": self.incident.to_dict(), "placebo": self.placebo.to_dict() if self.placebo else None,
+                "table": records(self.table)}
+
+    def __str__(self) -> str:
+        ref = str(self.baseline) if self.baseline else "training.parquet"
+        broken = self.broken
+        lines = [f"feature drift, {self.incident} vs {ref}: {broken.height} of {self.table.height} features broke"]
+        for r in self.table.head(max(3, min(broken.height, 8))).iter_rows(named=True):
+            lines.append(f"  {r['rank']:>2}. {r['feature']:<28} {r['kind']:<12} severity {fmt(r['severity'])}  "
+                         f"coverage {fmt(r['coverage_baseline'], 2)}->{fmt(r['coverage_incident'], 2)}  psi {fmt(r['psi'], 2)}")
+        return "\n".join(lines)
+
+
+def _features(case: Case, features: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    return case.features if features is None else check_columns(case, features, "feature", case.features)
+
+
+def _placebo(case: Case, baseline: Window, incident: Window) -> Window | None:
+    lag = incident.start - baseline.start
+    if lag.total_seconds() <= 0:
+        return None
+    start, end = max(baseline.start - lag, case.start), baseline.end - lag
+    if end <= start or (end - start) < 0.5 * baseline.duration:
+        return None
+    return Window(start, end)
+
+
+def _sample(case: Case, window: Window, target: int, columns: list[str], sliced: bool = True) -> pl.LazyFrame:
+    """A hash sample of about ``target`` rows of ``window`` (lazy)."""
+    (frame,), _ = window_frames(case, [window], sliced=sliced)
+    keep = hash_sample(window_rows(case, window), target)
+    return (frame if keep is None else frame.filter(keep)).select(columns)
+
+
+def feature_drift(case: Case, baseline: Window, incident: Window, *, features: tuple[str, ...] | list[str] | None = None,
+                  categorical: bool = True, bins: int = BINS, sample_rows: int = SAMPLE_ROWS, placebo: bool = True) -> FeatureDrift:
+    """Every feature, baseline vs incident window: coverage, PSI, JS, KS, W1, moments, staleness, scale, severity.
+
+    >>> from workbench import open_case
+    >>> from workbench import detect_onset
+    >>> case = open_case("sample_data/cases/feature_coverage_drop")
+    >>> onset = detect_onset(case)
+    >>> feature_drift(case, onset.baseline, onset.incident).table["kind"][0]
+    'coverage'
+    """
+    feats = _features(case, features)
+    cats = case.slices if categorical else ()
+    pw = _placebo(case, baseline, incident) if placebo else None
+    windows = [baseline, incident] + ([pw] if pw else [])
+    for sliced in (True, False):
+        # pass 1: the reference sample fixes the edges
+        sample_b = _sorted(_sample(case, baseline, sample_rows, list(feats), sliced).collect(engine="streaming"), feats)
+        ref = _reference(sample_b, feats, bins)
+        # pass 2: every window's profile, the category counts and the incident sample (quantiles, staleness)
+        done = _window_profiles(case, windows, ref, cats, [_sample(case, incident, STALE_ROWS, list(feats), sliced)], sliced)
+        if done is not None:
+            break
+    assert done is not None
+    profiles, counts, (sample_i,) = done
+    rows = _numeric_rows(ref, profiles[0], profiles[1], profiles[2] if pw else None, sample_b, _sorted(sample_i, feats))
+    rows += _categorical_rows(cats, counts, pw is not None)
+    return FeatureDrift(table=_finish(rows), baseline=baseline, incident=incident, reference="baseline", placebo=pw)
+
+
+def training_skew(case: Case, window: Window, *, features: tuple[str, ...] | list[str] | None = None, bins: int = BINS,
+                  sample_rows: int = SAMPLE_ROWS) -> FeatureDrift:
+    """Serving (``window``) vs ``training.parquet`` for every feature the training sample has."""
+    if case.training is None:
+        raise WorkbenchError(case.root, "no training.parquet: training-serving skew needs a sample of training examples.",
+                             "add training.parquet (ts, label and the feature columns) to the case.")
+    tschema = case.training.collect_schema()
+    feats = tuple(f for f in _features(case, features) if f in tschema)
+    cats = tuple(c for c in case.slices if c in tschema)
+    train_rows = case.training.select(pl.len()).collect().item()
+    keep = hash_sample(train_rows, sample_rows) if TS in tschema else None
+    sample_t = _sorted((case.training if keep is None else case.training.filter(keep)).select(list(feats)).collect(), feats)
+    ref = _reference(sample_t, feats, bins)
+    train = [case.training.select(_profile_exprs(ref))] + [case.training.group_by(c).agg(pl.len()) for c in cats]
+    done = None
+    for sliced in (True, False):
+        done = _window_profiles(case, [window], ref, cats, [*train, _sample(case, window, STALE_ROWS, list(feats), sliced)], sliced)
+        if done is not None:
+            break
+    assert done is not None
+    serving, scounts, more = done
+    counts = {c: [more[1 + k], scounts[c][0]] for k, c in enumerate(cats)}
+    rows = _numeric_rows(ref, more[0].row(0, named=True), serving[0], None, sample_t, _sorted(more[-1], feats))
+    rows += _categorical_rows(cats, counts, False)
+    return FeatureDrift(table=_finish(rows), baseline=None, incident=window, reference="training")
+
+
+def feature_timeline(case: Case, features: tuple[str, ...] | list[str] | None = None, every: str = "1h") -> pl.DataFrame:
+    """Coverage and mean per time window per feature (long format: window, feature, rows, coverage, mean), one pass."""
+    feats = _features(case, features)
+    aggs = [pl.len().alias("rows")]
+    for j, f in enumerate(feats):
+        aggs += [pl.col(f).null_count().alias(f"{j}|null"), pl.col(f).mean().alias(f"{j}|mean")]
+    wide = case.predictions.group_by(pl.col(TS).dt.truncate(every).alias("window")).agg(aggs).collect(engine="streaming")
+    parts = [wide.select("window", "rows", pl.lit(f).alias("feature"), (1 - pl.col(f"{j}|null") / pl.col("rows")).alias("coverage"),
+                         pl.col(f"{j}|mean").alias("mean")) for j, f in enumerate(feats)]
+    return pl.concat(parts).sort("feature", "window") if parts else pl.DataFrame()
+
+
+# ---------------------------------------------------------------- where a feature broke
+@dataclass(frozen=True, slots=True)
+class FeatureSlices:
+    """For one feature: its break (JS distance, null bin included) per slice value and in the rest of traffic.
+
+    ``table``: ``slice``, ``level``, ``share``, ``js`` (inside), ``js_rest`` (outside),
+    ``coverage_baseline``, ``coverage_incident``, ``mean_baseline``, ``mean_incident``,
+    ``score = js - js_rest``, ranked. ``concentrated`` is true when the top slice
+    broke (``js >= 0.1``) and the rest did not (``js_rest < 0.1``).
+    """
+
+    feature: str
+    table: pl.DataFrame
+    baseline: Window
+    incident: Window
+    concentrated: bool
+
+    @property
+    def top(self) -> dict | None:
+        return self.table.row(0, named=True) if self.table.height else None
+
+    def to_dict(self) -> dict:
+        return {"feature": self.feature, "baseline": self.baseline.to_dict(), "incident": self.incident.to_dict(),
+                "concentrated": self.concentrated, "top": records(self.table.head(1))[0] if self.table.height else None,
+                "table": records(self.table)}
+
+    def __str__(self) -> str:
+        if not self.table.height:
+            return f"{self.feature}: no slices"
+        t = self.top
+        where = f"only in {t['slice']}" if self.concentrated else f"not confined to one slice (top {t['slice']})"
+        return f"{self.feature} broke {where}: JS {fmt(t['js'])} inside vs {fmt(t['js_rest'])} outside, share {fmt(t['share'], 2)}"
+
+
+def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Window,
+                     columns: tuple[str, ...] | list[str] | None = None, pairs: bool = True,
+                     sample_rows: int = SAMPLE_ROWS) -> FeatureSlices:
+    """In which slice value (or pair) did ``feature`` break? One grouped pass over that feature and the slice columns."""
+    check_columns(case, [feature], "feature", case.features)
+    cols = case.slices if columns is None else check_columns(case, columns, "slice", case.slices)
+    sample = _sample(case, baseline, sample_rows, [feature]).collect(engine="streaming")
+    ref = _reference(sample, (feature,), BINS)
+    e = ref.edges[feature]
+    x = pl.col(feature)
+    aggs = [pl.len().alias("rows"), x.null_count().alias("null"), x.sum().alias("s1")]
+    aggs += [(x <= float(v)).sum().alias(f"c{k}") for k, v in enumerate(e)]
+    cells = collect_windows(case, {"b": baseline, "i": incident}, lambda rows: rows.group_by(PERIOD, *cols).agg(aggs))
+    cells = cells.rename({"rows": "n", PERIOD: "_p"})
+    sums = ["n", "null", "s1"] + [f"c{k}" for k in range(len(e))]
+    groups = [(c,) for c in cols] + (list(itertools.combinations(cols, 2)) if pairs else [])
+    tot = {p: cells.filter(pl.col("_p") == p).select(pl.col(s).sum() for s in sums).row(0, named=True) for p in ("b", "i")}
+    out = []
+    for g in groups:
+        agg = cells.group_by("_p", *g).agg(pl.col(s).sum() for s in sums)
+        label = pl.concat_str([pl.lit(f"{c}=") + pl.col(c).fill_null("null") for c in g], separator=" & ")
+        wide = agg.with_columns(label.alias("slice")).pivot(on="_p", index="slice", values=sums).fill_null(0)
+        for r in wide.iter_rows(named=True):
+            inside = {p: {s: float(r.get(f"{s}_{p}", 0) or 0) for s in sums} for p in ("b", "i")}
+            rest = {p: {s: (tot[p][s] or 0) - inside[p][s] for s in sums} for p in ("b", "i")}
+            js_in = _js_of(inside, len(e))
+            js_out = _js_of(rest, len(e))
+            n_i = tot["i"]["n"] or 1
+            out.append({"slice": r["slice"], "level": len(g), "share": inside["i"]["n"] / n_i, "js": js_in, "js_rest": js_out,
+                        "coverage_baseline": _cov(inside["b"]), "coverage_incident": _cov(inside["i"]),
+                        "mean_baseline": _mean(inside["b"]), "mean_incident": _mean(inside["i"]), "score": js_in - js_out})
+    table = pl.DataFrame(out, schema={"slice": pl.String, "level": pl.Int64, "share": pl.Float64, "js": pl.Float64,
+                                      "js_rest": pl.Float64, "coverage_baseline": pl.Float64, "coverage_incident": pl.Float64,
+                                      "mean_baseline": pl.Float64, "mean_incident": pl.Float64, "score": pl.Float64})
+    table = table.with_columns(pl.col(pl.Float64).fill_nan(None)).sort("score", descending=True, nulls_last=True)
+    top = table.row(0, named=True) if table.height else None
+    concentrated = bool(top and (top["js"] or 0) >= FLOOR and (top["js_rest"] or 0) < FLOOR)
+    return FeatureSlices(feature=feature, table=table, baseline=baseline, incident=incident, concentrated=concentrated)
+
+
+def _js_of(side: dict[str, dict[str, float]], k: int) -> float:
+    def full(s: dict[str, float]) -> np.ndarray:
+        nn = s["n"] - s["null"]
+        cum = np.array([s[f"c{j}"] for j in range(k)])
+        return np.r_[s["null"], np.diff(np.r_[0.0, cum, nn])] if k else np.array([s["null"], nn])
+    if side["b"]["n"] < 1 or side["i"]["n"] < 1:
+        return math.nan
+    return float(js_distance(full(side["b"]), full(side["i"])))
+
+
+def _cov(s: dict[str, float]) -> float:
+    return 1 - s["null"] / s["n"] if s["n"] else math.nan
+
+
+def _mean(s: dict[str, float]) -> float:
+    nn = s["n"] - s["null"]
+    return s["s1"] / nn if nn else math.nan
+

@@ -1,0 +1,164 @@
+"""The label side: did the labels move on their own, and how late do they arrive?
+
+A label-side incident (a click-logging bug, a join that drops positives) moves
+the label rate while the model's inputs and outputs stay put; a model- or
+feature-side incident moves the predictions. :func:`label_shift` states that
+test; :func:`label_delay` profiles how complete the labels are by the age of
+the hour, so the latest hours are read as *waiting*, not as an incident.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from statistics import NormalDist
+
+import numpy as np
+import polars as pl
+
+from workbench._render import fmt, jsonable, records
+from workbench.case.loader import Case
+from workbench.data._frames import PERIOD, collect_windows
+from workbench.data._sums import SUMS, sum_aggs
+from workbench.data.drift import FeatureDrift, feature_drift
+from workbench.metrics import metric_from_sums, reliable_end
+from workbench.windows import Window, iso
+
+__all__ = ["LabelDelay", "LabelShift", "label_delay", "label_shift"]
+
+MATERIAL = math.log(1.05)  # a label-rate change under 5% is not a label incident
+FOLLOW = 0.25  # predictions "did not follow" when they moved less than a quarter as much
+
+
+@dataclass(frozen=True, slots=True)
+class LabelShift:
+    """Label rate vs predictions between two windows, with the verdict ``labels_moved_alone``.
+
+    Changes are relative (``incident / baseline - 1``). ``label_z`` is the
+    two-proportion z statistic of the label rate, ``prediction_z`` the z statistic of
+    the change of log prediction mean (sampling error of each window's mean). ``features_broken`` lists the features whose drift
+    kind is not ``none``. ``test`` states the rule behind the verdict.
+    """
+
+    baseline: Window
+    incident: Window
+    label_rate_baseline: float
+    label_rate_incident: float
+    label_rate_change: float
+    label_z: float
+    prediction_mean_baseline: float
+    prediction_mean_incident: float
+    prediction_change: float
+    prediction_z: float
+    calibration_ratio_baseline: float
+    calibration_ratio_incident: float
+    features_broken: tuple[str, ...]
+    labels_moved_alone: bool
+    test: str
+
+    def to_dict(self) -> dict:
+        return jsonable({f: getattr(self, f) for f in self.__slots__})  # type: ignore[return-value]
+
+    def __str__(self) -> str:
+        verdict = "labels moved alone" if self.labels_moved_alone else "not a label-only change"
+        return (f"{verdict}: label rate {fmt(self.label_rate_baseline, 4)} -> {fmt(self.label_rate_incident, 4)} "
+                f"({self.label_rate_change:+.1%}, z {fmt(self.label_z, 1)}), predictions "
+                f"{fmt(self.prediction_mean_baseline, 4)} -> {fmt(self.prediction_mean_incident, 4)} ({self.prediction_change:+.1%}, "
+                f"z {fmt(self.prediction_z, 1)}), "
+                f"features broken: {list(self.features_broken) or 'none'}")
+
+
+def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDrift | None = None, *,
+                alpha: float = 0.001) -> LabelShift:
+    """Did the label rate move while predictions and features did not?
+
+    The verdict ``labels_moved_alone`` holds when (1) the label rate changed
+    significantly (two-proportion z test, two-sided ``alpha``) and materially
+    (at least 5% relative), (2) the prediction mean moved less than a quarter as
+    much (relative, log scale; model refreshes move it a little all the time), and
+    (3) no numeric feature broke (``drift``, recomputed when not given).
+
+    >>> from workbench import open_case
+    >>> from workbench import detect_onset
+    >>> case = open_case("sample_data/cases/label_drift")
+    >>> onset = detect_onset(case)
+    >>> label_shift(case, onset.baseline, onset.incident).labels_moved_alone
+    True
+    """
+    sums = collect_windows(case, {"b": baseline, "i": incident}, lambda rows: rows.group_by(PERIOD).agg(sum_aggs()))
+    side = {p: {s: np.array([float(sums.filter(pl.col(PERIOD) == p)[s].sum())]) for s in SUMS} for p in ("b", "i")}
+    rate = {p: float(metric_from_sums(side[p], "label_rate")[0][0]) for p in side}
+    pred = {p: float(metric_from_sums(side[p], "prediction_mean")[0][0]) for p in side}
+    pred_se = {p: float(metric_from_sums(side[p], "prediction_mean")[1][0]) for p in side}  # of log(mean)
+    cal = {p: float(metric_from_sums(side[p], "calibration_ratio")[0][0]) for p in side}
+    nb, ni = side["b"]["labeled"][0], side["i"]["labeled"][0]
+    pooled = (side["b"]["positives"][0] + side["i"]["positives"][0]) / max(nb + ni, 1)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / max(nb, 1) + 1 / max(ni, 1))) if 0 < pooled < 1 else math.nan
+    z = (rate["i"] - rate["b"]) / se if se and math.isfinite(se) else math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lab = math.log(rate["i"] / rate["b"]) if rate["b"] > 0 and rate["i"] > 0 else math.nan
+        prd = math.log(pred["i"] / pred["b"]) if pred["b"] > 0 and pred["i"] > 0 else math.nan
+    pz = prd / math.sqrt(pred_se["b"] ** 2 + pred_se["i"] ** 2) if math.isfinite(prd) else math.nan
+    if drift is None:
+        drift = feature_drift(case, baseline, incident, categorical=False)
+    broken = tuple(drift.table.filter((pl.col("kind") != "none") & (pl.col("type") == "numeric"))["feature"].to_list())
+    crit = NormalDist().inv_cdf(1 - alpha / 2)
+    moved = abs(z) >= crit and abs(lab) >= MATERIAL
+    still = abs(prd) <= FOLLOW * abs(lab)
+    test = (f"label rate changed (|z| >= {crit:.2f} and >= 5%), prediction mean moved < {FOLLOW:.0%} as much "
+            "(relative), no numeric feature broke")
+    return LabelShift(
+        baseline=baseline, incident=incident, label_rate_baseline=rate["b"], label_rate_incident=rate["i"],
+        label_rate_change=math.expm1(lab) if math.isfinite(lab) else math.nan, label_z=z,
+        prediction_mean_baseline=pred["b"], prediction_mean_incident=pred["i"],
+        prediction_change=math.expm1(prd) if math.isfinite(prd) else math.nan, prediction_z=pz,
+        calibration_ratio_baseline=cal["b"], calibration_ratio_incident=cal["i"], features_broken=broken,
+        labels_moved_alone=bool(moved and still and not broken), test=test)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelDelay:
+    """Label completeness by the age of the hour.
+
+    ``table``: ``hour``, ``age_hours`` (hours from the hour's start to the case's
+    end), ``rows``, ``labeled``, ``join_rate``, ``completeness`` (join rate over the
+    typical, i.e. median, join rate), ``reliable``. ``delay_hours`` counts the
+    trailing hours below 90% completeness; ``reliable_until`` is the end of the last
+    reliably labeled hour.
+    """
+
+    table: pl.DataFrame
+    typical_join_rate: float
+    delay_hours: int
+    reliable_until: datetime
+
+    def to_dict(self) -> dict:
+        return {"typical_join_rate": jsonable(self.typical_join_rate), "delay_hours": self.delay_hours,
+                "reliable_until": iso(self.reliable_until), "table": records(self.table)}
+
+    def __str__(self) -> str:
+        late = self.table.filter(~pl.col("reliable")).sort("hour")
+        detail = ", ".join(f"{r['age_hours']:.0f}h old {r['completeness']:.0%}" for r in late.iter_rows(named=True))
+        return (f"labels: typical join rate {fmt(self.typical_join_rate, 3)}; the latest {self.delay_hours} hour(s) are still "
+                f"waiting ({detail or 'none'}); reliable until {iso(self.reliable_until)}")
+
+
+def label_delay(case: Case) -> LabelDelay:
+    """The label join rate by age of hour, from the case's hourly profile (no data pass).
+
+    >>> from workbench import open_case
+    >>> label_delay(open_case("sample_data/cases/control")).delay_hours
+    4
+    """
+    h = case.hourly.sort("hour")
+    join = (h["labeled"] / h["rows"]).to_numpy()
+    typical = float(np.median(join)) if len(join) else math.nan
+    end = reliable_end(join)
+    table = h.with_columns(
+        ((pl.lit(case.end) - pl.col("hour")).dt.total_seconds() / 3600.0).alias("age_hours"),
+        (pl.col("labeled") / pl.col("rows")).alias("join_rate"),
+    ).with_columns((pl.col("join_rate") / typical).alias("completeness"),
+                   (pl.int_range(pl.len()) < end).alias("reliable"))
+    until = h["hour"][end - 1] + timedelta(hours=1) if end else case.start
+    return LabelDelay(table=table, typical_join_rate=typical, delay_hours=len(join) - end, reliable_until=until)

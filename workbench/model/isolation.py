@@ -1,0 +1,511 @@
+"""Rank the features behind a prediction shift and a quality regression between two windows.
+
+:func:`isolate_features` explains the model's logit on rows of the baseline and the
+incident window with SHAP values, then measures per feature:
+
+- ``prediction_shift``: mean attribution (incident) - mean attribution (baseline), in
+  logits, and its share of the mean logit shift. With one model and one background,
+  SHAP additivity makes the shares sum to 1; with two snapshots the change of the
+  expected value is reported separately (``model_shift``).
+- ``attribution_delta``: the Wasserstein-1 distance between the feature's
+  attribution distributions in the two windows (catches a changed spread, not only a
+  changed mean).
+- ``loss_delta``: the change of the log loss the feature *adds*,
+  ``mean[logloss(z) - logloss(z - phi_j)]`` incident minus baseline, in NE units;
+  ``loss_share`` is its share of the NE regression (divided by the larger of the
+  regression and the sum of the positive deltas, so the shares never add above 1). This is the loss explanation
+  Lundberg et al. (2020, *From local explanations to global understanding with
+  explainable AI for trees*, Nat. Mach. Intell.) use to monitor deployed models: a
+  feature that broke starts adding loss even when its values look plausible.
+- ``ne_recovered`` (counterfactual swap): the share of the NE regression recovered
+  when the feature's incident values are replaced by values drawn from the baseline
+  window in the same slice cell, and the rows re-scored (up to ``SWAP_ROWS`` labelled
+  incident rows; the NE difference is paired on the same rows, so few rows suffice).
+
+``score`` is the largest of ``loss_share``, ``ne_recovered`` (divided by the sum of
+the positive recoveries when that exceeds 1) and ``drift_share`` (the feature's share
+of the summed ``attribution_delta``), clipped to [0, 1]: the share of the change the
+feature explains by the strongest of the three readings; features are ranked by it.
+Each reading sums to at most 1 over features. Where labels are too few to measure NE,
+only ``drift_share`` is used.
+
+**With a model** (``method="model:shap+swap"``) each row is scored by the snapshot that
+served it (or by ``snapshot``), SHAP values are interventional, against a background
+of baseline rows, estimated by antithetic permutation sampling (Strumbelj & Kononenko
+2014; the algorithm of ``shap.PermutationExplainer``) vectorized in torch: every
+permutation telescopes from a background row to the explained row, so attributions
+add up exactly to ``f(x) - E[f(background)]``. ``shap.DeepExplainer`` is not used: it
+propagates DeepLIFT multipliers through modules only, so a model whose forward applies
+a non-linearity outside a module (such as the sample model's ``sign * log1p``
+input transform) gets attributions that miss additivity by several logits.
+**Without a model** (``method="surrogate:treeshap"``, ``model_free=True``) a small
+gradient-boosted tree ensemble (sklearn ``HistGradientBoostingRegressor``) is fitted
+to the logit of the *logged* prediction on both windows and explained with
+``shap.TreeExplainer`` (exact TreeSHAP); its held-out R^2 is reported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from workbench.errors import CaseError, WorkbenchError
+from workbench.metrics import CLIP, entropy, logit, normalized_entropy, row_log_loss_logit, sigmoid
+from workbench.model._shared import fmt, records, threads_for
+from workbench.model.validation import MIN_CLASS, sample_rows
+from workbench.windows import Window
+
+if TYPE_CHECKING:
+    from workbench.case.loader import Case
+
+__all__ = ["METHODS", "AttributionShift", "FeatureIsolation", "attribution_shift", "isolate_features", "permutation_shap"]
+
+METHODS = ("auto", "model", "surrogate")
+MODEL_METHOD, SURROGATE_METHOD = "model:shap+swap", "surrogate:treeshap"
+SHAP_ROWS = 2_000  # rows per window explained by SHAP
+SWAP_ROWS = 10_000  # labelled incident rows re-scored per swapped feature: paired NE differences need few rows
+FIT_ROWS = 40_000  # rows the surrogate is fitted on (both windows together)
+BACKGROUND = 16  # background rows (8 antithetic permutation pairs) per explained row
+MIN_LABELED = 500  # labelled rows per window below which NE readings are skipped
+
+Logit = Callable[[np.ndarray], np.ndarray]  # raw feature rows (NaN = null) -> logits
+
+
+# ---------------------------------------------------------------- SHAP by permutation sampling
+def permutation_shap(f: Logit, x: np.ndarray, background: np.ndarray, *, seed: int = 0, chunk_rows: int = 200_000,
+                     dtype: type = np.float32) -> tuple[np.ndarray, float]:
+    """Interventional SHAP values of ``f`` at the rows ``x`` against ``background``; returns (phi, expected value).
+
+    For every explained row and every background row ``b`` one random feature
+    order is walked from ``b`` to ``x`` (each background pair shares an order and
+    its reverse: antithetic sampling); a feature's attribution is the mean change of
+    ``f`` when it switches. The walk telescopes, so ``phi.sum(1) + expected ==
+    f(x)`` up to float error, whatever ``f`` is. Inputs are cast to ``dtype``
+    (float32, as a torch model sees them).
+
+    >>> w = np.array([1.0, -2.0])
+    >>> phi, e = permutation_shap(lambda a: a @ w, np.array([[1.0, 1.0]]), np.zeros((4, 2)))
+    >>> phi.round(6).tolist(), e
+    ([[1.0, -2.0]], 0.0)
+    """
+    x = np.asarray(x, dtype)
+    bg = np.asarray(background, dtype)
+    n, d = x.shape
+    k = len(bg)
+    rng = np.random.default_rng(seed)
+    expected = float(np.mean(f(bg)))
+    phi = np.zeros((n, d))
+    per = max(1, chunk_rows // (k * (d + 1)))
+    steps = np.arange(d + 1)
+    for start in range(0, n, per):
+        xs = x[start:start + per]
+        m = len(xs)
+        half = rng.random((m, (k + 1) // 2, d)).argsort(-1).argsort(-1)  # rank of each feature in a random order
+        ranks = np.concatenate([half, d - 1 - half], axis=1)[:, :k]  # antithetic: the reversed order
+        on = ranks[:, :, None, :] < steps[None, None, :, None]  # [m, k, d+1, d]: switched to x after t steps
+        states = np.where(on, xs[:, None, None, :], bg[None, :, None, :])
+        values = np.asarray(f(states.reshape(-1, d)), np.float64).reshape(m, k, d + 1)
+        gain = np.take_along_axis(values, ranks + 1, axis=2) - np.take_along_axis(values, ranks, axis=2)
+        phi[start:start + m] = gain.mean(1)
+    return phi, expected
+
+
+# ---------------------------------------------------------------- rows and scorers
+def _rows(case: Case, window: Window, sample: int, seed: int) -> pl.DataFrame:
+    from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
+
+    frame, _ = sample_rows(case.predictions.filter(window.contains(TS))
+                           .select(TS, PREDICTION, LABEL, SNAPSHOT, *case.features, *case.slices), sample, seed=seed)
+    if frame.height == 0:
+        raise CaseError(case.sources.get("predictions", case.root), f"no served rows in the window {window}.",
+                        f"pick windows inside the case's traffic, {case.start:%Y-%m-%d %H:%M} to {case.end:%Y-%m-%d %H:%M} UTC.")
+    return frame
+
+
+def _raw(frame: pl.DataFrame, features: tuple[str, ...]) -> np.ndarray:
+    """Feature values with nulls as NaN (each scorer fills them its own way)."""
+    return frame.select(pl.col(f).cast(pl.Float64).fill_null(float("nan")) for f in features).to_numpy()
+
+
+def _model_logit(case: Case, snapshot_id: str, cache: dict) -> Logit:
+    import torch
+
+    from workbench.model.load import load_model
+
+    if snapshot_id not in cache:
+        cache[snapshot_id] = load_model(case, snapshot_id)
+    model = cache[snapshot_id]
+    probability = case.model is not None and case.model.output == "probability"
+
+    def f(x: np.ndarray) -> np.ndarray:
+        xt = torch.from_numpy(np.nan_to_num(np.asarray(x, np.float32), copy=True, nan=0.0, posinf=0.0, neginf=0.0))
+        out = np.empty(len(x))
+        with torch.inference_mode(), threads_for(model):
+            for s in range(0, len(x), 262_144):
+                y = model(xt[s:s + 262_144]).reshape(-1).double()
+                if probability:
+                    y = torch.logit(y.clamp(CLIP, 1 - CLIP))
+                out[s:s + 262_144] = y.numpy()
+        return out
+
+    return f
+
+
+def _serving(case: Case, frame: pl.DataFrame, snapshot: str | None) -> np.ndarray:
+    """The snapshot id that scores each row: ``snapshot`` if given, else the one that served it."""
+    from workbench.case.columns import SNAPSHOT
+
+    if snapshot is not None:
+        return np.full(frame.height, case.snapshot(snapshot).snapshot_id, dtype=object)
+    first = case.snapshots[0].snapshot_id
+    known = {s.snapshot_id for s in case.snapshots}
+    ids = frame[SNAPSHOT].fill_null(first).to_numpy().astype(object)
+    ids[~np.isin(ids, list(known))] = first
+    return ids
+
+
+def _grouped(fs: dict[str, Logit], groups: np.ndarray, x: np.ndarray) -> np.ndarray:
+    out = np.empty(len(x))
+    for g in np.unique(groups):
+        m = groups == g
+        out[m] = fs[g](x[m])
+    return out
+
+
+def _cells(frame: pl.DataFrame, slices: tuple[str, ...]) -> np.ndarray:
+    if not slices:
+        return np.zeros(frame.height, dtype=object)
+    return frame.select(pl.concat_str([pl.col(s).fill_null("∅") for s in slices], separator="|")).to_series().to_numpy()
+
+
+def _resample_within(cells_to: np.ndarray, cells_from: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each target row, a random source row of the same slice cell (any row when the cell is empty)."""
+    idx = rng.integers(0, len(cells_from), size=len(cells_to))
+    order = np.argsort(cells_from, kind="stable")
+    sorted_cells = cells_from[order]
+    uniq, start, count = np.unique(sorted_cells, return_index=True, return_counts=True)
+    pos = np.searchsorted(uniq, cells_to)
+    pos = np.clip(pos, 0, len(uniq) - 1)
+    hit = uniq[pos] == cells_to
+    pick = start[pos] + (rng.random(len(cells_to)) * count[pos]).astype(np.int64)
+    idx[hit] = order[pick[hit]]
+    return idx
+
+
+# ---------------------------------------------------------------- the readings
+def _loss_added(z: np.ndarray, phi: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per feature: mean log loss with its attribution minus without it, over labelled rows."""
+    lab = ~np.isnan(y)
+    z, phi, y = z[lab, None], phi[lab], y[lab, None]
+    if len(y) == 0:
+        return np.full(phi.shape[1], np.nan)
+    return (row_log_loss_logit(z, y) - row_log_loss_logit(z - phi, y)).mean(0)
+
+
+def _w1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Wasserstein-1 distance per column, from 201 quantiles."""
+    q = np.linspace(0, 1, 201)
+    return np.abs(np.quantile(a, q, axis=0) - np.quantile(b, q, axis=0)).mean(0)
+
+
+def _ne(y: np.ndarray, z: np.ndarray) -> float:
+    lab = ~np.isnan(y)
+    if lab.sum() < MIN_LABELED or y[lab].sum() < MIN_CLASS or lab.sum() - y[lab].sum() < MIN_CLASS:
+        return math.nan
+    return normalized_entropy(sigmoid(z[lab]), y[lab])
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureIsolation:
+    """Features ranked by how much of the change between two windows each explains.
+
+    ``table``: feature, rank, score, prediction_shift (logits), prediction_shift_share,
+    attribution_delta (W1, logits), drift_share, loss_delta (NE units), loss_share,
+    ne_recovered (share of the NE regression recovered by the swap),
+    mean_attribution_baseline / _incident. ``method`` says how attributions were made;
+    ``model_free`` is True for the surrogate. ``notes`` says what was skipped and why.
+    """
+
+    table: pl.DataFrame
+    baseline: Window
+    incident: Window
+    method: str
+    model_free: bool
+    snapshot: str | None  # None: each row scored by the snapshot that served it
+    rows_baseline: int
+    rows_incident: int
+    ne_baseline: float | None
+    ne_incident: float | None
+    prediction_shift: float  # mean logit, incident - baseline, on the explained rows
+    model_shift: float  # the part of it from a changed expected value (another snapshot)
+    additivity_gap: float  # max |sum(phi) + E - f(x)| over explained rows
+    surrogate_r2: float | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def top(self) -> str | None:
+        return self.table["feature"][0] if self.table.height else None
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "model_free": self.model_free, "snapshot": self.snapshot,
+                "baseline": self.baseline.to_dict(), "incident": self.incident.to_dict(),
+                "rows_baseline": self.rows_baseline, "rows_incident": self.rows_incident,
+                "ne_baseline": _nz(self.ne_baseline), "ne_incident": _nz(self.ne_incident),
+                "prediction_shift": _nz(self.prediction_shift), "model_shift": _nz(self.model_shift),
+                "additivity_gap": _nz(self.additivity_gap), "surrogate_r2": _nz(self.surrogate_r2),
+                "notes": list(self.notes), "table": records(self.table)}
+
+    def __str__(self) -> str:
+        how = (f"model-free surrogate (gradient-boosted trees on the logged prediction, R^2 {self.surrogate_r2:.3f}) + TreeSHAP"
+               if self.model_free else "the model (SHAP + counterfactual swap)")
+        lines = [f"feature isolation, {self.baseline} -> {self.incident}, by {how}",
+                 f"  NE {fmt(self.ne_baseline, '.4f')} -> {fmt(self.ne_incident, '.4f')}; mean logit shift "
+                 f"{self.prediction_shift:+.3f} ({self.model_shift:+.3f} from the snapshot change)"]
+        for r in self.table.head(8).iter_rows(named=True):
+            lines.append(f"  {r['rank']:>2}. {r['feature']:<26} explains {r['score']:>4.0%}  loss share {fmt(r['loss_share'], '.0%'):>5}  "
+                         f"swap recovers {fmt(r['ne_recovered'], '.0%'):>5}  drift share {fmt(r['drift_share'], '.0%'):>4}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _nz(v: float | None) -> float | None:
+    return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
+
+
+def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot: str | None = None, method: str = "auto",
+                     sample: int = 20_000, seed: int = 0) -> FeatureIsolation:
+    """Rank features by the share of the prediction and NE change between ``baseline`` and ``incident`` each explains.
+
+    ``method``: "auto" (the model when the case has model.py and snapshots, else the
+    surrogate), "model" or "surrogate". ``sample`` rows are drawn per window.
+
+    >>> from workbench import open_case, Window
+    >>> case = open_case("sample_data/cases/feature_scale_bug")  # f_user_ctr_30d scaled x0.01 from 02:00
+    >>> iso = isolate_features(case, Window.hours("2026-11-19T02:00Z", 24), Window.hours("2026-11-20T02:00Z", 18))
+    >>> iso.top, iso.method
+    ('f_user_ctr_30d', 'model:shap+swap')
+    """
+    if method not in METHODS:
+        from workbench.errors import suggest
+
+        close = suggest(method, METHODS)
+        raise WorkbenchError("isolate_features", f"unknown method '{method}'.",
+                             f"did you mean '{close}'?" if close else f"use one of {list(METHODS)}")
+    has_model = case.model is not None and bool(case.snapshots)
+    if method == "model" and not has_model:
+        raise CaseError(case.root, "method='model' needs model.py and snapshots/index.csv.",
+                        "add them, or use method='surrogate' (model-free).")
+    if not case.features:
+        raise CaseError(case.root, "the case has no feature columns to isolate.",
+                        'map them in workbench.toml: [columns] features = ["f_*"]')
+    use_model = has_model and method != "surrogate"
+    from workbench.case.columns import LABEL
+
+    base, inc = _rows(case, baseline, sample, seed), _rows(case, incident, sample, seed + 1)
+    xb, xi = _raw(base, case.features), _raw(inc, case.features)
+    yb, yi = base[LABEL].to_numpy().astype(np.float64), inc[LABEL].to_numpy().astype(np.float64)
+    rng = np.random.default_rng(seed)
+    sb = rng.choice(len(xb), size=min(SHAP_ROWS, len(xb)), replace=False)
+    si = rng.choice(len(xi), size=min(SHAP_ROWS, len(xi)), replace=False)
+    bg = xb[rng.choice(len(xb), size=min(BACKGROUND, len(xb)), replace=False)]
+    notes: list[str] = []
+    r2 = None
+    if use_model:
+        cache: dict = {}
+        gb, gi = _serving(case, base, snapshot), _serving(case, inc, snapshot)
+        fs = {g: _model_logit(case, g, cache) for g in {*gb, *gi}}
+        zb, zi = _grouped(fs, gb, xb), _grouped(fs, gi, xi)
+        phi_b, eb = _explain(fs, gb[sb], xb[sb], bg, seed)
+        phi_i, ei = _explain(fs, gi[si], xi[si], bg, seed + 1)
+        def score_inc(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            return _grouped(fs, gi[rows], x)
+    else:
+        import shap
+        from threadpoolctl import threadpool_limits
+
+        # One OpenMP thread: sklearn's tree code opens a parallel region per tree, and on a busy machine
+        # the spinning threads made fit + predict 10-20x slower than a single thread.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            surrogate, r2 = _fit_surrogate(base, inc, xb, xi, seed)
+            zb, zi = surrogate.predict(xb), surrogate.predict(xi)
+
+        explainer = shap.TreeExplainer(surrogate)
+        phi_b = np.asarray(explainer.shap_values(xb[sb], check_additivity=False))
+        phi_i = np.asarray(explainer.shap_values(xi[si], check_additivity=False))
+        e = float(np.ravel(explainer.expected_value)[0])
+        eb, ei = np.full(len(sb), e), np.full(len(si), e)
+
+        def score_inc(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            with threadpool_limits(limits=1, user_api="openmp"):
+                return surrogate.predict(x)
+
+        notes.append(f"model-free: attributions explain a surrogate of the logged prediction (held-out R^2 {r2:.3f}), "
+                     "not the model itself")
+    gap = float(max(np.abs(phi_b.sum(1) + eb - zb[sb]).max(), np.abs(phi_i.sum(1) + ei - zi[si]).max()))
+    table, ne_b, ne_i = _readings(case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_i, score_inc, rng, notes)
+    shift = float(zi[si].mean() - zb[sb].mean())
+    return FeatureIsolation(table=table, baseline=baseline, incident=incident,
+                            method=MODEL_METHOD if use_model else SURROGATE_METHOD, model_free=not use_model,
+                            snapshot=case.snapshot(snapshot).snapshot_id if (snapshot and use_model) else None,
+                            rows_baseline=len(xb), rows_incident=len(xi), ne_baseline=ne_b, ne_incident=ne_i,
+                            prediction_shift=shift, model_shift=float(ei.mean() - eb.mean()), additivity_gap=gap,
+                            surrogate_r2=r2, notes=tuple(notes))
+
+
+def _explain(fs: dict[str, Logit], groups: np.ndarray, x: np.ndarray, bg: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """SHAP values per row with the row's own model; the expected value per row."""
+    phi, expected = np.zeros_like(x), np.zeros(len(x))
+    for g in np.unique(groups):
+        m = groups == g
+        phi[m], expected[m] = permutation_shap(fs[g], x[m], bg, seed=seed)
+    return phi, expected
+
+
+def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np.ndarray, seed: int):
+    """A gradient-boosted surrogate of the logged logit on both windows, and its held-out R^2."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from workbench.case.columns import PREDICTION
+
+    x = np.vstack([xb, xi])
+    z = np.concatenate([logit(base[PREDICTION].to_numpy()), logit(inc[PREDICTION].to_numpy())])
+    rng = np.random.default_rng(seed)
+    if len(x) > FIT_ROWS:
+        keep = rng.choice(len(x), size=FIT_ROWS, replace=False)
+        x, z = x[keep], z[keep]
+    test = rng.random(len(x)) < 0.2
+    # Shallow trees: TreeSHAP costs grow with depth squared; depth 4 keeps 4,000 rows under a second.
+    params = {"max_iter": 100, "learning_rate": 0.2, "max_depth": 4, "early_stopping": False, "random_state": seed}
+    model = HistGradientBoostingRegressor(**params).fit(x[~test], z[~test])
+    resid = z[test] - model.predict(x[test])
+    r2 = float(1 - resid.var() / z[test].var()) if z[test].var() > 0 else math.nan
+    return model, r2
+
+
+def _readings(case: Case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_i, score_inc, rng, notes) -> tuple:
+    features = list(case.features)
+    d = len(features)
+    ne_b, ne_i = _ne(yb, zb), _ne(yi, zi)
+    regression = ne_i - ne_b if math.isfinite(ne_b) and math.isfinite(ne_i) else math.nan
+    shift = phi_i.mean(0) - phi_b.mean(0)
+    dz = zi[si].mean() - zb[sb].mean()
+    shift_share = shift / dz if abs(dz) > 1e-12 else np.full(d, np.nan)
+    w1 = _w1(phi_i, phi_b)
+    drift_share = w1 / w1.sum() if w1.sum() > 0 else np.zeros(d)
+    # Loss each feature adds, in NE units of its window (entropy of that window's base rate).
+    loss_delta = np.full(d, np.nan)
+    if math.isfinite(regression):
+        hb = entropy(np.nanmean(yb[sb])) if np.isfinite(yb[sb]).any() else math.nan
+        hi = entropy(np.nanmean(yi[si])) if np.isfinite(yi[si]).any() else math.nan
+        loss_delta = _loss_added(zi[si], phi_i, yi[si]) / hi - _loss_added(zb[sb], phi_b, yb[sb]) / hb
+    recovered = np.full(d, np.nan)
+    if math.isfinite(regression) and regression > 0:
+        lab = np.flatnonzero(~np.isnan(yi))
+        if len(lab) > SWAP_ROWS:
+            lab = np.sort(rng.choice(lab, size=SWAP_ROWS, replace=False))
+        cells_i, cells_b = _cells(inc, case.slices), _cells(base, case.slices)
+        idx = _resample_within(cells_i[lab], cells_b, rng)
+        x_lab, y_lab = xi[lab], yi[lab]
+        ne_here = normalized_entropy(sigmoid(zi[lab]), y_lab)  # the same rows, unswapped
+        for j in range(d):
+            swapped = x_lab.copy()
+            swapped[:, j] = xb[idx, j]
+            z_swap = score_inc(swapped, lab)
+            recovered[j] = (ne_here - normalized_entropy(sigmoid(z_swap), y_lab)) / regression
+    elif math.isfinite(regression):
+        notes.append(f"NE did not regress ({ne_b:.4f} -> {ne_i:.4f}): the swap has nothing to recover; ranked by attribution drift")
+    else:
+        notes.append(f"fewer than {MIN_LABELED} labelled rows (or too few of a class) in a window: NE readings skipped; "
+                     "ranked by attribution drift")
+    # Shares of the regression whose positive parts never sum above 1: one removal per feature is a separate
+    # counterfactual, and when the whole world changed (labels, calibration) every important feature's removal
+    # "helps"; normalizing by the larger of the regression and their sum turns that into a split, not 100% each.
+    loss_share = np.full(d, np.nan)
+    if math.isfinite(regression) and regression > 0:
+        loss_share = loss_delta / max(regression, float(np.nansum(np.clip(loss_delta, 0, None))))
+    recovered_share = recovered / max(1.0, float(np.nansum(np.clip(recovered, 0, None))))
+    evidence = np.vstack([loss_share, recovered_share, drift_share])
+    score = np.clip(np.nanmax(np.where(np.isnan(evidence), -np.inf, evidence), axis=0), 0.0, 1.0)
+    table = pl.DataFrame({
+        "feature": features, "score": score, "prediction_shift": shift, "prediction_shift_share": shift_share,
+        "attribution_delta": w1, "drift_share": drift_share, "loss_delta": loss_delta, "loss_share": loss_share,
+        "ne_recovered": recovered, "mean_attribution_baseline": phi_b.mean(0), "mean_attribution_incident": phi_i.mean(0),
+    }).with_columns(pl.col(pl.Float64).fill_nan(None))
+    table = table.sort(["score", "attribution_delta"], descending=True, nulls_last=True).with_row_index("rank", offset=1)
+    rest = [c for c in table.columns if c not in ("feature", "rank")]
+    table = table.with_columns(pl.col("rank").cast(pl.Int64)).select("feature", "rank", *rest)
+    return table, (ne_b if math.isfinite(ne_b) else None), (ne_i if math.isfinite(ne_i) else None)
+
+
+# ---------------------------------------------------------------- two snapshots, one window
+@dataclass(frozen=True, slots=True)
+class AttributionShift:
+    """How feature importance changed from ``snapshot_a`` to ``snapshot_b`` on the same rows.
+
+    ``table``: feature, importance_a, importance_b (mean |SHAP| in logits), delta,
+    rank_a, rank_b, rank_change (positive: moved up), mean_attribution_a/_b; sorted
+    by |delta|. ``spearman``: rank correlation of the two importance vectors.
+    """
+
+    snapshot_a: str
+    snapshot_b: str
+    window: Window
+    table: pl.DataFrame
+    spearman: float
+    rows: int
+    method: str = MODEL_METHOD
+
+    def to_dict(self) -> dict:
+        return {"snapshot_a": self.snapshot_a, "snapshot_b": self.snapshot_b, "window": self.window.to_dict(),
+                "spearman": _nz(self.spearman), "rows": self.rows, "method": self.method, "table": records(self.table)}
+
+    def __str__(self) -> str:
+        lines = [f"attribution shift {self.snapshot_a} -> {self.snapshot_b} on {self.rows:,} rows of {self.window}: "
+                 f"importance rank correlation {self.spearman:.3f}"]
+        for r in self.table.head(8).iter_rows(named=True):
+            lines.append(f"  {r['feature']:<26} importance {r['importance_a']:.3f} -> {r['importance_b']:.3f} "
+                         f"({r['delta']:+.3f}), rank {r['rank_a']} -> {r['rank_b']}")
+        return "\n".join(lines)
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    """1 = largest."""
+    order = np.argsort(-v, kind="stable")
+    ranks = np.empty(len(v), dtype=np.int64)
+    ranks[order] = np.arange(1, len(v) + 1)
+    return ranks
+
+
+def attribution_shift(case: Case, snapshot_a: str, snapshot_b: str, window: Window, *, sample: int = SHAP_ROWS,
+                      seed: int = 0) -> AttributionShift:
+    """Compare SHAP feature importance of two snapshots on the rows of ``window``: which features changed importance.
+
+    Both snapshots explain the same rows against the same background with the same
+    random feature orders, so the difference is the snapshots', not sampling noise.
+    """
+    if case.model is None or not case.snapshots:
+        raise CaseError(case.root, "comparing snapshot attributions needs model.py and snapshots/index.csv.",
+                        "add them; without a model, isolate_features(..., method='surrogate') explains the logged predictions.")
+    a, b = case.snapshot(snapshot_a).snapshot_id, case.snapshot(snapshot_b).snapshot_id
+    rows = _rows(case, window, max(sample, BACKGROUND), seed)
+    x = _raw(rows, case.features)
+    rng = np.random.default_rng(seed)
+    bg = x[rng.choice(len(x), size=min(BACKGROUND, len(x)), replace=False)]
+    cache: dict = {}
+    phi_a, _ = permutation_shap(_model_logit(case, a, cache), x, bg, seed=seed)
+    phi_b, _ = permutation_shap(_model_logit(case, b, cache), x, bg, seed=seed)
+    imp_a, imp_b = np.abs(phi_a).mean(0), np.abs(phi_b).mean(0)
+    ra, rb = _ranks(imp_a), _ranks(imp_b)
+    n = len(ra)
+    rho = 1 - 6 * float(((ra - rb) ** 2).sum()) / (n * (n * n - 1)) if n > 1 else math.nan
+    table = pl.DataFrame({
+        "feature": list(case.features), "importance_a": imp_a, "importance_b": imp_b, "delta": imp_b - imp_a,
+        "rank_a": ra, "rank_b": rb, "rank_change": ra - rb,
+        "mean_attribution_a": phi_a.mean(0), "mean_attribution_b": phi_b.mean(0),
+    }).sort(pl.col("delta").abs(), descending=True)
+    return AttributionShift(snapshot_a=a, snapshot_b=b, window=window, table=table, spearman=rho, rows=len(x))

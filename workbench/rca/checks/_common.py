@@ -1,0 +1,75 @@
+"""What several checks read: the drift ranking, feature strengths, the slice search, phrases and plot helpers.
+
+Each accessor caches its analysis in the context, so a pass runs once per investigation
+whichever check asks first; checks never write results for each other.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from workbench.rca import _strength as S
+from workbench.windows import iso
+
+if TYPE_CHECKING:
+    from workbench.rca.context import Context
+
+__all__ = ["BROKEN", "WORDS", "confined_share", "describe_break", "drift", "feature_strengths", "hhmm", "slices", "windows_shade"]
+
+
+BROKEN = 0.5  # a feature with strength at least this counts as broken for the lineage walk
+WORDS = {"coverage": "lost coverage", "scale": "changed scale", "stale": "went stale", "distribution": "drifted"}
+
+
+def drift(ctx: Context):
+    from workbench.data.drift import feature_drift
+
+    return ctx.cached("feature_drift", lambda: feature_drift(ctx.case, ctx.baseline, ctx.incident))
+
+
+def feature_strengths(ctx: Context) -> dict[str, float]:
+    """Strength per feature from the drift ranking's severity (JS distance beyond organic drift), via ``from_js``."""
+    if not ctx.case.features:
+        return {}
+
+    def compute() -> dict[str, float]:
+        table = drift(ctx).table
+        return {row["feature"]: S.from_js(row["severity"]) for row in table.select("feature", "severity").iter_rows(named=True)}
+
+    return ctx.cached("feature_strengths", compute)
+
+
+def slices(ctx: Context):
+    from workbench.data.slices import find_slices
+
+    return ctx.cached("find_slices", lambda: find_slices(ctx.case, ctx.baseline, ctx.incident))
+
+
+def confined_share(ctx: Context) -> float:
+    """The share of the regression held by the top slice when it holds it alone (else 0)."""
+    if not ctx.case.slices:
+        return 0.0
+    search = slices(ctx)
+    top = search.top
+    return S.from_share(top["explained_share"]) if top is not None and search.confined else 0.0
+
+
+def describe_break(row: dict) -> str:
+    """One phrase with the numbers behind a feature's break, for the evidence list."""
+    kind = row["kind"]
+    if kind == "coverage":
+        return f"coverage {row['coverage_baseline']:.0%} → {row['coverage_incident']:.0%}"
+    if kind == "scale" and row.get("scale_ratio"):
+        return f"typical magnitude ×{row['scale_ratio']:.3g} (out-of-scale share {row['out_of_scale_incident']:.0%})"
+    if kind == "stale":
+        return (f"top value's share {row['top_share_baseline']:.0%} → {row['top_share_incident']:.0%}, "
+                f"distinct values {row['distinct_baseline']:.0f} → {row['distinct_incident']:.0f}")
+    return f"JS distance {row['js']:.2f} (usual {row['js_usual']:.2f}), PSI {row['psi']:.2f}"
+
+
+def hhmm(ctx: Context) -> str:
+    return f"{ctx.onset_time:%H:%M}" if ctx.onset_time else "the onset"
+
+
+def windows_shade(ctx: Context) -> list:
+    return [[iso(ctx.baseline.start), iso(ctx.baseline.end), "baseline"], [iso(ctx.incident.start), iso(ctx.incident.end), "incident"]]

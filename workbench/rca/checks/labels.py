@@ -1,0 +1,37 @@
+"""Did the labels move while predictions and features did not?"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from workbench.rca import _strength as S
+from workbench.rca import plotspec
+from workbench.rca.checks._common import BROKEN, confined_share, feature_strengths, hhmm
+from workbench.rca.evidence import Candidate, Evidence
+
+if TYPE_CHECKING:
+    from workbench.rca.context import Context
+
+__all__ = ["label_side"]
+
+
+def label_side(ctx: Context) -> Evidence:
+    """Strength: label-rate shift z, weakened by a prediction shift, broken features and a confined slice.
+
+    A logging or join bug moves labels and leaves predictions and features alone; if the
+    label change sits in one segment only, the slice check owns it instead.
+    """
+    from workbench.data.labels import label_shift
+
+    ls = ctx.cached("label_shift", lambda: label_shift(ctx.case, ctx.baseline, ctx.incident))
+    top_feature = max(feature_strengths(ctx).values(), default=0.0)
+    confined = confined_share(ctx)
+    s = S.weaken(S.from_z(abs(ls.label_z)), S.from_z(abs(ls.prediction_z)), top_feature, confined)
+    summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
+               f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ).")
+    verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
+    label = ctx.case.columns.label
+    cands = (Candidate("label", label, s, f"labels changed on their own at {hhmm(ctx)}: {summary[0].lower()}{summary[1:]}",
+                       detail=summary),) if s > 0 else ()
+    return Evidence("label_side", verdict, s, summary, detail=str(ls), data={"plot": plotspec.bars(
+        ["label rate", "prediction mean"], [ls.label_z, ls.prediction_z], title="Shift at the onset (σ)", y="σ")}, candidates=cands)

@@ -1,0 +1,40 @@
+"""Is the regression confined to one traffic segment?"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from workbench.rca import _strength as S
+from workbench.rca import plotspec
+from workbench.rca.checks._common import slices
+from workbench.rca.evidence import Candidate, Evidence
+
+if TYPE_CHECKING:
+    from workbench.rca.context import Context
+
+__all__ = ["slice_check"]
+
+
+def slice_check(ctx: Context) -> Evidence:
+    """Strength: the share of the regression the top slice holds (confinement) × its significance.
+
+    A fallback: the ranking scales it down by the strongest other explanation, so a
+    segment stands as the cause only when nothing else explains the regression.
+    """
+    search = slices(ctx)
+    top = search.top
+    table = search.table.head(10)
+    plot = plotspec.bars(table["slice"].to_list(), table["delta"].to_list(), title="Change in NE by slice (incident − baseline)",
+                         y="Δ NE", highlight=[top["slice"]] if top else [])
+    if top is None:
+        return Evidence("slice", "pass", 0.0, "No segment regressed more than the rest of the traffic.", detail=str(search),
+                        data={"plot": plot})
+    share = S.from_share(top["explained_share"])
+    s = share if search.confined else 0.5 * share  # not confined: the rest of the traffic regressed too
+    summary = (f"The regression concentrates in {top['slice']} ({top['share']:.0%} of traffic): NE {top['baseline_value']:.3f} → "
+               f"{top['incident_value']:.3f}; it holds {share:.0%} of the total regression"
+               + (" and the rest of the traffic did not regress." if search.confined else ", but the rest regressed too."))
+    verdict = "warn" if s >= 0.2 else "pass"
+    return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot},
+                    candidates=(Candidate("slice", top["slice"], s, f"the regression is confined to {top['slice']}",
+                                          detail=summary, fallback=True),) if s > 0 else ())

@@ -1,0 +1,142 @@
+"""Model-side checks: the snapshot near the onset, its diff, its validation, its activations.
+
+The snapshot suspect is the diff's first bad snapshot when it started serving
+between ``NEAR`` hours before the onset and the end of the incident window (the
+diff does not depend on where the onset was located, which is least certain for
+weak signals); otherwise the one that started serving closest to the onset, within
+``NEAR`` hours. Timing alone is weak evidence — with a refresh every few hours one
+lands near any onset by chance — so its strength comes from what the snapshot did:
+an alarming diff, a failed validation, and above all the swap counterfactual
+(re-scoring the incident rows with the baseline's snapshot recovers the quality).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from workbench.rca import _strength as S
+from workbench.rca import plotspec
+from workbench.rca.evidence import Candidate, Evidence
+
+if TYPE_CHECKING:
+    from workbench.case.snapshots import Snapshot
+    from workbench.rca.context import Context
+
+__all__ = ["activation_trace", "model_side", "snapshot_validation", "suspect"]
+
+
+NEAR = timedelta(hours=2)
+TIMING_ONLY = 0.1  # a publish time near the onset alone: with refreshes every few hours, one lands near any onset
+
+
+def _timeline(ctx: Context):
+    from workbench.model.diff import snapshot_timeline
+
+    return ctx.cached("snapshot_timeline", lambda: snapshot_timeline(ctx.case))
+
+
+def suspect(ctx: Context) -> Snapshot | None:
+    """The snapshot to examine (see the module docstring), or None."""
+    onset = ctx.onset_time
+    if onset is None:
+        return None
+    first_bad = _timeline(ctx).first_bad
+    serving = [s for s in ctx.case.snapshots if onset - NEAR <= s.published_at < ctx.incident.end]
+    flagged = [s for s in serving if s.snapshot_id == first_bad]
+    if flagged:
+        return flagged[0]
+    near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= NEAR]
+    return min(near, key=lambda s: abs(s.published_at - onset)) if near else None
+
+
+def _previous(ctx: Context, snap: Snapshot) -> Snapshot | None:
+    earlier = [s for s in ctx.case.snapshots if s.published_at < snap.published_at]
+    return earlier[-1] if earlier else None
+
+
+def model_side(ctx: Context) -> Evidence:
+    """Strength: noisy-OR of the timing prior, the diff alarm and the swap.
+
+    * diff: the timeline's robust z for the suspect relative to its gate (``from_gate``);
+    * swap (needs model.py): the share of the NE regression that re-scoring the incident
+      with the baseline's snapshot removes, times ``from_z`` of its paired z (the same
+      rows under both snapshots), so a share within sampling noise counts for nothing.
+    """
+    timeline = _timeline(ctx)
+    snap = suspect(ctx)
+    rows = timeline.table
+    plot = plotspec.bars(rows["snapshot_id"].to_list(), rows["z"].fill_null(0.0).to_list(),
+                         title="Snapshot change vs benign refreshes (robust z)",
+                         y="z", highlight=[timeline.first_bad] if timeline.first_bad else [])
+    if snap is None:
+        alarm = f" The diff flags {timeline.first_bad}, but it did not start serving near the onset." if timeline.first_bad else ""
+        return Evidence("model_side", "pass", 0.0, f"No snapshot was published within {NEAR.seconds // 3600} h of the onset.{alarm}",
+                        detail=str(timeline), data={"plot": plot})
+    row = rows.filter(rows["snapshot_id"] == snap.snapshot_id).row(0, named=True)
+    diff_s = (1.0 if row["nonfinite"] else S.from_gate(row["z"], row["gate"])) if row["alarm"] else 0.0
+    layer = None
+    if row["alarm"]:
+        layer = timeline.bad_parameters[0] if timeline.first_bad == snap.snapshot_id and timeline.bad_parameters else row["top_parameter"]
+    parts = [f"{snap.snapshot_id} started serving at {snap.published_at:%Y-%m-%d %H:%M}"]
+    parts.append(f"its weights changed unlike routine refreshes (robust z {row['z']:.1f}, gate {row['gate']:.1f})"
+                 + (f", most in {layer}" if layer else "") if row["alarm"] else "its weight change looks like a routine refresh")
+    swap_s = 0.0
+    if ctx.has("model"):
+        from workbench.model.rescore import snapshot_swap
+
+        swap = ctx.cached("snapshot_swap", lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident))
+        if swap is not None:
+            # significant (paired z through from_z) and material (its share of the regression): both must hold
+            swap_s = S.from_z(swap.z) * S.from_share(swap.recovered)
+            parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression (paired z {swap.z:.1f})")
+    s = 1 - (1 - TIMING_ONLY) * (1 - diff_s) * (1 - swap_s)
+    summary = "; ".join(parts) + "."
+    verdict = "fail" if s >= 0.5 else "warn"
+    return Evidence("model_side", verdict, s, summary, detail=str(timeline), data={"plot": plot, "suspect": snap.snapshot_id},
+                    candidates=(Candidate("snapshot", snap.snapshot_id, s, summary, layer=layer),))
+
+
+def snapshot_validation(ctx: Context) -> Evidence:
+    """Strength: a failed validation of the suspect is strong evidence (0.8): its gates are relative to the stable
+    snapshot with tolerances from bootstrap noise and the spread of benign refreshes (see :mod:`workbench.model.validation`)."""
+    from workbench.model.validation import validate_snapshot
+
+    snap = suspect(ctx)
+    if snap is None:
+        return Evidence.skipped("snapshot_validation", "no snapshot published near the onset")
+    result = ctx.cached(("validation", snap.snapshot_id), lambda: validate_snapshot(ctx.case, snap.snapshot_id))
+    table = result.metrics
+    plot = plotspec.table(table.columns, [list(r) for r in table.iter_rows()],
+                          title=f"{snap.snapshot_id} vs {result.reference_id} on holdout")
+    if result.passed:
+        return Evidence("snapshot_validation", "pass", 0.0, f"{snap.snapshot_id} passes every gate against {result.reference_id}.",
+                        data={"plot": plot})
+    summary = f"{snap.snapshot_id} fails validation against {result.reference_id}: " + "; ".join(result.reasons[:2]) + "."
+    return Evidence("snapshot_validation", "fail", 0.8, summary, detail="\n".join(result.reasons), data={"plot": plot},
+                    candidates=(Candidate("snapshot", snap.snapshot_id, 0.8, summary),))
+
+
+def activation_trace(ctx: Context) -> Evidence:
+    """Names the first layer whose activations diverge beyond benign variation (supporting, strength 0.5 × from_z)."""
+    from workbench.model.activations import compare_activations
+
+    snap = suspect(ctx)
+    prev = _previous(ctx, snap) if snap else None
+    if snap is None or prev is None:
+        return Evidence.skipped("activation_trace", "no snapshot (with a predecessor) published near the onset")
+    diff = ctx.cached(("activations", prev.snapshot_id, snap.snapshot_id),
+                      lambda: compare_activations(ctx.case, prev.snapshot_id, snap.snapshot_id))
+    table = diff.table
+    plot = plotspec.bars(table["layer"].to_list(), table["z"].fill_null(0.0).to_list(),
+                         title=f"Activation change {prev.snapshot_id} → {snap.snapshot_id} (robust z)",
+                         y="robust z", highlight=[diff.first_divergent_layer] if diff.first_divergent_layer else [])
+    if not diff.first_divergent_layer:
+        return Evidence("activation_trace", "pass", 0.0, "No layer's activations moved beyond benign refreshes.", detail=str(diff),
+                        data={"plot": plot})
+    row = table.filter(table["layer"] == diff.first_divergent_layer).row(0, named=True)
+    s = 0.5 * S.from_gate(row["z"], row["gate"])
+    summary = (f"Activations first diverge at {diff.first_divergent_layer} (parameter {diff.first_divergent_parameter}; "
+               f"robust z {row['z']:.1f}, gate {row['gate']:.1f}).")
+    return Evidence("activation_trace", "fail", s, summary, detail=str(diff), data={"plot": plot},
+                    candidates=(Candidate("snapshot", snap.snapshot_id, s, summary, layer=diff.first_divergent_parameter),))
