@@ -13,7 +13,7 @@ __all__ = ["CSS", "badge", "card", "kv"]
 
 # One palette for the whole workbench (the HTML report uses the same verdict colours).
 VERDICT_COLORS = {"fail": ("#fee2e2", "#991b1b"), "warn": ("#fef3c7", "#92400e"), "pass": ("#dcfce7", "#166534"),
-                  "skip": ("#f3f4f6", "#4b5563"), "info": ("#e0f2fe", "#075985")}
+                  "skip": ("#f3f4f6", "#4b5563"), "info": ("#e0f2fe", "#075985"), "error": ("#111827", "#fecaca")}
 BLUE, RED, GREEN, AMBER, GRAY = "#2563eb", "#dc2626", "#059669", "#d97706", "#9ca3af"
 BASELINE_COLOR, INCIDENT_COLOR = "#3b82f6", "#ef4444"
 PLOT_OPTS = {"toolbar": "above", "fontscale": 1.0, "default_tools": ["pan", "wheel_zoom", "save", "reset"]}
@@ -58,7 +58,8 @@ STATUS_CSS = """
 
 def badge(verdict: str) -> str:
     bg, fg = VERDICT_COLORS.get(verdict, VERDICT_COLORS["info"])
-    return f"<span class='wb-badge' style='background:{bg};color:{fg}'>{escape(verdict)}</span>"
+    label = "ERROR" if verdict == "error" else verdict
+    return f"<span class='wb-badge' style='background:{bg};color:{fg}'>{escape(label)}</span>"
 
 
 def card(title: str, body: str, *, minor: bool = False, kind: str = "") -> str:

@@ -268,7 +268,10 @@ class TreePanel(View):
             finally:
                 self.say(None)
         self._render_node(name)
-        return self._reruns[key]
+        ev = self._reruns[key]
+        if ev.verdict == "error":  # the node shows ERROR; the pane says what raised and where the traceback is
+            raise RuntimeError(f"{name} raised {ev.reason}\n(traceback in {ev.data.get('log')})")
+        return ev
 
     def code(self) -> str:
         lines = ["from workbench import diagnose, open_case", "",

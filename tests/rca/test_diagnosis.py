@@ -15,27 +15,46 @@ from workbench.rca import Candidate, Evidence, Node, default_tree, diagnose, reg
 from workbench.rca import tree as tree_module
 from workbench.report.html import render_report
 
-# The contract of `workbench diagnose CASE --json`, as a JSON schema.
+# The contract (v2) of `workbench diagnose CASE --json`, as a JSON schema.
+PREDICTED = {"type": "object", "required": ["metric", "value", "recovery"],
+             "properties": {"metric": {"type": "string"}, "value": {"type": "number"}, "recovery": {"type": "number"}}}
+MITIGATION = {"type": "object", "required": ["action", "target", "how"],
+              "properties": {"action": {"enum": ["rollback", "fallback", "backfill", "recalibrate", "exclude_training",
+                                                 "investigate"]},
+                             "target": {"type": "string"}, "how": {"type": "string"}, "factor": {"type": "number"},
+                             "from": {"type": "string"}, "to": {"type": "string"},
+                             "predicted": {"oneOf": [PREDICTED, {"type": "null"}]}}}
 CONTRACT = {
     "type": "object",
-    "required": ["case", "anomaly", "root_causes", "skipped"],
+    "required": ["case", "anomaly", "root_causes", "skipped", "errors"],
     "additionalProperties": False,
     "properties": {
         "case": {"type": "string"},
         "anomaly": {
             "type": "object", "required": ["detected", "metric", "onset", "baseline", "current"],
             "properties": {"detected": {"type": "boolean"}, "metric": {"type": "string"},
-                           "onset": {"type": ["string", "null"], "pattern": r"^\d{4}-\d\d-\d\dT\d\d:00:00Z$"},
-                           "baseline": {"type": "number"}, "current": {"type": "number"}}},
+                           "onset": {"type": ["string", "null"], "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$"},
+                           "end": {"type": ["string", "null"], "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:00Z$"},
+                           "baseline": {"type": ["number", "null"]}, "current": {"type": ["number", "null"]},
+                           "grain": {"type": ["string", "null"], "enum": ["15m", "1h", "6h", "1d", "1w", None]},
+                           "segment": {"type": ["string", "null"]},
+                           "metrics": {"type": "array", "items": {
+                               "type": "object", "required": ["metric", "baseline", "current", "regressed"],
+                               "properties": {"metric": {"type": "string"}, "baseline": {"type": ["number", "null"]},
+                                              "current": {"type": ["number", "null"]}, "regressed": {"type": "boolean"}}}}}},
         "root_causes": {"type": "array", "items": {
             "type": "object", "required": ["kind", "target", "confidence", "summary", "evidence", "path"],
             "properties": {
                 "kind": {"enum": ["snapshot", "feature", "upstream", "label", "calibration", "slice"]},
                 "target": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
                 "summary": {"type": "string"}, "layer": {"type": "string"}, "slice": {"type": "string"},
+                "change": {"enum": ["coverage", "scale", "stale", "decorrelated", "skew", "shift"]},
                 "evidence": {"type": "array", "items": {"type": "object", "required": ["check", "detail"]}},
-                "path": {"type": "array", "items": {"type": "string"}, "minItems": 1}}}},
+                "path": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "mitigations": {"type": "array", "items": MITIGATION}}}},
         "skipped": {"type": "array", "items": {"type": "object", "required": ["check", "reason"]}},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["check", "error"],
+                                              "properties": {"check": {"type": "string"}, "error": {"type": "string"}}}},
     },
 }
 

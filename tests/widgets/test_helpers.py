@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from workbench import plotspec
+from workbench.rca import plotspec
 from workbench.case.loader import Case
 from workbench.rca import Candidate, Diagnosis, Evidence, Node, RootCause, Tree
 from workbench.windows import Window, iso

@@ -76,7 +76,7 @@ def test_phase_subset_and_errors_are_visible(regression, trail):
     bad = lab_view(trail)
     bad.__panel__()
     bad.step = 7  # out of range: the error shows on the widget instead of raising in a callback
-    assert bad._error.visible and "the bisect made 3 comparisons" in bad._error.object
+    assert bad.error.visible and "the bisect made 3 comparisons" in bad.error.object
 
 
 def test_unknown_argument_gets_a_spelling_hint(regression):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import holoviews as hv
 import numpy as np
 
-from workbench import plotspec
+from workbench.rca import plotspec
 from workbench_widgets._plots import render_spec, render_specs
 
 

@@ -96,7 +96,8 @@ class Diagnosis:
         on_path = set(self.recommended_path)
         for path, ev in self.steps:
             mark = "→" if path[-1] in on_path else " "
-            lines.append(f" {mark} {'  ' * (len(path) - 1)}[{ev.verdict:>4}] {path[-1]}: {ev.summary}")
+            verdict = "ERROR" if ev.verdict == "error" else ev.verdict
+            lines.append(f" {mark} {'  ' * (len(path) - 1)}[{verdict:>4}] {path[-1]}: {ev.summary}")
         lines.append("")
         if self.root_causes:
             lines.append("root causes:")

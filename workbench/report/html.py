@@ -24,6 +24,7 @@ h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bo
 .muted{color:#6b7280} .verdict{display:inline-block;min-width:38px;text-align:center;border-radius:4px;padding:0 6px;
 font-size:12px;font-weight:600;margin-right:6px} .fail{background:#fee2e2;color:#991b1b} .warn{background:#fef3c7;color:#92400e}
 .pass{background:#dcfce7;color:#166534} .skip,.info{background:#f3f4f6;color:#4b5563}
+.error{background:#111827;color:#fecaca}
 details{margin:6px 0;border:1px solid #e5e7eb;border-radius:6px;padding:6px 10px} details.onpath{border-color:#2563eb}
 summary{cursor:pointer} .cause{border-left:4px solid #dc2626;padding:6px 12px;margin:10px 0;background:#fef2f2}
 .cause.minor{border-color:#9ca3af;background:#f9fafb} table.data{border-collapse:collapse;font-size:12px;margin:6px 0}
@@ -73,9 +74,14 @@ def render_report(diagnosis: Diagnosis) -> str:
         cls = "onpath" if path[-1] in on_path else ""
         body = f"<p>{escape(ev.detail)}</p>" if ev.detail else ""
         out.append(f"<details class='{cls}' style='margin-left:{(len(path) - 1) * 18}px'{' open' if cls else ''}>"
-                   f"<summary><span class='verdict {ev.verdict}'>{ev.verdict}</span><b>{escape(path[-1])}</b> — {question}"
+                   f"<summary><span class='verdict {ev.verdict}'>{'ERROR' if ev.verdict == 'error' else ev.verdict}</span><b>{escape(path[-1])}</b> — {question}"
                    f"<br><span>{escape(ev.summary)}</span></summary>{body}{render_svg(ev.data.get('plot'))}"
                    f"{''.join(render_svg(p) for p in ev.data.get('plots', []))}{read}</details>")
+    if d.errors:
+        out.append("<h2>Errors</h2><p>These checks raised: a bug in the workbench, not a verdict on the case"
+                   + (f" (tracebacks in <code>{escape(str(d.log_path))}</code>)" if d.log_path else "") + ".</p><ul>" + "".join(
+            f"<li><span class='verdict error'>ERROR</span><b>{escape(e['check'])}</b>: {escape(e['error'])}</li>"
+            for e in d.errors) + "</ul>")
     if d.skipped:
         out.append("<h2>Skipped checks</h2><ul>" + "".join(
             f"<li><b>{escape(s['check'])}</b>: {escape(s['reason'])}</li>" for s in d.skipped) + "</ul>")
