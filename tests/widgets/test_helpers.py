@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from workbench.rca import plotspec
 from workbench.case.loader import Case
-from workbench.rca import Candidate, Diagnosis, Evidence, Node, RootCause, Tree
+from workbench.rca import Candidate, Diagnosis, Evidence, Node, RootCause, Tree, plotspec
 from workbench.windows import Window, iso
 
 

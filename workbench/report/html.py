@@ -74,7 +74,8 @@ def render_report(diagnosis: Diagnosis) -> str:
         cls = "onpath" if path[-1] in on_path else ""
         body = f"<p>{escape(ev.detail)}</p>" if ev.detail else ""
         out.append(f"<details class='{cls}' style='margin-left:{(len(path) - 1) * 18}px'{' open' if cls else ''}>"
-                   f"<summary><span class='verdict {ev.verdict}'>{'ERROR' if ev.verdict == 'error' else ev.verdict}</span><b>{escape(path[-1])}</b> — {question}"
+                   f"<summary><span class='verdict {ev.verdict}'>{'ERROR' if ev.verdict == 'error' else ev.verdict}</span>"
+                   f"<b>{escape(path[-1])}</b> — {question}"
                    f"<br><span>{escape(ev.summary)}</span></summary>{body}{render_svg(ev.data.get('plot'))}"
                    f"{''.join(render_svg(p) for p in ev.data.get('plots', []))}{read}</details>")
     if d.errors:
