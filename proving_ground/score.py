@@ -1,0 +1,2 @@
+def score(case_dir, answer):
+    raise NotImplementedError
