@@ -135,12 +135,25 @@ class _Gen:
         self.y_clean = (self.u < sigmoid(self.rows.logit)).astype(np.int8)
         self.joined = traffic.joined(ts, self.end, sc.label_delay_hours, sc.join_rate, self.rng("join"))
         # training pool and model
+        # training examples from before the log; negatives downsampled (weights 1/keep), as CTR training does, so
+        # even a 0.5 % base rate gives the model a few thousand positives without fitting on 600k rows
         prng = self.rng("train")
         self.train_days = float(prng.uniform(7, 28))
-        n_pool = 40_000
-        ts_tr = np.sort(prng.integers(self.start - int(self.train_days * DAY_US), self.start - HOUR_US, n_pool))
-        self.pool = sample_rows(w, ts_tr, prng, None)
-        self.y_pool = (prng.random(n_pool) < sigmoid(self.pool.logit)).astype(np.int8)
+        n_full = int(min(300_000, max(40_000, 3000 / sc.base_rate)))
+        ts_tr = np.sort(prng.integers(self.start - int(self.train_days * DAY_US), self.start - HOUR_US, n_full))
+        full = sample_rows(w, ts_tr, prng, None)
+        y_full = (prng.random(n_full) < sigmoid(full.logit)).astype(np.int8)
+        k = min(sc.training_rows, n_full)
+        tidx = np.sort(prng.permutation(n_full)[:k])
+        self.training_sample = (full.ts[tidx], y_full[tidx], np.asfortranarray(full.X[tidx]))
+        keep = min(1.0, 36_000 / max(1, int((y_full == 0).sum())))
+        sel = np.flatnonzero((y_full == 1) | (prng.random(n_full) < keep))
+        self.pool = full.take(sel)
+        self.y_pool = y_full[sel]
+        self.w_pool = np.where(self.y_pool == 1, 1.0, 1.0 / keep)
+        self.neg_keep = keep
+        self.train_base_rate = float(y_full.mean())
+        del full
         frng = self.rng("format")
         toml = sc.files.get("workbench_toml", True)
         self.spec = served.ModelSpec(
@@ -150,7 +163,7 @@ class _Gen:
             cls=str(frng.choice(["CtrModel", "Ranker", "ClickNet"])))
         mrng = self.rng("model")
         heavy = np.array([f.family in ("count", "lognormal") for f in w.features])
-        self.state0 = served.fit(self.spec, self.pool.X, self.y_pool, mrng, heavy=heavy)
+        self.state0 = served.fit(self.spec, self.pool.X, self.y_pool, mrng, heavy=heavy, sample_weight=self.w_pool)
         self.scorer = served.Scorer(self.spec)
         self.imp = served.importance(self.scorer, self.state0, self.pool.X[:3000])
         self._chain(mrng)
@@ -212,7 +225,8 @@ class _Gen:
             prev = states[-1]
             if mrng.random() < 0.25:
                 idx = mrng.integers(0, len(self.pool), 4000)
-                st = served.fine_tune(self.spec, prev, self.pool.X[idx], self.y_pool[idx], steps=10, lr=0.003)
+                st = served.fine_tune(self.spec, prev, self.pool.X[idx], self.y_pool[idx], steps=10, lr=0.003,
+                                      sample_weight=self.w_pool[idx])
             else:
                 st = served.perturb(prev, self.state0, 0.02, mrng)
             states.append(st)
@@ -577,7 +591,7 @@ class _Gen:
             if change == "coverage_default":
                 kind = self.sc.incident.get("default", "zero")
                 if kind == "prior":
-                    v = float(np.nanmean(self.pool.X[:, j]))
+                    v = float(np.nanmean(self.training_sample[2][:, j]))
                     v = float(f"{v:.4g}")
                 else:
                     v = 0.0 if kind == "zero" else -1.0
@@ -688,23 +702,24 @@ class _Gen:
             t = st[key]
             flat = t.view(-1)
             flat[int(rr.integers(flat.numel()))] = float("nan")
-            fallback = round(float(self.y_pool.mean()), 4)
+            fallback = round(self.train_base_rate, 4)
             params["fallback_prediction"] = fallback
         else:
             note = "trained on bad data"
             idx = rr.permutation(len(self.pool))[:15_000]
-            X, y = self.pool.X[idx], self.y_pool[idx].copy()
-            weights = None
+            X, y, sw = self.pool.X[idx], self.y_pool[idx].copy(), self.w_pool[idx].copy()
             if mode == "shuffled_labels":
                 q = 0.3 + 0.7 * sev
                 sel = np.flatnonzero(rr.random(len(y)) < q)
                 y[sel] = y[rr.permutation(sel)]
+                sw = np.where(y == 1, 1.0, 1.0 / self.neg_keep)
                 params["shuffled_share"] = round(q, 4)
-            else:
+            else:  # negatives sampled at rate k and the weights that undo the sampling forgotten
                 keep = math.exp(math.log(0.5) + sev * (math.log(0.05) - math.log(0.5)))
-                weights = np.where((y == 1) | (rr.random(len(y)) < keep), 1.0, 0.0)
-                params["negatives_kept"] = round(keep, 4)
-            st = served.fine_tune(self.spec, good, X, y, steps=150, lr=0.02, weights=weights)
+                kept = (y == 1) | (rr.random(len(y)) < keep)
+                X, y, sw = X[kept], y[kept], np.ones(int(kept.sum()))
+                params["negatives_kept"] = round(keep * self.neg_keep, 5)
+            st = served.fine_tune(self.spec, good, X, y, steps=150, lr=0.02, sample_weight=sw)
         snap = served.Snapshot("bad", self.onset, st, bad=True, note=note, fallback=fallback)
         return {"state": st, "snapshot": snap, "params": params, "good_index": k_good, "note": note, "fallback": fallback}
 
@@ -754,12 +769,10 @@ class _Gen:
             fmt["column_order"] = [names[i] for i in frng.permutation(len(names))]
         files_written = {"predictions": writer.write_log(out, self.cols, fmt, order, data)}
         if sc.files.get("training"):
-            k = min(sc.training_rows, len(self.pool))
+            tts, ty, tX = self.training_sample
             tfmt = dict(fmt, predictions="csv" if fmt["predictions"] == "csv" else "parquet", sorted=True)
-            tdata = {"ts": self.pool.ts, "y": self.y_pool, "y_null": np.zeros(len(self.pool), dtype=bool), "X": self.pool.X,
-                     "feature_dtypes": fdt}
-            tidx = np.sort(frng.permutation(len(self.pool))[:k])
-            files_written["training"] = writer.write_log(out, self.cols, tfmt, tidx, tdata, training=True)
+            tdata = {"ts": tts, "y": ty, "y_null": np.zeros(len(ty), dtype=bool), "X": tX, "feature_dtypes": fdt}
+            files_written["training"] = writer.write_log(out, self.cols, tfmt, np.arange(len(ty)), tdata, training=True)
         model_info = None
         if sc.files.get("snapshots"):
             writer.write_snapshots(out, snaps, stable_column=frng.random() < 0.6, file_kind=fmt.get("snapshot_files", "mixed"), rng=frng)

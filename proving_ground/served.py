@@ -126,12 +126,15 @@ def fill(X: np.ndarray) -> np.ndarray:
 
 
 def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-        heavy: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        heavy: np.ndarray | None = None, sample_weight: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """Fit the served model on logged training rows; returns a state_dict.
 
     ``heavy`` marks heavy-tailed inputs (counts, money, durations) that the model takes
-    through log1p before standardising, as a production model would.
+    through log1p before standardising, as a production model would. ``sample_weight``
+    undoes negative downsampling (negatives kept at rate k weigh 1/k), so the model is
+    calibrated on the full population while training on a positive-enriched sample.
     """
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     Xf = fill(X).astype(np.float64)
     compress = np.zeros(X.shape[1]) if heavy is None else heavy.astype(np.float64)
     Xc = np.where(compress > 0, np.sign(Xf) * np.log1p(np.abs(Xf)), Xf)
@@ -145,7 +148,7 @@ def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
     state["scale"] = torch.tensor(scale, dtype=torch.float32)
     Z = (Xc - mean) / scale
     if spec.kind == "logistic":
-        w = _irls(Z, y)
+        w = _irls(Z, y, sw)
         state["net.0.weight"] = torch.tensor(w[1:][None, :], dtype=torch.float32)
         state["net.0.bias"] = torch.tensor(w[:1], dtype=torch.float32)
         return state
@@ -154,26 +157,29 @@ def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
     module.load_state_dict(state)
     last = [m for m in module.net if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
-        rate = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+        rate = float(np.clip((sw * y).sum() / sw.sum(), 1e-4, 1 - 1e-4))
         last.bias.fill_(math.log(rate / (1 - rate)))
     perm = rng.permutation(len(Xf))
     cut = int(0.8 * len(perm))
     tr, ho = perm[:cut], perm[cut:]
     X32, y32 = Xf.astype(np.float32), y.astype(np.float32)
-    return _adam(module, X32[tr], y32[tr], steps=300, lr=0.01, batch=1024, rng=rng, holdout=(X32[ho], y32[ho]), l2=1e-4)
+    w32 = sw.astype(np.float32)
+    return _adam(module, X32[tr], y32[tr], steps=300, lr=0.01, batch=1024, rng=rng, holdout=(X32[ho], y32[ho], w32[ho]),
+                 l2=1e-4, sample_weight=w32[tr])
 
 
-def _irls(Z: np.ndarray, y: np.ndarray, iters: int = 12, l2: float = 1e-3) -> np.ndarray:
+def _irls(Z: np.ndarray, y: np.ndarray, sw: np.ndarray, iters: int = 12, l2: float = 1e-3) -> np.ndarray:
+    """Weighted logistic regression by Newton steps (with a small ridge, none on the intercept)."""
     A = np.hstack([np.ones((len(Z), 1)), Z])
-    rate = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+    rate = float(np.clip((sw * y).sum() / sw.sum(), 1e-4, 1 - 1e-4))
     w = np.zeros(A.shape[1])
     w[0] = math.log(rate / (1 - rate))
-    reg = l2 * len(Z) * np.eye(A.shape[1])
+    reg = l2 * sw.sum() * np.eye(A.shape[1])
     reg[0, 0] = 0.0
     for _ in range(iters):
         p = 1 / (1 + np.exp(-np.clip(A @ w, -30, 30)))
-        g = A.T @ (y - p) - reg @ w
-        H = (A * (p * (1 - p))[:, None]).T @ A + reg
+        g = A.T @ (sw * (y - p)) - reg @ w
+        H = (A * (sw * p * (1 - p))[:, None]).T @ A + reg
         step = np.linalg.solve(H + 1e-9 * np.eye(len(w)), g)
         w += step
         if np.abs(step).max() < 1e-6:
@@ -182,8 +188,8 @@ def _irls(Z: np.ndarray, y: np.ndarray, iters: int = 12, l2: float = 1e-3) -> np
 
 
 def _adam(module: torch.nn.Module, X: np.ndarray, y: np.ndarray, steps: int, lr: float, batch: int | None = None,
-          rng: np.random.Generator | None = None, holdout: tuple[np.ndarray, np.ndarray] | None = None,
-          l2: float = 0.0) -> dict[str, torch.Tensor]:
+          rng: np.random.Generator | None = None, holdout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+          l2: float = 0.0, sample_weight: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """Adam on the logged features (buffers stay as given): full batch, or minibatches with early stopping.
 
     Written out rather than ``torch.optim.Adam``: importing torch.optim pulls in the
@@ -195,7 +201,9 @@ def _adam(module: torch.nn.Module, X: np.ndarray, y: np.ndarray, steps: int, lr:
         x = module.inputs(torch.from_numpy(X))
         hx = module.inputs(torch.from_numpy(holdout[0])) if holdout else None
     t = torch.from_numpy(y)
+    sw = torch.from_numpy(np.ones(len(y), dtype=np.float32) if sample_weight is None else sample_weight.astype(np.float32))
     hy = torch.from_numpy(holdout[1]) if holdout else None
+    hw = torch.from_numpy(holdout[2]) if holdout else None
     params = list(module.parameters())
     m = [torch.zeros_like(p) for p in params]
     v = [torch.zeros_like(p) for p in params]
@@ -205,11 +213,11 @@ def _adam(module: torch.nn.Module, X: np.ndarray, y: np.ndarray, steps: int, lr:
     for step in range(1, steps + 1):
         if batch and batch < len(X):
             idx = torch.from_numpy(rng.integers(0, len(X), batch))
-            xb, tb = x[idx], t[idx]
+            xb, tb, wb = x[idx], t[idx], sw[idx]
         else:
-            xb, tb = x, t
+            xb, tb, wb = x, t, sw
         out = module.net(xb).reshape(-1)  # logits, whatever OUTPUT the forward returns
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(out, tb)
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(out, tb, reduction="none") * wb).sum() / wb.sum()
         if l2:
             loss = loss + l2 * sum((p ** 2).sum() for n, p in module.named_parameters() if n.endswith("weight"))
         grads = torch.autograd.grad(loss, params)
@@ -220,7 +228,7 @@ def _adam(module: torch.nn.Module, X: np.ndarray, y: np.ndarray, steps: int, lr:
                 vi.mul_(b2).addcmul_(g, g, value=1 - b2)
                 p.sub_(lr * (mi / c1) / ((vi / c2).sqrt() + eps))
             if holdout is not None and (step % 25 == 0 or step == steps):
-                hl = float(torch.nn.functional.binary_cross_entropy_with_logits(module.net(hx).reshape(-1), hy))
+                hl = float(torch.nn.functional.binary_cross_entropy_with_logits(module.net(hx).reshape(-1), hy, weight=hw))
                 if hl < best_loss:
                     best_loss, best = hl, {k: v.detach().clone() for k, v in module.state_dict().items()}
     module.eval()
@@ -230,14 +238,11 @@ def _adam(module: torch.nn.Module, X: np.ndarray, y: np.ndarray, steps: int, lr:
 
 
 def fine_tune(spec: ModelSpec, state: dict[str, torch.Tensor], X: np.ndarray, y: np.ndarray, steps: int, lr: float,
-              weights: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+              sample_weight: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """A short warm start from ``state`` on (possibly corrupted) rows."""
     module = spec.build()
     module.load_state_dict(state)
-    if weights is not None:  # resample by weight (e.g. a wrong negative sampling rate)
-        keep = weights > 0
-        X, y = X[keep], y[keep]
-    return _adam(module, fill(X), y.astype(np.float32), steps=steps, lr=lr)
+    return _adam(module, fill(X), y.astype(np.float32), steps=steps, lr=lr, sample_weight=sample_weight)
 
 
 def perturb(state: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor], rel: float,

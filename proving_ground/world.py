@@ -346,6 +346,10 @@ class Rows:
     def __len__(self) -> int:
         return len(self.ts)
 
+    def take(self, idx: np.ndarray) -> Rows:
+        return Rows(ts=self.ts[idx], slices=self.slices[idx], R=np.asfortranarray(self.R[idx]), X=np.asfortranarray(self.X[idx]),
+                    feat=self.feat[idx], ctx=self.ctx[idx], hidden=self.hidden[idx], b0=self.b0)
+
 
 def _frac(ts: np.ndarray, t0: int, t1: int) -> np.ndarray:
     return np.clip((ts - t0) / max(t1 - t0, 1), 0.0, 1.0)
