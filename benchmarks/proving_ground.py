@@ -141,7 +141,8 @@ def report(rows: list[dict], meta: dict) -> str:
     lines = [f"# Proving ground: {meta['split']} split", "",
              f"Reproduce: `{meta['command']}`", "",
              f"{s['cases']} cases ({s['incidents']} detectable incidents, {s['controls']} controls, {s['sparse']} too sparse), "
-             f"runner `{meta['runner']}`, max {meta['max_rows']:,} rows per case, {meta['seconds']:.0f} s wall on {meta['workers']} workers. "
+             f"runner `{meta['runner']}`, max {meta['max_rows']:,} rows per case, "
+             f"{meta['seconds']:.0f} s wall on {meta['workers']} workers. "
              "Rates count only the cases where the score applies (detection and causes: incidents the generator made detectable "
              "by construction; false alarms: controls; sparse handled: too-sparse logs). A case whose run raised is a failure and "
              "counts as missed. Score definitions: `proving_ground/score.py`.", ""]
@@ -169,7 +170,8 @@ def report(rows: list[dict], meta: dict) -> str:
         lines += ["", "### Failures", ""] + [f"- {r['scenario']}: {r['failure'][:300]}" for r in fails]
     misses = [r for r in rows if r.get("incident") and r.get("first") is False and not r.get("failure")]
     if misses:
-        lines += ["", "### Incidents whose top cause was wrong", "", "| case | truth | top answer | confidence |", "| --- | --- | --- | --- |"]
+        lines += ["", "### Incidents whose top cause was wrong", "",
+                  "| case | truth | top answer | confidence |", "| --- | --- | --- | --- |"]
         lines += [f"| {r['scenario']} | {r['kind']}:{r['target']} | {r.get('top')} | {_num(r.get('confidence'))} |" for r in misses]
     lines += ["", f"Generation: median {_num(_median([r.get('generate_seconds') for r in rows]))} s per case (0 when cached); "
               f"diagnosis: median {_num(_median([r.get('diagnose_seconds') for r in rows]))} s per case."]

@@ -67,6 +67,11 @@ class Scenario:
     format: dict[str, Any] = field(default_factory=dict)
     too_sparse: bool = False
 
+    def __post_init__(self) -> None:
+        # key order of the dict fields must not depend on how the scenario was built (JSON round trips sort them)
+        for name in ("incident", "files", "format"):
+            object.__setattr__(self, name, dict(sorted(dict(getattr(self, name)).items())))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
