@@ -37,16 +37,20 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_MAX_ROWS = 500_000  # benchmark cases; the generator's own default cap is 2M
 
 
-def _case(sc_dict: dict, cache: Path) -> tuple[Path, float]:
-    """Generate the case unless an identical one is cached. Returns (path, seconds spent generating)."""
+def _case(sc_dict: dict, cache: Path, fresh: bool = False) -> tuple[Path, float]:
+    """Generate the case unless an identical one (same scenario, same generator version) is cached.
+
+    Returns (path, seconds spent generating)."""
     from proving_ground import Scenario, generate
+    from proving_ground.generate import GENERATOR_VERSION
 
     sc = Scenario.from_dict(sc_dict)
     path = cache / f"{sc.name}"
     truth = path / "truth.json"
-    if truth.exists():
+    if truth.exists() and not fresh:
         try:
-            if json.loads(truth.read_text(encoding="utf-8")).get("scenario_key") == sc.key():
+            t = json.loads(truth.read_text(encoding="utf-8"))
+            if t.get("scenario_key") == sc.key() and t.get("generator_version") == GENERATOR_VERSION:
                 return path, 0.0
         except (OSError, ValueError):
             pass
@@ -74,14 +78,14 @@ def _diagnose(case: Path, runner: str, timeout: float) -> dict:
     return json.loads(json.dumps(d.to_dict(), default=str))
 
 
-def run_one(sc_dict: dict, cache: str, runner: str, timeout: float) -> dict:
+def run_one(sc_dict: dict, cache: str, runner: str, timeout: float, fresh: bool = False) -> dict:
     """Worker: generate (or reuse), diagnose, score. Never raises: failures are records."""
     from proving_ground import score
     from proving_ground.score import load_truth
 
     rec: dict = {"scenario": f"{sc_dict['family']}/{sc_dict['mode']}/{sc_dict['seed']}", "failure": None}
     try:
-        case, gen_s = _case(sc_dict, Path(cache))
+        case, gen_s = _case(sc_dict, Path(cache), fresh)
     except Exception as exc:  # a generator bug: report it, do not stop the suite
         rec.update(failure=f"generate: {type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=4),
                    family=sc_dict["family"], mode=sc_dict["mode"], seed=sc_dict["seed"])
@@ -198,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS)
     ap.add_argument("--variety", action="store_true", help="format-variety sweep: odd names, dtypes, layouts")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per case (cli runner)")
+    ap.add_argument("--fresh", action="store_true", help="regenerate cached cases")
     args = ap.parse_args(argv)
 
     cache = args.out or Path("/tmp/proving_ground") / (args.split + ("-variety" if args.variety else ""))
@@ -209,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows: list[dict] = []
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
-        futs = {pool.submit(run_one, sc.to_dict(), str(cache), args.runner, args.timeout): sc for sc in scenarios}
+        futs = {pool.submit(run_one, sc.to_dict(), str(cache), args.runner, args.timeout, args.fresh): sc for sc in scenarios}
         for k, fut in enumerate(as_completed(futs), 1):
             sc = futs[fut]
             try:

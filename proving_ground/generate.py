@@ -39,6 +39,8 @@ from proving_ground.split import SPLITS, severity_top
 from proving_ground.world import DAY_US, HOUR_US, build_world, feature_logit, sample_rows, sigmoid, transform
 
 TRUTH_VERSION = 1
+#: Bump whenever the same scenario would generate a different case (benchmark caches check it).
+GENERATOR_VERSION = 2
 
 _SCALE_UP = [(2.0, "double counted"), (3.6, "m/s -> km/h"), (10.0, "x10"), (60.0, "minutes -> seconds"),
              (100.0, "ratio -> percent"), (1000.0, "seconds -> milliseconds")]
@@ -117,7 +119,7 @@ class _Gen:
             self.fam, self.mode = fam, mode
         needs = {("shift", "latent"): frozenset({"hinge"}), ("shift", "boolean_share"): frozenset({"binary"})}.get((fam, mode), frozenset())
         w = build_world(sc.split, sc.n_features, sc.n_factors, sc.n_bundles, sc.n_slices, sc.signal_sd, sc.hidden_sd,
-                        sc.base_rate, self.rng("world"), needs=needs)
+                        sc.base_rate, self.rng("world"), needs=needs, clock=sc.span_hours >= 336)
         self.w = w
         self.F = len(w.features)
         self.start = _us(sc.start)
@@ -363,7 +365,9 @@ class _Gen:
         for c in self.causes:
             if c.get("features", "x") is None:
                 a = self.causes[0]["features"][0]
-                ex = [j for j in range(self.F) if j == a or (self.lineage and not lin.sources_disjoint(self.lineage, a, j))]
+                mates = {j for bd in self.w.bundles if a in bd["features"] for j in bd["features"]}
+                ex = [j for j in range(self.F)
+                      if j == a or j in mates or (self.lineage and not lin.sources_disjoint(self.lineage, a, j))]
                 if len([j for j in self._cand(False) if j not in ex]) == 0:
                     ex = [a]
                 c["features"] = [self._pick_feature(r, allow_binary=False, exclude=tuple(ex))]
@@ -903,7 +907,7 @@ class _Gen:
         kind = head["kind"] if causes else "none"
         labelled_pos = int(self.final_y[lab].sum())
         return {
-            "truth_version": TRUTH_VERSION,
+            "truth_version": TRUTH_VERSION, "generator_version": GENERATOR_VERSION,
             "family": sc.family, "mode": sc.mode, "split": sc.split, "seed": sc.seed,
             "kind": kind, "target": head["target"], "target_equivalents": head["target_equivalents"],
             "change": head["change"], "changes_accepted": head["changes_accepted"], "slice": head["slice"],

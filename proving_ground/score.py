@@ -22,7 +22,8 @@ The rules, so that every figure in a report means one thing:
   ``first``: the top cause matches a true cause. ``top3``: the first three causes
   contain *every* true cause (one for single-cause cases, both for ``multi``).
 * **change** (feature causes): the matched answer cause's ``change`` is one the truth
-  accepts (``mixed`` accepts coverage or scale); None when no cause matched.
+  accepts (``mixed`` accepts coverage or scale); None when no cause matched. An answer
+  that names no change counts as wrong (``change_given`` tells the two apart).
 * **slice named** (truth has a slice): a top-3 cause has that ``slice``, or is a
   ``slice`` cause with it as target, or ``anomaly.segment`` equals it.
 * **confidence**: the top cause's confidence and whether it was right, for a
@@ -143,7 +144,7 @@ def score(case_dir: str | Path, answer: dict, truth: dict | None = None) -> dict
         "top": f"{causes[0].get('kind')}:{causes[0].get('target')}" if causes else None,
         "detected": None, "false_alarm": None, "sparse_handled": None, "sparse_reported_anomaly": None,
         "onset_error_periods": None, "onset_error_hours": None, "end_found": None, "end_error_periods": None,
-        "first": None, "top3": None, "change_correct": None, "slice_named": None,
+        "first": None, "top3": None, "change_correct": None, "change_given": None, "slice_named": None,
         "confidence": None, "confidence_band": None,
         "mitigation_recovers": None, "mitigation_metric": None, "mitigation_value_error": None,
         "errors": len(answer.get("errors") or []),
@@ -186,6 +187,7 @@ def score(case_dir: str | Path, answer: dict, truth: dict | None = None) -> dict
                 tc = next((tc for tc in with_change if match(rc, tc)), None)
                 if tc is not None:
                     got = rc.get("change") in (tc.get("changes_accepted") or [tc.get("change")])
+                    out["change_given"] = rc.get("change") is not None
                     break
             out["change_correct"] = got
     tslice = _norm_slice(truth.get("slice"))

@@ -103,7 +103,8 @@ class World:
 
 
 # --------------------------------------------------------------------------- building a world
-def _feature_names(rng: np.random.Generator, split: str, n: int, n_bundles: int) -> tuple[list[tuple[str, str]], list[list[int]]]:
+def _feature_names(rng: np.random.Generator, split: str, n: int, n_bundles: int,
+                   clock: bool = True) -> tuple[list[tuple[str, str]], list[list[int]]]:
     """(name, family) for n features, of which the first members form bundles of 2-4 related names."""
     v = SPLITS[split].vocab
     used: set[str] = set()
@@ -111,7 +112,7 @@ def _feature_names(rng: np.random.Generator, split: str, n: int, n_bundles: int)
     bundles: list[list[int]] = []
     quantities = list(v.quantities)
     windowed = {q for q, fam in v.quantities.items() if fam in ("count", "rate", "lognormal")}
-    n_clock = 1 if (n >= 6 and rng.random() < 0.5) else 0
+    n_clock = 1 if (n >= 6 and rng.random() < 0.5 and clock) else 0
     budget = n - n_clock
     for _ in range(n_bundles):
         size = int(rng.integers(2, 5))
@@ -188,7 +189,8 @@ def _probit(q: float) -> float:
 
 
 def build_world(split: str, n_features: int, n_factors: int, n_bundles: int, n_slices: int, signal_sd: float,
-                hidden_sd: float, base_rate: float, rng: np.random.Generator, needs: frozenset[str] = frozenset()) -> World:
+                hidden_sd: float, base_rate: float, rng: np.random.Generator, needs: frozenset[str] = frozenset(),
+                clock: bool = True) -> World:
     """Draw the feature set, weights, nonlinear terms and slices, then solve the intercept for the base rate.
 
     ``needs`` asks for structure an incident relies on: ``"hinge"`` (a saturating strong
