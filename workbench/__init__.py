@@ -42,12 +42,13 @@ __all__ = [
     "FeatureDrift",
     "FeatureIsolation",
     "FeatureSlices",
+    "GrainChoice",
     "LabelDelay",
     "LabelShift",
     "Lineage",
+    "MetricVerdict",
     "Node",
     "Onset",
-    "Onsets",
     "QualitySeries",
     "Reliability",
     "RootCause",
@@ -67,12 +68,12 @@ __all__ = [
     "attribution_shift",
     "build_model",
     "calibration_shift",
+    "choose_grain",
     "compare_activations",
     "default_batch",
     "default_holdout",
     "default_tree",
     "detect_onset",
-    "detect_onsets",
     "detect_segment_onset",
     "diagnose",
     "diff_state_dicts",
@@ -87,6 +88,7 @@ __all__ = [
     "load_model",
     "load_plugins",
     "load_state_dict",
+    "measure_windows",
     "open_case",
     "permutation_shap",
     "quality_between",
@@ -115,6 +117,8 @@ _EXPORTS = {
     "Columns": "workbench.case.columns",
     "Config": "workbench.case.config",
     "read_config": "workbench.case.config",
+    "GrainChoice": "workbench.case.grain",
+    "choose_grain": "workbench.case.grain",
     "Lineage": "workbench.case.lineage",
     "read_lineage": "workbench.case.lineage",
     "Snapshot": "workbench.case.snapshots",
@@ -123,10 +127,10 @@ _EXPORTS = {
     "QualitySeries": "workbench.data.quality",
     "quality_series": "workbench.data.quality",
     "quality_between": "workbench.data.quality",
+    "MetricVerdict": "workbench.data.onset",
     "Onset": "workbench.data.onset",
-    "Onsets": "workbench.data.onset",
     "detect_onset": "workbench.data.onset",
-    "detect_onsets": "workbench.data.onset",
+    "measure_windows": "workbench.data.onset",
     "SegmentOnset": "workbench.data.segments",
     "detect_segment_onset": "workbench.data.segments",
     "FeatureDrift": "workbench.data.drift",
@@ -195,6 +199,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from workbench.case.columns import Columns
     from workbench.case.config import Config, read_config
+    from workbench.case.grain import GrainChoice, choose_grain
     from workbench.case.lineage import Lineage, read_lineage
     from workbench.case.loader import Case, open_case
     from workbench.case.snapshots import Snapshot, load_state_dict, read_snapshot_index
@@ -202,7 +207,7 @@ if TYPE_CHECKING:
     from workbench.data.drift import FeatureDrift, FeatureSlices, feature_by_slice, feature_drift, feature_timeline, training_skew
     from workbench.data.estimate import Estimate, estimate_unlabeled
     from workbench.data.labels import LabelDelay, LabelShift, label_delay, label_shift
-    from workbench.data.onset import Onset, Onsets, detect_onset, detect_onsets
+    from workbench.data.onset import MetricVerdict, Onset, detect_onset, measure_windows
     from workbench.data.quality import QualitySeries, quality_between, quality_series
     from workbench.data.segments import SegmentOnset, detect_segment_onset
     from workbench.data.slices import SliceDeltas, SliceSearch, find_slices, slice_deltas

@@ -15,16 +15,19 @@ import polars as pl
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: int = 800, onset: int | None = None,
+def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 800, onset: int | None = None,
                break_: str = "signal", slice_: tuple[str, str] | None = None, delay_hours: int = 5,
-               delay_bias: float = 0.0) -> Path:
+               delay_bias: float = 0.0, end: int | None = None, offset: float = 0.8, round_to: int | None = None) -> Path:
     """Write ``root/predictions.parquet`` and return ``root``.
 
     ``break_`` after ``onset`` (hours from the start), inside ``slice_`` if given:
     ``signal`` (clicks follow the features half as much), ``coverage`` (``f_a`` goes
     null and the model scores it as 0), ``scale`` (``f_b`` x 100, scored as such),
     ``stale`` (``f_a`` frozen), ``calibration`` (every logit + 0.8), ``labels``
-    (40% of clicks logged as non-clicks). Labels of the last ``delay_hours`` are
+    (40% of clicks logged as non-clicks); the break lasts until hour ``end`` when given
+    (the incident recovers). ``offset`` is the calibration break's logit shift;
+    ``round_to`` rounds the served predictions to that many decimals (exact 0s and 1s).
+    Labels of the last ``delay_hours`` are
     partly missing; ``delay_bias`` > 0 makes late labels more often positive (so
     the joined ones look negative-heavy), the realistic bad case.
     """
@@ -45,7 +48,7 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: int = 80
     base = -2.2 + 0.25 * cycle + np.vectorize(eff.get)(country)
     true = base + 1.1 * f_a + 0.6 * np.log(f_b) + 0.2 * rng.standard_normal(n)
     score_a, score_b = f_a.copy(), f_b.copy()
-    after = np.zeros(n, dtype=bool) if onset is None else hour >= onset
+    after = np.zeros(n, dtype=bool) if onset is None else (hour >= onset) & (hour < (end if end is not None else hours))
     if slice_ is not None:
         col = {"country": country, "device": device}[slice_[0]]
         after &= col == slice_[1]
@@ -62,8 +65,10 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: int = 80
         score_a = f_a
     logit = -2.2 + 0.25 * cycle + np.vectorize(eff.get)(country) + 1.1 * score_a + 0.6 * np.log(score_b)
     if break_ == "calibration":
-        logit = np.where(after, logit + 0.8, logit)
+        logit = np.where(after, logit + offset, logit)
     p = 1 / (1 + np.exp(-logit))
+    if round_to is not None:
+        p = np.round(p, round_to)
     y = (rng.random(n) < 1 / (1 + np.exp(-true))).astype(float)
     if break_ == "labels":
         y = np.where(after & (y == 1) & (rng.random(n) < 0.4), 0.0, y)

@@ -17,9 +17,11 @@ __all__ = [
     "Case",
     "Columns",
     "Config",
+    "GrainChoice",
     "Lineage",
     "ModelConfig",
     "Snapshot",
+    "choose_grain",
     "inspect_snapshot_file",
     "load_state_dict",
     "open_case",
@@ -39,6 +41,8 @@ _EXPORTS = {
     "Config": "workbench.case.config",
     "ModelConfig": "workbench.case.config",
     "read_config": "workbench.case.config",
+    "GrainChoice": "workbench.case.grain",
+    "choose_grain": "workbench.case.grain",
     "Lineage": "workbench.case.lineage",
     "read_lineage": "workbench.case.lineage",
     "Snapshot": "workbench.case.snapshots",
@@ -50,6 +54,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS, Columns
     from workbench.case.config import Config, ModelConfig, read_config
+    from workbench.case.grain import GrainChoice, choose_grain
     from workbench.case.lineage import Lineage, read_lineage
     from workbench.case.loader import Case, open_case
     from workbench.case.snapshots import Snapshot, inspect_snapshot_file, load_state_dict, read_snapshot_index

@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.case.grain import GRAINS
 from workbench.errors import CaseError, suggest
 
 __all__ = ["Config", "ModelConfig", "read_config"]
@@ -20,7 +21,7 @@ OUTPUTS = ("logit", "probability")
 
 # Every key the file may hold, with its default; the defaults are the contract's.
 SCHEMA: dict[str, dict[str, object]] = {
-    "case": {"name": None, "task": "binary"},
+    "case": {"name": None, "task": "binary", "grain": None},
     "columns": {
         "timestamp": "ts",
         "prediction": "prediction",
@@ -48,6 +49,7 @@ class Config:
 
     name: str | None = None
     task: str = "binary"
+    grain: str | None = None  # the quality series' period; None: the finest that holds enough labelled rows
     timestamp: str = "ts"
     prediction: str = "prediction"
     label: str = "label"
@@ -101,6 +103,12 @@ def read_config(root: Path) -> Config:
     task = case.get("task", "binary")
     if task not in TASKS:
         raise CaseError(path, f"[case] task = {task!r} is not supported.", 'v1 supports task = "binary" only.')
+    grain = case.get("grain")
+    if grain is not None and grain not in GRAINS:
+        close = suggest(str(grain), GRAINS)
+        raise CaseError(path, f"[case] grain = {grain!r} is not one of {list(GRAINS)}.",
+                        f'write grain = "{close}"' if close else 'write grain = "1h" (or "15m", "6h", "1d", "1w"), or leave it out '
+                        "to let the workbench choose the finest period with enough labelled rows.")
     output = model.get("output", "logit")
     if output not in OUTPUTS:
         raise CaseError(path, f"[model] output = {output!r} is not one of {list(OUTPUTS)}.",
@@ -116,6 +124,7 @@ def read_config(root: Path) -> Config:
     return Config(
         name=_string(path, "[case].name", case["name"]) if "name" in case else None,
         task=task,
+        grain=grain,
         **roles,
         features=_string_list(path, "[columns].features", cols.get("features", ["f_*"])),
         slices=None if slices is None else _string_list(path, "[columns].slices", slices),

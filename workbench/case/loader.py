@@ -24,6 +24,7 @@ import polars as pl
 
 from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS, Columns
 from workbench.case.config import Config, ModelConfig, read_config
+from workbench.case.grain import GrainChoice, choose_grain, profile_at
 from workbench.case.lineage import Lineage, read_lineage
 from workbench.case.snapshots import Snapshot, read_snapshot_index
 from workbench.errors import CaseError, suggest
@@ -50,6 +51,8 @@ class Case:
     events: pl.DataFrame | None
     model: ModelConfig | None
     hourly: pl.DataFrame  # hour, rows, labeled: from the validation pass
+    profile: pl.DataFrame  # period (15 minutes), rows, labeled, positives: every grain's counts are sums of it
+    grain: GrainChoice  # the quality series' period (workbench.case.grain), or why none can be tested
     rows: int
     warnings: tuple[str, ...] = ()
     sources: dict[str, Path] = field(default_factory=dict)
@@ -91,6 +94,7 @@ class Case:
             "events": 0 if self.events is None else self.events.height,
             "training": self.training is not None, "model": self.model is not None,
             "warnings": list(self.warnings), "sources": {k: str(v) for k, v in self.sources.items()},
+            "grain": self.grain.grain, "grain_reason": self.grain.reason,
         }
 
     def __str__(self) -> str:
@@ -103,6 +107,8 @@ class Case:
             f"  snapshots: {len(self.snapshots)}; lineage nodes: {len(self.lineage.kinds) if self.lineage else 0}; "
             f"events: {0 if self.events is None else self.events.height}; "
             f"training sample: {'yes' if self.training is not None else 'no'}; model: {'yes' if self.model else 'no'}",
+            f"  quality is tested per {self.grain.grain} ({self.grain.reason})" if self.grain.testable else
+            "  quality cannot be tested: too sparse (see the warning)",
         ]
         lines += [f"  warning: {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -275,7 +281,8 @@ def _served_snapshot(snapshots: tuple[Snapshot, ...]) -> pl.Expr:
 
 
 def _validate(lf: pl.LazyFrame, source: Path, cols: Columns) -> tuple[pl.DataFrame, list[str]]:
-    """One aggregate pass: value errors raise, soft problems become warnings; returns the hourly profile."""
+    """One aggregate pass: value errors raise, soft problems become warnings; returns the 15-minute profile
+    (``period``, ``rows``, ``labeled``, ``positives``), from which every grain's counts are sums."""
     p, y = pl.col(PREDICTION), pl.col(LABEL)
     checks = lf.select(
         pl.len().alias("rows"),
@@ -286,10 +293,10 @@ def _validate(lf: pl.LazyFrame, source: Path, cols: Columns) -> tuple[pl.DataFra
         (y.is_not_null() & ~y.is_in([0.0, 1.0])).sum().alias("y_bad"),
         (pl.col(TS).diff() < pl.duration(microseconds=0)).sum().alias("unsorted"),
     )
-    hourly = (lf.group_by(pl.col(TS).dt.truncate("1h").alias("hour"))
-              .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"))
-              .drop_nulls("hour").sort("hour"))
-    stats, hourly = pl.collect_all([checks, hourly], engine="streaming")
+    profile = (lf.group_by(pl.col(TS).dt.truncate("15m").alias("period"))
+               .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"), (y == 1.0).sum().alias("positives"))
+               .drop_nulls("period").sort("period"))
+    stats, profile = pl.collect_all([checks, profile], engine="streaming")
     s = stats.row(0, named=True)
     if s["rows"] == 0:
         raise CaseError(source, "the table is empty.", "the serving log needs at least one row per hour you want to analyse.")
@@ -310,8 +317,12 @@ def _validate(lf: pl.LazyFrame, source: Path, cols: Columns) -> tuple[pl.DataFra
     if s["unsorted"]:
         warnings.append(f"{source.name}: rows are not sorted by time ({s['unsorted']:,} steps back); that is fine, "
                         "but sorting by ts makes scans faster.")
-    warnings += _label_delay(hourly)
-    return hourly, warnings
+    warnings += _label_delay(_hourly(profile))
+    return profile, warnings
+
+
+def _hourly(profile: pl.DataFrame) -> pl.DataFrame:
+    return profile_at(profile, "1h").select(pl.col("period").alias("hour"), "rows", "labeled")
 
 
 def _label_delay(hourly: pl.DataFrame) -> list[str]:
@@ -417,7 +428,12 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
         raise CaseError(root / "snapshots", "directory has no index.csv.",
                         "list the snapshots in snapshots/index.csv: snapshot_id,published_at,file[,stable]")
     say("validating timestamps, predictions and labels")
-    hourly, warnings = _validate(lf, source, cols)
+    profile, warnings = _validate(lf, source, cols)
+    hourly = _hourly(profile)
+    grain = choose_grain(profile, cfg.grain)
+    if not grain.testable:
+        warnings.append(f"{grain.reason}. Prediction quality cannot be tested for a regression; "
+                        "diagnose will say so instead of reporting 'no regression'.")
     if snapshots:
         lf = lf.with_columns(pl.coalesce(pl.col(SNAPSHOT), _served_snapshot(snapshots)).alias(SNAPSHOT))
     rows = int(hourly["rows"].sum())
@@ -438,5 +454,5 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
         raise CaseError(cfg.source or root, f"[model] factory names '{cfg.model.file}', which does not exist in {root}.",
                         "add the file, or remove the [model] table to run model-free.")
     return Case(root=root, name=cfg.name or root.name, config=cfg, columns=cols, predictions=lf, training=training,
-                snapshots=snapshots, lineage=lineage, events=events, model=model, hourly=hourly, rows=rows,
+                snapshots=snapshots, lineage=lineage, events=events, model=model, hourly=hourly, profile=profile, grain=grain, rows=rows,
                 warnings=tuple(warnings), sources=sources)

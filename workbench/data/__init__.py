@@ -16,8 +16,8 @@ __all__ = [
     "FeatureSlices",
     "LabelDelay",
     "LabelShift",
+    "MetricVerdict",
     "Onset",
-    "Onsets",
     "QualitySeries",
     "Reliability",
     "SegmentOnset",
@@ -25,7 +25,6 @@ __all__ = [
     "SliceSearch",
     "calibration_shift",
     "detect_onset",
-    "detect_onsets",
     "detect_segment_onset",
     "estimate_unlabeled",
     "feature_by_slice",
@@ -35,6 +34,7 @@ __all__ = [
     "finish",
     "label_delay",
     "label_shift",
+    "measure_windows",
     "merge_partials",
     "quality_between",
     "quality_partial",
@@ -52,10 +52,10 @@ _EXPORTS = {
     "quality_partial": "workbench.data.quality",
     "merge_partials": "workbench.data.quality",
     "finish": "workbench.data.quality",
+    "MetricVerdict": "workbench.data.onset",
     "Onset": "workbench.data.onset",
-    "Onsets": "workbench.data.onset",
     "detect_onset": "workbench.data.onset",
-    "detect_onsets": "workbench.data.onset",
+    "measure_windows": "workbench.data.onset",
     "SegmentOnset": "workbench.data.segments",
     "detect_segment_onset": "workbench.data.segments",
     "FeatureDrift": "workbench.data.drift",
@@ -86,7 +86,7 @@ if TYPE_CHECKING:
     from workbench.data.drift import FeatureDrift, FeatureSlices, feature_by_slice, feature_drift, feature_timeline, training_skew
     from workbench.data.estimate import Estimate, estimate_unlabeled
     from workbench.data.labels import LabelDelay, LabelShift, label_delay, label_shift
-    from workbench.data.onset import Onset, Onsets, detect_onset, detect_onsets
+    from workbench.data.onset import MetricVerdict, Onset, detect_onset, measure_windows
     from workbench.data.quality import QualitySeries, finish, merge_partials, quality_between, quality_partial, quality_series
     from workbench.data.segments import SegmentOnset, detect_segment_onset
     from workbench.data.slices import SliceDeltas, SliceSearch, find_slices, slice_cells, slice_deltas

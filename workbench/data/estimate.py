@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -74,7 +75,11 @@ class Estimate:
     def __str__(self) -> str:
         d = self.delayed
         ne = d["estimated_normalized_entropy"].drop_nulls()
-        body = (f"estimated NE {fmt(ne.mean())} (range {fmt(ne.min())}–{fmt(ne.max())}) over the {self.delayed_hours} "
+
+        def short(v: object) -> str:  # aggregates of a Float64 column, which polars types as any Python literal
+            return fmt(cast(float | None, v))
+
+        body = (f"estimated NE {short(ne.mean())} (range {short(ne.min())}–{short(ne.max())}) over the {self.delayed_hours} "
                 f"label-delayed hour(s)" if len(ne) else "no label-delayed hours")
         return f"label-free estimate (CBPE-style, calibrated on {self.reference}): {body}; backtest MAE {fmt(self.backtest_mae, 4)}"
 
@@ -147,7 +152,7 @@ def estimate_unlabeled(case: Case, reference: Window | None = None, *, every: st
     check = table.filter(~pl.col("estimated") & pl.col("window").is_between(
         pl.lit(reference.start - reference.duration), pl.lit(reference.start), closed="left"))
     err = (check["estimated_normalized_entropy"] - check["measured_normalized_entropy"]).abs().drop_nulls()
-    mae = float(err.mean()) if len(err) else math.nan
+    mae = float(cast(float, err.mean())) if len(err) else math.nan  # a non-empty Float64 column has a float mean
     method = ("CBPE-style: isotonic calibrator (score bin -> label rate) fitted on the reference window's labels, "
               "expected outcomes replace the missing labels")
     return Estimate(table=table, reference=reference, delayed_hours=delayed, backtest_mae=mae, method=method)

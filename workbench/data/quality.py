@@ -132,14 +132,16 @@ class QualitySeries:
         return "\n".join(lines)
 
 
-def quality_series(case: Case, *, every: str = "1h", by: str | tuple[str, ...] | None = None,
+def quality_series(case: Case, *, every: str | None = None, by: str | tuple[str, ...] | None = None,
                    rows: pl.Expr | None = None) -> QualitySeries:
-    """Quality metrics per time window (``every``, a polars duration such as ``"1h"``) and slice value.
+    """Quality metrics per time window (``every``, a polars duration such as ``"1h"``; by default the case's grain,
+    or hourly when it is too sparse to have one) and slice value.
 
     One grouped pass over the timestamp, prediction, label and ``by`` columns;
     ``rows`` optionally filters the serving log first (e.g. ``pl.col("platform") == "ios"``).
     """
     names = _by(case, by)
+    every = every or case.grain.grain or "1h"
     lf = case.predictions if rows is None else case.predictions.filter(rows)
     partial = quality_partial(lf, [pl.col(TS).dt.truncate(every).alias("window"), *names]).collect(engine="streaming")
     table = finish(partial, ["window", *names])

@@ -1,15 +1,14 @@
 """A regression confined to one traffic segment, for when the whole traffic shows none.
 
-A segment holding a tenth of the traffic can collapse while the overall normalized
-entropy stays within its noise. Every value of every slice column with at least
+A segment holding a tenth of the traffic can collapse while the overall quality
+stays within its noise. Every value of every slice column with at least
 ``min_share`` of the rows is tested with :func:`workbench.data.onset.detect_onset` on its
-own hourly series at ``alpha / m`` (Bonferroni over the ``m`` segments tested), so
-the chance that a case with no regression alarms in *some* segment stays below
-``alpha`` (family-wise). The Monte Carlo null uses ``20 / (alpha / m)`` draws, so the
-tail quantile rests on about 20 exceedances.
+own series at the case's grain at ``alpha / m`` (Bonferroni over the ``m`` segments
+tested, on top of the detector's own Bonferroni over the metrics), so the chance that
+a case with no regression alarms in *some* segment stays below ``alpha`` (family-wise).
 
-That null is Gaussian, and the hourly NE of a small segment (a few positives an
-hour) has heavier tails, so a change point alone over-alarms. A segment therefore
+That null is Gaussian, and the metrics of a small segment (a few positives a
+period) have heavier tails, so a change point alone over-alarms. A segment therefore
 stands only when a second, independent test agrees: the slice search
 (:func:`workbench.data.slices.find_slices`, its own Bonferroni control over the whole
 slice lattice) between the windows that onset implies must find that very segment
@@ -18,14 +17,14 @@ significant.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import polars as pl
 
 from workbench.case.loader import Case
-from workbench.data.onset import Onset, detect_onset
+from workbench.data.onset import WATCHED, Onset, detect_onset
 from workbench.data.quality import QualitySeries, quality_series
+from workbench.data.slices import DIRECTION as SEARCHABLE
 from workbench.data.slices import find_slices
 
 __all__ = ["SegmentOnset", "detect_segment_onset"]
@@ -47,7 +46,7 @@ class SegmentOnset:
         return f"in {self.segment} (1 of {self.tested} segments tested, family-wise alpha {self.alpha}): {self.onset}"
 
 
-def detect_segment_onset(case: Case, metric: str = "normalized_entropy", *, alpha: float = 0.01, min_share: float = 0.05,
+def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.01, min_share: float = 0.05,
                          columns: tuple[str, ...] | None = None) -> SegmentOnset | None:
     """The confirmed segment with the largest severity-to-threshold ratio, or None (see the module docstring).
 
@@ -57,10 +56,13 @@ def detect_segment_onset(case: Case, metric: str = "normalized_entropy", *, alph
     >>> detect_segment_onset(open_case("sample_data/cases/control")) is None
     True
     """
+    if case.grain.grain is None:
+        return None
+    every = case.grain.grain
     cols = case.slices if columns is None else columns
     candidates: list[tuple[str, QualitySeries]] = []
     for col in cols:
-        series = quality_series(case, by=col)
+        series = quality_series(case, by=col, every=every)
         shares = series.table.group_by(col).agg(pl.col("rows").sum()).with_columns(pl.col("rows") / pl.col("rows").sum())
         for value in shares.filter(pl.col("rows") >= min_share)[col].sort().to_list():
             sub = series.table.filter(pl.col(col) == value).drop(col)
@@ -68,9 +70,9 @@ def detect_segment_onset(case: Case, metric: str = "normalized_entropy", *, alph
     if not candidates:
         return None
     per_segment = alpha / len(candidates)
-    draws = max(10_000, math.ceil(20 / per_segment))
-    found = [(segment, detect_onset(sub, metric, alpha=per_segment, null_draws=draws, locate_with=())) for segment, sub in candidates]
+    found = [(segment, detect_onset(sub, metrics, alpha=per_segment)) for segment, sub in candidates]
     for segment, onset in sorted((f for f in found if f[1].detected), key=lambda f: -f[1].severity / f[1].threshold):
+        metric = onset.metric if onset.metric in SEARCHABLE else "normalized_entropy"  # AUC is not a sum
         search = find_slices(case, onset.baseline, onset.incident, metric=metric)
         confirmed = search.table.filter(pl.col("significant") & (pl.col("slice") == segment))
         if confirmed.height:

@@ -12,15 +12,28 @@ __all__ = ["add_cli"]
 
 
 def _windows(args: argparse.Namespace):
+    """The user's windows: both given, or the incident alone with the preceding span of equal length as the baseline."""
+    from workbench.errors import WorkbenchError
     from workbench.windows import Window
 
     if not (args.baseline or args.incident):
         return None, None
-    if not (args.baseline and args.incident):
-        from workbench.errors import WorkbenchError
+    if args.baseline and not args.incident:
+        raise WorkbenchError("--baseline", "a baseline needs an incident window to compare with.",
+                             "add --incident START/END (alone, --incident takes the preceding span as the baseline).")
 
-        raise WorkbenchError("--baseline/--incident", "give both windows or neither.", "e.g. --baseline 2026-11-19T00:00/2026-11-20T00:00")
-    return tuple(Window(*w.split("/")) for w in (args.baseline, args.incident))
+    def window(flag: str, text: str) -> Window:
+        parts = text.split("/")
+        if len(parts) != 2:
+            raise WorkbenchError(flag, f"{text!r} is not START/END.", f"e.g. {flag} 2026-11-20T14:00/2026-11-21T00:00")
+        try:
+            return Window(*parts)
+        except ValueError as exc:
+            raise WorkbenchError(flag, f"{text!r}: {exc}.", f"e.g. {flag} 2026-11-20T14:00/2026-11-21T00:00") from None
+
+    incident = window("--incident", args.incident)
+    baseline = window("--baseline", args.baseline) if args.baseline else Window(incident.start - incident.duration, incident.start)
+    return baseline, incident
 
 
 def _run(args: argparse.Namespace):
@@ -55,8 +68,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it may register extra checks); repeatable")
-    p.add_argument("--baseline", metavar="START/END", help="override the baseline window (ISO times)")
-    p.add_argument("--incident", metavar="START/END", help="override the incident window (ISO times)")
+    p.add_argument("--baseline", metavar="START/END", help="override the baseline window (ISO times); needs --incident")
+    p.add_argument("--incident", metavar="START/END",
+                   help="override the incident window (ISO times); alone, the baseline is the span of equal length before it")
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:

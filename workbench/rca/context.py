@@ -151,11 +151,13 @@ class Context:
         return self._cache.get("segment")
 
     def _detect(self) -> Onset:
-        from workbench.data.onset import detect_onset
+        from workbench.data.onset import detect_onset, measure_windows
         from workbench.data.segments import detect_segment_onset
 
         whole = detect_onset(self.case)
-        if whole.detected or not self.case.slices:
+        if self._windows is not None:  # the user's windows apply to everything, the headline included
+            return measure_windows(self.case, *self._windows, detected=whole)
+        if whole.detected or not whole.testable or not self.case.slices:
             return whole
         self.say("no regression in the whole traffic; scanning segments")
         found = detect_segment_onset(self.case)

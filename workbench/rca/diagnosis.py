@@ -7,6 +7,7 @@ HTML report and the decision-tree widget draw the same object.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from workbench.case.loader import Case, open_case
+from workbench.data.onset import Onset
 from workbench.rca.checks import default_tree
 from workbench.rca.context import Context
 from workbench.rca.evidence import Evidence
@@ -85,11 +87,22 @@ class Diagnosis:
     def __str__(self) -> str:
         a = self.anomaly
         lines = [f"case: {self.case.name}"]
-        if a["detected"]:
-            lines.append(f"anomaly: {a['metric']} rose from {a['baseline']:.3f} to {a['current']:.3f} from {a['onset']}")
+        root = self.evidence(self.tree.root)
+        if a["grain"] is None:
+            lines.append(f"anomaly: cannot be tested — {root.summary if root else 'too sparse'}")
+        elif a["detected"]:
+            until = f" until {a['end']} (recovered)" if a["end"] else " (still lasting)"
+            where = f" in {a['segment']}" if a["segment"] else ""
+            moved = "rose" if (a["current"] or 0) > (a["baseline"] or 0) else "fell"
+            lines.append(f"anomaly: {a['metric']}{where} {moved} from {a['baseline']:.3f} to {a['current']:.3f} "
+                         f"from {a['onset']}{until}, per {a['grain']}")
+            also = [m["metric"] for m in a["metrics"] if m["regressed"] and m["metric"] != a["metric"]]
+            if also:
+                lines.append(f"         also regressed: {', '.join(also)}")
         else:
-            lines.append(f"anomaly: none — {a['metric']} stayed within its normal variation "
-                         f"({a['baseline']:.3f} → {a['current']:.3f})")
+            lines.append(f"anomaly: none — prediction quality stayed within its normal variation per {a['grain']} ("
+                         + "; ".join(f"{m['metric']} {m['baseline']:.3f} → {m['current']:.3f}" for m in a["metrics"]
+                                     if m["baseline"] is not None and m["current"] is not None) + ")")
         lines.append(f"windows: baseline {self.baseline}, incident {self.incident}")
         lines.append("")
         lines.append("investigation path:")
@@ -123,6 +136,21 @@ class Diagnosis:
         return "\n".join(lines)
 
 
+def _number(value: float) -> float | None:
+    return round(float(value), 4) if value is not None and math.isfinite(value) else None
+
+
+def _anomaly(onset: Onset, segment: str | None) -> dict[str, Any]:
+    """The ``anomaly`` object of the JSON contract (v2)."""
+    return {"detected": bool(onset.detected), "metric": onset.metric,
+            "onset": iso(onset.onset) if onset.detected and onset.onset else None,
+            "end": iso(onset.end) if onset.detected and onset.end else None,
+            "baseline": _number(onset.baseline_value), "current": _number(onset.current_value),
+            "grain": onset.grain, "segment": segment if onset.detected else None,
+            "metrics": [{"metric": v.metric, "baseline": _number(v.baseline), "current": _number(v.current),
+                         "regressed": bool(v.regressed)} for v in onset.metrics]}
+
+
 def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Callable[[str], None] | None = None,
              baseline: Window | None = None, incident: Window | None = None, strict: bool = False) -> Diagnosis:
     """Walk the decision tree over ``case`` and rank the root causes.
@@ -147,16 +175,18 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
         if reason is not None:
             ev = Evidence.skipped(node.name, reason)
             skipped.append({"check": node.name, "reason": reason})
+        elif node.name != tree.root and not ctx.onset.testable:
+            ev = Evidence.skipped(node.name, "prediction quality could not be tested (too sparse)")
         elif node.name != tree.root and not ctx.detected:
             ev = Evidence.skipped(node.name, "no regression detected")
         else:
             ev = ctx.run(node)
+            if ev.verdict == "skip" and node.name == tree.root:
+                skipped.append({"check": node.name, "reason": ev.reason})
         steps.append((path, ev))
 
     onset = ctx.onset
-    anomaly = {"detected": bool(onset.detected), "metric": onset.metric,
-               "onset": iso(onset.onset) if onset.detected and onset.onset else None,
-               "baseline": round(float(onset.baseline_value), 4), "current": round(float(onset.current_value), 4)}
+    anomaly = _anomaly(onset, ctx.segment)
     causes = rank(steps, case, onset.onset) if onset.detected else []
     return Diagnosis(case=case, tree=tree, anomaly=anomaly, baseline=ctx.baseline, incident=ctx.incident, steps=tuple(steps),
                      root_causes=tuple(causes), skipped=tuple(skipped), seconds=time.perf_counter() - start,

@@ -1,7 +1,8 @@
-"""Did prediction quality regress beyond its normal variation, and when? (the root of the tree)"""
+"""Did prediction quality regress beyond its normal variation, from when, until when? (the root of the tree)"""
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -12,36 +13,73 @@ from workbench.rca.evidence import Evidence
 from workbench.windows import iso
 
 if TYPE_CHECKING:
+    from workbench.data.onset import MetricVerdict, Onset
     from workbench.rca.context import Context
 
-__all__ = ["prediction_quality"]
+__all__ = ["NAMES", "describe_metric", "prediction_quality"]
+
+NAMES = {"normalized_entropy": "Normalized entropy", "calibration_ratio": "The calibration ratio (Σ prediction / Σ label)",
+         "auc": "AUC", "log_loss": "Log loss", "prediction_mean": "The prediction mean", "label_rate": "The label rate"}
+SHORT = {"normalized_entropy": "NE", "calibration_ratio": "calibration ratio", "auc": "AUC"}
+GRAIN_WORDS = {"15m": "15 minutes", "1h": "hour", "6h": "6 hours", "1d": "day", "1w": "week"}
+
+
+def describe_metric(v: MetricVerdict) -> str:
+    """``name went from a to b (+x%)`` for one watched metric."""
+    change = (v.current / v.baseline - 1) if v.baseline and math.isfinite(v.baseline) and math.isfinite(v.current) else math.nan
+    direction = "rose" if v.current > v.baseline else "fell"
+    pct = f" ({change:+.1%})" if math.isfinite(change) else ""
+    return f"{NAMES.get(v.metric, v.metric)} {direction} from {v.baseline:.3f} to {v.current:.3f}{pct}"
+
+
+def _lower(text: str) -> str:
+    return text if text.startswith("AUC") else text[:1].lower() + text[1:]
+
+
+def _plots(ctx: Context, on: Onset) -> tuple[dict, list[dict]]:
+    series = on.series
+    x = [iso(t) for t in series["window"].to_list()] if series.height else []
+    per = GRAIN_WORDS.get(on.grain or "1h", on.grain or "")
+    estimated_from = iso(ctx.case.end - timedelta(hours=on.label_delay_hours)) if on.label_delay_hours else None
+    onset = iso(on.onset) if on.detected and on.onset else None
+    head = on.metric if on.metric in series.columns else "normalized_entropy"
+    plot = plotspec.timeseries(x, {NAMES.get(head, head).lower(): series[head].to_list() if head in series.columns else []},
+                               title=f"{NAMES.get(head, head)} per {per}" + (f" in {ctx.segment}" if ctx.segment else ""),
+                               y=head.replace("_", " "), onset=onset, shade=windows_shade(ctx), estimated_from=estimated_from)
+    others = [plotspec.timeseries(x, {m.replace("_", " "): series[m].to_list() for m in cols}, title=title, onset=onset,
+                                  shade=plot["shade"], estimated_from=estimated_from)
+              for cols, title in ((["normalized_entropy"], f"Normalized entropy per {per}"),
+                                  (["calibration_ratio"], "Calibration ratio (Σ prediction / Σ label)"),
+                                  (["auc"], f"AUC per {per}"),
+                                  (["prediction_mean", "label_rate"], "Prediction mean and label rate"))
+              if cols[0] != head and all(c in series.columns for c in cols)]
+    return plot, others
 
 
 def prediction_quality(ctx: Context) -> Evidence:
-    """Strength: the onset's robust severity (σ above the hour-of-day baseline) through ``from_z``."""
+    """Strength: the headline metric's robust severity (σ beyond its cycle-aware normal range) through ``from_z``.
+
+    The headline metric is the one that regressed most (:mod:`workbench.data.onset`);
+    every watched metric is listed. A case too sparse to test at any grain is said
+    to be so, never reported as "no regression".
+    """
     on = ctx.onset
-    series = on.series
-    plot = plotspec.timeseries(
-        [iso(t) for t in series["window"].to_list()], {"normalized entropy": series["normalized_entropy"].to_list()},
-        title="Normalized entropy per hour", y="NE", onset=iso(on.onset) if on.detected and on.onset else None,
-        shade=windows_shade(ctx),
-        estimated_from=iso(ctx.case.end - timedelta(hours=on.label_delay_hours)) if on.label_delay_hours else None)
-    others = [plotspec.timeseries([iso(t) for t in series["window"].to_list()],
-                                  {m.replace("_", " "): series[m].to_list() for m in cols},
-                                  title=title, onset=plot["onset"], shade=plot["shade"], estimated_from=plot["estimated_from"])
-              for cols, title in ((["calibration_ratio"], "Calibration ratio (Σ prediction / Σ label)"),
-                                  (["prediction_mean", "label_rate"], "Prediction mean and label rate"))
-              if all(c in series.columns for c in cols)]
-    change = on.current_value - on.baseline_value
-    pct = change / on.baseline_value if on.baseline_value else 0.0
+    if not on.testable:
+        return Evidence("prediction_quality", "skip", 0.0, f"Prediction quality cannot be tested: {on.reason}.",
+                        reason=f"{on.reason}", data={"onset": on.to_dict()})
+    plot, others = _plots(ctx, on)
     where = f" in {ctx.segment} (the whole traffic stayed within its noise)" if ctx.segment else ""
-    if ctx.segment:
-        plot["title"] = f"Normalized entropy per hour in {ctx.segment}"
-    if on.detected:
-        summary = (f"Normalized entropy{where} rose from {on.baseline_value:.3f} to {on.current_value:.3f} ({pct:+.1%}) "
-                   f"from {on.onset:%Y-%m-%d %H:%M} UTC, {on.severity:.1f}σ beyond its normal variation.")
-        return Evidence("prediction_quality", "fail", S.from_z(on.severity), summary, detail=on.method,
-                        data={"plot": plot, "plots": others, "onset": on.to_dict()})
-    summary = (f"Normalized entropy stayed within its normal variation ({on.baseline_value:.3f} → {on.current_value:.3f}, "
-               f"{on.severity:.1f}σ).")
-    return Evidence("prediction_quality", "pass", 0.0, summary, detail=on.method, data={"plot": plot, "plots": others})
+    per = GRAIN_WORDS.get(on.grain or "1h", on.grain or "")
+    head = on.verdict(on.metric)
+    data = {"plot": plot, "plots": others, "onset": on.to_dict()}
+    if on.detected and head is not None:
+        until = f" until {on.end:%Y-%m-%d %H:%M} UTC (it recovered)" if on.end else ""
+        given = " in the given windows" if on.forced else f", {on.severity:.1f}σ beyond its normal variation"
+        also = [_lower(describe_metric(v)) for v in on.metrics if v.regressed and v.metric != on.metric]
+        summary = (f"{describe_metric(head)}{where} from {on.onset:%Y-%m-%d %H:%M} UTC{until}{given} (per {per})"
+                   + (f"; also {'; '.join(also)}" if also else "") + ".")
+        return Evidence("prediction_quality", "fail", S.from_z(on.severity) if not on.forced else 1.0, summary,
+                        detail=on.method, data=data)
+    steady = "; ".join(f"{SHORT.get(v.metric, v.metric)} {v.baseline:.3f} → {v.current:.3f}" for v in on.metrics if v.tested)
+    summary = f"Prediction quality stayed within its normal variation per {per} ({steady})."
+    return Evidence("prediction_quality", "pass", 0.0, summary, detail=on.method, data=data)

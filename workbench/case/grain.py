@@ -1,0 +1,129 @@
+"""The log's own time grain: the finest period at which enough periods hold enough labelled rows to test.
+
+A quality metric measured over a period is trustworthy when the period holds
+enough labelled examples of both outcomes: the per-period normalized entropy,
+calibration ratio and AUC rest on normal approximations of binomial counts,
+which hold once a period has at least ``MIN_POSITIVES`` positives and
+``MIN_NEGATIVES`` negatives (the usual ``n p >= 20`` rule). A change-point scan
+needs enough such periods on both sides of a change: at least ``MIN_PERIODS``
+testable periods, and at least ``MIN_SHARE`` of the periods in the labelled span
+testable (so a grain where most periods are too thin is not chosen for its few
+busy ones). The grain is the finest of ``GRAINS`` that qualifies, capped so the
+series has at most ``MAX_PERIODS`` periods (a six-month log is scanned hourly or
+coarser, not every 15 minutes). ``[case] grain`` in ``workbench.toml`` overrides
+the choice. When no grain qualifies the case is *too sparse to test*: the
+workbench says so instead of reporting "no regression".
+
+Everything here reads the case's 15-minute profile (rows, labelled rows,
+positives per 15 minutes, from the validation pass): no data pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import polars as pl
+
+from workbench.metrics import reliable_end
+
+__all__ = ["GRAINS", "MIN_NEGATIVES", "MIN_PERIODS", "MIN_POSITIVES", "GrainChoice", "choose_grain", "grain_delta", "profile_at"]
+
+GRAINS = ("15m", "1h", "6h", "1d", "1w")
+MIN_POSITIVES = MIN_NEGATIVES = 20
+MIN_PERIODS = 12
+MIN_SHARE = 0.8
+MAX_PERIODS = 2400
+_DELTA = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "6h": timedelta(hours=6), "1d": timedelta(days=1),
+          "1w": timedelta(weeks=1)}
+
+
+def grain_delta(grain: str) -> timedelta:
+    """The length of one period of ``grain`` (one of :data:`GRAINS`)."""
+    return _DELTA[grain]
+
+
+def profile_at(profile: pl.DataFrame, grain: str) -> pl.DataFrame:
+    """The 15-minute profile summed to periods of ``grain`` (``period``, ``rows``, ``labeled``, ``positives``),
+    every period from the first to the last included (those without traffic hold zeros)."""
+    summed = profile.group_by(pl.col("period").dt.truncate(grain)).agg(pl.col("rows", "labeled", "positives").sum())
+    if summed.is_empty():
+        return summed
+    every = pl.datetime_range(summed["period"].min(), summed["period"].max(), interval=grain, eager=True).alias("period")
+    return (pl.DataFrame(every).join(summed, on="period", how="left")
+            .with_columns(pl.col("rows", "labeled", "positives").fill_null(0)).sort("period"))
+
+
+@dataclass(frozen=True, slots=True)
+class GrainChoice:
+    """The chosen grain (None: too sparse to test at any grain), why, and the tally behind it.
+
+    ``table`` has one row per grain considered: ``grain``, ``periods`` (in the
+    reliably labelled span), ``testable`` (periods with enough positives and
+    negatives), ``share``, ``fits`` (whether it qualifies).
+    """
+
+    grain: str | None
+    reason: str
+    table: pl.DataFrame
+    requested: bool = False
+
+    @property
+    def testable(self) -> bool:
+        return self.grain is not None
+
+    def to_dict(self) -> dict:
+        return {"grain": self.grain, "reason": self.reason, "requested": self.requested,
+                "table": self.table.to_dicts()}
+
+
+def _tally(profile: pl.DataFrame, grain: str) -> dict:
+    p = profile_at(profile, grain)
+    if p.is_empty():
+        return {"grain": grain, "periods": 0, "testable": 0, "share": 0.0}
+    join = (p["labeled"] / p["rows"]).fill_nan(0.0).to_numpy()
+    end = reliable_end(join)
+    head = p.head(end)
+    neg = head["labeled"] - head["positives"]
+    ok = int(((head["positives"] >= MIN_POSITIVES) & (neg >= MIN_NEGATIVES)).sum())
+    return {"grain": grain, "periods": end, "testable": ok, "share": ok / end if end else 0.0,
+            "all_periods": p.height}
+
+
+def choose_grain(profile: pl.DataFrame, requested: str | None = None) -> GrainChoice:
+    """The finest qualifying grain of :data:`GRAINS` for the 15-minute ``profile`` (see the module docstring).
+
+    >>> from datetime import datetime, UTC
+    >>> hours = [datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(72)]
+    >>> busy = pl.DataFrame({"period": hours, "rows": [2_000] * 72, "labeled": [2_000] * 72, "positives": [100] * 72})
+    >>> choose_grain(busy).grain
+    '1h'
+    >>> choose_grain(busy.with_columns(pl.col("positives") // 50)).grain is None
+    True
+    """
+    rows = [_tally(profile, g) for g in GRAINS]
+    for r in rows:
+        r["fits"] = bool(r["testable"] >= MIN_PERIODS and r["share"] >= MIN_SHARE and r.get("all_periods", 0) <= MAX_PERIODS)
+    table = pl.DataFrame(rows, schema={"grain": pl.String, "periods": pl.Int64, "testable": pl.Int64, "share": pl.Float64,
+                                       "all_periods": pl.Int64, "fits": pl.Boolean})
+    if requested is not None:
+        r = next(r for r in rows if r["grain"] == requested)
+        why = (f"[case] grain = {requested!r}: {r['testable']} of {r['periods']} periods hold at least {MIN_POSITIVES} "
+               "positives and negatives")
+        return GrainChoice(requested, why, table, requested=True)
+    fit = next((r for r in rows if r["fits"]), None)
+    if fit is not None:
+        return GrainChoice(fit["grain"], f"the finest period at which {fit['testable']} of {fit['periods']} periods hold at "
+                           f"least {MIN_POSITIVES} positives and {MIN_NEGATIVES} negatives", table)
+    best = max(rows, key=lambda r: (r["testable"], -GRAINS.index(r["grain"])))
+    labeled = int(profile["labeled"].sum()) if profile.height else 0
+    positives = int(profile["positives"].sum()) if profile.height else 0
+    why = (f"too sparse to test at any grain: {labeled:,} labelled rows ({positives:,} positives) in all; even per "
+           f"{_words(best['grain'])} only {best['testable']} of {best['periods']} periods hold {MIN_POSITIVES} positives and "
+           f"{MIN_NEGATIVES} negatives (a test needs {MIN_PERIODS} such periods)")
+    return GrainChoice(None, why, table)
+
+
+def _words(grain: str) -> str:
+    return {"15m": "15 minutes", "1h": "hour", "6h": "6 hours", "1d": "day", "1w": "week"}[grain]
+
