@@ -22,6 +22,7 @@ import multiprocessing as mp
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -187,6 +188,10 @@ def _median(xs: list) -> float | None:
     return xs[len(xs) // 2] if xs else None
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     from proving_ground import FAMILIES, suite
 
@@ -213,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(scenarios)} cases -> {cache} ({args.workers} workers, runner {args.runner})", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     rows: list[dict] = []
-    with ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn")) as pool:
+    signal.signal(signal.SIGTERM, _interrupt)
+    pool = ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn"))
+    try:
         futs = {pool.submit(run_one, sc.to_dict(), str(cache), args.runner, args.timeout, args.fresh): sc for sc in scenarios}
         for k, fut in enumerate(as_completed(futs), 1):
             sc = futs[fut]
@@ -228,6 +235,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"sparse={r.get('sparse_handled')}")
             print(f"[{k}/{len(scenarios)}] {r['scenario']}: {verdict} (gen {r.get('generate_seconds', '-')} s, "
                   f"diag {r.get('diagnose_seconds', '-')} s)", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: stop the workers too, do not leave them running
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        print("interrupted: no results written", file=sys.stderr)
+        return 130
+    pool.shutdown()
     rows.sort(key=lambda r: r["scenario"])
     meta = {"split": args.split, "command": cmd, "runner": args.runner, "workers": args.workers, "max_rows": args.max_rows,
             "seconds": time.perf_counter() - t0, "variety": args.variety, "seeds_per_mode": args.seeds_per_mode}

@@ -40,7 +40,7 @@ from proving_ground.world import DAY_US, HOUR_US, build_world, feature_logit, sa
 
 TRUTH_VERSION = 1
 #: Bump whenever the same scenario would generate a different case (benchmark caches check it).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 _SCALE_UP = [(2.0, "double counted"), (3.6, "m/s -> km/h"), (10.0, "x10"), (60.0, "minutes -> seconds"),
              (100.0, "ratio -> percent"), (1000.0, "seconds -> milliseconds")]

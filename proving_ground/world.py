@@ -197,7 +197,7 @@ def build_world(split: str, n_features: int, n_factors: int, n_bundles: int, n_s
     feature that loads on a latent factor) or ``"binary"`` (a binary feature with an
     interaction), so a population-shift scenario always has something to shift into.
     """
-    named, bundle_idx = _feature_names(rng, split, n_features, n_bundles)
+    named, bundle_idx = _feature_names(rng, split, n_features, n_bundles, clock)
     in_bundle = {j for idx in bundle_idx for j in idx}
     if "binary" in needs and not any(fam == "binary" for _, fam in named):
         v = SPLITS[split].vocab
