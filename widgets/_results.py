@@ -74,7 +74,9 @@ class Results:
     def _from_diagnosis(self, key: Hashable, windows: tuple[Window, Window] | None) -> Any:
         """A result the diagnosis already computed for its own windows (``Diagnosis.results``), if any."""
         d = self._diagnosis
-        shared = getattr(d, "results", None) if d is not None else None
+        if d is None:
+            return None
+        shared = getattr(d, "results", None)
         if not shared or (windows is not None and windows != (d.baseline, d.incident)):
             return None
         return shared.get(key)
@@ -82,7 +84,7 @@ class Results:
     def _windowed(self, key: str, fn: Callable[..., T], baseline: Window, incident: Window) -> T:
         found = self._from_diagnosis(key, (baseline, incident))
         if found is not None:
-            return found  # type: ignore[no-any-return]  # the diagnosis caches this very call's result
+            return found  # the diagnosis caches this very call's result
         return self.cached((key, baseline, incident), lambda: fn(self.case, baseline, incident))
 
     # ------------------------------------------------------------------ the diagnosis
@@ -105,7 +107,7 @@ class Results:
             return self._diagnosis
 
     # ------------------------------------------------------------------ analysis results
-    def quality(self, by: str | None = None, every: str = "1h") -> QualitySeries:
+    def quality(self, by: str | tuple[str, ...] | None = None, every: str = "1h") -> QualitySeries:
         """``workbench.data.quality.quality_series`` (one grouped pass; per slice column when ``by``)."""
         return self.cached(("quality", by, every), lambda: wb.quality_series(self.case, every=every, by=by))
 

@@ -7,6 +7,7 @@ being injected once into the page.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 
 __all__ = ["CSS", "badge", "card", "kv"]
@@ -67,5 +68,5 @@ def card(title: str, body: str, *, minor: bool = False, kind: str = "") -> str:
     return f"<div class='{cls}'><b>{title}</b><br>{body}</div>"
 
 
-def kv(pairs: dict[str, object]) -> str:
+def kv(pairs: Mapping[str, object]) -> str:
     return "<span class='wb-kv'>" + " &nbsp;·&nbsp; ".join(f"{escape(k)} <b>{escape(str(v))}</b>" for k, v in pairs.items()) + "</span>"

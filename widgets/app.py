@@ -64,7 +64,7 @@ class _InlineColumn(pn.Column):
     def _render_model(self, doc: Any = None, comm: Any = None) -> Any:
         model = super()._render_model(doc, comm)
         if pn.config.inline and model.document is not None:
-            from bokeh.models import UIElement
+            from bokeh.models.ui import UIElement  # bokeh.models re-exports it, but not visibly to a type checker
             from panel.io.notebook import patch_inline_stylesheets
 
             with model.document.models.freeze():

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from html import escape
-from typing import Any
+from typing import Any, cast
 
 import holoviews as hv
 import numpy as np
@@ -24,7 +24,8 @@ import panel as pn
 import param
 import polars as pl
 from bokeh.layouts import column as bk_column
-from bokeh.models import BoxAnnotation, ColumnDataSource
+from bokeh.models import ColumnDataSource
+from bokeh.models.annotations import BoxAnnotation  # bokeh.models re-exports it, but not visibly to a type checker
 
 from workbench_widgets._base import View, guarded
 from workbench_widgets._plots import to_datetime64
@@ -65,7 +66,7 @@ class FeaturesView(View):
     def __init__(self, state, results, **params):
         super().__init__(state, results, **params)
         self.available = bool(results.case.features)
-        self.drift = None
+        self.drift: Any = None  # the FeatureDrift of the current windows, once computed
         self.table = pn.widgets.Tabulator(pl.DataFrame().to_pandas(), show_index=False, disabled=True, selectable=1,
                                           height=330, sizing_mode="stretch_width", layout="fit_data_stretch",
                                           css_classes=["wb-feature-table"], pagination=None, header_align="left")
@@ -97,8 +98,11 @@ class FeaturesView(View):
         if self.results.has(("feature_drift", *w)) or self.results._from_diagnosis("feature_drift", w) is not None:
             self._take(self.results.drift(*w))
         else:
-            self.run_long(f"measuring feature drift for baseline {w[0]} vs incident {w[1]}…", lambda: self.results.drift(*w),
-                          lambda r, w=w: self._take(r) if self.state.windows == w else None)
+            def done(r: Any) -> None:  # only if the windows did not change meanwhile
+                if self.state.windows == w:
+                    self._take(r)
+
+            self.run_long(f"measuring feature drift for baseline {w[0]} vs incident {w[1]}…", lambda: self.results.drift(*w), done)
 
     @guarded("following the new windows")
     def _on_windows(self, *_events: param.parameterized.Event) -> None:
@@ -109,7 +113,9 @@ class FeaturesView(View):
         self._version += 1
         self._ranked = self._ranked_table()
         self.table.value = self._ranked.rename({k: v for k, v in TABLE_COLUMNS.items() if k in self._ranked.columns}).to_pandas()
-        self.table.formatters = {v: {"type": "progress", "max": float(max(self._ranked["severity"].max() or 1, 1e-9)), "color": RED}
+        self.table.formatters = {v: {"type": "progress",
+                                     "max": float(max(cast(float | None, self._ranked["severity"].max()) or 1, 1e-9)),
+                                     "color": RED}
                                  for k, v in TABLE_COLUMNS.items() if k == "severity"}
         broken = drift.table.filter(pl.col("kind") != "none")
         self.head.object = (f"<div class='wb-h'>Features ranked by severity</div><div class='wb-muted'>{broken.height} of "
@@ -216,7 +222,7 @@ class FeaturesView(View):
     def _time_figure(self) -> Any:
         """Coverage and mean per hour: HoloViews draws the frame once, a new feature only replaces the line data."""
         x = to_datetime64(self._timeline["window"].unique().sort().to_list())
-        figures = []
+        figures: list[Any] = []  # bokeh figures, from holoviews (untyped)
         for column, color, what in (("coverage", "#059669", "coverage (non-null share)"), ("mean", "#2563eb", "mean of non-null values")):
             dim = hv.Dimension(column, range=(0, 1.05)) if column == "coverage" else hv.Dimension(column)
             overlay = hv.Overlay([hv.Curve((x, np.full(len(x), np.nan)), "time", dim)]).opts(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from html import escape
-from typing import Any
+from typing import Any, Literal
 
 import holoviews as hv
 import numpy as np
@@ -38,7 +38,8 @@ def _num(v: Any) -> float:
 class SlicesView(View):
     """Found slices first, then per-slice deltas (bars for one column, heatmap for two); a click selects a slice."""
 
-    metric = param.Selector(default="normalized_entropy", objects=list(METRIC_LABELS), doc="The metric whose change is drawn.")
+    metric: param.Selector[str] = param.Selector(default="normalized_entropy", objects=list(METRIC_LABELS),
+                                                 doc="The metric whose change is drawn.")
     rows = param.String(default=None, allow_None=True, doc="The slice column drawn (bars), or the heatmap's rows.")
     cols = param.String(default=None, allow_None=True, doc="A second slice column: draw a heatmap of value pairs.")
 
@@ -52,7 +53,8 @@ class SlicesView(View):
     def __init__(self, state, results, **params):
         super().__init__(state, results, **params)
         self.available = bool(results.case.slices)
-        self.search = self.deltas = None
+        self.search: Any = None  # the SliceSearch of the current windows, once computed
+        self.deltas: Any = None  # their SliceDeltas
         self.found_box = pn.Column(sizing_mode="stretch_width", margin=(0, 4))
         self.facts = pn.pane.HTML("", stylesheets=[CSS], sizing_mode="stretch_width")
         if not self.available:
@@ -97,9 +99,12 @@ class SlicesView(View):
         if self.results.has(key) or self.results._from_diagnosis("find_slices", w) is not None:
             self._take(self.results.slices(*w), self.results.slice_deltas(*w))
         else:
+            def done(r: Any) -> None:  # only if the windows did not change meanwhile
+                if self.state.windows == w:
+                    self._take(*r)
+
             self.run_long(f"searching slices for baseline {w[0]} vs incident {w[1]}…",
-                          lambda: (self.results.slices(*w), self.results.slice_deltas(*w)),
-                          lambda r, w=w: self._take(*r) if self.state.windows == w else None)
+                          lambda: (self.results.slices(*w), self.results.slice_deltas(*w)), done)
 
     def _take(self, search: Any, deltas: Any) -> None:
         self.search, self.deltas = search, deltas
@@ -115,6 +120,7 @@ class SlicesView(View):
     def _on_slice(self, *_events: param.parameterized.Event) -> None:
         self.clear.visible = bool(self.state.slice)
         columns = list(parse_slice(self.state.slice)) if self.state.slice else []
+        assert self.rows is not None  # __init__ sets it whenever the view is available (else this is not watched)
         shown = [self.rows] + ([self.cols] if self.cols and self.cols != self.rows else [])
         if columns and sorted(columns) != sorted(shown):  # show the selected slice where it can be seen
             with param.parameterized.discard_events(self):
@@ -145,7 +151,11 @@ class SlicesView(View):
             for r in s.table.iter_rows(named=True):
                 btn = pn.widgets.Button(label=r["slice"], button_type="light", width=300, height=30,
                                         stylesheets=[TREE_BUTTON_CSS], css_classes=["wb-found-slice"], margin=(1, 2))
-                btn.on_click(lambda _e, label=r["slice"]: self._select_guarded(label))
+
+                def click(_e: Any, label: str = r["slice"]) -> None:  # a def: mypy cannot type a lambda with a default
+                    self._select_guarded(label)
+
+                btn.on_click(click)
                 self._found_buttons[r["slice"]] = btn
                 sig = "<b style='color:#991b1b'>significant</b>" if r["significant"] else "<span class='wb-muted'>not significant</span>"
                 text = (f"{sig} · {_num(r['baseline_value']):.3f} → {_num(r['incident_value']):.3f} "
@@ -155,7 +165,7 @@ class SlicesView(View):
                                     sizing_mode="stretch_width", margin=0))
             self.found_box.objects = items
         for label, btn in self._found_buttons.items():
-            want = "primary" if label == self.state.slice else "light"
+            want: Literal["primary", "light"] = "primary" if label == self.state.slice else "light"
             if btn.button_type != want:
                 btn.button_type = want
 
@@ -258,6 +268,7 @@ class SlicesView(View):
     @guarded("selecting the slice")
     def _on_tap_bars(self, x: Any = None, y: Any = None) -> None:
         if x is not None:
+            assert self.rows is not None  # set whenever there are plots to tap
             self.select(format_slice({self.rows: str(x)}))
 
     @guarded("selecting the slice")

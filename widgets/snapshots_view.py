@@ -299,7 +299,8 @@ class SnapshotsView(View):
     def validate(self) -> None:
         """Run the validator on the selected snapshot (long work: re-scores holdout rows)."""
         sid = self.state.snapshot
-        self.run_long(f"validating {sid} on holdout rows…", lambda: self.results.validation(sid), self._arrived)
+        # with no snapshot selected, None goes on and the case reports "no snapshot 'None'" in the error pane
+        self.run_long(f"validating {sid} on holdout rows…", lambda: self.results.validation(sid), self._arrived)  # type: ignore[arg-type]
 
     def trace(self) -> None:
         """Compare the selected snapshot's activations with its predecessor's (long work)."""

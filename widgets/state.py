@@ -55,7 +55,7 @@ class Investigation(param.Parameterized):
     feature = param.String(default=None, allow_None=True, doc="The feature shown in the feature view.")
     snapshot = param.String(default=None, allow_None=True, doc="The snapshot shown in the snapshot view.")
     parameter = param.String(default=None, allow_None=True, doc="The model parameter whose histogram is shown.")
-    view = param.Selector(default="tree", objects=list(VIEWS), doc="The tab in front.")
+    view: param.Selector[str] = param.Selector(default="tree", objects=list(VIEWS), doc="The tab in front.")
 
     _FIELDS = ("case", "baseline", "incident", "slice", "node", "path", "choices", "notes", "feature", "snapshot",
                "parameter", "view")

@@ -26,7 +26,8 @@ import param
 import polars as pl
 from bokeh.events import SelectionGeometry
 from bokeh.layouts import column as bk_column
-from bokeh.models import BoxAnnotation, BoxSelectTool, ColumnDataSource
+from bokeh.models import BoxSelectTool, ColumnDataSource
+from bokeh.models.annotations import BoxAnnotation  # bokeh.models re-exports it, but not visibly to a type checker
 
 from workbench_widgets._base import View, guarded
 from workbench_widgets._plots import to_datetime64
@@ -77,9 +78,9 @@ class QualityTimeline(View):
     """Quality over time with the onset, the estimated (label-delayed) hours and the selected windows."""
 
     metrics = param.ListSelector(default=list(METRICS), objects=list(METRICS), doc="The metrics drawn, top to bottom.")
-    drag_sets = param.Selector(default="incident", objects=["incident", "baseline"],
-                               doc="Which window a drag across the plots sets.")
-    every = param.Selector(default="1h", objects=["1h"], doc="The series' time step (the onset is hourly).")
+    drag_sets: param.Selector[str] = param.Selector(default="incident", objects=["incident", "baseline"],
+                                                    doc="Which window a drag across the plots sets.")
+    every: param.Selector[str] = param.Selector(default="1h", objects=["1h"], doc="The series' time step (the onset is hourly).")
     plot_height = param.Integer(default=165, bounds=(80, 600), doc="Height of each metric's plot in pixels.")
 
     @classmethod
@@ -198,8 +199,11 @@ class QualityTimeline(View):
         """Add the in-place-updated parts to a rendered figure: window shading, the slice curve, x-range selection."""
         if shared is not None:
             fig.x_range = shared.x_range  # one time axis: zooming one plot zooms all
-        base = BoxAnnotation(fill_color=BASELINE_COLOR, fill_alpha=0.13, line_alpha=0, left=None, right=None, level="underlay")
-        inc = BoxAnnotation(fill_color=INCIDENT_COLOR, fill_alpha=0.13, line_alpha=0, left=None, right=None, level="underlay")
+        # bokeh takes None for an edge (the frame's edge: .accepts(Null, ...)); its stubs leave that out
+        base = BoxAnnotation(fill_color=BASELINE_COLOR, fill_alpha=0.13, line_alpha=0, left=None, right=None,  # type: ignore[arg-type]
+                             level="underlay")
+        inc = BoxAnnotation(fill_color=INCIDENT_COLOR, fill_alpha=0.13, line_alpha=0, left=None, right=None,  # type: ignore[arg-type]
+                            level="underlay")
         fig.add_layout(base)
         fig.add_layout(inc)
         self.spans[metric] = (base, inc)
@@ -239,7 +243,7 @@ class QualityTimeline(View):
         self.state.param.update(baseline=(d.baseline.start, d.baseline.end), incident=(d.incident.start, d.incident.end))
 
     @guarded("following the state")
-    def _on_state(self, *events: param.parameterized.Event) -> None:
+    def _on_state(self, *events: param.parameterized.Event | _Changed) -> None:
         names = {e.name for e in events}
         if names & {"baseline", "incident"}:
             self._draw_windows()

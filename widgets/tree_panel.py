@@ -14,7 +14,7 @@ check with the windows the user selected (``workbench.rca.Context``).
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import panel as pn
 import param
@@ -62,9 +62,10 @@ class TreePanel(View):
     # ------------------------------------------------------------------ layout
     def _build(self) -> pn.viewable.Viewable:
         d = self.diagnosis
-        rows = [pn.pane.HTML("<div class='wb-h'>Decision tree</div><div class='wb-muted'>click a node to open its evidence; "
-                             "<span style='color:#2563eb'>&#9654;</span> marks the recommended path</div>",
-                             stylesheets=[CSS], margin=(0, 4, 6, 4))]
+        rows: list[pn.viewable.Viewable] = [
+            pn.pane.HTML("<div class='wb-h'>Decision tree</div><div class='wb-muted'>click a node to open its evidence; "
+                         "<span style='color:#2563eb'>&#9654;</span> marks the recommended path</div>",
+                         stylesheets=[CSS], margin=(0, 4, 6, 4))]
         on_path = set(d.recommended_path)
         for path, ev in d.steps:
             name = path[-1]
@@ -75,7 +76,11 @@ class TreePanel(View):
                                     sizing_mode="stretch_width", stylesheets=[ONPATH_BUTTON_CSS if onp else TREE_BUTTON_CSS],
                                     css_classes=["wb-node", f"wb-node-{name}"] + (["wb-onpath"] if onp else []),
                                     description=escape(ev.summary[:300]), margin=(1, 2))
-            btn.on_click(lambda _e, n=name: self._open(n))
+
+            def click(_e: Any, n: str = name) -> None:  # a def: mypy cannot type a lambda with a default
+                self._open(n)
+
+            btn.on_click(click)
             self._buttons[name] = btn
             rows.append(pn.Row(pn.Spacer(width=18 * (len(path) - 1)), pn.pane.HTML(badge(ev.verdict), stylesheets=[CSS],
                                                                                   width=52, margin=(8, 2, 0, 2)),
@@ -111,7 +116,11 @@ class TreePanel(View):
                                 stylesheets=[CSS], sizing_mode="stretch_width", css_classes=["wb-cause"])
             go = pn.widgets.Button(label="open evidence", button_type="primary", button_style="outline", width=120, height=30,
                                    css_classes=["wb-open-cause"])
-            go.on_click(lambda _e, p=c.path: self._open(p[-1]))
+
+            def go_click(_e: Any, p: tuple[str, ...] = c.path) -> None:  # a def: mypy cannot type a lambda with a default
+                self._open(p[-1])
+
+            go.on_click(go_click)
             items.append(pn.Row(html, pn.Column(self._choice_widget(key), go, width=262, margin=(4, 0, 0, 6)),
                                 sizing_mode="stretch_width"))
         if d.root_causes:
@@ -181,7 +190,7 @@ class TreePanel(View):
         """Show ``name``'s evidence: every node's detail is built once, opening one only toggles visibility."""
         d = self.diagnosis
         for n, btn in self._buttons.items():
-            want = "primary" if n == name else "light"
+            want: Literal["primary", "light"] = "primary" if n == name else "light"
             if btn.button_type != want:
                 btn.button_type = want
         if not self._details:
@@ -194,9 +203,9 @@ class TreePanel(View):
             self._rerun_shown.add(name)
             self.detail.objects = [self._empty, *self._details.values()]
         for n, col in self._details.items():
-            want = n == name
-            if col.visible != want:
-                col.visible = want
+            visible = n == name
+            if col.visible != visible:
+                col.visible = visible
         self._empty.visible = name not in self._details
 
     def _node_detail(self, name: str) -> pn.Column:
@@ -205,6 +214,7 @@ class TreePanel(View):
         windows = self.state.windows
         rerun = self._reruns.get((name, *windows)) if windows else None
         ev = rerun or d.evidence(name)
+        assert ev is not None  # details are built only for nodes with evidence
         facts = {"verdict score": f"{ev.score:.2f}", "ran in": f"{ev.seconds:.2f} s"}
         if rerun is not None:
             facts["windows"] = "yours (re-run)"
@@ -231,7 +241,11 @@ class TreePanel(View):
                                     sizing_mode="stretch_width"))
         run = pn.widgets.Button(label="Run check with the selected windows", button_type="default", width=270,
                                 css_classes=["wb-run"])
-        run.on_click(lambda _e, n=name: self._run_guarded(n))
+
+        def run_click(_e: Any, n: str = name) -> None:  # a def: mypy cannot type a lambda with a default
+            self._run_guarded(n)
+
+        run.on_click(run_click)
         parts += [pn.pane.HTML("<div class='wb-h' style='font-size:13px'>Notes</div>", stylesheets=[CSS], margin=(8, 5, 0, 5)),
                   self._note_widget(name), run]
         return pn.Column(*parts, sizing_mode="stretch_width", visible=False, css_classes=["wb-detail", f"wb-detail-{name}"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from typing import cast
 
 import polars as pl
 
@@ -33,7 +34,7 @@ def jsonable(value: object) -> object:
 
 def records(frame: pl.DataFrame) -> list[dict]:
     """The rows of a small result table as JSON-safe dicts."""
-    return [jsonable(row) for row in frame.iter_rows(named=True)]  # type: ignore[misc]
+    return [cast(dict, jsonable(row)) for row in frame.iter_rows(named=True)]  # jsonable keeps a dict a dict
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -22,6 +23,9 @@ class Window:
 
     start: datetime
     end: datetime
+
+    if TYPE_CHECKING:  # what the generated __init__ accepts: __post_init__ parses ISO strings and makes both UTC
+        def __init__(self, start: datetime | str, end: datetime | str) -> None: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", _utc(self.start))

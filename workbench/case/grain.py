@@ -21,7 +21,8 @@ positives per 15 minutes, from the validation pass): no data pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import cast
 
 import polars as pl
 
@@ -49,7 +50,8 @@ def profile_at(profile: pl.DataFrame, grain: str) -> pl.DataFrame:
     summed = profile.group_by(pl.col("period").dt.truncate(grain)).agg(pl.col("rows", "labeled", "positives").sum())
     if summed.is_empty():
         return summed
-    every = pl.datetime_range(summed["period"].min(), summed["period"].max(), interval=grain, eager=True).alias("period")
+    first, last = cast(datetime, summed["period"].min()), cast(datetime, summed["period"].max())  # a Datetime column's bounds
+    every = pl.datetime_range(first, last, interval=grain, eager=True).alias("period")
     return (pl.DataFrame(every).join(summed, on="period", how="left")
             .with_columns(pl.col("rows", "labeled", "positives").fill_null(0)).sort("period"))
 

@@ -67,11 +67,12 @@ def _pickle_globals(data: bytes) -> list[tuple[str, str]]:
     """Every (module, name) a pickle would import, read statically: nothing is executed."""
     found: list[tuple[str, str]] = []
     strings: list[str] = []
-    memo: dict[int, object] = {}
+    memo: dict[object, str] = {}  # keyed by the opcode's argument (an int for the PUT/GET family)
     pos = 0
     while pos < len(data):  # legacy .pt files are several pickles in a row
-        last = None
+        last: tuple[pickletools.OpcodeInfo, int] | None = None
         for op, arg, at in pickletools.genops(data[pos:]):
+            assert at is not None  # genops reports every position when it reads from bytes
             last = (op, at)
             if op.name in ("GLOBAL", "INST"):
                 module, _, name = str(arg).partition(" ")
@@ -84,8 +85,8 @@ def _pickle_globals(data: bytes) -> list[tuple[str, str]]:
                 memo[arg] = strings[-1]
             elif op.name == "MEMOIZE" and strings:
                 memo[len(memo)] = strings[-1]
-            elif op.name in ("BINGET", "LONG_BINGET", "GET") and isinstance(memo.get(arg), str):
-                strings.append(memo[arg])  # type: ignore[arg-type]
+            elif op.name in ("BINGET", "LONG_BINGET", "GET") and isinstance(got := memo.get(arg), str):
+                strings.append(got)
             if op.name == "STOP":
                 break
         if last is None or last[0].name != "STOP":

@@ -59,10 +59,10 @@ def first_parent_range(repo: Path | str, good: str, bad: str) -> list[tuple[str,
     if _git(repo, "merge-base", "--is-ancestor", good_sha, bad_sha, check=False).returncode != 0:
         raise LabError.not_ancestor(repo, good, bad)
     out = _git(repo, "log", "--first-parent", "--reverse", "--format=%H %s", f"{good_sha}..{bad_sha}").stdout
-    changes = [tuple(line.split(" ", 1)) if " " in line else (line, "") for line in out.splitlines() if line]
+    changes = [(sha, subject) for sha, _, subject in (line.partition(" ") for line in out.splitlines() if line)]
     if not changes:
         raise LabError.empty_range(repo, good, bad)
-    return changes  # type: ignore[return-value]
+    return changes
 
 
 class Worktrees:

@@ -125,7 +125,8 @@ class BisectResult:
         step = self.culprit_step
         size = (step.comparison.confirmation or step.comparison.screen).relative if step else float("nan")
         phase = f", slowing phase {self.phase}" if self.phase else ""
-        return (f"FIRST REGRESSING CHANGE: {self.culprit_revision[:12]} {self.culprit_subject!r} "
+        revision, subject = self.changes[self.culprit]  # what culprit_revision and culprit_subject return here
+        return (f"FIRST REGRESSING CHANGE: {revision[:12]} {subject!r} "
                 f"(TTFB {size:+.1%}{phase}); {len(self.steps)} comparisons over {len(self.changes)} changes.")
 
     def to_dict(self) -> dict[str, Any]:

@@ -107,9 +107,9 @@ def _compare(args: argparse.Namespace) -> int:
         cwd = Path(args.repo)
         if not cwd.is_dir():
             raise LabError(cwd, "directory not found.", "pass --repo with the directory to run the command in.")
-        variants = [Variant(value, [part.replace(PLACEHOLDER, value) for part in args.workflow], cwd=str(cwd))
-                    for value in (args.a, args.b)]
-        result = compare(*variants, settings, progress=say)
+        variant_a, variant_b = [Variant(value, [part.replace(PLACEHOLDER, value) for part in args.workflow], cwd=str(cwd))
+                                for value in (args.a, args.b)]
+        result = compare(variant_a, variant_b, settings, progress=say)
     else:
         result = compare_revisions(args.repo, args.a, args.b, args.workflow, settings, progress=say)
     _emit(args, result, result.table)

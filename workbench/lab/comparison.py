@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -38,6 +38,7 @@ import polars as pl
 from workbench.lab.runner import TTFB, Progress, RunFailure, RunSet, Variant, run_interleaved
 from workbench.lab.settings import LabSettings
 from workbench.lab.stats import (
+    Alternative,
     HypothesisTest,
     bootstrap_ci,
     mann_whitney_u,
@@ -202,7 +203,7 @@ def _noise(table: pl.DataFrame, phase: str) -> np.ndarray:
 
 
 def _phase(table: pl.DataFrame, phase: str, stages: Sequence[str], noise: np.ndarray,
-           settings: LabSettings, alternative: str = "two-sided") -> PhaseComparison:
+           settings: LabSettings, alternative: Alternative = "two-sided") -> PhaseComparison:
     a, b = _values(table, "A", phase, stages), _values(table, "B", phase, stages)
     # floor: a phase of zero length (two marks in one clock tick) has no logarithm
     log_a, log_b = np.log(np.maximum(a, 1e-9)), np.log(np.maximum(b, 1e-9))
@@ -231,7 +232,7 @@ def assess(table: pl.DataFrame, settings: LabSettings | None = None, *,
     stages = set(table["stage"].unique())
     ttfb_noise = _noise(table, TTFB)
     screen = _phase(table, TTFB, ["screen"], ttfb_noise, settings)
-    direction = "greater" if screen.relative > 0 else "less"
+    direction: Alternative = "greater" if screen.relative > 0 else "less"
     confirmation = _phase(table, TTFB, ["confirm"], ttfb_noise, settings, direction) if "confirm" in stages else None
     if not screen.changed:
         verdict = "no change"
@@ -285,7 +286,7 @@ def compare(a: Variant, b: Variant, settings: LabSettings | None = None, *, prog
         say(f"screen: TTFB {result.screen.relative:+.1%} (threshold {result.screen.threshold:.1%}); "
             f"confirming with {settings.confirm} fresh runs per variant")
         more = run_interleaved(variants, settings, stage="confirm", runs=settings.confirm, warmup=0,
-                               first_order=int(runs.table["order"].max()) + 1, progress=say)
+                               first_order=int(cast(int, runs.table["order"].max())) + 1, progress=say)  # an integer column's max
         runs = runs.concat(more)
         result = assess(runs.table, settings, failures=runs.failures, variants=variants)
     say(result.headline())

@@ -18,10 +18,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -93,6 +93,11 @@ class Variant:
     env: tuple[tuple[str, str], ...] = ()
     revision: str | None = None
     repo: str | None = None
+
+    if TYPE_CHECKING:  # what the generated __init__ accepts: __post_init__ normalizes command, cwd and env
+        def __init__(self, name: str, command: Sequence[str] | str, cwd: str | os.PathLike[str] | None = None,
+                     env: Mapping[str, str] | tuple[tuple[str, str], ...] = (), revision: str | None = None,
+                     repo: str | None = None) -> None: ...
 
     def __post_init__(self) -> None:
         if isinstance(self.command, str):

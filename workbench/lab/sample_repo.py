@@ -255,7 +255,7 @@ def make_sample_repo(path: str | Path) -> SampleRepo:
 
         raise LabError(path, "the directory is not empty.", "pass a new or empty directory.")
     files = {"train.py": _TRAIN, "features.py": _FEATURES, "config.json": _CONFIG, "README.md": _README}
-    steps: list[tuple[str, str, dict[str, str]]] = [
+    steps: list[tuple[str, str, dict[str, str | tuple[str, str]]]] = [  # a new text, or an (old, new) replacement
         ("base", "train: tiny click model with phase marks", {}),
         ("harmless", "docs: describe the config keys", {"README.md": _README_KEYS}),
         ("harmless", "config: check that the learning rate is positive", {"train.py": _LR_CHECK}),

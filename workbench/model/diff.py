@@ -56,6 +56,7 @@ from workbench.model.trace import default_batch, trace_activations
 
 if TYPE_CHECKING:
     import torch
+    from polars.datatypes import DataTypeClass
 
     from workbench.case.loader import Case
 
@@ -133,8 +134,9 @@ def _tensor_row(name: str, a: torch.Tensor | None, b: torch.Tensor | None) -> di
     row: dict = dict.fromkeys(DIFF_COLUMNS)
     row["name"] = name
     ref = b if b is not None else a
-    row["shape"] = "x".join(map(str, ref.shape)) or "scalar"  # type: ignore[union-attr]
-    row["numel"] = int(ref.numel())  # type: ignore[union-attr]
+    assert ref is not None  # a tensor name comes from a or b
+    row["shape"] = "x".join(map(str, ref.shape)) or "scalar"
+    row["numel"] = int(ref.numel())
     if a is None or b is None:
         row["status"] = "added" if a is None else "removed"
         return row
@@ -426,7 +428,7 @@ def snapshot_timeline(case: Case, *, batch: np.ndarray | None = None) -> Snapsho
                             stable_id=snaps[stable].snapshot_id, statistic=statistic, fallback=fallback)
 
 
-TIMELINE_COLUMNS = {
+TIMELINE_COLUMNS: dict[str, DataTypeClass | pl.DataType] = {
     "snapshot_id": pl.String, "published_at": pl.Datetime("us", "UTC"), "stable": pl.Boolean, "compared_to": pl.String,
     "steps": pl.Int64, "rel_l2": pl.Float64, "rel_l2_vs_stable": pl.Float64, "nonfinite": pl.Int64,
     "dead_units_delta": pl.Int64, "z": pl.Float64, "gate": pl.Float64, "top_parameter": pl.String, "alarm": pl.Boolean,

@@ -51,6 +51,7 @@ def _rescore_by_snapshot(case: Case, frame: pl.DataFrame, snapshots: Iterable[st
         mask = ids == sid
         if mask.any():
             model = load_model(case, sid)
+            assert case.model is not None  # load_model raised CaseError otherwise
             out[mask] = score(model, feature_matrix(frame.filter(pl.Series(mask)), case.features), case.model.output)
     return out
 
@@ -102,7 +103,9 @@ def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int
     served = tuple(sorted(set(inc[SNAPSHOT].drop_nulls().to_list()) - {replacement}))
     if replacement is None or not served:
         return None
-    swapped = score(load_model(case, replacement), feature_matrix(inc, case.features), case.model.output)
+    model = load_model(case, replacement)
+    assert case.model is not None  # load_model raised CaseError otherwise
+    swapped = score(model, feature_matrix(inc, case.features), case.model.output)
     rescored = _rescore_by_snapshot(case, inc, inc[SNAPSHOT].unique().to_list())
     ok = np.isfinite(rescored)
     y = inc[LABEL].to_numpy()

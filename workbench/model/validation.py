@@ -41,6 +41,7 @@ The holdout defaults to labelled served rows published before the candidate
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -262,9 +263,11 @@ def _spread(y: np.ndarray, p_r: np.ndarray, others: list[np.ndarray]) -> dict[st
 
 
 def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.ndarray, where: str, seed: int,
-             others: list[np.ndarray] = ()) -> Validation:  # type: ignore[assignment]
+             others: Sequence[np.ndarray] = ()) -> Validation:
     bad_c, bad_r = ~np.isfinite(p_c), ~np.isfinite(p_r)
-    fails, passes, rows = [], [], []
+    fails: list[str] = []
+    passes: list[str] = []
+    rows: list[tuple[str, float, float, float, float | None, bool | None]] = []  # METRIC_SCHEMA; no tolerance or gate for quantiles
     nan_c, nan_r = float(bad_c.mean()), float(bad_r.mean())
     nan_ok = not (bad_c & ~bad_r).any()
     rows.append(("nan_rate", nan_c, nan_r, nan_c - nan_r, 0.0, nan_ok))

@@ -79,6 +79,7 @@ def train_base(seed: int, data: world.Traffic) -> StateDict:
     """Fit normalisation buffers and weights on the history data."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 4]))
     x = torch.from_numpy(world.feature_matrix(data))
+    assert data.label is not None  # the caller drew the labels
     y = torch.from_numpy(data.label.astype(np.float32))
     with deterministic_torch(seed):
         model = CTRModel()
@@ -104,6 +105,7 @@ def fine_tune(
     """Warm-start from ``state`` and take a few Adam steps on ``data``."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 5, stream]))
     x = torch.from_numpy(world.feature_matrix(data))
+    assert data.label is not None  # the caller drew the labels
     y = torch.from_numpy(data.label.astype(np.float32))
     with deterministic_torch(seed * 1000 + stream):
         model = CTRModel()

@@ -31,7 +31,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
 
 
-def add_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``sample`` on the object returned by ``ArgumentParser.add_subparsers()``.
 
     The subparser's ``func`` default is ``run(args) -> int`` (the exit status).

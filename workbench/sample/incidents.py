@@ -95,7 +95,7 @@ class Plan:
     magnitude: float = 0.0
     note: str = ""  # what broke, in words
     implicated_event: bool = False  # a change-log entry on the culprit near onset
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def onset_us(self) -> int | None:
@@ -302,6 +302,7 @@ def apply_labels(p: Plan, traffic: world.Traffic, rng: np.random.Generator) -> N
     """Logging bugs on the label column (label_drift)."""
     if p.incident != "label_drift":
         return
+    assert traffic.label is not None  # the labels are drawn before their logging bugs
     u = rng.random(len(traffic))
     flip = (traffic.ts >= p.onset_us) & (traffic.label == 1.0) & (u < p.magnitude)
     traffic.label[flip] = 0.0
