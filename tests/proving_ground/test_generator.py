@@ -165,18 +165,7 @@ def test_coverage_null_share_after_onset_matches_the_magnitude(tmp_path_factory)
 
 
 def test_decorrelated_keeps_the_marginal_but_breaks_the_row(tmp_path_factory):
-    path, truth = _case(tmp_path_factory, "feature", "decorrelated_shuffle", seed=1, n_features=12, n_bundles=2)
-    col = truth["target"]
-    df = _log(path)
-    onset = pl.lit(truth["onset"]).str.to_datetime(time_zone="UTC")
-    pre, post = df.filter(pl.col("ts") < onset), df.filter(pl.col("ts") >= onset)
-    a, b = pre[col].drop_nulls().to_numpy(), post[col].drop_nulls().to_numpy()
-    grid = np.quantile(np.concatenate([a, b]), np.linspace(0, 1, 201))
-    ks = np.abs(np.searchsorted(np.sort(a), grid, side="right") / len(a) - np.searchsorted(np.sort(b), grid, side="right") / len(b)).max()
-    assert ks < 0.06, ks
-    feats = [f for f in _toml(path)["columns"]["features"] if f != col]
-
-    def best_corr(frame: pl.DataFrame) -> float:
+    def best_corr(frame: pl.DataFrame, col: str, feats: list[str]) -> float:
         out = 0.0
         for f in feats:
             sub = frame.select(col, f).drop_nulls().to_numpy().astype(float)
@@ -184,9 +173,26 @@ def test_decorrelated_keeps_the_marginal_but_breaks_the_row(tmp_path_factory):
                 out = max(out, abs(np.corrcoef(sub.T)[0, 1]))
         return out
 
-    share = truth["incident"]["shuffled_share"]
-    assert best_corr(pre) > 0.2
-    assert best_corr(post) < best_corr(pre) * (1 - 0.6 * share)
+    checked = 0
+    for seed in range(1, 7):  # worlds where the broken feature correlates with another one to begin with
+        path, truth = _case(tmp_path_factory, "feature", "decorrelated_shuffle", seed=seed, n_features=12, n_bundles=2)
+        col = truth["target"]
+        df = _log(path)
+        onset = pl.lit(truth["onset"]).str.to_datetime(time_zone="UTC")
+        pre, post = df.filter(pl.col("ts") < onset), df.filter(pl.col("ts") >= onset)
+        a, b = pre[col].drop_nulls().to_numpy(), post[col].drop_nulls().to_numpy()
+        grid = np.quantile(np.concatenate([a, b]), np.linspace(0, 1, 201))
+        ks = np.abs(np.searchsorted(np.sort(a), grid, side="right") / len(a)
+                    - np.searchsorted(np.sort(b), grid, side="right") / len(b)).max()
+        assert ks < 0.06, ks  # the marginal distribution is kept
+        feats = [f for f in _toml(path)["columns"]["features"] if f != col]
+        before = best_corr(pre, col, feats)
+        if before < 0.3:
+            continue
+        share = truth["incident"]["shuffled_share"]
+        assert best_corr(post, col, feats) < before * (1 - 0.6 * share)  # the value no longer belongs to its row
+        checked += 1
+    assert checked >= 1
 
 
 def test_calibration_moves_the_ratio_and_keeps_the_ranking(tmp_path_factory):
@@ -239,7 +245,9 @@ def test_label_bug_changes_labels_not_predictions(tmp_path_factory):
     _path, truth = _case(tmp_path_factory, "label", "positives_lost", seed=5)
     assert truth["kind"] == "label" and truth["target"] == "label"
     assert truth["effect"]["calibration_log"] > 0.1  # positives lost: predictions now exceed the logged clicks
-    assert abs(truth["effect"]["auc_delta"]) < 0.05
+    served, clean = truth["counterfactual"]["served"], truth["counterfactual"]["clean"]
+    assert served["rows"] == clean["rows"]  # same rows, same predictions: only labels changed
+    assert abs(served["positives"] / clean["positives"] - (1 - truth["incident"]["share"])) < 0.06
 
 
 def test_every_non_sparse_incident_is_detectable_by_construction(tmp_path_factory):
