@@ -51,7 +51,7 @@ from workbench.model._shared import (
     safe_log,
     t_gate,
 )
-from workbench.model.load import build_model
+from workbench.model.load import build_model, model_problem
 from workbench.model.trace import default_batch, trace_activations
 
 if TYPE_CHECKING:
@@ -367,7 +367,7 @@ def snapshot_timeline(case: Case, *, batch: np.ndarray | None = None) -> Snapsho
         raise CaseError(case.root / "snapshots", "the case has no snapshots.",
                         "list published snapshots in snapshots/index.csv: snapshot_id,published_at,file[,stable]")
     model = None
-    if case.model is not None:
+    if case.model is not None and model_problem(case) is None:  # the probe is optional: skip it when model.py fails
         model = build_model(case)
         if batch is None:
             batch = default_batch(case)

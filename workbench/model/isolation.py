@@ -303,7 +303,9 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
     if not case.features:
         raise CaseError(case.root, "the case has no feature columns to isolate.",
                         'map them in workbench.toml: [columns] features = ["f_*"]')
-    use_model = has_model and method != "surrogate"
+    from workbench.model.load import model_problem  # "auto" falls back to the surrogate when model.py cannot be used
+
+    use_model = has_model and (method == "model" or (method == "auto" and model_problem(case) is None))
     from workbench.case.columns import LABEL
 
     base, inc = _rows(case, baseline, sample, seed), _rows(case, incident, sample, seed + 1)

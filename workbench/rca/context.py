@@ -74,9 +74,12 @@ class Context:
 
     def has(self, requirement: str) -> bool:
         case = self.case
+        if requirement == "model":  # the model must also build and fit the snapshots (built once per case)
+            from workbench.model.load import model_problem
+
+            return case.model is not None and bool(case.snapshots) and model_problem(case) is None
         return {
             "snapshots": bool(case.snapshots),
-            "model": case.model is not None and bool(case.snapshots),
             "lineage": case.lineage is not None,
             "training": case.training is not None,
             "events": case.events is not None and case.events.height > 0,
@@ -87,6 +90,10 @@ class Context:
     def missing(self, node: Node) -> str | None:
         """Why ``node`` cannot run on this case (the file that would enable it), or None."""
         absent = [r for r in node.requires if not self.has(r)]
+        if absent and absent[0] == "model" and self.case.model is not None and self.case.snapshots:
+            from workbench.model.load import model_problem
+
+            return model_problem(self.case)  # model.py is there but cannot be used: say why, naming it
         return REQUIREMENTS[absent[0]] if absent else None
 
     # ------------------------------------------------------------ running checks
