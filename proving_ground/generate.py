@@ -40,7 +40,7 @@ from proving_ground.world import DAY_US, HOUR_US, build_world, feature_logit, sa
 
 TRUTH_VERSION = 1
 #: Bump whenever the same scenario would generate a different case (benchmark caches check it).
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 _SCALE_UP = [(2.0, "double counted"), (3.6, "m/s -> km/h"), (10.0, "x10"), (60.0, "minutes -> seconds"),
              (100.0, "ratio -> percent"), (1000.0, "seconds -> milliseconds")]
@@ -223,6 +223,7 @@ class _Gen:
         sc = self.sc
         self.pub = served.schedule(self.start, self.end, sc.refresh_hours, mrng)
         states = [self.state0]
+        cal_idx = mrng.permutation(len(self.pool))[:6000]
         for _ in self.pub[1:]:
             prev = states[-1]
             if mrng.random() < 0.25:
@@ -230,8 +231,9 @@ class _Gen:
                 st = served.fine_tune(self.spec, prev, self.pool.X[idx], self.y_pool[idx], steps=10, lr=0.003,
                                       sample_weight=self.w_pool[idx])
             else:
-                st = served.perturb(prev, self.state0, 0.02, mrng)
-            states.append(st)
+                st = served.perturb(prev, self.state0, 0.01, mrng)
+            # a training pipeline ships calibrated models: re-fit the output bias on training data
+            states.append(served.recalibrate(self.scorer, st, self.pool.X[cal_idx], self.y_pool[cal_idx], self.w_pool[cal_idx]))
         self.states = states
         if self.fam == "label" and self.onset is not None and len(self.pub) > 1:
             # a routine (benign) refresh published near the onset: a distractor
@@ -242,7 +244,8 @@ class _Gen:
             self.pub[k] = int(min(max(t, lo), hi))
         self.id_prefix = str(mrng.choice(SPLITS[sc.split].vocab.snapshot_prefixes))
         self.id_seed = int(mrng.integers(2 ** 31))
-        self.next_good_state = served.perturb(states[-1], self.state0, 0.02, mrng)
+        self.next_good_state = served.recalibrate(self.scorer, served.perturb(states[-1], self.state0, 0.01, mrng),
+                                                  self.pool.X[cal_idx], self.y_pool[cal_idx], self.w_pool[cal_idx])
 
     def _snapshots(self, end: int | None, bad_state: dict | None, bad_note: str = "", fallback: float | None = None):
         """(final list served, counterfactual list) of Snapshot objects for an incident lasting until ``end``."""

@@ -192,6 +192,8 @@ def test_decorrelated_keeps_the_marginal_but_breaks_the_row(tmp_path_factory):
         share = truth["incident"]["shuffled_share"]
         assert best_corr(post, col, feats) < before * (1 - 0.6 * share)  # the value no longer belongs to its row
         checked += 1
+        if checked == 2:
+            break
     assert checked >= 1
 
 
@@ -321,7 +323,7 @@ def test_sparse_cases_are_sparse(tmp_path_factory):
 
 def test_variety_produces_odd_names_and_dtypes(tmp_path):
     layouts, odd, ts_kinds = set(), False, set()
-    for seed in range(8):
+    for seed in range(6):
         sc = pg.draw("feature", "dev", seed, mode="scale", variety=True, max_rows=8_000, span_hours=96.0, label_delay_hours=4.0)
         path = pg.generate(sc, tmp_path / str(seed))
         truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
