@@ -176,8 +176,10 @@ def report(rows: list[dict], meta: dict) -> str:
     misses = [r for r in rows if r.get("incident") and r.get("first") is False and not r.get("failure")]
     if misses:
         lines += ["", "### Incidents whose top cause was wrong", "",
-                  "| case | truth | top answer | confidence |", "| --- | --- | --- | --- |"]
-        lines += [f"| {r['scenario']} | {r['kind']}:{r['target']} | {r.get('top')} | {_num(r.get('confidence'))} |" for r in misses]
+                  "| case | truth | top answer | confidence | note |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['scenario']} | {r['kind']}:{r['target']} | {r.get('top')} | {_num(r.get('confidence'))} | "
+                  f"{'not detectable by construction (left out of the rates)' if r.get('detectable') is False else ''} |"
+                  for r in misses]
     lines += ["", f"Generation: median {_num(_median([r.get('generate_seconds') for r in rows]))} s per case (0 when cached); "
               f"diagnosis: median {_num(_median([r.get('diagnose_seconds') for r in rows]))} s per case."]
     return "\n".join(lines) + "\n"
@@ -208,7 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variety", action="store_true", help="format-variety sweep: odd names, dtypes, layouts")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per case (cli runner)")
     ap.add_argument("--fresh", action="store_true", help="regenerate cached cases")
+    ap.add_argument("--report-from", type=Path, default=None, help="rewrite the .md from a results .json, run nothing")
     args = ap.parse_args(argv)
+    if args.report_from:
+        saved = json.loads(args.report_from.read_text(encoding="utf-8"))
+        args.report_from.with_suffix(".md").write_text(report(saved["cases"], saved["meta"]), encoding="utf-8")
+        return 0
 
     cache = args.out or Path("/tmp/proving_ground") / (args.split + ("-variety" if args.variety else ""))
     cache.mkdir(parents=True, exist_ok=True)
