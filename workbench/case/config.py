@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from workbench.case.grain import GRAINS
+from workbench.case.sources import SourceSpec, parse_spec
 from workbench.errors import CaseError, suggest
 
 __all__ = ["Config", "ModelConfig", "read_config"]
@@ -32,6 +33,9 @@ SCHEMA: dict[str, dict[str, object]] = {
     },
     "model": {"factory": "model.py:build", "output": "logit"},
 }
+# [source.NAME]: where a table lives when it is not the default file in the case directory (contract v2).
+SOURCE_NAMES = ("predictions", "training")
+SOURCE_KEYS = ("uri", "table", "query")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +62,7 @@ class Config:
     slices: tuple[str, ...] | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     source: Path | None = None
+    sources: dict[str, SourceSpec] = field(default_factory=dict)  # [source.predictions], [source.training]
     explicit: frozenset[str] = frozenset()  # "table.key" entries the file set, e.g. "columns.snapshot"
 
 
@@ -84,6 +89,19 @@ def _string_list(path: Path, where: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _read_sources(path: Path, raw: object) -> dict[str, SourceSpec]:
+    """``[source.predictions]`` / ``[source.training]``: known names and keys only, then the uri's own rules."""
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise CaseError(path, "'source' must hold tables such as [source.predictions].",
+                        'write [source.predictions] followed by uri = "..." (and table = or query = for a database).')
+    _check_keys(path, "[source]", raw, list(SOURCE_NAMES))
+    out = {}
+    for name, table in raw.items():
+        _check_keys(path, f"[source.{name}]", table, list(SOURCE_KEYS))
+        out[name] = parse_spec(path, name, table)
+    return out
+
+
 def read_config(root: Path) -> Config:
     """Read ``root/workbench.toml``; the contract's defaults where it is absent or silent."""
     path = root / "workbench.toml"
@@ -93,12 +111,13 @@ def read_config(root: Path) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CaseError(path, f"not valid TOML: {exc}.", "fix the syntax; see the example in the README.") from None
-    _check_keys(path, "workbench.toml", raw, SCHEMA)
+    _check_keys(path, "workbench.toml", raw, [*SCHEMA, "source"])
     for table, keys in SCHEMA.items():
         if table in raw and not isinstance(raw[table], dict):
             raise CaseError(path, f"'{table}' must be a table.", f"write it as [{table}] followed by its keys.")
         _check_keys(path, f"[{table}]", raw.get(table, {}), keys)
 
+    sources = _read_sources(path, raw.get("source", {}))
     case, cols, model = raw.get("case", {}), raw.get("columns", {}), raw.get("model", {})
     task = case.get("task", "binary")
     if task not in TASKS:
@@ -130,5 +149,6 @@ def read_config(root: Path) -> Config:
         slices=None if slices is None else _string_list(path, "[columns].slices", slices),
         model=ModelConfig(file=file, function=function, output=output),
         source=path,
+        sources=sources,
         explicit=frozenset(f"{t}.{k}" for t, keys in raw.items() for k in keys),
     )

@@ -27,6 +27,7 @@ from workbench.case.config import Config, ModelConfig, read_config
 from workbench.case.grain import GrainChoice, choose_grain, profile_at
 from workbench.case.lineage import Lineage, read_lineage
 from workbench.case.snapshots import Snapshot, read_snapshot_index
+from workbench.case.sources import Source, resolve
 from workbench.errors import CaseError, suggest
 from workbench.metrics import reliable_end
 
@@ -55,7 +56,10 @@ class Case:
     grain: GrainChoice  # the quality series' period (workbench.case.grain), or why none can be tested
     rows: int
     warnings: tuple[str, ...] = ()
-    sources: dict[str, Path] = field(default_factory=dict)
+    sources: dict[str, Path | str] = field(default_factory=dict)  # a local table's path, else its URI with secrets masked
+    # The canonical rows of [start, end) read with the range pushed to the source (a WHERE, pruned files); None when
+    # the source is local files, which workbench.data._frames reads by row range instead.
+    window_scan: Callable[[datetime, datetime], pl.LazyFrame] | None = field(default=None, repr=False, compare=False)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -115,39 +119,7 @@ class Case:
 
 
 # ---------------------------------------------------------------- sources
-def _find_table(root: Path, stem: str, required: bool) -> Path | None:
-    for candidate in (root / f"{stem}.parquet", root / stem, root / f"{stem}.csv"):
-        if candidate.exists():
-            return candidate
-    if required:
-        found = [p.name for p in root.iterdir()] if root.is_dir() else []
-        raise CaseError.missing_file(root, f"{stem}.parquet", found)
-    return None
-
-
-def _scan(path: Path) -> pl.LazyFrame:
-    """Scan a parquet file, a (hive-)partitioned parquet directory or a CSV; check it is readable."""
-    try:
-        if path.is_dir():
-            parts = sorted(path.rglob("*.parquet"))
-            if not parts:
-                raise CaseError(path, "directory holds no *.parquet parts.",
-                                "write the table as parquet parts (e.g. date=2026-11-20/part-0.parquet).")
-            lf = pl.scan_parquet(path / "**/*.parquet", hive_partitioning=True)
-        elif path.suffix == ".csv":
-            lf = pl.scan_csv(path, infer_schema_length=10_000)
-        else:
-            lf = pl.scan_parquet(path)
-        lf.collect_schema()
-    except CaseError:
-        raise
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise CaseError(path, f"unreadable: {str(exc).splitlines()[0][:300]}",
-                        "check that the file is complete parquet (or CSV with a header row).") from None
-    return lf
-
-
-def _time_expr(source: Path, schema: pl.Schema, column: str, lf: pl.LazyFrame) -> tuple[pl.Expr, pl.Expr | None]:
+def _time_expr(source: Source, schema: pl.Schema, column: str, lf: pl.LazyFrame) -> tuple[pl.Expr, pl.Expr | None]:
     """An expression giving ``column`` as Datetime(us, UTC), and one flagging unparseable values."""
     dtype = schema[column]
     col = pl.col(column)
@@ -193,7 +165,7 @@ def _likely_column(role: str, schema: pl.Schema) -> str | None:
     return None
 
 
-def _resolve_column(source: Path, toml: Path, schema: pl.Schema, role: str, name: str, required: bool) -> str | None:
+def _resolve_column(source: Source, toml: Path, schema: pl.Schema, role: str, name: str, required: bool) -> str | None:
     if name in schema:
         return name
     if required:
@@ -201,7 +173,7 @@ def _resolve_column(source: Path, toml: Path, schema: pl.Schema, role: str, name
     return None
 
 
-def _resolve_features(source: Path, toml: Path, names: list[str], patterns: tuple[str, ...], taken: set[str]) -> tuple[str, ...]:
+def _resolve_features(source: Source, toml: Path, names: list[str], patterns: tuple[str, ...], taken: set[str]) -> tuple[str, ...]:
     out: list[str] = []
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
@@ -219,11 +191,11 @@ def _is_categorical(dtype: pl.DataType) -> bool:
 
 
 # ---------------------------------------------------------------- the serving log
-def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns, Path]:
-    source = _find_table(root, "predictions", required=True)
+def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns, Source, Callable[[datetime, datetime], pl.LazyFrame]]:
+    source = resolve(root, "predictions", cfg.sources.get("predictions"), required=True)
     assert source is not None
     toml = root / "workbench.toml"
-    lf = _scan(source)
+    lf = source.scan()
     schema = lf.collect_schema()
     ts = _resolve_column(source, toml, schema, "timestamp", cfg.timestamp, True)
     pred = _resolve_column(source, toml, schema, "prediction", cfg.prediction, True)
@@ -269,7 +241,12 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
     exprs += [pl.col(f) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in features]
     exprs += [pl.col(s).cast(pl.String) for s in slices]
     columns = Columns(ts, pred, label, snap, features, slices)
-    return lf.select(exprs), columns, source
+
+    def window(start: datetime, end: datetime) -> pl.LazyFrame:
+        raw = source.scan_window(ts, start, end)  # None: the source cannot narrow a read on this column's type
+        return (lf if raw is None else raw).select(exprs)
+
+    return lf.select(exprs), columns, source, window
 
 
 def _served_snapshot(snapshots: tuple[Snapshot, ...]) -> pl.Expr:
@@ -280,7 +257,7 @@ def _served_snapshot(snapshots: tuple[Snapshot, ...]) -> pl.Expr:
     return expr
 
 
-def _validate(lf: pl.LazyFrame, source: Path, cols: Columns) -> tuple[pl.DataFrame, list[str]]:
+def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataFrame, list[str]]:
     """One aggregate pass: value errors raise, soft problems become warnings; returns the 15-minute profile
     (``period``, ``rows``, ``labeled``, ``positives``), from which every grain's counts are sums."""
     p, y = pl.col(PREDICTION), pl.col(LABEL)
@@ -329,7 +306,7 @@ def _label_delay(hourly: pl.DataFrame) -> list[str]:
     """Warn when the latest hours have far fewer labels than usual: delay, not an incident."""
     if hourly.height < 4:
         return []
-    end = reliable_end((hourly["labeled"] / hourly["rows"]).to_numpy())
+    end = reliable_end((hourly["labeled"] / hourly["rows"]).to_numpy(), hourly["rows"].to_numpy())
     late = hourly.height - end
     if late == 0:
         return []
@@ -338,39 +315,22 @@ def _label_delay(hourly: pl.DataFrame) -> list[str]:
             "Label metrics there are estimated, not measured."]
 
 
-def _all_null_features(source: Path, lf: pl.LazyFrame, features: tuple[str, ...], rows: int) -> list[str]:
-    """Features with no value at all, from parquet footers where possible (no data read)."""
+def _all_null_features(source: Source, lf: pl.LazyFrame, features: tuple[str, ...], rows: int) -> list[str]:
+    """Features with no value at all, from the source's metadata where possible (parquet footers: no data read)."""
     if not features:
         return []
-    nulls: dict[str, int] | None = None
-    if source.suffix != ".csv":
-        try:
-            import pyarrow.parquet as pq
-
-            nulls = dict.fromkeys(features, 0)
-            for part in ([source] if source.is_file() else sorted(source.rglob("*.parquet"))):
-                meta = pq.ParquetFile(part).metadata
-                names = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
-                for g in range(meta.num_row_groups):
-                    rg = meta.row_group(g)
-                    for f in features:
-                        stats = rg.column(names[f]).statistics if f in names else None
-                        if stats is None or not stats.has_null_count:
-                            raise LookupError(f)
-                        nulls[f] += stats.null_count
-        except (LookupError, OSError, ImportError):
-            nulls = None
+    nulls = source.null_counts(features)
     if nulls is None:
         nulls = lf.select(pl.col(features).null_count()).collect().row(0, named=True)
     return [f"feature '{f}' is null in every row: its checks are skipped." for f in features if nulls[f] >= rows]
 
 
 # ---------------------------------------------------------------- other files
-def _prepare_training(root: Path, cfg: Config, cols: Columns) -> tuple[pl.LazyFrame | None, list[str], Path | None]:
-    source = _find_table(root, "training", required=False)
+def _prepare_training(root: Path, cfg: Config, cols: Columns) -> tuple[pl.LazyFrame | None, list[str], Source | None]:
+    source = resolve(root, "training", cfg.sources.get("training"), required=False)
     if source is None:
         return None, [], None
-    lf = _scan(source)
+    lf = source.scan()
     schema = lf.collect_schema()
     label = _resolve_column(source, root / "workbench.toml", schema, "label", cols.label, True)
     assert label is not None
@@ -418,8 +378,8 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
     say = progress or (lambda _msg: None)
     cfg = read_config(root)
     say("reading the serving log")
-    lf, cols, source = _prepare_predictions(root, cfg)
-    sources = {"predictions": source}
+    lf, cols, source, window = _prepare_predictions(root, cfg)
+    sources: dict[str, Path | str] = {"predictions": source.path or source.display}
 
     snapshots: tuple[Snapshot, ...] = ()
     if (root / "snapshots" / "index.csv").exists():
@@ -436,6 +396,11 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
                         "diagnose will say so instead of reporting 'no regression'.")
     if snapshots:
         lf = lf.with_columns(pl.coalesce(pl.col(SNAPSHOT), _served_snapshot(snapshots)).alias(SNAPSHOT))
+    window_scan = None
+    if source.pushes_windows:
+        def window_scan(start: datetime, end: datetime) -> pl.LazyFrame:
+            rows = window(start, end)
+            return rows.with_columns(pl.coalesce(pl.col(SNAPSHOT), _served_snapshot(snapshots)).alias(SNAPSHOT)) if snapshots else rows
     rows = int(hourly["rows"].sum())
     warnings += _all_null_features(source, lf, cols.features, rows)
     if not cols.features:
@@ -445,7 +410,7 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
     training, more, tsource = _prepare_training(root, cfg, cols)
     warnings += more
     if tsource:
-        sources["training"] = tsource
+        sources["training"] = tsource.path or tsource.display
     lineage = read_lineage(root / "lineage.json") if (root / "lineage.json").exists() else None
     events = _read_events(root / "events.csv") if (root / "events.csv").exists() else None
     model_file = root / cfg.model.file
@@ -455,4 +420,4 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
                         "add the file, or remove the [model] table to run model-free.")
     return Case(root=root, name=cfg.name or root.name, config=cfg, columns=cols, predictions=lf, training=training,
                 snapshots=snapshots, lineage=lineage, events=events, model=model, hourly=hourly, profile=profile, grain=grain, rows=rows,
-                warnings=tuple(warnings), sources=sources)
+                warnings=tuple(warnings), sources=sources, window_scan=window_scan)

@@ -60,7 +60,14 @@ def window_frames(case: Case, windows: list[Window], *, sliced: bool = True) -> 
     the row count against :func:`window_rows` and fall back to ``sliced=False``
     on a mismatch, so a log out of order costs time, never correctness. Returns
     the frames and whether they are sliced.
+
+    A log that lives in a database, object storage or a lakehouse table reads each
+    window itself (``case.window_scan``: a ``WHERE`` on the timestamp with only the
+    needed columns, or pruned files and row groups; see :mod:`workbench.case.sources`).
+    Those frames count as sliced too, so the same row-count check guards them.
     """
+    if sliced and case.window_scan is not None:
+        return [case.window_scan(w.start, w.end).filter(w.contains(TS)) for w in windows], True
     lf = case.predictions
     ordered = sliced and not any("not sorted by time" in w for w in case.warnings)
     if not ordered or not all(_aligned(w) for w in windows):

@@ -1,0 +1,694 @@
+"""Where a table of the case lives and how to read it (contract v2, "Where the logs live").
+
+A serving log of 100M rows is not exported next to a ``model.py``: it stays in a parquet
+dataset on object storage, a lakehouse table or a database, and the workbench reads it
+there. ``[source.predictions]`` / ``[source.training]`` in ``workbench.toml`` say where;
+without them the table is ``predictions.parquet`` (or ``predictions/``, ``predictions.csv``)
+in the case directory, as in v1.
+
+Every source gives the loader the same three things:
+
+* :meth:`Source.scan` — the whole table as a LazyFrame. Polars' projection pushdown
+  reaches the source: a database is sent ``SELECT <only the needed columns>``, an object
+  store reads only those parquet columns.
+* :meth:`Source.scan_window` — the rows of one time window, the range pushed to where the
+  data lives: a ``WHERE ts >= start AND ts < end`` in the SQL (an index on the timestamp
+  then reads only the window's rows), a filter that prunes files and row groups by their
+  statistics for parquet and Delta. A pass never reads the whole log to use a day of it.
+* :meth:`Source.null_counts` — per-column null counts from metadata (parquet footers, the
+  Delta log) or one aggregate query, so opening a case reads no feature values.
+
+Databases and object stores are polars IO plugins (``polars.io.plugins.register_io_source``):
+``case.predictions`` stays a LazyFrame, and simple predicates polars pushes into the scan
+(time comparisons, null checks) become SQL or pyarrow filters as well.
+
+Credentials are never in ``workbench.toml``: a URI that holds a password is refused, and
+every URI is shown with secrets masked. Each system reads its own usual configuration:
+``PGPASSWORD`` / ``~/.pgpass`` (libpq), ``AWS_*`` / ``~/.aws`` (s3fs), and so on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from workbench.errors import CaseError, suggest
+
+__all__ = ["DATABASES", "Source", "SourceSpec", "mask", "parse_spec", "resolve"]
+
+DATABASES = {"postgresql": "postgresql", "postgres": "postgresql", "sqlite": "sqlite", "duckdb": "duckdb"}
+OBJECT_STORES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
+INSTALL = "pip install 'ml-workbench[sources]'"
+FORMS = ("a path relative to the case directory or file://...", "s3://, gs://, az:// (parquet or CSV)", "delta+URL",
+         "iceberg+URL (a metadata .json)", "postgresql://, sqlite:///, duckdb:/// with table or query")
+# Where each system expects its credentials; named in every refusal and login error.
+CREDENTIALS = {
+    "postgresql": "supply the password with the PGPASSWORD environment variable or a ~/.pgpass line "
+                  "(host:port:database:user:password, file mode 0600)",
+    "s3": "supply keys with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE and ~/.aws/credentials)",
+    "gs": "supply credentials with GOOGLE_APPLICATION_CREDENTIALS or `gcloud auth application-default login`",
+    "az": "supply credentials with AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or `az login`)",
+}
+# Query parameters that carry secrets (libpq's password/sslpassword, cloud keys and tokens, SAS signatures); not sslkey,
+# which names a file.
+_SECRET_PARAM = r"(?:\w*(?:password|passwd|secret|token|credential|access_key|account_key|signature)\w*|pwd|sig|key)"
+_USERINFO = re.compile(r"(://[^/@:?#]*):([^@?#\s]*)@")  # a password may hold "/" (AWS secrets do)
+_PARAM = re.compile(rf"([?&]{_SECRET_PARAM}=)[^&#]*", re.IGNORECASE)
+UTC_US = pl.Datetime("us", "UTC")
+
+
+# ---------------------------------------------------------------- what workbench.toml says
+def mask(uri: str) -> str:
+    """``uri`` with any password and secret-looking query value replaced by ``***``: safe to print."""
+    return _PARAM.sub(r"\1***", _USERINFO.sub(r"\1:***@", uri))
+
+
+def _scheme(uri: str) -> str:
+    head, sep, _ = uri.partition("://")
+    if uri.startswith(("delta+", "iceberg+")):
+        return uri.split("+", 1)[0]
+    return head.lower() if sep and re.fullmatch(r"[a-zA-Z][a-zA-Z0-9+.-]*", head) else "file"
+
+
+def _family(scheme: str) -> str:
+    """postgresql, sqlite, duckdb, s3, gs, az, delta, iceberg or file."""
+    if scheme in DATABASES:
+        return DATABASES[scheme]
+    if scheme in OBJECT_STORES:
+        return {"s3fs": "s3", "gcsfs": "gs", "adlfs": "az"}[OBJECT_STORES[scheme]]
+    return scheme
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """One ``[source.NAME]`` table: where the table lives and, for a database, which table or query."""
+
+    uri: str
+    table: str | None = None
+    query: str | None = None
+
+    @property
+    def family(self) -> str:
+        return _family(_scheme(self.uri))
+
+    @property
+    def display(self) -> str:
+        """The masked URI, plus the table (or "query") for a database: how messages name the source."""
+        if self.table:
+            return f"{mask(self.uri)} (table {self.table})"
+        return f"{mask(self.uri)} (query)" if self.query else mask(self.uri)
+
+
+def parse_spec(toml: Path, name: str, raw: dict[str, object]) -> SourceSpec:
+    """Validate ``[source.NAME]`` (its keys were checked for spelling by the config reader)."""
+    where = f"[source.{name}]"
+    uri = raw.get("uri")
+    if not isinstance(uri, str) or not uri.strip():
+        raise CaseError(toml, f"{where} needs a uri, found {uri!r}." if "uri" in raw else f"{where} has no uri.",
+                        f'write uri = "..." under {where}: one of ' + "; ".join(FORMS))
+    uri = uri.strip()
+    scheme = _scheme(uri)
+    family = _family(scheme)
+    inner = uri.split("+", 1)[1] if family in ("delta", "iceberg") else uri
+    if _USERINFO.search(inner) or _PARAM.search(inner):
+        fix = CREDENTIALS.get(_family(_scheme(inner)), "supply credentials the way the system expects (environment or its config file)")
+        raise CaseError(toml, f"{where} uri {mask(uri)} holds a password or secret: credentials never go in workbench.toml.",
+                        f"remove it from the uri and {fix}.")
+    known = family in (*DATABASES.values(), "s3", "gs", "az", "delta", "iceberg", "file")
+    if not known:
+        close = suggest(scheme, [*DATABASES, *OBJECT_STORES, "file"])
+        raise CaseError(toml, f"{where} uri scheme '{scheme}://' is not supported.",
+                        (f"did you mean '{close}://'? " if close else "") + "Use one of: " + "; ".join(FORMS))
+    table, query = raw.get("table"), raw.get("query")
+    for key, value in (("table", table), ("query", query)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise CaseError(toml, f"{where} {key} must be a non-empty string, found {value!r}.", f'write {key} = "..."')
+    if family in DATABASES.values():
+        if (table is None) == (query is None):
+            raise CaseError(toml, f"{where} names a database: it needs exactly one of table or query"
+                            + (", not both." if table is not None else "."),
+                            f'write table = "serving_log", or query = "SELECT ... FROM ..." under {where}.')
+    elif table is not None or query is not None:
+        raise CaseError(toml, f"{where} has {'table' if table is not None else 'query'}, but its uri is not a database.",
+                        f"remove it: table and query apply to {', '.join(f'{s}://' for s in DATABASES)} URIs only.")
+    return SourceSpec(uri, str(table).strip() if table else None, str(query).strip().rstrip(";") if query else None)
+
+
+# ---------------------------------------------------------------- the sources
+class Source:
+    """A table of the case and how to read it; ``str()`` is the masked URI that messages name."""
+
+    path: Path | None = None  # a local file or directory; None for other sources
+    pushes_windows = True  # scan_window narrows the read; local files are read by row range instead (workbench.data._frames)
+
+    def __init__(self, display: str) -> None:
+        self.display = display
+
+    def __str__(self) -> str:
+        return self.display
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.display!r})"
+
+    @property
+    def name(self) -> str:
+        """A short name for warnings: the file name for a local table, else the masked URI."""
+        return self.path.name if self.path is not None else self.display
+
+    def scan(self) -> pl.LazyFrame:
+        raise NotImplementedError
+
+    def scan_window(self, column: str, start: datetime, end: datetime) -> pl.LazyFrame | None:
+        """At least the rows whose ``column`` lies in ``[start, end)``, read with the range pushed to the source.
+
+        The caller still applies the exact filter. None when the source cannot narrow
+        the read better than polars does on :meth:`scan` (local files: see
+        :func:`workbench.data._frames.window_frames`).
+        """
+        return None
+
+    def null_counts(self, columns: Iterable[str]) -> dict[str, int] | None:
+        """Null counts per column without reading the values, or None when only a scan can tell."""
+        return None
+
+    def error(self, fact: str, hint: str, details: Iterable[str] = ()) -> CaseError:
+        return CaseError(self.display, fact, hint, details)
+
+
+def _time_filter(dtype: pl.DataType, column: str, start: datetime, end: datetime) -> pl.Expr | None:
+    """A filter on the stored ``column`` (its own type, so it reaches the scan), or None for types it cannot bound."""
+    col = pl.col(column)
+    if isinstance(dtype, pl.Datetime):
+        lo, hi = (pl.lit(t if dtype.time_zone else t.astimezone(UTC).replace(tzinfo=None)).cast(dtype) for t in (start, end))
+        return (col >= lo) & (col < hi)
+    if dtype == pl.Date:
+        return col.is_between(pl.lit(start.astimezone(UTC).date()), pl.lit((end - timedelta(microseconds=1)).astimezone(UTC).date()))
+    return None
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    return mask(text[0][:limit]) if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- local files
+class LocalFiles(Source):
+    """A parquet file, a (hive-)partitioned parquet directory or a CSV on this machine."""
+
+    pushes_windows = False
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
+
+    def parts(self) -> list[Path]:
+        assert self.path is not None
+        return [self.path] if self.path.is_file() else sorted(self.path.rglob("*.parquet"))
+
+    def scan(self) -> pl.LazyFrame:
+        path = self.path
+        assert path is not None
+        try:
+            if path.is_dir():
+                parts = self.parts()
+                if not parts:
+                    raise self.error("directory holds no *.parquet parts.",
+                                     "write the table as parquet parts (e.g. date=2026-11-20/part-0.parquet).")
+                _check_parts(self, [(str(p.relative_to(path)), _footer_schema(p)) for p in parts])
+                lf = pl.scan_parquet(path / "**/*.parquet", hive_partitioning=True)
+            elif path.suffix == ".csv":
+                lf = pl.scan_csv(path, infer_schema_length=10_000)
+            else:
+                lf = pl.scan_parquet(path)
+            lf.collect_schema()
+        except CaseError:
+            raise
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise self.error(f"unreadable: {_one_line(exc)}",
+                             "check that the file is complete parquet (or CSV with a header row).") from None
+        return lf
+
+    def null_counts(self, columns: Iterable[str]) -> dict[str, int] | None:
+        assert self.path is not None
+        if self.path.suffix == ".csv":
+            return None
+        try:
+            import pyarrow.parquet as pq
+
+            return _footer_nulls((pq.ParquetFile(p).metadata for p in self.parts()), list(columns))
+        except (OSError, ImportError):
+            return None
+
+
+def _footer_schema(part: Path) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(part)
+
+
+def _footer_nulls(metas: Iterable[Any], columns: list[str]) -> dict[str, int] | None:
+    """Null counts summed over the row groups of parquet footers; None if any statistic is missing."""
+    nulls = dict.fromkeys(columns, 0)
+    for meta in metas:
+        names = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            for c in columns:
+                stats = rg.column(names[c]).statistics if c in names else None
+                if stats is None or not stats.has_null_count:
+                    return None
+                nulls[c] += stats.null_count
+    return nulls
+
+
+def _check_parts(source: Source, schemas: list[tuple[str, Any]]) -> None:
+    """Refuse parts that disagree on a column's type (or lack a column): name the column and the parts.
+
+    Polars reads a directory with the first part's schema and fails mid-pass on a part
+    that differs, with a SchemaError that names neither the file nor the fix.
+    """
+    types: dict[str, dict[str, list[str]]] = {}
+    for part, schema in schemas:
+        for field in schema:
+            name = str(field.type).replace("large_", "")  # polars writes large_string; readers differ in showing it
+            types.setdefault(field.name, {}).setdefault(name, []).append(part)
+    for column, by_type in types.items():
+        present = sum(len(v) for v in by_type.values())
+        if len(by_type) > 1:
+            details = [f"{t} in {len(ps)} part(s): {', '.join(ps[:3])}{', ...' if len(ps) > 3 else ''}" for t, ps in by_type.items()]
+            raise source.error(f"the parquet parts disagree on the type of column '{column}'.",
+                               f"rewrite the odd parts so '{column}' has one type in every part "
+                               f"(e.g. cast it with pyarrow or polars and write the part again).", details)
+        if present < len(schemas):
+            have = {p for ps in by_type.values() for p in ps}
+            lacking = [p for p, _ in schemas if p not in have]
+            raise source.error(f"column '{column}' is missing from {len(lacking)} of {len(schemas)} parquet parts.",
+                               f"write '{column}' (null where unknown) into every part, or drop it from the parts that have it.",
+                               [f"missing in: {', '.join(lacking[:3])}{', ...' if len(lacking) > 3 else ''}"])
+
+
+# ---------------------------------------------------------------- object storage (fsspec)
+class ObjectStore(Source):
+    """A parquet file or directory (hive partitions allowed) or a CSV in s3://, gs:// or az://, through fsspec."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(mask(uri))
+        self.uri = uri
+        self.protocol = uri.split("://", 1)[0].lower()
+        self.family = _family(self.protocol)
+        self.key = uri.split("://", 1)[1].rstrip("/")
+        self._dataset: Any = None
+
+    def _filesystem(self) -> Any:
+        try:
+            import fsspec
+
+            return fsspec.filesystem(self.protocol, skip_instance_cache=True)
+        except ImportError as exc:
+            raise self.error(f"reading {self.protocol}:// needs the {OBJECT_STORES[self.protocol]} package ({exc}).",
+                             f"install it: {INSTALL}") from None
+
+    def _fail(self, exc: BaseException) -> CaseError:
+        """An fsspec/botocore error as a CaseError naming the fact and the fix."""
+        text = _one_line(exc)
+        low = f"{type(exc).__name__} {text}".lower()
+        if "nosuchbucket" in low or "bucket does not exist" in low or "specified bucket" in low:
+            return self._missing_bucket()
+        if isinstance(exc, PermissionError) or "accessdenied" in low or "forbidden" in low or "403" in low:
+            return self.error(f"access denied: {text}", f"check the credentials: {CREDENTIALS[self.family]}.")
+        if "credential" in low:
+            return self.error(f"no credentials: {text}", f"{CREDENTIALS[self.family]}.")
+        if "connect" in low or "endpoint" in low or "timeout" in low:
+            return self.error(f"cannot reach the object store: {text}",
+                              "check the network and, for an S3-compatible store, AWS_ENDPOINT_URL.")
+        return self.error(f"unreadable: {text}", "check the URL and that the objects are parquet (or CSV with a header row).")
+
+    def _missing_bucket(self) -> CaseError:
+        bucket = self.key.split("/", 1)[0]
+        return self.error(f"bucket '{bucket}' does not exist (or these credentials cannot see it).",
+                          f"check the bucket name in the uri; for an S3-compatible store set AWS_ENDPOINT_URL; {CREDENTIALS[self.family]}.")
+
+    def dataset(self) -> Any:
+        """The pyarrow dataset over the fsspec filesystem (discovered once; footers are read lazily)."""
+        if self._dataset is not None:
+            return self._dataset
+        import pyarrow.dataset as ds
+
+        fs = self._filesystem()
+        try:
+            exists = fs.exists(self.key)
+            if not exists:
+                bucket, _, rest = self.key.partition("/")
+                if not fs.exists(bucket):
+                    raise self._missing_bucket()
+                parent = self.key.rsplit("/", 1)[0] if "/" in rest else bucket
+                found = [p.rsplit("/", 1)[-1] for p in fs.ls(parent, detail=False)] if fs.exists(parent) else []
+                close = suggest(self.key.rsplit("/", 1)[-1], found)
+                raise self.error(f"no object or prefix at '{self.key}'.",
+                                 f"did you mean '{close}'? Fix the uri." if close else "fix the uri in workbench.toml [source.*].",
+                                 [f"found under {parent}/: {found[:12]}"] if found else [])
+            if fs.isdir(self.key):
+                parts = sorted(p for p in fs.find(self.key) if p.endswith(".parquet") and "/_" not in p[len(self.key):]
+                               and "/." not in p[len(self.key):])
+                if not parts:
+                    raise self.error("prefix holds no *.parquet parts.",
+                                     "write the table as parquet parts (e.g. date=2026-11-20/part-0.parquet).")
+                dataset = ds.dataset(self.key, filesystem=fs, format="parquet", partitioning="hive")
+                _check_parts(self, [(f.path[len(self.key) + 1:], f.physical_schema) for f in dataset.get_fragments()])
+            else:
+                fmt = "csv" if self.key.endswith(".csv") else "parquet"
+                dataset = ds.dataset(self.key, filesystem=fs, format=fmt)
+            dataset.schema  # noqa: B018  # touch it: a missing or broken object fails here, with our message
+        except CaseError:
+            raise
+        except Exception as exc:  # fsspec back ends raise their own exception types
+            raise self._fail(exc) from None
+        self._dataset = dataset
+        return dataset
+
+    def scan(self) -> pl.LazyFrame:
+        return _arrow_scan(self, self.dataset(), None)
+
+    def scan_window(self, column: str, start: datetime, end: datetime) -> pl.LazyFrame | None:
+        flt = self.window_filter(column, start, end)
+        return None if flt is None else _arrow_scan(self, self.dataset(), flt)
+
+    def window_filter(self, column: str, start: datetime, end: datetime) -> Any:
+        """The pyarrow filter of a window: the time range on ``column`` and, when the log has day partitions, on them."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        dataset = self.dataset()
+        arrow_type = dataset.schema.field(column).type if column in dataset.schema.names else None
+        if arrow_type is None or not pa.types.is_timestamp(arrow_type):
+            return None
+        lo, hi = (_arrow_time(t, arrow_type) for t in (start, end))
+        flt = (pc.field(column) >= lo) & (pc.field(column) < hi)
+        # Partition pruning: a hive key holding days (date=2026-11-20) is bounded with a day of margin either side, so a
+        # log partitioned by local or ingestion day still keeps its rows; _frames checks the window's row count anyway.
+        for key in _day_partitions(dataset):
+            first, last = (start - timedelta(days=1)).date().isoformat(), (end + timedelta(days=1)).date().isoformat()
+            flt = flt & (pc.field(key) >= first) & (pc.field(key) <= last)
+        return flt
+
+    def null_counts(self, columns: Iterable[str]) -> dict[str, int] | None:
+        dataset = self.dataset()
+        if not hasattr(dataset, "get_fragments") or self.key.endswith(".csv"):
+            return None
+        try:
+            return _footer_nulls((f.metadata for f in dataset.get_fragments()), list(columns))
+        except Exception:  # a footer without statistics or an unreadable one: count by scanning instead
+            return None
+
+
+def _arrow_time(moment: datetime, arrow_type: Any) -> Any:
+    import pyarrow as pa
+
+    value = moment.astimezone(UTC)
+    return pa.scalar(value if arrow_type.tz else value.replace(tzinfo=None), type=pa.timestamp("us", arrow_type.tz)).cast(arrow_type)
+
+
+def _day_partitions(dataset: Any) -> list[str]:
+    """Hive partition keys whose values are ISO days (YYYY-MM-DD): the usual way a log is partitioned."""
+    partitioning = getattr(dataset, "partitioning", None)
+    if partitioning is None or not getattr(partitioning, "dictionaries", None):
+        return []
+    keys = []
+    for field, values in zip(partitioning.schema, partitioning.dictionaries, strict=False):
+        if values is not None and str(field.type) == "string" and len(values) and all(
+                re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) for v in values.to_pylist()):
+            keys.append(field.name)
+    return keys
+
+
+def _arrow_scan(source: Source, dataset: Any, flt: Any) -> pl.LazyFrame:
+    """A LazyFrame over a pyarrow dataset: projection, simple predicates and ``flt`` reach the pyarrow scanner."""
+    schema = _normal_schema(pl.from_arrow(dataset.schema.empty_table()).schema)  # type: ignore[union-attr]
+    # Day partitions (date=2026-11-20) read as Date, as polars reads a local hive directory: not a slice column.
+    schema = pl.Schema({n: pl.Date if n in _day_partitions(dataset) else t for n, t in schema.items()})
+
+    def render(column: str, op: str, value: object, dtype: pl.DataType) -> Any:
+        return _arrow_condition(column, op, value, dataset.schema.field(column).type)
+
+    def read(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
+             batch_size: int | None) -> Iterator[pl.DataFrame]:
+        pushed = _translate(predicate, schema, render) if predicate is not None else []
+        condition = flt
+        for cond in pushed:
+            condition = cond if condition is None else condition & cond
+        columns = with_columns if with_columns is not None else schema.names()
+        try:
+            batches = dataset.scanner(columns=columns, filter=condition, batch_size=batch_size or 131_072).to_batches()
+            yield from _frames(batches, predicate, n_rows, schema)
+        except CaseError:
+            raise
+        except Exception as exc:
+            raise source.error(f"unreadable: {_one_line(exc)}",
+                               "check that every part is readable parquet (or CSV with a header row).") from None
+
+    return pl.io.plugins.register_io_source(read, schema=schema, explain_name="workbench", explain_detail=source.display)
+
+
+def _frames(batches: Iterable[Any], predicate: pl.Expr | None, n_rows: int | None, schema: pl.Schema) -> Iterator[pl.DataFrame]:
+    """Arrow batches as DataFrames of ``schema``'s types, the full predicate applied (what was pushed only narrowed the
+    read), ``n_rows`` honoured."""
+    left = n_rows
+    for batch in batches:
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        frame = _normalize(frame)
+        odd = {n: schema[n] for n, t in frame.schema.items() if n in schema and t != schema[n]}
+        if odd:  # e.g. SQLite, whose types follow the values of each batch
+            frame = frame.cast(pl.Schema(odd), strict=False)
+        if predicate is not None:
+            frame = frame.filter(predicate)
+        if left is not None:
+            frame = frame.head(left)
+            left -= frame.height
+        yield frame
+        if left is not None and left <= 0:
+            return
+
+
+def _normalize(frame: pl.DataFrame) -> pl.DataFrame:
+    """Timestamps as Datetime(us, UTC) (naive means UTC, as the contract says): time filters then pass the loader untouched."""
+    fix = [pl.col(n).dt.replace_time_zone("UTC").cast(UTC_US) if t.time_zone is None else pl.col(n).dt.convert_time_zone("UTC").cast(UTC_US)
+           for n, t in frame.schema.items() if isinstance(t, pl.Datetime) and t != UTC_US]
+    return frame.with_columns(fix) if fix else frame
+
+
+def _normal_schema(schema: pl.Schema) -> pl.Schema:
+    return pl.Schema({n: UTC_US if isinstance(t, pl.Datetime) else t for n, t in schema.items()})
+
+
+# ---------------------------------------------------------------- predicates polars pushes into a plugin scan
+# A polars predicate arrives as an expression; its JSON form gives the tree. Only conjuncts of the form
+# column <op> literal, is_between and null checks on temporal, integer and string columns are pushed (float
+# comparisons differ on NaN); anything else, or a JSON form a later polars changes, is simply not pushed: the
+# reader still applies the full predicate, so pushing only ever narrows what is read.
+_OPS = {"Eq": "=", "NotEq": "<>", "Lt": "<", "LtEq": "<=", "Gt": ">", "GtEq": ">="}
+_UNITS = {"Nanoseconds": 1_000, "Microseconds": 1, "Milliseconds": 0.001}
+
+
+def _literal(node: dict[str, Any]) -> object:
+    value = node["Literal"]
+    kind, inner = next(iter(value.items()))
+    kind2, v = next(iter(inner.items()))
+    if kind == "Dyn":
+        return {"Int": int, "Float": float, "Str": str}[kind2](v)
+    if kind2 == "Datetime":
+        micros = v[0] / _UNITS[v[1]]
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
+    if kind2 == "Date":
+        return date(1970, 1, 1) + timedelta(days=int(v))
+    if kind2 in ("String", "Boolean") or kind2.startswith(("Int", "UInt")):
+        return v
+    raise ValueError(kind2)
+
+
+def _column(node: dict[str, Any]) -> str:
+    if "Alias" in node:
+        return _column(node["Alias"][0])
+    return str(node["Column"])
+
+
+Condition = Callable[[str, str, object, pl.DataType], Any]
+
+
+def _translate(predicate: pl.Expr, schema: pl.Schema, render: Condition) -> list[Any]:
+    """The conjuncts of ``predicate`` that ``render`` can express at the source."""
+    try:
+        tree = json.loads(predicate.meta.serialize(format="json"))
+    except Exception:  # an expression polars cannot serialize is simply not pushed
+        return []
+    out: list[Any] = []
+
+    def pushable(column: str) -> bool:
+        t = schema.get(column)
+        return t is not None and (t.is_temporal() or t.is_integer() or t == pl.String)
+
+    def visit(node: dict[str, Any]) -> None:
+        with contextlib.suppress(KeyError, ValueError, TypeError, StopIteration):
+            if "BinaryExpr" in node:
+                b = node["BinaryExpr"]
+                if b["op"] == "And":
+                    visit(b["left"])
+                    visit(b["right"])
+                    return
+                left, right, op = b["left"], b["right"], b["op"]
+                if "Literal" in left:  # literal <op> column: flip it
+                    left, right, op = right, left, {"Lt": "Gt", "LtEq": "GtEq", "Gt": "Lt", "GtEq": "LtEq"}.get(op, op)
+                column = _column(left)
+                if op in _OPS and pushable(column):
+                    out.append(render(column, _OPS[op], _literal(right), schema[column]))
+            elif "Function" in node:
+                f = node["Function"]
+                fn = f["function"]["Boolean"]
+                column = _column(f["input"][0])
+                if fn in ("IsNull", "IsNotNull") and column in schema:
+                    out.append(render(column, fn, None, schema[column]))
+                elif isinstance(fn, dict) and "IsBetween" in fn and pushable(column):
+                    closed = fn["IsBetween"]["closed"]
+                    lo, hi = _literal(f["input"][1]), _literal(f["input"][2])
+                    out.append(render(column, ">=" if closed in ("Left", "Both") else ">", lo, schema[column]))
+                    out.append(render(column, "<" if closed in ("Left", "None") else "<=", hi, schema[column]))
+
+    visit(tree)
+    return out
+
+
+def _arrow_condition(column: str, op: str, value: object, arrow_type: Any) -> Any:
+    """One pushed conjunct as a pyarrow expression on the stored column (its own type)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    field = pc.field(column)
+    if op == "IsNull":
+        return field.is_null()
+    if op == "IsNotNull":
+        return field.is_valid()
+    if isinstance(value, datetime):
+        if not pa.types.is_timestamp(arrow_type):
+            raise ValueError(arrow_type)
+        value = _arrow_time(value, arrow_type)
+    elif pa.types.is_string(arrow_type) and not isinstance(value, str):  # a day partition shown as Date: not pushed
+        raise ValueError(arrow_type)
+    return {"=": field.__eq__, "<>": field.__ne__, "<": field.__lt__, "<=": field.__le__, ">": field.__gt__, ">=": field.__ge__}[op](value)
+
+
+# ---------------------------------------------------------------- lakehouse tables
+class Delta(Source):
+    """A Delta Lake table (``delta+URL``), pinned to the version current at open; polars' scan skips files by their stats."""
+
+    def __init__(self, uri: str, location: str) -> None:
+        super().__init__(mask(uri))
+        self.location = location
+        try:
+            from deltalake import DeltaTable
+        except ImportError as exc:
+            raise self.error(f"reading a Delta table needs the deltalake package ({exc}).", f"install it: {INSTALL}") from None
+        try:
+            self.table = DeltaTable(location)
+        except Exception as exc:  # deltalake's TableNotFoundError and object-store errors
+            raise self.error(f"no readable Delta table: {_one_line(exc)}",
+                             "point the uri at the table's root directory (the one holding _delta_log/).") from None
+        self.version = self.table.version()
+
+    def scan(self) -> pl.LazyFrame:
+        try:
+            lf = pl.scan_delta(self.location, version=self.version)
+            lf.collect_schema()
+        except Exception as exc:
+            raise self.error(f"unreadable: {_one_line(exc)}", "check that the Delta table is readable by deltalake.") from None
+        return lf
+
+    def scan_window(self, column: str, start: datetime, end: datetime) -> pl.LazyFrame | None:
+        lf = self.scan()
+        flt = _time_filter(lf.collect_schema()[column], column, start, end)
+        return None if flt is None else lf.filter(flt)
+
+    def null_counts(self, columns: Iterable[str]) -> dict[str, int] | None:
+        import pyarrow as pa
+
+        try:
+            actions = pl.DataFrame(pa.table(self.table.get_add_actions(flatten=True)))
+            names = [f"null_count.{c}" for c in columns]
+            if not all(n in actions.columns for n in names) or actions.select(pl.col(names).null_count().sum()).sum_horizontal().item():
+                return None
+            return {n.removeprefix("null_count."): int(v or 0) for n, v in actions.select(pl.col(names).sum()).row(0, named=True).items()}
+        except Exception:  # no stats in the log: count by scanning instead
+            return None
+
+
+class Iceberg(Source):
+    """An Iceberg table from its metadata JSON (``iceberg+URL``), read by polars through pyiceberg."""
+
+    def __init__(self, uri: str, location: str) -> None:
+        super().__init__(mask(uri))
+        self.location = location
+
+    def scan(self) -> pl.LazyFrame:
+        try:
+            import pyiceberg  # noqa: F401
+        except ImportError as exc:
+            raise self.error(f"reading an Iceberg table needs the pyiceberg package ({exc}).", f"install it: {INSTALL}") from None
+        try:
+            lf = pl.scan_iceberg(self.location)
+            lf.collect_schema()
+        except Exception as exc:
+            raise self.error(f"unreadable Iceberg table: {_one_line(exc)}",
+                             "point the uri at the table's current metadata file (metadata/vN.metadata.json).") from None
+        return lf
+
+    def scan_window(self, column: str, start: datetime, end: datetime) -> pl.LazyFrame | None:
+        lf = self.scan()
+        flt = _time_filter(lf.collect_schema()[column], column, start, end)
+        return None if flt is None else lf.filter(flt)
+
+
+# ---------------------------------------------------------------- resolution
+def _local(root: Path, location: str) -> Path:
+    if location.startswith("file://"):
+        location = location.removeprefix("file://")
+    path = Path(location).expanduser()
+    return (path if path.is_absolute() else root / path).resolve()
+
+
+def _default(root: Path, stem: str, required: bool) -> Source | None:
+    for candidate in (root / f"{stem}.parquet", root / stem, root / f"{stem}.csv"):
+        if candidate.exists():
+            return LocalFiles(candidate)
+    if required:
+        found = [p.name for p in root.iterdir()] if root.is_dir() else []
+        raise CaseError.missing_file(root, f"{stem}.parquet", found)
+    return None
+
+
+def resolve(root: Path, stem: str, spec: SourceSpec | None, *, required: bool) -> Source | None:
+    """Where the table ``stem`` (predictions, training) lives: ``spec`` from ``[source.STEM]``, else the v1 default files."""
+    if spec is None:
+        return _default(root, stem, required)
+    family = spec.family
+    if family in DATABASES.values():
+        from workbench.case._database import Database  # here, not at the top: _database imports this module
+
+        return Database(root, spec)
+    if family in ("s3", "gs", "az"):
+        return ObjectStore(spec.uri)
+    if family in ("delta", "iceberg"):
+        inner = spec.uri.split("+", 1)[1]
+        location = inner if "://" in inner and not inner.startswith("file://") else str(_local(root, inner))
+        return Delta(spec.uri, location) if family == "delta" else Iceberg(spec.uri, location)
+    path = _local(root, spec.uri)
+    if not path.exists():
+        raise CaseError(path, f"[source.{stem}] uri {spec.uri!r} does not exist.",
+                        f"fix the uri in {root / 'workbench.toml'}: a path relative to the case directory, or file:///absolute/path.")
+    return LocalFiles(path)
