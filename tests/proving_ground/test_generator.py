@@ -175,7 +175,8 @@ def test_decorrelated_keeps_the_marginal_but_breaks_the_row(tmp_path_factory):
 
     checked = 0
     for seed in range(1, 7):  # worlds where the broken feature correlates with another one to begin with
-        path, truth = _case(tmp_path_factory, "feature", "decorrelated_shuffle", seed=seed, n_features=12, n_bundles=2)
+        path, truth = _case(tmp_path_factory, "feature", "decorrelated_shuffle", seed=seed, n_features=12, n_bundles=2,
+                            base_rate=0.12)  # enough positives at 30k rows that no redraw is needed
         col = truth["target"]
         df = _log(path)
         onset = pl.lit(truth["onset"]).str.to_datetime(time_zone="UTC")
@@ -192,8 +193,7 @@ def test_decorrelated_keeps_the_marginal_but_breaks_the_row(tmp_path_factory):
         share = truth["incident"]["shuffled_share"]
         assert best_corr(post, col, feats) < before * (1 - 0.6 * share)  # the value no longer belongs to its row
         checked += 1
-        if checked == 2:
-            break
+        break
     assert checked >= 1
 
 
@@ -324,7 +324,7 @@ def test_sparse_cases_are_sparse(tmp_path_factory):
 def test_variety_produces_odd_names_and_dtypes(tmp_path):
     layouts, odd, ts_kinds = set(), False, set()
     for seed in range(6):
-        sc = pg.draw("feature", "dev", seed, mode="scale", variety=True, max_rows=8_000, span_hours=96.0, label_delay_hours=4.0)
+        sc = pg.draw("control", "dev", seed, mode="quiet", variety=True, max_rows=8_000, span_hours=96.0, label_delay_hours=4.0)
         path = pg.generate(sc, tmp_path / str(seed))
         truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
         fmt = truth["format"]
