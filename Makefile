@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up, then open JupyterLab on the quickstart with a sample case
-#   make test   set up (venv, packages, Debian's chromium), then run every test
+#   make test   set up (venv, packages, Debian's chromium and postgresql), then run every test
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CASE  ?= sample_data/cases/upstream_break
 PORT  ?= 8888
 
-.PHONY: setup browser samples demo test lint bench clean
+.PHONY: setup browser postgres samples demo test lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -25,6 +25,16 @@ browser:
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-dejavu-core; \
 	fi
 
+# Debian's PostgreSQL server for the [source.*] tests, which start their own throwaway cluster on loopback (as an
+# unprivileged user) and stop it after. No default cluster: createcluster.conf says so before the package installs.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  mkdir -p /etc/postgresql-common && \
+	  { [ -e /etc/postgresql-common/createcluster.conf ] || echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf; } && \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold postgresql; \
+	fi
+
 # The committed sample cases are regenerated only when missing (same seed, same bytes).
 samples: setup
 	$(PY) -m workbench.sample.build_all --missing-only
@@ -37,7 +47,7 @@ demo: setup samples
 	$(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(PORT) --ServerApp.root_dir=$(CURDIR) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/quickstart.ipynb
 
-test: setup browser samples
+test: setup browser postgres samples
 	$(PY) -m pytest
 
 lint: setup
