@@ -112,6 +112,9 @@ class Database(Source):
         """A pooled connection; one that was left mid-query (an error, a reader stopped early) is closed, not reused."""
         with self._lock:
             conn = self._idle.pop() if self._idle else None
+        if conn is not None and self.dialect == "postgresql" and not _alive(conn):  # the server ended it meanwhile
+            _close_all([conn])
+            conn = None
         if conn is None:
             conn = self._connect()
         reusable = False
@@ -224,7 +227,8 @@ class Database(Source):
                  batch_size: int | None) -> Iterator[pl.DataFrame]:
             pushed = _translate(predicate, schema, self._condition) if predicate is not None else []
             columns = list(with_columns) if with_columns is not None else schema.names()
-            sql = self._sql(columns or schema.names()[:1], where + pushed, n_rows if predicate is None else None)
+            conditions = where + [c for c in pushed if c not in where]  # _frames' window filter repeats the window's range
+            sql = self._sql(columns or schema.names()[:1], conditions, n_rows if predicate is None else None)
             try:
                 with self._connection() as conn:
                     yield from _frames(self._batches(conn, sql, batch_size), predicate, n_rows, schema)
@@ -305,6 +309,16 @@ class Database(Source):
             return [f"{parsed} >= CAST('{first}+00:00' AS TIMESTAMPTZ) - INTERVAL '1 second'",
                     f"{parsed} < CAST('{last}+00:00' AS TIMESTAMPTZ) + INTERVAL '1 second'"]
         return []
+
+
+def _alive(conn: Any) -> bool:
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchall()
+        return True
+    except Exception:
+        return False
 
 
 def _close_all(connections: list[Any]) -> None:
