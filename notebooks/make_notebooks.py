@@ -43,6 +43,22 @@ WINDOWS = """d = diagnose(case)
 baseline, incident = d.baseline, d.incident
 print(f"baseline {baseline}\\nincident {incident}")"""
 
+# What the investigation found, in words, on every kind of case: an incident, a healthy log, a log too sparse
+# to test, a case with only its serving log (the skipped checks name the files that would enable them).
+VERDICT = """a = d.anomaly
+if a["grain"] is None:
+    print(d.evidence(d.tree.root).summary)
+elif not a["detected"]:
+    print(f"Nothing regressed: prediction quality stayed within its normal variation (per {a['grain']}).")
+elif d.top is None:
+    print(f"{a['metric']} regressed from {a['onset']}, but no check found its cause.")
+else:
+    print(f"{a['metric']} regressed from {a['onset']}; most likely cause: {d.top.kind} {d.top.target} "
+          f"(confidence {d.top.confidence:.2f}). {d.top.summary}")
+for s in d.skipped:
+    if s["check"] != d.tree.root:
+        print(f"Not checked: {s['check']} ({s['reason']})")"""
+
 NOTEBOOKS: dict[str, dict] = {
     "quickstart": {
         "default": "upstream_break",
@@ -68,6 +84,35 @@ investigate(case, diagnosis=d)"""),
 between 0 and 1. Open a node of the tree to see its evidence and plot; the highlighted
 path is the route that led to the cause. The other notebooks in this folder walk
 through each part of the tree in depth."""),
+            md("""
+## Your own log, where it lives
+
+A serving log rarely sits next to a `model.py` as one parquet file. Point the case at it
+instead: `[source.predictions]` in the case's `workbench.toml` names a parquet path, an
+`s3://`/`gs://`/`az://` dataset, a Delta or Iceberg table, or a PostgreSQL, SQLite or
+DuckDB table or query (`pip install 'ml-workbench[sources]'`). Time windows are read at
+the source: a `WHERE` on the timestamp, only the columns a check needs. The password
+never goes in the file: PostgreSQL reads `PGPASSWORD` or `~/.pgpass`, S3 the `AWS_*`
+variables. This cell only writes the file, so it runs without a database."""),
+            code("""import tempfile
+from pathlib import Path
+
+my_case = Path(tempfile.mkdtemp()) / "ctr_case"   # a case directory: workbench.toml plus any snapshots/, model.py, ...
+my_case.mkdir()
+(my_case / "workbench.toml").write_text(\'\'\'
+[case]
+name = "ads ctr, read from the serving database"
+
+[columns]
+timestamp  = "ts"
+prediction = "p_click"
+
+[source.predictions]
+uri   = "postgresql://reader@db.internal:5432/ml"   # no password here: PGPASSWORD or ~/.pgpass
+table = "ctr_serving_log"                           # or: query = "SELECT * FROM ctr_serving_log WHERE model = 'ctr'"
+\'\'\')
+print((my_case / "workbench.toml").read_text())
+# Where the database is reachable: d = diagnose(open_case(my_case))"""),
         ],
     },
     "triage": {
@@ -106,9 +151,11 @@ Confidence combines the strength of the evidence with its share among the compet
 explanations (see `workbench/rca/ranking.py`): one strong, unrivalled cause scores
 high; two equally strong ones each at most 0.5. Events from `events.csv` near the onset
 raise a cause's confidence but never create one."""),
+            code(VERDICT),
             code("""for c in d.root_causes:
     print(f"{c.kind:<12} {c.target:<30} confidence {c.confidence:.2f}  {c.summary}")
-display(Markdown("**Next steps**\\n\\n" + "\\n".join(f"- {s}" for s in d.next_steps())))"""),
+if d.root_causes:
+    display(Markdown("**Next steps**\\n\\n" + "\\n".join(f"- {s}" for s in d.next_steps())))"""),
             md("""
 ## 4. Share it
 
@@ -137,6 +184,7 @@ the most specific upstream node."""),
             params("upstream_break"),
             code(SETUP),
             code(WINDOWS),
+            code(VERDICT),
             md("""
 ## 1. Rank the features
 
@@ -168,9 +216,12 @@ compared across the windows. Without a model, a gradient-boosted surrogate of th
 logged prediction stands in, and says so."""),
             code("""from workbench import isolate_features
 
-iso = isolate_features(case, baseline, incident)
-print(iso.method)
-iso.table.select("feature", "rank", "score", "ne_recovered", "loss_share", "prediction_shift_share").head(6)"""),
+if d.anomaly["detected"]:
+    iso = isolate_features(case, baseline, incident)
+    print(iso.method)
+    display(iso.table.select("feature", "rank", "score", "ne_recovered", "loss_share", "prediction_shift_share").head(6))
+else:
+    print("No regression was detected, so there is nothing to attribute to the features.")"""),
             md("""
 ## 4. Walk the lineage
 
@@ -210,9 +261,12 @@ units. The robust z compares the change with the changes between consecutive ben
 snapshots; the first snapshot above the gate is the first bad one."""),
             code("""from workbench import snapshot_timeline
 
-tl = snapshot_timeline(case)
-print(tl)
-tl.table.select("snapshot_id", "published_at", "rel_l2", "z", "gate", "alarm", "top_parameter")"""),
+tl = snapshot_timeline(case) if case.snapshots else None
+if tl is None:
+    print("This case has no snapshots/index.csv: there is no snapshot to diff, validate or trace.")
+else:
+    print(tl)
+    display(tl.table.select("snapshot_id", "published_at", "rel_l2", "z", "gate", "alarm", "top_parameter"))"""),
             md("""
 ## 2. Validate the suspect on holdout data
 
@@ -223,10 +277,13 @@ come from bootstrap noise and the spread of earlier refreshes, not magic numbers
 script)."""),
             code("""from workbench import validate_snapshot
 
-suspect = tl.first_bad or case.snapshots[-1].snapshot_id
-v = validate_snapshot(case, suspect)
-print("PASS" if v.passed else "FAIL", *v.reasons, sep="\\n - ")
-v.metrics"""),
+suspect = (tl.first_bad or case.snapshots[-1].snapshot_id) if tl is not None else None
+if suspect is None or case.model is None:
+    print("Validation needs snapshots/index.csv and model.py; this case lacks", "snapshots." if suspect is None else "model.py.")
+else:
+    v = validate_snapshot(case, suspect)
+    print(f"{suspect}:", "PASS" if v.passed else "FAIL", *v.reasons, sep="\\n - ")
+    display(v.metrics)"""),
             md("""
 ## 3. Trace activations layer by layer
 
@@ -235,12 +292,18 @@ benign variation is where the damage starts (it propagates downstream)."""),
             code("""from workbench import compare_activations
 
 ids = [s.snapshot_id for s in case.snapshots]
-previous = ids[ids.index(suspect) - 1]
-act = compare_activations(case, previous, suspect)
-print(act.first_divergent_layer, act.first_divergent_parameter)
-act.table.select("layer", "parameter", "rel_diff", "z", "gate", "diverged")"""),
+if suspect is None or case.model is None or ids.index(suspect) == 0:
+    print("Tracing needs model.py and a snapshot published before the suspect; this case has neither pair.")
+else:
+    previous = ids[ids.index(suspect) - 1]
+    act = compare_activations(case, previous, suspect)
+    print(f"{previous} -> {suspect}: first divergent layer", act.first_divergent_layer or "none",
+          f"({act.first_divergent_parameter})" if act.first_divergent_parameter else "")
+    display(act.table.select("layer", "parameter", "rel_diff", "z", "gate", "diverged"))"""),
             code("""d = diagnose(case)
-print(d.top.kind, d.top.target, d.top.layer, f"confidence {d.top.confidence:.2f}")"""),
+""" + VERDICT + """
+if d.top is not None and d.top.layer:
+    print("layer:", d.top.layer)"""),
             md("""
 **What to do next.** Roll serving back to the stable snapshot, then gate every new
 snapshot with `workbench validate` before it is published."""),
@@ -266,7 +329,10 @@ noise."""),
 Baseline vs incident NE for every value of every slice column (and pairs)."""),
             code("""from workbench import slice_deltas
 
-slice_deltas(case, baseline, incident).table.head(10)"""),
+if case.slices:
+    display(slice_deltas(case, baseline, incident).table.head(10))
+else:
+    print("This case has no slice columns: map them in workbench.toml ([columns] slices).")"""),
             md("""
 ## 2. Where does the regression concentrate?
 
@@ -274,11 +340,11 @@ slice_deltas(case, baseline, incident).table.head(10)"""),
 the rest of the traffic stayed put."""),
             code("""from workbench import find_slices
 
-search = find_slices(case, baseline, incident)
-print(search)
-search.table.head(5)"""),
-            code("""print(d.top.kind, d.top.target, f"confidence {d.top.confidence:.2f}")
-print(d.top.summary)"""),
+if case.slices:
+    search = find_slices(case, baseline, incident)
+    print(search)
+    display(search.table.head(5))"""),
+            code(VERDICT),
             md("""
 **What to do next.** A segment that regressed alone, with healthy features, labels and
 snapshot, points at something outside the model: a product change, an outage, a
@@ -326,8 +392,7 @@ model is still calibrated."""),
             code("""from workbench import estimate_unlabeled
 
 print(estimate_unlabeled(case))"""),
-            code("""print(d.top.kind, d.top.target, f"confidence {d.top.confidence:.2f}")
-print(d.top.summary)"""),
+            code(VERDICT),
             md("""
 **What to do next.** Label cause: fix the label join/logging and do not retrain on the
 broken labels. Calibration cause: check the serving-side calibration or post-processing
