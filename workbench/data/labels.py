@@ -37,8 +37,15 @@ class LabelShift:
 
     Changes are relative (``incident / baseline - 1``). ``label_z`` is the
     two-proportion z statistic of the label rate, ``prediction_z`` the z statistic of
-    the change of log prediction mean (sampling error of each window's mean). ``features_broken`` lists the features whose drift
-    kind is not ``none``. ``test`` states the rule behind the verdict.
+    the change of log prediction mean (sampling error of each window's mean).
+
+    ``followed`` compares *effect sizes*, not z-scores (on millions of rows a 2% refresh
+    drift is 5σ): the share of the label rate's relative change that the prediction mean
+    followed, ``max(|Δ ln p| - 2 SE, 0) / |Δ ln r|``, clipped to [0, 1], where sampling
+    error is only a floor under the prediction's change. A label incident leaves
+    predictions where they were (``followed`` near 0); a model- or feature-side incident
+    moves them with or against the labels. ``features_broken`` lists the features whose
+    drift kind is not ``none``. ``test`` states the rule behind the verdict.
     """
 
     baseline: Window
@@ -53,6 +60,9 @@ class LabelShift:
     prediction_z: float
     calibration_ratio_baseline: float
     calibration_ratio_incident: float
+    label_log_change: float
+    prediction_log_change: float
+    followed: float
     features_broken: tuple[str, ...]
     labels_moved_alone: bool
     test: str
@@ -105,15 +115,19 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
     broken = tuple(drift.table.filter((pl.col("kind") != "none") & (pl.col("type") == "numeric"))["feature"].to_list())
     crit = NormalDist().inv_cdf(1 - alpha / 2)
     moved = abs(z) >= crit and abs(lab) >= MATERIAL
-    still = abs(prd) <= FOLLOW * abs(lab)
-    test = (f"label rate changed (|z| >= {crit:.2f} and >= 5%), prediction mean moved < {FOLLOW:.0%} as much "
-            "(relative), no numeric feature broke")
+    prd_se = math.sqrt(pred_se["b"] ** 2 + pred_se["i"] ** 2)
+    followed = (min(1.0, max(abs(prd) - 2 * prd_se, 0.0) / abs(lab)) if math.isfinite(lab) and lab != 0 and math.isfinite(prd)
+                else 1.0)
+    still = followed <= FOLLOW
+    test = (f"label rate changed (|z| >= {crit:.2f} and >= 5%), the prediction mean followed < {FOLLOW:.0%} of its relative "
+            "change (beyond 2 SE of its own noise), no numeric feature broke")
     return LabelShift(
         baseline=baseline, incident=incident, label_rate_baseline=rate["b"], label_rate_incident=rate["i"],
         label_rate_change=math.expm1(lab) if math.isfinite(lab) else math.nan, label_z=z,
         prediction_mean_baseline=pred["b"], prediction_mean_incident=pred["i"],
         prediction_change=math.expm1(prd) if math.isfinite(prd) else math.nan, prediction_z=pz,
-        calibration_ratio_baseline=cal["b"], calibration_ratio_incident=cal["i"], features_broken=broken,
+        calibration_ratio_baseline=cal["b"], calibration_ratio_incident=cal["i"], label_log_change=lab,
+        prediction_log_change=prd, followed=followed, features_broken=broken,
         labels_moved_alone=bool(moved and still and not broken), test=test)
 
 
@@ -149,12 +163,12 @@ def label_delay(case: Case) -> LabelDelay:
 
     >>> from workbench import open_case
     >>> label_delay(open_case("sample_data/cases/control")).delay_hours
-    4
+    6
     """
     h = case.hourly.sort("hour")
     join = (h["labeled"] / h["rows"]).to_numpy()
     typical = float(np.median(join)) if len(join) else math.nan
-    end = reliable_end(join)
+    end = reliable_end(join, h["rows"].to_numpy())
     table = h.with_columns(
         ((pl.lit(case.end) - pl.col("hour")).dt.total_seconds() / 3600.0).alias("age_hours"),
         (pl.col("labeled") / pl.col("rows")).alias("join_rate"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from workbench.rca import _strength as S
@@ -16,11 +17,17 @@ __all__ = ["calibration"]
 
 
 def calibration(ctx: Context) -> Evidence:
-    """Strength: the prediction-mean shift z with ranking held (AUC), weakened by every other explanation.
+    """Strength: the calibration ratio's move, judged by effect size and by *who* moved, weakened by every other
+    explanation.
 
-    A calibration shift moves predictions in scale while features, labels and the
-    snapshot stay put; with a model, logged predictions also stop matching what the
-    serving snapshot computes from the logged features (serving consistency).
+    ``from_z`` of its z (significance) times ``from_excess`` of ``|Δ ln ratio|`` beyond 5% (scale 10%: size), times
+    the share of that move made by the predictions rather than the labels,
+    ``|Δ ln mean p| / (|Δ ln mean p| + |Δ ln label rate|)``: a label incident or a segment whose
+    clicks collapsed moves the ratio through the labels and is not a calibration shift. A
+    ranking that got worse (AUC down by more than 0.005 and 3 SE) is not one either. A
+    calibration shift moves predictions in scale while features, labels and the snapshot
+    stay put; with a model, logged predictions also stop matching what the serving
+    snapshot computes from the logged features (serving consistency), which is direct evidence.
     """
     from workbench.data.calibration import calibration_shift
 
@@ -28,7 +35,13 @@ def calibration(ctx: Context) -> Evidence:
     # the other explanations, read from the evidence those checks returned (run now if they have not run yet)
     others = [max(feature_strengths(ctx).values(), default=0.0)]
     others += [ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("label_side")) if ev is not None]
-    s = S.weaken(S.from_z(abs(cs.calibration_z)), S.from_z(max(cs.auc_drop_z, 0.0)), *others)
+    moved_p, moved_y = abs(math.log1p(cs.prediction_change)), abs(math.log1p(cs.label_rate_change))
+    by_predictions = moved_p / (moved_p + moved_y) if moved_p + moved_y > 0 else 0.0
+    size = S.from_excess(abs(math.log(cs.calibration_ratio_incident / cs.calibration_ratio_baseline))
+                         if cs.calibration_ratio_baseline > 0 and cs.calibration_ratio_incident > 0 else 0.0, math.log(1.05), 0.1)
+    auc_drop = cs.auc_baseline - cs.auc_incident
+    ranking_worse = S.from_excess(auc_drop, 0.005, 0.01) if cs.auc_drop_z >= 3 else 0.0
+    s = S.weaken(S.from_z(abs(cs.calibration_z)) * size * by_predictions, ranking_worse, *others)
     serving = None
     if ctx.has("model"):
         from workbench.model.rescore import serving_consistency

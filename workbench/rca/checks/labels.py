@@ -16,19 +16,26 @@ __all__ = ["label_side"]
 
 
 def label_side(ctx: Context) -> Evidence:
-    """Strength: label-rate shift z, weakened by a prediction shift, broken features and a confined slice.
+    """Strength: how significant (``from_z`` of the label rate's z) and how large (``from_excess`` of its relative
+    change beyond 5%, scale 10%) the label change is, times the share predictions did *not* follow (effect sizes, with
+    their sampling error only as a floor: see :class:`~workbench.data.labels.LabelShift`), weakened by broken features
+    and a confined slice.
 
-    A logging or join bug moves labels and leaves predictions and features alone; if the
-    label change sits in one segment only, the slice check owns it instead.
+    A logging or join bug moves labels and leaves predictions and features alone; a routine
+    refresh near the onset moves predictions a little, which at large n is many σ but a
+    small share of the label change, so it does not hide a label incident. If the label
+    change sits in one segment only, the slice check owns it instead.
     """
-    from workbench.data.labels import label_shift
+    from workbench.data.labels import MATERIAL, label_shift
 
     ls = ctx.cached("label_shift", lambda: label_shift(ctx.case, ctx.baseline, ctx.incident))
     top_feature = max(feature_strengths(ctx).values(), default=0.0)
     confined = confined_share(ctx)
-    s = S.weaken(S.from_z(abs(ls.label_z)), S.from_z(abs(ls.prediction_z)), top_feature, confined)
+    size = S.from_excess(abs(ls.label_log_change), MATERIAL, 0.1)
+    s = S.weaken(S.from_z(abs(ls.label_z)) * size * (1.0 - ls.followed), top_feature, confined)
     summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
-               f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ).")
+               f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ), "
+               f"following {ls.followed:.0%} of the label change.")
     verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
     label = ctx.case.columns.label
     cands = (Candidate("label", label, s, f"labels changed on their own at {hhmm(ctx)}: {summary[0].lower()}{summary[1:]}",
