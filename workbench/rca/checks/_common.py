@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import polars as pl
+
 from workbench.rca import _strength as S
 from workbench.windows import iso
 
@@ -18,7 +20,8 @@ __all__ = ["BROKEN", "WORDS", "confined_share", "describe_break", "drift", "feat
 
 
 BROKEN = 0.5  # a feature with strength at least this counts as broken for the lineage walk
-WORDS = {"coverage": "lost coverage", "scale": "changed scale", "stale": "went stale", "distribution": "drifted"}
+WORDS = {"coverage": "lost coverage", "scale": "changed scale", "stale": "went stale", "distribution": "drifted",
+         "decorrelated": "came loose from its rows (same values, no longer theirs)", "shift": "shifted (the population moved)"}
 
 
 def drift(ctx: Context):
@@ -32,8 +35,8 @@ def feature_strengths(ctx: Context) -> dict[str, float]:
     if not ctx.case.features:
         return {}
 
-    def compute() -> dict[str, float]:
-        table = drift(ctx).table
+    def compute() -> dict[str, float]:  # numeric features only: a slice column's mix moving is not a broken feature
+        table = drift(ctx).table.filter(pl.col("type") == "numeric")
         return {row["feature"]: S.from_js(row["severity"]) for row in table.select("feature", "severity").iter_rows(named=True)}
 
     return ctx.cached("feature_strengths", compute)
@@ -55,16 +58,36 @@ def confined_share(ctx: Context) -> float:
 
 
 def describe_break(row: dict) -> str:
-    """One phrase with the numbers behind a feature's break, for the evidence list."""
+    """One phrase with the numbers behind a feature's break, for the evidence list.
+
+    Any number may be missing (no placebo window before a baseline that starts with the
+    data, a column without a scale band, a categorical column): it then reads "–".
+    """
+    f = {k: fmt_or_dash(v) for k, v in row.items()}
     kind = row["kind"]
     if kind == "coverage":
-        return f"coverage {row['coverage_baseline']:.0%} → {row['coverage_incident']:.0%}"
+        return f"coverage {f['coverage_baseline']:.0%} → {f['coverage_incident']:.0%}"
     if kind == "scale" and row.get("scale_ratio"):
-        return f"typical magnitude ×{row['scale_ratio']:.3g} (out-of-scale share {row['out_of_scale_incident']:.0%})"
+        return f"typical magnitude ×{f['scale_ratio']:.3g} (out-of-scale share {f['out_of_scale_incident']:.0%})"
     if kind == "stale":
-        return (f"top value's share {row['top_share_baseline']:.0%} → {row['top_share_incident']:.0%}, "
-                f"distinct values {row['distinct_baseline']:.0f} → {row['distinct_incident']:.0f}")
-    return f"JS distance {row['js']:.2f} (usual {row['js_usual']:.2f}), PSI {row['psi']:.2f}"
+        return (f"top value's share {f['top_share_baseline']:.0%} → {f['top_share_incident']:.0%}, "
+                f"distinct values {f['distinct_baseline']:.0f} → {f['distinct_incident']:.0f}")
+    usual = f" (usual {f['js_usual']:.2f})" if row.get("js_usual") is not None else " (no earlier window to compare)"
+    return f"JS distance {f['js']:.2f}{usual}, PSI {f['psi']:.2f}"
+
+
+class _Dash(float):
+    """A missing number that formats as an en dash whatever the format spec."""
+
+    def __format__(self, spec: str) -> str:
+        return "–"
+
+
+def fmt_or_dash(value: object) -> object:
+    """``value``, or a float that formats as "–" when it is missing (None or NaN)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return _Dash("nan")
+    return value
 
 
 def hhmm(ctx: Context) -> str:
