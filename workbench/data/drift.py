@@ -32,7 +32,11 @@ vs training has no placebo: severity is the plain JS distance.
 ``coverage`` when the null/non-null split moved more than the values did;
 ``scale`` when at least half of the moved value mass left the scale band;
 ``stale`` when at least half of it piled onto one value (the top value's share
-rose); else ``distribution``. Below the floor: ``none``.
+rose); ``scale`` too when magnitude, median and 99th percentile were all multiplied
+by one factor (a unit change that stays inside the band); else ``distribution``. Below the floor, a feature whose distribution held
+but whose relation to its row fell apart (its correlation with the features it
+moved with, or with the label, dropped: :func:`_relations`) is ``decorrelated``,
+with that drop as its severity; otherwise ``none``.
 """
 
 from __future__ import annotations
@@ -40,19 +44,20 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import polars as pl
 
 from workbench._render import fmt, records
-from workbench.case.columns import TS
+from workbench.case.columns import LABEL, TS
 from workbench.case.loader import Case
 from workbench.data._distances import js_distance, ks_from_cdf, psi, total_variation, wasserstein_from_cdf
 from workbench.data._frames import PERIOD, check_columns, collect_windows, hash_sample, window_frames, window_rows
 from workbench.errors import WorkbenchError
 from workbench.windows import Window
 
-__all__ = ["FeatureDrift", "FeatureSlices", "feature_by_slice", "feature_drift", "feature_timeline", "training_skew"]
+__all__ = ["FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift", "feature_timeline", "training_skew"]
 
 BINS = 20
 SAMPLE_ROWS = 50_000  # edges and quantiles; bins are 5% wide, a 50k sample places them within ~0.2%
@@ -64,7 +69,8 @@ COLUMNS = ("feature", "type", "kind", "severity", "rank", "js", "js_usual", "psi
            "std_baseline", "std_incident", "p01_baseline", "p01_incident", "p50_baseline", "p50_incident",
            "p99_baseline", "p99_incident", "repeat_share_baseline", "repeat_share_incident",
            "distinct_baseline", "distinct_incident", "top_share_baseline", "top_share_incident",
-           "scale_ratio", "out_of_scale_baseline", "out_of_scale_incident", "moved_share")
+           "scale_ratio", "out_of_scale_baseline", "out_of_scale_incident", "moved_share", "relation_baseline",
+           "relation_incident", "label_relation_baseline", "label_relation_incident", "relation_drop")
 
 
 # ---------------------------------------------------------------- reference and profiles
@@ -247,6 +253,93 @@ def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> d
     return out
 
 
+MOST = 0.8  # a feature that broke in a slice holding more of the traffic than this broke nearly everywhere
+RELATION_ROWS = 5_000  # rows per window for the correlation matrices (the SE of a correlation: ~0.014)
+PARTNERS = 3  # the features a feature moved with most in the baseline
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Column ranks scaled to [0, 1] with NaN kept (Spearman's correlation is Pearson's on ranks)."""
+    out = np.full(x.shape, np.nan)
+    for j in range(x.shape[1]):
+        col = x[:, j]
+        ok = np.isfinite(col)
+        if ok.sum() > 1:
+            out[ok, j] = pl.Series(col[ok]).rank("average").to_numpy() / ok.sum()
+    return out
+
+
+def _corr(x: np.ndarray) -> np.ndarray:
+    """Pairwise correlation of the columns of ``x`` over rows where both are present (vectorized)."""
+    m = np.isfinite(x).astype(float)
+    z = np.nan_to_num(x)
+    n = m.T @ m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s1, s2 = z.T @ m, (z * z).T @ m  # sums of column i over rows where column j is present
+        sxy = z.T @ z
+        cov = sxy - s1 * s1.T / n
+        var_i, var_j = s2 - s1 * s1 / n, (s2 - s1 * s1 / n).T
+        r = cov / np.sqrt(var_i * var_j)
+    return np.where(n >= 30, r, np.nan)
+
+
+def _rms(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.sqrt(np.mean(finite**2))) if len(finite) else math.nan
+
+
+def _relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, ...], steady: set[str]) -> dict[str, dict[str, float]]:
+    """How each feature moved with the others and with the label, in each window (model-free decorrelation).
+
+    For feature ``j``: its ``PARTNERS`` strongest baseline partners ``P`` among the
+    ``steady`` features (whose own distribution held: a partner that broke would drag the
+    relation down with it), Spearman ``|rho| >= 0.2``; ``relation = sqrt(mean rho^2 over P)``
+    in the baseline and, for the same partners, in the incident. And its rank correlation
+    with the label in each window, the incident one scaled back by how much the other
+    informative features' label correlations moved (their median ratio), so a change of
+    the labels themselves (which weakens every feature's relation alike) is not read as
+    one feature coming loose. ``relation_drop`` is the larger of the two drops, counted
+    only when it exceeds three standard errors of a correlation on these rows and half the
+    baseline value: a feature whose values were lagged, shuffled or joined on the wrong key
+    keeps its distribution but stops moving with its row. A drop of 0.1 is Cohen's small effect.
+    """
+    if not feats:
+        return {}
+    rng = np.random.default_rng(3)
+
+    def matrix(frame: pl.DataFrame) -> np.ndarray:
+        x = frame.select([pl.col(f).cast(pl.Float64) for f in feats] + [pl.col(LABEL).cast(pl.Float64)]).to_numpy()
+        if len(x) > RELATION_ROWS:
+            x = x[np.sort(rng.choice(len(x), RELATION_ROWS, replace=False))]
+        return _ranks(x)
+
+    xb, xi = matrix(frame_b), matrix(frame_i)
+    if len(xb) < 30 or len(xi) < 30:
+        return {}
+    rb, ri = _corr(xb), _corr(xi)
+    d = len(feats)
+    se = 1.0 / math.sqrt(min(len(xb), len(xi)))
+    ok = np.array([f in steady for f in feats])
+    lab_b, lab_i = np.abs(rb[:d, d]), np.abs(ri[:d, d])
+    informative = ok & np.isfinite(lab_b) & np.isfinite(lab_i) & (lab_b >= 3 * se)
+    out: dict[str, dict[str, float]] = {}
+    for j, f in enumerate(feats):
+        row = np.where(ok, np.abs(rb[j, :d]), np.nan)
+        row[j] = np.nan
+        order = np.argsort(np.nan_to_num(row, nan=-1.0))[::-1][:PARTNERS]
+        partners = [k for k in order if np.isfinite(row[k]) and row[k] >= 0.2]
+        rel_b, rel_i = (_rms(r[j, partners]) for r in (rb, ri))
+        others = informative.copy()
+        others[j] = False
+        scale = float(np.median(lab_i[others] / lab_b[others])) if others.sum() >= 3 else math.nan
+        expected = float(lab_b[j]) * scale
+        drops = [b - i for b, i in ((rel_b, rel_i), (expected, float(lab_i[j])))
+                 if math.isfinite(b) and math.isfinite(i) and b - i >= 3 * se and b - i >= 0.5 * b]
+        out[f] = {"relation_baseline": rel_b, "relation_incident": rel_i, "label_relation_baseline": float(lab_b[j]),
+                  "label_relation_incident": float(lab_i[j]), "relation_drop": max(drops, default=0.0)}
+    return out
+
+
 def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta: float, top_delta: float) -> str:
     if not severity >= FLOOR:
         return "none"
@@ -257,6 +350,17 @@ def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta
     if top_delta >= KIND_SHARE * moved:
         return "stale"
     return "distribution"
+
+
+def _multiplied(row: dict) -> bool:
+    """A unit change: typical magnitude, median and 99th percentile all multiplied by the same factor (at least x1.5
+    or /1.5, agreeing within x1.25), which a change of shape or mix does not do."""
+    ratio = row.get("scale_ratio")
+    if not ratio or not math.isfinite(ratio) or ratio <= 0 or abs(math.log(ratio)) < math.log(1.5):
+        return False
+    quantiles = [(row[f"{q}_incident"], row[f"{q}_baseline"]) for q in ("p50", "p99")]
+    ratios = [a / b for a, b in quantiles if b and a and math.isfinite(a / b) and a / b > 0]
+    return bool(ratios) and all(abs(math.log(q / ratio)) < math.log(1.25) for q in ratios)
 
 
 def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | None, sample_b: dict[str, np.ndarray],
@@ -286,6 +390,8 @@ def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | No
         }
         row["kind"] = _kind(row["severity"], js_cov, js_val, moved, i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0,
                             top_delta if math.isfinite(top_delta) else 0.0)
+        if row["kind"] == "distribution" and _multiplied(row):
+            row["kind"] = "scale"
         rows.append(row)
     return rows
 
@@ -402,15 +508,23 @@ def feature_drift(case: Case, baseline: Window, incident: Window, *, features: t
     windows = [baseline, incident] + ([pw] if pw else [])
     for sliced in (True, False):
         # pass 1: the reference sample fixes the edges
-        sample_b = _sorted(_sample(case, baseline, sample_rows, list(feats), sliced).collect(engine="streaming"), feats)
+        frame_b = _sample(case, baseline, sample_rows, [*feats, LABEL], sliced).collect(engine="streaming")
+        sample_b = _sorted(frame_b, feats)
         ref = _reference(sample_b, feats, bins)
-        # pass 2: every window's profile, the category counts and the incident sample (quantiles, staleness)
-        done = _window_profiles(case, windows, ref, cats, [_sample(case, incident, STALE_ROWS, list(feats), sliced)], sliced)
+        # pass 2: every window's profile, the category counts and the incident sample (quantiles, staleness, relations)
+        done = _window_profiles(case, windows, ref, cats, [_sample(case, incident, STALE_ROWS, [*feats, LABEL], sliced)], sliced)
         if done is not None:
             break
     assert done is not None
-    profiles, counts, (sample_i,) = done
-    rows = _numeric_rows(ref, profiles[0], profiles[1], profiles[2] if pw else None, sample_b, _sorted(sample_i, feats))
+    profiles, counts, (frame_i,) = done
+    rows = _numeric_rows(ref, profiles[0], profiles[1], profiles[2] if pw else None, sample_b, _sorted(frame_i, feats))
+    relations = _relations(frame_b, frame_i, feats, {r["feature"] for r in rows if r["kind"] == "none"})
+    for row in rows:
+        rel = relations.get(row["feature"], {})
+        row |= rel
+        if row["kind"] == "none" and rel.get("relation_drop", 0.0) >= FLOOR:
+            # the values kept their distribution but no longer belong to their rows
+            row["kind"], row["severity"] = "decorrelated", rel["relation_drop"]
     rows += _categorical_rows(cats, counts, pw is not None)
     return FeatureDrift(table=_finish(rows), baseline=baseline, incident=incident, reference="baseline", placebo=pw)
 
@@ -454,6 +568,35 @@ def feature_timeline(case: Case, features: tuple[str, ...] | list[str] | None = 
     return pl.concat(parts).sort("feature", "window") if parts else pl.DataFrame()
 
 
+def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, column: str = "mean") -> float:
+    """How long a feature's change took to arrive: hours from 20% to 80% of its move, on its per-period ``column``.
+
+    ``timeline`` is one feature's rows of :func:`feature_timeline`. The move is from the
+    median over ``before`` to the median of the last third of the periods after ``onset``;
+    progress is smoothed by a running median of three periods. A break arrives within a
+    period or two; a population shift over many hours or days. NaN when the feature did
+    not move.
+    """
+    t = timeline.sort("window")
+    base = t.filter(pl.col("window").is_between(pl.lit(before.start), pl.lit(before.end), closed="left"))[column].median()
+    after = t.filter(pl.col("window") >= pl.lit(onset))
+    if base is None or after.height < 3:
+        return math.nan
+    final = after.tail(max(after.height // 3, 1))[column].median()
+    if final is None or not math.isfinite(final - base) or final == base:  # type: ignore[operator]
+        return math.nan
+    around = t.filter(pl.col("window") >= pl.lit(onset - (before.end - before.start)))
+    progress = ((around[column] - base) / (final - base)).rolling_median(3, min_samples=1).to_numpy()  # type: ignore[operator]
+    times = around["window"].to_numpy()
+    reached = np.flatnonzero(progress >= 0.8)
+    if not len(reached):
+        return math.nan
+    t80 = int(reached[0])
+    below = np.flatnonzero(progress[:t80] <= 0.2)
+    t20 = int(below[-1]) if len(below) else 0
+    return float((times[t80] - times[t20]) / np.timedelta64(1, "h"))
+
+
 # ---------------------------------------------------------------- where a feature broke
 @dataclass(frozen=True, slots=True)
 class FeatureSlices:
@@ -461,8 +604,9 @@ class FeatureSlices:
 
     ``table``: ``slice``, ``level``, ``share``, ``js`` (inside), ``js_rest`` (outside),
     ``coverage_baseline``, ``coverage_incident``, ``mean_baseline``, ``mean_incident``,
-    ``score = js - js_rest``, ranked. ``concentrated`` is true when the top slice
-    broke (``js >= 0.1``) and the rest did not (``js_rest < 0.1``).
+    ``score = js - js_rest``. ``concentrated`` is true when a slice holding less than
+    ``MOST`` of the traffic broke (``js >= 0.1``) and the rest did not (``js_rest < 0.1``);
+    such slices rank first, the smallest description first (a single value before a pair).
     """
 
     feature: str
@@ -522,9 +666,14 @@ def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Windo
     table = pl.DataFrame(out, schema={"slice": pl.String, "level": pl.Int64, "share": pl.Float64, "js": pl.Float64,
                                       "js_rest": pl.Float64, "coverage_baseline": pl.Float64, "coverage_incident": pl.Float64,
                                       "mean_baseline": pl.Float64, "mean_incident": pl.Float64, "score": pl.Float64})
-    table = table.with_columns(pl.col(pl.Float64).fill_nan(None)).sort("score", descending=True, nulls_last=True)
+    table = table.with_columns(pl.col(pl.Float64).fill_nan(None))
+    # the smallest description that holds the break: among slices where the feature broke inside (js >= FLOOR) and
+    # not outside (js_rest < FLOOR) on a minority of the traffic, single values before pairs, then by score
+    holds = (pl.col("js").fill_null(0) >= FLOOR) & (pl.col("js_rest").fill_null(1) < FLOOR) & (pl.col("share") < MOST)
+    table = table.with_columns(holds.alias("_holds")).sort(
+        ["_holds", "level", "score"], descending=[True, False, True], nulls_last=True).drop("_holds")
     top = table.row(0, named=True) if table.height else None
-    concentrated = bool(top and (top["js"] or 0) >= FLOOR and (top["js_rest"] or 0) < FLOOR)
+    concentrated = bool(top and (top["js"] or 0) >= FLOOR and (top["js_rest"] or 0) < FLOOR and top["share"] < MOST)
     return FeatureSlices(feature=feature, table=table, baseline=baseline, incident=incident, concentrated=concentrated)
 
 

@@ -57,6 +57,7 @@ __all__ = ["SliceDeltas", "SliceSearch", "find_slices", "slice_cells", "slice_de
 
 DIRECTION = {"normalized_entropy": 1, "log_loss": 1, "calibration_ratio": 0, "label_rate": 0, "prediction_mean": 0}
 MIN_LABELED, MIN_POSITIVES = 50, 5
+MINORITY = 0.5  # a segment holding half the traffic or more is not "confined": it is most of the traffic
 PARENT_SHARE = 0.9
 
 
@@ -168,8 +169,9 @@ class SliceSearch:
     ``delta``, ``rest_delta``, ``score``, ``z``, ``p_value`` (Bonferroni-adjusted),
     ``significant``, ``explained_share`` (score / total regression). Significant
     slices come first. ``confined`` says whether the top slice holds the
-    regression alone: it is significant and the rest of the traffic did not
-    regress significantly (``rest_z`` below the one-sided ``alpha`` quantile).
+    regression alone: it is significant, a minority of the traffic (``share`` below
+    ``MINORITY``) and the rest of the traffic did not regress significantly
+    (``rest_z`` below the one-sided ``alpha`` quantile).
     """
 
     table: pl.DataFrame
@@ -269,7 +271,9 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     table = _demote_parents(table)
     table = table.sort(["significant", "_demoted", "score"], descending=[True, False, True], nulls_last=True)
     rest_z = float(table["_rest_z"][0]) if table.height and table["_rest_z"][0] is not None else math.nan
-    confined = bool(table.height and table["significant"][0] and not rest_z >= NormalDist().inv_cdf(1 - alpha))
+    # confined: the top slice is significant, a minority of the traffic, and the rest did not regress
+    confined = bool(table.height and table["significant"][0] and table["share"][0] < MINORITY
+                    and not rest_z >= NormalDist().inv_cdf(1 - alpha))
     return SliceSearch(table=table.drop("_rest_z", "_tested", "_demoted").head(k), metric=metric, baseline=baseline,
                        incident=incident, total_delta=total, tested=tested, alpha=alpha, confined=confined, rest_z=rest_z)
 

@@ -326,6 +326,14 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
         phi_i, ei = _explain(fs, gi[si], xi[si], bg, seed + 1)
         def score_inc(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
             return _grouped(fs, gi[rows], x)
+
+        # whether values still belong to their rows is a property of the data, not of the model serving them:
+        # both windows' permutation losses use the snapshot that served most of the baseline
+        values, counts = np.unique(gb, return_counts=True)
+        reference = fs[values[int(np.argmax(counts))]]
+
+        def score_ref(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            return reference(x)
     else:
         import shap
         from threadpoolctl import threadpool_limits
@@ -350,6 +358,9 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
                      "not the model itself")
     gap = float(max(np.abs(phi_b.sum(1) + eb - zb[sb]).max(), np.abs(phi_i.sum(1) + ei - zi[si]).max()))
     table, ne_b, ne_i = _readings(case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_i, score_inc, rng, notes)
+    if use_model:
+        table = table.join(_permutation_losses(xb, xi, yb, yi, reference(xb), reference(xi), score_ref, score_ref,
+                                               case.features, rng), on="feature", how="left")
     shift = float(zi[si].mean() - zb[sb].mean())
     return FeatureIsolation(table=table, baseline=baseline, incident=incident,
                             method=MODEL_METHOD if use_model else SURROGATE_METHOD, model_free=not use_model,
@@ -442,6 +453,64 @@ def _readings(case: Case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_
     rest = [c for c in table.columns if c not in ("feature", "rank")]
     table = table.with_columns(pl.col("rank").cast(pl.Int64)).select("feature", "rank", *rest)
     return table, (ne_b if math.isfinite(ne_b) else None), (ne_i if math.isfinite(ne_i) else None)
+
+
+PERMUTE_ROWS = 5_000  # labelled rows per window whose loss is compared with one feature permuted
+
+
+def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature: the rise of the window's NE when that feature is permuted among its rows, and its standard error.
+
+    A feature that carries information about the label raises the loss when its values
+    are shuffled; one whose values no longer belong to their rows raises it no more.
+    """
+    d = x.shape[1]
+    rise, se = np.full(d, np.nan), np.full(d, np.nan)
+    if len(rows) < MIN_LABELED:
+        return rise, se
+    xr, yr = x[rows], y[rows]
+    h = float(entropy(float(yr.mean())))
+    if not math.isfinite(h):
+        return rise, se
+    base_loss = row_log_loss_logit(z[rows], yr)
+    for j in range(d):
+        shuffled = xr.copy()
+        shuffled[:, j] = xr[rng.permutation(len(rows)), j]
+        diff = (row_log_loss_logit(score(shuffled, rows), yr) - base_loss) / h
+        rise[j], se[j] = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
+    return rise, se
+
+
+def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.ndarray, zb: np.ndarray, zi: np.ndarray,
+                        score_base: Callable, score_inc: Callable, features: tuple[str, ...],
+                        rng: np.random.Generator) -> pl.DataFrame:
+    """Permutation loss in each window and ``decorrelated_drop``: how much of a feature's baseline permutation loss
+    is gone in the incident, beyond the loss every informative feature lost alike.
+
+    ``1 - (rise_i / rise_b) / g`` with ``g`` the median ratio over the other features whose
+    baseline rise exceeds 3 SE (a label change lowers every feature's rise alike; a
+    decorrelated feature's alone), counted when the feature's own baseline rise exceeds
+    3 SE; clipped to [0, 1]. With the model: the values of a feature that was lagged,
+    shuffled or joined on the wrong key stop mattering to the loss while its distribution holds.
+    """
+    def labelled(y: np.ndarray) -> np.ndarray:
+        lab = np.flatnonzero(~np.isnan(y))
+        return np.sort(rng.choice(lab, size=PERMUTE_ROWS, replace=False)) if len(lab) > PERMUTE_ROWS else lab
+
+    rb, sb = _permutation_loss(xb, yb, zb, score_base, labelled(yb), rng)
+    ri, _ = _permutation_loss(xi, yi, zi, score_inc, labelled(yi), rng)
+    informative = np.isfinite(rb) & np.isfinite(ri) & (rb > 3 * sb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = ri / rb
+        drop = np.full(len(features), np.nan)
+        for j in np.flatnonzero(informative):
+            others = informative.copy()
+            others[j] = False
+            g = float(np.median(ratio[others])) if others.sum() >= 3 else 1.0
+            drop[j] = float(np.clip(1.0 - ratio[j] / g, 0.0, 1.0)) if g > 0 else math.nan
+    return pl.DataFrame({"feature": list(features), "permutation_loss_baseline": rb, "permutation_loss_incident": ri,
+                         "decorrelated_drop": drop}).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
 # ---------------------------------------------------------------- two snapshots, one window

@@ -39,6 +39,13 @@ NEXT_STEPS = {
                    "calibration/post-processing config pushed near the onset.",
     "slice": "The regression is confined to {target}: look for a product change, outage or partner issue in that "
              "segment; the model inputs look healthy.",
+    "feature/decorrelated": "The values of {target} no longer belong to their rows (a join on the wrong key, a lag or a "
+                            "shuffle): check its pipeline's join keys and timestamps; serving its default is safer than "
+                            "its current values.",
+    "feature/shift": "The population behind {target} moved; nothing broke: retrain on recent data or reweight toward the "
+                     "new mix, and watch the inputs that moved with it. A backfill would not help.",
+    "feature/skew": "{target} no longer matches what the model was trained on: check whether serving or training computes "
+                    "it differently, then retrain or fix the serving side.",
 }
 
 
@@ -76,7 +83,7 @@ class Diagnosis:
         return self.top.path if self.top else (self.tree.root,)
 
     def next_steps(self) -> list[str]:
-        return [NEXT_STEPS[c.kind].format(target=c.target) for c in self.root_causes[:2]]
+        return [NEXT_STEPS.get(f"{c.kind}/{c.change}", NEXT_STEPS[c.kind]).format(target=c.target) for c in self.root_causes[:2]]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``workbench diagnose --json`` (keys exactly as specified)."""

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "VERDICTS", "Candidate", "Evidence"]
+__all__ = ["CHANGES", "KINDS", "VERDICTS", "Candidate", "Evidence"]
 
-# Root-cause kinds of the JSON contract.
+# Root-cause kinds of the JSON contract, and how a feature cause may have changed.
 KINDS = ("snapshot", "feature", "upstream", "label", "calibration", "slice")
+CHANGES = ("coverage", "scale", "stale", "decorrelated", "skew", "shift")
 # How a check reads: "fail" found a problem, "pass" ruled one out, "warn" is suspicious
 # but not conclusive, "skip" could not run (a file is missing or it was not needed),
 # "error" raised: a bug in the check, never the same as a skip.
@@ -36,10 +37,13 @@ class Candidate:
     slice: str | None = None
     explains: tuple[tuple[str, str], ...] = ()
     fallback: bool = False
+    change: str | None = None  # a feature cause's change (contract v2): coverage, scale, stale, decorrelated, skew, shift
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"candidate kind {self.kind!r} is not one of {KINDS}")
+        if self.change is not None and self.change not in CHANGES:
+            raise ValueError(f"candidate change {self.change!r} is not one of {CHANGES}")
         object.__setattr__(self, "strength", float(min(max(self.strength, 0.0), 1.0)))
 
     @property

@@ -50,6 +50,7 @@ class RootCause:
     layer: str | None = None
     slice: str | None = None
     events: tuple[str, ...] = field(default=())
+    change: str | None = None
 
     def to_dict(self) -> dict:
         out: dict = {"kind": self.kind, "target": self.target, "confidence": round(self.confidence, 2),
@@ -59,6 +60,8 @@ class RootCause:
             out["layer"] = self.layer
         if self.slice:
             out["slice"] = self.slice
+        if self.change:
+            out["change"] = self.change
         return out
 
 
@@ -94,7 +97,7 @@ def rank(found: list[tuple[tuple[str, ...], Evidence]], case: Case, onset: datet
     for path, ev in found:
         for cand in ev.candidates:
             m = merged.setdefault(cand.key, {"miss": 1.0, "best": cand, "path": path, "evidence": [], "explains": set(),
-                                             "fallback": True, "layer": None, "slice": None})
+                                             "fallback": True, "layer": None, "slice": None, "change": None})
             m["miss"] *= 1.0 - cand.strength
             if cand.strength > m["best"].strength:
                 m["best"], m["path"] = cand, path
@@ -103,6 +106,8 @@ def rank(found: list[tuple[tuple[str, ...], Evidence]], case: Case, onset: datet
             m["fallback"] &= cand.fallback
             m["layer"] = m["layer"] or cand.layer
             m["slice"] = m["slice"] or cand.slice
+            if cand.change and (m["change"] is None or cand.strength >= m["best"].strength):
+                m["change"] = cand.change  # the strongest reading of how the feature changed
     strength = {k: 1.0 - m["miss"] for k, m in merged.items()}
 
     for key, m in sorted(merged.items(), key=lambda kv: -strength[kv[0]]):
@@ -133,5 +138,5 @@ def rank(found: list[tuple[tuple[str, ...], Evidence]], case: Case, onset: datet
         evidence += [("events", f"change near the onset: {e}") for e in notes.get(key, [])]
         out.append(RootCause(kind=key[0], target=key[1], confidence=s * s / total, strength=s, summary=best.summary,
                              evidence=tuple(evidence), path=m["path"], layer=m["layer"], slice=m["slice"],
-                             events=tuple(notes.get(key, []))))
+                             events=tuple(notes.get(key, [])), change=m["change"]))
     return out

@@ -3,6 +3,8 @@ and which upstream node feeds the ones that broke together."""
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -19,32 +21,77 @@ if TYPE_CHECKING:
 __all__ = ["feature_isolation", "feature_side", "lineage", "training_skew"]
 
 
-def feature_side(ctx: Context) -> Evidence:
-    """Strength per feature: its drift severity (effect size in robust σ) through ``from_z``.
+CHANGE = {"coverage": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
+GRADUAL_HOURS = 12.0  # a change that takes longer than this to arrive is a population moving, not a pipeline breaking
+TOGETHER = 3  # this many correlated inputs shifting together is a population moving
 
-    When one feature's break concentrates in a single slice value, the candidate is
-    narrowed to it (``slice`` field), e.g. ``platform=android``.
+
+def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
+    """Features whose distribution moved like a population, not like a break: ``feature -> why``.
+
+    A shift has no nulls, constants or unit jumps (drift kind ``distribution``) and either
+    arrives gradually (``arrival_hours`` above ``GRADUAL_HOURS`` and two and a half periods
+    of the grain, so a step blurred by one period of smoothing is not taken for a ramp) or moves ``TOGETHER``
+    or more correlated inputs at once (each moved with its partners in the baseline,
+    ``relation_baseline >= 0.3``).
+    """
+    from workbench.case.grain import grain_delta
+    from workbench.data.drift import arrival_hours, feature_timeline
+
+    moved = table.filter((pl.col("kind") == "distribution") & (pl.col("type") == "numeric"))
+    if moved.is_empty() or ctx.onset_time is None:
+        return {}
+    out: dict[str, str] = {}
+    linked = moved.filter(pl.col("relation_baseline").fill_null(0.0) >= 0.3)["feature"].to_list()
+    if len(linked) >= TOGETHER:
+        out |= dict.fromkeys(linked, f"{len(linked)} correlated inputs moved together")
+    names = tuple(moved["feature"].head(5).to_list())
+    every = ctx.onset.grain or "1h"
+    grain_hours = grain_delta(every) / timedelta(hours=1)
+    tl = ctx.cached(("feature_timeline", names, every), lambda: feature_timeline(ctx.case, list(names), every=every))
+    for f in names:
+        hours = arrival_hours(tl.filter(pl.col("feature") == f), ctx.onset_time, ctx.baseline)
+        if math.isfinite(hours) and hours > max(GRADUAL_HOURS, 2.5 * grain_hours):
+            out.setdefault(f, f"the change arrived over {hours:.0f} h")
+    return out
+
+
+def feature_side(ctx: Context) -> Evidence:
+    """Strength per feature: its drift severity (an effect size beyond organic drift) through ``from_js``.
+
+    How it changed (contract ``change``): ``coverage``, ``scale`` and ``stale`` from where the
+    moved mass went; ``decorrelated`` when the values kept their distribution but stopped
+    moving with their row (:func:`workbench.data.drift.feature_drift`); ``shift`` when the
+    population moved (:func:`_shifted`), whose remedy is retraining or reweighting, not a
+    backfill. When one feature's break concentrates in a single slice value, the candidate
+    is narrowed to it (``slice`` field), e.g. ``platform=android``. A slice column whose mix
+    moved is a traffic-mix finding, reported here and never a broken feature.
     """
     from workbench.data.drift import feature_by_slice, feature_timeline
 
     fd = drift(ctx)
     strengths = feature_strengths(ctx)
     table = fd.table.sort("severity", descending=True)
+    numeric = table.filter(pl.col("type") == "numeric")
+    shifted = _shifted(ctx, numeric)
+    mix = table.filter((pl.col("type") == "categorical") & (pl.col("kind") != "none"))
     cands = []
-    for row in table.head(5).iter_rows(named=True):
-        s = strengths[row["feature"]]
+    for row in numeric.head(8).iter_rows(named=True):
+        f = row["feature"]
+        s = strengths.get(f, 0.0)
         if s < 0.2:
             continue
-        what = WORDS.get(row["kind"], "changed")
+        change = "shift" if f in shifted else CHANGE.get(row["kind"])
+        what = WORDS.get(change or row["kind"], "changed")
         where = None
-        if ctx.case.slices and s >= BROKEN:
-            by = ctx.cached(("feature_by_slice", row["feature"]),
-                            lambda f=row["feature"]: feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident))
+        if ctx.case.slices and s >= BROKEN and change != "shift":
+            by = ctx.cached(("feature_by_slice", f), lambda f=f: feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident))
             where = by.top["slice"] if by.concentrated and by.top else None
         place = f" only for {where}" if where else ""
-        cands.append(Candidate("feature", row["feature"], s, f"{row['feature']} {what}{place} at {hhmm(ctx)}",
-                               detail=f"{row['feature']}: {describe_break(row)} (severity {row['severity']:.2f})",
-                               slice=where))
+        why = f"; {shifted[f]}" if f in shifted else ""
+        cands.append(Candidate("feature", f, s, f"{f} {what}{place} at {hhmm(ctx)}",
+                               detail=f"{f}: {describe_break(row)} (severity {row['severity']:.2f}){why}",
+                               slice=where, change=change))
     top = table.head(12)
     plots = []
     if cands:
@@ -56,13 +103,17 @@ def feature_side(ctx: Context) -> Evidence:
                                          onset=iso(ctx.onset_time) if ctx.onset_time else None))
     verdict = "fail" if any(c.strength >= BROKEN for c in cands) else "warn" if cands else "pass"
     broken = [c for c in cands if c.strength >= BROKEN]
-    summary = (f"{len(broken)} feature(s) broke: " + ", ".join(c.summary for c in broken[:3]) + "." if broken else
+    summary = (f"{len(broken)} feature(s) changed: " + ", ".join(c.summary for c in broken[:3]) + "." if broken else
                "No feature changed beyond organic drift." if not cands else
                f"Weak changes only; strongest: {cands[0].summary}.")
+    if mix.height:
+        summary += " Traffic mix moved in " + ", ".join(
+            f"{r['feature']} (JS {r['js']:.2f})" for r in mix.head(3).iter_rows(named=True)) + " (a population change, not a break)."
     return Evidence("feature_side", verdict, max((c.strength for c in cands), default=0.0), summary, detail=str(fd),
                     data={"plot": plotspec.bars(top["feature"].to_list(), top["severity"].to_list(),
                                                 title="Features ranked by severity (JS distance beyond organic drift)", y="severity",
-                                                highlight=[c.target for c in broken]), "plots": plots},
+                                                highlight=[c.target for c in broken]), "plots": plots,
+                          "shifted": shifted, "traffic_mix": mix["feature"].to_list()},
                     candidates=tuple(cands))
 
 
@@ -98,12 +149,17 @@ def lineage(ctx: Context) -> Evidence:
     features it feeds; the node with the best F1 wins, ties going to the most specific
     node (fewest features fed, then the one closest to the features). It needs at
     least two broken features: one feature's break is best described as that feature.
-    Strength: F1 × the mean strength of the features it explains.
+    Strength: F1 × the mean strength of the features it explains × the squared share of
+    them that broke the same way (a table's break hits the features it feeds alike;
+    features that broke differently more likely broke separately). Features whose
+    population shifted (nothing broke) are not broken features here.
     """
     graph = ctx.case.lineage
     assert graph is not None
     strengths = feature_strengths(ctx)
-    broken = {f: s for f, s in strengths.items() if s >= BROKEN}
+    side = ctx.evidence_of("feature_side")
+    shifted = set(side.data.get("shifted", {})) if side is not None else set()
+    broken = {f: s for f, s in strengths.items() if s >= BROKEN and f not in shifted}
     if len(broken) < 2:
         return Evidence("lineage", "pass", 0.0,
                         "Fewer than two features broke, so no shared upstream cause is needed." if broken else
@@ -125,34 +181,48 @@ def lineage(ctx: Context) -> Evidence:
     if best is None:
         return Evidence("lineage", "pass", 0.0, f"The {len(broken)} broken features share no upstream node.")
     _, node, covered, fed, f1 = best
-    kinds = {drift(ctx).table.filter(pl.col("feature") == f)["kind"][0] for f in covered}
-    what = WORDS.get(next(iter(kinds)), "broke") if len(kinds) == 1 else "broke"
-    s = f1 * sum(broken[f] for f in covered) / len(covered)
+    kind_of = dict(drift(ctx).table.select("feature", "kind").iter_rows())
+    kinds = [kind_of.get(f, "none") for f in covered]
+    common = max(set(kinds), key=kinds.count)
+    alike = kinds.count(common) / len(kinds)
+    what = WORDS.get(common, "broke") if alike == 1 else "broke"
+    s = f1 * sum(broken[f] for f in covered) / len(covered) * alike**2
     summary = f"{len(covered)} features fed by {node} {what} at {hhmm(ctx)}"
     detail = (f"{node} feeds {len(fed)} feature(s), {len(covered)} of them broke ({', '.join(sorted(covered))}); "
               f"{len(broken) - len(covered)} broken feature(s) lie elsewhere.")
     return Evidence("lineage", "fail", s, summary + ".", detail=detail,
                     data={"node": node, "covered": sorted(covered), "fed": sorted(fed), "broken": sorted(broken)},
-                    candidates=(Candidate("upstream", node, s, summary, detail=detail,
+                    candidates=(Candidate("upstream", node, s, summary, detail=detail, change=CHANGE.get(common),
                                           explains=tuple(("feature", f) for f in covered)),))
 
 
 def feature_isolation(ctx: Context) -> Evidence:
-    """Strength per feature: the share of the NE regression recovered by swapping it back (with a model), or
-    its share of the prediction shift (surrogate), times how much the feature itself drifted — isolation says
-    *how much* a feature matters, drift says *that* it changed; both must hold.
+    """Strength per feature: the share of the change it explains (loss share, the swap's recovery or its share of
+    the prediction shift; :func:`workbench.model.isolation.isolate_features`) times the evidence *that* it changed —
+    isolation says how much a feature matters, the change must be shown too. That evidence is the drift check's
+    strength, or, with the model, for a feature whose distribution held: ``from_excess`` of its
+    ``decorrelated_drop`` beyond 0.5 (scale 0.25), the share of its permutation loss that is gone beyond what every
+    feature lost alike (its values no longer belong to their rows).
     """
     from workbench.model.isolation import isolate_features
 
     iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident))
     strengths = feature_strengths(ctx)
+    kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
     table = iso.table.head(10)
     cands = []
     for row in iso.table.head(3).iter_rows(named=True):
-        s = S.from_share(row["score"]) * strengths.get(row["feature"], 0.0)
+        f = row["feature"]
+        changed, change = strengths.get(f, 0.0), None
+        loose = S.from_excess(row.get("decorrelated_drop"), 0.5, 0.25)
+        if kinds.get(f) in ("none", "decorrelated") and loose > changed:
+            changed, change = loose, "decorrelated"
+        s = S.from_share(row["score"]) * changed
         if s >= 0.2:
-            cands.append(Candidate("feature", row["feature"], s, f"{row['feature']} explains {row['score']:.0%} of the change",
-                                   detail=f"{iso.method}: {row['feature']} explains {row['score']:.0%} of the change"))
+            why = (f"; shuffling it raised the loss {row['permutation_loss_baseline']:.3f} NE before, "
+                   f"{row['permutation_loss_incident']:.3f} after" if change else "")
+            cands.append(Candidate("feature", f, s, f"{f} explains {row['score']:.0%} of the change",
+                                   detail=f"{iso.method}: {f} explains {row['score']:.0%} of the change{why}", change=change))
     label = "model" if not iso.model_free else "surrogate (model-free)"
     summary = (f"By {label} attribution, {table['feature'][0]} explains the most of the change ({table['score'][0]:.0%})."
                if table.height else "No feature attribution available.")
