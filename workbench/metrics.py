@@ -309,19 +309,28 @@ def metric_from_sums(s: dict[str, np.ndarray], metric: str) -> tuple[np.ndarray,
     return value, se
 
 
-def reliable_end(join_rates: np.ndarray) -> int:
-    """Index one past the last reliably labeled period: trailing periods whose label join rate is
-    below ``RELIABLE_JOIN`` of the typical (median) rate are still waiting for labels.
+def reliable_end(join_rates: np.ndarray, rows: np.ndarray | None = None) -> int:
+    """Index one past the last reliably labeled period: trailing periods still waiting for labels are cut.
 
-    The one definition of label delay: the case warning, the onset windows, the label
-    delay profile and the label-free estimate all use it.
+    A trailing period is waiting when its label join rate is below ``RELIABLE_JOIN`` of the
+    typical (median) rate, or, given its ``rows``, below the typical rate by more than three
+    binomial standard errors: a period 95% joined is not measured yet either, and as late
+    labels are often the clicks, its label rate (and every label metric) is biased.
+
+    The one definition of label delay: the case warning, the grain, the onset windows,
+    the label delay profile and the label-free estimate all use it.
     """
     join = np.nan_to_num(np.asarray(join_rates, dtype=np.float64), nan=0.0)
     if not len(join):
         return 0
     typical = float(np.median(join))
+    floor = np.full(len(join), RELIABLE_JOIN * typical)
+    if rows is not None:
+        n = np.maximum(np.asarray(rows, dtype=np.float64), 1.0)
+        # a binomial standard error, never below that of one row in n (a period missing a single label is not waiting)
+        floor = np.maximum(floor, typical - 3.0 * np.sqrt(np.maximum(typical * (1.0 - typical), 1.0 / n) / n))
     end = len(join)
-    while end > 0 and join[end - 1] < RELIABLE_JOIN * typical:
+    while end > 0 and join[end - 1] < floor[end - 1]:
         end -= 1
     return end
 

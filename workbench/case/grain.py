@@ -79,21 +79,22 @@ class GrainChoice:
                 "table": self.table.to_dicts()}
 
 
-def _tally(profile: pl.DataFrame, grain: str) -> dict:
+def _tally(profile: pl.DataFrame, grain: str, min_count: int = MIN_POSITIVES) -> dict:
     p = profile_at(profile, grain)
     if p.is_empty():
         return {"grain": grain, "periods": 0, "testable": 0, "share": 0.0}
     join = (p["labeled"] / p["rows"]).fill_nan(0.0).to_numpy()
-    end = reliable_end(join)
+    end = reliable_end(join, p["rows"].to_numpy())
     head = p.head(end)
     neg = head["labeled"] - head["positives"]
-    ok = int(((head["positives"] >= MIN_POSITIVES) & (neg >= MIN_NEGATIVES)).sum())
+    ok = int(((head["positives"] >= min_count) & (neg >= min_count)).sum())
     return {"grain": grain, "periods": end, "testable": ok, "share": ok / end if end else 0.0,
             "all_periods": p.height}
 
 
-def choose_grain(profile: pl.DataFrame, requested: str | None = None) -> GrainChoice:
-    """The finest qualifying grain of :data:`GRAINS` for the 15-minute ``profile`` (see the module docstring).
+def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_count: int = MIN_POSITIVES) -> GrainChoice:
+    """The finest qualifying grain of :data:`GRAINS` for the 15-minute ``profile`` (see the module docstring);
+    ``min_count`` positives and negatives make a period testable.
 
     >>> from datetime import datetime, UTC
     >>> hours = [datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(72)]
@@ -103,7 +104,7 @@ def choose_grain(profile: pl.DataFrame, requested: str | None = None) -> GrainCh
     >>> choose_grain(busy.with_columns(pl.col("positives") // 50)).grain is None
     True
     """
-    rows = [_tally(profile, g) for g in GRAINS]
+    rows = [_tally(profile, g, min_count) for g in GRAINS]
     for r in rows:
         r["fits"] = bool(r["testable"] >= MIN_PERIODS and r["share"] >= MIN_SHARE and r.get("all_periods", 0) <= MAX_PERIODS)
     table = pl.DataFrame(rows, schema={"grain": pl.String, "periods": pl.Int64, "testable": pl.Int64, "share": pl.Float64,

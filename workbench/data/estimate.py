@@ -112,7 +112,7 @@ def estimate_unlabeled(case: Case, reference: Window | None = None, *, every: st
     >>> from workbench import open_case
     >>> est = estimate_unlabeled(open_case("sample_data/cases/control"))
     >>> est.delayed_hours, bool(est.delayed["estimated"].all())
-    (4, True)
+    (6, True)
     """
     part = quality_partial(case.predictions, [pl.col(TS).dt.truncate(every).alias("window")]).collect(engine="streaming")
     measured = finish(part, ["window"]).sort("window")

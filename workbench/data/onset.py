@@ -14,7 +14,7 @@ Method, per metric:
    negatives (their metrics are not defined well enough to weigh).
 2. **Cycle-aware baseline.** The metric is a level plus the harmonics of the day
    (two, at sub-daily grains) and of the week (two, at grains up to a day once the
-   log spans two weeks), fitted by weighted least squares with each period weighted
+   log spans four weeks: over fewer cycles a lasting shift would pass for part of one), fitted by weighted least squares with each period weighted
    by its own sampling variance (NE: delta method from the period's sums; AUC:
    Hanley-McNeil; calibration ratio: binomial error of the positives). Ratios are
    modelled on the log scale, so their shifts are relative changes.
@@ -95,7 +95,7 @@ MAD_SCALE = 1.4826
 # A period enters the fit with at least this many positives and negatives; it weighs by its precision. (The grain
 # is chosen so that typical periods hold 20 of each: workbench.case.grain. A segment's thinner periods still count.)
 MIN_FIT_COUNT = 5
-NULL_DRAWS = 2000
+NULL_DRAWS = 1000
 TAIL = 0.1  # the share of null draws whose excesses fit the extrapolated tail
 
 
@@ -225,7 +225,7 @@ def _design(t_hours: np.ndarray, grain_hours: float) -> np.ndarray:
     cols = [np.ones_like(t_hours)]
     span = float(t_hours[-1] - t_hours[0]) if len(t_hours) else 0.0
     cycles = [24.0] if grain_hours < 24 else []
-    if grain_hours <= 24 and span >= 14 * 24:
+    if grain_hours <= 24 and span >= 28 * 24:  # four weekly cycles: fewer, and a lasting shift would pass for one
         cycles.append(168.0)
     for period in cycles:
         for k in (1, 2):
@@ -312,21 +312,27 @@ def _robust_scale(space: _Space, r: np.ndarray, best: int, stat: float) -> float
 
 @lru_cache(maxsize=256)
 def _null_maxima(weights: bytes, t_key: bytes, grain_hours: float, direction: int, draws: int) -> np.ndarray:
-    """The best robust statistic of ``draws`` no-change Gaussian series with these weights (sorted)."""
+    """The best robust statistic of ``draws`` no-change Gaussian series with these weights (sorted), vectorized
+    over draws: the best shift of every draw, its residuals and their MAD in one pass per chunk."""
     w, t = np.frombuffer(weights), np.frombuffer(t_key)
     space = _space(t, w, grain_hours)
     rng = np.random.default_rng(20261202)
     out = np.empty(draws)
-    chunk = max(1, min(draws, 2_000_000 // max(len(space.starts), 1)))
+    chunk = max(1, min(draws, 4_000_000 // max(len(space.starts) + space.n, 1)))
     for lo in range(0, draws, chunk):
         z = rng.standard_normal((space.n, min(chunk, draws - lo)))
         r = space.project(z)
-        oriented = _orient(_stats(space, r), direction)
-        best = np.argmax(oriented, axis=0)
-        top = oriented[best, np.arange(oriented.shape[1])]
-        signed = _stats(space, r)[best, np.arange(oriented.shape[1])]
-        for j in range(oriented.shape[1]):
-            out[lo + j] = top[j] / _robust_scale(space, r[:, j], int(best[j]), float(signed[j]))
+        stat = _stats(space, r)
+        cols = np.arange(stat.shape[1])
+        best = np.argmax(_orient(stat, direction), axis=0)
+        signed = stat[best, cols]
+        # the unit shift vectors of each draw's best candidate, projected: M s / ||M s||
+        idx = np.arange(space.n)[:, None]
+        s = np.where((idx >= space.starts[best]) & (idx < space.stops[best]), space.sw[:, None], 0.0)
+        units = space.project(s) / space.norms[best]
+        resid = r - units * signed
+        mad = np.median(np.abs(resid - np.median(resid, axis=0)), axis=0)
+        out[lo: lo + len(cols)] = _orient(signed, direction) / np.maximum(MAD_SCALE * mad, 1.0)
     return np.sort(out)
 
 
@@ -532,7 +538,7 @@ def _windows(onset: datetime | None, end: datetime, first: datetime, grain: str)
 def reliable_rows(series: pl.DataFrame) -> tuple[int, int]:
     """Index one past the last reliably labeled period of a quality table, and the number of trailing delayed periods
     (:func:`workbench.metrics.reliable_end` on its join rates)."""
-    end = reliable_end(series["label_join_rate"].fill_null(0.0).to_numpy())
+    end = reliable_end(series["label_join_rate"].fill_null(0.0).to_numpy(), series["rows"].to_numpy())
     return end, series.height - end
 
 

@@ -3,7 +3,8 @@
 A segment holding a tenth of the traffic can collapse while the overall quality
 stays within its noise. Every value of every slice column with at least
 ``min_share`` of the rows is tested with :func:`workbench.data.onset.detect_onset` on its
-own series at the case's grain at ``alpha / m`` (Bonferroni over the ``m`` segments
+own series at its own grain (never finer than the case's: a segment holds a share of
+the traffic, so it may need longer periods to hold enough labelled rows) at ``alpha / m`` (Bonferroni over the ``m`` segments
 tested, on top of the detector's own Bonferroni over the metrics), so the chance that
 a case with no regression alarms in *some* segment stays below ``alpha`` (family-wise).
 
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from workbench.case.grain import GRAINS, choose_grain
 from workbench.case.loader import Case
-from workbench.data.onset import WATCHED, Onset, detect_onset
+from workbench.data.onset import MIN_FIT_COUNT, NULL_DRAWS, WATCHED, Onset, detect_onset
 from workbench.data.quality import QualitySeries, quality_series
 from workbench.data.slices import DIRECTION as SEARCHABLE
 from workbench.data.slices import find_slices
@@ -46,6 +48,17 @@ class SegmentOnset:
         return f"in {self.segment} (1 of {self.tested} segments tested, family-wise alpha {self.alpha}): {self.onset}"
 
 
+def _segment_grain(table: pl.DataFrame, every: str) -> str | None:
+    """A segment's own grain (:func:`workbench.case.grain.choose_grain` on its counts, a period testable with
+    ``MIN_FIT_COUNT`` positives and negatives: the detector's own floor), never finer than the case's: a segment
+    holds a share of the traffic, so its periods may need to be longer to hold enough labelled rows."""
+    profile = table.select(pl.col("window").alias("period"), "rows", "labeled", pl.col("positives").cast(pl.Int64))
+    choice = choose_grain(profile, min_count=MIN_FIT_COUNT)
+    if choice.grain is None:
+        return None
+    return choice.grain if GRAINS.index(choice.grain) >= GRAINS.index(every) else every
+
+
 def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.01, min_share: float = 0.05,
                          columns: tuple[str, ...] | None = None) -> SegmentOnset | None:
     """The confirmed segment with the largest severity-to-threshold ratio, or None (see the module docstring).
@@ -64,13 +77,20 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
     for col in cols:
         series = quality_series(case, by=col, every=every)
         shares = series.table.group_by(col).agg(pl.col("rows").sum()).with_columns(pl.col("rows") / pl.col("rows").sum())
+        by_grain: dict[str, list[str]] = {}
         for value in shares.filter(pl.col("rows") >= min_share)[col].sort().to_list():
-            sub = series.table.filter(pl.col(col) == value).drop(col)
-            candidates.append((f"{col}={value}", QualitySeries(table=sub, every=series.every, by=())))
+            grain = _segment_grain(series.table.filter(pl.col(col) == value), every)
+            if grain is not None:
+                by_grain.setdefault(grain, []).append(value)
+        for grain, values in sorted(by_grain.items()):
+            table = series.table if grain == every else quality_series(case, by=col, every=grain).table
+            for value in values:
+                sub = table.filter(pl.col(col) == value).drop(col)
+                candidates.append((f"{col}={value}", QualitySeries(table=sub, every=grain, by=())))
     if not candidates:
         return None
     per_segment = alpha / len(candidates)
-    found = [(segment, detect_onset(sub, metrics, alpha=per_segment)) for segment, sub in candidates]
+    found = [(segment, detect_onset(sub, metrics, alpha=per_segment, null_draws=NULL_DRAWS // 2)) for segment, sub in candidates]
     for segment, onset in sorted((f for f in found if f[1].detected), key=lambda f: -f[1].severity / f[1].threshold):
         metric = onset.metric if onset.metric in SEARCHABLE else "normalized_entropy"  # AUC is not a sum
         search = find_slices(case, onset.baseline, onset.incident, metric=metric)

@@ -36,17 +36,27 @@ def _timeline(ctx: Context):
     return ctx.cached("snapshot_timeline", lambda: snapshot_timeline(ctx.case))
 
 
+def _near(ctx: Context) -> timedelta:
+    """How far from the onset a publish still counts as near it: ``NEAR``, or one period of the grain when coarser
+    (the onset is only known to the period)."""
+    from workbench.case.grain import grain_delta
+
+    grain = ctx.onset.grain
+    return max(NEAR, grain_delta(grain)) if grain else NEAR
+
+
 def suspect(ctx: Context) -> Snapshot | None:
     """The snapshot to examine (see the module docstring), or None."""
     onset = ctx.onset_time
     if onset is None:
         return None
     first_bad = _timeline(ctx).first_bad
-    serving = [s for s in ctx.case.snapshots if onset - NEAR <= s.published_at < ctx.incident.end]
+    near_by = _near(ctx)
+    serving = [s for s in ctx.case.snapshots if onset - near_by <= s.published_at < ctx.incident.end]
     flagged = [s for s in serving if s.snapshot_id == first_bad]
     if flagged:
         return flagged[0]
-    near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= NEAR]
+    near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= near_by]
     return min(near, key=lambda s: abs(s.published_at - onset)) if near else None
 
 
@@ -71,7 +81,8 @@ def model_side(ctx: Context) -> Evidence:
                          y="z", highlight=[timeline.first_bad] if timeline.first_bad else [])
     if snap is None:
         alarm = f" The diff flags {timeline.first_bad}, but it did not start serving near the onset." if timeline.first_bad else ""
-        return Evidence("model_side", "pass", 0.0, f"No snapshot was published within {NEAR.seconds // 3600} h of the onset.{alarm}",
+        hours = _near(ctx) / timedelta(hours=1)
+        return Evidence("model_side", "pass", 0.0, f"No snapshot was published within {hours:.0f} h of the onset.{alarm}",
                         detail=str(timeline), data={"plot": plot})
     row = rows.filter(rows["snapshot_id"] == snap.snapshot_id).row(0, named=True)
     diff_s = (1.0 if row["nonfinite"] else S.from_gate(row["z"], row["gate"])) if row["alarm"] else 0.0
