@@ -152,11 +152,11 @@ class CalibrationShift:
     test: str
 
     def to_dict(self) -> dict:
-        out = {f: getattr(self, f) for f in self.__slots__ if not f.startswith("reliability")}
-        out = jsonable(out)
-        out["reliability_baseline"] = self.reliability_baseline.to_dict()  # type: ignore[index]
-        out["reliability_incident"] = self.reliability_incident.to_dict()  # type: ignore[index]
-        return out  # type: ignore[return-value]
+        fields = {f: getattr(self, f) for f in self.__slots__ if not f.startswith("reliability")}
+        out: dict = jsonable(fields)  # type: ignore[assignment]  # jsonable keeps a dict a dict
+        out["reliability_baseline"] = self.reliability_baseline.to_dict()
+        out["reliability_incident"] = self.reliability_incident.to_dict()
+        return out
 
     def __str__(self) -> str:
         verdict = "calibration-only change" if self.calibration_only else "not a calibration-only change"
@@ -179,7 +179,8 @@ def calibration_shift(case: Case, baseline: Window, incident: Window, *, alpha: 
     s = {k: finish(v, []).row(0, named=True) if v.height else None for k, v in parts.items()}
 
     def get(k: str, col: str) -> float:
-        v = s[k][col] if s[k] is not None else None
+        row = s[k]
+        v = row[col] if row is not None else None
         return float(v) if v is not None else math.nan
 
     se = {k: auc_se(get(k, "auc"), get(k, "positives"), get(k, "labeled") - get(k, "positives")) for k in s}

@@ -388,7 +388,7 @@ def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | No
             "scale_ratio": i.mean_abs / b.mean_abs if b.mean_abs else math.nan,
             "out_of_scale_baseline": b.oos, "out_of_scale_incident": i.oos, "moved_share": moved, **ss,
         }
-        row["kind"] = _kind(row["severity"], js_cov, js_val, moved, i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0,
+        row["kind"] = _kind(max(0.0, excess), js_cov, js_val, moved, i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0,
                             top_delta if math.isfinite(top_delta) else 0.0)
         if row["kind"] == "distribution" and _multiplied(row):
             row["kind"] = "scale"
@@ -583,10 +583,11 @@ def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, colum
     if base is None or after.height < 3:
         return math.nan
     final = after.tail(max(after.height // 3, 1))[column].median()
-    if final is None or not math.isfinite(final - base) or final == base:  # type: ignore[operator]
+    if not isinstance(base, (int, float)) or not isinstance(final, (int, float)) or not math.isfinite(final - base) \
+            or final == base:
         return math.nan
     around = t.filter(pl.col("window") >= pl.lit(onset - (before.end - before.start)))
-    progress = ((around[column] - base) / (final - base)).rolling_median(3, min_samples=1).to_numpy()  # type: ignore[operator]
+    progress = ((around[column] - base) / (final - base)).rolling_median(3, min_samples=1).to_numpy()
     times = around["window"].to_numpy()
     reached = np.flatnonzero(progress >= 0.8)
     if not len(reached):
@@ -628,6 +629,7 @@ class FeatureSlices:
         if not self.table.height:
             return f"{self.feature}: no slices"
         t = self.top
+        assert t is not None
         where = f"only in {t['slice']}" if self.concentrated else f"not confined to one slice (top {t['slice']})"
         return f"{self.feature} broke {where}: JS {fmt(t['js'])} inside vs {fmt(t['js_rest'])} outside, share {fmt(t['share'], 2)}"
 

@@ -14,8 +14,9 @@ Method, per metric:
    negatives (their metrics are not defined well enough to weigh).
 2. **Cycle-aware baseline.** The metric is a level plus the harmonics of the day
    (two, at sub-daily grains) and of the week (two, at grains up to a day once the
-   log spans four weeks: over fewer cycles a lasting shift would pass for part of one), fitted by weighted least squares with each period weighted
-   by its own sampling variance (NE: delta method from the period's sums; AUC:
+   log spans four weeks: over fewer cycles a lasting shift would pass for part of
+   one), fitted by weighted least squares with each period weighted by its own
+   sampling variance (NE: delta method from the period's sums; AUC:
    Hanley-McNeil; calibration ratio: binomial error of the positives). Ratios are
    modelled on the log scale, so their shifts are relative changes.
 3. **A change is a shift on ``[tau, tau + L)``**: the regression starts at ``tau``

@@ -85,9 +85,9 @@ def finish(partial: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
         pl.when(labeled > 0).then(pl.col("_ece_num") / labeled).alias("ece"),
         pl.when(pairs > 0).then(pl.col("_tie_num") / pairs).alias("auc_bound"),
     )
-    sums = {c: out[c].cast(pl.Float64).to_numpy() for c in SUMS}
-    ne, se = metric_from_sums(sums, "normalized_entropy")
-    values = {m: metric_from_sums(sums, m)[0] for m in ("label_join_rate", "label_rate", "prediction_mean", "log_loss",
+    arrays = {c: out[c].cast(pl.Float64).to_numpy() for c in SUMS}
+    ne, se = metric_from_sums(arrays, "normalized_entropy")
+    values = {m: metric_from_sums(arrays, m)[0] for m in ("label_join_rate", "label_rate", "prediction_mean", "log_loss",
                                                          "calibration_ratio")}
     out = out.with_columns(*(pl.Series(m, v).fill_nan(None) for m, v in values.items()),
                            pl.Series("normalized_entropy", ne).fill_nan(None), pl.Series("ne_se", se).fill_nan(None))
@@ -124,12 +124,17 @@ class QualitySeries:
         t = self.table
         if t.is_empty():
             return "quality series: no rows"
-        ne = t["normalized_entropy"].drop_nulls()
+        ne = t["normalized_entropy"].drop_nulls().cast(pl.Float64)
+        first, last = t["window"].min(), t["window"].max()
         lines = [f"quality every {self.every}{' by ' + ', '.join(self.by) if self.by else ''}: {t.height} rows, "
-                 f"{t['window'].min():%Y-%m-%d %H:%M}–{t['window'].max():%Y-%m-%d %H:%M} UTC",
-                 f"  NE median {fmt(ne.median())} (min {fmt(ne.min())}, max {fmt(ne.max())}); "
-                 f"label join rate median {fmt(t['label_join_rate'].median())}"]
+                 f"{first:%Y-%m-%d %H:%M}–{last:%Y-%m-%d %H:%M} UTC",  # type: ignore[str-bytes-safe]  # datetimes
+                 f"  NE median {fmt(_float(ne.median()))} (min {fmt(_float(ne.min()))}, max {fmt(_float(ne.max()))}); "
+                 f"label join rate median {fmt(_float(t['label_join_rate'].median()))}"]
         return "\n".join(lines)
+
+
+def _float(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def quality_series(case: Case, *, every: str | None = None, by: str | tuple[str, ...] | None = None,

@@ -82,7 +82,7 @@ def _label(columns: tuple[str, ...]) -> pl.Expr:
 
 def _slices(cells: pl.DataFrame, columns: tuple[str, ...], pairs: bool) -> pl.DataFrame:
     """Sums per slice and period, wide: ``<sum>_b`` / ``<sum>_i``, one row per slice."""
-    groups = [(c,) for c in columns]
+    groups: list[tuple[str, ...]] = [(c,) for c in columns]
     if pairs:
         groups += list(itertools.combinations(columns, 2))
     parts = []

@@ -94,7 +94,7 @@ def permutation_shap(f: Logit, x: np.ndarray, background: np.ndarray, *, seed: i
     ([[1.0, -2.0]], 0.0)
     """
     x = np.asarray(x, dtype)
-    bg = np.asarray(background, dtype)
+    bg: np.ndarray = np.asarray(background, dtype)
     n, d = x.shape
     k = len(bg)
     rng = np.random.default_rng(seed)

@@ -98,14 +98,15 @@ def _timeseries_svg(spec: dict, w: int = 680, h: int = 230) -> str:
                      f'{datetime.utcfromtimestamp(t):%m-%d %H:%M}</text>')
     for i, (name, vals) in enumerate(spec["series"].items()):
         color = PALETTE[i % len(PALETTE)]
-        runs, run = [], []
-        for t, v in zip(xs, map(_num, vals), strict=False):
-            if v is None:
+        runs: list[list[str]] = []
+        run: list[str] = []
+        for x, val in zip(xs, map(_num, vals), strict=False):
+            if val is None:
                 if run:
                     runs.append(run)
                 run = []
             else:
-                run.append(f"{px(t):.1f},{py(v):.1f}")
+                run.append(f"{px(x):.1f},{py(val):.1f}")
         if run:
             runs.append(run)
         parts += [f'<polyline fill="none" stroke="{color}" stroke-width="1.6" points="{" ".join(r)}"/>' for r in runs]

@@ -16,6 +16,7 @@ from workbench.rca.evidence import Candidate, Evidence
 from workbench.windows import iso
 
 if TYPE_CHECKING:
+    from workbench.data.drift import FeatureSlices
     from workbench.rca.context import Context
 
 __all__ = ["feature_isolation", "feature_side", "lineage", "training_skew"]
@@ -85,7 +86,10 @@ def feature_side(ctx: Context) -> Evidence:
         what = WORDS.get(change or row["kind"], "changed")
         where = None
         if ctx.case.slices and s >= BROKEN and change != "shift":
-            by = ctx.cached(("feature_by_slice", f), lambda f=f: feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident))
+            def by_slice(f: str = f) -> FeatureSlices:
+                return feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident)
+
+            by = ctx.cached(("feature_by_slice", f), by_slice)
             where = by.top["slice"] if by.concentrated and by.top else None
         place = f" only for {where}" if where else ""
         why = f"; {shifted[f]}" if f in shifted else ""
