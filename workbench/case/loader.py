@@ -217,6 +217,10 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
                                        "or narrow [columns] features.")
     canonical = {TS, PREDICTION, LABEL, SNAPSHOT}
     for name in (*features, *slices):
+        if name in roles or (name in features and name in slices):
+            as_role = {ts: "timestamp", pred: "prediction", label: "label", snap: "snapshot"}.get(name, "feature")
+            raise CaseError(toml, f"column '{name}' is mapped twice: as the {as_role} and as a {'slice' if name in slices else 'feature'}.",
+                            "map each column to one role under [columns]; a slice is categorical, a feature numeric.")
         if name in canonical and name not in roles:
             raise CaseError(source, f"column '{name}' is mapped as a feature/slice but its name is reserved for a role.",
                             f"rename the column, or map the role to it in {toml}.")
