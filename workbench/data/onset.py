@@ -10,8 +10,12 @@ Method, per metric:
 
 1. **Label delay.** Trailing periods whose label join rate is below 90% of the
    typical rate are still waiting for labels (:func:`workbench.metrics.reliable_end`)
-   and are not used. Nor are periods with fewer than ``MIN_FIT_COUNT`` positives or
-   negatives (their metrics are not defined well enough to weigh).
+   and are not used. Nor are periods where the model expects fewer than
+   ``MIN_FIT_COUNT`` positives or negatives (their metrics are not defined well
+   enough to weigh) — expected, not observed: an incident that removes the clicks
+   must not remove the periods that show it. For the same reason the calibration
+   ratio's error is the binomial error at the rate the model expects, and the ratio
+   carries half a count on each side (a period with no clicks left is still measured).
 2. **Cycle-aware baseline.** The metric is a level plus the harmonics of the day
    (two, at sub-daily grains) and of the week (two, at grains up to a day once the
    log spans four weeks: over fewer cycles a lasting shift would pass for part of
@@ -211,7 +215,10 @@ def _sampling_se(table: pl.DataFrame, metric: str) -> np.ndarray:
                 auc = table["auc"].cast(pl.Float64).fill_null(np.nan).to_numpy()
                 return np.array([auc_se(a, p, q) for a, p, q in zip(auc, pos, n - pos, strict=True)])
             case "calibration_ratio" | "label_rate":
-                return np.sqrt((1 - r) / (n * r))  # binomial error of log(sum y)
+                # binomial error of log(sum y) under no change, at the rate the model expects: an incident that
+                # removes the clicks must not also remove the weight of the periods that show it
+                expected = table["pred_sum_labeled"].cast(pl.Float64).to_numpy() / n
+                return np.sqrt((1 - expected) / (n * expected))
             case "prediction_mean":
                 mean = table["pred_sum"].to_numpy() / rows
                 var = np.maximum(table["pred_sq_sum"].to_numpy() / rows - mean**2, 0)
@@ -401,13 +408,17 @@ def _space_for(space: _Space, pairs: tuple[np.ndarray, np.ndarray]) -> _Space:
 
 def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: int, grain_hours: float) -> _Fit:
     raw = table[metric].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    labelled = table["labeled"].cast(pl.Float64).to_numpy()
+    expected = table["pred_sum_labeled"].cast(pl.Float64).to_numpy()  # the positives the model expects
     with np.errstate(divide="ignore", invalid="ignore"):
-        values = np.log(raw) if metric in LOG_SCALE else raw
+        if metric == "calibration_ratio":  # half a count each side: a period whose clicks collapsed to 0 still counts
+            values = np.log((expected + 0.5) / (table["positives"].cast(pl.Float64).to_numpy() + 0.5))
+        else:
+            values = np.log(raw) if metric in LOG_SCALE else raw
         weights = 1.0 / _sampling_se(table, metric) ** 2
-    pos = table["positives"].cast(pl.Float64).to_numpy()
-    neg = table["labeled"].cast(pl.Float64).to_numpy() - pos
+    # usable periods by the counts the model expects, which an incident on the labels cannot censor
     used = ((np.arange(table.height) < end_row) & np.isfinite(values) & np.isfinite(weights) & (weights > 0)
-            & (pos >= MIN_FIT_COUNT) & (neg >= MIN_FIT_COUNT))
+            & (expected >= MIN_FIT_COUNT) & (labelled - expected >= MIN_FIT_COUNT))
     rows = np.flatnonzero(used)
     t_hours = ((table["window"] - table["window"][0]).dt.total_seconds() / 3600.0).to_numpy()
     n = len(rows)

@@ -6,7 +6,9 @@ stays within its noise. Every value of every slice column with at least
 own series at its own grain (never finer than the case's: a segment holds a share of
 the traffic, so it may need longer periods to hold enough labelled rows) at ``alpha / m`` (Bonferroni over the ``m`` segments
 tested, on top of the detector's own Bonferroni over the metrics), so the chance that
-a case with no regression alarms in *some* segment stays below ``alpha`` (family-wise).
+a case with no regression alarms in *some* segment stays below ``alpha`` (family-wise,
+0.001 by default: with the whole traffic's 0.001, a quiet case alarms anywhere with
+probability at most 0.002, if the model holds).
 
 That null is Gaussian, and the metrics of a small segment (a few positives a
 period) have heavier tails, so a change point alone over-alarms. A segment therefore
@@ -24,7 +26,7 @@ import polars as pl
 
 from workbench.case.grain import GRAINS, choose_grain
 from workbench.case.loader import Case
-from workbench.data.onset import MIN_FIT_COUNT, NULL_DRAWS, WATCHED, Onset, detect_onset
+from workbench.data.onset import MIN_FIT_COUNT, WATCHED, Onset, detect_onset
 from workbench.data.quality import QualitySeries, quality_series
 from workbench.data.slices import DIRECTION as SEARCHABLE
 from workbench.data.slices import find_slices
@@ -59,7 +61,7 @@ def _segment_grain(table: pl.DataFrame, every: str) -> str | None:
     return choice.grain if GRAINS.index(choice.grain) >= GRAINS.index(every) else every
 
 
-def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.01, min_share: float = 0.05,
+def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.001, min_share: float = 0.05,
                          columns: tuple[str, ...] | None = None) -> SegmentOnset | None:
     """The confirmed segment with the largest severity-to-threshold ratio, or None (see the module docstring).
 
@@ -90,7 +92,7 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
     if not candidates:
         return None
     per_segment = alpha / len(candidates)
-    found = [(segment, detect_onset(sub, metrics, alpha=per_segment, null_draws=NULL_DRAWS // 2)) for segment, sub in candidates]
+    found = [(segment, detect_onset(sub, metrics, alpha=per_segment)) for segment, sub in candidates]
     for segment, onset in sorted((f for f in found if f[1].detected), key=lambda f: -f[1].severity / f[1].threshold):
         metric = onset.metric if onset.metric in SEARCHABLE else "normalized_entropy"  # AUC is not a sum
         search = find_slices(case, onset.baseline, onset.incident, metric=metric)
