@@ -314,3 +314,19 @@ def test_s3_parts_that_disagree_on_a_type_are_named(small_case, s3_env):
         s3_put(s3_env, "mixed", f"log/{rel}", part)
     err = raises(point(small_case, 'uri = "s3://mixed/log/"'), "the parquet parts disagree on the type of column 'prediction'")
     assert any("date=2026-11-19/part-0.parquet" in d and d.startswith("string") for d in err.details), err.details
+
+
+def test_postgres_table_dropped_after_open_names_the_fix(pg_case, pg_env):
+    """An error during a later read (inside polars' scan) is the same CaseError, not a polars traceback."""
+    case = open_case(pg_case)
+    pg_env.psql("DROP TABLE serving_log")
+    with pytest.raises(CaseError, match="table 'serving_log' not found") as info:
+        case.window_scan(*DAY).select("label").collect()
+    assert "fix table = in workbench.toml" in info.value.hint
+
+
+def test_training_sample_from_its_own_source(small_case, sqlite_case):
+    shutil.move(small_case / "training.parquet", small_case / "train_export.parquet")
+    case = open_case(point(small_case, 'uri = "train_export.parquet"', name="training"))
+    assert case.training is not None and case.training.collect().height == 2000
+    assert case.to_dict()["sources"]["training"] == str(small_case / "train_export.parquet")
