@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from workbench.case.sources import CREDENTIALS, INSTALL, Source, SourceSpec, _frames, _normal_schema, _one_line, _translate
+from workbench.case._scan import CREDENTIALS, INSTALL, Source, SourceSpec, _frames, _normal_schema, _one_line, _translate
 from workbench.errors import CaseError, suggest
 
 __all__ = ["Database"]
