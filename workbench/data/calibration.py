@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -23,6 +24,9 @@ from workbench.data.quality import EB, SB, finish, quality_partial
 from workbench.errors import WorkbenchError
 from workbench.metrics import auc_se
 from workbench.windows import Window
+
+if TYPE_CHECKING:
+    from workbench.data.scan import WindowScan
 
 __all__ = ["CalibrationShift", "Reliability", "calibration_shift", "reliability"]
 
@@ -165,8 +169,10 @@ class CalibrationShift:
                 f"(z {fmt(self.calibration_z, 1)}), NE {fmt(self.ne_baseline)} -> {fmt(self.ne_incident)}")
 
 
-def calibration_shift(case: Case, baseline: Window, incident: Window, *, alpha: float = 0.001, bins: int = 10) -> CalibrationShift:
-    """Ranking quality (AUC) vs calibration between two windows, in one pass.
+def calibration_shift(case: Case, baseline: Window, incident: Window, *, alpha: float = 0.001, bins: int = 10,
+                      scan: WindowScan | None = None) -> CalibrationShift:
+    """Ranking quality (AUC) vs calibration between two windows, in one pass (none with ``scan``,
+    :func:`workbench.data.scan.window_scan` over these windows: the same partials).
 
     >>> from workbench import open_case
     >>> from workbench import detect_onset
@@ -175,7 +181,9 @@ def calibration_shift(case: Case, baseline: Window, incident: Window, *, alpha: 
     >>> calibration_shift(case, onset.baseline, onset.incident).calibration_only
     True
     """
-    parts = _partials(case, {"b": baseline, "i": incident}, bins, "quantile")
+    parts = scan.quality_parts({"b": baseline, "i": incident}) if scan is not None else None
+    if parts is None:
+        parts = _partials(case, {"b": baseline, "i": incident}, bins, "quantile")
     s = {k: finish(v, []).row(0, named=True) if v.height else None for k, v in parts.items()}
 
     def get(k: str, col: str) -> float:

@@ -45,6 +45,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -56,6 +57,9 @@ from workbench.data._distances import js_distance, ks_from_cdf, psi, total_varia
 from workbench.data._frames import PERIOD, check_columns, collect_windows, hash_sample, window_frames, window_rows
 from workbench.errors import WorkbenchError
 from workbench.windows import Window
+
+if TYPE_CHECKING:
+    from workbench.data.scan import WindowScan
 
 __all__ = ["FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift", "feature_timeline", "training_skew"]
 
@@ -492,8 +496,14 @@ def _sample(case: Case, window: Window, target: int, columns: list[str], sliced:
 
 
 def feature_drift(case: Case, baseline: Window, incident: Window, *, features: tuple[str, ...] | list[str] | None = None,
-                  categorical: bool = True, bins: int = BINS, sample_rows: int = SAMPLE_ROWS, placebo: bool = True) -> FeatureDrift:
+                  categorical: bool = True, bins: int = BINS, sample_rows: int = SAMPLE_ROWS, placebo: bool = True,
+                  scan: WindowScan | None = None) -> FeatureDrift:
     """Every feature, baseline vs incident window: coverage, PSI, JS, KS, W1, moments, staleness, scale, severity.
+
+    ``scan`` (:func:`workbench.data.scan.window_scan` over these windows) supplies the profiles, category counts and
+    window samples without reading the log; its samples are the pass-1 hash sample's rows, so quantiles, staleness,
+    relations and the bin edges agree with this function's own samples within sampling error (counts on the edges
+    are exact either way).
 
     >>> from workbench import open_case
     >>> from workbench import detect_onset
@@ -506,17 +516,22 @@ def feature_drift(case: Case, baseline: Window, incident: Window, *, features: t
     cats = case.slices if categorical else ()
     pw = _placebo(case, baseline, incident) if placebo else None
     windows = [baseline, incident] + ([pw] if pw else [])
-    for sliced in (True, False):
-        # pass 1: the reference sample fixes the edges
-        frame_b = _sample(case, baseline, sample_rows, [*feats, LABEL], sliced).collect(engine="streaming")
+    scanned = scan.drift_inputs(baseline, incident, pw, feats, cats, bins, sample_rows, STALE_ROWS) if scan is not None else None
+    if scanned is not None:  # the fused passes (workbench.data.scan) computed the same profiles, counts and samples
+        ref, profiles, counts, frame_b, frame_i = scanned
         sample_b = _sorted(frame_b, feats)
-        ref = _reference(sample_b, feats, bins)
-        # pass 2: every window's profile, the category counts and the incident sample (quantiles, staleness, relations)
-        done = _window_profiles(case, windows, ref, cats, [_sample(case, incident, STALE_ROWS, [*feats, LABEL], sliced)], sliced)
-        if done is not None:
-            break
-    assert done is not None
-    profiles, counts, (frame_i,) = done
+    else:
+        for sliced in (True, False):
+            # pass 1: the reference sample fixes the edges
+            frame_b = _sample(case, baseline, sample_rows, [*feats, LABEL], sliced).collect(engine="streaming")
+            sample_b = _sorted(frame_b, feats)
+            ref = _reference(sample_b, feats, bins)
+            # pass 2: every window's profile, the category counts and the incident sample (quantiles, staleness, relations)
+            done = _window_profiles(case, windows, ref, cats, [_sample(case, incident, STALE_ROWS, [*feats, LABEL], sliced)], sliced)
+            if done is not None:
+                break
+        assert done is not None
+        profiles, counts, (frame_i,) = done
     rows = _numeric_rows(ref, profiles[0], profiles[1], profiles[2] if pw else None, sample_b, _sorted(frame_i, feats))
     relations = _relations(frame_b, frame_i, feats, {r["feature"] for r in rows if r["kind"] == "none"})
     for row in rows:

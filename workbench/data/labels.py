@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -24,6 +25,9 @@ from workbench.data._sums import SUMS, sum_aggs
 from workbench.data.drift import FeatureDrift, feature_drift
 from workbench.metrics import metric_from_sums, reliable_end
 from workbench.windows import Window, iso
+
+if TYPE_CHECKING:
+    from workbench.data.scan import WindowScan
 
 __all__ = ["LabelDelay", "LabelShift", "label_delay", "label_shift"]
 
@@ -80,14 +84,15 @@ class LabelShift:
 
 
 def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDrift | None = None, *,
-                alpha: float = 0.001) -> LabelShift:
+                alpha: float = 0.001, scan: WindowScan | None = None) -> LabelShift:
     """Did the label rate move while predictions and features did not?
 
     The verdict ``labels_moved_alone`` holds when (1) the label rate changed
     significantly (two-proportion z test, two-sided ``alpha``) and materially
     (at least 5% relative), (2) the prediction mean moved less than a quarter as
     much (relative, log scale; model refreshes move it a little all the time), and
-    (3) no numeric feature broke (``drift``, recomputed when not given).
+    (3) no numeric feature broke (``drift``, recomputed when not given). ``scan``
+    (:func:`workbench.data.scan.window_scan` over these windows) supplies the sums (and the drift) without reading the log.
 
     >>> from workbench import open_case
     >>> from workbench import detect_onset
@@ -96,7 +101,9 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
     >>> label_shift(case, onset.baseline, onset.incident).labels_moved_alone
     True
     """
-    sums = collect_windows(case, {"b": baseline, "i": incident}, lambda rows: rows.group_by(PERIOD).agg(sum_aggs()))
+    sums = scan.sums({"b": baseline, "i": incident}) if scan is not None else None
+    if sums is None:
+        sums = collect_windows(case, {"b": baseline, "i": incident}, lambda rows: rows.group_by(PERIOD).agg(sum_aggs()))
     side = {p: {s: np.array([float(sums.filter(pl.col(PERIOD) == p)[s].sum())]) for s in SUMS} for p in ("b", "i")}
     rate = {p: float(metric_from_sums(side[p], "label_rate")[0][0]) for p in side}
     pred = {p: float(metric_from_sums(side[p], "prediction_mean")[0][0]) for p in side}
@@ -111,7 +118,7 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
         prd = math.log(pred["i"] / pred["b"]) if pred["b"] > 0 and pred["i"] > 0 else math.nan
     pz = prd / math.sqrt(pred_se["b"] ** 2 + pred_se["i"] ** 2) if math.isfinite(prd) else math.nan
     if drift is None:
-        drift = feature_drift(case, baseline, incident, categorical=False)
+        drift = feature_drift(case, baseline, incident, categorical=False, scan=scan)
     broken = tuple(drift.table.filter((pl.col("kind") != "none") & (pl.col("type") == "numeric"))["feature"].to_list())
     crit = NormalDist().inv_cdf(1 - alpha / 2)
     moved = abs(z) >= crit and abs(lab) >= MATERIAL

@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -85,6 +86,9 @@ from workbench.data.quality import QualitySeries, pool, quality_between, quality
 from workbench.errors import WorkbenchError
 from workbench.metrics import LOG_SCALE, auc_se, reliable_end
 from workbench.windows import Window, iso
+
+if TYPE_CHECKING:
+    from workbench.data.scan import LogScan
 
 __all__ = ["DIRECTION", "MIN_EFFECT", "WATCHED", "MetricVerdict", "Onset", "detect_onset", "measure_windows", "reliable_rows"]
 
@@ -554,7 +558,8 @@ def reliable_rows(series: pl.DataFrame) -> tuple[int, int]:
     return end, series.height - end
 
 
-def _as_series(case_or_series: Case | QualitySeries, grain: str | None) -> tuple[QualitySeries | None, GrainChoice | None]:
+def _as_series(case_or_series: Case | QualitySeries, grain: str | None,
+               scan: LogScan | None = None) -> tuple[QualitySeries | None, GrainChoice | None]:
     if isinstance(case_or_series, QualitySeries):
         s = case_or_series
         if s.by:
@@ -570,7 +575,7 @@ def _as_series(case_or_series: Case | QualitySeries, grain: str | None) -> tuple
     if not choice.testable:
         return None, choice
     assert choice.grain is not None
-    return quality_series(case, every=choice.grain), choice
+    return quality_series(case, every=choice.grain, scan=scan), choice
 
 
 def _untestable(case: Case, choice: GrainChoice, metrics: tuple[str, ...]) -> Onset:
@@ -586,12 +591,13 @@ def _untestable(case: Case, choice: GrainChoice, metrics: tuple[str, ...]) -> On
 
 
 def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] | str = WATCHED, *, alpha: float = 0.001,
-                 grain: str | None = None, null_draws: int = NULL_DRAWS) -> Onset:
+                 grain: str | None = None, null_draws: int = NULL_DRAWS, scan: LogScan | None = None) -> Onset:
     """Decide whether prediction quality regressed beyond its normal variation; onset, end and the metric that
     regressed most (see the module docstring for the method and its family-wise false-alarm rate ``alpha``).
 
     ``case_or_series`` is a case (its grain is chosen from its profile unless ``grain``
-    is given) or a :class:`~workbench.data.quality.QualitySeries` of one row per period.
+    is given) or a :class:`~workbench.data.quality.QualitySeries` of one row per period. ``scan``
+    (:func:`workbench.data.scan.log_scan`) gives a case's series without reading the log.
 
     >>> from workbench import open_case
     >>> detect_onset(open_case("sample_data/cases/control")).detected
@@ -604,7 +610,7 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
     for name in names:
         if name not in DIRECTION:
             raise WorkbenchError("detect_onset", f"unknown metric '{name}'.", f"use one of {list(DIRECTION)}.")
-    series, choice = _as_series(case_or_series, grain)
+    series, choice = _as_series(case_or_series, grain, scan)
     if series is None:
         assert choice is not None and isinstance(case_or_series, Case)
         return _untestable(case_or_series, choice, names)

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -28,6 +29,9 @@ from workbench.data._frames import PERIOD, check_columns, collect_windows
 from workbench.data._sums import sum_aggs
 from workbench.metrics import ECE_BINS, clipped_expr, ece_bin, metric_from_sums, score_bin
 from workbench.windows import Window
+
+if TYPE_CHECKING:
+    from workbench.data.scan import LogScan
 
 __all__ = ["QUALITY_COLUMNS", "QualitySeries", "finish", "merge_partials", "quality_between", "quality_partial",
            "quality_series"]
@@ -138,17 +142,21 @@ def _float(value: object) -> float | None:
 
 
 def quality_series(case: Case, *, every: str | None = None, by: str | tuple[str, ...] | None = None,
-                   rows: pl.Expr | None = None) -> QualitySeries:
+                   rows: pl.Expr | None = None, scan: LogScan | None = None) -> QualitySeries:
     """Quality metrics per time window (``every``, a polars duration such as ``"1h"``; by default the case's grain,
     or hourly when it is too sparse to have one) and slice value.
 
     One grouped pass over the timestamp, prediction, label and ``by`` columns;
     ``rows`` optionally filters the serving log first (e.g. ``pl.col("platform") == "ios"``).
+    ``scan`` (:func:`workbench.data.scan.log_scan`) supplies the partial without reading the log when it covers the
+    request (the same sums, so the same table up to float addition order).
     """
     names = _by(case, by)
     every = every or case.grain.grain or "1h"
-    lf = case.predictions if rows is None else case.predictions.filter(rows)
-    partial = quality_partial(lf, [pl.col(TS).dt.truncate(every).alias("window"), *names]).collect(engine="streaming")
+    partial = scan.period_partial(every, names) if scan is not None and rows is None else None
+    if partial is None:
+        lf = case.predictions if rows is None else case.predictions.filter(rows)
+        partial = quality_partial(lf, [pl.col(TS).dt.truncate(every).alias("window"), *names]).collect(engine="streaming")
     table = finish(partial, ["window", *names])
     return QualitySeries(table=table, every=every, by=names)
 

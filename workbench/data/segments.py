@@ -21,6 +21,7 @@ significant.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -30,6 +31,9 @@ from workbench.data.onset import MIN_FIT_COUNT, WATCHED, Onset, detect_onset
 from workbench.data.quality import QualitySeries, quality_series
 from workbench.data.slices import DIRECTION as SEARCHABLE
 from workbench.data.slices import find_slices
+
+if TYPE_CHECKING:
+    from workbench.data.scan import LogScan
 
 __all__ = ["SegmentOnset", "detect_segment_onset"]
 
@@ -62,8 +66,10 @@ def _segment_grain(table: pl.DataFrame, every: str) -> str | None:
 
 
 def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.001, min_share: float = 0.05,
-                         columns: tuple[str, ...] | None = None) -> SegmentOnset | None:
+                         columns: tuple[str, ...] | None = None, scan: LogScan | None = None) -> SegmentOnset | None:
     """The confirmed segment with the largest severity-to-threshold ratio, or None (see the module docstring).
+
+    ``scan`` (:func:`workbench.data.scan.log_scan`) gives every segment's series without reading the log.
 
     >>> from workbench import open_case
     >>> detect_segment_onset(open_case("sample_data/cases/slice_shift")).segment
@@ -77,7 +83,7 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
     cols = case.slices if columns is None else columns
     candidates: list[tuple[str, QualitySeries]] = []
     for col in cols:
-        series = quality_series(case, by=col, every=every)
+        series = quality_series(case, by=col, every=every, scan=scan)
         shares = series.table.group_by(col).agg(pl.col("rows").sum()).with_columns(pl.col("rows") / pl.col("rows").sum())
         by_grain: dict[str, list[str]] = {}
         for value in shares.filter(pl.col("rows") >= min_share)[col].sort().to_list():
@@ -85,7 +91,7 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
             if grain is not None:
                 by_grain.setdefault(grain, []).append(value)
         for grain, values in sorted(by_grain.items()):
-            table = series.table if grain == every else quality_series(case, by=col, every=grain).table
+            table = series.table if grain == every else quality_series(case, by=col, every=grain, scan=scan).table
             for value in values:
                 sub = table.filter(pl.col(col) == value).drop(col)
                 candidates.append((f"{col}={value}", QualitySeries(table=sub, every=grain, by=())))

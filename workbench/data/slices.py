@@ -41,6 +41,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -52,6 +53,9 @@ from workbench.data._sums import SUM_METRICS, SUMS, sum_aggs
 from workbench.errors import WorkbenchError
 from workbench.metrics import LOG_SCALE, metric_from_sums, norm_sf
 from workbench.windows import Window
+
+if TYPE_CHECKING:
+    from workbench.data.scan import WindowScan
 
 __all__ = ["SliceDeltas", "SliceSearch", "find_slices", "slice_cells", "slice_deltas"]
 
@@ -141,10 +145,14 @@ class SliceDeltas:
 
 
 def slice_deltas(case: Case, baseline: Window, incident: Window, columns: tuple[str, ...] | list[str] | None = None,
-                 pairs: bool = True) -> SliceDeltas:
-    """Quality per slice value (and pair of values) in the baseline and the incident window, with deltas."""
+                 pairs: bool = True, scan: WindowScan | None = None) -> SliceDeltas:
+    """Quality per slice value (and pair of values) in the baseline and the incident window, with deltas.
+
+    ``scan`` (:func:`workbench.data.scan.window_scan` over these windows) supplies the cells without reading the log."""
     cols = _columns(case, columns)
-    cells = slice_cells(case, baseline, incident, cols)
+    cells = scan.cells({"baseline": baseline, "incident": incident}, cols) if scan is not None else None
+    if cells is None:
+        cells = slice_cells(case, baseline, incident, cols)
     wide = _slices(cells, cols, pairs)
     tot = _totals(cells)
     b, i = _arrays(wide, "b"), _arrays(wide, "i")
@@ -211,11 +219,13 @@ class SliceSearch:
 
 
 def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "normalized_entropy", max_level: int = 2,
-                k: int = 5, alpha: float = 0.01, columns: tuple[str, ...] | list[str] | None = None) -> SliceSearch:
+                k: int = 5, alpha: float = 0.01, columns: tuple[str, ...] | list[str] | None = None,
+                scan: WindowScan | None = None) -> SliceSearch:
     """Search the slice lattice (up to ``max_level``) for where the change of ``metric`` concentrates.
 
     Returns the ``k`` best slices by explained regression (significant first);
-    see the module docstring for the objective and the significance control.
+    see the module docstring for the objective and the significance control. ``scan``
+    (:func:`workbench.data.scan.window_scan` over these windows) supplies the cells without reading the log.
 
     >>> from workbench import open_case
     >>> from workbench import detect_onset
@@ -229,7 +239,9 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     if max_level not in (1, 2):
         raise WorkbenchError("find_slices", f"max_level={max_level} is not supported.", "use 1 or 2.")
     cols = _columns(case, columns)
-    cells = slice_cells(case, baseline, incident, cols)
+    cells = scan.cells({"baseline": baseline, "incident": incident}, cols) if scan is not None else None
+    if cells is None:
+        cells = slice_cells(case, baseline, incident, cols)
     wide = _slices(cells, cols, pairs=max_level == 2 and len(cols) > 1)
     tot = _totals(cells)
     b, i = _arrays(wide, "b"), _arrays(wide, "i")

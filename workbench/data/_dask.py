@@ -1,0 +1,288 @@
+"""The fused passes (:mod:`workbench.data.scan`) on a ``dask.distributed`` cluster: one task per part of the log.
+
+A *part* is one parquet file of a partitioned serving log (local or an fsspec URL the
+workers can read), or a range of row groups of one large file. Each task reads its
+part with polars, turns it into the case's canonical rows (:class:`Reader`: the
+loader's column mapping, casts and served-snapshot rule, fixed on the client), and
+returns the small partial of :func:`workbench.data.scan.log_partial` or
+:func:`~workbench.data.scan.window_partial`; the client merges them
+(:func:`~workbench.data.scan.merge_log`, :func:`~workbench.data.scan.merge_windows`),
+so the results equal the in-process ones (counts exactly, sums up to float addition
+order, the hash sample by construction). Pass 2 maps only over the parts whose
+timestamps (parquet footer statistics) reach a window.
+
+Dask is an optional extra: ``pip install 'ml-workbench[dask]'``. Every worker must run
+the same polars version as the client (the row hash that draws the sample is
+polars'), and must be able to read the parts' paths.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
+from workbench.case.loader import Case
+from workbench.data.scan import (
+    LogScan,
+    WindowPlan,
+    WindowScan,
+    _log_result,
+    _window_result,
+    log_plan,
+    log_queries,
+    merge_log,
+    merge_windows,
+    window_queries,
+    window_samples,
+)
+from workbench.errors import WorkbenchError
+
+__all__ = ["INSTALL", "Part", "Reader", "client", "log_scan", "parts", "reader", "window_scan"]
+
+INSTALL = "pip install 'ml-workbench[dask]'"
+PART_ROWS = 4_000_000  # a file larger than this is split into row-group ranges of about this many rows
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One task's share of the log: ``row_groups`` of the parquet file ``uri`` (``offset``/``rows``: where they sit),
+    the hive partition values of its path, and the span of its raw timestamps when the footer says (else None)."""
+
+    uri: str
+    row_groups: tuple[int, ...]
+    offset: int
+    rows: int
+    hive: tuple[tuple[str, str], ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None  # inclusive: the largest timestamp
+
+    @property
+    def remote(self) -> bool:
+        return "://" in self.uri and not self.uri.startswith("file://")
+
+    def reaches(self, start: datetime, end: datetime) -> bool:
+        """Whether any of its rows may fall in ``[start, end)`` (True when the footer has no statistics)."""
+        return self.start is None or self.end is None or (self.start < end and self.end >= start)
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    """How a worker turns a part into the case's canonical rows: the loader's select (``exprs``), the hive columns'
+    types and the served-snapshot fill, all fixed on the client from the whole source's schema."""
+
+    exprs: tuple[pl.Expr, ...]
+    hive_types: Mapping[str, pl.DataType]
+    snapshot: pl.Expr | None
+
+    def frame(self, part: Part) -> pl.LazyFrame:
+        if part.remote:
+            import fsspec
+            import pyarrow.parquet as pq
+
+            with fsspec.open(part.uri, "rb") as f:
+                table = pq.ParquetFile(f).read_row_groups(list(part.row_groups))
+            lf = pl.from_arrow(table).lazy()  # type: ignore[union-attr]  # a Table gives a DataFrame
+        else:
+            path = part.uri.removeprefix("file://")
+            lf = pl.scan_parquet(path).slice(part.offset, part.rows)  # the slice reaches the scan: only these row groups
+        hive = [_hive_value(v, self.hive_types[k]).alias(k) for k, v in part.hive if k in self.hive_types]
+        out = (lf.with_columns(hive) if hive else lf).select(self.exprs)
+        return out.with_columns(pl.coalesce(pl.col(SNAPSHOT), self.snapshot).alias(SNAPSHOT)) if self.snapshot is not None else out
+
+
+def _hive_value(text: str, dtype: pl.DataType) -> pl.Expr:
+    """A hive partition value (``date=2026-11-20``) typed as polars reads it from the whole directory."""
+    value = pl.lit(text)
+    if dtype == pl.Date:
+        return value.str.to_date()
+    if isinstance(dtype, pl.Datetime):
+        return value.str.to_datetime(time_unit=dtype.time_unit, time_zone=dtype.time_zone)
+    return value if dtype == pl.String else value.cast(dtype)
+
+
+def _source(case: Case) -> Any:
+    from workbench.case.sources import resolve
+
+    return resolve(case.root, "predictions", case.config.sources.get("predictions"), required=True)
+
+
+def _unsupported(case: Case, what: str) -> WorkbenchError:
+    return WorkbenchError(case.sources.get("predictions", case.root), f"the Dask backend reads parquet files; this log is {what}.",
+                          "run without --scheduler (in process), or export the log as parquet parts (a directory or s3://, "
+                          "gs://, az:// prefix) the workers can read.")
+
+
+def reader(case: Case) -> Reader:
+    """The canonical select of the case's serving log, as :func:`workbench.case.loader.open_case` builds it.
+
+    Reuses the loader's own timestamp rule and served-snapshot rule; ``tests/data/test_scan.py`` checks that a
+    reader over every part gives exactly ``case.predictions``.
+    """
+    from workbench.case.loader import _served_snapshot, _time_expr
+
+    source = _source(case)
+    raw = source.scan()
+    schema = raw.collect_schema()
+    c = case.columns
+    ts, _ = _time_expr(source, schema, c.timestamp, raw)
+    exprs = [ts.alias(TS), pl.col(c.prediction).cast(pl.Float64).alias(PREDICTION), pl.col(c.label).cast(pl.Float64).alias(LABEL),
+             pl.col(c.snapshot).cast(pl.String).alias(SNAPSHOT) if c.snapshot else pl.lit(None, pl.String).alias(SNAPSHOT)]
+    exprs += [pl.col(f) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in c.features]
+    exprs += [pl.col(s).cast(pl.String) for s in c.slices]
+    return Reader(exprs=tuple(exprs), hive_types=dict(schema.items()),
+                  snapshot=_served_snapshot(case.snapshots) if case.snapshots else None)
+
+
+def _utc(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _hive(relative: str) -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(seg.split("=", 1)) for seg in relative.split("/")[:-1] if "=" in seg)  # type: ignore[misc]
+
+
+def _file_parts(uri: str, relative: str, meta: Any, ts_column: str) -> list[Part]:
+    """The parts of one parquet file: its row groups in runs of about ``PART_ROWS`` rows."""
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    j = names.index(ts_column) if ts_column in names else None
+    out: list[Part] = []
+    run: list[int] = []
+    offset = rows = 0
+    lo: datetime | None = None
+    hi: datetime | None = None
+    known = j is not None
+
+    def close() -> None:
+        if run:
+            out.append(Part(uri, tuple(run), offset, rows, _hive(relative), lo if known else None, hi if known else None))
+
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        if rows and rows + rg.num_rows > PART_ROWS:
+            close()
+            offset, rows, run, lo, hi, known = offset + rows, 0, [], None, None, j is not None
+        run.append(g)
+        rows += rg.num_rows
+        stats = rg.column(j).statistics if j is not None else None
+        a, b = (_utc(stats.min), _utc(stats.max)) if stats is not None and stats.has_min_max else (None, None)
+        if a is None or b is None:
+            known = False
+        else:
+            lo, hi = (a if lo is None else min(lo, a)), (b if hi is None else max(hi, b))
+    close()
+    return out
+
+
+def parts(case: Case) -> list[Part]:
+    """The parts of the case's serving log: each parquet file, large files split by row groups."""
+    import pyarrow.parquet as pq
+
+    from workbench.case.sources import LocalFiles, ObjectStore
+
+    source = _source(case)
+    ts = case.columns.timestamp
+    out: list[Part] = []
+    if isinstance(source, LocalFiles):
+        path = source.path
+        assert path is not None
+        if path.suffix == ".csv":
+            raise _unsupported(case, "a CSV file")
+        for f in source.parts():
+            relative = str(f.relative_to(path)) if path.is_dir() else f.name
+            out += _file_parts(str(f), relative, pq.ParquetFile(f).metadata, ts)
+    elif isinstance(source, ObjectStore):
+        if source.key.endswith(".csv"):
+            raise _unsupported(case, "a CSV object")
+        dataset = source.dataset()
+        for frag in dataset.get_fragments():
+            relative = frag.path[len(source.key) + 1:] if frag.path.startswith(source.key + "/") else Path(frag.path).name
+            out += _file_parts(f"{source.protocol}://{frag.path}", relative, frag.metadata, ts)
+    else:
+        raise _unsupported(case, f"a {type(source).__name__} source")
+    return [p for p in out if p.rows]
+
+
+# ---------------------------------------------------------------- the cluster
+@functools.lru_cache(maxsize=8)
+def _connect(address: str) -> Any:
+    import socket
+    from urllib.parse import urlsplit
+
+    from distributed import Client
+
+    try:
+        where = urlsplit(address)
+        if where.scheme == "tcp" and where.hostname and where.port:  # fail at once on a closed port, not after the timeout
+            socket.create_connection((where.hostname, where.port), timeout=5).close()
+        return Client(address, timeout="20s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise WorkbenchError(address, f"cannot reach a Dask scheduler: {str(exc).splitlines()[0][:200]}",
+                             f"start one (`dask scheduler`, then `dask worker {address}` on each machine) or fix --scheduler.") from None
+
+
+def client(scheduler: object) -> Any:
+    """A ``distributed.Client`` for ``scheduler``: a client as given, or one connection per address (``tcp://HOST:PORT``)
+    kept for the process, so an investigation does not reconnect for every pass."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise WorkbenchError("--scheduler", "the Dask backend needs the dask and distributed packages.",
+                             f"install them: {INSTALL}") from None
+    if isinstance(scheduler, Client):
+        return scheduler
+    if not isinstance(scheduler, str) or "://" not in scheduler:
+        raise WorkbenchError("--scheduler", f"{scheduler!r} is not a scheduler address.",
+                             "give the address the scheduler printed, e.g. tcp://10.0.0.5:8786, or a distributed.Client.")
+    return _connect(scheduler)
+
+
+def _log_task(part: Part, read: Reader, plan: Any) -> LogScan:
+    return _log_result(plan, pl.collect_all(log_queries(read.frame(part), plan), engine="streaming"))
+
+
+def _window_task(part: Part, read: Reader, plan: WindowPlan) -> WindowScan:
+    lf = read.frame(part)
+    frames = {name: lf.filter(w.contains(TS)) for name, w in plan.windows.items()}
+    return _window_result(plan, pl.collect_all(window_queries(frames, plan), engine="streaming"), {})
+
+
+def _map(scheduler: object, task: Any, items: list[Part], **kw: Any) -> list[Any]:
+    c = client(scheduler)
+    shared = {k: c.scatter(v, broadcast=True) for k, v in kw.items()}  # sent once per worker, not once per task
+    futures = c.map(task, items, pure=False, **shared)
+    return list(c.gather(futures))
+
+
+def log_scan(case: Case, scheduler: object, *, every: str | None = None, sample_rows: int | None = None) -> LogScan:
+    """:func:`workbench.data.scan.log_scan` with one task per part on the cluster, merged here."""
+    from workbench.data.scan import SAMPLE_ROWS
+
+    ps = parts(case)
+    read = reader(case)
+    plan = log_plan(case, every=every, sample_rows=sample_rows or SAMPLE_ROWS)
+    out = merge_log(_map(scheduler, _log_task, ps, read=read, plan=plan))
+    if plan.threshold is not None and out.sample.height < min(plan.sample_rows, out.rows):  # the hash cut kept too few (~never)
+        full = log_plan(case, every=every, sample_rows=sample_rows or SAMPLE_ROWS, threshold=False)
+        again = merge_log(_map(scheduler, _log_task, ps, read=read, plan=full))
+        out = LogScan(plan=plan, quality=out.quality, segments=out.segments, sample=again.sample, rows=out.rows)
+    return out
+
+
+def window_scan(case: Case, plan: WindowPlan, log: LogScan, scheduler: object) -> WindowScan:
+    """:func:`workbench.data.scan.window_scan` with one task per part that reaches a window, merged here."""
+    ps = [p for p in parts(case) if any(p.reaches(w.start, w.end) for w in plan.windows.values())]
+    samples = window_samples(log, plan.windows)
+    if not ps:  # no row in any window: the in-process empty result
+        empty = pl.LazyFrame(schema=case.predictions.collect_schema())
+        return _window_result(plan, pl.collect_all(window_queries(dict.fromkeys(plan.windows, empty), plan)), samples)
+    return merge_windows(_map(scheduler, _window_task, ps, read=reader(case), plan=plan), samples)
+
