@@ -280,7 +280,7 @@ class Investigator(Widget):
 
 def investigate(case: Case | str | Path, *, diagnosis: Diagnosis | None = None,
                 state: Investigation | dict | str | Path | None = None, notebook: str | Path | None = None,
-                **params: Any) -> Investigator:
+                scheduler: object = None, **params: Any) -> Investigator:
     """Open the guided investigation of ``case`` (a case directory or an opened :class:`~workbench.Case`).
 
     Parameters
@@ -295,6 +295,9 @@ def investigate(case: Case | str | Path, *, diagnosis: Diagnosis | None = None,
         in the notebook's own outputs for this case is restored.
     notebook
         The notebook to restore from (default: the one this kernel runs).
+    scheduler
+        A Dask scheduler address (``tcp://HOST:PORT``) or ``distributed.Client``: the diagnosis reads
+        the log there, one task per part (``workbench.diagnose(case, scheduler=...)``).
     **params
         :class:`Investigator` parameters (``prefetch``, ``height``).
 
@@ -316,5 +319,9 @@ def investigate(case: Case | str | Path, *, diagnosis: Diagnosis | None = None,
         record.progress(f"workbench: opening {case}…")
         case = open_case(case)
     restored, origin = _restore(case, state, notebook)
+    if scheduler is not None and diagnosis is None:
+        from workbench.rca.diagnosis import diagnose
+
+        diagnosis = diagnose(case, progress=record.progress, scheduler=scheduler)
     defer = diagnosis is None and _in_server() and not kernel
     return Investigator(case, diagnosis=diagnosis, state=restored, record=record, origin=origin, defer=defer, **params)

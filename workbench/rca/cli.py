@@ -45,7 +45,8 @@ def _run(args: argparse.Namespace):
     baseline, incident = _windows(args)
     # Nothing but the answer may reach stdout: libraries that print go to stderr.
     with contextlib.redirect_stdout(sys.stderr):
-        return diagnose(args.case, progress=progress(args.quiet), baseline=baseline, incident=incident)
+        return diagnose(args.case, progress=progress(args.quiet), baseline=baseline, incident=incident,
+                        scheduler=args.scheduler)
 
 
 def _diagnose(args: argparse.Namespace) -> int:
@@ -71,6 +72,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", metavar="START/END", help="override the baseline window (ISO times); needs --incident")
     p.add_argument("--incident", metavar="START/END",
                    help="override the incident window (ISO times); alone, the baseline is the span of equal length before it")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the passes over the log on this Dask scheduler, one task per parquet part "
+                        "(needs pip install 'ml-workbench[dask]'; the workers must read the log's paths)")
 
 
 def add_cli(sub: argparse._SubParsersAction) -> None:

@@ -29,6 +29,7 @@ from workbench.rca.tree import REQUIREMENTS
 if TYPE_CHECKING:
     from workbench.case.loader import Case
     from workbench.data.onset import Onset
+    from workbench.data.scan import LogScan, WindowScan
     from workbench.rca.tree import Node, Tree
     from workbench.windows import Window
 
@@ -42,11 +43,13 @@ class Context:
 
     ``tree`` is the decision tree whose nodes :meth:`evidence_of` may run (the default
     tree when not given); ``baseline``/``incident`` override the windows the onset implies.
+    ``scheduler`` (a Dask scheduler address ``tcp://HOST:PORT`` or a ``distributed.Client``)
+    runs the two passes over the log (:attr:`log_scan`, :attr:`scan`) on that cluster.
     """
 
     def __init__(self, case: Case, progress: Callable[[str], None] | None = None,
                  baseline: Window | None = None, incident: Window | None = None, *, tree: Tree | None = None,
-                 log_path: Path | None = None, strict: bool = False):
+                 log_path: Path | None = None, strict: bool = False, scheduler: object = None):
         if tree is None:
             from workbench.rca.checks import default_tree
 
@@ -61,6 +64,7 @@ class Context:
         self._cache: dict[Any, Any] = {}
         self._running: set[str] = set()
         self._windows = (baseline, incident) if baseline and incident else None
+        self.scheduler = scheduler
 
     @property
     def results(self) -> dict[Any, Any]:
@@ -145,6 +149,31 @@ class Context:
             out.write(f"=== {check} ({self.case.root})\n{text}\n")
         return self.log_path
 
+    # ------------------------------------------------------------ the two passes over the log
+    @property
+    def log_scan(self) -> LogScan:
+        """Pass 1 over the whole log (:func:`workbench.data.scan.log_scan`): quality per period and segment, the hash sample."""
+        from workbench.data.scan import log_scan
+
+        def compute() -> LogScan:
+            self.say("reading the log once: quality per period and slice value, a row sample")
+            return log_scan(self.case, scheduler=self.scheduler)
+
+        return self.cached("log_scan", compute)
+
+    @property
+    def scan(self) -> WindowScan:
+        """Pass 2 over this investigation's windows (baseline, incident, placebo): slice cells, quality partials, feature
+        profiles (:func:`workbench.data.scan.window_scan`). Checks pass it to the analyses as ``scan=``."""
+        from workbench.data.scan import analysis_windows, window_scan
+
+        def compute() -> WindowScan:
+            self.say("reading the windows once: slice cells, calibration bins, feature profiles")
+            windows = analysis_windows(self.case, self.baseline, self.incident)
+            return window_scan(self.case, windows, self.log_scan, scheduler=self.scheduler)
+
+        return self.cached(("window_scan", self.baseline, self.incident), compute)
+
     # ------------------------------------------------------------ the onset and windows
     @property
     def onset(self) -> Onset:
@@ -161,13 +190,13 @@ class Context:
         from workbench.data.onset import detect_onset, measure_windows
         from workbench.data.segments import detect_segment_onset
 
-        whole = detect_onset(self.case)
+        whole = detect_onset(self.case, scan=self.log_scan)
         if self._windows is not None:  # the user's windows apply to everything, the headline included
             return measure_windows(self.case, *self._windows, detected=whole)
         if whole.detected or not whole.testable or not self.case.slices:
             return whole
         self.say("no regression in the whole traffic; scanning segments")
-        found = detect_segment_onset(self.case)
+        found = detect_segment_onset(self.case, scan=self.log_scan)
         if found is None:
             return whole
         self._cache["segment"] = found.segment

@@ -159,12 +159,15 @@ def _anomaly(onset: Onset, segment: str | None) -> dict[str, Any]:
 
 
 def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Callable[[str], None] | None = None,
-             baseline: Window | None = None, incident: Window | None = None, strict: bool = False) -> Diagnosis:
+             baseline: Window | None = None, incident: Window | None = None, strict: bool = False,
+             scheduler: object = None) -> Diagnosis:
     """Walk the decision tree over ``case`` and rank the root causes.
 
     ``strict`` re-raises an exception from a check (tests); otherwise a check that
     raises is listed under ``errors`` (its traceback in a log file the message names)
-    and the rest of the tree still runs.
+    and the rest of the tree still runs. ``scheduler`` (a Dask scheduler address ``tcp://HOST:PORT`` or a
+    ``distributed.Client``) runs the passes over the log on that cluster, one task per part
+    (:mod:`workbench.data._dask`); the answer is the same as in process.
 
     >>> d = diagnose("sample_data/cases/upstream_break")
     >>> d.top.kind, d.top.target
@@ -174,7 +177,7 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
     if not isinstance(case, Case):
         case = open_case(case, progress=progress)
     tree = tree or default_tree()
-    ctx = Context(case, progress, baseline, incident, tree=tree, strict=strict)
+    ctx = Context(case, progress, baseline, incident, tree=tree, strict=strict, scheduler=scheduler)
     steps: list[tuple[tuple[str, ...], Evidence]] = []
     skipped: list[dict[str, str]] = []
     for node, path in tree.walk():

@@ -1,7 +1,9 @@
 """What several checks read: the drift ranking, feature strengths, the slice search, phrases and plot helpers.
 
 Each accessor caches its analysis in the context, so a pass runs once per investigation
-whichever check asks first; checks never write results for each other.
+whichever check asks first; checks never write results for each other. The analyses read
+the context's two fused passes (``ctx.log_scan``, ``ctx.scan``: :mod:`workbench.data.scan`)
+instead of the log.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ WORDS = {"coverage": "lost coverage", "scale": "changed scale", "stale": "went s
 def drift(ctx: Context):
     from workbench.data.drift import feature_drift
 
-    return ctx.cached("feature_drift", lambda: feature_drift(ctx.case, ctx.baseline, ctx.incident))
+    return ctx.cached("feature_drift", lambda: feature_drift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
 
 
 def feature_strengths(ctx: Context) -> dict[str, float]:
@@ -45,7 +47,7 @@ def feature_strengths(ctx: Context) -> dict[str, float]:
 def slices(ctx: Context):
     from workbench.data.slices import find_slices
 
-    return ctx.cached("find_slices", lambda: find_slices(ctx.case, ctx.baseline, ctx.incident))
+    return ctx.cached("find_slices", lambda: find_slices(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
 
 
 def confined_share(ctx: Context) -> float:

@@ -31,7 +31,7 @@ def calibration(ctx: Context) -> Evidence:
     """
     from workbench.data.calibration import calibration_shift
 
-    cs = ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident))
+    cs = ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
     # the other explanations, read from the evidence those checks returned (run now if they have not run yet)
     others = [max(feature_strengths(ctx).values(), default=0.0)]
     others += [ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("label_side")) if ev is not None]

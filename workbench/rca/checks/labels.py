@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, confined_share, feature_strengths, hhmm
+from workbench.rca.checks._common import BROKEN, confined_share, drift, feature_strengths, hhmm
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def label_side(ctx: Context) -> Evidence:
     """
     from workbench.data.labels import MATERIAL, label_shift
 
-    ls = ctx.cached("label_shift", lambda: label_shift(ctx.case, ctx.baseline, ctx.incident))
+    ls = ctx.cached("label_shift", lambda: label_shift(ctx.case, ctx.baseline, ctx.incident, drift(ctx), scan=ctx.scan))
     top_feature = max(feature_strengths(ctx).values(), default=0.0)
     confined = confined_share(ctx)
     size = S.from_excess(abs(ls.label_log_change), MATERIAL, 0.1)
