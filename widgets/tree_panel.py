@@ -4,7 +4,8 @@ Left, the tree as the diagnosis walked it: one row per node with its verdict bad
 the rows on the recommended path (the top root cause's path) highlighted. Right,
 the open node: its question, verdict, summary, plots (from the evidence's plot
 specs), how to read it, the hypotheses it raised (accept / reject) and a note.
-Above, the ranked root causes with their confidence. Everything a user does here
+Above, the ranked root causes with their confidence and the plan: each cause's mitigations with
+their simulated effect, and a button that downloads the plan as JSON for a team's automation. Everything a user does here
 is written to the shared :class:`~workbench_widgets.state.Investigation`.
 
 Nothing is computed here: the diagnosis is drawn; "Run check" calls the node's own
@@ -13,6 +14,8 @@ check with the windows the user selected (``workbench.rca.Context``).
 
 from __future__ import annotations
 
+import io
+import json
 from html import escape
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -127,7 +130,42 @@ class TreePanel(View):
             steps = "".join(f"<li>{escape(s)}</li>" for s in d.next_steps())
             items.append(pn.pane.HTML(f"<div class='wb-muted'><b>Next steps</b><ul style='margin:2px 0'>{steps}</ul></div>",
                                       stylesheets=[CSS], sizing_mode="stretch_width"))
+        if any(c.mitigations for c in d.root_causes):
+            self.plan_pane = pn.pane.HTML(self._plan_html(), stylesheets=[CSS], sizing_mode="stretch_width", css_classes=["wb-plan"])
+            self.export = pn.widgets.FileDownload(callback=self._plan_file, filename=self.plan_filename, label="Export plan (JSON)",
+                                                  button_type="primary", button_style="outline", width=200,
+                                                  css_classes=["wb-export-plan"])
+            items += [self.plan_pane, self.export]
         return pn.Column(*items, sizing_mode="stretch_width", margin=(0, 4, 8, 4))
+
+    # ------------------------------------------------------------------ the plan
+    @property
+    def plan_filename(self) -> str:
+        slug = "".join(ch if ch.isalnum() else "-" for ch in self.results.case.root.name).strip("-") or "case"
+        return f"{slug}-plan.json"
+
+    def plan(self) -> dict[str, Any]:
+        """The plan a team's automation reads: each cause's mitigations (the JSON contract's), best first."""
+        d = self.diagnosis
+        return {"case": d.case.name, "anomaly": d.anomaly,
+                "plan": [{"kind": c.kind, "target": c.target, "confidence": round(c.confidence, 2),
+                          "mitigations": [m.to_dict() for m in c.mitigations]} for c in d.root_causes]}
+
+    def _plan_file(self) -> io.StringIO:
+        return io.StringIO(json.dumps(self.plan(), indent=2, default=str))
+
+    def _plan_html(self) -> str:
+        rows = []
+        for i, c in enumerate(self.diagnosis.root_causes[: self.max_causes], 1):
+            for j, m in enumerate(c.mitigations, 1):
+                p = m.predicted
+                effect = (f"{escape(p.metric)} {p.incident:.3f} → <b>{p.value:.3f}</b>, <b>{p.recovery:.0%}</b> of the regression "
+                          "<span class='wb-muted'>(predicted)</span>" if p is not None and p.recovery == p.recovery else
+                          f"<span class='wb-muted'>not simulated{': ' + escape(m.reason) if m.reason else ''}</span>")
+                rows.append(f"<li><b>{i}.{j} {escape(m.action)}</b> {escape(m.target)} — {effect}<br>"
+                            f"<span style='font-size:12px'>{escape(m.how)}</span></li>")
+        return ("<div class='wb-summary'><b>Plan</b> <span class='wb-muted'>each action simulated on the incident window; "
+                f"every figure is a prediction</span><ul style='margin:2px 0'>{''.join(rows)}</ul></div>")
 
     # ------------------------------------------------------------------ widgets bound to the state
     def _choice_widget(self, key: str, slot: str = "causes") -> pn.widgets.RadioButtonGroup:

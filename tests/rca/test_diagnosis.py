@@ -43,7 +43,7 @@ CONTRACT = {
                                "properties": {"metric": {"type": "string"}, "baseline": {"type": ["number", "null"]},
                                               "current": {"type": ["number", "null"]}, "regressed": {"type": "boolean"}}}}}},
         "root_causes": {"type": "array", "items": {
-            "type": "object", "required": ["kind", "target", "confidence", "summary", "evidence", "path"],
+            "type": "object", "required": ["kind", "target", "confidence", "summary", "evidence", "path", "mitigations"],
             "properties": {
                 "kind": {"enum": ["snapshot", "feature", "upstream", "label", "calibration", "slice"]},
                 "target": {"type": "string"}, "confidence": {"type": "number", "minimum": 0, "maximum": 1},
@@ -87,6 +87,27 @@ def test_true_cause_ranks_first(name, diagnoses):
         assert top.slice == truth["slice"], str(d)
     if truth.get("layer"):
         assert top.layer == truth["layer"], str(d)
+
+
+@pytest.mark.parametrize("name", [p.name for p in sample_cases() if p.name != "control"])
+def test_top_cause_first_mitigation_recovers_half_the_regression(name, diagnoses):
+    """Acceptance (issue 16): simulated on the incident window, the first action of the top cause recovers at least half
+    of the regression; a snapshot cause rolls back to a snapshot published before the bad one that passes validation."""
+    from workbench.model.validation import validate_snapshot
+
+    d = diagnoses[name]
+    first = d.top.mitigations[0]
+    out = d.to_dict()["root_causes"][0]["mitigations"][0]
+    assert first.predicted is not None and first.recovery is not None and first.recovery >= 0.5, str(d)
+    assert out["predicted"]["metric"] == d.anomaly["metric"] and out["predicted"]["recovery"] >= 0.5
+    assert "(predicted" in str(first)  # the text labels it a prediction
+    assert "plan (simulated on the incident window" in str(d) and "<h2>Plan</h2>" in render_report(d)
+    if d.top.kind == "snapshot":
+        bad, good = d.case.snapshot(d.top.target), d.case.snapshot(first.target)
+        assert first.action == "rollback" and good.published_at < bad.published_at
+        assert good.stable or validate_snapshot(d.case, good.snapshot_id).passed
+    if d.top.kind == "label":  # the served predictions are fine: never recalibrate them to wrong labels
+        assert first.action == "exclude_training" and all(m.action != "recalibrate" for m in d.top.mitigations)
 
 
 def test_json_contract_stdout_only_json_and_exit_codes(tmp_path):

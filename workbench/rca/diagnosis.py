@@ -20,6 +20,7 @@ from workbench.data.onset import Onset
 from workbench.rca.checks import default_tree
 from workbench.rca.context import Context
 from workbench.rca.evidence import Evidence
+from workbench.rca.mitigations import plan_mitigations
 from workbench.rca.ranking import RootCause, rank
 from workbench.rca.tree import Tree
 from workbench.windows import Window, iso
@@ -128,6 +129,13 @@ class Diagnosis:
             lines.append("")
             lines.append("next steps:")
             lines += [f" - {s}" for s in self.next_steps()]
+            plans = [(i, c) for i, c in enumerate(self.root_causes, 1) if c.mitigations]
+            if plans:
+                lines.append("")
+                lines.append("plan (simulated on the incident window; every figure is a prediction):")
+                for i, c in plans[:3]:
+                    lines.append(f" {i}. {c.kind}: {c.target}")
+                    lines += [f"      {j}. {m}" for j, m in enumerate(c.mitigations, 1)]
         else:
             lines.append("root causes: none" + (" found" if a["detected"] else " (no regression)"))
         if self.errors:
@@ -198,6 +206,7 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
     onset = ctx.onset
     anomaly = _anomaly(onset, ctx.segment)
     causes = rank(steps, case, onset.onset) if onset.detected else []
+    causes = plan_mitigations(ctx, causes)  # each cause's actions, simulated; a plan that raises is an `errors` entry
     return Diagnosis(case=case, tree=tree, anomaly=anomaly, baseline=ctx.baseline, incident=ctx.incident, steps=tuple(steps),
                      root_causes=tuple(causes), skipped=tuple(skipped), seconds=time.perf_counter() - start,
                      errors=tuple(ctx.errors), log_path=ctx.log_path,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from workbench.case.loader import Case
+    from workbench.rca.mitigations import Mitigation
 
 __all__ = ["EVENT_HOURS", "EVENT_ODDS", "REPORT_FLOOR", "RootCause", "rank"]
 
@@ -51,6 +52,7 @@ class RootCause:
     slice: str | None = None
     events: tuple[str, ...] = field(default=())
     change: str | None = None
+    mitigations: tuple[Mitigation, ...] = field(default=())  # best first; attached after ranking (rca/mitigations.py)
 
     def to_dict(self) -> dict:
         out: dict = {"kind": self.kind, "target": self.target, "confidence": round(self.confidence, 2),
@@ -62,6 +64,7 @@ class RootCause:
             out["slice"] = self.slice
         if self.change:
             out["change"] = self.change
+        out["mitigations"] = [m.to_dict() for m in self.mitigations]
         return out
 
 

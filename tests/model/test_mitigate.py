@@ -1,0 +1,69 @@
+"""Simulated mitigations on sample cases with known injected incidents, and the recovery arithmetic."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tests.conftest import sample_case
+from workbench import Window, open_case
+from workbench.model.mitigate import Break, NotSimulated, Simulation, Simulator, _soft_quality, last_good_snapshot, quality, recovery
+
+DAY1, DAY2 = Window("2026-11-19T02:00Z", "2026-11-19T18:00Z"), Window("2026-11-20T02:00Z", "2026-11-20T18:00Z")
+
+
+def test_recovery_is_the_share_of_the_regression_removed_on_each_metric():
+    assert recovery("normalized_entropy", 0.8, 0.9, 0.8) == pytest.approx(1.0)
+    assert recovery("normalized_entropy", 0.8, 0.9, 0.95) == pytest.approx(-0.5)
+    assert recovery("auc", 0.80, 0.70, 0.78) == pytest.approx(0.8)
+    # a ratio: the share of |ln(incident / baseline)| removed; overshooting the baseline counts against it
+    assert recovery("calibration_ratio", 1.0, 1.5, 1.0) == pytest.approx(1.0)
+    assert recovery("calibration_ratio", 1.0, 1.5, 1 / 1.5) == pytest.approx(0.0)
+    assert math.isnan(recovery("normalized_entropy", 0.9, 0.8, 0.7))  # nothing regressed
+
+
+def test_soft_labels_reduce_to_the_hard_metrics():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.01, 0.6, 4000)
+    y = (rng.uniform(size=4000) < p).astype(float)
+    for metric in ("normalized_entropy", "calibration_ratio", "auc", "log_loss"):
+        assert _soft_quality(metric, p, y) == pytest.approx(quality(metric, p, y), rel=1e-9), metric
+
+
+@pytest.fixture(scope="module")
+def scale_bug() -> Simulator:  # f_user_ctr_30d divided by 100 a second time from 02:00
+    return Simulator(open_case(sample_case("feature_scale_bug")), DAY1, DAY2)
+
+
+def test_backfill_of_a_unit_change_divides_it_out_and_recovers_the_regression(scale_bug):
+    sim = scale_bug.backfill(["f_user_ctr_30d"], {"f_user_ctr_30d": Break("scale", scale_ratio=0.01)})
+    assert isinstance(sim, Simulation) and sim.recovery > 0.8
+    assert sim.incident > sim.baseline and sim.value < sim.incident
+    assert dict(sim.after)["normalized_entropy"] == pytest.approx(sim.value)
+
+
+def test_fallback_picks_its_serving_choice_out_of_sample(scale_bug):
+    sim = scale_bug.fallback(["f_user_ctr_30d"])
+    assert isinstance(sim, Simulation) and "even hours" in sim.method
+    assert sim.rows < len(scale_bug.incident.y)  # scored on the odd hours only
+    assert isinstance(scale_bug.fallback(["no_such_feature"]), NotSimulated)
+
+
+def test_recalibration_is_fitted_and_scored_on_different_rows():
+    sim = Simulator(open_case(sample_case("calibration_shift")), DAY1, DAY2).recalibrate()  # logits x 1.71 from 02:00
+    assert isinstance(sim, Simulation) and sim.recovery > 0.5
+    params = dict(sim.parameters)
+    assert "offset" in params and params["factor"] == pytest.approx(1 / 1.71, rel=0.15)  # the logit scale is undone
+
+
+def test_last_good_snapshot_is_before_the_bad_one_and_passes_validation():
+    case = open_case(sample_case("snapshot_corrupt"))  # ctr-20261120-0009 scaled; later snapshots warm-start from it
+    sid, why = last_good_snapshot(case, "ctr-20261120-0009")
+    assert case.snapshot(sid).published_at < case.snapshot("ctr-20261120-0009").published_at
+    assert "passes validation" in why or why == "marked stable"
+    sim = Simulator(case, Window("2026-11-19T00:00Z", "2026-11-19T18:00Z"), Window("2026-11-20T00:00Z", "2026-11-20T18:00Z"))
+    rolled = sim.rollback(sid)
+    assert isinstance(rolled, Simulation) and rolled.recovery > 0.5
+    assert last_good_snapshot(case, case.snapshots[0].snapshot_id) is None  # nothing before the first

@@ -1,0 +1,77 @@
+"""The plan attached to each root cause: contract shape, order, what happens without a model, and a plan that raises."""
+
+from __future__ import annotations
+
+import shutil
+
+import jsonschema
+import pytest
+
+from tests.conftest import sample_case
+from tests.rca.test_diagnosis import MITIGATION
+from workbench import Window, open_case
+from workbench.model.mitigate import Simulation
+from workbench.rca import mitigations as plans
+from workbench.rca.context import Context
+from workbench.rca.mitigations import Mitigation, plan_mitigations
+from workbench.rca.ranking import RootCause
+
+
+def _sim(recovery: float, action: str = "fallback") -> Simulation:
+    return Simulation(action, "f_a", "normalized_entropy", 0.80, 0.90, 0.90 - 0.1 * recovery, recovery, 5_000, "by hand",
+                      (("normalized_entropy", 0.90 - 0.1 * recovery),))
+
+
+def _cause(kind: str = "feature", target: str = "f_a", **kw) -> RootCause:
+    return RootCause(kind=kind, target=target, confidence=0.8, strength=0.8, summary="by hand", evidence=(), path=("x",), **kw)
+
+
+def test_every_mitigation_fits_the_contract_and_says_it_is_a_prediction():
+    window = Window("2026-11-20T00:00Z", "2026-11-21T00:00Z")
+    items = [Mitigation("fallback", "f_a", "Serve f_a as null.", predicted=_sim(0.9), serve="default"),
+             Mitigation("recalibrate", "calibration", "Multiply the odds by 0.8.", predicted=_sim(0.6, "recalibrate"),
+                        factor=0.8, scale="odds"),
+             Mitigation("exclude_training", "label", "Leave it out.", window=window, reason="the next refresh"),
+             Mitigation("investigate", "f_a", "Backfill f_a.", reason="re-scoring needs model.py", proposes="backfill")]
+    for m in items:
+        jsonschema.validate(m.to_dict(), MITIGATION)
+    assert items[0].to_dict()["predicted"] == {"metric": "normalized_entropy", "value": 0.81, "recovery": 0.9, "baseline": 0.8,
+                                               "incident": 0.9, "rows": 5000, "after": {"normalized_entropy": 0.81},
+                                               "method": "by hand"}
+    assert "NE from 0.900 to 0.810, 90% of the regression (predicted" in str(items[0])
+    assert items[2].to_dict()["from"] == "2026-11-20T00:00:00Z" and items[2].to_dict()["predicted"] is None
+    with pytest.raises(ValueError, match="not one of"):
+        Mitigation("retrain", "f_a", "no such action")
+
+
+def test_order_is_best_predicted_first_then_the_unsimulated_and_harmful_actions_are_left_out():
+    items = [Mitigation("recalibrate", "calibration", "", predicted=_sim(0.4)),
+             Mitigation("investigate", "f_a", "", reason="no model"),
+             Mitigation("backfill", "table:t", "", predicted=_sim(0.95)),
+             Mitigation("fallback", "f_a", "", predicted=_sim(-0.2))]
+    assert [m.action for m in plans._ordered(items)] == ["backfill", "recalibrate", "investigate"]
+
+
+def test_a_plan_that_raises_is_an_errors_entry_never_a_crash(small_case, monkeypatch):
+    def boom(ctx, cause):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(plans, "plan", boom)
+    ctx = Context(open_case(small_case))
+    out = plan_mitigations(ctx, [_cause()])
+    assert out[0].mitigations == () and out[0].to_dict()["mitigations"] == []
+    assert ctx.errors and ctx.errors[0]["check"] == "mitigations:feature:f_a" and "simulated bug" in ctx.errors[0]["error"]
+
+
+def test_without_a_model_the_repairs_are_investigate_and_recalibration_is_still_simulated(tmp_path):
+    bare = tmp_path / "case"
+    bare.mkdir()
+    shutil.copy(sample_case("feature_scale_bug") / "predictions.parquet", bare)
+    case = open_case(bare)
+    ctx = Context(case, None, Window("2026-11-19T02:00Z", "2026-11-19T18:00Z"), Window("2026-11-20T02:00Z", "2026-11-20T18:00Z"))
+    got = plans.plan(ctx, _cause(target="f_user_ctr_30d", change="scale"))
+    by = {m.proposes or m.action: m for m in got}
+    assert by["backfill"].action == by["fallback"].action == "investigate"
+    assert "model.py" in (by["backfill"].reason or "") and by["backfill"].predicted is None
+    assert by["recalibrate"].action == "recalibrate" and by["recalibrate"].predicted is not None
+    assert got[0] is by["recalibrate"]  # the only simulated action comes first

@@ -1,0 +1,581 @@
+"""Simulate a mitigation on the incident window: the quality the served rows would have had after the action.
+
+Every simulation works on one uniform sample of the incident window's labelled rows
+(``SAMPLE`` rows, sorted by time) and is *paired*: the logged quality and the simulated
+quality are measured on the same rows, so their difference is the action's, not the
+sampling noise between two windows. What each action changes:
+
+* :meth:`Simulator.rollback` — every row re-scored with another snapshot instead of the one
+  that served it (:func:`last_good_snapshot` picks one that is in fact good).
+* :meth:`Simulator.fallback` — some features served differently until they are fixed, the rows
+  re-scored with the snapshot that served them (the swap of :mod:`workbench.model.isolation`):
+  null (``default``: the model sees its fill value 0.0), the baseline median (``median``), or the
+  values of a random baseline row of the same slice cell (``baseline``, one row for all the
+  features, so their joint distribution holds). The best of the three is picked on the rows of
+  even hours and scored on those of odd hours.
+* :meth:`Simulator.backfill` — the features restored to their baseline behaviour. A change of
+  scale by a measured factor is divided out and the rows re-scored. Any other break lost values
+  that a backfill brings back and no simulation can know, so the break is reproduced on the
+  baseline rows, whose true values are known, and the loss it adds there is taken off the
+  incident.
+* :meth:`Simulator.recalibrate` — a correction of the logged logit fitted on the labelled
+  incident rows served in *even hours* and scored on those of *odd hours*, so the prediction
+  is out of sample (alternate hours rather than halves: a drift inside the window, or an onset
+  an hour or two off, does not become a split between before and after). Two corrections are fitted by maximum likelihood: an odds
+  ratio (``z + ln factor``) and Platt's logit-scale map (``factor * z + offset``; Platt 1999);
+  the second is used only when a likelihood-ratio test prefers it (chi-square, 1 df,
+  ``LRT`` = the 0.001 quantile), so one extra parameter is never spent on noise. With
+  ``within="column=value"`` the correction is fitted and applied inside that segment only.
+* :meth:`Simulator.relabel` — for a label incident: the served predictions scored against
+  labels as the baseline's calibration says they should be (each prediction times its
+  prediction bin's baseline ratio of label rate to mean prediction, ``BINS`` quantile bins):
+  what the window reads once its labels are joined correctly. The labels, not the model,
+  are assumed to have changed, which is what the label check found.
+
+**The serving path stays.** A row's simulated logit is its logged logit plus the change the
+action makes to the model's output, ``z_logged + f'(x') - f(x)``: a serving-side transform
+(a calibration layer) is not silently removed by re-scoring. Where the serving snapshot's own
+output is not finite (a NaN tensor: serving fell back to a constant) the re-scored output is
+used as it is.
+
+**Recovery** is the share of the regression the action removes on the headline metric, against
+the logged quality of the baseline window's labelled rows: for NE and log loss (lower is
+better) ``(incident - after) / (incident - baseline)``; for AUC ``(after - incident) /
+(baseline - incident)``; for the calibration ratio the share of ``|ln(incident / baseline)|``
+removed, ``1 - |ln(after / baseline)| / |ln(incident / baseline)|`` (overshooting counts
+against it). Above 1 the window would be better than the baseline. It is a prediction: the
+rows were served once, and the simulation says what the model would have made of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
+from workbench.metrics import (
+    auc,
+    base_rate_entropy,
+    calibration_ratio,
+    log_loss,
+    logit,
+    normalized_entropy,
+    row_log_loss_logit,
+    sigmoid,
+)
+from workbench.model._shared import fmt
+from workbench.model.isolation import _cells, _grouped, _model_logit, _raw, _resample_within, _serving
+from workbench.model.validation import sample_rows
+
+if TYPE_CHECKING:
+    from workbench.case.loader import Case
+    from workbench.model.validation import Validation
+    from workbench.windows import Window
+
+__all__ = ["HOWS", "METRICS", "Break", "NotSimulated", "Simulation", "Simulator", "last_good_snapshot", "quality", "recovery"]
+
+SAMPLE = 20_000  # labelled rows per window; paired differences on this many rows are precise to ~0.002 NE
+MIN_LABELED = 200  # labelled rows a fitted or measured part needs: a 1-2 parameter fit and a paired difference need few
+MIN_EVENTS = 10  # rows of each class a part needs (ten events per fitted parameter; Peduzzi et al. 1996)
+LRT = 10.828  # chi-square(1) quantile at 0.999: the logit-scale recalibration must beat the odds ratio by this
+BINS = 20  # prediction bins of the baseline calibration (relabel)
+METRICS = ("normalized_entropy", "calibration_ratio", "auc", "log_loss")
+WATCHED = ("normalized_entropy", "calibration_ratio", "auc")
+HOWS = ("default", "median", "baseline")  # fallback serving choices
+SERVED = {"default": "null (the model's fill value)", "median": "their baseline median",
+          "baseline": "values of baseline rows of the same slice cell"}
+NAMES = {"normalized_entropy": "NE", "calibration_ratio": "the calibration ratio", "auc": "AUC", "log_loss": "log loss"}
+
+
+# ---------------------------------------------------------------- the statistics
+def quality(metric: str, p: np.ndarray, y: np.ndarray) -> float:
+    """``metric`` of predictions ``p`` against 0/1 labels ``y`` (the definitions of :mod:`workbench.metrics`)."""
+    if metric == "normalized_entropy":
+        return normalized_entropy(p, y)
+    if metric == "calibration_ratio":
+        return calibration_ratio(p, y)
+    if metric == "auc":
+        return auc(p, y)
+    if metric == "log_loss":
+        return log_loss(p, y)
+    raise ValueError(f"unknown metric {metric!r}; use one of {METRICS}")
+
+
+def _soft_quality(metric: str, p: np.ndarray, r: np.ndarray) -> float:
+    """The expected ``metric`` when each row's label is Bernoulli(``r``): the same definitions with soft labels."""
+    q = np.clip(p, 1e-7, 1 - 1e-7)
+    loss = float(np.mean(-(r * np.log(q) + (1 - r) * np.log(1 - q))))
+    if metric == "log_loss":
+        return loss
+    if metric == "normalized_entropy":
+        return loss / base_rate_entropy(float(r.mean()))
+    if metric == "calibration_ratio":
+        return float(p.sum() / r.sum()) if r.sum() > 0 else math.nan
+    order = np.argsort(p, kind="stable")  # AUC: positive mass times the negative mass ranked below it, ties half
+    ps, neg = p[order], 1 - r[order]
+    cum = np.concatenate([[0.0], np.cumsum(neg)])
+    lo, hi = np.searchsorted(ps, ps, "left"), np.searchsorted(ps, ps, "right")
+    below = cum[lo] + 0.5 * (cum[hi] - cum[lo] - neg)
+    pos = r[order]
+    return float((pos * below).sum() / (pos.sum() * neg.sum())) if pos.sum() > 0 and neg.sum() > 0 else math.nan
+
+
+def recovery(metric: str, baseline: float, incident: float, after: float) -> float:
+    """The share of the regression from ``baseline`` to ``incident`` that ``after`` removes (see the module docstring);
+    NaN when the metric did not regress.
+
+    >>> round(recovery("normalized_entropy", 0.80, 0.90, 0.82), 3), round(recovery("auc", 0.80, 0.70, 0.75), 3)
+    (0.8, 0.5)
+    """
+    if not all(math.isfinite(v) for v in (baseline, incident, after)):
+        return math.nan
+    if metric == "calibration_ratio":
+        if min(baseline, incident, after) <= 0:
+            return math.nan
+        moved = abs(math.log(incident / baseline))
+        return 1.0 - abs(math.log(after / baseline)) / moved if moved > 1e-9 else math.nan
+    sign = -1.0 if metric == "auc" else 1.0
+    regression = (incident - baseline) * sign
+    return (incident - after) * sign / regression if regression > 1e-12 else math.nan
+
+
+# ---------------------------------------------------------------- results
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    """The simulated quality on the incident window after one action: a prediction, paired on the same rows.
+
+    ``incident`` is the logged value of ``metric`` on the rows the action was scored on,
+    ``value`` the simulated one, ``baseline`` the baseline window's logged value and
+    ``recovery`` the share of the regression removed (:func:`recovery`). ``after`` holds every
+    watched metric after the action; ``parameters`` what was fitted (a recalibration's
+    ``factor`` and ``offset``); ``method`` one sentence on how it was simulated.
+    """
+
+    action: str
+    target: str
+    metric: str
+    baseline: float
+    incident: float
+    value: float
+    recovery: float
+    rows: int
+    method: str
+    after: tuple[tuple[str, float], ...] = ()
+    parameters: tuple[tuple[str, float], ...] = ()
+
+    def to_dict(self) -> dict:
+        """The contract's ``predicted`` object (``metric``, ``value``, ``recovery``) with the numbers behind it."""
+        return {"metric": self.metric, "value": _round(self.value), "recovery": _round(self.recovery),
+                "baseline": _round(self.baseline), "incident": _round(self.incident), "rows": self.rows,
+                "after": {m: _round(v) for m, v in self.after}, "method": self.method}
+
+    def sentence(self) -> str:
+        """``NE from 0.874 to 0.815, 94% of the regression (predicted)``."""
+        share = f"{self.recovery:.0%} of the regression" if math.isfinite(self.recovery) else "no measurable regression to recover"
+        return (f"{NAMES.get(self.metric, self.metric)} from {fmt(self.incident, '.3f')} to {fmt(self.value, '.3f')}, {share} "
+                f"(predicted on {self.rows:,} labelled incident rows; baseline {fmt(self.baseline, '.3f')})")
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target}: {self.sentence()}"
+
+
+@dataclass(frozen=True, slots=True)
+class NotSimulated:
+    """Why an action could not be simulated (no model, too few labelled rows, ...)."""
+
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"reason": self.reason}
+
+    def __str__(self) -> str:
+        return f"not simulated: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    """How a feature broke, as the drift check measured it (``kind``: coverage, scale, stale, ...)."""
+
+    kind: str
+    scale_ratio: float | None = None  # typical magnitude after / before
+    coverage_lost: float | None = None  # share of the values that were present and are lost
+
+
+def _round(v: float) -> float | None:
+    return round(float(v), 4) if v is not None and math.isfinite(v) else None
+
+
+# ---------------------------------------------------------------- the rows
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    frame: pl.DataFrame  # sorted by time
+    x: np.ndarray  # raw features, NaN = null
+    y: np.ndarray
+    p: np.ndarray  # logged prediction
+
+    @property
+    def z(self) -> np.ndarray:
+        return logit(self.p)
+
+    @property
+    def fit_part(self) -> np.ndarray:
+        """Rows served in even hours (fit on these, score on the others): an out-of-sample split that a drift inside
+        the window, or an onset placed an hour or two off, does not turn into a split between before and after."""
+        hours = self.frame[TS].dt.epoch("s").to_numpy() // 3600
+        return hours % 2 == 0
+
+    def enough(self, mask: np.ndarray | None = None) -> bool:
+        y = self.y if mask is None else self.y[mask]
+        return len(y) >= MIN_LABELED and y.sum() >= MIN_EVENTS and len(y) - y.sum() >= MIN_EVENTS
+
+
+def _segment_filter(segment: str | None) -> pl.Expr | None:
+    if not segment:
+        return None
+    column, _, value = segment.partition("=")
+    return pl.col(column.strip()).cast(pl.String) == value.strip()
+
+
+def _in_segment(frame: pl.DataFrame, segment: str | None) -> np.ndarray:
+    where = _segment_filter(segment)
+    if where is None:
+        return np.ones(frame.height, dtype=bool)
+    column = segment.partition("=")[0].strip() if segment else ""
+    if column not in frame.columns:
+        raise ValueError(f"'{column}' is not a column of the serving log (segment {segment!r})")
+    return frame.select(where.fill_null(False)).to_series().to_numpy().astype(bool)
+
+
+class Simulator:
+    """The incident's labelled rows and the case's model, shared by every simulated action of one investigation.
+
+    Mutable on purpose (it caches the sampled rows, the loaded snapshots and the rows' own
+    re-scoring); its methods return frozen :class:`Simulation` results. ``metric`` is the
+    headline metric the recovery is measured on; ``segment`` (``"column=value"``) restricts
+    both windows to one segment when the regression was found there only.
+
+    >>> from workbench import open_case, Window
+    >>> case = open_case("sample_data/cases/calibration_shift")
+    >>> sim = Simulator(case, Window("2026-11-19T02:00Z", "2026-11-19T20:00Z"), Window("2026-11-20T02:00Z", "2026-11-20T20:00Z"))
+    >>> sim.recalibrate().recovery > 0.5
+    True
+    """
+
+    def __init__(self, case: Case, baseline: Window, incident: Window, *, metric: str = "normalized_entropy",
+                 segment: str | None = None, sample: int = SAMPLE, seed: int = 0):
+        self.case = case
+        self.baseline_window = baseline
+        self.incident_window = incident
+        self.metric = metric if metric in METRICS else "normalized_entropy"
+        self.segment = segment
+        self.sample = sample
+        self.seed = seed
+        self._models: dict[str, object] = {}
+
+    # ------------------------------------------------------------ rows and model
+    def _fetch(self, window: Window, seed: int) -> _Rows:
+        case = self.case
+        lf = case.predictions.filter(window.contains(TS) & pl.col(LABEL).is_not_null())
+        where = _segment_filter(self.segment)
+        if where is not None:
+            lf = lf.filter(where)
+        cols = list(dict.fromkeys([TS, PREDICTION, LABEL, SNAPSHOT, *case.features, *case.slices]))
+        frame, _ = sample_rows(lf.select(cols), self.sample, seed=seed)
+        frame = frame.sort(TS)
+        x = _raw(frame, case.features) if case.features else np.zeros((frame.height, 0))
+        return _Rows(frame, x, frame[LABEL].cast(pl.Float64).to_numpy(), frame[PREDICTION].cast(pl.Float64).to_numpy())
+
+    @functools.cached_property
+    def incident(self) -> _Rows:
+        return self._fetch(self.incident_window, self.seed + 1)
+
+    @functools.cached_property
+    def base(self) -> _Rows:
+        return self._fetch(self.baseline_window, self.seed)
+
+    def baseline_value(self, metric: str) -> float:
+        return quality(metric, self.base.p, self.base.y) if self.base.enough() else math.nan
+
+    @functools.cached_property
+    def model_problem(self) -> str | None:
+        """Why the rows cannot be re-scored (no model.py, no snapshots, a model that does not load), or None."""
+        from workbench.model.load import model_problem
+
+        if self.case.model is None or not self.case.snapshots:
+            return "re-scoring needs model.py and snapshots/index.csv"
+        return model_problem(self.case)
+
+    def _logit(self, snapshot_id: str) -> Callable[[np.ndarray], np.ndarray]:
+        return _model_logit(self.case, snapshot_id, self._models)
+
+    @functools.cached_property
+    def _groups(self) -> np.ndarray:
+        return _serving(self.case, self.incident.frame, None)
+
+    def _score_served(self, x: np.ndarray) -> np.ndarray:
+        groups = self._groups
+        return _grouped({g: self._logit(g) for g in np.unique(groups)}, groups, x)
+
+    @functools.cached_property
+    def served(self) -> np.ndarray:
+        """Each incident row re-scored with the snapshot that served it (logits)."""
+        return self._score_served(self.incident.x)
+
+    def _swap_in(self, z_new: np.ndarray) -> np.ndarray:
+        """Logged logit plus the change of the model's output (the serving path stays; see the module docstring)."""
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isfinite(self.served), self.incident.z + z_new - self.served, z_new)
+
+    def _result(self, action: str, target: str, z_after: np.ndarray, rows: np.ndarray, method: str,
+                parameters: tuple[tuple[str, float], ...] = ()) -> Simulation | NotSimulated:
+        inc = self.incident
+        if not inc.enough(rows):
+            return NotSimulated(f"too few labelled incident rows to measure it on ({int(rows.sum()):,}; needs {MIN_LABELED:,} "
+                                f"with {MIN_EVENTS} of each class)")
+        baseline = self.baseline_value(self.metric)
+        if not math.isfinite(baseline):
+            return NotSimulated(f"too few labelled baseline rows to measure the regression ({len(self.base.y):,})")
+        y, p_after = inc.y[rows], sigmoid(z_after[rows])
+        before, value = quality(self.metric, inc.p[rows], y), quality(self.metric, p_after, y)
+        after = tuple((m, quality(m, p_after, y)) for m in WATCHED)
+        return Simulation(action, target, self.metric, baseline, before, value, recovery(self.metric, baseline, before, value),
+                          int(rows.sum()), method, after, parameters)
+
+    # ------------------------------------------------------------ the actions
+    def rollback(self, snapshot_id: str) -> Simulation | NotSimulated:
+        """Serve ``snapshot_id`` instead of the snapshot(s) that served the incident."""
+        if self.model_problem is not None:
+            return NotSimulated(self.model_problem)
+        sid = self.case.snapshot(snapshot_id).snapshot_id
+        z = self._swap_in(self._logit(sid)(self.incident.x))
+        rows = np.ones(len(z), dtype=bool)
+        return self._result("rollback", sid, z, rows, f"the incident rows re-scored with {sid} instead of the snapshot that "
+                            "served each")
+
+    def _features(self, features: Sequence[str]) -> np.ndarray | NotSimulated:
+        names = list(self.case.features)
+        missing = [f for f in features if f not in names]
+        if missing or not features:
+            return NotSimulated(f"{missing or 'no features'} are not feature columns of the case")
+        return np.array([names.index(f) for f in features])
+
+    def _served_values(self, x: np.ndarray, idx: np.ndarray, how: str, where: np.ndarray) -> np.ndarray:
+        """``x`` with the columns ``idx`` served as ``how`` (default, median or baseline) on the rows ``where``."""
+        inc, base = self.incident, self.base
+        x = x.copy()
+        sub = x[where]
+        if how == "default":
+            sub[:, idx] = np.nan
+        elif how == "median":
+            with np.errstate(all="ignore"):
+                sub[:, idx] = np.nan_to_num(np.nanmedian(base.x[:, idx], axis=0), nan=0.0)
+        else:
+            rng = np.random.default_rng(self.seed + 7)
+            draw = _resample_within(_cells(inc.frame, self.case.slices), _cells(base.frame, self.case.slices), rng)
+            sub[:, idx] = base.x[draw][where][:, idx]
+        x[where] = sub
+        return x
+
+    def fallback(self, features: Sequence[str], *, within: str | None = None, target: str | None = None) -> Simulation | NotSimulated:
+        """Serve ``features`` differently until they are fixed: the best of null (``default``), the baseline
+        median (``median``) and values of baseline rows (``baseline``), picked on the incident rows of even hours and
+        scored on those of odd hours (so the pick does not flatter the prediction)."""
+        if self.model_problem is not None:
+            return NotSimulated(self.model_problem)
+        idx = self._features(features)
+        if isinstance(idx, NotSimulated):
+            return idx
+        where = _in_segment(self.incident.frame, within)
+        first = self.incident.fit_part
+        y = self.incident.y
+        tried = {how: self._swap_in(self._score_served(self._served_values(self.incident.x, idx, how, where))) for how in HOWS}
+        best = min(tried, key=lambda h: row_log_loss_logit(tried[h][first], y[first]).mean())
+        place = f" on {within}" if within else ""
+        return self._result("fallback", target or ",".join(features), tried[best], ~first,
+                            f"{', '.join(features)} served as {SERVED[best]}{place} (the best of {len(HOWS)} serving choices on "
+                            "the incident rows of even hours, scored on those of odd hours), re-scored with the snapshot that "
+                            "served each row", (("with", float(HOWS.index(best))),))
+
+    def backfill(self, features: Sequence[str], breaks: Mapping[str, Break], *, within: str | None = None,
+                 target: str | None = None) -> Simulation | NotSimulated:
+        """The quality once ``features`` are restored to their baseline behaviour.
+
+        A change of scale by a measured factor is undone on the incident rows (divided out)
+        and the rows re-scored. Any other break loses values a backfill would bring back
+        and no simulation can know, so it is *reproduced on the baseline rows*, whose true
+        values are known (lost values nulled at the measured rate, one draw per row for all
+        the features; other breaks served as incident values of the same slice cell): the loss
+        the break adds there is the loss a backfill removes from the incident.
+        """
+        if self.model_problem is not None:
+            return NotSimulated(self.model_problem)
+        idx = self._features(features)
+        if isinstance(idx, NotSimulated):
+            return idx
+        inc, base = self.incident, self.base
+        place = f" on {within}" if within else ""
+        kinds = [breaks.get(f, Break("distribution")) for f in features]
+        if all(b.kind == "scale" and b.scale_ratio and math.isfinite(b.scale_ratio) and b.scale_ratio > 0 for b in kinds):
+            where = _in_segment(inc.frame, within)
+            x = inc.x.copy()
+            ratios = np.array([b.scale_ratio for b in kinds], dtype=float)
+            x[np.ix_(where, idx)] = x[np.ix_(where, idx)] / ratios
+            z = self._swap_in(self._score_served(x))
+            return self._result("backfill", target or ",".join(features), z, np.ones(len(z), dtype=bool),
+                                f"{', '.join(features)} divided by their measured scale ratio{place}, the rows re-scored")
+        if not base.enough() or not inc.enough():
+            return NotSimulated("too few labelled rows in a window to measure the break's damage")
+        where = _in_segment(base.frame, within)
+        rng = np.random.default_rng(self.seed + 11)
+        draw = _resample_within(_cells(base.frame, self.case.slices), _cells(inc.frame, self.case.slices), rng)
+        lose = rng.random(len(base.y))
+        x = base.x.copy()
+        for j, b in zip(idx, kinds, strict=True):
+            col = x[:, j]
+            if b.kind == "coverage":
+                broken = np.where(lose < (b.coverage_lost or 0.0), np.nan, col)
+            elif b.kind == "scale" and b.scale_ratio and math.isfinite(b.scale_ratio):
+                broken = col * b.scale_ratio
+            else:
+                broken = inc.x[draw, j]
+            x[:, j] = np.where(where, broken, col)
+        groups = _serving(self.case, base.frame, None)
+        models = {g: self._logit(g) for g in np.unique(groups)}
+        served = _grouped(models, groups, base.x)
+        z_logged = base.z
+        with np.errstate(invalid="ignore"):
+            z_broken = np.where(np.isfinite(served), z_logged + _grouped(models, groups, x) - served, z_logged)
+        p_broken = sigmoid(z_broken)
+
+        def repaired(m: str) -> float:
+            """The incident's value of ``m`` without the damage the break does on the baseline rows."""
+            before, clean, broken = quality(m, inc.p, inc.y), quality(m, base.p, base.y), quality(m, p_broken, base.y)
+            if m == "calibration_ratio":  # a ratio: the damage is a factor
+                return before * clean / broken if broken > 0 else math.nan
+            return before - (broken - clean)
+
+        metric = self.metric
+        before, value = quality(metric, inc.p, inc.y), repaired(metric)
+        damage = quality(metric, p_broken, base.y) - quality(metric, base.p, base.y)
+        after = tuple((m, repaired(m)) for m in WATCHED)
+        baseline = self.baseline_value(metric)
+        return Simulation("backfill", target or ",".join(features), metric, baseline, before, value,
+                          recovery(metric, baseline, before, value), len(inc.y),
+                          f"the break of {', '.join(features)} reproduced on {len(base.y):,} labelled baseline rows{place} "
+                          f"(re-scored): it costs {NAMES.get(metric, metric)} {damage:+.4f} there, which a backfill "
+                          "takes off the incident", after)
+
+    def recalibrate(self, within: str | None = None) -> Simulation | NotSimulated:
+        """Fit a correction of the logged logit on the labelled incident rows of even hours, score it on the odd hours."""
+        inc = self.incident
+        first = inc.fit_part
+        where = _in_segment(inc.frame, within)
+        fit = first & where
+        if not inc.enough(fit):
+            return NotSimulated(f"too few labelled incident rows{' in ' + within if within else ''} in the even hours of the "
+                                f"window to fit a recalibration on ({int(fit.sum()):,})")
+        z, y = inc.z[fit], inc.y[fit]
+        shift = _fit_offset(z, y)
+        slope, offset = _fit_platt(z, y)
+        gain = 2 * (row_log_loss_logit(z + shift, y).sum() - row_log_loss_logit(slope * z + offset, y).sum())
+        z_after = inc.z.copy()
+        if gain > LRT:
+            z_after[where] = slope * inc.z[where] + offset
+            params: tuple[tuple[str, float], ...] = (("factor", slope), ("offset", offset))
+            how = f"logit x {slope:.3f} {offset:+.3f}"
+        else:
+            z_after[where] = inc.z[where] + shift
+            params = (("factor", math.exp(shift)),)
+            how = f"odds x {math.exp(shift):.3f}"
+        place = f" on {within}" if within else ""
+        return self._result("recalibrate", within or "calibration", z_after, ~first,
+                            f"{how}{place}, fitted on the {int(fit.sum()):,} labelled incident rows of even hours and scored on "
+                            "those of odd hours", params)
+
+    def relabel(self) -> Simulation | NotSimulated:
+        """The window's quality with labels as the baseline's calibration says they should be (a label incident's fix)."""
+        base, inc = self.base, self.incident
+        if not base.enough():
+            return NotSimulated(f"too few labelled baseline rows to learn the calibration from ({len(base.y):,})")
+        edges = np.unique(np.quantile(base.p, np.linspace(0, 1, BINS + 1)[1:-1]))
+        bb, bi = np.searchsorted(edges, base.p), np.searchsorted(edges, inc.p)
+        labels = np.bincount(bb, weights=base.y, minlength=len(edges) + 1)
+        preds = np.bincount(bb, weights=base.p, minlength=len(edges) + 1)
+        ratio = np.where(preds > 0, labels / np.maximum(preds, 1e-12), 1.0)
+        r = np.clip(inc.p * ratio[bi], 0.0, 1.0)
+        rows = np.ones(len(inc.y), dtype=bool)
+        if not inc.enough(rows):
+            return NotSimulated(f"too few labelled incident rows ({len(inc.y):,})")
+        baseline = self.baseline_value(self.metric)
+        before, value = quality(self.metric, inc.p, inc.y), _soft_quality(self.metric, inc.p, r)
+        after = tuple((m, _soft_quality(m, inc.p, r)) for m in WATCHED)
+        return Simulation("exclude_training", "label", self.metric, baseline, before, value,
+                          recovery(self.metric, baseline, before, value), len(inc.y),
+                          f"the served predictions scored against labels as the baseline's calibration per prediction bin "
+                          f"({BINS} bins) says they should be", after)
+
+
+def _fit_offset(z: np.ndarray, y: np.ndarray, steps: int = 30) -> float:
+    """Maximum-likelihood ``b`` of ``sigmoid(z + b)`` (Newton's method on one parameter)."""
+    b = 0.0
+    for _ in range(steps):  # iterations of a 1-parameter Newton solve, not a loop over rows
+        p = sigmoid(z + b)
+        h = float((p * (1 - p)).sum())
+        step = float((y - p).sum()) / max(h, 1e-12)
+        b += step
+        if abs(step) < 1e-10:
+            break
+    return b
+
+
+def _fit_platt(z: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[float, float]:
+    """Maximum-likelihood ``(a, b)`` of ``sigmoid(a z + b)`` (Platt scaling by Newton's method / IRLS)."""
+    x = np.column_stack([z, np.ones_like(z)])
+    w = np.array([1.0, 0.0])
+    for _ in range(steps):  # Newton iterations on two parameters
+        p = sigmoid(x @ w)
+        hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, x.T @ (y - p))
+        w += step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
+# ---------------------------------------------------------------- the last good snapshot
+def last_good_snapshot(case: Case, bad: str, validate: Callable[[str], Validation] | None = None, *,
+                       tries: int = 3) -> tuple[str, str] | None:
+    """The latest snapshot published before ``bad`` that is in fact good, and why; None when there is none.
+
+    Walking back from ``bad``'s predecessor, a snapshot is good when it is marked ``stable``
+    or passes :func:`~workbench.model.validation.validate_snapshot` (its gates against the
+    stable snapshot on holdout rows published before it); at most ``tries`` are validated.
+    Snapshots published after ``bad`` are never proposed: they may be warm-started from it.
+    When none of those passes, the latest stable snapshot before ``bad`` is, with that said.
+    """
+    snap = case.snapshot(bad)
+    earlier = sorted((s for s in case.snapshots if s.published_at < snap.published_at), key=lambda s: s.published_at)
+    if not earlier:
+        return None
+    if validate is None:
+        from workbench.model.validation import validate_snapshot
+
+        def validate(sid: str) -> Validation:
+            return validate_snapshot(case, sid)
+
+    for s in reversed(earlier[-tries:]):
+        if s.stable:
+            return s.snapshot_id, "marked stable"
+        result = validate(s.snapshot_id)
+        if result.passed:
+            return s.snapshot_id, f"published before {snap.snapshot_id} and passes validation against {result.reference_id}"
+    stable = [s for s in earlier if s.stable]
+    if stable:
+        return stable[-1].snapshot_id, f"the latest stable snapshot before {snap.snapshot_id} (the {tries} before it fail validation)"
+    return None
