@@ -27,11 +27,13 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.conftest import tree_digest, write_small_case
 from workbench import open_case
 from workbench.errors import CaseError
 
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="hypothesis-"))  # its caches go to a temporary folder, never into the repository
 EXAMPLES = int(os.environ.get("WORKBENCH_HYPOTHESIS_EXAMPLES", "500"))
 TOML = """[case]
 name = "corruption base"
