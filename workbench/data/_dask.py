@@ -262,16 +262,18 @@ def _map(scheduler: object, task: Any, items: list[Part], **kw: Any) -> list[Any
     return list(c.gather(futures))
 
 
-def log_scan(case: Case, scheduler: object, *, every: str | None = None, sample_rows: int | None = None) -> LogScan:
+def log_scan(case: Case, scheduler: object, *, every: str | None = None, sample_rows: int | None = None,
+             segments: bool = True) -> LogScan:
     """:func:`workbench.data.scan.log_scan` with one task per part on the cluster, merged here."""
     from workbench.data.scan import SAMPLE_ROWS
 
     ps = parts(case)
     read = reader(case)
-    plan = log_plan(case, every=every, sample_rows=sample_rows or SAMPLE_ROWS)
+    rows = SAMPLE_ROWS if sample_rows is None else sample_rows
+    plan = log_plan(case, every=every, sample_rows=rows, segments=segments)
     out = merge_log(_map(scheduler, _log_task, ps, read=read, plan=plan))
     if plan.threshold is not None and out.sample.height < min(plan.sample_rows, out.rows):  # the hash cut kept too few (~never)
-        full = log_plan(case, every=every, sample_rows=sample_rows or SAMPLE_ROWS, threshold=False)
+        full = log_plan(case, every=every, sample_rows=rows, segments=segments, threshold=False)
         again = merge_log(_map(scheduler, _log_task, ps, read=read, plan=full))
         out = LogScan(plan=plan, quality=out.quality, segments=out.segments, sample=again.sample, rows=out.rows)
     return out

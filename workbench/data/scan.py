@@ -121,12 +121,14 @@ class LogPlan:
     threshold: int | None  # the hash cut (see _threshold); None keeps every row before ranking
 
 
-def log_plan(case: Case, *, every: str | None = None, sample_rows: int = SAMPLE_ROWS, threshold: bool = True) -> LogPlan:
-    """Pass 1's plan for ``case``: its grain (or hourly), its slice columns, a sample sized to its width."""
+def log_plan(case: Case, *, every: str | None = None, sample_rows: int = SAMPLE_ROWS, segments: bool = True,
+             threshold: bool = True) -> LogPlan:
+    """Pass 1's plan for ``case``: its grain (or hourly), its slice columns (none without ``segments``), a sample
+    sized to its width (none when ``sample_rows`` is 0)."""
     columns = tuple(case.predictions.collect_schema().names())
-    k = min(sample_rows, max(MIN_SAMPLE, SAMPLE_CELLS // max(len(columns), 1)))
-    return LogPlan(every=every or case.grain.grain or "1h", slices=tuple(case.slices), columns=columns, sample_rows=k,
-                   threshold=_threshold(case.rows, k) if threshold else None)
+    k = min(sample_rows, max(MIN_SAMPLE, SAMPLE_CELLS // max(len(columns), 1))) if sample_rows > 0 else 0
+    return LogPlan(every=every or case.grain.grain or "1h", slices=tuple(case.slices) if segments else (), columns=columns,
+                   sample_rows=k, threshold=_threshold(case.rows, k) if threshold and k else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,20 +184,25 @@ class LogScan:
 
 
 def _sample_query(lf: pl.LazyFrame, plan: LogPlan) -> pl.LazyFrame:
-    rows = lf.select(*plan.columns, row_hash().alias(HASH))
-    if plan.threshold is not None:
-        rows = rows.filter(pl.col(HASH) < pl.lit(plan.threshold, pl.UInt64))
-    return rows.bottom_k(plan.sample_rows, by=HASH)
+    # The cut is a predicate on the raw columns, so polars pushes it into the scan: only the survivors are decoded
+    # and cast (a filter on a computed hash column would run after every row's casts).
+    rows = lf if plan.threshold is None else lf.filter(row_hash() < pl.lit(plan.threshold, pl.UInt64))
+    return rows.select(*plan.columns, row_hash().alias(HASH)).bottom_k(plan.sample_rows, by=HASH)
 
 
 def log_queries(lf: pl.LazyFrame, plan: LogPlan) -> list[pl.LazyFrame]:
     """Pass 1's queries over ``lf``, for one ``pl.collect_all``: quality, one per slice column, the sample."""
     period = pl.col(TS).dt.truncate(plan.every).alias(WINDOW)
-    return [quality_partial(lf, [period]), *(quality_partial(lf, [period, c]) for c in plan.slices), _sample_query(lf, plan)]
+    sample = [_sample_query(lf, plan)] if plan.sample_rows else []
+    return [quality_partial(lf, [period]), *(quality_partial(lf, [period, c]) for c in plan.slices), *sample]
 
 
 def _log_result(plan: LogPlan, out: list[pl.DataFrame]) -> LogScan:
-    quality, *segments, sample = out
+    quality, *segments = out
+    if plan.sample_rows:
+        *segments, sample = segments
+    else:
+        sample = pl.DataFrame(schema=dict.fromkeys(plan.columns, pl.Null) | {HASH: pl.UInt64})
     rows = int(quality["rows"].sum()) if quality.height else 0
     return LogScan(plan=plan, quality=quality, segments=dict(zip(plan.slices, segments, strict=True)),
                    sample=sample.sort(HASH), rows=rows)
@@ -215,14 +222,22 @@ def merge_log(parts: list[LogScan]) -> LogScan:
         return parts[0]
     quality = merge_partials([p.quality for p in parts], [WINDOW])
     segments = {c: merge_partials([p.segments[c] for p in parts], [WINDOW, c]) for c in plan.slices}
-    sample = pl.concat([p.sample for p in parts]).bottom_k(plan.sample_rows, by=HASH).sort(HASH)
+    sample = pl.concat([p.sample for p in parts], how="vertical_relaxed").bottom_k(plan.sample_rows, by=HASH).sort(HASH) \
+        if plan.sample_rows else parts[0].sample
     return LogScan(plan=plan, quality=quality.sort(WINDOW, SB, EB), segments=segments, sample=sample,
                    rows=sum(p.rows for p in parts))
 
 
-def log_scan(case: Case, *, every: str | None = None, sample_rows: int = SAMPLE_ROWS, scheduler: object = None) -> LogScan:
+def log_scan(case: Case, *, every: str | None = None, sample_rows: int = SAMPLE_ROWS, segments: bool = True,
+             scheduler: object = None) -> LogScan:
     """Pass 1 over the whole serving log of ``case``: one streaming query (or, with ``scheduler``, one task per part
     on a Dask cluster: :func:`workbench.data._dask.log_scan`).
+
+    The per-segment partials are the costly part (a partial per period x value x score bin holds about as
+    many groups as a busy log has rows in a period), and only :func:`workbench.data.segments.detect_segment_onset`
+    reads them, when the whole traffic showed nothing: ``segments=False`` leaves them out (an investigation asks
+    for them in a second, narrow pass over the timestamp, prediction, label and slice columns only when needed,
+    with ``sample_rows=0``).
 
     >>> from workbench import open_case
     >>> scan = log_scan(open_case("sample_data/cases/control"))
@@ -232,11 +247,11 @@ def log_scan(case: Case, *, every: str | None = None, sample_rows: int = SAMPLE_
     if scheduler is not None:
         from workbench.data import _dask
 
-        return _dask.log_scan(case, scheduler, every=every, sample_rows=sample_rows)
-    plan = log_plan(case, every=every, sample_rows=sample_rows)
+        return _dask.log_scan(case, scheduler, every=every, sample_rows=sample_rows, segments=segments)
+    plan = log_plan(case, every=every, sample_rows=sample_rows, segments=segments)
     out = log_partial(case.predictions, plan)
     if plan.threshold is not None and out.sample.height < min(plan.sample_rows, out.rows):  # the cut kept too few (~never)
-        full = log_plan(case, every=every, sample_rows=sample_rows, threshold=False)
+        full = log_plan(case, every=every, sample_rows=sample_rows, segments=segments, threshold=False)
         sample = _sample_query(case.predictions, full).collect(engine="streaming").sort(HASH)
         out = LogScan(plan=out.plan, quality=out.quality, segments=out.segments, sample=sample, rows=out.rows)
     return out

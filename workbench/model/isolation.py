@@ -278,11 +278,13 @@ def _nz(v: float | None) -> float | None:
 
 
 def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot: str | None = None, method: str = "auto",
-                     sample: int = 20_000, seed: int = 0) -> FeatureIsolation:
+                     sample: int = 20_000, seed: int = 0,
+                     rows: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> FeatureIsolation:
     """Rank features by the share of the prediction and NE change between ``baseline`` and ``incident`` each explains.
 
     ``method``: "auto" (the model when the case has model.py and snapshots, else the
-    surrogate), "model" or "surrogate". ``sample`` rows are drawn per window.
+    surrogate), "model" or "surrogate". ``sample`` rows are drawn per window, unless ``rows``
+    gives them (baseline, incident: e.g. :meth:`workbench.data.scan.LogScan.window_sample`, no read).
 
     >>> from workbench import open_case, Window
     >>> case = open_case("sample_data/cases/feature_scale_bug")  # f_user_ctr_30d scaled x0.01 from 02:00
@@ -308,7 +310,10 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
     use_model = has_model and (method == "model" or (method == "auto" and model_problem(case) is None))
     from workbench.case.columns import LABEL
 
-    base, inc = _rows(case, baseline, sample, seed), _rows(case, incident, sample, seed + 1)
+    if rows is not None and rows[0].height and rows[1].height:
+        base, inc = rows
+    else:
+        base, inc = _rows(case, baseline, sample, seed), _rows(case, incident, sample, seed + 1)
     xb, xi = _raw(base, case.features), _raw(inc, case.features)
     yb, yi = base[LABEL].to_numpy().astype(np.float64), inc[LABEL].to_numpy().astype(np.float64)
     rng = np.random.default_rng(seed)

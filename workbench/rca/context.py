@@ -156,10 +156,22 @@ class Context:
         from workbench.data.scan import log_scan
 
         def compute() -> LogScan:
-            self.say("reading the log once: quality per period and slice value, a row sample")
-            return log_scan(self.case, scheduler=self.scheduler)
+            self.say("reading the log once: quality per period, a row sample")
+            return log_scan(self.case, segments=False, scheduler=self.scheduler)
 
         return self.cached("log_scan", compute)
+
+    @property
+    def segment_scan(self) -> LogScan:
+        """Quality per period and slice value (:func:`workbench.data.scan.log_scan` without a sample): read only when the
+        whole traffic shows no regression and the segments are searched."""
+        from workbench.data.scan import log_scan
+
+        def compute() -> LogScan:
+            self.say("reading the log's quality per slice value")
+            return log_scan(self.case, sample_rows=0, scheduler=self.scheduler)
+
+        return self.cached("segment_scan", compute)
 
     @property
     def scan(self) -> WindowScan:
@@ -196,7 +208,7 @@ class Context:
         if whole.detected or not whole.testable or not self.case.slices:
             return whole
         self.say("no regression in the whole traffic; scanning segments")
-        found = detect_segment_onset(self.case, scan=self.log_scan)
+        found = detect_segment_onset(self.case, scan=self.segment_scan)
         if found is None:
             return whole
         self._cache["segment"] = found.segment

@@ -200,6 +200,18 @@ def lineage(ctx: Context) -> Evidence:
                                           explains=tuple(("feature", f) for f in covered)),))
 
 
+def _sample_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each window's rows of the log scan's hash sample (uniform, no read), in time order, as many as isolation draws."""
+    from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
+
+    cols = [TS, PREDICTION, LABEL, SNAPSHOT, *ctx.case.features, *ctx.case.slices]
+    base, inc = (ctx.log_scan.window_sample(w, ISOLATION_ROWS, cols).sort(TS, maintain_order=True) for w in (ctx.baseline, ctx.incident))
+    return base, inc
+
+
+ISOLATION_ROWS = 20_000  # isolate_features' own default sample per window
+
+
 def feature_isolation(ctx: Context) -> Evidence:
     """Strength per feature: the share of the change it explains (loss share, the swap's recovery or its share of
     the prediction shift; :func:`workbench.model.isolation.isolate_features`) times the evidence *that* it changed —
@@ -210,7 +222,7 @@ def feature_isolation(ctx: Context) -> Evidence:
     """
     from workbench.model.isolation import isolate_features
 
-    iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident))
+    iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=_sample_rows(ctx)))
     strengths = feature_strengths(ctx)
     kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
     table = iso.table.head(10)
