@@ -226,3 +226,39 @@ def test_dask_errors_name_the_fact_and_the_fix(small_case):
     with pytest.raises(WorkbenchError, match="Hint: run without --scheduler"):
         _dask.parts(open_case(small_case))
     assert case.rows
+
+
+def test_parts_on_object_storage_are_read_by_the_workers(tmp_path, monkeypatch):
+    """Parts as s3:// URLs (moto's S3 server on loopback): a worker reads them through fsspec, credentials from its
+    environment, and the scans equal the in-process ones."""
+    import io
+
+    from distributed import Client, LocalCluster
+
+    from tests.servers import s3_server
+
+    src = sample_case("upstream_break")
+    case_dir = Path(shutil.copytree(src, tmp_path / "case", ignore=shutil.ignore_patterns("predictions.parquet")))
+    frame = pl.read_parquet(src / "predictions.parquet")
+    with s3_server() as s3:
+        for key, value in s3.env.items():
+            monkeypatch.setenv(key, value)
+        client = s3.client()
+        client.create_bucket(Bucket="logs")
+        for (day,), group in frame.group_by(pl.col("ts").dt.date().cast(pl.String), maintain_order=True):
+            buf = io.BytesIO()
+            group.write_parquet(buf, row_group_size=4000)
+            client.put_object(Bucket="logs", Key=f"ctr/date={day}/part-0.parquet", Body=buf.getvalue())
+        (case_dir / "workbench.toml").write_text((case_dir / "workbench.toml").read_text()
+                                                 + '\n[source.predictions]\nuri = "s3://logs/ctr/"\n')
+        case = open_case(case_dir)
+        parts = _dask.parts(case)
+        assert parts and all(p.uri.startswith("s3://logs/ctr/date=") and p.remote for p in parts)
+        read = _dask.reader(case)
+        rows = pl.concat([read.frame(p).collect() for p in parts])
+        assert rows.sort(TS, "prediction").equals(case.predictions.collect().sort(TS, "prediction"))
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
+                          env=s3.env) as cluster, Client(cluster) as remote:
+            log, log_d = S.log_scan(case, sample_rows=4000), S.log_scan(case, sample_rows=4000, scheduler=remote)
+        assert log_d.sample.equals(log.sample) and log_d.rows == log.rows == frame.height
+        _equal(log.quality, log_d.quality, ["window", "_score_bin", "_ece_bin"])
