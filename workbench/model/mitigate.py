@@ -17,7 +17,7 @@ sampling noise between two windows. What each action changes:
   scale by a measured factor is divided out and the rows re-scored. Any other break lost values
   that a backfill brings back and no simulation can know, so the break is reproduced on the
   baseline rows, whose true values are known, and the loss it adds there is taken off the
-  incident.
+  incident (at most down to the baseline's level: the damage was measured on other rows).
 * :meth:`Simulator.recalibrate` — a correction of the logged logit fitted on the labelled
   incident rows served in *even hours* and scored on those of *odd hours*, so the prediction
   is out of sample (alternate hours rather than halves: a drift inside the window, or an onset
@@ -329,8 +329,7 @@ class Simulator:
 
     def _swap_in(self, z_new: np.ndarray) -> np.ndarray:
         """Logged logit plus the change of the model's output (the serving path stays; see the module docstring)."""
-        with np.errstate(invalid="ignore"):
-            return np.where(np.isfinite(self.served), self.incident.z + z_new - self.served, z_new)
+        return _serve(self.incident.z, self.served, z_new)
 
     def _result(self, action: str, target: str, z_after: np.ndarray, rows: np.ndarray, method: str,
                 parameters: tuple[tuple[str, float], ...] = ()) -> Simulation | NotSimulated:
@@ -449,16 +448,16 @@ class Simulator:
         models = {g: self._logit(g) for g in np.unique(groups)}
         served = _grouped(models, groups, base.x)
         z_logged = base.z
-        with np.errstate(invalid="ignore"):
-            z_broken = np.where(np.isfinite(served), z_logged + _grouped(models, groups, x) - served, z_logged)
+        z_broken = _serve(z_logged, served, _grouped(models, groups, x))
         p_broken = sigmoid(z_broken)
 
         def repaired(m: str) -> float:
             """The incident's value of ``m`` without the damage the break does on the baseline rows."""
             before, clean, broken = quality(m, inc.p, inc.y), quality(m, base.p, base.y), quality(m, p_broken, base.y)
-            if m == "calibration_ratio":  # a ratio: the damage is a factor
-                return before * clean / broken if broken > 0 else math.nan
-            return before - (broken - clean)
+            # the damage was measured on other rows: it takes off at most the whole regression (never past the baseline)
+            fixed = (before * clean / broken if broken > 0 else math.nan) if m == "calibration_ratio" else before - (broken - clean)
+            base_m = self.baseline_value(m)
+            return base_m if math.isfinite(base_m) and (fixed - base_m) * (before - base_m) < 0 else fixed
 
         metric = self.metric
         before, value = quality(metric, inc.p, inc.y), repaired(metric)
@@ -519,6 +518,21 @@ class Simulator:
                           recovery(self.metric, baseline, before, value), len(inc.y),
                           f"the served predictions scored against labels as the baseline's calibration per prediction bin "
                           f"({BINS} bins) says they should be", after)
+
+
+def _serve(z_logged: np.ndarray, served: np.ndarray, z_new: np.ndarray) -> np.ndarray:
+    """What the serving path makes of the model's new output ``z_new``, per row.
+
+    Where the logged prediction is the model's own output (the same clipped logit: the
+    serving path is the identity, saturated rows included) it is ``z_new``; where the serving
+    snapshot's output is not finite (serving fell back to a constant) it is ``z_new`` too;
+    elsewhere a serving-side transform sits between them, and the model's change is added to
+    the logged logit, ``z_logged + z_new - served``.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        own = logit(sigmoid(served))  # the model's output clipped as the log's is
+        identity = ~np.isfinite(served) | (np.abs(own - z_logged) < 1e-3)
+        return np.where(identity, z_new, z_logged + z_new - own)
 
 
 def _fit_offset(z: np.ndarray, y: np.ndarray, steps: int = 30) -> float:

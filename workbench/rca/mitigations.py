@@ -12,7 +12,8 @@ snapshot          ``rollback`` to the last good snapshot (stable, or passing val
                   refresh)
 feature           ``backfill`` of its producer (the most specific lineage node above it, else
                   ``feature:NAME``), ``fallback`` (serve null, its baseline median or baseline
-                  values), ``recalibrate`` as a stop-gap; a population ``shift`` gets
+                  values), both inside the cause's segment when it names one and everywhere,
+                  ``recalibrate`` as a stop-gap; a population ``shift`` gets
                   ``recalibrate`` and ``investigate`` (retrain on the new population)
 upstream          ``backfill`` of the node (its broken features restored), ``fallback`` of those
                   features, ``recalibrate``
@@ -147,7 +148,9 @@ def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
     """The mitigations of one cause, best first (the module docstring says which and in what order)."""
     planner = {"snapshot": _snapshot, "feature": _feature, "upstream": _upstream, "label": _label,
                "calibration": _calibration, "slice": _slice}[cause.kind]
-    return _ordered(planner(ctx, cause))
+    return _ordered(planner(ctx, cause)) or (Mitigation(
+        "investigate", cause.target, f"Every simulated action for {cause.kind} {cause.target} would make the incident window "
+        "worse: find the change behind it before acting.", reason="no simulated action recovers any of the regression"),)
 
 
 def _ordered(items: list[Mitigation]) -> tuple[Mitigation, ...]:
@@ -279,6 +282,8 @@ def _feature(ctx: Context, cause: RootCause) -> list[Mitigation]:
             "toward the new mix); a backfill or fallback would not help.", proposes="retrain",
             reason="retraining cannot be simulated on the served rows")]
     out = _repairs(ctx, [f], _producer(ctx, f), cause.slice, f"{f}")
+    if cause.slice:  # the break was placed in one segment: the same repairs everywhere too, in case it reached further
+        out += _repairs(ctx, [f], _producer(ctx, f), None, f"{f}")
     out.append(_recalibrate(ctx))
     return out
 
