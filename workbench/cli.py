@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     info.set_defaults(run=_info)
     # Each part registers its own subcommands; a part imports its heavy dependencies
     # (polars, torch) only when its command runs, so `workbench --help` answers at once.
-    for module in ("workbench.rca.cli", "workbench.model.cli", "workbench.sample.cli", "workbench.lab.cli"):
+    for module in ("workbench.rca.cli", "workbench.model.cli", "workbench.guardrails.cli", "workbench.sample.cli", "workbench.lab.cli"):
         importlib.import_module(module).add_cli(sub)
     return parser
 

@@ -15,7 +15,7 @@ from workbench.case.grain import GRAINS
 from workbench.case.sources import SourceSpec, parse_spec
 from workbench.errors import CaseError, suggest
 
-__all__ = ["Config", "ModelConfig", "read_config"]
+__all__ = ["Config", "GuardConfig", "ModelConfig", "read_config"]
 
 TASKS = ("binary",)
 OUTPUTS = ("logit", "probability")
@@ -32,6 +32,9 @@ SCHEMA: dict[str, dict[str, object]] = {
         "slices": None,  # None: every string/categorical column not named elsewhere
     },
     "model": {"factory": "model.py:build", "output": "logit"},
+    # `workbench guard` thresholds (contract v2); the defaults and their measured false-alarm rate: workbench/guardrails/
+    "guard": {"window": "1d", "coverage_drop": 0.1, "scale_factor": 2.0, "drift_severity": 0.25, "label_change": 0.1,
+              "calibration_change": 0.1, "ne_rise": 0.02, "auc_drop": 0.01, "z": 4.0, "snapshot_gate": True},
 }
 # [source.NAME]: where a table lives when it is not the default file in the case directory (contract v2).
 SOURCE_NAMES = ("predictions", "training")
@@ -45,6 +48,46 @@ class ModelConfig:
     file: str = "model.py"
     function: str = "build"
     output: str = "logit"
+
+
+@dataclass(frozen=True, slots=True)
+class GuardConfig:
+    """``[guard]``: what trips each monitor of ``workbench guard`` (see :mod:`workbench.guardrails.monitors`)."""
+
+    window: str = "1d"  # the newest window's length (and the baseline's, just before it)
+    coverage_drop: float = 0.1  # a feature's share of non-null values fell by more than this (absolute)
+    scale_factor: float = 2.0  # a feature's typical magnitude moved by more than this factor, either way
+    drift_severity: float = 0.25  # a feature's JS distance beyond its usual drift (feature_drift severity)
+    label_change: float = 0.1  # the label rate moved by more than this (relative)
+    calibration_change: float = 0.1  # the calibration ratio moved by more than this (relative)
+    ne_rise: float = 0.02  # NE rose by more than this (relative)
+    auc_drop: float = 0.01  # AUC fell by more than this (relative)
+    z: float = 4.0  # a label-based monitor's change must also exceed this many standard errors
+    snapshot_gate: bool = True  # validate the newest snapshot (needs model.py)
+
+
+def _read_guard(path: Path, raw: dict) -> GuardConfig:
+    """``[guard]`` checked value by value: positive numbers (shares at most 1, the scale factor above 1), a grain, a boolean."""
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        default = SCHEMA["guard"][key]
+        if key == "window":
+            if value not in GRAINS:
+                close = suggest(str(value), GRAINS)
+                raise CaseError(path, f"[guard] window = {value!r} is not one of {list(GRAINS)}.",
+                                f'write window = "{close}"' if close else 'write window = "1d" (the last day of data).')
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise CaseError(path, f"[guard] {key} must be true or false, found {value!r}.", f"write {key} = true")
+        else:
+            low, high = (1.0, None) if key == "scale_factor" else (0.0, 1.0 if key in ("coverage_drop", "drift_severity") else None)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= low or (high and value > high):
+                bounds = f"above {low:g}" + (f" and at most {high:g}" if high else "")
+                raise CaseError(path, f"[guard] {key} must be a number {bounds}, found {value!r}.",
+                                f"write {key} = {default} (the default) or another number {bounds}.")
+            value = float(value)
+        out[key] = value
+    return GuardConfig(**out)  # type: ignore[arg-type]  # each value was checked against its key's type above
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +107,7 @@ class Config:
     source: Path | None = None
     sources: dict[str, SourceSpec] = field(default_factory=dict)  # [source.predictions], [source.training]
     explicit: frozenset[str] = frozenset()  # "table.key" entries the file set, e.g. "columns.snapshot"
+    guard: GuardConfig = field(default_factory=GuardConfig)  # [guard]: `workbench guard` thresholds
 
 
 def _check_keys(path: Path, where: str, given: dict, allowed: dict | list) -> None:
@@ -151,4 +195,5 @@ def read_config(root: Path) -> Config:
         source=path,
         sources=sources,
         explicit=frozenset(f"{t}.{k}" for t, keys in raw.items() for k in keys),
+        guard=_read_guard(path, raw.get("guard", {})),
     )

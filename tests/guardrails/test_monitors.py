@@ -1,0 +1,106 @@
+"""``workbench guard``: exit codes, the JSON verdict (contract v2), the monitors on known incidents, ``[guard]`` thresholds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import jsonschema
+import pytest
+
+from tests.conftest import sample_case
+from workbench import CaseError, Window, open_case
+from workbench.case.config import GuardConfig
+from workbench.cli import main
+from workbench.guardrails import guard
+
+# The contract (v2) of `workbench guard CASE --json`, as a JSON schema.
+GUARD = {
+    "type": "object", "additionalProperties": False, "required": ["case", "window", "tripped", "monitors"],
+    "properties": {
+        "case": {"type": "string"},
+        "window": {"type": "object", "required": ["from", "to"], "additionalProperties": False,
+                   "properties": {"from": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"},
+                                  "to": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"}}},
+        "tripped": {"type": "boolean"},
+        "monitors": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["monitor", "target", "status", "value", "threshold", "detail"],
+            "properties": {"monitor": {"enum": ["feature_coverage", "feature_scale", "feature_drift", "label_drift", "calibration",
+                                                "quality", "snapshot_gate"]},
+                           "target": {"type": "string"}, "status": {"enum": ["trip", "pass", "skip"]},
+                           "value": {"type": ["number", "null"]}, "threshold": {"type": ["number", "null"]},
+                           "detail": {"type": "string"}}}},
+    },
+}
+INCIDENT_DAY = "2026-11-20T00:00Z/2026-11-21T00:00Z"
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["guard", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_an_incident_in_the_window_trips_exit_1_with_the_json_verdict(capsys):
+    code, out, _ = _run(capsys, str(sample_case("feature_scale_bug")), "--window", INCIDENT_DAY, "--json", "-q")
+    assert code == 1
+    verdict = json.loads(out)  # stdout holds the JSON and nothing else
+    jsonschema.validate(verdict, GUARD)
+    assert verdict["tripped"] and verdict["window"] == {"from": "2026-11-20T00:00:00Z", "to": "2026-11-21T00:00:00Z"}
+    trips = {(m["monitor"], m["target"]) for m in verdict["monitors"] if m["status"] == "trip"}
+    assert ("feature_scale", "f_user_ctr_30d") in trips and ("quality", "normalized_entropy") in trips
+    scale = next(m for m in verdict["monitors"] if (m["monitor"], m["target"]) == ("feature_scale", "f_user_ctr_30d"))
+    assert scale["value"] < 1 / scale["threshold"]  # divided by 100: beyond the allowed factor
+
+
+def test_a_healthy_newest_window_passes_exit_0_and_says_so(capsys):
+    code, out, _ = _run(capsys, str(sample_case("control")), "-q")  # --window latest: the last day
+    assert code == 0
+    assert "verdict: pass" in out and "window 2026-11-20 00:00–2026-11-21 00:00 UTC" in out
+    code, out, _ = _run(capsys, str(sample_case("control")), "--json", "-q")
+    verdict = json.loads(out)
+    jsonschema.validate(verdict, GUARD)
+    assert code == 0 and not verdict["tripped"]
+    assert {m["monitor"] for m in verdict["monitors"]} == {"feature_coverage", "feature_scale", "feature_drift", "label_drift",
+                                                           "calibration", "quality", "snapshot_gate"}
+    gate = next(m for m in verdict["monitors"] if m["monitor"] == "snapshot_gate")
+    assert gate["status"] == "pass" and gate["target"] == "ctr-20261120-1810"  # the newest snapshot
+
+
+def test_an_unreadable_case_or_window_exits_2_with_a_message(capsys, tmp_path):
+    code, out, err = _run(capsys, str(tmp_path), "--json")
+    assert code == 2 and out == "" and "predictions.parquet" in err
+    code, out, err = _run(capsys, str(sample_case("control")), "--window", "yesterday")
+    assert code == 2 and out == "" and "Hint: e.g. --window 2026-11-20T00:00/2026-11-21T00:00" in err
+
+
+def test_labels_that_moved_trip_the_label_monitor_only_on_the_label_side():
+    case = open_case(sample_case("label_drift"))  # 48% of clicks logged as non-clicks from 06:00
+    report = guard(case, Window("2026-11-20T00:00Z", "2026-11-21T00:00Z"),
+                   thresholds=dataclasses.replace(case.config.guard, snapshot_gate=False))
+    trips = {m.monitor for m in report.trips}
+    assert "label_drift" in trips and not trips & {"feature_coverage", "feature_scale", "feature_drift"}
+    assert next(m for m in report.monitors if m.monitor == "snapshot_gate").status == "skip"
+
+
+def test_guard_thresholds_come_from_workbench_toml_with_spelling_hints(tmp_path):
+    case_dir = tmp_path / "case"
+    shutil.copytree(sample_case("control"), case_dir)
+    toml = case_dir / "workbench.toml"
+    base = toml.read_text()
+    toml.write_text(base + "\n[guard]\nne_rise = 0.05\nsnapshot_gate = false\nwindow = \"6h\"\n")
+    case = open_case(case_dir)
+    assert case.config.guard == GuardConfig(ne_rise=0.05, snapshot_gate=False, window="6h")
+    report = guard(case)
+    assert report.window.duration.total_seconds() == 6 * 3600 and not report.tripped
+    toml.write_text(base + "\n[guard]\nne_rize = 0.05\n")
+    with pytest.raises(CaseError, match="Hint: did you mean 'ne_rise'"):
+        open_case(case_dir)
+    toml.write_text(base + "\n[guard]\ncoverage_drop = 2\n")
+    with pytest.raises(CaseError, match=r"coverage_drop must be a number above 0 and at most 1.*\nHint: write coverage_drop = 0.1"):
+        open_case(case_dir)
+    toml.write_text(base + "\n[guard]\nwindow = \"1day\"\n")
+    with pytest.raises(CaseError, match="Hint: write window = \"1d\""):
+        open_case(case_dir)

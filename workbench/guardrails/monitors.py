@@ -1,0 +1,292 @@
+"""The guardrail monitors of ``workbench guard``: the newest window against the one before it, trip or pass.
+
+A scheduler runs ``workbench guard CASE`` before publishing a snapshot, a feature or a
+training window; exit status 1 stops it. Every monitor compares the **newest window**
+(by default the last ``[guard] window`` of data, one day) with the **baseline**, the window
+of the same length just before it, so a daily run compares each day with the day before:
+
+==================  ======================  ==================================================================
+monitor             target                  trips when (``[guard]`` key, default)
+==================  ======================  ==================================================================
+feature_coverage    each feature            its share of non-null values fell by more than ``coverage_drop``
+                                            (0.1, absolute); ``value`` the window's coverage, ``threshold``
+                                            the baseline's minus the drop
+feature_scale       each feature            its typical magnitude (mean ``|x|``) moved by more than
+                                            ``scale_factor`` (x2) either way, and the move is new (drift
+                                            severity at least 0.1, the floor of a small effect: a clock
+                                            feature's day-to-day swing is usual); ``value`` the ratio
+feature_drift       each feature            its drift severity, the Jensen-Shannon distance (null bin
+                                            included) *beyond the same distance over the same lag one window
+                                            earlier* (organic drift; :func:`workbench.data.drift.feature_drift`),
+                                            is at least ``drift_severity`` (0.25); it also reads values that
+                                            no longer belong to their rows
+label_drift         the label column        the label rate moved by more than ``label_change`` (10 %) and
+                                            by ``z`` (4) standard errors (two-proportion z)
+calibration         calibration_ratio       Σ prediction / Σ label moved by more than ``calibration_change``
+                                            (10 %) and by ``z`` standard errors of its log
+quality             normalized_entropy,     NE rose by more than ``ne_rise`` (2 %), or AUC fell by more than
+                    auc                     ``auc_drop`` (1 %), each by ``z`` standard errors (labels only)
+snapshot_gate       the newest snapshot     it fails :func:`workbench.model.validation.validate_snapshot`
+                                            against the stable one (needs ``model.py``; ``snapshot_gate``)
+==================  ======================  ==================================================================
+
+Ratios (``label_drift``, ``calibration``, ``quality``) have ``value`` = window / baseline and
+``threshold`` = 1 ± the allowed change. A monitor that cannot run says why (``skip``): no
+labelled rows in a window, no features, no model. Each label-based monitor needs both an
+effect size and a z, because on millions of rows every change is significant and on a
+hundred rows a large change can be noise.
+
+**False alarms.** The defaults were set on the proving ground's development controls only
+(quiet traffic, organic drift, traffic-mix drift; the held-back controls were never used), and
+their false-alarm rate was then measured on fresh development controls by
+``benchmarks/guard_mitigations.py``: the figures, with the number of cases and the trip rate on
+incidents whose onset falls in the window, are in the README (*Guardrails*) and in
+``benchmarks/results/guard_mitigations.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from workbench._render import fmt
+from workbench.windows import Window, iso
+
+if TYPE_CHECKING:
+    from workbench.case.config import GuardConfig
+    from workbench.case.loader import Case
+
+__all__ = ["MONITORS", "STATUSES", "GuardReport", "MonitorResult", "guard", "newest_window"]
+
+MONITORS = ("feature_coverage", "feature_scale", "feature_drift", "label_drift", "calibration", "quality", "snapshot_gate")
+STATUSES = ("trip", "pass", "skip")
+MIN_LABELED = 200  # labelled rows per window below which a label-based monitor is skipped
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorResult:
+    """One monitor's verdict on one target (a row of the contract's ``monitors``)."""
+
+    monitor: str
+    target: str
+    status: str
+    value: float | None
+    threshold: float | None
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.monitor not in MONITORS or self.status not in STATUSES:
+            raise ValueError(f"monitor {self.monitor!r} / status {self.status!r}: use one of {MONITORS} / {STATUSES}")
+
+    def to_dict(self) -> dict:
+        def num(v: float | None) -> float | None:
+            return round(float(v), 6) if v is not None and math.isfinite(v) else None
+
+        return {"monitor": self.monitor, "target": self.target, "status": self.status, "value": num(self.value),
+                "threshold": num(self.threshold), "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class GuardReport:
+    """Every monitor's verdict on the newest window; ``tripped`` when one tripped (exit status 1)."""
+
+    case: str
+    window: Window
+    baseline: Window
+    monitors: tuple[MonitorResult, ...]
+    thresholds: GuardConfig
+
+    @property
+    def tripped(self) -> bool:
+        return any(m.status == "trip" for m in self.monitors)
+
+    @property
+    def trips(self) -> tuple[MonitorResult, ...]:
+        return tuple(m for m in self.monitors if m.status == "trip")
+
+    def to_dict(self) -> dict:
+        """The JSON of ``workbench guard --json`` (contract v2)."""
+        return {"case": self.case, "window": {"from": iso(self.window.start), "to": iso(self.window.end)},
+                "tripped": self.tripped, "monitors": [m.to_dict() for m in self.monitors]}
+
+    def __str__(self) -> str:
+        lines = [f"guard: {self.case}", f"window {self.window} against the baseline {self.baseline}",
+                 f"verdict: {'TRIPPED' if self.tripped else 'pass'} ({len(self.trips)} of "
+                 f"{sum(m.status != 'skip' for m in self.monitors)} monitors tripped)"]
+        shown = [m for m in self.monitors if m.status != "pass"]
+        for m in sorted(shown, key=lambda m: (m.status != "trip", MONITORS.index(m.monitor))):
+            lines.append(f"  [{m.status:>4}] {m.monitor} {m.target}: {m.detail}")
+        passed = sum(m.status == "pass" for m in self.monitors)
+        lines.append(f"  ({passed} monitor(s) passed; thresholds: " + ", ".join(f"{k}={v}" for k, v in asdict(self.thresholds).items())
+                     + ")")
+        return "\n".join(lines)
+
+
+def newest_window(case: Case, length: str = "1d") -> Window:
+    """The last ``length`` of the case's data (``1h``, ``6h``, ``1d``, ``1w``), ending with its last hour of traffic."""
+    from workbench.case.grain import grain_delta
+
+    end = case.end
+    return Window(max(end - grain_delta(length), case.start), end)
+
+
+def guard(case: Case, window: Window | None = None, *, thresholds: GuardConfig | None = None) -> GuardReport:
+    """Run every monitor on ``window`` (default: :func:`newest_window`) against the same span just before it.
+
+    ``thresholds`` default to the case's ``[guard]`` table (``workbench.toml``), else the
+    defaults the module docstring states with their measured false-alarm rate.
+
+    >>> from workbench import open_case
+    >>> report = guard(open_case("sample_data/cases/control"))
+    >>> report.tripped, sorted({m.monitor for m in report.monitors})[:3]
+    (False, ['calibration', 'feature_coverage', 'feature_drift'])
+    """
+    t = thresholds or case.config.guard
+    window = window or newest_window(case, t.window)
+    length = window.duration
+    if window.start - length < case.start:
+        length = max(window.start - case.start, timedelta(0))
+    if length <= timedelta(0):
+        from workbench.errors import WorkbenchError
+
+        raise WorkbenchError(case.sources.get("predictions", case.root), f"no data before the window {window} to compare it with.",
+                             f"pick a window that starts after {case.start:%Y-%m-%d %H:%M} UTC, e.g. --window latest.")
+    baseline = Window(window.start - length, window.start)
+    results = [*_feature_monitors(case, baseline, window, t), *_label_monitors(case, baseline, window, t),
+               _snapshot_gate(case, window, t)]
+    return GuardReport(case=case.name, window=window, baseline=baseline, monitors=tuple(results), thresholds=t)
+
+
+# ---------------------------------------------------------------- the feature monitors
+def _feature_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig) -> list[MonitorResult]:
+    if not case.features:
+        return [MonitorResult(m, "*", "skip", None, None, "no feature columns mapped ([columns] features)")
+                for m in ("feature_coverage", "feature_scale", "feature_drift")]
+    from workbench.data.drift import FLOOR, feature_drift
+
+    table = feature_drift(case, baseline, window, categorical=False).table.filter(pl.col("type") == "numeric")
+    out: list[MonitorResult] = []
+    for r in table.sort("feature").iter_rows(named=True):  # one row per feature: the result table, not the data
+        f = r["feature"]
+        cb, ci = r["coverage_baseline"], r["coverage_incident"]
+        if cb is None or ci is None or cb <= 0:
+            out.append(MonitorResult("feature_coverage", f, "skip", ci, None, "no values in the baseline to compare with"))
+        else:
+            floor = cb - t.coverage_drop
+            trip = ci < floor
+            out.append(MonitorResult("feature_coverage", f, "trip" if trip else "pass", ci, floor,
+                                     f"coverage {cb:.1%} → {ci:.1%} (trips below {floor:.1%})"))
+        ratio, sev = r["scale_ratio"], r["severity"]
+        if ratio is None or not math.isfinite(ratio) or ratio <= 0:
+            out.append(MonitorResult("feature_scale", f, "skip", None, t.scale_factor, "no magnitude to compare (no values)"))
+        else:
+            new = sev is not None and math.isfinite(sev) and sev >= FLOOR
+            trip = max(ratio, 1 / ratio) > t.scale_factor and new
+            usual = "" if new or max(ratio, 1 / ratio) <= t.scale_factor else "; it moves this much usually (drift severity " \
+                f"{fmt(sev, 2)} < {FLOOR:g}), e.g. a clock feature"
+            out.append(MonitorResult("feature_scale", f, "trip" if trip else "pass", ratio, t.scale_factor,
+                                     f"typical magnitude x{ratio:.3g} (trips beyond x{t.scale_factor:g} either way{usual})"))
+        if sev is None or not math.isfinite(sev):
+            out.append(MonitorResult("feature_drift", f, "skip", None, t.drift_severity, "no distribution to compare"))
+        else:
+            trip = sev >= t.drift_severity
+            usual = f", usual {fmt(r['js_usual'], 2)}" if r.get("js_usual") is not None else ""
+            out.append(MonitorResult("feature_drift", f, "trip" if trip else "pass", sev, t.drift_severity,
+                                     f"drift severity {sev:.2f} ({r['kind']}; JS {fmt(r['js'], 2)}{usual}; trips at "
+                                     f"{t.drift_severity:g})"))
+    return out
+
+
+# ---------------------------------------------------------------- the label-based monitors
+def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig) -> list[MonitorResult]:
+    from workbench.data.onset import measure_windows
+    from workbench.data.quality import quality_between
+
+    label = case.columns.label
+    counts = {k: quality_between(case, w) for k, w in (("b", baseline), ("w", window))}
+    labeled = {k: float(v["labeled"].sum()) if v.height else 0.0 for k, v in counts.items()}
+    positives = {k: float((v["label_rate"] * v["labeled"]).sum()) if v.height else 0.0 for k, v in counts.items()}
+    few = [k for k in ("b", "w") if labeled[k] < MIN_LABELED or positives[k] < 1 or positives[k] > labeled[k] - 1]
+    if few:
+        which = " and ".join({"b": "the baseline", "w": "the window"}[k] for k in few)
+        reason = (f"too few labelled rows in {which} ({', '.join(f'{labeled[k]:,.0f}' for k in few)}; needs {MIN_LABELED} "
+                  "with both classes): labels may still be joining")
+        return [MonitorResult("label_drift", label, "skip", None, None, reason),
+                MonitorResult("calibration", "calibration_ratio", "skip", None, None, reason),
+                MonitorResult("quality", "normalized_entropy", "skip", None, None, reason),
+                MonitorResult("quality", "auc", "skip", None, None, reason)]
+    rate_b, rate_w = positives["b"] / labeled["b"], positives["w"] / labeled["w"]
+    pooled = (positives["b"] + positives["w"]) / (labeled["b"] + labeled["w"])
+    se = math.sqrt(pooled * (1 - pooled) * (1 / labeled["b"] + 1 / labeled["w"]))
+    z = (rate_w - rate_b) / se if se > 0 else 0.0
+    ratio = rate_w / rate_b if rate_b > 0 else math.nan
+    out = [_ratio(
+        "label_drift", label, ratio, t.label_change, abs(z), t.z,
+        f"label rate {rate_b:.3%} → {rate_w:.3%} ({_pct(ratio)}, z {z:+.1f}; trips beyond ±{t.label_change:.0%} and {t.z:g} SE)")]
+    m = measure_windows(case, baseline, window)
+    for v in m.metrics:
+        if v.metric == "calibration_ratio":
+            r = v.current / v.baseline if v.baseline > 0 else math.nan
+            out.append(_ratio("calibration", "calibration_ratio", r, t.calibration_change, v.severity, t.z,
+                              f"calibration ratio {v.baseline:.3f} → {v.current:.3f} ({_pct(r)}, {v.severity:.1f} SE; trips "
+                              f"beyond ±{t.calibration_change:.0%} and {t.z:g} SE)"))
+        elif v.metric in ("normalized_entropy", "auc"):
+            r = v.current / v.baseline if v.baseline > 0 else math.nan
+            limit = t.ne_rise if v.metric == "normalized_entropy" else t.auc_drop
+            worse = (r - 1) if v.metric == "normalized_entropy" else (1 - r)
+            name = "NE" if v.metric == "normalized_entropy" else "AUC"
+            if not math.isfinite(r) or not math.isfinite(v.severity):
+                out.append(MonitorResult("quality", v.metric, "skip", None, None, f"{name} could not be measured in both windows"))
+                continue
+            trip = worse > limit and v.severity >= t.z
+            threshold = 1 + limit if v.metric == "normalized_entropy" else 1 - limit
+            out.append(MonitorResult("quality", v.metric, "trip" if trip else "pass", r, threshold,
+                                     f"{name} {v.baseline:.4f} → {v.current:.4f} ({_pct(r)}, {v.severity:.1f} SE worse; trips "
+                                     f"{'above' if name == 'NE' else 'below'} x{threshold:.3g} and {t.z:g} SE)"))
+    return out
+
+
+def _ratio(monitor: str, target: str, ratio: float, change: float, z: float, z_min: float, detail: str) -> MonitorResult:
+    """A symmetric ratio monitor: trips when ``|ln ratio| > ln(1 + change)`` and ``z >= z_min``."""
+    if not math.isfinite(ratio) or ratio <= 0:
+        return MonitorResult(monitor, target, "skip", None, 1 + change, "the ratio is not defined (a window without positives)")
+    trip = abs(math.log(ratio)) > math.log1p(change) and math.isfinite(z) and z >= z_min
+    return MonitorResult(monitor, target, "trip" if trip else "pass", ratio, 1 + change, detail)
+
+
+def _pct(ratio: float) -> str:
+    return f"{ratio - 1:+.1%}" if math.isfinite(ratio) else "–"
+
+
+# ---------------------------------------------------------------- the snapshot gate
+def _snapshot_gate(case: Case, window: Window, t: GuardConfig) -> MonitorResult:
+    if not t.snapshot_gate:
+        return MonitorResult("snapshot_gate", "*", "skip", None, None, "turned off ([guard] snapshot_gate = false)")
+    published = [s for s in case.snapshots if s.published_at < window.end]
+    if not published:
+        return MonitorResult("snapshot_gate", "*", "skip", None, None, "no snapshot published before the window's end "
+                             "(snapshots/index.csv)")
+    newest = max(published, key=lambda s: s.published_at)
+    from workbench.model.load import model_problem
+
+    problem = model_problem(case)
+    if problem is not None:
+        return MonitorResult("snapshot_gate", newest.snapshot_id, "skip", None, None, f"cannot re-score: {problem}")
+    from workbench.model.validation import validate_snapshot
+
+    try:
+        v = validate_snapshot(case, newest.snapshot_id)
+    except Exception as exc:  # too few labelled rows to validate on is a skip with the validator's own reason
+        from workbench.errors import WorkbenchError
+
+        if not isinstance(exc, WorkbenchError):
+            raise
+        return MonitorResult("snapshot_gate", newest.snapshot_id, "skip", None, None, str(exc).splitlines()[0])
+    ne = v.metrics.filter(pl.col("metric") == "ne")
+    delta, tol = (ne["delta"][0], ne["tolerance"][0]) if ne.height else (None, None)
+    return MonitorResult("snapshot_gate", newest.snapshot_id, "pass" if v.passed else "trip", delta, tol,
+                         f"{'passes' if v.passed else 'fails'} validation against {v.reference_id}: {v.reasons[0]}")
