@@ -399,6 +399,60 @@ broken labels. Calibration cause: check the serving-side calibration or post-pro
 config pushed near the onset."""),
         ],
     },
+    "dependencies": {
+        "default": "upstream_break",
+        "workflows": ["feature_isolation", "lineage"],
+        "cells": [
+            md("""
+# What does the model depend on?
+
+A data-dependency audit of the model in a case: each feature's share of the model's
+attribution, the features that contribute almost nothing (removal candidates), bundles
+of near-copies (one carries the signal), and the upstream tables and pipelines the
+model's signal flows through. Every feature you keep is a feature that can break."""),
+            params("upstream_break"),
+            code(SETUP),
+            md("""
+## 1. The audit
+
+Attribution: mean |SHAP| share on a healthy stretch of traffic (by default the week before
+the last day). Removal rules are printed with the result."""),
+            code("""from workbench import WorkbenchError, audit_dependencies
+
+try:
+    audit = audit_dependencies(case)
+    print(audit)
+except WorkbenchError as exc:  # e.g. too few rows to audit on: the message says what is missing
+    audit = None
+    print(exc)"""),
+            md("""
+## 2. Removal candidates and upstream dependencies, as tables"""),
+            code("""import polars as pl
+
+if audit is not None:
+    display(audit.table.filter(pl.col("candidate")).select("feature", "share", "permutation_rise", "reason"))
+    display(audit.lineage)"""),
+            md("""
+## 3. Browse it
+
+Search and page through every feature (it stays quick with a thousand of them)."""),
+            code("""from workbench_widgets import AuditView
+
+AuditView(audit) if audit is not None else None"""),
+            md("""
+## 4. And the incident, if there is one
+
+The audit says what the model leans on; the diagnosis says what broke. A broken feature
+with a large share, or a table with a large share of the attribution, is where a guard
+(`workbench guard CASE`) pays off first."""),
+            code("d = diagnose(case)"),
+            code(VERDICT),
+            md("""
+**What to do next.** Drop removal candidates at the next retrain (one change at a time,
+validated with `workbench validate`); keep one member of each bundle; put a monitor
+(`[guard]` in workbench.toml) on every table whose share of the attribution is large."""),
+        ],
+    },
 }
 
 

@@ -57,18 +57,19 @@ def test_no_reference_to_shared_folder():
 # The public API: `from workbench import <name>`. Module paths below it are private detail.
 PUBLIC = [
     "ActivationDiff", "ActivationStats", "AttributionShift", "CalibrationShift", "Candidate", "Case", "CaseError",
-    "Columns", "Config", "Context", "Diagnosis", "Estimate", "Evidence", "FeatureDrift", "FeatureIsolation",
-    "FeatureSlices", "GrainChoice", "LabelDelay", "LabelShift", "Lineage", "MetricVerdict", "Node", "Onset",
-    "QualitySeries", "Reliability", "RootCause", "SegmentOnset", "ServingConsistency", "SliceDeltas", "SliceSearch",
-    "Snapshot", "SnapshotDiff", "SnapshotError", "SnapshotSwap", "SnapshotTimeline", "Tree", "Validation", "Window",
-    "WorkbenchError", "attribution_shift", "build_model", "calibration_shift", "choose_grain", "compare_activations",
-    "default_batch", "default_holdout", "default_tree", "detect_onset", "detect_segment_onset", "diagnose",
-    "diff_state_dicts", "estimate_unlabeled", "feature_by_slice", "feature_drift", "feature_timeline", "find_slices",
-    "isolate_features", "label_delay", "label_shift", "load_model", "load_plugins", "load_state_dict", "measure_windows",
-    "open_case", "permutation_shap", "quality_between", "quality_series", "read_config", "read_lineage",
-    "read_snapshot_index", "register", "reliability", "render_report", "serving_consistency", "slice_deltas",
-    "snapshot_swap", "snapshot_timeline", "trace_activations", "training_skew", "unit_importance", "validate_snapshot",
-    "write_report",
+    "Columns", "Config", "Context", "DependencyAudit", "Diagnosis", "Estimate", "Evidence", "FeatureDrift",
+    "FeatureIsolation", "FeatureSlices", "GrainChoice", "GuardReport", "LabelDelay", "LabelShift", "Lineage",
+    "MetricVerdict", "Mitigation", "MonitorResult", "Node", "Onset", "QualitySeries", "Reliability", "RootCause",
+    "SegmentOnset", "ServingConsistency", "Simulation", "Simulator", "SliceDeltas", "SliceSearch", "Snapshot",
+    "SnapshotDiff", "SnapshotError", "SnapshotSwap", "SnapshotTimeline", "Tree", "Validation", "Window",
+    "WorkbenchError", "attribution_shift", "audit_dependencies", "build_model", "calibration_shift", "choose_grain",
+    "compare_activations", "default_batch", "default_holdout", "default_tree", "detect_onset", "detect_segment_onset",
+    "diagnose", "diff_state_dicts", "estimate_unlabeled", "feature_by_slice", "feature_drift", "feature_timeline",
+    "find_slices", "guard", "isolate_features", "label_delay", "label_shift", "last_good_snapshot", "load_model",
+    "load_plugins", "load_state_dict", "measure_windows", "open_case", "permutation_shap", "quality_between",
+    "quality_series", "read_config", "read_lineage", "read_snapshot_index", "register", "reliability",
+    "render_report", "serving_consistency", "slice_deltas", "snapshot_swap", "snapshot_timeline", "trace_activations",
+    "training_skew", "unit_importance", "validate_snapshot", "write_report",
 ]
 
 

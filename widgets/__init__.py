@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from workbench_widgets._plots import render_spec
 from workbench_widgets.app import Investigator, investigate
+from workbench_widgets.audit_view import AuditView, audit
 from workbench_widgets.features_view import FeaturesView
 from workbench_widgets.lineage_view import LineageView
 from workbench_widgets.slices_view import SlicesView
@@ -21,6 +22,7 @@ from workbench_widgets.timeline import QualityTimeline
 from workbench_widgets.tree_panel import TreePanel
 
 __all__ = [
+    "AuditView",
     "FeaturesView",
     "Investigation",
     "Investigator",
@@ -29,6 +31,7 @@ __all__ = [
     "SlicesView",
     "SnapshotsView",
     "TreePanel",
+    "audit",
     "investigate",
     "render_spec",
 ]

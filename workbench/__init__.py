@@ -14,7 +14,8 @@ The layout follows the pipeline a case goes through:
 - ``case/``   read and validate a case (config, columns, lineage, events, snapshot files)
 - ``data/``   the polars passes over the serving log (quality, onset, drift, slices, labels, calibration)
 - ``model/``  everything that loads snapshots and runs torch (diff, activations, validation, re-scoring, isolation)
-- ``rca/``    the decision tree: checks, evidence, ranking, the diagnosis
+- ``rca/``    the decision tree: checks, evidence, ranking, the diagnosis, the mitigations of each cause
+- ``guardrails/`` ``workbench guard``: guardrail monitors on the newest window
 - ``report/`` the HTML report; ``lab/`` the training-workflow lab; ``sample/`` the sample cases
 - ``metrics.py`` the one definition of each statistic; ``windows.py`` time windows; ``errors.py``; ``cli.py``
 """
@@ -36,6 +37,7 @@ __all__ = [
     "Columns",
     "Config",
     "Context",
+    "DependencyAudit",
     "Diagnosis",
     "Estimate",
     "Evidence",
@@ -43,10 +45,13 @@ __all__ = [
     "FeatureIsolation",
     "FeatureSlices",
     "GrainChoice",
+    "GuardReport",
     "LabelDelay",
     "LabelShift",
     "Lineage",
     "MetricVerdict",
+    "Mitigation",
+    "MonitorResult",
     "Node",
     "Onset",
     "QualitySeries",
@@ -54,6 +59,8 @@ __all__ = [
     "RootCause",
     "SegmentOnset",
     "ServingConsistency",
+    "Simulation",
+    "Simulator",
     "SliceDeltas",
     "SliceSearch",
     "Snapshot",
@@ -66,6 +73,7 @@ __all__ = [
     "Window",
     "WorkbenchError",
     "attribution_shift",
+    "audit_dependencies",
     "build_model",
     "calibration_shift",
     "choose_grain",
@@ -82,9 +90,11 @@ __all__ = [
     "feature_drift",
     "feature_timeline",
     "find_slices",
+    "guard",
     "isolate_features",
     "label_delay",
     "label_shift",
+    "last_good_snapshot",
     "load_model",
     "load_plugins",
     "load_state_dict",
@@ -177,17 +187,26 @@ _EXPORTS = {
     "attribution_shift": "workbench.model.isolation",
     "isolate_features": "workbench.model.isolation",
     "permutation_shap": "workbench.model.isolation",
+    "DependencyAudit": "workbench.model.audit",
+    "audit_dependencies": "workbench.model.audit",
+    "Simulation": "workbench.model.mitigate",
+    "Simulator": "workbench.model.mitigate",
+    "last_good_snapshot": "workbench.model.mitigate",
     "Context": "workbench.rca.context",
     "Diagnosis": "workbench.rca.diagnosis",
     "diagnose": "workbench.rca.diagnosis",
     "Candidate": "workbench.rca.evidence",
     "Evidence": "workbench.rca.evidence",
     "RootCause": "workbench.rca.ranking",
+    "Mitigation": "workbench.rca.mitigations",
     "Node": "workbench.rca.tree",
     "Tree": "workbench.rca.tree",
     "load_plugins": "workbench.rca.tree",
     "register": "workbench.rca.tree",
     "default_tree": "workbench.rca.checks",
+    "GuardReport": "workbench.guardrails.monitors",
+    "MonitorResult": "workbench.guardrails.monitors",
+    "guard": "workbench.guardrails.monitors",
     "render_report": "workbench.report.html",
     "write_report": "workbench.report.html",
     "CaseError": "workbench.errors",
@@ -212,10 +231,13 @@ if TYPE_CHECKING:
     from workbench.data.segments import SegmentOnset, detect_segment_onset
     from workbench.data.slices import SliceDeltas, SliceSearch, find_slices, slice_deltas
     from workbench.errors import CaseError, SnapshotError, WorkbenchError
+    from workbench.guardrails.monitors import GuardReport, MonitorResult, guard
     from workbench.model.activations import ActivationDiff, compare_activations
+    from workbench.model.audit import DependencyAudit, audit_dependencies
     from workbench.model.diff import SnapshotDiff, SnapshotTimeline, diff_state_dicts, snapshot_timeline
     from workbench.model.isolation import AttributionShift, FeatureIsolation, attribution_shift, isolate_features, permutation_shap
     from workbench.model.load import build_model, load_model
+    from workbench.model.mitigate import Simulation, Simulator, last_good_snapshot
     from workbench.model.rescore import ServingConsistency, SnapshotSwap, serving_consistency, snapshot_swap
     from workbench.model.trace import ActivationStats, default_batch, trace_activations, unit_importance
     from workbench.model.validation import Validation, default_holdout, validate_snapshot
@@ -223,6 +245,7 @@ if TYPE_CHECKING:
     from workbench.rca.context import Context
     from workbench.rca.diagnosis import Diagnosis, diagnose
     from workbench.rca.evidence import Candidate, Evidence
+    from workbench.rca.mitigations import Mitigation
     from workbench.rca.ranking import RootCause
     from workbench.rca.tree import Node, Tree, load_plugins, register
     from workbench.report.html import render_report, write_report

@@ -1,9 +1,10 @@
-"""``workbench validate`` and ``workbench snapshots``: the model-side commands.
+"""``workbench validate``, ``workbench snapshots`` and ``workbench audit``: the model-side commands.
 
 ``validate CASE --snapshot ID`` exits 1 when the snapshot fails its gates and 0
 when it passes, so it can guard a deploy script; an unreadable case exits 2
 (``workbench.cli.main`` turns every :class:`~workbench.errors.WorkbenchError` into
-a message). ``snapshots CASE`` prints the snapshot timeline diff.
+a message). ``snapshots CASE`` prints the snapshot timeline diff; ``audit CASE`` the model's data dependencies
+(:mod:`workbench.model.audit`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,31 @@ def _snapshots(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    import contextlib
+    import sys
+    from pathlib import Path
+
+    from workbench.case.loader import open_case
+    from workbench.cli import progress
+    from workbench.guardrails.cli import parse_window
+    from workbench.model.audit import audit_dependencies
+
+    say = progress(args.quiet)
+    window = parse_window(args.window)
+    with contextlib.redirect_stdout(sys.stderr):  # nothing but the answer reaches stdout
+        case = open_case(args.case, progress=say)
+        say("auditing the model's data dependencies (SHAP, permutation importance, bundles, lineage)")
+        result = audit_dependencies(case, window, snapshot=args.snapshot)
+    if args.html:
+        from workbench.report.audit import write_audit
+
+        out = write_audit(result, Path(args.html))
+        say(f"wrote {out}")
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    return 0
+
+
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Register ``validate`` and ``snapshots`` on the ``workbench`` command."""
     val = subparsers.add_parser("validate", help="gate a snapshot on holdout data against the stable one (exit 1 on fail)")
@@ -55,3 +81,14 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     snaps.add_argument("--json", action="store_true", help="print JSON")
     snaps.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     snaps.set_defaults(run=_snapshots)
+
+    audit = subparsers.add_parser("audit", help="the model's data dependencies: attribution shares, removal candidates, "
+                                  "bundles, upstream tables")
+    audit.add_argument("case", help="the case directory")
+    audit.add_argument("--window", metavar="FROM/TO", default=None,
+                       help="a healthy stretch of traffic to audit on (default: the week before the last day)")
+    audit.add_argument("--snapshot", metavar="ID", help="the snapshot to audit (default: the one that served the window)")
+    audit.add_argument("--html", metavar="FILE", help="also write the audit as a self-contained HTML page")
+    audit.add_argument("--json", action="store_true", help="print JSON")
+    audit.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    audit.set_defaults(run=_audit)

@@ -1,0 +1,73 @@
+"""The data-dependency audit against a generated world's known weights and bundles, and its CLI and HTML forms."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from tests.conftest import sample_case
+from workbench import Window, open_case
+from workbench.cli import main
+from workbench.model.audit import _spearman, audit_dependencies
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A proving-ground model with 28 features, 11 of zero weight and two bundles of near-copies (truth.json)."""
+    import proving_ground as pg
+
+    root = pg.generate(pg.draw("snapshot", "dev", 3, mode="negative_sampling", max_rows=30_000),
+                       tmp_path_factory.mktemp("pg") / "case")
+    truth = json.loads((root / "truth.json").read_text())
+    case = open_case(root)
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    return truth, audit_dependencies(case, Window(case.start, onset))  # a healthy stretch: before the injected incident
+
+
+def test_the_features_the_generator_gave_zero_weight_are_removal_candidates(world):
+    truth, audit = world
+    zero = set(truth["zero_weight_features"])
+    assert zero and zero <= set(audit.candidates), sorted(zero - set(audit.candidates))
+    weights = {f["name"]: abs(f["weight"]) for f in truth["world"]["features"]}
+    strong = {f for f, w in weights.items() if w >= 0.3 and f not in {m for b in truth["bundles"] for m in b["features"]}}
+    assert not strong & set(audit.candidates)  # a feature that carries real signal is never proposed for removal
+    assert audit.table["share"].sum() == pytest.approx(1.0)
+
+
+def test_it_names_the_bundles_the_generator_built_and_keeps_one_member_of_each(world):
+    truth, audit = world
+    assert {frozenset(b.features) for b in audit.bundles} == {frozenset(b["features"]) for b in truth["bundles"]}
+    signal = {frozenset(b["features"]): b["signal"] for b in truth["bundles"]}
+    for b in audit.bundles:
+        assert set(b.features) - {b.signal} <= set(audit.candidates)  # all but the member kept are redundant
+        assert b.min_rho >= 0.9
+        if b.identified:  # when the labels single the carrier out, it is the generator's
+            assert b.signal == signal[frozenset(b.features)]
+
+
+def test_spearman_is_pairwise_complete():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 3))
+    x[:, 1] = x[:, 0] + 0.2 * rng.normal(size=3000)
+    x[rng.random(3000) < 0.3, 1] = np.nan  # nulls must not dilute the correlation (a median fill would)
+    both = ~np.isnan(x[:, 1])
+    assert _spearman(x)[0, 1] == pytest.approx(spearmanr(x[both, 0], x[both, 1]).statistic, abs=2e-3)
+
+
+def test_audit_cli_json_html_and_lineage_shares(capsys, tmp_path):
+    page = tmp_path / "audit.html"
+    assert main(["audit", str(sample_case("upstream_break")), "--json", "-q", "--html", str(page)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["method"] == "model:shap" and out["snapshot"]
+    assert sum(f["share"] for f in out["features"]) == pytest.approx(1.0, abs=1e-6)
+    nodes = {r["node"]: r for r in out["lineage"]}
+    assert set(nodes["table:ad_catalog"]["features"]) == {"f_ad_embed_0", "f_ad_embed_1", "f_ad_quality_score", "f_ctx_relevance"}
+    share = {f["feature"]: f["share"] for f in out["features"]}
+    assert nodes["table:ad_catalog"]["share"] == pytest.approx(sum(share[f] for f in nodes["table:ad_catalog"]["features"]), abs=1e-3)
+    html = page.read_text()
+    assert "<h2>Removal candidates</h2>" in html and "table:ad_catalog" in html and "<script" not in html
