@@ -48,8 +48,10 @@ def test_order_is_best_predicted_first_then_the_unsimulated_and_harmful_actions_
     items = [Mitigation("recalibrate", "calibration", "", predicted=_sim(0.4)),
              Mitigation("investigate", "f_a", "", reason="no model"),
              Mitigation("backfill", "table:t", "", predicted=_sim(0.95)),
+             Mitigation("rollback", "v1", "", predicted=_sim(0.6)),
              Mitigation("fallback", "f_a", "", predicted=_sim(-0.2))]
-    assert [m.action for m in plans._ordered(items)] == ["backfill", "recalibrate", "investigate"]
+    # recovers >= half, best first; then what cannot be simulated; then the weak stop-gaps; never what makes it worse
+    assert [m.action for m in plans._ordered(items)] == ["backfill", "rollback", "investigate", "recalibrate"]
 
 
 def test_a_plan_that_raises_is_an_errors_entry_never_a_crash(small_case, monkeypatch):
@@ -74,4 +76,5 @@ def test_without_a_model_the_repairs_are_investigate_and_recalibration_is_still_
     assert by["backfill"].action == by["fallback"].action == "investigate"
     assert "model.py" in (by["backfill"].reason or "") and by["backfill"].predicted is None
     assert by["recalibrate"].action == "recalibrate" and by["recalibrate"].predicted is not None
-    assert got[0] is by["recalibrate"]  # the only simulated action comes first
+    # the only simulated action comes first when it recovers at least half, else after the unsimulated ones
+    assert (got[0] is by["recalibrate"]) == (by["recalibrate"].recovery >= 0.5)

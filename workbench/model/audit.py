@@ -23,14 +23,18 @@ on a sample of rows from a window that is taken to be healthy:
   - *redundant*: a member of a bundle that is not the one carrying the signal.
 
 * **Bundles**: connected groups of features whose absolute Spearman rank correlation, over the
-  rows where both are present, is at least ``BUNDLE_RHO`` (0.9). Which member carries the
-  signal is asked of the labels: a logistic regression of the label on all members together
-  (normal scores) judges each *given* the others, and a member is singled out when its
-  coefficient is ``Z_CARRIER`` SE from zero and every other's within ``Z_ZERO``. Near-copies
-  differ by a few percent of their variance, so on most logs the labels cannot tell (the
-  model then spreads its attribution over the copies too), and the audit says so and keeps the
-  member the model relies on most: keeping any one of near-copies keeps nearly all the signal.
-  The other members are *redundant* removal candidates.
+  rows where both are present, is at least ``BUNDLE_RHO`` (0.9). Which member to keep is asked
+  of the labels: a logistic regression of the label on all members together (normal scores)
+  judges each *given* the others, and a member is singled out when its coefficient is
+  ``Z_CARRIER`` SE from zero and every other's within ``Z_ZERO``. Near-copies differ by a few
+  percent of their variance, so on most logs the labels cannot tell (the model then spreads its
+  attribution over the copies too), and the audit says so and keeps the member the model relies
+  on most: keeping any one of near-copies keeps nearly all the signal. What the labels single
+  out is the copy whose *logged* values carry the most signal, which need not be the one the
+  world's outcome depends on (a copy logged as a rounded count measures it worse than a smooth
+  sibling does): on the proving ground's development cases the labels singled out a member in
+  2 of 23 bundles, and one of the two was the generator's. The other members are *redundant*
+  removal candidates.
 * **Lineage**: each upstream table or pipeline (``lineage.json``), the features it feeds and
   the share of the model's attribution that flows through it (the sum of their shares;
   a feature fed by two nodes counts for both).
@@ -229,7 +233,8 @@ def _bundles(rho: np.ndarray, features: tuple[str, ...], share: np.ndarray, x: n
         found = _carrier(x[:, members], y)
         if found is not None:
             signal, identified = features[members[found[0]]], True
-            why = f"identified: it explains the label given the others (z {found[1]:.1f}, the others within {Z_ZERO:g})"
+            why = (f"the labels favour it given the others (z {found[1]:.1f}, the others within {Z_ZERO:g}): of the copies, it "
+                   "carries the most signal in the logged values")
         else:
             signal, identified = features[members[0]], False
             why = ("not identifiable from these rows (no member explains the label given the others); keep the one the model "

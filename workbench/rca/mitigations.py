@@ -24,9 +24,11 @@ calibration       ``recalibrate``; ``investigate`` the serving-side calibration 
 slice             ``recalibrate`` inside the segment; ``investigate`` the segment
 ================  ==========================================================================
 
-**Order.** Simulated actions first, by predicted recovery, highest first; then the actions
-that cannot be simulated (``predicted`` null) in the order above. An action predicted to make
-the regression worse (recovery below 0) is left out. Where an action should be simulated and
+**Order.** Simulated actions predicted to recover at least half of the regression (``USEFUL``),
+highest first; then the actions that cannot be simulated (``predicted`` null) in the order
+above; then the simulated actions that recover less (a stop-gap that leaves most of the
+regression is not the best first action). An action predicted to make the regression worse
+(recovery below 0) is left out. Where an action should be simulated and
 cannot be (no ``model.py``: nothing can be re-scored; too few labelled rows), it becomes
 ``investigate`` with the instruction and the reason, as the contract asks.
 
@@ -153,10 +155,13 @@ def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
         "worse: find the change behind it before acting.", reason="no simulated action recovers any of the regression"),)
 
 
+USEFUL = 0.5  # a simulated action that recovers less than this share is listed after the ones that cannot be simulated
+
+
 def _ordered(items: list[Mitigation]) -> tuple[Mitigation, ...]:
-    simulated = [m for m in items if m.recovery is not None and m.recovery >= 0]
+    simulated = sorted((m for m in items if m.recovery is not None and m.recovery >= 0), key=lambda m: -(m.recovery or 0.0))
     rest = [m for m in items if m.predicted is None or (m.predicted is not None and m.recovery is None)]
-    return tuple(sorted(simulated, key=lambda m: -(m.recovery or 0.0)) + rest)
+    return tuple([m for m in simulated if (m.recovery or 0.0) >= USEFUL] + rest + [m for m in simulated if (m.recovery or 0.0) < USEFUL])
 
 
 def _made(action: str, target: str, how: str, result: Simulation | NotSimulated, **extra: Any) -> Mitigation:
