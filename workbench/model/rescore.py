@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ServingConsistency", "SnapshotSwap", "serving_consistency", "snapshot_swap"]
 
+RESOLVABLE = 15.0  # |logit| above this is float32 saturation (p within ~3e-7 of 0 or 1)
+
 
 
 def _rows(case: Case, window: Window, sample: int, labeled: bool, seed: int = 0) -> pl.DataFrame:
@@ -150,9 +152,13 @@ def serving_consistency(case: Case, baseline: Window, incident: Window, *, sampl
         if frame.height == 0:
             return None
         rescored = _rescore_by_snapshot(case, frame, frame[SNAPSHOT].unique().to_list())
-        ok = np.isfinite(rescored)
+        logged = frame[PREDICTION].to_numpy()
+        # a probability within float32 resolution of 0 or 1 has no resolvable logit: a logged 1.0 and a re-scored
+        # 1 - 1e-7 differ by 0.18 logits with the same model; such rows say nothing about the serving path
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(rescored) & (np.abs(logit(logged)) < RESOLVABLE) & (np.abs(logit(np.nan_to_num(rescored))) < RESOLVABLE)
         if ok.sum() == 0:
             return None
-        gaps.append(logit(frame[PREDICTION].to_numpy()[ok]) - logit(rescored[ok]))
+        gaps.append(logit(logged[ok]) - logit(rescored[ok]))
     return ServingConsistency(gap_baseline=float(np.median(np.abs(gaps[0]))), gap_incident=float(np.median(np.abs(gaps[1]))),
                               shift_incident=float(np.median(gaps[1])), rows=len(gaps[1]))
