@@ -208,7 +208,6 @@ def _sampling_se(table: pl.DataFrame, metric: str) -> np.ndarray:
     rows = table["rows"].cast(pl.Float64).to_numpy()
     pos = table["positives"].cast(pl.Float64).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = pos / n
         match metric:
             case "normalized_entropy":
                 return table["ne_se"].cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -231,11 +230,13 @@ def _sampling_se(table: pl.DataFrame, metric: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- the shift scan
-def _design(t_hours: np.ndarray, grain_hours: float) -> np.ndarray:
+def _design(t_hours: np.ndarray, grain_hours: float, span: float | None = None) -> np.ndarray:
     """Level, plus two harmonics of the day below a daily grain, and of the week up to a daily grain once the
-    data spans two weeks; a harmonic is kept only when the grain resolves it (at least two periods per cycle)."""
+    data spans four weeks; a harmonic is kept only when the grain resolves it (at least two periods per cycle).
+    ``span`` (hours) decides the terms when the rows evaluated are not the rows fitted."""
     cols = [np.ones_like(t_hours)]
-    span = float(t_hours[-1] - t_hours[0]) if len(t_hours) else 0.0
+    if span is None:
+        span = float(t_hours[-1] - t_hours[0]) if len(t_hours) else 0.0
     cycles = [24.0] if grain_hours < 24 else []
     if grain_hours <= 24 and span >= 28 * 24:  # four weekly cycles: fewer, and a lasting shift would pass for one
         cycles.append(168.0)
@@ -454,7 +455,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     material = (shift * direction if direction else abs(shift)) >= (MIN_EFFECT[metric] if metric in LOG_SCALE else
                                                                    MIN_EFFECT[metric] * abs(base_level))
     expected = np.full(table.height, np.nan)
-    design_all = _design(t_hours, grain_hours)
+    design_all = _design(t_hours, grain_hours, span=float(t_hours[rows][-1] - t_hours[rows][0]))
     cycle = design_all @ coef[:-1]
     expected[: len(cycle)] = np.exp(cycle) if metric in LOG_SCALE else cycle
     return _Fit(metric, rows, space, r, y, sigma, severity, threshold, best, effect,
