@@ -43,14 +43,7 @@ CLI_EVERY = 20
 WORKERS = 2
 
 # Scenarios (index into the sweep) that fail today, with the bug they show; the owner fixes the bug and removes the entry.
-KNOWN: dict[int, str] = {
-    31: "workbench/data/drift.py feature_timeline: pl.concat of per-feature parts fails when features mix float32 and float64 "
-        "(SchemaError: type Float32 is incompatible with expected type Float64, failed to vstack column 'mean'); "
-        "seen on a hive-partitioned log with float32 and float64 features: feature_side errors",
-    87: "workbench/rca/mitigations.py _snapshot: last_good_snapshot -> validate_snapshot raises CaseError 'too few labelled rows "
-        "to validate on' when the training sample is small; the mitigations check errors instead of skipping the rollback "
-        "simulation",
-}
+KNOWN: dict[int, str] = {}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ __all__ = ["Snapshot", "inspect_snapshot_file", "load_state_dict", "read_snapsho
 
 FORMATS = (".safetensors", ".pt", ".pth")
 INDEX_COLUMNS = ("snapshot_id", "published_at", "file")
+EXTRA = "\x00extra"  # where csv.DictReader puts the fields of a row beyond the header
 SAVE_HINT = "save it with torch.save(model.state_dict(), path) or safetensors.torch.save_file(model.state_dict(), path)."
 
 # Globals a torch.save(state_dict) pickle legitimately names.
@@ -170,9 +171,11 @@ def read_snapshot_index(root: Path) -> tuple[Snapshot, ...]:
     path = root / "snapshots" / "index.csv"
     try:
         with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
+            reader = csv.DictReader(fh, restkey=EXTRA)
             header = [h.strip() for h in reader.fieldnames or []]
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+            rows = list(reader)
+    except csv.Error as exc:
+        raise CaseError(path, f"not readable as CSV: {exc}.", "write it as CSV with a header row.") from None
     except UnicodeDecodeError:
         raise CaseError(path, "not a UTF-8 text CSV.", "write it as CSV with a header row.") from None
     missing = [c for c in INDEX_COLUMNS if c not in header]
@@ -183,7 +186,11 @@ def read_snapshot_index(root: Path) -> tuple[Snapshot, ...]:
         raise CaseError(path, "no snapshots listed.", "add one row per published snapshot, or remove snapshots/.")
     seen: set[str] = set()
     out = []
-    for line, row in enumerate(rows, start=2):
+    for line, raw in enumerate(rows, start=2):
+        if raw.get(EXTRA):
+            raise CaseError(path, f"line {line}: more fields than the header ({len(header)}): {raw[EXTRA]}.",
+                            "quote a value that holds a comma, or remove the extra field.")
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if isinstance(v, str) or v is None}
         sid = row["snapshot_id"]
         if not sid:
             raise CaseError(path, f"line {line}: empty snapshot_id.", "give every snapshot a unique id.")
@@ -197,7 +204,11 @@ def read_snapshot_index(root: Path) -> tuple[Snapshot, ...]:
             raise CaseError(path, f"line {line}: published_at {row['published_at']!r} is not a timestamp.",
                             "use ISO 8601, e.g. 2026-11-20T14:00:00Z.") from None
         stable = row.get("stable", "").lower() in ("true", "1", "yes")
-        file = path.parent / row["file"]
+        file = (path.parent / row["file"]).resolve()
+        if not row["file"] or Path(row["file"]).is_absolute() or not file.is_relative_to(path.parent.resolve()):
+            raise CaseError(path, f"line {line}: file {row['file']!r} is not inside snapshots/.",
+                            "give the snapshot's path relative to snapshots/, e.g. v7.safetensors; a snapshot is "
+                            "never read from outside the case.")
         inspect_snapshot_file(file)
         out.append(Snapshot(sid, published, file, stable))
     return tuple(sorted(out, key=lambda s: s.published_at))

@@ -579,7 +579,7 @@ def feature_timeline(case: Case, features: tuple[str, ...] | list[str] | None = 
         aggs += [pl.col(f).null_count().alias(f"{j}|null"), pl.col(f).mean().alias(f"{j}|mean")]
     wide = case.predictions.group_by(pl.col(TS).dt.truncate(every).alias("window")).agg(aggs).collect(engine="streaming")
     parts = [wide.select("window", "rows", pl.lit(f).alias("feature"), (1 - pl.col(f"{j}|null") / pl.col("rows")).alias("coverage"),
-                         pl.col(f"{j}|mean").alias("mean")) for j, f in enumerate(feats)]
+                         pl.col(f"{j}|mean").cast(pl.Float64).alias("mean")) for j, f in enumerate(feats)]
     return pl.concat(parts).sort("feature", "window") if parts else pl.DataFrame()
 
 

@@ -59,6 +59,7 @@ import numpy as np
 import polars as pl
 
 from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
+from workbench.errors import CaseError
 from workbench.metrics import (
     auc,
     base_rate_entropy,
@@ -586,7 +587,10 @@ def last_good_snapshot(case: Case, bad: str, validate: Callable[[str], Validatio
     for s in reversed(earlier[-tries:]):
         if s.stable:
             return s.snapshot_id, "marked stable"
-        result = validate(s.snapshot_id)
+        try:
+            result = validate(s.snapshot_id)
+        except CaseError:  # too few labelled rows to validate on: this snapshot is not known to be good
+            continue
         if result.passed:
             return s.snapshot_id, f"published before {snap.snapshot_id} and passes validation against {result.reference_id}"
     stable = [s for s in earlier if s.stable]
