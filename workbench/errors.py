@@ -29,7 +29,7 @@ def _preview(items: Iterable[str], limit: int = 12) -> str:
 class WorkbenchError(ValueError):
     """Base of every error the workbench raises on purpose."""
 
-    def __init__(self, source: str | Path, fact: str, hint: str | None = None, details: Iterable[str] = ()):
+    def __init__(self, source: object, fact: str, hint: str | None = None, details: Iterable[str] = ()):
         self.source = str(source)
         self.fact = fact
         self.hint = hint
@@ -56,7 +56,7 @@ class CaseError(WorkbenchError):
         )
 
     @classmethod
-    def missing_column(cls, source: Path, role: str, column: str, available: Iterable[str], toml: Path,
+    def missing_column(cls, source: object, role: str, column: str, available: Iterable[str], toml: Path,
                        likely: str | None = None) -> CaseError:
         available = list(available)
         close = suggest(column, available) or likely
@@ -67,11 +67,11 @@ class CaseError(WorkbenchError):
         return cls(source, fact, fix, [f"available: {_preview(available)}"])
 
     @classmethod
-    def wrong_type(cls, source: Path, column: str, role: str, found: object, expected: str, fix: str) -> CaseError:
+    def wrong_type(cls, source: object, column: str, role: str, found: object, expected: str, fix: str) -> CaseError:
         return cls(source, f"column '{column}' ({role}) has type {found}, expected {expected}.", fix)
 
     @classmethod
-    def bad_values(cls, source: Path, column: str, fact: str, fix: str, examples: Iterable[object] = ()) -> CaseError:
+    def bad_values(cls, source: object, column: str, fact: str, fix: str, examples: Iterable[object] = ()) -> CaseError:
         details = [f"examples: {list(examples)[:5]}"] if examples else []
         return cls(source, f"column '{column}': {fact}", fix, details)
 

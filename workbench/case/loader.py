@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
@@ -71,14 +72,18 @@ class Case:
 
     @property
     def start(self) -> datetime:
-        return self.hourly["hour"].min()  # type: ignore[return-value]
+        first = self.hourly["hour"].min()
+        assert isinstance(first, datetime)  # a case has at least one row (the loader checks)
+        return first
 
     @property
     def end(self) -> datetime:
         """The end (exclusive) of the last hour with traffic."""
         from datetime import timedelta
 
-        return self.hourly["hour"].max() + timedelta(hours=1)  # type: ignore[operator]
+        last = self.hourly["hour"].max()
+        assert isinstance(last, datetime)
+        return last + timedelta(hours=1)
 
     def snapshot(self, snapshot_id: str) -> Snapshot:
         for snap in self.snapshots:
@@ -133,7 +138,8 @@ def _time_expr(source: Source, schema: pl.Schema, column: str, lf: pl.LazyFrame)
     if dtype.is_integer():
         # Epoch numbers: the unit follows from the magnitude (seconds ~1e9 today, ns ~1e18).
         top = lf.select(col.abs().max()).collect().item() or 0
-        units = ((1e11, "us", 1_000_000), (1e14, "us", 1_000), (1e17, "us", 1), (float("inf"), "ns", 1))
+        units: tuple[tuple[float, Literal["us", "ns"], int], ...] = (
+            (1e11, "us", 1_000_000), (1e14, "us", 1_000), (1e17, "us", 1), (float("inf"), "ns", 1))
         unit, scale = next((u, s) for limit, u, s in units if top < limit)
         return (col * scale).cast(pl.Datetime(unit)).dt.replace_time_zone("UTC").cast(UTC_US), None
     if dtype == pl.String:
@@ -173,6 +179,12 @@ def _resolve_column(source: Source, toml: Path, schema: pl.Schema, role: str, na
     return None
 
 
+def _required_column(source: Source, toml: Path, schema: pl.Schema, role: str, name: str) -> str:
+    column = _resolve_column(source, toml, schema, role, name, True)
+    assert column is not None  # required: a missing column raised
+    return column
+
+
 def _resolve_features(source: Source, toml: Path, names: list[str], patterns: tuple[str, ...], taken: set[str]) -> tuple[str, ...]:
     out: list[str] = []
     for pattern in patterns:
@@ -197,12 +209,12 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
     toml = root / "workbench.toml"
     lf = source.scan()
     schema = lf.collect_schema()
-    ts = _resolve_column(source, toml, schema, "timestamp", cfg.timestamp, True)
-    pred = _resolve_column(source, toml, schema, "prediction", cfg.prediction, True)
-    label = _resolve_column(source, toml, schema, "label", cfg.label, True)
+    ts = _required_column(source, toml, schema, "timestamp", cfg.timestamp)
+    pred = _required_column(source, toml, schema, "prediction", cfg.prediction)
+    label = _required_column(source, toml, schema, "label", cfg.label)
     # snapshot_id is optional, unless the user mapped it explicitly
     snap = _resolve_column(source, toml, schema, "snapshot", cfg.snapshot, "columns.snapshot" in cfg.explicit)
-    roles = {ts, pred, label} | ({snap} if snap else set())
+    roles: set[str] = {ts, pred, label} | ({snap} if snap else set())
     features = _resolve_features(source, toml, schema.names(), cfg.features, roles)
     if cfg.slices is None:
         slices = tuple(n for n in schema.names() if n not in roles and n not in features and _is_categorical(schema[n]))
@@ -277,7 +289,7 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
     profile = (lf.group_by(pl.col(TS).dt.truncate("15m").alias("period"))
                .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"), (y == 1.0).sum().alias("positives"))
                .drop_nulls("period").sort("period"))
-    stats, profile = pl.collect_all([checks, profile], engine="streaming")
+    stats, profile_df = pl.collect_all([checks, profile], engine="streaming")
     s = stats.row(0, named=True)
     if s["rows"] == 0:
         raise CaseError(source, "the table is empty.", "the serving log needs at least one row per hour you want to analyse.")
@@ -298,8 +310,8 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
     if s["unsorted"]:
         warnings.append(f"{source.name}: rows are not sorted by time ({s['unsorted']:,} steps back); that is fine, "
                         "but sorting by ts makes scans faster.")
-    warnings += _label_delay(_hourly(profile))
-    return profile, warnings
+    warnings += _label_delay(_hourly(profile_df))
+    return profile_df, warnings
 
 
 def _hourly(profile: pl.DataFrame) -> pl.DataFrame:
