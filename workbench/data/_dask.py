@@ -35,6 +35,7 @@ from workbench.data.scan import (
     WindowScan,
     _log_result,
     _window_result,
+    collect,
     log_plan,
     log_queries,
     merge_log,
@@ -246,13 +247,13 @@ def client(scheduler: object) -> Any:
 
 
 def _log_task(part: Part, read: Reader, plan: Any) -> LogScan:
-    return _log_result(plan, pl.collect_all(log_queries(read.frame(part), plan), engine="streaming"))
+    return _log_result(plan, collect(log_queries(read.frame(part), plan)))
 
 
 def _window_task(part: Part, read: Reader, plan: WindowPlan) -> WindowScan:
     lf = read.frame(part)
     frames = {name: lf.filter(w.contains(TS)) for name, w in plan.windows.items()}
-    return _window_result(plan, pl.collect_all(window_queries(frames, plan), engine="streaming"), {})
+    return _window_result(plan, collect(window_queries(frames, plan), together=True), {})
 
 
 def _map(scheduler: object, task: Any, items: list[Part], **kw: Any) -> list[Any]:
@@ -285,6 +286,6 @@ def window_scan(case: Case, plan: WindowPlan, log: LogScan, scheduler: object) -
     samples = window_samples(log, plan.windows)
     if not ps:  # no row in any window: the in-process empty result
         empty = pl.LazyFrame(schema=case.predictions.collect_schema())
-        return _window_result(plan, pl.collect_all(window_queries(dict.fromkeys(plan.windows, empty), plan)), samples)
+        return _window_result(plan, collect(window_queries(dict.fromkeys(plan.windows, empty), plan)), samples)
     return merge_windows(_map(scheduler, _window_task, ps, read=reader(case), plan=plan), samples)
 
