@@ -44,10 +44,18 @@ def feature_strengths(ctx: Context) -> dict[str, float]:
     return ctx.cached("feature_strengths", compute)
 
 
+def slice_metric(ctx: Context) -> str:
+    """The metric the slice search follows: the one that regressed most when it is a sum (AUC is not), else NE."""
+    from workbench.data.slices import DIRECTION
+
+    return ctx.onset.metric if ctx.onset.metric in DIRECTION else "normalized_entropy"
+
+
 def slices(ctx: Context):
     from workbench.data.slices import find_slices
 
-    return ctx.cached("find_slices", lambda: find_slices(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
+    return ctx.cached("find_slices", lambda: find_slices(ctx.case, ctx.baseline, ctx.incident, metric=slice_metric(ctx),
+                                                          scan=ctx.scan))
 
 
 def confined_share(ctx: Context) -> float:
@@ -56,6 +64,8 @@ def confined_share(ctx: Context) -> float:
         return 0.0
     search = slices(ctx)
     top = search.top
+    if top is not None and top["slice"] == ctx.segment:  # found in that segment only: it holds all of the regression
+        return 1.0
     return S.from_share(top["explained_share"]) if top is not None and search.confined else 0.0
 
 

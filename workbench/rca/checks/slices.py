@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
 from workbench.rca.checks._common import slices
+from workbench.rca.checks.quality import SHORT as NAMES
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -18,20 +19,25 @@ __all__ = ["slice_check"]
 def slice_check(ctx: Context) -> Evidence:
     """Strength: the share of the regression the top slice holds (confinement) × its significance.
 
-    A fallback: the ranking scales it down by the strongest other explanation, so a
-    segment stands as the cause only when nothing else explains the regression.
+    The search follows the metric that regressed most (NE when that is AUC). When the
+    whole traffic showed no regression and the detector found it in one segment only
+    (``ctx.segment``), that segment holds all of it. A fallback: the ranking scales it down
+    by the strongest other explanation, so a segment stands as the cause only when
+    nothing else explains the regression.
     """
     search = slices(ctx)
     top = search.top
     table = search.table.head(10)
-    plot = plotspec.bars(table["slice"].to_list(), table["delta"].to_list(), title="Change in NE by slice (incident − baseline)",
-                         y="Δ NE", highlight=[top["slice"]] if top else [])
+    name = NAMES.get(search.metric, search.metric)
+    plot = plotspec.bars(table["slice"].to_list(), table["delta"].to_list(), title=f"Change in {name} by slice (incident − baseline)",
+                         y="Δ", highlight=[top["slice"]] if top else [])
     if top is None:
         return Evidence("slice", "pass", 0.0, "No segment regressed more than the rest of the traffic.", detail=str(search),
                         data={"plot": plot})
-    share = S.from_share(top["explained_share"])
-    s = share if search.confined else 0.5 * share  # not confined: the rest of the traffic regressed too
-    summary = (f"The regression concentrates in {top['slice']} ({top['share']:.0%} of traffic): NE {top['baseline_value']:.3f} → "
+    alone = ctx.segment is not None and top["slice"] == ctx.segment  # the rest of the traffic showed no regression at all
+    share = 1.0 if alone else S.from_share(top["explained_share"])
+    s = share if search.confined or alone else 0.5 * share  # not confined: the rest of the traffic regressed too
+    summary = (f"The regression concentrates in {top['slice']} ({top['share']:.0%} of traffic): {name} {top['baseline_value']:.3f} → "
                f"{top['incident_value']:.3f}; it holds {share:.0%} of the total regression"
                + (" and the rest of the traffic did not regress." if search.confined else ", but the rest regressed too."))
     verdict = "warn" if s >= 0.2 else "pass"
