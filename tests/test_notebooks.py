@@ -132,6 +132,7 @@ def shell() -> Iterator[Any]:
             apps[root] = real_investigate(case, **kw)
         return apps[root]
 
+    main = sys.modules["__main__"]  # the shell puts its own module there; multiprocessing's spawn needs the real one
     shell = InteractiveShell.instance()
     # A widget is built with every view, but not rendered into a Bokeh document here: rendering is what the
     # real-kernel runs above and tests/ui check, and it would cost ~10 s per display.
@@ -141,6 +142,7 @@ def shell() -> Iterator[Any]:
         mp.setattr(workbench_widgets, "investigate", investigate)
         yield shell
     InteractiveShell.clear_instance()
+    sys.modules["__main__"] = main
 
 
 def _run_in_process(shell: Any, path: Path, case: Path, cwd: Path) -> str:

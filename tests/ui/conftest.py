@@ -148,7 +148,7 @@ def panel_server(tmp_path_factory, sample_case):
 
 
 # ---------------------------------------------------------------- browser
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down with tests/ui: a live sync_playwright holds a running event loop
 def chromium_browser():
     if not Path(CHROMIUM).exists():
         _missing(f"{CHROMIUM} is missing: apt-get update && apt-get install -y chromium fonts-dejavu-core (or `make browser`)")

@@ -4,7 +4,7 @@ A *part* is one parquet file of a partitioned serving log (local or an fsspec UR
 workers can read), or a range of row groups of one large file. Each task reads its
 part with polars, turns it into the case's canonical rows (:class:`Reader`: the
 loader's column mapping, casts and served-snapshot rule, fixed on the client), and
-returns the small partial of :func:`workbench.data.scan.log_partial` or
+returns the small partial (the tasks are in :mod:`workbench.data.scan`) of :func:`workbench.data.scan.log_partial` or
 :func:`~workbench.data.scan.window_partial`; the client merges them
 (:func:`~workbench.data.scan.merge_log`, :func:`~workbench.data.scan.merge_windows`),
 so the results equal the in-process ones (counts exactly, sums up to float addition
@@ -29,23 +29,9 @@ import polars as pl
 
 from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
 from workbench.case.loader import Case
-from workbench.data.scan import (
-    LogScan,
-    WindowPlan,
-    WindowScan,
-    _log_result,
-    _window_result,
-    collect,
-    log_plan,
-    log_queries,
-    merge_log,
-    merge_windows,
-    window_queries,
-    window_samples,
-)
 from workbench.errors import WorkbenchError
 
-__all__ = ["INSTALL", "Part", "Reader", "client", "log_scan", "parts", "reader", "window_scan"]
+__all__ = ["INSTALL", "Part", "Reader", "client", "map_parts", "parts", "reader"]
 
 INSTALL = "pip install 'ml-workbench[dask]'"
 PART_ROWS = 4_000_000  # a file larger than this is split into row-group ranges of about this many rows
@@ -246,46 +232,9 @@ def client(scheduler: object) -> Any:
     return _connect(scheduler)
 
 
-def _log_task(part: Part, read: Reader, plan: Any) -> LogScan:
-    return _log_result(plan, collect(log_queries(read.frame(part), plan)))
-
-
-def _window_task(part: Part, read: Reader, plan: WindowPlan) -> WindowScan:
-    lf = read.frame(part)
-    frames = {name: lf.filter(w.contains(TS)) for name, w in plan.windows.items()}
-    return _window_result(plan, collect(window_queries(frames, plan), together=True), {})
-
-
-def _map(scheduler: object, task: Any, items: list[Part], **kw: Any) -> list[Any]:
+def map_parts(scheduler: object, task: Any, items: list[Part], **kw: Any) -> list[Any]:
+    """Run ``task(part, **kw)`` for every part on the cluster; the shared arguments travel once per worker."""
     c = client(scheduler)
     shared = {k: c.scatter(v, broadcast=True) for k, v in kw.items()}  # sent once per worker, not once per task
     futures = c.map(task, items, pure=False, **shared)
     return list(c.gather(futures))
-
-
-def log_scan(case: Case, scheduler: object, *, every: str | None = None, sample_rows: int | None = None,
-             segments: bool = True) -> LogScan:
-    """:func:`workbench.data.scan.log_scan` with one task per part on the cluster, merged here."""
-    from workbench.data.scan import SAMPLE_ROWS
-
-    ps = parts(case)
-    read = reader(case)
-    rows = SAMPLE_ROWS if sample_rows is None else sample_rows
-    plan = log_plan(case, every=every, sample_rows=rows, segments=segments)
-    out = merge_log(_map(scheduler, _log_task, ps, read=read, plan=plan))
-    if plan.threshold is not None and out.sample.height < min(plan.sample_rows, out.rows):  # the hash cut kept too few (~never)
-        full = log_plan(case, every=every, sample_rows=rows, segments=segments, threshold=False)
-        again = merge_log(_map(scheduler, _log_task, ps, read=read, plan=full))
-        out = LogScan(plan=plan, quality=out.quality, segments=out.segments, sample=again.sample, rows=out.rows)
-    return out
-
-
-def window_scan(case: Case, plan: WindowPlan, log: LogScan, scheduler: object) -> WindowScan:
-    """:func:`workbench.data.scan.window_scan` with one task per part that reaches a window, merged here."""
-    ps = [p for p in parts(case) if any(p.reaches(w.start, w.end) for w in plan.windows.values())]
-    samples = window_samples(log, plan.windows)
-    if not ps:  # no row in any window: the in-process empty result
-        empty = pl.LazyFrame(schema=case.predictions.collect_schema())
-        return _window_result(plan, collect(window_queries(dict.fromkeys(plan.windows, empty), plan)), samples)
-    return merge_windows(_map(scheduler, _window_task, ps, read=reader(case), plan=plan), samples)
-

@@ -64,6 +64,7 @@ import polars as pl
 from workbench.case.columns import LABEL, PREDICTION, TS
 from workbench.case.grain import GRAINS, grain_delta
 from workbench.case.loader import Case
+from workbench.data._dask import Part, Reader, map_parts, parts, reader
 from workbench.data._frames import PERIOD, window_frames, window_rows
 from workbench.data._sums import SUMS as CELL_SUMS
 from workbench.data._sums import sum_aggs
@@ -255,9 +256,7 @@ def log_scan(case: Case, *, every: str | None = None, sample_rows: int = SAMPLE_
     True
     """
     if scheduler is not None:
-        from workbench.data import _dask
-
-        return _dask.log_scan(case, scheduler, every=every, sample_rows=sample_rows, segments=segments)
+        return _cluster_log_scan(case, scheduler, every=every, sample_rows=sample_rows, segments=segments)
     plan = log_plan(case, every=every, sample_rows=sample_rows, segments=segments)
     out = log_partial(case.predictions, plan)
     if plan.threshold is not None and out.sample.height < min(plan.sample_rows, out.rows):  # the cut kept too few (~never)
@@ -463,9 +462,7 @@ def window_scan(case: Case, windows: Mapping[str, Window], log: LogScan, *, bins
     """
     plan = window_plan(case, windows, log, bins=bins, sample_rows=sample_rows)
     if scheduler is not None:
-        from workbench.data import _dask
-
-        return _dask.window_scan(case, plan, log, scheduler)
+        return _cluster_window_scan(case, plan, log, scheduler)
     samples = window_samples(log, windows)
     names = list(windows)
     scan = None
@@ -479,3 +476,41 @@ def window_scan(case: Case, windows: Mapping[str, Window], log: LogScan, *, bins
             break
     assert scan is not None
     return scan
+
+
+
+# ---------------------------------------------------------------- the same passes on a Dask cluster (workbench.data._dask)
+def _log_task(part: Part, read: Reader, plan: LogPlan) -> LogScan:
+    return _log_result(plan, collect(log_queries(read.frame(part), plan)))
+
+
+def _window_task(part: Part, read: Reader, plan: WindowPlan) -> WindowScan:
+    lf = read.frame(part)
+    frames = {name: lf.filter(w.contains(TS)) for name, w in plan.windows.items()}
+    return _window_result(plan, collect(window_queries(frames, plan), together=True), {})
+
+
+def _cluster_log_scan(case: Case, scheduler: object, *, every: str | None = None, sample_rows: int | None = None,
+             segments: bool = True) -> LogScan:
+    """:func:`workbench.data.scan.log_scan` with one task per part on the cluster, merged here."""
+    ps = parts(case)
+    read = reader(case)
+    rows = SAMPLE_ROWS if sample_rows is None else sample_rows
+    plan = log_plan(case, every=every, sample_rows=rows, segments=segments)
+    out = merge_log(map_parts(scheduler, _log_task, ps, read=read, plan=plan))
+    if plan.threshold is not None and out.sample.height < min(plan.sample_rows, out.rows):  # the hash cut kept too few (~never)
+        full = log_plan(case, every=every, sample_rows=rows, segments=segments, threshold=False)
+        again = merge_log(map_parts(scheduler, _log_task, ps, read=read, plan=full))
+        out = LogScan(plan=plan, quality=out.quality, segments=out.segments, sample=again.sample, rows=out.rows)
+    return out
+
+
+def _cluster_window_scan(case: Case, plan: WindowPlan, log: LogScan, scheduler: object) -> WindowScan:
+    """:func:`workbench.data.scan.window_scan` with one task per part that reaches a window, merged here."""
+    ps = [p for p in parts(case) if any(p.reaches(w.start, w.end) for w in plan.windows.values())]
+    samples = window_samples(log, plan.windows)
+    if not ps:  # no row in any window: the in-process empty result
+        empty = pl.LazyFrame(schema=case.predictions.collect_schema())
+        return _window_result(plan, collect(window_queries(dict.fromkeys(plan.windows, empty), plan)), samples)
+    return merge_windows(map_parts(scheduler, _window_task, ps, read=reader(case), plan=plan), samples)
+

@@ -252,7 +252,7 @@ def audit_dependencies(case: Case, window: Window | None = None, *, snapshot: st
 
     >>> from workbench import open_case
     >>> audit = audit_dependencies(open_case("sample_data/cases/control"))
-    >>> audit.table["share"].sum().round(6), audit.method
+    >>> round(audit.table["share"].sum(), 6), audit.method
     (1.0, 'model:shap')
     """
     if not case.features:
