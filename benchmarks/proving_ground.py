@@ -38,6 +38,13 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_MAX_ROWS = 500_000  # benchmark cases; the generator's own default cap is 2M
 
 
+def _confidence_map() -> dict[str, float]:
+    """The confidence map the answers were made with (benchmarks/fit_confidence.py undoes it to refit)."""
+    from workbench.rca import _confidence
+
+    return {"a": _confidence.PLATT_A, "b": _confidence.PLATT_B}
+
+
 def _case(sc_dict: dict, cache: Path, fresh: bool = False) -> tuple[Path, float]:
     """Generate the case unless an identical one (same scenario, same generator version) is cached.
 
@@ -251,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     pool.shutdown()
     rows.sort(key=lambda r: r["scenario"])
     meta = {"split": args.split, "command": cmd, "runner": args.runner, "workers": args.workers, "max_rows": args.max_rows,
-            "seconds": time.perf_counter() - t0, "variety": args.variety, "seeds_per_mode": args.seeds_per_mode}
+            "seconds": time.perf_counter() - t0, "variety": args.variety, "seeds_per_mode": args.seeds_per_mode,
+            "confidence_map": _confidence_map(), "load": os.getloadavg()}
     from proving_ground.score import reliability, summarize
 
     args.results.mkdir(parents=True, exist_ok=True)

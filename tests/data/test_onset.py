@@ -173,3 +173,16 @@ def test_series_reuse_json_and_errors(small_case_template):
         detect_onset(series, "accuracy")
     with pytest.raises(WorkbenchError, match="without by="):
         detect_onset(quality_series(open_case(small_case_template), by="platform"))
+
+
+def test_calibration_regresses_only_when_it_moves_away_from_one():
+    """A ratio that moves toward 1 was recalibrated, not broken; one that moves away regresses when 5% further from 1."""
+    from workbench.data.onset import material, worsening
+
+    assert not material("calibration_ratio", 1.08, 0.97)  # closer to 1: better
+    assert not material("calibration_ratio", 1.064, 1.098)  # 3% further: below the 5% floor
+    assert material("calibration_ratio", 1.04, 1.50) and material("calibration_ratio", 1.03, 0.70)
+    assert not material("calibration_ratio", 0.95, 1.06)  # across 1, about as far from it: no worse
+    assert material("calibration_ratio", 1.00, 0.83)  # the partial coverage drop of the unseen cases
+    assert worsening("normalized_entropy", 0.8, 0.02) == 0.02 and worsening("auc", 0.8, 0.02) == -0.02
+    assert material("normalized_entropy", 0.80, 0.81) and not material("normalized_entropy", 0.80, 0.805)

@@ -47,7 +47,10 @@ Method, per metric:
    ``alpha = 0.001`` (family-wise), if the model holds. A regression must also be
    material: ``MIN_EFFECT`` relative to the level before it (NE and AUC 1%; the
    calibration ratio 5%, i.e. x1.05 or /1.05), because on millions of rows every
-   change is significant.
+   change is significant. For calibration, material means *worse*: the served
+   predictions moved at least 5% further from the label rate (``|log ratio|``
+   grew by ``log 1.05``, :func:`worsening`); a ratio going from 1.08 to 0.97 is a
+   recalibration, not a regression.
 6. **The headline metric** is the one that regressed most: the largest effect
    relative to its materiality floor (a calibration ratio from 1.04 to 1.50 is
    7 floors; NE up 1% is one).
@@ -106,6 +109,32 @@ MAD_SCALE = 1.4826
 MIN_FIT_COUNT = 5
 NULL_DRAWS = 1000
 TAIL = 0.1  # the share of null draws whose excesses fit the extrapolated tail
+
+
+def worsening(metric: str, level: float, shift: float) -> float:
+    """How much worse ``metric`` got when it moved by ``shift`` from ``level`` (in its units; log units on a log scale).
+
+    NE and AUC have a worse direction; the calibration ratio is worse the further it is from 1, so on its log
+    scale the worsening is ``|level + shift| - |level|`` (negative when the move brought it closer to 1)."""
+    d = DIRECTION[metric]
+    if d:
+        return shift * d
+    if metric in LOG_SCALE and math.isfinite(level):
+        return abs(level + shift) - abs(level)
+    return abs(shift)
+
+
+def material(metric: str, before: float, after: float) -> bool:
+    """Whether ``metric`` going from ``before`` to ``after`` (pooled values) is a material regression: worse by at least
+    ``MIN_EFFECT`` (relative to ``before``; on the log scale for ratios)."""
+    if not (math.isfinite(before) and math.isfinite(after)):
+        return False
+    if metric in LOG_SCALE:
+        if before <= 0 or after <= 0:
+            return False
+        level = math.log(before)
+        return worsening(metric, level, math.log(after) - level) >= MIN_EFFECT[metric]
+    return worsening(metric, before, after - before) >= MIN_EFFECT[metric] * abs(before)
 
 
 # ---------------------------------------------------------------- results
@@ -452,8 +481,8 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     base_level = float(np.average(fitted[before], weights=weights[rows][before]))
     shift = float(coef[-1])
     effect = math.expm1(shift) if metric in LOG_SCALE else shift / abs(base_level) if base_level else math.inf
-    material = (shift * direction if direction else abs(shift)) >= (MIN_EFFECT[metric] if metric in LOG_SCALE else
-                                                                   MIN_EFFECT[metric] * abs(base_level))
+    material = worsening(metric, base_level, shift) >= (MIN_EFFECT[metric] if metric in LOG_SCALE else
+                                                        MIN_EFFECT[metric] * abs(base_level))
     expected = np.full(table.height, np.nan)
     design_all = _design(t_hours, grain_hours, span=float(t_hours[rows][-1] - t_hours[rows][0]))
     cycle = design_all @ coef[:-1]
@@ -626,23 +655,30 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
     level = alpha / len(names)
     fits = [_fit(table, m, label_end, level, null_draws, step / timedelta(hours=1)) for m in names]
     hits = [f for f in fits if f.significant]
-    head = max(hits, key=_floors) if hits else next((f for f in fits if f.tested), fits[0])
-    onset_time: datetime | None = None
-    end_time: datetime | None = None
-    if hits:
-        row = _joint_onset(hits, table.height)
-        row, end_row = _refine(hits, head, row, level)
-        onset_time = table["window"][row]
-        end_time = table["window"][end_row] if end_row is not None else None
     first = table["window"][0]
     last_end = table["window"][max(label_end - 1, 0)] + step
-    baseline, incident = _windows(onset_time, end_time or last_end, first, grain_name)
-    in_b = pl.col("window").is_between(pl.lit(baseline.start), pl.lit(baseline.end), closed="left")
-    in_i = pl.col("window").is_between(pl.lit(incident.start), pl.lit(incident.end), closed="left")
-    tb, ti = table.filter(in_b), table.filter(in_i)
+    while True:  # the fit's shift is material; the windows the answer reports must show it too, or the metric drops
+        head = max(hits, key=_floors) if hits else next((f for f in fits if f.tested), fits[0])
+        onset_time: datetime | None = None
+        end_time: datetime | None = None
+        if hits:
+            row = _joint_onset(hits, table.height)
+            row, end_row = _refine(hits, head, row, level)
+            onset_time = table["window"][row]
+            end_time = table["window"][end_row] if end_row is not None else None
+        baseline, incident = _windows(onset_time, end_time or last_end, first, grain_name)
+        in_b = pl.col("window").is_between(pl.lit(baseline.start), pl.lit(baseline.end), closed="left")
+        in_i = pl.col("window").is_between(pl.lit(incident.start), pl.lit(incident.end), closed="left")
+        tb, ti = table.filter(in_b), table.filter(in_i)
+        kept = [f for f in hits if material(f.metric, pool(tb, f.metric), pool(ti, f.metric))]
+        if len(kept) == len(hits):
+            break
+        hits = kept
+    significant = {f.metric for f in hits}
     verdicts = tuple(MetricVerdict(
-        f.metric, pool(tb, f.metric), pool(ti, f.metric), f.significant, f.severity, f.threshold, f.effect, _floors(f),
-        onset_time if f.significant else None, end_time if f.significant else None, f.tested, f.sigma) for f in fits)
+        f.metric, pool(tb, f.metric), pool(ti, f.metric), f.metric in significant, f.severity, f.threshold, f.effect,
+        _floors(f), onset_time if f.metric in significant else None, end_time if f.metric in significant else None,
+        f.tested, f.sigma) for f in fits)
     values = np.full(table.height, np.nan)
     z = np.full(table.height, np.nan)
     used = np.zeros(table.height, dtype=bool)
@@ -668,7 +704,9 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
 
 
 def _floor_words(metric: str) -> str:
-    return f"x{math.exp(MIN_EFFECT[metric]):.2f}" if metric in LOG_SCALE else f"{MIN_EFFECT[metric]:.0%}"
+    if metric in LOG_SCALE:
+        return f"x{math.exp(MIN_EFFECT[metric]):.2f} further from 1" if not DIRECTION[metric] else f"x{math.exp(MIN_EFFECT[metric]):.2f}"
+    return f"{MIN_EFFECT[metric]:.0%}"
 
 
 def measure_windows(case: Case, baseline: Window, incident: Window, detected: Onset | None = None,
@@ -693,8 +731,7 @@ def measure_windows(case: Case, baseline: Window, incident: Window, detected: On
         se = math.sqrt(se_b**2 + se_i**2) * over if math.isfinite(se_b) and math.isfinite(se_i) else math.nan
         d = DIRECTION[m]
         oriented = delta * d if d else abs(delta)
-        floor = MIN_EFFECT[m] if m in LOG_SCALE else MIN_EFFECT[m] * abs(b)
-        regressed = bool(math.isfinite(se) and se > 0 and oriented / se >= crit and oriented >= floor)
+        regressed = bool(math.isfinite(se) and se > 0 and oriented / se >= crit and material(m, b, i))
         effect = math.expm1(delta) if m in LOG_SCALE else (delta / abs(b) if b else math.nan)
         floors = (abs(delta) if m in LOG_SCALE else (oriented / abs(b) if b else 0.0)) / MIN_EFFECT[m]
         verdicts.append(MetricVerdict(m, b, i, regressed, oriented / se if se else math.nan, crit, effect, floors,

@@ -14,6 +14,9 @@ The rules, in order (each is stated so its behaviour can be predicted):
 5. **Confidence** ``= s * s / sum(s_j)``: the strength of the evidence times its
    share among the competing explanations, so one strong, unrivalled cause scores
    high and two equally strong ones each score at most one half.
+6. **Calibrated.** That raw confidence goes through a monotone map fitted on the
+   proving ground's development split (:mod:`workbench.rca._confidence`), so a stated
+   confidence ``p`` means the top cause was right about ``p`` of the time there.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from workbench.rca._confidence import calibrated
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -139,7 +143,7 @@ def rank(found: list[tuple[tuple[str, ...], Evidence]], case: Case, onset: datet
         best: Candidate = m["best"]
         evidence = list(dict.fromkeys(m["evidence"]))
         evidence += [("events", f"change near the onset: {e}") for e in notes.get(key, [])]
-        out.append(RootCause(kind=key[0], target=key[1], confidence=s * s / total, strength=s, summary=best.summary,
+        out.append(RootCause(kind=key[0], target=key[1], confidence=calibrated(s * s / total), strength=s, summary=best.summary,
                              evidence=tuple(evidence), path=m["path"], layer=m["layer"], slice=m["slice"],
                              events=tuple(notes.get(key, [])), change=m["change"]))
     return out
