@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["CaseError", "SnapshotError", "WorkbenchError", "suggest"]
+__all__ = ["CaseError", "NotEnoughData", "SnapshotError", "WorkbenchError", "suggest"]
 
 
 def suggest(name: str, options: Iterable[str]) -> str | None:
@@ -75,6 +75,11 @@ class CaseError(WorkbenchError):
         details = [f"examples: {list(examples)[:5]}"] if examples else []
         return cls(source, f"column '{column}': {fact}", fix, details)
 
+
+
+class NotEnoughData(CaseError):
+    """The case reads fine but holds too few rows for one analysis (a holdout to validate on, say): the check that
+    needs it is skipped with this reason; it did not fail."""
 
 class SnapshotError(CaseError):
     """A snapshot file that is missing, unreadable, not a state_dict or unsafe."""

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from workbench.errors import CaseError, WorkbenchError
+from workbench.errors import CaseError, NotEnoughData, WorkbenchError
 from workbench.metrics import CLIP, auc, auc_se, entropy, normalized_entropy, row_log_loss
 from workbench.model._shared import MAD_TO_SD, MIN_REFERENCE, TAIL, Z_GATE, fmt, records, threads_for
 
@@ -119,10 +119,10 @@ def default_holdout(case: Case, before: datetime, *, sample: int = 50_000, seed:
         frame, total = sample_rows(case.training.filter(pl.col(LABEL).is_not_null()).select(cols), sample, seed=seed)
         where = "training.parquet (too few labelled served rows before the candidate was published)"
         if not _enough(frame):
-            raise CaseError(case.sources.get("training", case.root), f"too few labelled rows to validate on ({frame.height:,}).",
+            raise NotEnoughData(case.sources.get("training", case.root), f"too few labelled rows to validate on ({frame.height:,}).",
                             f"validation needs at least {MIN_ROWS:,} labelled rows with {MIN_CLASS} of each class; pass holdout=...")
     else:
-        raise CaseError(case.root, f"too few labelled served rows before {before:%Y-%m-%d %H:%M} UTC ({served.height:,}) "
+        raise NotEnoughData(case.root, f"too few labelled served rows before {before:%Y-%m-%d %H:%M} UTC ({served.height:,}) "
                         "and no training.parquet to validate on.",
                         "add training.parquet (a labelled sample of training rows), or pass holdout=... explicitly.")
     return frame, f"{where}: {frame.height:,} of {total:,} rows"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from workbench.errors import NotEnoughData
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
 from workbench.rca.evidence import Candidate, Evidence
@@ -116,7 +117,10 @@ def snapshot_validation(ctx: Context) -> Evidence:
     snap = suspect(ctx)
     if snap is None:
         return Evidence.skipped("snapshot_validation", "no snapshot published near the onset")
-    result = ctx.cached(("validation", snap.snapshot_id), lambda: validate_snapshot(ctx.case, snap.snapshot_id))
+    try:
+        result = ctx.cached(("validation", snap.snapshot_id), lambda: validate_snapshot(ctx.case, snap.snapshot_id))
+    except NotEnoughData as e:  # a log too thin before the snapshot, and no training.parquet: nothing to validate on
+        return Evidence.skipped("snapshot_validation", e.fact)
     table = result.metrics
     plot = plotspec.table(table.columns, [list(r) for r in table.iter_rows()],
                           title=f"{snap.snapshot_id} vs {result.reference_id} on holdout")
