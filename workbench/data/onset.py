@@ -124,6 +124,12 @@ def worsening(metric: str, level: float, shift: float) -> float:
     return abs(shift)
 
 
+def _floor(metric: str, level: float) -> float:
+    """The smallest worsening that is material, in :func:`worsening`'s units (``level`` is the value before; ratios are
+    compared on the log scale, so their floor does not depend on it)."""
+    return MIN_EFFECT[metric] if metric in LOG_SCALE else MIN_EFFECT[metric] * abs(level)
+
+
 def material(metric: str, before: float, after: float) -> bool:
     """Whether ``metric`` going from ``before`` to ``after`` (pooled values) is a material regression: worse by at least
     ``MIN_EFFECT`` (relative to ``before``; on the log scale for ratios)."""
@@ -133,8 +139,8 @@ def material(metric: str, before: float, after: float) -> bool:
         if before <= 0 or after <= 0:
             return False
         level = math.log(before)
-        return worsening(metric, level, math.log(after) - level) >= MIN_EFFECT[metric]
-    return worsening(metric, before, after - before) >= MIN_EFFECT[metric] * abs(before)
+        return worsening(metric, level, math.log(after) - level) >= _floor(metric, level)
+    return worsening(metric, before, after - before) >= _floor(metric, before)
 
 
 # ---------------------------------------------------------------- results
@@ -481,8 +487,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     base_level = float(np.average(fitted[before], weights=weights[rows][before]))
     shift = float(coef[-1])
     effect = math.expm1(shift) if metric in LOG_SCALE else shift / abs(base_level) if base_level else math.inf
-    material = worsening(metric, base_level, shift) >= (MIN_EFFECT[metric] if metric in LOG_SCALE else
-                                                        MIN_EFFECT[metric] * abs(base_level))
+    material = worsening(metric, base_level, shift) >= _floor(metric, base_level)
     expected = np.full(table.height, np.nan)
     design_all = _design(t_hours, grain_hours, span=float(t_hours[rows][-1] - t_hours[rows][0]))
     cycle = design_all @ coef[:-1]
