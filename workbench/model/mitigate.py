@@ -76,6 +76,7 @@ from workbench.model.validation import sample_rows
 
 if TYPE_CHECKING:
     from workbench.case.loader import Case
+    from workbench.data.scan import LogScan
     from workbench.model.validation import Validation
     from workbench.windows import Window
 
@@ -269,8 +270,9 @@ class Simulator:
     """
 
     def __init__(self, case: Case, baseline: Window, incident: Window, *, metric: str = "normalized_entropy",
-                 segment: str | None = None, sample: int = SAMPLE, seed: int = 0):
+                 segment: str | None = None, sample: int = SAMPLE, seed: int = 0, drawn: LogScan | None = None):
         self.case = case
+        self.drawn = drawn
         self.baseline_window = baseline
         self.incident_window = incident
         self.metric = metric if metric in METRICS else "normalized_entropy"
@@ -282,15 +284,29 @@ class Simulator:
     # ------------------------------------------------------------ rows and model
     def _fetch(self, window: Window, seed: int) -> _Rows:
         case = self.case
-        lf = case.predictions.filter(window.contains(TS) & pl.col(LABEL).is_not_null())
         where = _segment_filter(self.segment)
-        if where is not None:
-            lf = lf.filter(where)
         cols = list(dict.fromkeys([TS, PREDICTION, LABEL, SNAPSHOT, *case.features, *case.slices]))
-        frame, _ = sample_rows(lf.select(cols), self.sample, seed=seed)
+        frame = self._drawn(window, where, cols)
+        if frame is None:
+            lf = case.predictions.filter(window.contains(TS) & pl.col(LABEL).is_not_null())
+            frame, _ = sample_rows((lf if where is None else lf.filter(where)).select(cols), self.sample, seed=seed)
         frame = frame.sort(TS)
         x = _raw(frame, case.features) if case.features else np.zeros((frame.height, 0))
         return _Rows(frame, x, frame[LABEL].cast(pl.Float64).to_numpy(), frame[PREDICTION].cast(pl.Float64).to_numpy())
+
+    def _drawn(self, window: Window, where: pl.Expr | None, cols: list[str]) -> pl.DataFrame | None:
+        """The window's labelled rows of ``drawn`` (the pass-1 hash sample, uniform within any window), when it holds
+        ``sample`` of them or the whole log; else None and :meth:`_fetch` reads the log. On a 100M-row log this spares
+        two reads of the windows, on a Dask cluster two reads on the client."""
+        log = self.drawn
+        if log is None or not set(cols) <= set(log.sample.columns):
+            return None
+        rows = log.window_sample(window).filter(pl.col(LABEL).is_not_null())
+        if where is not None:
+            rows = rows.filter(where.fill_null(False))
+        if rows.height >= self.sample:
+            return rows.head(self.sample).select(cols)  # the lowest hashes: a uniform draw
+        return rows.select(cols) if log.sample.height >= log.rows else None
 
     @functools.cached_property
     def incident(self) -> _Rows:

@@ -143,7 +143,7 @@ def simulator(ctx: Context) -> Simulator:
     from workbench.model.mitigate import Simulator
 
     return ctx.cached("simulator", lambda: Simulator(ctx.case, ctx.baseline, ctx.incident, metric=ctx.onset.metric,
-                                                     segment=ctx.segment))
+                                                     segment=ctx.segment, drawn=ctx.log_scan))
 
 
 def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
