@@ -207,6 +207,23 @@ def test_dask_scans_equal_the_in_process_scans(split_upstream, dask_client):
     _equal(ws.cell_sums, ws_d.cell_sums, ["_period", *case.slices])
 
 
+def test_the_per_feature_passes_on_a_dask_cluster_equal_the_in_process_ones(split_upstream, dask_client):
+    """feature_timeline and feature_by_slice add their parts' counts and sums on the client (collect_sums)."""
+    from workbench.data.drift import feature_by_slice, feature_timeline
+
+    case = open_case(split_upstream)
+    names = list(case.features[:3])
+    here, there = feature_timeline(case, names), feature_timeline(case, names, scheduler=dask_client)
+    assert here.height == there.height > 48 * 3 and set(here["feature"]) == set(names)
+    _equal(here, there, ["feature", "window"])
+    onset = detect_onset(case)
+    for f in names:
+        a = feature_by_slice(case, f, onset.baseline, onset.incident)
+        b = feature_by_slice(case, f, onset.baseline, onset.incident, scheduler=dask_client)
+        assert a.concentrated == b.concentrated and a.top["slice"] == b.top["slice"]
+        _equal(a.table, b.table, ["slice"])
+
+
 @pytest.mark.parametrize("name", ["upstream_break", "slice_shift"])
 def test_the_diagnosis_on_a_dask_cluster_is_the_in_process_one(name, tmp_path, dask_client):
     case = open_case(split_case(sample_case(name), tmp_path / name))

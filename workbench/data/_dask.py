@@ -235,6 +235,7 @@ def client(scheduler: object) -> Any:
 def map_parts(scheduler: object, task: Any, items: list[Part], **kw: Any) -> list[Any]:
     """Run ``task(part, **kw)`` for every part on the cluster; the shared arguments travel once per worker."""
     c = client(scheduler)
-    shared = {k: c.scatter(v, broadcast=True) for k, v in kw.items()}  # sent once per worker, not once per task
+    # sent once per worker, not once per task; each value wrapped in a list, since scatter splits a list or a dict
+    shared = {k: c.scatter([v], broadcast=True)[0] for k, v in kw.items()}
     futures = c.map(task, items, pure=False, **shared)
     return list(c.gather(futures))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -11,7 +12,10 @@ from workbench.case.loader import Case
 from workbench.errors import WorkbenchError, suggest
 from workbench.windows import Window
 
-__all__ = ["PERIOD", "check_columns", "collect_windows", "hash_sample", "window_frames", "window_rows"]
+if TYPE_CHECKING:
+    from workbench.data._dask import Part, Reader
+
+__all__ = ["PERIOD", "check_columns", "collect_sums", "collect_windows", "hash_sample", "window_frames", "window_rows"]
 
 
 def check_columns(case: Case, names: Iterable[str], role: str, allowed: Sequence[str]) -> tuple[str, ...]:
@@ -101,3 +105,43 @@ def collect_windows(case: Case, windows: dict[str, Window], build: Callable[[pl.
         if all(got.get(name, 0) == window_rows(case, w) for name, w in windows.items()):
             return out
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def collect_sums(case: Case, build: Callable[[pl.LazyFrame], pl.LazyFrame], keys: Sequence[str], *,
+                 windows: dict[str, Window] | None = None, scheduler: object = None) -> pl.DataFrame:
+    """Collect ``build(rows)`` over the whole log, or over ``windows`` as :func:`collect_windows` does, in process or,
+    with ``scheduler`` (see :func:`workbench.data._dask.client`), one task per part of the log on a Dask cluster.
+
+    ``build`` must be a ``group_by(keys)`` whose every other column is a count or a sum, so
+    the parts' results merge by adding (exactly for counts, up to float addition order for
+    sums); a mean is carried as its sum and count. On a cluster only the parts whose
+    footer timestamps reach a window are read, and ``build`` travels to the workers
+    (cloudpickle), so it must not close over anything that cannot be pickled.
+    """
+    if scheduler is None:
+        return build(case.predictions).collect(engine="streaming") if windows is None else collect_windows(case, windows, build)
+    from workbench.data._dask import map_parts, parts, reader
+
+    ps = parts(case)
+    if windows is not None:
+        ps = [p for p in ps if any(p.reaches(w.start, w.end) for w in windows.values())]
+    if not ps:
+        empty = pl.LazyFrame(schema=case.predictions.collect_schema())
+        return build(_tagged(empty, windows)).collect()
+    pieces = map_parts(scheduler, _sums_task, ps, read=reader(case), build=build, windows=tuple((windows or {}).items()))
+    counts = [pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64]
+    pieces = [p.with_columns(pl.col(*counts).cast(pl.Int64)) for p in pieces]  # counts add without overflow
+    return pl.concat(pieces, how="vertical_relaxed").group_by(list(keys)).agg(pl.exclude(list(keys)).sum())
+
+
+def _tagged(lf: pl.LazyFrame, windows: dict[str, Window] | None) -> pl.LazyFrame:
+    """Every window's rows of ``lf`` tagged in ``PERIOD`` by name (``lf`` itself without windows)."""
+    if not windows:
+        return lf
+    return pl.concat([lf.filter(w.contains(TS)).with_columns(pl.lit(name).alias(PERIOD)) for name, w in windows.items()])
+
+
+def _sums_task(part: Part, read: Reader, build: Callable[[pl.LazyFrame], pl.LazyFrame],
+               windows: tuple[tuple[str, Window], ...]) -> pl.DataFrame:
+    """One part's share of :func:`collect_sums` (run on a worker)."""
+    return build(_tagged(read.frame(part), dict(windows))).collect(engine="streaming")

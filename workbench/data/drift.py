@@ -54,7 +54,7 @@ from workbench._render import fmt, records
 from workbench.case.columns import LABEL, TS
 from workbench.case.loader import Case
 from workbench.data._distances import js_distance, ks_from_cdf, psi, total_variation, wasserstein_from_cdf
-from workbench.data._frames import PERIOD, check_columns, collect_windows, hash_sample, window_frames, window_rows
+from workbench.data._frames import PERIOD, check_columns, collect_sums, hash_sample, window_frames, window_rows
 from workbench.errors import WorkbenchError
 from workbench.windows import Window
 
@@ -264,12 +264,12 @@ PARTNERS = 3  # the features a feature moved with most in the baseline
 
 def _ranks(x: np.ndarray) -> np.ndarray:
     """Column ranks scaled to [0, 1] with NaN kept (Spearman's correlation is Pearson's on ranks)."""
-    out = np.full(x.shape, np.nan)
-    for j in range(x.shape[1]):
-        col = x[:, j]
-        ok = np.isfinite(col)
-        if ok.sum() > 1:
-            out[ok, j] = pl.Series(col[ok]).rank("average").to_numpy() / ok.sum()
+    from scipy.stats import rankdata
+
+    present = np.isfinite(x).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = rankdata(np.where(np.isfinite(x), x, np.nan), axis=0, nan_policy="omit") / present
+    out[:, present < 2] = np.nan
     return out
 
 
@@ -571,15 +571,20 @@ def training_skew(case: Case, window: Window, *, features: tuple[str, ...] | lis
     return FeatureDrift(table=_finish(rows), baseline=None, incident=window, reference="training")
 
 
-def feature_timeline(case: Case, features: tuple[str, ...] | list[str] | None = None, every: str = "1h") -> pl.DataFrame:
-    """Coverage and mean per time window per feature (long format: window, feature, rows, coverage, mean), one pass."""
+def feature_timeline(case: Case, features: tuple[str, ...] | list[str] | None = None, every: str = "1h", *,
+                     scheduler: object = None) -> pl.DataFrame:
+    """Coverage and mean per time window per feature (long format: window, feature, rows, coverage, mean), one pass
+    (on a Dask cluster with ``scheduler``: :func:`workbench.data._frames.collect_sums`)."""
     feats = _features(case, features)
     aggs = [pl.len().alias("rows")]
     for j, f in enumerate(feats):
-        aggs += [pl.col(f).null_count().alias(f"{j}|null"), pl.col(f).mean().alias(f"{j}|mean")]
-    wide = case.predictions.group_by(pl.col(TS).dt.truncate(every).alias("window")).agg(aggs).collect(engine="streaming")
+        x = pl.col(f).cast(pl.Float64)
+        aggs += [x.null_count().alias(f"{j}|null"), x.count().alias(f"{j}|nn"), x.sum().alias(f"{j}|sum")]
+    period = pl.col(TS).dt.truncate(every).alias("window")
+    wide = collect_sums(case, lambda rows: rows.group_by(period).agg(aggs), ["window"], scheduler=scheduler)
     parts = [wide.select("window", "rows", pl.lit(f).alias("feature"), (1 - pl.col(f"{j}|null") / pl.col("rows")).alias("coverage"),
-                         pl.col(f"{j}|mean").cast(pl.Float64).alias("mean")) for j, f in enumerate(feats)]
+                         pl.when(pl.col(f"{j}|nn") > 0).then(pl.col(f"{j}|sum") / pl.col(f"{j}|nn")).alias("mean"))
+             for j, f in enumerate(feats)]
     return pl.concat(parts).sort("feature", "window") if parts else pl.DataFrame()
 
 
@@ -651,17 +656,26 @@ class FeatureSlices:
 
 def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Window,
                      columns: tuple[str, ...] | list[str] | None = None, pairs: bool = True,
-                     sample_rows: int = SAMPLE_ROWS) -> FeatureSlices:
-    """In which slice value (or pair) did ``feature`` break? One grouped pass over that feature and the slice columns."""
+                     sample_rows: int = SAMPLE_ROWS, *, reference: pl.DataFrame | None = None,
+                     scheduler: object = None) -> FeatureSlices:
+    """In which slice value (or pair) did ``feature`` break? One grouped pass over that feature and the slice columns.
+
+    The bin edges come from ``reference`` (baseline rows holding ``feature``, e.g. the
+    window's share of the pass-1 sample, :meth:`workbench.data.scan.LogScan.window_sample`)
+    or from a sample of the baseline drawn here; with ``scheduler`` the pass runs on a Dask
+    cluster (:func:`workbench.data._frames.collect_sums`).
+    """
     check_columns(case, [feature], "feature", case.features)
     cols = case.slices if columns is None else check_columns(case, columns, "slice", case.slices)
-    sample = _sample(case, baseline, sample_rows, [feature]).collect(engine="streaming")
+    sample = reference if reference is not None and reference.height else \
+        _sample(case, baseline, sample_rows, [feature]).collect(engine="streaming")
     ref = _reference(sample, (feature,), BINS)
     e = ref.edges[feature]
-    x = pl.col(feature)
+    x = pl.col(feature).cast(pl.Float64)
     aggs = [pl.len().alias("rows"), x.null_count().alias("null"), x.sum().alias("s1")]
     aggs += [(x <= float(v)).sum().alias(f"c{k}") for k, v in enumerate(e)]
-    cells = collect_windows(case, {"b": baseline, "i": incident}, lambda rows: rows.group_by(PERIOD, *cols).agg(aggs))
+    cells = collect_sums(case, lambda rows: rows.group_by(PERIOD, *cols).agg(aggs), [PERIOD, *cols],
+                         windows={"b": baseline, "i": incident}, scheduler=scheduler)
     cells = cells.rename({"rows": "n", PERIOD: "_p"})
     sums = ["n", "null", "s1"] + [f"c{k}" for k in range(len(e))]
     groups = [(c,) for c in cols] + (list(itertools.combinations(cols, 2)) if pairs else [])

@@ -49,7 +49,8 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
     names = tuple(moved["feature"].head(5).to_list())
     every = ctx.onset.grain or "1h"
     grain_hours = grain_delta(every) / timedelta(hours=1)
-    tl = ctx.cached(("feature_timeline", names, every), lambda: feature_timeline(ctx.case, list(names), every=every))
+    tl = ctx.cached(("feature_timeline", names, every),
+                    lambda: feature_timeline(ctx.case, list(names), every=every, scheduler=ctx.scheduler))
     for f in names:
         hours = arrival_hours(tl.filter(pl.col("feature") == f), ctx.onset_time, ctx.baseline)
         if math.isfinite(hours) and hours > max(GRADUAL_HOURS, 2.5 * grain_hours):
@@ -68,6 +69,7 @@ def feature_side(ctx: Context) -> Evidence:
     is narrowed to it (``slice`` field), e.g. ``platform=android``. A slice column whose mix
     moved is a traffic-mix finding, reported here and never a broken feature.
     """
+    from workbench.data.drift import SAMPLE_ROWS as DRIFT_ROWS
     from workbench.data.drift import feature_by_slice, feature_timeline
 
     fd = drift(ctx)
@@ -87,7 +89,9 @@ def feature_side(ctx: Context) -> Evidence:
         where = None
         if ctx.case.slices and s >= BROKEN and change != "shift":
             def by_slice(f: str = f) -> FeatureSlices:
-                return feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident)
+                edges_from = ctx.log_scan.window_sample(ctx.baseline, DRIFT_ROWS, [f])  # the rows pass 2 fixed its edges on
+                return feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident, reference=edges_from,
+                                        scheduler=ctx.scheduler)
 
             by = ctx.cached(("feature_by_slice", f), by_slice)
             where = by.top["slice"] if by.concentrated and by.top else None
@@ -100,7 +104,7 @@ def feature_side(ctx: Context) -> Evidence:
     plots = []
     if cands:
         names = [c.target for c in cands[:3]]
-        tl = ctx.cached(("feature_timeline", tuple(names)), lambda: feature_timeline(ctx.case, names))
+        tl = ctx.cached(("feature_timeline", tuple(names)), lambda: feature_timeline(ctx.case, names, scheduler=ctx.scheduler))
         x = [iso(t) for t in tl.filter(pl.col("feature") == names[0])["window"].to_list()]
         plots.append(plotspec.timeseries(x, {f: tl.filter(pl.col("feature") == f)["coverage"].to_list() for f in names},
                                          title="Coverage (share of non-null values) per hour", y="coverage",
