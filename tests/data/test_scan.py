@@ -63,9 +63,10 @@ def _parts(lf: pl.LazyFrame, rows: int, k: int = 3) -> list[pl.LazyFrame]:
 
 def split_case(src: Path, dst: Path, row_group: int = 3000) -> Path:
     """``src`` with its serving log as a hive-partitioned directory (one folder per day, small row groups)."""
+    ts = open_case(src).columns.timestamp  # the log's own name for it (a case may map its columns)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("predictions.parquet"))
     frame = pl.read_parquet(src / "predictions.parquet")
-    for (day,), group in frame.group_by(pl.col("ts").dt.date().cast(pl.String), maintain_order=True):
+    for (day,), group in frame.group_by(pl.col(ts).dt.date().cast(pl.String), maintain_order=True):
         folder = dst / "predictions" / f"date={day}"
         folder.mkdir(parents=True)
         group.write_parquet(folder / "part-0.parquet", row_group_size=row_group)
