@@ -159,7 +159,9 @@ def lineage(ctx: Context) -> Evidence:
     least two broken features: one feature's break is best described as that feature.
     Strength: F1 × the mean strength of the features it explains × the squared share of
     them that broke the same way (a table's break hits the features it feeds alike;
-    features that broke differently more likely broke separately). Features whose
+    features that broke differently more likely broke separately; a plain drift is
+    compatible with any kind, as a boolean or bounded input shows a freeze or a rescale
+    as a drift). Features whose
     population shifted (nothing broke) are not broken features here.
     """
     graph = ctx.case.lineage
@@ -191,8 +193,12 @@ def lineage(ctx: Context) -> Evidence:
     _, node, covered, fed, f1 = best
     kind_of = dict(drift(ctx).table.select("feature", "kind").iter_rows())
     kinds = [kind_of.get(f, "none") for f in covered]
-    common = max(set(kinds), key=kinds.count)
-    alike = kinds.count(common) / len(kinds)
+    specific = [k for k in kinds if k != "distribution"]
+    common = max(set(specific), key=specific.count) if specific else "distribution"
+    # A feature shows a table's break in the form its type allows: a frozen or rescaled input reaches a boolean or a
+    # bounded score as a plain move of its distribution. So "drifted" is compatible with any specific kind; only two
+    # different specific kinds (a coverage loss beside a stale value) speak for separate breaks.
+    alike = sum(k in (common, "distribution") for k in kinds) / len(kinds)
     what = WORDS.get(common, "broke") if alike == 1 else "broke"
     s = f1 * sum(broken[f] for f in covered) / len(covered) * alike**2
     summary = f"{len(covered)} features fed by {node} {what} at {hhmm(ctx)}"
