@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import polars as pl
+
+from workbench.data.slices import MINORITY
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
 from workbench.rca.checks._common import slices
@@ -34,12 +37,21 @@ def slice_check(ctx: Context) -> Evidence:
     if top is None:
         return Evidence("slice", "pass", 0.0, "No segment regressed more than the rest of the traffic.", detail=str(search),
                         data={"plot": plot})
-    alone = ctx.segment is not None and top["slice"] == ctx.segment  # the rest of the traffic showed no regression at all
+    # Found in one segment only (the rest of the traffic showed no regression at all): that segment holds all of it,
+    # whichever slice the search ranks first on the whole traffic's metric.
+    if ctx.segment is not None and ctx.segment in set(search.table["slice"]):
+        top = search.table.filter(pl.col("slice") == ctx.segment).row(0, named=True)
+    alone = ctx.segment is not None and top["slice"] == ctx.segment
     share = 1.0 if alone else S.from_share(top["explained_share"])
     s = share if search.confined or alone else 0.5 * share  # not confined: the rest of the traffic regressed too
+    if not alone and top["share"] >= MINORITY:
+        s = 0.0  # most of the traffic is not a segment: the regression is everywhere
     summary = (f"The regression concentrates in {top['slice']} ({top['share']:.0%} of traffic): {name} {top['baseline_value']:.3f} → "
                f"{top['incident_value']:.3f}; it holds {share:.0%} of the total regression"
-               + (" and the rest of the traffic did not regress." if search.confined else ", but the rest regressed too."))
+               + (" and the rest of the traffic did not regress." if search.confined or alone else ", but the rest regressed too."))
+    if not alone and top["share"] >= MINORITY:
+        summary = (f"No traffic segment holds the regression: it is largest in {top['slice']}, which is {top['share']:.0%} of "
+                   f"the traffic ({name} {top['baseline_value']:.3f} → {top['incident_value']:.3f}).")
     verdict = "warn" if s >= 0.2 else "pass"
     return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot},
                     candidates=(Candidate("slice", top["slice"], s, f"the regression is confined to {top['slice']}",
