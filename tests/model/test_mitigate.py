@@ -67,3 +67,28 @@ def test_last_good_snapshot_is_before_the_bad_one_and_passes_validation():
     rolled = sim.rollback(sid)
     assert isinstance(rolled, Simulation) and rolled.recovery > 0.5
     assert last_good_snapshot(case, case.snapshots[0].snapshot_id) is None  # nothing before the first
+
+
+def test_without_a_model_a_surrogate_re_scores_the_feature_actions(tmp_path):
+    """No model.py: backfill and fallback are re-scored by a surrogate of the logged prediction, which must explain most
+    of it (held-out R^2 >= STAND_IN_R2); the backfill's recovery agrees with the model's on the same break."""
+    import shutil
+
+    from workbench.model.mitigate import STAND_IN_R2
+
+    src = sample_case("feature_scale_bug")
+    shutil.copytree(src, tmp_path / "case")
+    (tmp_path / "case" / "model.py").unlink()
+    toml = tmp_path / "case" / "workbench.toml"
+    toml.write_text(toml.read_text().split("[model]")[0])  # model-free, as the loader's hint says
+    free = Simulator(open_case(tmp_path / "case"), DAY1, DAY2)
+    assert free.model_problem is not None and free.rescore_problem is None and free._stand_in[1] >= STAND_IN_R2
+    breaks = {"f_user_ctr_30d": Break("scale", scale_ratio=0.01)}
+    sim = free.backfill(["f_user_ctr_30d"], breaks)
+    with_model = Simulator(open_case(src), DAY1, DAY2).backfill(["f_user_ctr_30d"], breaks)
+    assert isinstance(sim, Simulation) and "surrogate" in sim.method and sim.recovery > 0.5
+    assert sim.recovery == pytest.approx(with_model.recovery, abs=0.25)
+    assert isinstance(free.fallback(["f_user_ctr_30d"]), Simulation)
+    assert isinstance(free.rollback(open_case(src).snapshots[0].snapshot_id), NotSimulated)  # a rollback needs the model
+    free._stand_in = (free._stand_in[0], STAND_IN_R2 - 0.01)  # a surrogate that explains too little is not used
+    assert "R^2" in free.rescore_problem and isinstance(free.backfill(["f_user_ctr_30d"], breaks), NotSimulated)

@@ -53,7 +53,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -82,6 +82,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HOWS", "METRICS", "Break", "NotSimulated", "Simulation", "Simulator", "last_good_snapshot", "quality", "recovery"]
 
+STAND_IN_R2 = 0.8  # held-out R^2 a model-free surrogate needs to re-score feature actions (see Simulator.rescore_problem)
 SAMPLE = 20_000  # labelled rows per window; paired differences on this many rows are precise to ~0.002 NE
 MIN_LABELED = 200  # labelled rows a fitted or measured part needs: a 1-2 parameter fit and a paired difference need few
 MIN_EVENTS = 10  # rows of each class a part needs (ten events per fitted parameter; Peduzzi et al. 1996)
@@ -270,9 +271,11 @@ class Simulator:
     """
 
     def __init__(self, case: Case, baseline: Window, incident: Window, *, metric: str = "normalized_entropy",
-                 segment: str | None = None, sample: int = SAMPLE, seed: int = 0, drawn: LogScan | None = None):
+                 segment: str | None = None, sample: int = SAMPLE, seed: int = 0, drawn: LogScan | None = None,
+                 anchors: Mapping[str, tuple[float, float]] | None = None):
         self.case = case
         self.drawn = drawn
+        self.anchors = dict(anchors or {})
         self.baseline_window = baseline
         self.incident_window = incident
         self.metric = metric if metric in METRICS else "normalized_entropy"
@@ -328,6 +331,50 @@ class Simulator:
             return "re-scoring needs model.py and snapshots/index.csv"
         return model_problem(self.case)
 
+    @functools.cached_property
+    def _stand_in(self) -> tuple[Any, float] | None:
+        """Without a usable model: a surrogate of the logged logit fitted on both windows' rows (the one feature
+        isolation fits, :func:`workbench.model.isolation._fit_surrogate`) and its held-out R^2; None with a model."""
+        if self.model_problem is None or not self.case.features or not len(self.incident.y) or not len(self.base.y):
+            return None
+        from threadpoolctl import threadpool_limits
+
+        from workbench.model.isolation import _fit_surrogate
+
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return _fit_surrogate(self.base.frame, self.incident.frame, self.base.x, self.incident.x, self.seed)
+
+    @property
+    def rescore_problem(self) -> str | None:
+        """Why feature actions (fallback, backfill) cannot be re-scored, or None: with the model, or without one with a
+        surrogate that explains at least ``STAND_IN_R2`` of the logged logit's variance on held-out rows. A surrogate's
+        re-scoring moves each row's *logged* logit by the surrogate's change (:func:`_serve`), so what it does not
+        explain stays as it was; it stands in for the model only where it explains most of the prediction."""
+        if self.model_problem is None:
+            return None
+        fitted = self._stand_in
+        if fitted is None:
+            return self.model_problem
+        if not fitted[1] >= STAND_IN_R2:
+            return (f"{self.model_problem}; a surrogate of the logged prediction explains only R^2 {fitted[1]:.2f} of it "
+                    f"(needs {STAND_IN_R2})")
+        return None
+
+    def _how_scored(self) -> str:
+        """How the rows were re-scored, for a simulation's ``method``."""
+        if self.model_problem is None:
+            return "re-scored with the snapshot that served each row"
+        assert self._stand_in is not None
+        return (f"re-scored by a model-free surrogate of the logged prediction (held-out R^2 {self._stand_in[1]:.2f}; "
+                "no model.py)")
+
+    def _predict_stand_in(self, x: np.ndarray) -> np.ndarray:
+        from threadpoolctl import threadpool_limits
+
+        assert self._stand_in is not None
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return np.asarray(self._stand_in[0].predict(x), dtype=np.float64)
+
     def _logit(self, snapshot_id: str) -> Callable[[np.ndarray], np.ndarray]:
         return _model_logit(self.case, snapshot_id, self._models)
 
@@ -336,8 +383,19 @@ class Simulator:
         return _serving(self.case, self.incident.frame, None)
 
     def _score_served(self, x: np.ndarray) -> np.ndarray:
+        """Incident rows ``x`` scored by the snapshot that served each row (or by the stand-in surrogate)."""
+        if self.model_problem is not None:
+            return self._predict_stand_in(x)
         groups = self._groups
         return _grouped({g: self._logit(g) for g in np.unique(groups)}, groups, x)
+
+    def _score_base(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Baseline rows as served and as ``x`` (logits), by the snapshot that served each row (or the surrogate)."""
+        if self.model_problem is not None:
+            return self._predict_stand_in(self.base.x), self._predict_stand_in(x)
+        groups = _serving(self.case, self.base.frame, None)
+        models = {g: self._logit(g) for g in np.unique(groups)}
+        return _grouped(models, groups, self.base.x), _grouped(models, groups, x)
 
     @functools.cached_property
     def served(self) -> np.ndarray:
@@ -357,11 +415,38 @@ class Simulator:
         baseline = self.baseline_value(self.metric)
         if not math.isfinite(baseline):
             return NotSimulated(f"too few labelled baseline rows to measure the regression ({len(self.base.y):,})")
-        y, p_after = inc.y[rows], sigmoid(z_after[rows])
-        before, value = quality(self.metric, inc.p[rows], y), quality(self.metric, p_after, y)
-        after = tuple((m, quality(m, p_after, y)) for m in WATCHED)
-        return Simulation(action, target, self.metric, baseline, before, value, recovery(self.metric, baseline, before, value),
-                          int(rows.sum()), method, after, parameters)
+        y, p, p_after = inc.y[rows], inc.p[rows], sigmoid(z_after[rows])
+        return self._simulation(action, target, {m: (quality(m, p, y), quality(m, p_after, y)) for m in WATCHED},
+                                int(rows.sum()), method, parameters)
+
+    def _simulation(self, action: str, target: str, moved: Mapping[str, tuple[float, float]], rows: int, method: str,
+                    parameters: tuple[tuple[str, float], ...] = ()) -> Simulation:
+        """The :class:`Simulation` of an action that moved each metric from ``before`` to ``after`` on the sampled
+        incident rows (``moved``: metric -> (before, after)).
+
+        With ``anchors`` (each metric's value over the *whole* baseline and incident windows,
+        e.g. the detector's pooled values), the regression is measured there and the action's
+        effect, a paired difference on the same rows, is carried onto it: after = incident +
+        (after - before) (a ratio for the calibration ratio). A baseline measured on 20,000
+        sampled rows has a sampling error comparable to a small regression; the paired
+        difference has little, so the recovery no longer swings with the sample.
+        """
+        def carried(m: str) -> tuple[float, float, float]:
+            before, after = moved.get(m, (math.nan, math.nan))
+            anchor = self.anchors.get(m)
+            if anchor is None or not all(math.isfinite(v) for v in (*anchor, before, after)):
+                return self.baseline_value(m), before, after
+            base_w, inc_w = anchor
+            if m == "calibration_ratio":
+                return (base_w, inc_w, inc_w * after / before) if before > 0 and after > 0 and inc_w > 0 else \
+                    (self.baseline_value(m), before, after)
+            return base_w, inc_w, inc_w + (after - before)
+
+        metric = self.metric
+        baseline, incident, value = carried(metric)
+        after = tuple((m, carried(m)[2]) for m in WATCHED)
+        return Simulation(action, target, metric, baseline, incident, value, recovery(metric, baseline, incident, value),
+                          rows, method, after, parameters)
 
     # ------------------------------------------------------------ the actions
     def rollback(self, snapshot_id: str) -> Simulation | NotSimulated:
@@ -402,8 +487,8 @@ class Simulator:
         """Serve ``features`` differently until they are fixed: the best of null (``default``), the baseline
         median (``median``) and values of baseline rows (``baseline``), picked on the incident rows of even hours and
         scored on those of odd hours (so the pick does not flatter the prediction)."""
-        if self.model_problem is not None:
-            return NotSimulated(self.model_problem)
+        if self.rescore_problem is not None:
+            return NotSimulated(self.rescore_problem)
         idx = self._features(features)
         if isinstance(idx, NotSimulated):
             return idx
@@ -415,8 +500,8 @@ class Simulator:
         place = f" on {within}" if within else ""
         return self._result("fallback", target or ",".join(features), tried[best], ~first,
                             f"{', '.join(features)} served as {SERVED[best]}{place} (the best of {len(HOWS)} serving choices on "
-                            "the incident rows of even hours, scored on those of odd hours), re-scored with the snapshot that "
-                            "served each row", (("with", float(HOWS.index(best))),))
+                            f"the incident rows of even hours, scored on those of odd hours), {self._how_scored()}",
+                            (("with", float(HOWS.index(best))),))
 
     def backfill(self, features: Sequence[str], breaks: Mapping[str, Break], *, within: str | None = None,
                  target: str | None = None) -> Simulation | NotSimulated:
@@ -429,8 +514,8 @@ class Simulator:
         the features; other breaks served as incident values of the same slice cell): the loss
         the break adds there is the loss a backfill removes from the incident.
         """
-        if self.model_problem is not None:
-            return NotSimulated(self.model_problem)
+        if self.rescore_problem is not None:
+            return NotSimulated(self.rescore_problem)
         idx = self._features(features)
         if isinstance(idx, NotSimulated):
             return idx
@@ -444,7 +529,8 @@ class Simulator:
             x[np.ix_(where, idx)] = x[np.ix_(where, idx)] / ratios
             z = self._swap_in(self._score_served(x))
             return self._result("backfill", target or ",".join(features), z, np.ones(len(z), dtype=bool),
-                                f"{', '.join(features)} divided by their measured scale ratio{place}, the rows re-scored")
+                                f"{', '.join(features)} divided by their measured scale ratio{place}, the rows "
+                                f"{self._how_scored()}")
         if not base.enough() or not inc.enough():
             return NotSimulated("too few labelled rows in a window to measure the break's damage")
         where = _in_segment(base.frame, within)
@@ -461,11 +547,9 @@ class Simulator:
             else:
                 broken = inc.x[draw, j]
             x[:, j] = np.where(where, broken, col)
-        groups = _serving(self.case, base.frame, None)
-        models = {g: self._logit(g) for g in np.unique(groups)}
-        served = _grouped(models, groups, base.x)
+        served, z_new = self._score_base(x)
         z_logged = base.z
-        z_broken = _serve(z_logged, served, _grouped(models, groups, x))
+        z_broken = _serve(z_logged, served, z_new)
         p_broken = sigmoid(z_broken)
 
         def repaired(m: str) -> float:
@@ -477,15 +561,12 @@ class Simulator:
             return base_m if math.isfinite(base_m) and (fixed - base_m) * (before - base_m) < 0 else fixed
 
         metric = self.metric
-        before, value = quality(metric, inc.p, inc.y), repaired(metric)
         damage = quality(metric, p_broken, base.y) - quality(metric, base.p, base.y)
-        after = tuple((m, repaired(m)) for m in WATCHED)
-        baseline = self.baseline_value(metric)
-        return Simulation("backfill", target or ",".join(features), metric, baseline, before, value,
-                          recovery(metric, baseline, before, value), len(inc.y),
-                          f"the break of {', '.join(features)} reproduced on {len(base.y):,} labelled baseline rows{place} "
-                          f"(re-scored): it costs {NAMES.get(metric, metric)} {damage:+.4f} there, which a backfill "
-                          "takes off the incident", after)
+        return self._simulation("backfill", target or ",".join(features),
+                                {m: (quality(m, inc.p, inc.y), repaired(m)) for m in WATCHED}, len(inc.y),
+                                f"the break of {', '.join(features)} reproduced on {len(base.y):,} labelled baseline rows{place} "
+                                f"({self._how_scored()}): it costs {NAMES.get(metric, metric)} {damage:+.4f} there, which a "
+                                "backfill takes off the incident")
 
     def recalibrate(self, within: str | None = None) -> Simulation | NotSimulated:
         """Fit a correction of the logged logit on the labelled incident rows of even hours, score it on the odd hours."""
@@ -528,13 +609,10 @@ class Simulator:
         rows = np.ones(len(inc.y), dtype=bool)
         if not inc.enough(rows):
             return NotSimulated(f"too few labelled incident rows ({len(inc.y):,})")
-        baseline = self.baseline_value(self.metric)
-        before, value = quality(self.metric, inc.p, inc.y), _soft_quality(self.metric, inc.p, r)
-        after = tuple((m, _soft_quality(m, inc.p, r)) for m in WATCHED)
-        return Simulation("exclude_training", "label", self.metric, baseline, before, value,
-                          recovery(self.metric, baseline, before, value), len(inc.y),
-                          f"the served predictions scored against labels as the baseline's calibration per prediction bin "
-                          f"({BINS} bins) says they should be", after)
+        return self._simulation("exclude_training", "label",
+                                {m: (quality(m, inc.p, inc.y), _soft_quality(m, inc.p, r)) for m in WATCHED}, len(inc.y),
+                                f"the served predictions scored against labels as the baseline's calibration per prediction "
+                                f"bin ({BINS} bins) says they should be")
 
 
 def _serve(z_logged: np.ndarray, served: np.ndarray, z_new: np.ndarray) -> np.ndarray:

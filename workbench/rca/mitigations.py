@@ -142,8 +142,10 @@ def simulator(ctx: Context) -> Simulator:
     """The investigation's simulator (cached): the incident's labelled rows, measured on the headline metric."""
     from workbench.model.mitigate import Simulator
 
+    # the whole windows' values of each metric (the detector's pooled values), unless the regression is a segment's
+    anchors = {v.metric: (v.baseline, v.current) for v in ctx.onset.metrics} if ctx.segment is None else None
     return ctx.cached("simulator", lambda: Simulator(ctx.case, ctx.baseline, ctx.incident, metric=ctx.onset.metric,
-                                                     segment=ctx.segment, drawn=ctx.log_scan))
+                                                     segment=ctx.segment, drawn=ctx.log_scan, anchors=anchors))
 
 
 def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
