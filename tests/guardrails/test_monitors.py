@@ -104,3 +104,18 @@ def test_guard_thresholds_come_from_workbench_toml_with_spelling_hints(tmp_path)
     toml.write_text(base + "\n[guard]\nwindow = \"1day\"\n")
     with pytest.raises(CaseError, match="Hint: write window = \"1d\""):
         open_case(case_dir)
+
+
+def test_a_regression_that_starts_late_in_the_window_trips_through_the_change_point_scan(monkeypatch):
+    """feature_scale_bug breaks at 02:00: a window ending 05:00 holds 3 bad hours of 24, which the whole-window
+    comparisons dilute below their thresholds; the detector's scan over the log up to 05:00 finds the 02:00 onset."""
+    from workbench.guardrails import monitors
+
+    case = open_case(sample_case("feature_scale_bug"))
+    window = Window("2026-11-19T05:00Z", "2026-11-20T05:00Z")
+    report = monitors.guard(case, window)
+    scanned = [m for m in report.monitors if m.status == "trip" and "change-point scan" in m.detail]
+    assert report.tripped and scanned and "2026-11-20 02:00" in scanned[0].detail
+    assert monitors._change_points(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z")) == {}  # before the break
+    monkeypatch.setattr(monitors, "_change_points", lambda case, window: {})
+    assert not monitors.guard(case, window).tripped  # the scan is what trips it

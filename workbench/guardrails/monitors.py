@@ -26,6 +26,11 @@ calibration         calibration_ratio       Σ prediction / Σ label moved by mo
                                             (10 %) and by ``z`` standard errors of its log
 quality             normalized_entropy,     NE rose by more than ``ne_rise`` (2 %), or AUC fell by more than
                     auc                     ``auc_drop`` (1 %), each by ``z`` standard errors (labels only)
+(both)                                      calibration and quality also trip when the diagnosis's change-point
+                                            scan over the log up to the window's end finds the metric regressing
+                                            from a period inside the window (family-wise alpha 0.001: at most
+                                            0.1 % more false alarms per run), which a whole-window comparison
+                                            dilutes when the regression starts late in it
 snapshot_gate       the newest snapshot     it fails :func:`workbench.model.validation.validate_snapshot`
                                             against the stable one (needs ``model.py``; ``snapshot_gate``)
 ==================  ======================  ==================================================================
@@ -228,12 +233,13 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
         "label_drift", label, ratio, t.label_change, abs(z), t.z,
         f"label rate {rate_b:.3%} → {rate_w:.3%} ({_pct(ratio)}, z {z:+.1f}; trips beyond ±{t.label_change:.0%} and {t.z:g} SE)")]
     m = measure_windows(case, baseline, window)
+    found = _change_points(case, window)
     for v in m.metrics:
         if v.metric == "calibration_ratio":
             r = v.current / v.baseline if v.baseline > 0 else math.nan
-            out.append(_ratio("calibration", "calibration_ratio", r, t.calibration_change, v.severity, t.z,
-                              f"calibration ratio {v.baseline:.3f} → {v.current:.3f} ({_pct(r)}, {v.severity:.1f} SE; trips "
-                              f"beyond ±{t.calibration_change:.0%} and {t.z:g} SE)"))
+            out.append(_scanned(_ratio("calibration", "calibration_ratio", r, t.calibration_change, v.severity, t.z,
+                                       f"calibration ratio {v.baseline:.3f} → {v.current:.3f} ({_pct(r)}, {v.severity:.1f} "
+                                       f"SE; trips beyond ±{t.calibration_change:.0%} and {t.z:g} SE)"), found))
         elif v.metric in ("normalized_entropy", "auc"):
             r = v.current / v.baseline if v.baseline > 0 else math.nan
             limit = t.ne_rise if v.metric == "normalized_entropy" else t.auc_drop
@@ -244,10 +250,46 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
                 continue
             trip = worse > limit and v.severity >= t.z
             threshold = 1 + limit if v.metric == "normalized_entropy" else 1 - limit
-            out.append(MonitorResult("quality", v.metric, "trip" if trip else "pass", r, threshold,
-                                     f"{name} {v.baseline:.4f} → {v.current:.4f} ({_pct(r)}, {v.severity:.1f} SE worse; trips "
-                                     f"{'above' if name == 'NE' else 'below'} x{threshold:.3g} and {t.z:g} SE)"))
+            out.append(_scanned(MonitorResult("quality", v.metric, "trip" if trip else "pass", r, threshold,
+                                              f"{name} {v.baseline:.4f} → {v.current:.4f} ({_pct(r)}, {v.severity:.1f} SE "
+                                              f"worse; trips {'above' if name == 'NE' else 'below'} x{threshold:.3g} and "
+                                              f"{t.z:g} SE)"), found))
     return out
+
+
+def _change_points(case: Case, window: Window) -> dict[str, str]:
+    """Metrics whose regression *starts inside* ``window``: ``metric -> why``, from the diagnosis's change-point scan
+    (:func:`workbench.data.onset.detect_onset`) over the log up to the window's end.
+
+    A window-against-baseline comparison dilutes a regression that starts late in the
+    window (three bad hours of a day); the scan finds the period it starts in. Its
+    family-wise false-alarm rate is the detector's (``alpha`` 0.001 over the watched
+    metrics per run), so it adds at most 0.1 % of false alarms per guard run.
+    """
+    from workbench.case.columns import TS
+    from workbench.data.onset import detect_onset
+    from workbench.data.quality import quality_series
+
+    if not case.grain.testable or case.grain.grain is None:
+        return {}
+    series = quality_series(case, every=case.grain.grain, rows=pl.col(TS) < pl.lit(window.end))
+    if series.table.height < 2:
+        return {}
+    onset = detect_onset(series)
+    out = {}
+    for v in onset.metrics:
+        if v.regressed and v.onset is not None and window.start <= v.onset < window.end:
+            out[v.metric] = (f"the change-point scan finds it regressing from {v.onset:%Y-%m-%d %H:%M} UTC (robust z "
+                             f"{v.severity:.1f}, threshold {v.threshold:.1f}, family-wise alpha 0.001)")
+    return out
+
+
+def _scanned(result: MonitorResult, found: dict[str, str]) -> MonitorResult:
+    """``result``, tripped as well when the change-point scan found its metric regressing inside the window."""
+    why = found.get(result.target)
+    if why is None or result.status == "skip":
+        return result
+    return MonitorResult(result.monitor, result.target, "trip", result.value, result.threshold, f"{result.detail}; {why}")
 
 
 def _ratio(monitor: str, target: str, ratio: float, change: float, z: float, z_min: float, detail: str) -> MonitorResult:
