@@ -14,34 +14,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import polars as pl
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the repository root: tests.data.test_scan
 CASES = HERE.parent / "sample_data" / "cases"
-
-
-def split(src: Path, dst: Path, row_group: int = 3000) -> Path:
-    from workbench import open_case
-
-    ts = open_case(src).columns.timestamp
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("predictions.parquet"))
-    frame = pl.read_parquet(src / "predictions.parquet")
-    for (day,), group in frame.group_by(pl.col(ts).dt.date().cast(pl.String), maintain_order=True):
-        folder = dst / "predictions" / f"date={day}"
-        folder.mkdir(parents=True)
-        group.write_parquet(folder / "part-0.parquet", row_group_size=row_group)
-    return dst
 
 
 def main() -> None:
     from distributed import Client, LocalCluster
 
+    from tests.data.test_scan import split_case  # the tests' own split, so both run the same layout
     from workbench import diagnose, open_case
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0",
@@ -50,7 +37,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for src in sorted(p for p in CASES.iterdir() if p.is_dir()):
-            case = open_case(split(src, Path(tmp) / src.name))
+            case = open_case(split_case(src, Path(tmp) / src.name))
             t0 = time.perf_counter()
             here = diagnose(case, strict=True).to_dict()
             t1 = time.perf_counter()

@@ -105,7 +105,7 @@ def ensemble_of(model: object) -> Ensemble | None:
     for (predictor,) in predictors:
         nodes = getattr(predictor, "nodes", None)
         names = getattr(getattr(nodes, "dtype", None), "names", None) or ()
-        if not set(_FIELDS) <= set(names) or ("is_categorical" in names and nodes["is_categorical"].any()):
+        if nodes is None or not set(_FIELDS) <= set(names) or ("is_categorical" in names and nodes["is_categorical"].any()):
             return None
         trees.append(Tree(feature=nodes["feature_idx"].astype(np.intp), threshold=nodes["num_threshold"].astype(np.float64),
                           missing_left=nodes["missing_go_to_left"].astype(bool), left=nodes["left"].astype(np.intp),

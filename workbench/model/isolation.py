@@ -55,9 +55,9 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import CaseError, WorkbenchError
-from workbench.model._trees import ensemble_of
 from workbench.metrics import CLIP, entropy, logit, normalized_entropy, row_log_loss_logit, sigmoid
 from workbench.model._shared import fmt, records, threads_for
+from workbench.model._trees import ensemble_of
 from workbench.model.validation import MIN_CLASS, sample_rows
 from workbench.windows import Window
 
