@@ -65,16 +65,26 @@ def test_a_plan_that_raises_is_an_errors_entry_never_a_crash(small_case, monkeyp
     assert ctx.errors and ctx.errors[0]["check"] == "mitigations:feature:f_a" and "simulated bug" in ctx.errors[0]["error"]
 
 
-def test_without_a_model_the_repairs_are_investigate_and_recalibration_is_still_simulated(tmp_path):
+def test_without_a_model_the_repairs_are_re_scored_by_a_surrogate_or_say_investigate(tmp_path, monkeypatch):
+    """No model.py: backfill and fallback are re-scored by a surrogate of the logged prediction when it explains enough
+    of it (the method says so); when it does not, they are ``investigate`` with the reason, and recalibration is
+    simulated either way."""
+    from workbench.model import mitigate
+
     bare = tmp_path / "case"
     bare.mkdir()
     shutil.copy(sample_case("feature_scale_bug") / "predictions.parquet", bare)
     case = open_case(bare)
-    ctx = Context(case, None, Window("2026-11-19T02:00Z", "2026-11-19T18:00Z"), Window("2026-11-20T02:00Z", "2026-11-20T18:00Z"))
-    got = plans.plan(ctx, _cause(target="f_user_ctr_30d", change="scale"))
+    windows = Window("2026-11-19T02:00Z", "2026-11-19T18:00Z"), Window("2026-11-20T02:00Z", "2026-11-20T18:00Z")
+    got = plans.plan(Context(case, None, *windows), _cause(target="f_user_ctr_30d", change="scale"))
+    by = {m.proposes or m.action: m for m in got}
+    assert by["backfill"].action == "backfill" and "surrogate" in by["backfill"].predicted.method
+    assert by["backfill"].recovery > 0.5 and got[0].recovery >= 0.5
+    monkeypatch.setattr(mitigate, "STAND_IN_R2", 1.01)  # no surrogate explains that much
+    got = plans.plan(Context(case, None, *windows), _cause(target="f_user_ctr_30d", change="scale"))
     by = {m.proposes or m.action: m for m in got}
     assert by["backfill"].action == by["fallback"].action == "investigate"
-    assert "model.py" in (by["backfill"].reason or "") and by["backfill"].predicted is None
+    assert "model.py" in (by["backfill"].reason or "") and "R^2" in by["backfill"].reason and by["backfill"].predicted is None
     assert by["recalibrate"].action == "recalibrate" and by["recalibrate"].predicted is not None
     # the only simulated action comes first when it recovers at least half, else after the unsimulated ones
     assert (got[0] is by["recalibrate"]) == (by["recalibrate"].recovery >= 0.5)
