@@ -48,8 +48,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -250,6 +250,7 @@ class FeatureIsolation:
     additivity_gap: float  # max |sum(phi) + E - f(x)| over explained rows
     surrogate_r2: float | None
     notes: tuple[str, ...] = ()
+    surrogate: Any = field(default=None, repr=False, compare=False)  # the fitted surrogate (model-free), not serialized
 
     @property
     def top(self) -> str | None:
@@ -381,7 +382,7 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
                             snapshot=case.snapshot(snapshot).snapshot_id if (snapshot and use_model) else None,
                             rows_baseline=len(xb), rows_incident=len(xi), ne_baseline=ne_b, ne_incident=ne_i,
                             prediction_shift=shift, model_shift=float(ei.mean() - eb.mean()), additivity_gap=gap,
-                            surrogate_r2=r2, notes=tuple(notes))
+                            surrogate_r2=r2, notes=tuple(notes), surrogate=None if use_model else surrogate)
 
 
 def _explain(fs: dict[str, Logit], groups: np.ndarray, x: np.ndarray, bg: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -272,8 +272,10 @@ class Simulator:
 
     def __init__(self, case: Case, baseline: Window, incident: Window, *, metric: str = "normalized_entropy",
                  segment: str | None = None, sample: int = SAMPLE, seed: int = 0, drawn: LogScan | None = None,
-                 anchors: Mapping[str, tuple[float, float]] | None = None):
+                 anchors: Mapping[str, tuple[float, float]] | None = None, stand_in: tuple[Any, float] | None = None):
         self.case = case
+        if stand_in is not None:  # a surrogate already fitted on these windows (feature isolation's): not fitted again
+            self._stand_in = stand_in
         self.drawn = drawn
         self.anchors = dict(anchors or {})
         self.baseline_window = baseline

@@ -144,8 +144,12 @@ def simulator(ctx: Context) -> Simulator:
 
     # the whole windows' values of each metric (the detector's pooled values), unless the regression is a segment's
     anchors = {v.metric: (v.baseline, v.current) for v in ctx.onset.metrics} if ctx.segment is None else None
+    iso = ctx.results.get("isolation")  # the model-free surrogate feature isolation fitted on the same windows, if it ran
+    surrogate = getattr(iso, "surrogate", None)
+    stand_in = (surrogate, float(getattr(iso, "surrogate_r2", math.nan))) if surrogate is not None else None
     return ctx.cached("simulator", lambda: Simulator(ctx.case, ctx.baseline, ctx.incident, metric=ctx.onset.metric,
-                                                     segment=ctx.segment, drawn=ctx.log_scan, anchors=anchors))
+                                                     segment=ctx.segment, drawn=ctx.log_scan, anchors=anchors,
+                                                     stand_in=stand_in))
 
 
 def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
