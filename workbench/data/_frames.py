@@ -15,7 +15,7 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.data._dask import Part, Reader
 
-__all__ = ["PERIOD", "check_columns", "collect_sums", "collect_windows", "hash_sample", "window_frames", "window_rows"]
+__all__ = ["PERIOD", "check_columns", "collect_sums", "collect_windows", "hash_sample", "unsigned_to_int64", "window_frames", "window_rows"]
 
 
 def check_columns(case: Case, names: Iterable[str], role: str, allowed: Sequence[str]) -> tuple[str, ...]:
@@ -129,9 +129,12 @@ def collect_sums(case: Case, build: Callable[[pl.LazyFrame], pl.LazyFrame], keys
         empty = pl.LazyFrame(schema=case.predictions.collect_schema())
         return build(_tagged(empty, windows)).collect()
     pieces = map_parts(scheduler, _sums_task, ps, read=reader(case), build=build, windows=tuple((windows or {}).items()))
-    counts = [pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64]
-    pieces = [p.with_columns(pl.col(*counts).cast(pl.Int64)) for p in pieces]  # counts add without overflow
-    return pl.concat(pieces, how="vertical_relaxed").group_by(list(keys)).agg(pl.exclude(list(keys)).sum())
+    return pl.concat([unsigned_to_int64(p) for p in pieces], how="vertical_relaxed").group_by(list(keys)).agg(pl.exclude(list(keys)).sum())
+
+
+def unsigned_to_int64(frame: pl.DataFrame) -> pl.DataFrame:
+    """polars counts come out as UInt32; as Int64 they add over any number of parts without overflow."""
+    return frame.with_columns(pl.col(pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64).cast(pl.Int64))
 
 
 def _tagged(lf: pl.LazyFrame, windows: dict[str, Window] | None) -> pl.LazyFrame:

@@ -65,7 +65,7 @@ from workbench.case.columns import LABEL, PREDICTION, TS
 from workbench.case.grain import GRAINS, grain_delta
 from workbench.case.loader import Case
 from workbench.data._dask import Part, Reader, map_parts, parts, reader
-from workbench.data._frames import PERIOD, window_frames, window_rows
+from workbench.data._frames import PERIOD, unsigned_to_int64, window_frames, window_rows
 from workbench.data._sums import SUMS as CELL_SUMS
 from workbench.data._sums import sum_aggs
 from workbench.data.drift import BINS, _placebo, _profile_exprs, _Reference, _reference, _sorted
@@ -404,11 +404,6 @@ class WindowScan:
         return f"window scan: {ws}; {self.cell_sums.height} slice cells, {len(self.plan.reference.features)} feature profiles"
 
 
-def _unsigned_to_int64(frame: pl.DataFrame) -> pl.DataFrame:
-    """polars counts come out as UInt32; as Int64 they add over any number of parts without overflow."""
-    return frame.with_columns(pl.col(pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64).cast(pl.Int64))
-
-
 def window_queries(frames: Mapping[str, pl.LazyFrame], plan: WindowPlan) -> list[pl.LazyFrame]:
     """Pass 2's queries over each window's rows (``frames``: name -> rows; see :func:`collect`): the quality
     partial per window, the sums per window x slice cell, and one profile row per window."""
@@ -420,7 +415,7 @@ def window_queries(frames: Mapping[str, pl.LazyFrame], plan: WindowPlan) -> list
 
 def _window_result(plan: WindowPlan, out: list[pl.DataFrame], samples: Mapping[str, pl.DataFrame]) -> WindowScan:
     quality, cells, *profiles = out
-    prof = pl.concat([_unsigned_to_int64(p) for p in profiles], how="vertical_relaxed")
+    prof = pl.concat([unsigned_to_int64(p) for p in profiles], how="vertical_relaxed")
     return WindowScan(plan=plan, quality=quality, cell_sums=cells, profiles=prof, samples=dict(samples))
 
 

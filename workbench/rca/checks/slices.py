@@ -43,15 +43,16 @@ def slice_check(ctx: Context) -> Evidence:
         top = search.table.filter(pl.col("slice") == ctx.segment).row(0, named=True)
     alone = ctx.segment is not None and top["slice"] == ctx.segment
     share = 1.0 if alone else S.from_share(top["explained_share"])
-    s = share if search.confined or alone else 0.5 * share  # not confined: the rest of the traffic regressed too
-    if not alone and top["share"] >= MINORITY:
-        s = 0.0  # most of the traffic is not a segment: the regression is everywhere
-    summary = (f"The regression concentrates in {top['slice']} ({top['share']:.0%} of traffic): {name} {top['baseline_value']:.3f} → "
-               f"{top['incident_value']:.3f}; it holds {share:.0%} of the total regression"
-               + (" and the rest of the traffic did not regress." if search.confined or alone else ", but the rest regressed too."))
-    if not alone and top["share"] >= MINORITY:
+    if not alone and top["share"] >= MINORITY:  # most of the traffic is not a segment: the regression is everywhere
+        s = 0.0
         summary = (f"No traffic segment holds the regression: it is largest in {top['slice']}, which is {top['share']:.0%} of "
                    f"the traffic ({name} {top['baseline_value']:.3f} → {top['incident_value']:.3f}).")
+    else:
+        s = share if search.confined or alone else 0.5 * share  # not confined: the rest of the traffic regressed too
+        summary = (f"The regression concentrates in {top['slice']} ({top['share']:.0%} of traffic): {name} "
+                   f"{top['baseline_value']:.3f} → {top['incident_value']:.3f}; it holds {share:.0%} of the total regression"
+                   + (" and the rest of the traffic did not regress." if search.confined or alone
+                      else ", but the rest regressed too."))
     verdict = "warn" if s >= 0.2 else "pass"
     return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot},
                     candidates=(Candidate("slice", top["slice"], s, f"the regression is confined to {top['slice']}",
