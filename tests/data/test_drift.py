@@ -17,6 +17,7 @@ from workbench.data._distances import js_distance, ks_from_cdf, psi, wasserstein
 from workbench.data.drift import (
     FLOOR,
     _profile_exprs,
+    _ranks,
     _reference,
     _stats,
     feature_by_slice,
@@ -64,6 +65,23 @@ def test_psi_and_js_against_plain_numpy_and_scipy():
     assert float(psi(a, b)) == pytest.approx(_np_psi(a, b), rel=1e-12)
     assert float(js_distance(a, b)) == pytest.approx(jensenshannon(a, b, base=2), rel=1e-9)
     assert float(js_distance(a, a)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_column_ranks_match_scipy_with_ties_and_missing_values():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(400, 6))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[:, 1] = np.round(x[:, 1])  # ties get their average rank
+    x[:, 2] = rng.integers(0, 2, 400)  # a boolean: two tied groups
+    x[:, 3] = np.nan  # nothing to rank
+    x[1:, 4] = np.nan  # one value: no rank either
+    x[5, 5] = np.inf  # not finite: missing, as NaN is
+    got = _ranks(x)
+    present = np.isfinite(x).sum(0)
+    want = stats.rankdata(np.where(np.isfinite(x), x, np.nan), axis=0, nan_policy="omit") / present
+    want[:, present < 2] = np.nan
+    assert np.isnan(got[:, 3]).all() and np.isnan(got[:, 4]).all()
+    np.testing.assert_allclose(got, want, rtol=1e-12, equal_nan=True)
 
 
 def test_profiles_of_parts_merge_to_the_whole():

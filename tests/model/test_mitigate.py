@@ -92,3 +92,27 @@ def test_without_a_model_a_surrogate_re_scores_the_feature_actions(tmp_path):
     assert isinstance(free.rollback(open_case(src).snapshots[0].snapshot_id), NotSimulated)  # a rollback needs the model
     free._stand_in = (free._stand_in[0], STAND_IN_R2 - 0.01)  # a surrogate that explains too little is not used
     assert "R^2" in free.rescore_problem and isinstance(free.backfill(["f_user_ctr_30d"], breaks), NotSimulated)
+
+
+def test_the_pass_one_sample_stands_in_for_a_read_only_when_it_holds_enough_rows():
+    import dataclasses
+
+    import polars as pl
+
+    from workbench.case.columns import LABEL, TS
+    from workbench.data.scan import log_scan
+
+    case = open_case(sample_case("feature_scale_bug"))
+    scan = log_scan(case, segments=False)
+    assert scan.sample.height == scan.rows  # a small case: the sample is the whole log, so it always stands in
+    cols = [TS, LABEL, *case.features]
+    labelled = scan.window_sample(DAY2).filter(pl.col(LABEL).is_not_null()).height
+    sim = Simulator(case, DAY1, DAY2, sample=labelled + 1, drawn=scan)
+    assert sim._drawn(DAY2, None, cols).height == labelled
+    # the same sample taken from a log ten times larger: too few rows to stand in for a read of `sample` rows...
+    part = dataclasses.replace(scan, rows=scan.rows * 10)
+    assert Simulator(case, DAY1, DAY2, sample=labelled + 1, drawn=part)._drawn(DAY2, None, cols) is None
+    # ... enough when `sample` rows are drawn
+    assert Simulator(case, DAY1, DAY2, sample=labelled, drawn=part)._drawn(DAY2, None, cols).height == labelled
+    # on wide logs the bar is a number of values, not rows: 20k rows up to 250 columns, 5k rows at 1,000
+    assert [Simulator(case, DAY1, DAY2)._wide_enough(c) for c in (20, 250, 500, 1000, 4000)] == [20_000, 20_000, 10_000, 5_000, 5_000]
