@@ -45,3 +45,21 @@ def test_reads_names_exactly_the_features_whose_swap_can_move_a_prediction(fitte
 
 def test_an_unreadable_model_gives_none():
     assert ensemble_of(object()) is None
+
+
+def test_a_wide_surrogate_fitted_on_every_core_equals_the_single_thread_fit():
+    import polars as pl
+    from threadpoolctl import threadpool_limits
+
+    from workbench.model.isolation import SPLIT_FEATURES, _fit_surrogate
+
+    rng = np.random.default_rng(2)
+    d = SPLIT_FEATURES + 100  # wide: fitted with the default OpenMP threads
+    xb, xi = rng.normal(size=(1500, d)), rng.normal(size=(1500, d))
+    pb, pi = (pl.DataFrame({"prediction": 1 / (1 + np.exp(-(x[:, :5].sum(1) + 0.3 * rng.normal(size=len(x)))))})
+              for x in (xb, xi))
+    threaded, r2 = _fit_surrogate(pb, pi, xb, xi, seed=0)
+    with threadpool_limits(limits=1, user_api="openmp"):  # an outer limit holds inside: a single-thread fit
+        single, r2_single = _fit_surrogate(pb, pi, xb, xi, seed=0)
+    assert r2 > 0.5 and r2 == r2_single
+    np.testing.assert_array_equal(threaded.predict(xi), single.predict(xi))

@@ -347,10 +347,10 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
         import shap
         from threadpoolctl import threadpool_limits
 
+        surrogate, r2 = _fit_surrogate(base, inc, xb, xi, seed)
         # One OpenMP thread: sklearn's tree code opens a parallel region per tree, and on a busy machine
-        # the spinning threads made fit + predict 10-20x slower than a single thread.
+        # the spinning threads made predict (and a narrow fit) 10-20x slower than a single thread.
         with threadpool_limits(limits=1, user_api="openmp"):
-            surrogate, r2 = _fit_surrogate(base, inc, xb, xi, seed)
             zb, zi = surrogate.predict(xb), surrogate.predict(xi)
 
         explainer = shap.TreeExplainer(surrogate)
@@ -397,6 +397,7 @@ def _explain(fs: dict[str, Logit], groups: np.ndarray, x: np.ndarray, bg: np.nda
 def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np.ndarray, seed: int):
     """A gradient-boosted surrogate of the logged logit on both windows, and its held-out R^2."""
     from sklearn.ensemble import HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
 
     from workbench.case.columns import PREDICTION
 
@@ -413,7 +414,12 @@ def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np
     # 1,000-feature fit from 22 s to 14 s; up to SPLIT_FEATURES features every split sees them all, as before.
     params = {"max_iter": 100, "learning_rate": 0.2, "max_depth": 4, "early_stopping": False, "random_state": seed,
               "max_features": min(1.0, SPLIT_FEATURES / x.shape[1])}
-    model = HistGradientBoostingRegressor(**params).fit(x[~test], z[~test])
+    # OpenMP threads: one up to SPLIT_FEATURES features (a parallel region per node over few features costs more in
+    # spinning threads than it saves, 10-20x on a busy machine); on wider logs each region builds histograms of
+    # hundreds of features, and the default (every core, or OMP_NUM_THREADS) took a 1,000-feature fit from 11.9 s to
+    # 7.0 s on 2 cores. The fitted model is the same: each feature's histogram is built by one thread.
+    with threadpool_limits(limits=1 if x.shape[1] <= SPLIT_FEATURES else None, user_api="openmp"):
+        model = HistGradientBoostingRegressor(**params).fit(x[~test], z[~test])
     resid = z[test] - model.predict(x[test])
     r2 = float(1 - resid.var() / z[test].var()) if z[test].var() > 0 else math.nan
     return model, r2

@@ -354,12 +354,9 @@ class Simulator:
         isolation fits, :func:`workbench.model.isolation._fit_surrogate`) and its held-out R^2; None with a model."""
         if self.model_problem is None or not self.case.features or not len(self.incident.y) or not len(self.base.y):
             return None
-        from threadpoolctl import threadpool_limits
-
         from workbench.model.isolation import _fit_surrogate
 
-        with threadpool_limits(limits=1, user_api="openmp"):
-            return _fit_surrogate(self.base.frame, self.incident.frame, self.base.x, self.incident.x, self.seed)
+        return _fit_surrogate(self.base.frame, self.incident.frame, self.base.x, self.incident.x, self.seed)
 
     @property
     def rescore_problem(self) -> str | None:
