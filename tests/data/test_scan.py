@@ -106,6 +106,53 @@ def test_the_sample_is_uniform_and_every_window_draws_from_it(upstream):
     assert log.window_sample(onset.incident, 100).equals(inside.head(100))
 
 
+def _bottom_k_of_windows(case, windows, k: int) -> pl.DataFrame:
+    """The reference: every row of the windows hashed, the ``k`` lowest kept (no cut, no slicing)."""
+    inside = case.predictions.filter(pl.any_horizontal([w.contains(TS) for w in windows]))
+    return inside.with_columns(S.row_hash().alias(S.HASH)).collect().bottom_k(k, by=S.HASH).sort(S.HASH)
+
+
+def test_a_sample_of_the_windows_is_the_lowest_hashes_among_their_rows(upstream):
+    case, onset = upstream
+    windows = S.analysis_windows(case, onset.baseline, onset.incident)
+    narrow = S.log_scan(case, sample_rows=0)
+    assert narrow.sample.height == 0
+    sampled = S.sample_windows(case, windows.values(), narrow, sample_rows=4000)
+    assert sampled.plan.threshold is not None  # fewer than the windows' rows: the cut and the rank both act
+    assert sampled.sample.equals(_bottom_k_of_windows(case, windows.values(), 4000))
+    assert sampled.drawn_from == sum(case.predictions.filter(w.contains(TS)).select(pl.len()).collect().item()
+                                     for w in windows.values())
+    assert not sampled.complete and sampled.quality.equals(narrow.quality)
+    # every window's share of it is its share of the windows' rows (binomial, 4 SE), and it holds more of each
+    # window's rows than a sample of the same size drawn from the whole log
+    whole = S.log_scan(case, sample_rows=4000)
+    for w in windows.values():
+        truth = case.predictions.filter(w.contains(TS)).select(pl.len()).collect().item() / sampled.drawn_from
+        share = sampled.window_sample(w).height / 4000
+        assert abs(share - truth) < 4 * (truth * (1 - truth) / 4000) ** 0.5
+        assert sampled.window_sample(w).height > whole.window_sample(w).height
+        assert sampled.covers(w) and whole.covers(w)
+    last = max(w.end for w in windows.values())
+    assert not sampled.covers(Window(last - timedelta(minutes=30), last + timedelta(minutes=30)))
+    # overlapping windows are read once: the union's rows
+    both = [onset.incident, Window(onset.incident.start, onset.incident.end + timedelta(hours=1))]
+    assert S.disjoint(both) == (Window(onset.incident.start, onset.incident.end + timedelta(hours=1)),)
+    twice = S.sample_windows(case, both, narrow, sample_rows=100_000)
+    assert twice.complete and twice.sample[S.HASH].n_unique() == twice.sample.height == twice.drawn_from
+
+
+def test_a_sample_of_the_windows_of_a_log_out_of_time_order_is_the_same(upstream, tmp_path):
+    case, onset = upstream
+    shutil.copytree(case.root, tmp_path / "c", ignore=shutil.ignore_patterns("predictions.parquet"))
+    pl.read_parquet(case.root / "predictions.parquet").sample(fraction=1.0, shuffle=True, seed=1).write_parquet(
+        tmp_path / "c" / "predictions.parquet")
+    shuffled = open_case(tmp_path / "c")
+    windows = S.analysis_windows(case, onset.baseline, onset.incident).values()
+    a = S.sample_windows(case, windows, S.log_scan(case, sample_rows=0), sample_rows=3000)
+    b = S.sample_windows(shuffled, windows, S.log_scan(shuffled, sample_rows=0), sample_rows=3000)
+    assert a.sample.equals(b.sample) and a.drawn_from == b.drawn_from
+
+
 def test_window_partials_of_parts_merge_into_the_one_pass_result(upstream):
     case, onset = upstream
     log = S.log_scan(case)
@@ -206,6 +253,10 @@ def test_dask_scans_equal_the_in_process_scans(split_upstream, dask_client):
     ws, ws_d = S.window_scan(case, windows, log), S.window_scan(case, windows, log_d, scheduler=dask_client)
     _equal(ws.profiles, ws_d.profiles, ["_period"])
     _equal(ws.cell_sums, ws_d.cell_sums, ["_period", *case.slices])
+    # the sample of the windows: one task per part that reaches a window, merged by hash rank
+    here = S.sample_windows(case, windows.values(), log, sample_rows=3000)
+    there = S.sample_windows(case, windows.values(), log_d, sample_rows=3000, scheduler=dask_client)
+    assert there.sample.equals(here.sample) and there.drawn_from == here.drawn_from
 
 
 def test_the_per_feature_passes_on_a_dask_cluster_equal_the_in_process_ones(split_upstream, dask_client):

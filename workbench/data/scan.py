@@ -1,22 +1,27 @@
-"""Two fused, mergeable passes over the serving log, so a diagnosis reads the data twice instead of once per check.
+"""Fused, mergeable passes over the serving log, so a diagnosis reads the data a fixed number of times instead of once
+per check.
 
 Every check used to make its own pass (quality per period, per segment, per window
 and slice cell, feature profiles, label and calibration sums, row samples). Here they
-are two queries:
+are three reads:
 
 1. **The whole log** (:func:`log_scan` -> :class:`LogScan`): the quality partial
    (:func:`workbench.data.quality.quality_partial`: sums per period x score bin x
    calibration bin) of every period of the case's grain, the same per value of each
-   slice column (what :mod:`workbench.data.segments` reads), and a fixed-size
-   uniform **hash sample** of the whole log, every column: the rows whose row hash
-   (:func:`row_hash`, of the timestamp and the prediction) ranks lowest. Any window's
-   row sample (feature edges, quantiles, staleness, relations, the model checks'
-   rows) is the sample's rows inside it, with no further read.
-2. **The windows** (:func:`window_scan` -> :class:`WindowScan`): for the baseline,
+   slice column (what :mod:`workbench.data.segments` reads), and optionally a
+   fixed-size uniform **hash sample** of the whole log, every column: the rows whose
+   row hash (:func:`row_hash`, of the timestamp and the prediction) ranks lowest. An
+   investigation reads only the narrow columns here (``sample_rows=0``): the onset,
+   and so the windows, come from the quality partials.
+2. **The windows' sample** (:func:`sample_windows`): the same hash sample drawn from
+   the rows of the baseline, incident and placebo windows only. Any window's row sample
+   (feature edges, quantiles, staleness, relations, the model checks' rows) is the
+   sample's rows inside it, with no further read.
+3. **The windows** (:func:`window_scan` -> :class:`WindowScan`): for the baseline,
    incident and placebo windows at once, the quality partial per window, the
    mergeable sums per window x slice cell (the slice search and deltas, the label
    shift; category counts are their marginals) and every feature's profile on bin
-   edges fixed from the baseline's rows of the pass-1 sample
+   edges fixed from the baseline's rows of the sample
    (:func:`workbench.data.drift._reference`, :func:`workbench.data.drift._profile_exprs`).
 
 Each piece is ``partial(LazyFrame) -> small DataFrame`` and a merge of the partials of
@@ -33,7 +38,7 @@ What is exact and what is not:
   order of floating-point addition**: relative differences of about ``1e-15`` per
   addition, ~``1e-12`` over a log (a float32 feature's moments sum in float32:
   ~``1e-6``); every figure reported is rounded far above that;
-* the hash sample is **equal by construction**: the ``k`` lowest hashes of a union
+* the hash sample is **equal by construction** (whole log or windows): the ``k`` lowest hashes of a union
   are the ``k`` lowest of the parts' own lowest ``k`` (ties in the 64-bit hash are
   broken arbitrarily; they need two rows with the same timestamp *and* prediction
   plus a collision at the cut). What it estimates carries sampling error: a window
@@ -55,8 +60,8 @@ before.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import polars as pl
@@ -73,8 +78,9 @@ from workbench.data.drift import SAMPLE_ROWS as DRIFT_SAMPLE_ROWS
 from workbench.data.quality import EB, SB, merge_partials, quality_partial
 from workbench.windows import Window
 
-__all__ = ["HASH", "SAMPLE_ROWS", "LogPlan", "LogScan", "WindowPlan", "WindowScan", "analysis_windows", "log_partial", "log_plan",
-           "log_scan", "merge_log", "merge_windows", "row_hash", "window_partial", "window_plan", "window_scan"]
+__all__ = ["HASH", "SAMPLE_ROWS", "LogPlan", "LogScan", "WindowPlan", "WindowScan", "analysis_windows", "disjoint", "log_partial",
+           "log_plan", "log_scan", "merge_log", "merge_windows", "row_hash", "sample_windows", "window_partial", "window_plan",
+           "window_scan"]
 
 HASH = "_hash"
 SEED = 17
@@ -120,6 +126,7 @@ class LogPlan:
     columns: tuple[str, ...]  # the sample's columns (every canonical column)
     sample_rows: int
     threshold: int | None  # the hash cut (see _threshold); None keeps every row before ranking
+    windows: tuple[Window, ...] = ()  # the sample is drawn from these (disjoint) windows' rows; () is the whole log
 
 
 def log_plan(case: Case, *, every: str | None = None, sample_rows: int = SAMPLE_ROWS, segments: bool = True,
@@ -148,10 +155,20 @@ class LogScan:
     segments: Mapping[str, pl.DataFrame]
     sample: pl.DataFrame
     rows: int
+    drawn_from: int | None = None  # rows the sample was drawn from (its windows' rows, :func:`sample_windows`); None: ``rows``
 
     @property
     def every(self) -> str:
         return self.plan.every
+
+    def covers(self, window: Window) -> bool:
+        """Whether the sample was drawn from every row of ``window`` (always, for a sample of the whole log)."""
+        return not self.plan.windows or any(w.start <= window.start and window.end <= w.end for w in self.plan.windows)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the sample holds every row it was drawn from (a small log, or small windows)."""
+        return self.sample.height >= (self.rows if self.drawn_from is None else self.drawn_from)
 
     def period_partial(self, every: str, by: tuple[str, ...] = ()) -> pl.DataFrame | None:
         """The quality partial per ``window`` of ``every`` (and ``by``, at most one slice column) x score bin x
@@ -264,6 +281,58 @@ def log_scan(case: Case, *, every: str | None = None, sample_rows: int = SAMPLE_
         sample = _sample_query(case.predictions, full).collect(engine="streaming").sort(HASH)
         out = LogScan(plan=out.plan, quality=out.quality, segments=out.segments, sample=sample, rows=out.rows)
     return out
+
+
+def disjoint(windows: Iterable[Window]) -> tuple[Window, ...]:
+    """The union of ``windows`` as disjoint windows in time order (overlapping or touching ones merged)."""
+    out: list[Window] = []
+    for w in sorted(windows, key=lambda w: w.start):
+        if out and w.start <= out[-1].end:
+            out[-1] = Window(out[-1].start, max(out[-1].end, w.end))
+        else:
+            out.append(w)
+    return tuple(out)
+
+
+def sample_windows(case: Case, windows: Iterable[Window], log: LogScan, *, sample_rows: int = SAMPLE_ROWS,
+                   scheduler: object = None) -> LogScan:
+    """``log`` (pass 1) with its row sample drawn from the rows of ``windows`` only: the lowest row hashes among them.
+
+    Once the onset has fixed the windows, every model-side check and every bin edge reads rows of the baseline,
+    incident and placebo windows only, so pass 1 reads the whole log's narrow columns (timestamp, prediction, label:
+    the quality partials, from which the onset comes) and this read draws the sample, every column, from the windows'
+    rows: a log's windows are often a small part of it, and the same number of sample rows falls in them
+    (3.6x as many per window on a 3-day log with 13-hour windows). Each window's rows of the sample are still a
+    uniform sample of it, by hash rank (:meth:`LogScan.window_sample`), and the sample of parts still merges by hash
+    rank (:func:`merge_log`). A time-ordered log is read window by window
+    (:func:`workbench.data._frames.window_frames`, the row count checked), else filtered; on a Dask cluster one task
+    per part that reaches a window.
+    """
+    spans = disjoint(windows)
+    inside = sum(window_rows(case, w) for w in spans)
+    k = log_plan(case, sample_rows=sample_rows).sample_rows
+    plan = LogPlan(every=log.every, slices=(), columns=tuple(case.predictions.collect_schema().names()), sample_rows=k,
+                   threshold=_threshold(inside, k), windows=spans)
+    if scheduler is not None:
+        sample, drawn_from = _cluster_sample(case, plan, scheduler)
+    else:
+        sample, drawn_from = _window_sample(case, plan)
+    return LogScan(plan=plan, quality=log.quality, segments=log.segments, sample=sample, rows=log.rows, drawn_from=drawn_from)
+
+
+def _window_sample(case: Case, plan: LogPlan) -> tuple[pl.DataFrame, int]:
+    """The sample of ``plan.windows``'s rows and how many rows they hold, in process."""
+    for sliced in (True, False):
+        frames, is_sliced = window_frames(case, list(plan.windows), sliced=sliced)
+        rows = pl.concat(frames) if frames else pl.LazyFrame(schema=case.predictions.collect_schema())
+        count = int(rows.select(pl.len()).collect(engine="streaming").item())
+        if is_sliced and count != sum(window_rows(case, w) for w in plan.windows):
+            continue  # the row ranges were wrong (the log is not in time order): filter instead
+        sample = _sample_query(rows, plan).collect(engine="streaming")
+        if plan.threshold is not None and sample.height < min(plan.sample_rows, count):  # the cut kept too few (~never)
+            sample = _sample_query(rows, replace(plan, threshold=None)).collect(engine="streaming")
+        return sample.sort(HASH), count
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # ---------------------------------------------------------------- pass 2: the windows
@@ -498,6 +567,25 @@ def _cluster_log_scan(case: Case, scheduler: object, *, every: str | None = None
         again = merge_log(map_parts(scheduler, _log_task, ps, read=read, plan=full))
         out = LogScan(plan=plan, quality=out.quality, segments=out.segments, sample=again.sample, rows=out.rows)
     return out
+
+
+def _sample_task(part: Part, read: Reader, plan: LogPlan) -> tuple[pl.DataFrame, int]:
+    rows = read.frame(part).filter(pl.any_horizontal([w.contains(TS) for w in plan.windows]))
+    count, sample = collect([rows.select(pl.len()), _sample_query(rows, plan)])
+    return sample, int(count.item())
+
+
+def _cluster_sample(case: Case, plan: LogPlan, scheduler: object) -> tuple[pl.DataFrame, int]:
+    """:func:`_window_sample` with one task per part that reaches a window, merged here by hash rank."""
+    ps = [p for p in parts(case) if any(p.reaches(w.start, w.end) for w in plan.windows)]
+    if not ps:
+        return _window_sample(case, plan)  # no row in any window: the in-process empty sample
+    out = map_parts(scheduler, _sample_task, ps, read=reader(case), plan=plan)
+    count = sum(n for _, n in out)
+    sample = pl.concat([s for s, _ in out], how="vertical_relaxed").bottom_k(plan.sample_rows, by=HASH)
+    if plan.threshold is not None and sample.height < min(plan.sample_rows, count):  # the hash cut kept too few (~never)
+        return _cluster_sample(case, replace(plan, threshold=None), scheduler)
+    return sample.sort(HASH), count
 
 
 def _cluster_window_scan(case: Case, plan: WindowPlan, log: LogScan, scheduler: object) -> WindowScan:

@@ -302,18 +302,18 @@ class Simulator:
         return _Rows(frame, x, frame[LABEL].cast(pl.Float64).to_numpy(), frame[PREDICTION].cast(pl.Float64).to_numpy())
 
     def _drawn(self, window: Window, where: pl.Expr | None, cols: list[str]) -> pl.DataFrame | None:
-        """The window's labelled rows of ``drawn`` (the pass-1 hash sample, uniform within any window), when it holds
-        ``sample`` of them or the whole log; else None and :meth:`_fetch` reads the log. On a 100M-row log this spares
-        two reads of the windows, on a Dask cluster two reads on the client."""
+        """The window's labelled rows of ``drawn`` (the pass-1 hash sample, uniform within any window it was drawn
+        from), when it holds ``sample`` of them or every row it was drawn from; else None and :meth:`_fetch` reads the
+        log. On a 100M-row log this spares two reads of the windows, on a Dask cluster two reads on the client."""
         log = self.drawn
-        if log is None or not set(cols) <= set(log.sample.columns):
+        if log is None or not set(cols) <= set(log.sample.columns) or not log.covers(window):
             return None
         rows = log.window_sample(window).filter(pl.col(LABEL).is_not_null())
         if where is not None:
             rows = rows.filter(where.fill_null(False))
         if rows.height >= self.sample:
             return rows.head(self.sample).select(cols)  # the lowest hashes: a uniform draw
-        if log.sample.height >= log.rows or rows.height >= self._wide_enough(len(cols)):
+        if log.complete or rows.height >= self._wide_enough(len(cols)):
             return rows.select(cols)
         return None
 

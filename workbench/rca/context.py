@@ -44,7 +44,7 @@ class Context:
     ``tree`` is the decision tree whose nodes :meth:`evidence_of` may run (the default
     tree when not given); ``baseline``/``incident`` override the windows the onset implies.
     ``scheduler`` (a Dask scheduler address ``tcp://HOST:PORT`` or a ``distributed.Client``)
-    runs the two passes over the log (:attr:`log_scan`, :attr:`scan`) on that cluster.
+    runs the passes over the log (:attr:`log_scan`, :attr:`sampled`, :attr:`scan`) on that cluster.
     """
 
     def __init__(self, case: Case, progress: Callable[[str], None] | None = None,
@@ -152,14 +152,28 @@ class Context:
     # ------------------------------------------------------------ the two passes over the log
     @property
     def log_scan(self) -> LogScan:
-        """Pass 1 over the whole log (:func:`workbench.data.scan.log_scan`): quality per period and segment, the hash sample."""
+        """Pass 1 over the whole log's narrow columns (:func:`workbench.data.scan.log_scan`): quality per period, from
+        which the onset and windows come. Its row sample is drawn from those windows: :attr:`sampled`."""
         from workbench.data.scan import log_scan
 
         def compute() -> LogScan:
-            self.say("reading the log once: quality per period, a row sample")
-            return log_scan(self.case, segments=False, scheduler=self.scheduler)
+            self.say("reading the log once: quality per period")
+            return log_scan(self.case, segments=False, sample_rows=0, scheduler=self.scheduler)
 
         return self.cached("log_scan", compute)
+
+    @property
+    def sampled(self) -> LogScan:
+        """:attr:`log_scan` with a row sample of this investigation's windows (baseline, incident, placebo), every
+        column (:func:`workbench.data.scan.sample_windows`): the rows of every model-side check and the bin edges."""
+        from workbench.data.scan import analysis_windows, sample_windows
+
+        def compute() -> LogScan:
+            self.say("sampling the windows' rows")
+            windows = analysis_windows(self.case, self.baseline, self.incident)
+            return sample_windows(self.case, windows.values(), self.log_scan, scheduler=self.scheduler)
+
+        return self.cached(("sampled", self.baseline, self.incident), compute)
 
     @property
     def segment_scan(self) -> LogScan:
@@ -182,7 +196,7 @@ class Context:
         def compute() -> WindowScan:
             self.say("reading the windows once: slice cells, calibration bins, feature profiles")
             windows = analysis_windows(self.case, self.baseline, self.incident)
-            return window_scan(self.case, windows, self.log_scan, scheduler=self.scheduler)
+            return window_scan(self.case, windows, self.sampled, scheduler=self.scheduler)
 
         return self.cached(("window_scan", self.baseline, self.incident), compute)
 

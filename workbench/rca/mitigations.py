@@ -148,7 +148,7 @@ def simulator(ctx: Context) -> Simulator:
     surrogate = getattr(iso, "surrogate", None)
     stand_in = (surrogate, float(getattr(iso, "surrogate_r2", math.nan))) if surrogate is not None else None
     return ctx.cached("simulator", lambda: Simulator(ctx.case, ctx.baseline, ctx.incident, metric=ctx.onset.metric,
-                                                     segment=ctx.segment, drawn=ctx.log_scan, anchors=anchors,
+                                                     segment=ctx.segment, drawn=ctx.sampled, anchors=anchors,
                                                      stand_in=stand_in))
 
 

@@ -2,7 +2,7 @@
 
 Each accessor caches its analysis in the context, so a pass runs once per investigation
 whichever check asks first; checks never write results for each other. The analyses read
-the context's two fused passes (``ctx.log_scan``, ``ctx.scan``: :mod:`workbench.data.scan`)
+the context's fused passes (``ctx.log_scan``, ``ctx.sampled``, ``ctx.scan``: :mod:`workbench.data.scan`)
 instead of the log.
 """
 

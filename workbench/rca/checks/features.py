@@ -89,7 +89,7 @@ def feature_side(ctx: Context) -> Evidence:
         where = None
         if ctx.case.slices and s >= BROKEN and change != "shift":
             def by_slice(f: str = f) -> FeatureSlices:
-                edges_from = ctx.log_scan.window_sample(ctx.baseline, DRIFT_ROWS, [f])  # the rows pass 2 fixed its edges on
+                edges_from = ctx.sampled.window_sample(ctx.baseline, DRIFT_ROWS, [f])  # the rows pass 2 fixed its edges on
                 return feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident, reference=edges_from,
                                         scheduler=ctx.scheduler)
 
@@ -211,11 +211,11 @@ def lineage(ctx: Context) -> Evidence:
 
 
 def _sample_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Each window's rows of the log scan's hash sample (uniform, no read), in time order, as many as isolation draws."""
+    """Each window's rows of the windows' hash sample (uniform, no read), in time order, as many as isolation draws."""
     from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
 
     cols = [TS, PREDICTION, LABEL, SNAPSHOT, *ctx.case.features, *ctx.case.slices]
-    base, inc = (ctx.log_scan.window_sample(w, ISOLATION_ROWS, cols).sort(TS, maintain_order=True) for w in (ctx.baseline, ctx.incident))
+    base, inc = (ctx.sampled.window_sample(w, ISOLATION_ROWS, cols).sort(TS, maintain_order=True) for w in (ctx.baseline, ctx.incident))
     return base, inc
 
 
