@@ -114,5 +114,5 @@ def test_the_pass_one_sample_stands_in_for_a_read_only_when_it_holds_enough_rows
     assert Simulator(case, DAY1, DAY2, sample=labelled + 1, drawn=part)._drawn(DAY2, None, cols) is None
     # ... enough when `sample` rows are drawn
     assert Simulator(case, DAY1, DAY2, sample=labelled, drawn=part)._drawn(DAY2, None, cols).height == labelled
-    # on wide logs the bar is a number of values, not rows: 20k rows up to 250 columns, 5k rows at 1,000
-    assert [Simulator(case, DAY1, DAY2)._wide_enough(c) for c in (20, 250, 500, 1000, 4000)] == [20_000, 20_000, 10_000, 5_000, 5_000]
+    # on wide logs the bar is a number of values, not rows: 20k rows up to 500 columns, 10k at 1,000, never under 5k
+    assert [Simulator(case, DAY1, DAY2)._wide_enough(c) for c in (20, 250, 500, 1000, 4000)] == [20_000, 20_000, 20_000, 10_000, 5_000]

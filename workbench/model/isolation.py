@@ -64,7 +64,7 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.case.loader import Case
 
-__all__ = ["METHODS", "AttributionShift", "FeatureIsolation", "attribution_shift", "isolate_features", "permutation_shap"]
+__all__ = ["METHODS", "AttributionShift", "FeatureIsolation", "attribution_shift", "isolate_features", "permutation_shap", "rows_per_window"]
 
 METHODS = ("auto", "model", "surrogate")
 MODEL_METHOD, SURROGATE_METHOD = "model:shap+swap", "surrogate:treeshap"
@@ -74,6 +74,9 @@ FIT_ROWS = 40_000  # rows the surrogate is fitted on (both windows together)
 SPLIT_FEATURES = 200  # features a surrogate split considers at most (sklearn's max_features), see _fit_surrogate
 BACKGROUND = 16  # background rows (8 antithetic permutation pairs) per explained row
 MIN_LABELED = 500  # labelled rows per window below which NE readings are skipped
+WINDOW_ROWS = 20_000  # rows per window the model-side checks read (isolation, the simulated mitigations) ...
+WINDOW_VALUES = 10_000_000  # ... up to this many values per window on wide logs (see rows_per_window) ...
+WINDOW_MIN_ROWS = 5_000  # ... and never fewer rows than this
 
 Logit = Callable[[np.ndarray], np.ndarray]  # raw feature rows (NaN = null) -> logits
 # (incident rows x, their logits z, their row numbers) -> swap(j, values): the logits with column j set to values
@@ -392,6 +395,17 @@ def _explain(fs: dict[str, Logit], groups: np.ndarray, x: np.ndarray, bg: np.nda
         m = groups == g
         phi[m], expected[m] = permutation_shap(fs[g], x[m], bg, seed=seed)
     return phi, expected
+
+
+def rows_per_window(columns: int) -> int:
+    """Rows per window the model-side checks read on a log of ``columns`` columns: ``WINDOW_ROWS`` up to 500 columns,
+    then ``WINDOW_VALUES`` values (10k rows at 1,000 columns), at least ``WINDOW_MIN_ROWS``.
+
+    Their cost is rows x features (the surrogate fit, SHAP, one swap per feature), so a fixed number of values keeps
+    a 1,000-feature diagnosis inside its minute (at 16k rows per window isolation took 25 s of it, at 10k ~15 s); paired
+    NE differences on 10k rows are still precise to ~0.003.
+    """
+    return min(WINDOW_ROWS, max(WINDOW_MIN_ROWS, WINDOW_VALUES // max(columns, 1)))
 
 
 def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np.ndarray, seed: int):

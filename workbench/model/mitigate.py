@@ -71,7 +71,7 @@ from workbench.metrics import (
     sigmoid,
 )
 from workbench.model._shared import fmt
-from workbench.model.isolation import _cells, _grouped, _model_logit, _raw, _resample_within, _serving
+from workbench.model.isolation import _cells, _grouped, _model_logit, _raw, _resample_within, _serving, rows_per_window
 from workbench.model.validation import sample_rows
 
 if TYPE_CHECKING:
@@ -84,8 +84,6 @@ __all__ = ["HOWS", "METRICS", "Break", "NotSimulated", "Simulation", "Simulator"
 
 STAND_IN_R2 = 0.8  # held-out R^2 a model-free surrogate needs to re-score feature actions (see Simulator.rescore_problem)
 SAMPLE = 20_000  # labelled rows per window; paired differences on this many rows are precise to ~0.002 NE
-WIDE_VALUES = SAMPLE * 250  # values per window a drawn sample must hold on wide logs (see Simulator._drawn)
-WIDE_ROWS = 5_000  # ... and rows, at the least
 MIN_LABELED = 200  # labelled rows a fitted or measured part needs: a 1-2 parameter fit and a paired difference need few
 MIN_EVENTS = 10  # rows of each class a part needs (ten events per fitted parameter; Peduzzi et al. 1996)
 LRT = 10.828  # chi-square(1) quantile at 0.999: the logit-scale recalibration must beat the odds ratio by this
@@ -318,15 +316,11 @@ class Simulator:
         return None
 
     def _wide_enough(self, columns: int) -> int:
-        """Rows of a window the drawn sample must hold to stand in for a read, on a log of ``columns`` columns.
-
-        ``sample`` up to 250 columns; on wider logs the same number of values (``WIDE_VALUES``), at least
-        ``WIDE_ROWS`` rows. Pass 1 caps its sample at a fixed number of values too
-        (:data:`workbench.data.scan.SAMPLE_CELLS`), so on a 1,000-column log a 13-hour window of a 3-day log holds
-        about 9k rows of it and feature isolation works on those; a read of 20k rows of 1,000 columns would take two
-        passes over the windows (4 s of a 60 s diagnosis) for paired differences ~1.4x less noisy.
-        """
-        return min(self.sample, max(WIDE_ROWS, WIDE_VALUES // max(columns, 1)))
+        """Rows of a window the drawn sample must hold to stand in for a read, on a log of ``columns`` columns:
+        ``sample``, or on wide logs the rows feature isolation reads (:func:`workbench.model.isolation.rows_per_window`,
+        a fixed number of values): a read of 20k rows of 1,000 columns would take two passes over the windows (4 s of a
+        60 s diagnosis) for paired differences ~1.4x less noisy."""
+        return min(self.sample, rows_per_window(columns))
 
     @functools.cached_property
     def incident(self) -> _Rows:

@@ -211,15 +211,16 @@ def lineage(ctx: Context) -> Evidence:
 
 
 def _sample_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Each window's rows of the windows' hash sample (uniform, no read), in time order, as many as isolation draws."""
+    """Each window's rows of the windows' hash sample (uniform, no read), in time order: as many as isolation draws,
+    fewer on wide logs (:func:`workbench.model.isolation.rows_per_window`)."""
     from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
 
+    from workbench.model.isolation import rows_per_window
+
     cols = [TS, PREDICTION, LABEL, SNAPSHOT, *ctx.case.features, *ctx.case.slices]
-    base, inc = (ctx.sampled.window_sample(w, ISOLATION_ROWS, cols).sort(TS, maintain_order=True) for w in (ctx.baseline, ctx.incident))
+    rows = rows_per_window(len(cols))
+    base, inc = (ctx.sampled.window_sample(w, rows, cols).sort(TS, maintain_order=True) for w in (ctx.baseline, ctx.incident))
     return base, inc
-
-
-ISOLATION_ROWS = 20_000  # isolate_features' own default sample per window
 
 
 def feature_isolation(ctx: Context) -> Evidence:
