@@ -64,7 +64,8 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.case.loader import Case
 
-__all__ = ["METHODS", "AttributionShift", "FeatureIsolation", "attribution_shift", "isolate_features", "permutation_shap", "rows_per_window"]
+__all__ = ["METHODS", "AttributionShift", "FeatureIsolation", "attribution_shift", "isolate_features", "permutation_shap",
+           "rows_per_window"]
 
 METHODS = ("auto", "model", "surrogate")
 MODEL_METHOD, SURROGATE_METHOD = "model:shap+swap", "surrogate:treeshap"

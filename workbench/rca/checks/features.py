@@ -214,7 +214,6 @@ def _sample_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Each window's rows of the windows' hash sample (uniform, no read), in time order: as many as isolation draws,
     fewer on wide logs (:func:`workbench.model.isolation.rows_per_window`)."""
     from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
-
     from workbench.model.isolation import rows_per_window
 
     cols = [TS, PREDICTION, LABEL, SNAPSHOT, *ctx.case.features, *ctx.case.slices]
