@@ -54,6 +54,51 @@ def slice_check(ctx: Context) -> Evidence:
                    + (" and the rest of the traffic did not regress." if search.confined or alone
                       else ", but the rest regressed too."))
     verdict = "warn" if s >= 0.2 else "pass"
-    return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot},
-                    candidates=(Candidate("slice", top["slice"], s, f"the regression is confined to {top['slice']}",
-                                          detail=summary, fallback=True),) if s > 0 else ())
+    cands = [Candidate("slice", top["slice"], s, f"the regression is confined to {top['slice']}", detail=summary, fallback=True)] \
+        if s > 0 else []
+    if s > 0:
+        cands += _broken_there(ctx, top["slice"], share)
+    return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot}, candidates=tuple(cands))
+
+
+SUSPECTS = 5  # features, by drift severity on the whole traffic, checked for a break inside a confined segment
+
+
+def _parts(description: str) -> set[str]:
+    return set(description.split(" & "))
+
+
+def _broken_there(ctx: Context, segment: str, share: float) -> list[Candidate]:
+    """A feature that broke inside the segment that holds the regression, and not in the rest of the traffic.
+
+    A feature broken in one segment is diluted on the whole traffic (its drift there can stay under the floor), so the
+    segment is found first and the feature not at all. For the ``SUSPECTS`` numeric features that drifted most on the
+    whole traffic, :func:`workbench.data.drift.feature_by_slice` compares baseline and incident inside each slice and
+    outside it; a feature whose break concentrates in the segment (or in a part of it, or the segment in a part of its
+    slice) is a candidate with that slice: strength ``from_js(JS inside - JS outside)`` (the break beyond the rest of
+    the traffic's drift) times the share of the regression the segment holds. It explains the segment, which is where
+    it broke, so the ranking demotes the segment by it.
+    """
+    from workbench.data.drift import SAMPLE_ROWS as DRIFT_ROWS
+    from workbench.data.drift import feature_by_slice
+    from workbench.rca.checks._common import drift, hhmm
+
+    table = drift(ctx).table.filter(pl.col("type") == "numeric").sort("severity", descending=True, nulls_last=True)
+    out = []
+    for f in table["feature"].head(SUSPECTS).to_list():
+        def by_slice(f: str = f):
+            edges_from = ctx.sampled.window_sample(ctx.baseline, DRIFT_ROWS, [f])
+            return feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident, reference=edges_from, scheduler=ctx.scheduler)
+
+        by = ctx.cached(("feature_by_slice", f), by_slice)
+        where = by.top
+        if not by.concentrated or where is None or not (_parts(where["slice"]) <= _parts(segment)
+                                                         or _parts(segment) <= _parts(where["slice"])):
+            continue
+        strength = S.from_js((where["js"] or 0.0) - (where["js_rest"] or 0.0)) * share
+        if strength <= 0:
+            continue
+        out.append(Candidate("feature", f, strength, f"{f} broke only for {where['slice']} at {hhmm(ctx)}",
+                             detail=f"{by} (the segment holding the regression: {segment})", slice=where["slice"],
+                             explains=(("slice", segment),)))
+    return out
