@@ -205,7 +205,7 @@ def _sample_query(lf: pl.LazyFrame, plan: LogPlan) -> pl.LazyFrame:
     # The cut is a predicate on the raw columns, so polars pushes it into the scan: only the survivors are decoded
     # and cast (a filter on a computed hash column would run after every row's casts). The windows' time filter comes
     # after it, on the survivors: a row-range slice or a time filter first kept the cut out of the scan, and every
-    # column of every window row was decoded (85 s instead of 34 s on a 100M-row log).
+    # column of every window row was decoded (100M rows: 85 s for the sample and pass 2, 66 s for the old two passes).
     rows = lf if plan.threshold is None else lf.filter(row_hash() < pl.lit(plan.threshold, pl.UInt64))
     if plan.windows:
         rows = rows.filter(_inside(plan.windows))

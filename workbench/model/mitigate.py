@@ -300,7 +300,7 @@ class Simulator:
         return _Rows(frame, x, frame[LABEL].cast(pl.Float64).to_numpy(), frame[PREDICTION].cast(pl.Float64).to_numpy())
 
     def _drawn(self, window: Window, where: pl.Expr | None, cols: list[str]) -> pl.DataFrame | None:
-        """The window's labelled rows of ``drawn`` (the pass-1 hash sample, uniform within any window it was drawn
+        """The window's labelled rows of ``drawn`` (a scan's hash sample, uniform within any window it was drawn
         from), when it holds ``sample`` of them or every row it was drawn from; else None and :meth:`_fetch` reads the
         log. On a 100M-row log this spares two reads of the windows, on a Dask cluster two reads on the client."""
         log = self.drawn

@@ -149,7 +149,7 @@ class Context:
             out.write(f"=== {check} ({self.case.root})\n{text}\n")
         return self.log_path
 
-    # ------------------------------------------------------------ the two passes over the log
+    # ------------------------------------------------------------ the passes over the log
     @property
     def log_scan(self) -> LogScan:
         """Pass 1 over the whole log's narrow columns (:func:`workbench.data.scan.log_scan`): quality per period, from

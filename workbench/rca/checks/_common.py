@@ -18,7 +18,8 @@ from workbench.windows import iso
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["BROKEN", "WORDS", "confined_share", "describe_break", "drift", "feature_strengths", "hhmm", "slices", "windows_shade"]
+__all__ = ["BROKEN", "WORDS", "confined_share", "describe_break", "drift", "feature_slices", "feature_strengths", "hhmm", "slices",
+           "windows_shade"]
 
 
 BROKEN = 0.5  # a feature with strength at least this counts as broken for the lineage walk
@@ -49,6 +50,18 @@ def slice_metric(ctx: Context) -> str:
     from workbench.data.slices import DIRECTION
 
     return ctx.onset.metric if ctx.onset.metric in DIRECTION else "normalized_entropy"
+
+
+def feature_slices(ctx: Context, feature: str):
+    """In which slice ``feature`` broke (:func:`workbench.data.drift.feature_by_slice`, bin edges from the baseline's
+    sample rows that pass 2 fixed its edges on), once per investigation whichever check asks."""
+    from workbench.data.drift import SAMPLE_ROWS, feature_by_slice
+
+    def compute():
+        edges_from = ctx.sampled.window_sample(ctx.baseline, SAMPLE_ROWS, [feature])
+        return feature_by_slice(ctx.case, feature, ctx.baseline, ctx.incident, reference=edges_from, scheduler=ctx.scheduler)
+
+    return ctx.cached(("feature_by_slice", feature), compute)
 
 
 def slices(ctx: Context):

@@ -11,12 +11,11 @@ import polars as pl
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, WORDS, describe_break, drift, feature_strengths, hhmm
+from workbench.rca.checks._common import BROKEN, WORDS, describe_break, drift, feature_slices, feature_strengths, hhmm
 from workbench.rca.evidence import Candidate, Evidence
 from workbench.windows import iso
 
 if TYPE_CHECKING:
-    from workbench.data.drift import FeatureSlices
     from workbench.rca.context import Context
 
 __all__ = ["feature_isolation", "feature_side", "lineage", "training_skew"]
@@ -69,8 +68,7 @@ def feature_side(ctx: Context) -> Evidence:
     is narrowed to it (``slice`` field), e.g. ``platform=android``. A slice column whose mix
     moved is a traffic-mix finding, reported here and never a broken feature.
     """
-    from workbench.data.drift import SAMPLE_ROWS as DRIFT_ROWS
-    from workbench.data.drift import feature_by_slice, feature_timeline
+    from workbench.data.drift import feature_timeline
 
     fd = drift(ctx)
     strengths = feature_strengths(ctx)
@@ -88,12 +86,7 @@ def feature_side(ctx: Context) -> Evidence:
         what = WORDS.get(change or row["kind"], "changed")
         where = None
         if ctx.case.slices and s >= BROKEN and change != "shift":
-            def by_slice(f: str = f) -> FeatureSlices:
-                edges_from = ctx.sampled.window_sample(ctx.baseline, DRIFT_ROWS, [f])  # the rows pass 2 fixed its edges on
-                return feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident, reference=edges_from,
-                                        scheduler=ctx.scheduler)
-
-            by = ctx.cached(("feature_by_slice", f), by_slice)
+            by = feature_slices(ctx, f)
             where = by.top["slice"] if by.concentrated and by.top else None
         place = f" only for {where}" if where else ""
         why = f"; {shifted[f]}" if f in shifted else ""

@@ -79,18 +79,12 @@ def _broken_there(ctx: Context, segment: str, share: float) -> list[Candidate]:
     the traffic's drift) times the share of the regression the segment holds. It explains the segment, which is where
     it broke, so the ranking demotes the segment by it.
     """
-    from workbench.data.drift import SAMPLE_ROWS as DRIFT_ROWS
-    from workbench.data.drift import feature_by_slice
-    from workbench.rca.checks._common import drift, hhmm
+    from workbench.rca.checks._common import drift, feature_slices, hhmm
 
     table = drift(ctx).table.filter(pl.col("type") == "numeric").sort("severity", descending=True, nulls_last=True)
     out = []
     for f in table["feature"].head(SUSPECTS).to_list():
-        def by_slice(f: str = f):
-            edges_from = ctx.sampled.window_sample(ctx.baseline, DRIFT_ROWS, [f])
-            return feature_by_slice(ctx.case, f, ctx.baseline, ctx.incident, reference=edges_from, scheduler=ctx.scheduler)
-
-        by = ctx.cached(("feature_by_slice", f), by_slice)
+        by = feature_slices(ctx, f)
         where = by.top
         if not by.concentrated or where is None or not (_parts(where["slice"]) <= _parts(segment)
                                                          or _parts(segment) <= _parts(where["slice"])):
