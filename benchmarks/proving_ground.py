@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds-per-mode", type=int, default=1)
     ap.add_argument("--first-seed", type=int, default=0, help="offset into the split's seed range")
     ap.add_argument("--families", nargs="+", choices=list(FAMILIES), default=None)
+    ap.add_argument("--modes", nargs="+", default=None, metavar="FAMILY/MODE",
+                    help="only these modes (e.g. feature/slice_confined): more seeds of one mode without the rest")
     ap.add_argument("--out", type=Path, default=None, help="case cache (default /tmp/proving_ground/<split>/)")
     ap.add_argument("--results", type=Path, default=HERE / "results", help="where the .json and .md go")
     ap.add_argument("--workers", type=int, default=2)
@@ -226,8 +228,16 @@ def main(argv: list[str] | None = None) -> int:
 
     cache = args.out or Path("/tmp/proving_ground") / (args.split + ("-variety" if args.variety else ""))
     cache.mkdir(parents=True, exist_ok=True)
+    if args.modes:
+        known = {f"{s.family}/{s.mode}" for s in suite(args.split, 1, families=args.families, max_rows=args.max_rows)}
+        unknown = sorted(set(args.modes) - known)
+        if unknown:
+            ap.error(f"--modes: {', '.join(unknown)} not drawn by the {args.split} split; one of {', '.join(sorted(known))}")
+        args.families = sorted({m.split("/")[0] for m in args.modes})
     scenarios = suite(args.split, args.seeds_per_mode, families=args.families, max_rows=args.max_rows,
                       variety=args.variety, first_seed=args.first_seed)
+    if args.modes:
+        scenarios = [s for s in scenarios if f"{s.family}/{s.mode}" in args.modes]
     cmd = "python benchmarks/proving_ground.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     print(f"{len(scenarios)} cases -> {cache} ({args.workers} workers, runner {args.runner})", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
