@@ -10,6 +10,9 @@ mode, grain and magnitude bucket, a confidence reliability table, and the comman
 reproduces them). A case whose generation or diagnosis raises is recorded as a failure
 and counts as missed; the run goes on.
 
+``--modes feature/slice_confined --first-seed 3 --seeds-per-mode 12`` runs more seeds of some modes only (the
+dev report of the extra seeds: ``benchmarks/results/dev_more_seeds/``).
+
 Tune on ``--split dev`` only. ``--split held`` is the held-back check: run it, read it,
 do not tune on it.
 """
