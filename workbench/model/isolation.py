@@ -287,7 +287,7 @@ def _nz(v: float | None) -> float | None:
 
 
 def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot: str | None = None, method: str = "auto",
-                     sample: int = 20_000, seed: int = 0,
+                     sample: int = WINDOW_ROWS, seed: int = 0,
                      rows: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> FeatureIsolation:
     """Rank features by the share of the prediction and NE change between ``baseline`` and ``incident`` each explains.
 

@@ -54,11 +54,11 @@ def slice_check(ctx: Context) -> Evidence:
                    + (" and the rest of the traffic did not regress." if search.confined or alone
                       else ", but the rest regressed too."))
     verdict = "warn" if s >= 0.2 else "pass"
-    cands = [Candidate("slice", top["slice"], s, f"the regression is confined to {top['slice']}", detail=summary, fallback=True)] \
-        if s > 0 else []
+    cands: tuple[Candidate, ...] = ()
     if s > 0:
-        cands += _broken_there(ctx, top["slice"], share)
-    return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot}, candidates=tuple(cands))
+        cands = (Candidate("slice", top["slice"], s, f"the regression is confined to {top['slice']}", detail=summary,
+                           fallback=True), *_broken_there(ctx, top["slice"], share))
+    return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot}, candidates=cands)
 
 
 SUSPECTS = 5  # features, by drift severity on the whole traffic, checked for a break inside a confined segment
