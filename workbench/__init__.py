@@ -69,6 +69,7 @@ __all__ = [
     "SnapshotSwap",
     "SnapshotTimeline",
     "Tree",
+    "UnexplainedShift",
     "Validation",
     "Window",
     "WorkbenchError",
@@ -115,6 +116,7 @@ __all__ = [
     "snapshot_timeline",
     "trace_activations",
     "training_skew",
+    "unexplained_shift",
     "unit_importance",
     "validate_snapshot",
     "write_report",
@@ -182,6 +184,8 @@ _EXPORTS = {
     "SnapshotSwap": "workbench.model.rescore",
     "serving_consistency": "workbench.model.rescore",
     "snapshot_swap": "workbench.model.rescore",
+    "UnexplainedShift": "workbench.model.rescore",
+    "unexplained_shift": "workbench.model.rescore",
     "AttributionShift": "workbench.model.isolation",
     "FeatureIsolation": "workbench.model.isolation",
     "attribution_shift": "workbench.model.isolation",
@@ -238,7 +242,14 @@ if TYPE_CHECKING:
     from workbench.model.isolation import AttributionShift, FeatureIsolation, attribution_shift, isolate_features, permutation_shap
     from workbench.model.load import build_model, load_model
     from workbench.model.mitigate import Simulation, Simulator, last_good_snapshot
-    from workbench.model.rescore import ServingConsistency, SnapshotSwap, serving_consistency, snapshot_swap
+    from workbench.model.rescore import (
+        ServingConsistency,
+        SnapshotSwap,
+        UnexplainedShift,
+        serving_consistency,
+        snapshot_swap,
+        unexplained_shift,
+    )
     from workbench.model.trace import ActivationStats, default_batch, trace_activations, unit_importance
     from workbench.model.validation import Validation, default_holdout, validate_snapshot
     from workbench.rca.checks import default_tree

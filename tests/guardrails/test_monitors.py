@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 
 import jsonschema
@@ -119,3 +120,40 @@ def test_a_regression_that_starts_late_in_the_window_trips_through_the_change_po
     assert monitors._change_points(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z")) == {}  # before the break
     monkeypatch.setattr(monitors, "_change_points", lambda case, window: {})
     assert not monitors.guard(case, window).tripped  # the scan is what trips it
+
+
+def _without_labels(tmp_path, name: str, start: str):
+    """A copy of a sample case whose labels from ``start`` on have not joined yet (the user's files stay as they are)."""
+    import polars as pl
+
+    case_dir = tmp_path / name
+    shutil.copytree(sample_case(name), case_dir)
+    cols = open_case(case_dir).columns
+    log = case_dir / "predictions.parquet"
+    frame = pl.read_parquet(log)
+    cut = pl.lit(start).str.to_datetime(time_zone="UTC").cast(frame.schema[cols.timestamp])
+    label = pl.when(pl.col(cols.timestamp) >= cut).then(None).otherwise(pl.col(cols.label)).alias(cols.label)
+    frame.with_columns(label).write_parquet(log)
+    return open_case(case_dir)
+
+
+def test_a_serving_change_trips_calibration_while_labels_are_still_joining(tmp_path):
+    # calibration_shift multiplies every logit by 1.71 from 02:00; no label of the incident day has joined yet, so
+    # every label-based monitor skips, and only the prediction shift no input explains can see it
+    case = _without_labels(tmp_path, "calibration_shift", "2026-11-20T00:00:00Z")
+    report = guard(case, Window("2026-11-20T00:00Z", "2026-11-21T00:00Z"),
+                   thresholds=dataclasses.replace(case.config.guard, snapshot_gate=False))
+    by = {(m.monitor, m.target): m for m in report.monitors}
+    assert by[("label_drift", case.columns.label)].status == "skip" and by[("calibration", "calibration_ratio")].status == "skip"
+    shift = by[("calibration", "unexplained_prediction_shift")]
+    assert shift.status == "trip" and report.tripped
+    assert not math.isclose(shift.value, 1.0) and abs(math.log(shift.value)) > math.log(shift.threshold)
+    assert not {m.monitor for m in report.trips} & {"feature_coverage", "feature_scale"}
+
+
+def test_a_broken_input_explains_its_prediction_shift():
+    # feature_scale_bug moves the predictions through f_user_ctr_30d (divided by 100): nothing is left unexplained
+    case = open_case(sample_case("feature_scale_bug"))
+    report = guard(case, Window("2026-11-20T00:00Z", "2026-11-21T00:00Z"))
+    shift = next(m for m in report.monitors if m.target == "unexplained_prediction_shift")
+    assert shift.status == "pass", shift.detail

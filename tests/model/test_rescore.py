@@ -1,17 +1,19 @@
-"""Counterfactual re-scoring: the snapshot swap blames only a bad snapshot; serving consistency sees a serving-side change."""
+"""Counterfactual re-scoring: the snapshot swap blames only a bad snapshot; serving consistency (with the model, and
+model-free as the unexplained shift) sees a serving-side change."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 
 from tests.conftest import sample_case
 from workbench import open_case
 from workbench.data.onset import detect_onset
-from workbench.metrics import normalized_entropy, row_log_loss
-from workbench.model.rescore import serving_consistency, snapshot_swap
+from workbench.metrics import normalized_entropy, row_log_loss, sigmoid
+from workbench.model.rescore import serving_consistency, snapshot_swap, unexplained_shift
 
 
 def _windows(name: str):
@@ -50,3 +52,48 @@ def test_row_log_loss_matches_normalized_entropy():
     p, y = rng.uniform(0.01, 0.99, 1000), (rng.uniform(size=1000) < 0.3).astype(float)
     r = y.mean()
     assert row_log_loss(p, y).mean() / -(r * np.log(r) + (1 - r) * np.log(1 - r)) == pytest.approx(normalized_entropy(p, y))
+
+
+def _frame(x: np.ndarray, z: np.ndarray) -> pl.DataFrame:
+    return pl.DataFrame({"prediction": sigmoid(z), "a": x[:, 0], "b": x[:, 1], "c": x[:, 2]})
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.3, -0.5])
+def test_unexplained_shift_separates_a_broken_input_from_a_serving_offset(offset):
+    # the serving function: a fixed logit of three inputs. In the incident, input "a" lost 60% of its values to a
+    # default the baseline also served 5% of the time (an input break that moves the predictions by itself), "b"
+    # moved within its range, and every logit carries ``offset`` (a calibration layer): only the offset is unexplained
+    rng = np.random.default_rng(7)
+    n = 20_000
+
+    def logit_of(x: np.ndarray) -> np.ndarray:
+        return -3 + 0.8 * x[:, 0] - 0.5 * np.tanh(x[:, 1]) + 0.3 * x[:, 2] * (x[:, 0] > 0)
+
+    xb = rng.normal(size=(n, 3))
+    xb[rng.random(n) < 0.05, 0] = -2.0
+    xi = rng.normal(size=(n, 3))
+    xi[:, 1] = np.clip(xi[:, 1] + 0.7, -2.5, 2.5)
+    xi[rng.random(n) < 0.6, 0] = -2.0
+    u = unexplained_shift(_frame(xb, logit_of(xb)), _frame(xi, logit_of(xi) + offset), ("a", "b", "c"))
+    assert u is not None and u.r2 > 0.95 and u.support > 0.95
+    true_total = float((logit_of(xi) + offset).mean() - logit_of(xb).mean())
+    assert u.total == pytest.approx(true_total, abs=1e-9)
+    assert abs(u.unexplained - offset) < max(4 * u.se, 0.03)  # the surrogate's own error is a few hundredths
+    assert abs(u.explained - (true_total - offset)) < max(4 * u.se, 0.03)
+    if offset:
+        assert u.share > 0.2 and u.z > 10
+    else:
+        assert u.share < 0.05
+
+
+def test_unexplained_shift_leaves_out_rows_outside_the_baseline_support():
+    # a unit change (x1000) puts every value of "a" outside what the baseline has seen: nothing left to measure
+    rng = np.random.default_rng(3)
+    xb, xi = rng.normal(size=(5_000, 3)), rng.normal(size=(5_000, 3))
+    xi[:, 0] *= 1000
+    xi[:100, 0] = 0.0  # a few rows whose value is still inside
+    z = -2 + xb[:, 0]
+    assert unexplained_shift(_frame(xb, z), _frame(xi, -2 + xi[:, 0]), ("a", "b", "c")) is None
+    xi[:, 0] /= 1000  # back in range
+    u = unexplained_shift(_frame(xb, z), _frame(xi, -2 + xi[:, 0]), ("a", "b", "c"))
+    assert u is not None and u.support > 0.99 and u.rows > 4_900

@@ -34,7 +34,7 @@ SCHEMA: dict[str, dict[str, object]] = {
     "model": {"factory": "model.py:build", "output": "logit"},
     # `workbench guard` thresholds (contract v2); the defaults and their measured false-alarm rate: workbench/guardrails/
     "guard": {"window": "1d", "coverage_drop": 0.1, "scale_factor": 2.0, "drift_severity": 0.25, "label_change": 0.1,
-              "calibration_change": 0.1, "ne_rise": 0.02, "auc_drop": 0.01, "z": 4.0, "snapshot_gate": True},
+              "calibration_change": 0.1, "serving_change": 0.25, "ne_rise": 0.02, "auc_drop": 0.01, "z": 4.0, "snapshot_gate": True},
 }
 # [source.NAME]: where a table lives when it is not the default file in the case directory (contract v2).
 SOURCE_NAMES = ("predictions", "training")
@@ -60,6 +60,7 @@ class GuardConfig:
     drift_severity: float = 0.25  # a feature's JS distance beyond its usual drift (feature_drift severity)
     label_change: float = 0.1  # the label rate moved by more than this (relative)
     calibration_change: float = 0.1  # the calibration ratio moved by more than this (relative)
+    serving_change: float = 0.25  # the odds of the predictions moved by more than this that no input explains
     ne_rise: float = 0.02  # NE rose by more than this (relative)
     auc_drop: float = 0.01  # AUC fell by more than this (relative)
     z: float = 4.0  # a label-based monitor's change must also exceed this many standard errors

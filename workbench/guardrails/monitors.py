@@ -24,9 +24,16 @@ label_drift         the label column        the label rate moved by more than ``
                                             by ``z`` (4) standard errors (two-proportion z)
 calibration         calibration_ratio       Σ prediction / Σ label moved by more than ``calibration_change``
                                             (10 %) and by ``z`` standard errors of its log
+calibration         unexplained_            the predictions moved by more than ``serving_change`` (25 %) in odds
+                    prediction_shift        that no input explains, by ``z`` standard errors: no labels needed,
+                                            so it sees a calibration or post-processing change while labels are
+                                            still joining (model-free, :func:`workbench.model.rescore.unexplained_shift`;
+                                            ``value`` the odds ratio left unexplained beyond the surrogate's error).
+                                            A routine refresh moves the predictions past their inputs too, by
+                                            up to 18 % on the dev controls: hence a wider limit than the ratio's
 quality             normalized_entropy,     NE rose by more than ``ne_rise`` (2 %), or AUC fell by more than
                     auc                     ``auc_drop`` (1 %), each by ``z`` standard errors (labels only)
-(both)                                      calibration and quality also trip when the diagnosis's change-point
+(both)                                      calibration_ratio and quality also trip when the diagnosis's change-point
                                             scan over the log up to the window's end finds the metric regressing
                                             from a period inside the window (family-wise alpha 0.001: at most
                                             0.1 % more false alarms per run), which a whole-window comparison
@@ -70,6 +77,7 @@ __all__ = ["MONITORS", "STATUSES", "GuardReport", "MonitorResult", "guard", "new
 MONITORS = ("feature_coverage", "feature_scale", "feature_drift", "label_drift", "calibration", "quality", "snapshot_gate")
 STATUSES = ("trip", "pass", "skip")
 MIN_LABELED = 200  # labelled rows per window below which a label-based monitor is skipped
+UNEXPLAINED_ROWS = 20_000  # rows per window the unexplained prediction shift reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +170,7 @@ def guard(case: Case, window: Window | None = None, *, thresholds: GuardConfig |
                              f"pick a window that starts after {case.start:%Y-%m-%d %H:%M} UTC, e.g. --window latest.")
     baseline = Window(window.start - length, window.start)
     results = [*_feature_monitors(case, baseline, window, t), *_label_monitors(case, baseline, window, t),
-               _snapshot_gate(case, window, t)]
+               _unexplained_monitor(case, baseline, window, t), _snapshot_gate(case, window, t)]
     return GuardReport(case=case.name, window=window, baseline=baseline, monitors=tuple(results), thresholds=t)
 
 
@@ -255,6 +263,27 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
                                               f"worse; trips {'above' if name == 'NE' else 'below'} x{threshold:.3g} and "
                                               f"{t.z:g} SE)"), found))
     return out
+
+
+def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
+    """The label-free half of calibration: the prediction shift no input explains (a serving-side change)."""
+    from workbench.model.rescore import USABLE_R2, USABLE_SUPPORT, unexplained_shift, window_rows
+
+    target = "unexplained_prediction_shift"
+    if not case.features:
+        return MonitorResult("calibration", target, "skip", None, None, "no feature columns mapped ([columns] features)")
+    base, new = (window_rows(case, w, UNEXPLAINED_ROWS, seed=i) for i, w in enumerate((baseline, window)))
+    u = unexplained_shift(base, new, case.features)
+    threshold = 1 + t.serving_change
+    if u is None or not u.usable:
+        why = ("too few of the window's rows lie inside what the baseline held (its values, its hours of the day)"
+               if u is None else f"the surrogate of the logged prediction has held-out R^2 {u.r2:.2f} on "
+               f"{u.support:.0%} of the window's rows (needs {USABLE_R2:g} on {USABLE_SUPPORT:.0%})")
+        return MonitorResult("calibration", target, "skip", None, threshold, f"cannot separate inputs from serving: {why}")
+    odds = math.exp(math.copysign(u.margin, u.unexplained))
+    trip = u.margin > math.log(threshold) and u.z >= t.z
+    return MonitorResult("calibration", target, "trip" if trip else "pass", odds, threshold,
+                         f"{u} (trips beyond ±{t.serving_change:.0%} in odds and {t.z:g} SE)")
 
 
 def _change_points(case: Case, window: Window) -> dict[str, str]:

@@ -18,6 +18,7 @@ __all__ = [
     "SnapshotDiff",
     "SnapshotSwap",
     "SnapshotTimeline",
+    "UnexplainedShift",
     "Validation",
     "attribution_shift",
     "build_model",
@@ -34,6 +35,7 @@ __all__ = [
     "snapshot_swap",
     "snapshot_timeline",
     "trace_activations",
+    "unexplained_shift",
     "unit_importance",
     "validate_snapshot",
 ]
@@ -60,6 +62,8 @@ _EXPORTS = {
     "SnapshotSwap": "workbench.model.rescore",
     "serving_consistency": "workbench.model.rescore",
     "snapshot_swap": "workbench.model.rescore",
+    "UnexplainedShift": "workbench.model.rescore",
+    "unexplained_shift": "workbench.model.rescore",
     "AttributionShift": "workbench.model.isolation",
     "FeatureIsolation": "workbench.model.isolation",
     "attribution_shift": "workbench.model.isolation",
@@ -72,7 +76,14 @@ if TYPE_CHECKING:
     from workbench.model.diff import SnapshotDiff, SnapshotTimeline, diff_state_dicts, snapshot_timeline
     from workbench.model.isolation import AttributionShift, FeatureIsolation, attribution_shift, isolate_features, permutation_shap
     from workbench.model.load import build_model, feature_matrix, load_model, score
-    from workbench.model.rescore import ServingConsistency, SnapshotSwap, serving_consistency, snapshot_swap
+    from workbench.model.rescore import (
+        ServingConsistency,
+        SnapshotSwap,
+        UnexplainedShift,
+        serving_consistency,
+        snapshot_swap,
+        unexplained_shift,
+    )
     from workbench.model.trace import ActivationStats, default_batch, trace_activations, unit_importance
     from workbench.model.validation import Validation, default_holdout, validate_snapshot
 

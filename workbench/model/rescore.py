@@ -9,19 +9,26 @@
   agree in the baseline and not in the incident, something between the model and
   the log changed (a calibration or post-processing layer), since a broken feature
   or a bad snapshot changes both the same way.
+* **Unexplained shift** (model-free serving consistency) — without a model, a
+  surrogate of the logged logit fitted on baseline rows stands in for it: re-scoring
+  the incident's rows with it gives the prediction shift their inputs explain, and
+  what is left of the logged shift is the part no input explains (a calibration or
+  post-processing change, or a new snapshot). Only rows inside the baseline's support
+  count, where the surrogate has seen such values.
 
-Both use a uniform sample of labeled rows (``sample`` rows per window) for speed.
+The first two use a uniform sample of labeled rows (``sample`` rows per window) for speed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
-from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT
+from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
 from workbench.case.loader import Case
 from workbench.metrics import logit, normalized_entropy, row_log_loss
 from workbench.model.load import feature_matrix, load_model, score
@@ -30,17 +37,23 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["ServingConsistency", "SnapshotSwap", "serving_consistency", "snapshot_swap"]
+__all__ = ["ServingConsistency", "SnapshotSwap", "UnexplainedShift", "serving_consistency", "snapshot_swap",
+           "unexplained_shift", "window_rows"]
 
 RESOLVABLE = 15.0  # |logit| above this is float32 saturation (p within ~3e-7 of 0 or 1)
 
+
+
+def window_rows(case: Case, window: Window, sample: int, *, seed: int = 0) -> pl.DataFrame:
+    """Up to ``sample`` uniform rows of ``window`` (labelled or not): prediction, label, snapshot and the features."""
+    return _rows(case, window, sample, labeled=False, seed=seed)
 
 
 def _rows(case: Case, window: Window, sample: int, labeled: bool, seed: int = 0) -> pl.DataFrame:
     lf = case.predictions.filter(window.contains())
     if labeled:
         lf = lf.filter(pl.col(LABEL).is_not_null())
-    frame = lf.select(PREDICTION, LABEL, SNAPSHOT, *case.features).collect()
+    frame = lf.select(TS, PREDICTION, LABEL, SNAPSHOT, *case.features).collect()
     return frame.sample(sample, seed=seed) if frame.height > sample else frame
 
 
@@ -162,3 +175,119 @@ def serving_consistency(case: Case, baseline: Window, incident: Window, *, sampl
         gaps.append(logit(logged[ok]) - logit(rescored[ok]))
     return ServingConsistency(gap_baseline=float(np.median(np.abs(gaps[0]))), gap_incident=float(np.median(np.abs(gaps[1]))),
                               shift_incident=float(np.median(gaps[1])), rows=len(gaps[1]))
+
+
+SUPPORT_QUANTILE = 0.001  # a value inside the baseline's [0.1%, 99.9%] range is one the surrogate has seen
+SUPPORT_NULLS = 0.01  # a missing value is seen when at least 1% of the baseline's values were missing
+USABLE_R2 = 0.8  # a surrogate explaining less of the logged logit cannot tell inputs from serving
+USABLE_SUPPORT = 0.5  # ... nor can it when most of the incident's rows lie outside what the baseline held
+
+
+@dataclass(frozen=True, slots=True)
+class UnexplainedShift:
+    """The logged prediction shift, in mean logits, split into what the inputs explain and what they do not."""
+
+    total: float  # mean logit, incident - baseline (all rows)
+    unexplained: float  # mean residual (logged - surrogate), incident rows in support - held-out baseline rows
+    se: float  # standard error of ``unexplained``
+    support: float  # share of the incident's rows inside the baseline's support
+    r2: float  # the surrogate's R^2 on held-out baseline rows
+    rows: int  # incident rows in support
+
+    @property
+    def explained(self) -> float:
+        return self.total - self.unexplained
+
+    @property
+    def share(self) -> float:
+        """Share of the prediction move the inputs do not explain: ``|u| / (|u| + |total - u|)``."""
+        a, b = abs(self.unexplained), abs(self.explained)
+        return a / (a + b) if a + b > 0 else 0.0
+
+    @property
+    def usable(self) -> bool:
+        """Whether the split can be trusted: a surrogate with held-out R^2 of at least ``USABLE_R2`` on at least
+        ``USABLE_SUPPORT`` of the incident's rows."""
+        return self.r2 >= USABLE_R2 and self.support >= USABLE_SUPPORT
+
+    @property
+    def margin(self) -> float:
+        """``|unexplained|`` beyond what the surrogate's own error could have put there: its relative error on
+        held-out baseline rows, ``sqrt(1 - R^2)``, times the move it explains. An input pushed to the edge of what
+        the baseline held is extrapolated, and a 1% error on a 6-logit collapse is 0.06 logits no serving change made."""
+        return max(abs(self.unexplained) - math.sqrt(max(1.0 - self.r2, 0.0)) * abs(self.explained), 0.0)
+
+    @property
+    def z(self) -> float:
+        """The margin in standard errors."""
+        return self.margin / self.se if self.se > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "unexplained": self.unexplained, "se": self.se, "support": self.support,
+                "r2": self.r2, "rows": self.rows}
+
+    def __str__(self) -> str:
+        return (f"the inputs explain {self.explained:+.3f} of the {self.total:+.3f} logit shift of the predictions, "
+                f"{self.unexplained:+.3f} ± {self.se:.3f} is left unexplained, {self.margin:.3f} beyond the surrogate's own "
+                f"error (model-free: a surrogate fitted on baseline rows, held-out R^2 {self.r2:.3f}, on the "
+                f"{self.support:.0%} of incident rows inside the baseline's support)")
+
+
+def _in_support(xb: np.ndarray, xi: np.ndarray) -> np.ndarray:
+    """Incident rows whose every value the baseline has seen: inside its [0.1%, 99.9%] range, or missing where the
+    baseline's values were missing often enough for the surrogate to have learned where missing goes."""
+    import warnings
+
+    with warnings.catch_warnings(), np.errstate(invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column the baseline never filled has no range: NaN
+        lo, hi = np.nanquantile(xb, [SUPPORT_QUANTILE, 1 - SUPPORT_QUANTILE], axis=0)
+        inside = (xi >= lo) & (xi <= hi)
+    missing_seen = np.isnan(xb).mean(0) >= SUPPORT_NULLS
+    return np.where(np.isnan(xi), missing_seen, inside).all(axis=1)
+
+
+def _with_clock(frame: pl.DataFrame, x: np.ndarray) -> np.ndarray:
+    """``x`` with the hour of the day as one more input when the rows carry their time: a model's daily cycle comes
+    from inputs the log does not hold (the hour, the traffic's context), and would otherwise be "unexplained"."""
+    if TS not in frame.columns:
+        return x
+    ts = frame[TS]
+    hour = (ts.dt.hour().cast(pl.Float64) + ts.dt.minute().cast(pl.Float64) / 60.0).to_numpy()
+    return np.column_stack([x, hour])
+
+
+def unexplained_shift(base: pl.DataFrame, inc: pl.DataFrame, features: tuple[str, ...], *, seed: int = 0,
+                      min_rows: int = 500) -> UnexplainedShift | None:
+    """How much of the logged prediction shift between two windows' rows the logged inputs do not explain.
+
+    A gradient-boosted surrogate of the logged logit (the feature isolation's,
+    :func:`workbench.model.isolation._fit_surrogate`) is fitted on half the baseline rows: it is the serving
+    function as it was. Its residual on the other half is the baseline's; its residual on the incident's rows
+    inside the baseline's support is what changed in the serving function itself. A broken input moves the
+    predictions through the surrogate too and leaves no residual; a calibration layer, a post-processing change
+    or a new snapshot moves them past it. The hour of the day is an input too (when the rows carry their time). The
+    residual of a row the surrogate never saw the like of (a value out of range, a missing value the baseline never
+    had, an hour the baseline did not cover) is an extrapolation, so those rows are left out.
+
+    None when fewer than ``min_rows`` rows remain on either side.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from workbench.model.isolation import _fit_surrogate, _raw
+
+    xb, xi = _with_clock(base, _raw(base, features)), _with_clock(inc, _raw(inc, features))
+    rng = np.random.default_rng(seed)
+    held = rng.random(len(xb)) < 0.5
+    ok = _in_support(xb[~held], xi)
+    if held.sum() < min_rows or (~held).sum() < min_rows or ok.sum() < min_rows:
+        return None
+    zb, zi = logit(base[PREDICTION].to_numpy()), logit(inc[PREDICTION].to_numpy())
+    fit = base.filter(pl.Series(~held))
+    with threadpool_limits(limits=1, user_api="openmp"):
+        surrogate, _ = _fit_surrogate(fit, fit.head(0), xb[~held], xb[:0], seed)
+        rb = zb[held] - surrogate.predict(xb[held])
+        ri = zi[ok] - surrogate.predict(xi[ok])
+    r2 = float(1 - rb.var() / zb[held].var()) if zb[held].var() > 0 else math.nan
+    return UnexplainedShift(total=float(zi.mean() - zb.mean()), unexplained=float(ri.mean() - rb.mean()),
+                            se=math.sqrt(ri.var() / len(ri) + rb.var() / len(rb)), support=float(ok.mean()), r2=r2,
+                            rows=int(ok.sum()))

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from workbench.rca.context import Context
 
 __all__ = ["BROKEN", "WORDS", "confined_share", "describe_break", "drift", "feature_slices", "feature_strengths", "hhmm", "slices",
-           "windows_shade"]
+           "window_rows", "windows_shade"]
 
 
 BROKEN = 0.5  # a feature with strength at least this counts as broken for the lineage walk
@@ -43,6 +43,22 @@ def feature_strengths(ctx: Context) -> dict[str, float]:
         return {row["feature"]: S.from_js(row["severity"]) for row in table.select("feature", "severity").iter_rows(named=True)}
 
     return ctx.cached("feature_strengths", compute)
+
+
+def window_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The baseline's and the incident's rows of the windows' hash sample (uniform, no read), in time order, as many
+    as the model-side checks read (:func:`workbench.model.isolation.rows_per_window`: fewer on wide logs)."""
+    from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
+    from workbench.model.isolation import rows_per_window
+
+    def draw() -> tuple[pl.DataFrame, pl.DataFrame]:
+        cols = [TS, PREDICTION, LABEL, SNAPSHOT, *ctx.case.features, *ctx.case.slices]
+        rows = rows_per_window(len(cols))
+        base, inc = (ctx.sampled.window_sample(w, rows, cols).sort(TS, maintain_order=True)
+                     for w in (ctx.baseline, ctx.incident))
+        return base, inc
+
+    return ctx.cached("window_rows", draw)
 
 
 def slice_metric(ctx: Context) -> str:

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, feature_strengths, hhmm
+from workbench.rca.checks._common import BROKEN, feature_strengths, hhmm, window_rows
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
+    from workbench.model.rescore import UnexplainedShift
     from workbench.rca.context import Context
 
 __all__ = ["calibration"]
@@ -28,6 +29,14 @@ def calibration(ctx: Context) -> Evidence:
     calibration shift moves predictions in scale while features, labels and the snapshot
     stay put; with a model, logged predictions also stop matching what the serving
     snapshot computes from the logged features (serving consistency), which is direct evidence.
+
+    Without a model, a broken feature that moved the predictions does not by itself rule out a calibration shift
+    beside it: the counterfactual :func:`workbench.model.rescore.unexplained_shift` measures the part of the
+    prediction move no input explains. When it is usable (``UnexplainedShift.usable``), the features' strength no
+    longer weakens the calibration; instead the strength is capped by that unexplained part beyond the surrogate's
+    own error (``margin``): ``from_z`` of its z times ``from_excess`` of its size (as the ratio's, in logits). The
+    worse ranking weakens it only in the share of the move the inputs do not explain (a broken input that moved the
+    predictions also costs ranking).
     """
     from workbench.data.calibration import calibration_shift
 
@@ -41,13 +50,19 @@ def calibration(ctx: Context) -> Evidence:
                          if cs.calibration_ratio_baseline > 0 and cs.calibration_ratio_incident > 0 else 0.0, math.log(1.05), 0.1)
     auc_drop = cs.auc_baseline - cs.auc_incident
     ranking_worse = S.from_excess(auc_drop, 0.005, 0.01) if cs.auc_drop_z >= 3 else 0.0
-    s = S.weaken(S.from_z(abs(cs.calibration_z)) * size * by_predictions, ranking_worse, *others)
+    raw = S.from_z(abs(cs.calibration_z)) * size * by_predictions
+    unexplained = _unexplained(ctx) if raw > 0 and not ctx.has("model") else None
+    if unexplained is None:
+        s = S.weaken(raw, ranking_worse, *others)
+    else:
+        own = S.from_z(unexplained.z) * S.from_excess(unexplained.margin, math.log(1.05), 0.1)
+        s = S.weaken(min(raw, own * by_predictions), ranking_worse * unexplained.share, *others[1:])
     serving = None
     if ctx.has("model"):
         from workbench.model.rescore import serving_consistency
 
         serving = ctx.cached("serving_consistency", lambda: serving_consistency(ctx.case, ctx.baseline, ctx.incident))
-    detail = str(cs) + (f"; {serving}" if serving is not None else "")
+    detail = str(cs) + (f"; {serving}" if serving is not None else "") + (f"; {unexplained}" if unexplained else "")
     if serving is not None and serving.changed > 0:
         s = 1 - (1 - s) * (1 - S.from_z(serving.changed / max(serving.gap_baseline, 1e-3)))
     summary = (f"Calibration ratio {cs.calibration_ratio_baseline:.3f} → {cs.calibration_ratio_incident:.3f} while AUC "
@@ -61,3 +76,13 @@ def calibration(ctx: Context) -> Evidence:
     cands = (Candidate("calibration", "calibration", s, f"predictions shifted in scale at {hhmm(ctx)} with inputs and "
                        f"snapshot unchanged ({summary[0].lower()}{summary[1:-1]})", detail=detail),) if s > 0 else ()
     return Evidence("calibration", verdict, s, summary, detail=detail, data={"plot": plot}, candidates=cands)
+
+
+def _unexplained(ctx: Context) -> UnexplainedShift | None:
+    """The model-free unexplained prediction shift on the isolation's rows, when it can be measured."""
+    from workbench.model.rescore import unexplained_shift
+
+    if not ctx.case.features:
+        return None
+    u = ctx.cached("unexplained_shift", lambda: unexplained_shift(*window_rows(ctx), ctx.case.features))
+    return u if u is not None and u.usable else None

@@ -11,7 +11,7 @@ import polars as pl
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, WORDS, describe_break, drift, feature_slices, feature_strengths, hhmm
+from workbench.rca.checks._common import BROKEN, WORDS, describe_break, drift, feature_slices, feature_strengths, hhmm, window_rows
 from workbench.rca.evidence import Candidate, Evidence
 from workbench.windows import iso
 
@@ -203,18 +203,6 @@ def lineage(ctx: Context) -> Evidence:
                                           explains=tuple(("feature", f) for f in covered)),))
 
 
-def _sample_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Each window's rows of the windows' hash sample (uniform, no read), in time order: as many as isolation draws,
-    fewer on wide logs (:func:`workbench.model.isolation.rows_per_window`)."""
-    from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
-    from workbench.model.isolation import rows_per_window
-
-    cols = [TS, PREDICTION, LABEL, SNAPSHOT, *ctx.case.features, *ctx.case.slices]
-    rows = rows_per_window(len(cols))
-    base, inc = (ctx.sampled.window_sample(w, rows, cols).sort(TS, maintain_order=True) for w in (ctx.baseline, ctx.incident))
-    return base, inc
-
-
 def feature_isolation(ctx: Context) -> Evidence:
     """Strength per feature: the share of the change it explains (loss share, the swap's recovery or its share of
     the prediction shift; :func:`workbench.model.isolation.isolate_features`) times the evidence *that* it changed —
@@ -225,7 +213,7 @@ def feature_isolation(ctx: Context) -> Evidence:
     """
     from workbench.model.isolation import isolate_features
 
-    iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=_sample_rows(ctx)))
+    iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=window_rows(ctx)))
     strengths = feature_strengths(ctx)
     kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
     table = iso.table.head(10)

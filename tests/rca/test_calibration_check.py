@@ -1,0 +1,38 @@
+"""The calibration check beside a broken feature: without a model, the prediction shift no input explains decides."""
+
+from __future__ import annotations
+
+import json
+
+import proving_ground as pg
+from workbench import diagnose, open_case
+from workbench.rca.checks.calibration import calibration
+from workbench.rca.context import Context
+
+
+def test_a_calibration_shift_beside_a_broken_feature_is_named_too(tmp_path):
+    # multi/coverage_plus_calibration (dev seed 2, no model.py): every served logit moved by -0.35 and a feature lost
+    # 27% of its values. The broken feature used to rule the calibration out; the counterfactual finds the shift
+    path = pg.generate(pg.draw("multi", "dev", 2, mode="coverage_plus_calibration", max_rows=500_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    assert not truth["files"]["model"]
+    offset = truth["incident"]["logit_offset"]
+    ctx = Context(open_case(path))
+    ev = calibration(ctx)
+    u = ctx.cached("unexplained_shift", lambda: None)
+    assert u is not None and u.usable and abs(u.unexplained - offset) < 0.05 and u.share > 0.5
+    assert ev.candidates and ev.score > 0.3
+    named = {(c.kind, c.target) for c in diagnose(path).root_causes[:3]}
+    assert {(c["kind"], c["target"]) for c in truth["causes"]} <= named
+
+
+def test_a_broken_feature_alone_leaves_no_calibration_cause(tmp_path):
+    # feature/coverage_null (dev seed 1, no model.py): the predictions fell 1.5 logits, all through the broken input
+    path = pg.generate(pg.draw("feature", "dev", 1, mode="coverage_null", max_rows=500_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    ctx = Context(open_case(path))
+    ev = calibration(ctx)
+    u = ctx.cached("unexplained_shift", lambda: None)
+    assert u is None or u.margin < 0.05 or not u.usable
+    assert ev.score < 0.2
+    assert diagnose(path).root_causes[0].target == truth["target"]
