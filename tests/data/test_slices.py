@@ -105,3 +105,17 @@ def test_json_text_and_errors(small_case_template):
         find_slices(case, b, i, metric="accuracy")
     with pytest.raises(WorkbenchError, match="did you mean 'country'"):
         slice_deltas(case, b, i, columns=["contry"])
+
+
+def test_a_segment_whose_clicks_collapsed_is_found_and_not_the_majority_beside_it(tmp_path):
+    # 40% of tablet clicks (15% of the traffic) logged as non-clicks from hour 50: the calibration ratio regresses in
+    # tablets only. The ratio regresses either way, so the search orients it by the way the whole traffic moved: by
+    # |difference| the phones (60%, unchanged) differed as much from a rest that holds the tablets, and won
+    case = open_case(write_case(tmp_path / "c", seed=14, onset=50, break_="labels", slice_=("device", "tablet"),
+                                per_hour=1500))
+    base, inc = Window.hours("2026-03-03T02:00:00Z", 24), Window.hours("2026-03-04T02:00:00Z", 16)  # hours 26-50, 50-66
+    search = find_slices(case, base, inc, metric="calibration_ratio", max_level=1)
+    assert search.top["slice"] == "device=tablet" and search.confined, str(search)
+    assert search.total_delta > 0  # fewer clicks: sum p / sum y went up
+    phones = search.table.filter(pl.col("slice") == "device=phone")
+    assert phones.is_empty() or phones["score"][0] < 0, str(search)  # the unchanged majority explains none of it

@@ -17,7 +17,8 @@ maximised is the **regression explained by the slice**::
 
 where ``delta`` is the metric's incident-minus-baseline change (log scale for
 ratios), ``share`` the slice's share of incident labeled rows, and ``d`` the
-metric's bad direction (+1 for NE: an increase is a regression). Since the total
+metric's bad direction (+1 for NE: an increase is a regression; for a metric that
+regresses either way, such as the calibration ratio, the way the whole traffic moved). Since the total
 change is roughly the share-weighted mix of the slice's and the rest's changes,
 ``score(S) ~ delta(total) - delta(not S)``: how much of the regression disappears
 when ``S`` is set aside. A global regression scores ~0 everywhere; a regression
@@ -259,6 +260,10 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     total = float((_scale(metric, ti) - _scale(metric, tb))[0])
     size_col = "rows" if metric == "prediction_mean" else "labeled"
     share = i[size_col] / max(tot["incident"][size_col], 1.0)
+    # a metric that regresses either way (the calibration ratio) is oriented by the way the whole traffic moved: the
+    # slice that holds the change moved further that way than the rest. Orienting by |diff| let the complement of the
+    # slice that collapsed win (a country whose ratio held differs from a rest that holds the collapse).
+    d = d or int(np.sign(total))
     diff = delta_s - delta_r
     oriented = diff * d if d else np.abs(diff)
     se = np.sqrt(sb**2 + si**2 + swb**2 + swi**2)
@@ -269,7 +274,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
                & np.isfinite(z))
     tested = int(support.sum())
     p_one = np.array([norm_sf(v) if np.isfinite(v) else 1.0 for v in z])
-    p_adj = np.minimum(1.0, p_one * (1 if d else 2) * max(tested, 1))
+    p_adj = np.minimum(1.0, p_one * (1 if DIRECTION[metric] else 2) * max(tested, 1))  # the orientation was read off the data
     score = share * oriented
     oriented_total = total * d if d else abs(total)
     table = wide.select("slice", "level").with_columns(
