@@ -3,6 +3,7 @@ model-free as the unexplained shift) sees a serving-side change."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -97,3 +98,15 @@ def test_unexplained_shift_leaves_out_rows_outside_the_baseline_support():
     xi[:, 0] /= 1000  # back in range
     u = unexplained_shift(_frame(xb, z), _frame(xi, -2 + xi[:, 0]), ("a", "b", "c"))
     assert u is not None and u.support > 0.99 and u.rows > 4_900
+
+
+def test_the_swap_bounds_the_share_a_snapshot_can_account_for():
+    from workbench.model.rescore import SnapshotSwap
+
+    # NE 0.80 -> 0.90; the swap moves it 0.003 +- 0.001: at most 0.3% + 2 x 1% = 5% of the regression is the snapshot's
+    swap = SnapshotSwap(served=("v2",), replacement="v1", ne_baseline=0.80, ne_logged=0.90, ne_rescored=0.90, ne_swapped=0.897,
+                        rows=10_000, z=3.0, se=0.001)
+    assert swap.recovered == pytest.approx(0.03) and swap.recovered_bound == pytest.approx(0.05)
+    # no NE regression to share (a calibration-only incident), or no error: nothing bounded
+    assert dataclasses.replace(swap, ne_logged=0.79).recovered_bound == float("inf")
+    assert dataclasses.replace(swap, se=float("nan")).recovered_bound == float("inf")

@@ -30,7 +30,7 @@ import polars as pl
 
 from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
 from workbench.case.loader import Case
-from workbench.metrics import logit, normalized_entropy, row_log_loss
+from workbench.metrics import entropy, logit, normalized_entropy, row_log_loss
 from workbench.model.load import feature_matrix, load_model, score
 from workbench.windows import Window
 
@@ -83,6 +83,7 @@ class SnapshotSwap:
     ne_swapped: float  # incident rows re-scored with the baseline's snapshot
     rows: int
     z: float  # paired z of (rescored - swapped): the same rows under both snapshots
+    se: float = math.nan  # standard error of ne_rescored - ne_swapped (NE units, paired)
 
 
     @property
@@ -93,10 +94,19 @@ class SnapshotSwap:
             return 0.0
         return float((self.ne_rescored - self.ne_swapped) / regression)
 
+    @property
+    def recovered_bound(self) -> float:
+        """An upper bound of :attr:`recovered`, two paired standard errors above it: the most of the regression the
+        snapshot can account for (infinite when there is no NE regression to share or no error to bound it with)."""
+        regression = self.ne_logged - self.ne_baseline
+        if regression <= 1e-9 or not math.isfinite(self.se):
+            return math.inf
+        return self.recovered + 2.0 * self.se / regression
+
     def to_dict(self) -> dict:
         return {"served": list(self.served), "replacement": self.replacement, "ne_baseline": self.ne_baseline,
                 "ne_logged": self.ne_logged, "ne_rescored": self.ne_rescored, "ne_swapped": self.ne_swapped,
-                "recovered": self.recovered, "rows": self.rows, "z": self.z}
+                "recovered": self.recovered, "rows": self.rows, "z": self.z, "se": self.se}
 
     def __str__(self) -> str:
         return (f"incident NE {self.ne_rescored:.4f} with {', '.join(self.served)} vs {self.ne_swapped:.4f} with "
@@ -131,7 +141,8 @@ def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int
                         ne_baseline=normalized_entropy(base[PREDICTION].to_numpy(), base[LABEL].to_numpy()),
                         ne_logged=normalized_entropy(inc[PREDICTION].to_numpy(), y),
                         ne_rescored=normalized_entropy(rescored[ok], y[ok]), ne_swapped=normalized_entropy(swapped[ok], y[ok]),
-                        rows=int(ok.sum()), z=float(diff.mean() / se) if se > 0 else 0.0)
+                        rows=int(ok.sum()), z=float(diff.mean() / se) if se > 0 else 0.0,
+                        se=float(se / entropy(float(y[ok].mean()))) if ok.any() else math.nan)
 
 
 @dataclass(frozen=True, slots=True)

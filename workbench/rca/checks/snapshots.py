@@ -66,6 +66,24 @@ def _previous(ctx: Context, snap: Snapshot) -> Snapshot | None:
     return earlier[-1] if earlier else None
 
 
+def _swap(ctx: Context):
+    """The snapshot swap counterfactual (:func:`workbench.model.rescore.snapshot_swap`), None without a model."""
+    if not ctx.has("model"):
+        return None
+    from workbench.model.rescore import snapshot_swap
+
+    return ctx.cached("snapshot_swap", lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident))
+
+
+def _bounded(ctx: Context, strength: float) -> float:
+    """``strength`` capped at what the swap leaves possible (see :func:`model_side`): every snapshot check's evidence
+    says the snapshot changed; the swap says how much of this regression that change can account for."""
+    swap = _swap(ctx)
+    if swap is None or swap.recovered_bound >= 0.5:
+        return strength
+    return min(strength, max(swap.recovered_bound, TIMING_ONLY))
+
+
 def model_side(ctx: Context) -> Evidence:
     """Strength: noisy-OR of the timing prior, the diff alarm and the swap.
 
@@ -73,6 +91,11 @@ def model_side(ctx: Context) -> Evidence:
     * swap (needs model.py): the share of the NE regression that re-scoring the incident
       with the baseline's snapshot removes, times ``from_z`` of its paired z (the same
       rows under both snapshots), so a share within sampling noise counts for nothing.
+
+    The swap also bounds the rest: a snapshot whose swap recovers at most ``b`` of the regression (two standard
+    errors above the share measured) cannot be its cause beyond that, however unusual its weights look. So when
+    ``b`` is below one half the strength is capped at ``max(b, TIMING_ONLY)``: an unusual diff says the snapshot
+    changed, the swap says whether that change is what hurt.
     """
     timeline = _timeline(ctx)
     snap = suspect(ctx)
@@ -94,15 +117,14 @@ def model_side(ctx: Context) -> Evidence:
     parts.append(f"its weights changed unlike routine refreshes (robust z {row['z']:.1f}, gate {row['gate']:.1f})"
                  + (f", most in {layer}" if layer else "") if row["alarm"] else "its weight change looks like a routine refresh")
     swap_s = 0.0
-    if ctx.has("model"):
-        from workbench.model.rescore import snapshot_swap
-
-        swap = ctx.cached("snapshot_swap", lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident))
-        if swap is not None:
-            # significant (paired z through from_z) and material (its share of the regression): both must hold
-            swap_s = S.from_z(swap.z) * S.from_share(swap.recovered)
-            parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression (paired z {swap.z:.1f})")
-    s = 1 - (1 - TIMING_ONLY) * (1 - diff_s) * (1 - swap_s)
+    swap = _swap(ctx)
+    if swap is not None:
+        # significant (paired z through from_z) and material (its share of the regression): both must hold
+        swap_s = S.from_z(swap.z) * S.from_share(swap.recovered)
+        parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression (paired z {swap.z:.1f})")
+        if swap.recovered_bound < 0.5:
+            parts.append(f"so it accounts for at most {swap.recovered_bound:.0%} of it")
+    s = _bounded(ctx, 1 - (1 - TIMING_ONLY) * (1 - diff_s) * (1 - swap_s))
     summary = "; ".join(parts) + "."
     verdict = "fail" if s >= 0.5 else "warn"
     return Evidence("model_side", verdict, s, summary, detail=str(timeline), data={"plot": plot, "suspect": snap.snapshot_id},
@@ -111,7 +133,8 @@ def model_side(ctx: Context) -> Evidence:
 
 def snapshot_validation(ctx: Context) -> Evidence:
     """Strength: a failed validation of the suspect is strong evidence (0.8): its gates are relative to the stable
-    snapshot with tolerances from bootstrap noise and the spread of benign refreshes (see :mod:`workbench.model.validation`)."""
+    snapshot with tolerances from bootstrap noise and the spread of benign refreshes (see :mod:`workbench.model.validation`).
+    Capped, like every snapshot check, at what the swap leaves possible (:func:`model_side`)."""
     from workbench.model.validation import validate_snapshot
 
     snap = suspect(ctx)
@@ -128,12 +151,14 @@ def snapshot_validation(ctx: Context) -> Evidence:
         return Evidence("snapshot_validation", "pass", 0.0, f"{snap.snapshot_id} passes every gate against {result.reference_id}.",
                         data={"plot": plot})
     summary = f"{snap.snapshot_id} fails validation against {result.reference_id}: " + "; ".join(result.reasons[:2]) + "."
-    return Evidence("snapshot_validation", "fail", 0.8, summary, detail="\n".join(result.reasons), data={"plot": plot},
-                    candidates=(Candidate("snapshot", snap.snapshot_id, 0.8, summary),))
+    s = _bounded(ctx, 0.8)
+    return Evidence("snapshot_validation", "fail", s, summary, detail="\n".join(result.reasons), data={"plot": plot},
+                    candidates=(Candidate("snapshot", snap.snapshot_id, s, summary),))
 
 
 def activation_trace(ctx: Context) -> Evidence:
-    """Names the first layer whose activations diverge beyond benign variation (supporting, strength 0.5 × from_z)."""
+    """Names the first layer whose activations diverge beyond benign variation (supporting, strength 0.5 × from_z,
+    capped at what the swap leaves possible: :func:`model_side`)."""
     from workbench.model.activations import compare_activations
 
     snap = suspect(ctx)
@@ -150,7 +175,7 @@ def activation_trace(ctx: Context) -> Evidence:
         return Evidence("activation_trace", "pass", 0.0, "No layer's activations moved beyond benign refreshes.", detail=str(diff),
                         data={"plot": plot})
     row = table.filter(table["layer"] == diff.first_divergent_layer).row(0, named=True)
-    s = 0.5 * S.from_gate(row["z"], row["gate"])
+    s = _bounded(ctx, 0.5 * S.from_gate(row["z"], row["gate"]))
     summary = (f"Activations first diverge at {diff.first_divergent_layer} (parameter {diff.first_divergent_parameter}; "
                f"robust z {row['z']:.1f}, gate {row['gate']:.1f}).")
     return Evidence("activation_trace", "fail", s, summary, detail=str(diff), data={"plot": plot},
