@@ -61,7 +61,7 @@ PUBLIC = [
     "FeatureIsolation", "FeatureSlices", "GrainChoice", "GuardReport", "LabelDelay", "LabelShift", "Lineage",
     "MetricVerdict", "Mitigation", "MonitorResult", "Node", "Onset", "QualitySeries", "Reliability", "RootCause",
     "SegmentOnset", "ServingConsistency", "Simulation", "Simulator", "SliceDeltas", "SliceSearch", "Snapshot",
-    "SnapshotDiff", "SnapshotError", "SnapshotSwap", "SnapshotTimeline", "Tree", "Validation", "Window",
+    "SnapshotDiff", "SnapshotError", "SnapshotSwap", "SnapshotTimeline", "Tree", "UnexplainedShift", "Validation", "Window",
     "WorkbenchError", "attribution_shift", "audit_dependencies", "build_model", "calibration_shift", "choose_grain",
     "compare_activations", "default_batch", "default_holdout", "default_tree", "detect_onset", "detect_segment_onset",
     "diagnose", "diff_state_dicts", "estimate_unlabeled", "feature_by_slice", "feature_drift", "feature_timeline",
@@ -69,7 +69,7 @@ PUBLIC = [
     "load_plugins", "load_state_dict", "measure_windows", "open_case", "permutation_shap", "quality_between",
     "quality_series", "read_config", "read_lineage", "read_snapshot_index", "register", "reliability",
     "render_report", "serving_consistency", "slice_deltas", "snapshot_swap", "snapshot_timeline", "trace_activations",
-    "training_skew", "unit_importance", "validate_snapshot", "write_report",
+    "training_skew", "unexplained_shift", "unit_importance", "validate_snapshot", "write_report",
 ]
 
 
