@@ -267,12 +267,12 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
 
 def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
     """The label-free half of calibration: the prediction shift no input explains (a serving-side change)."""
-    from workbench.model.rescore import USABLE_R2, USABLE_SUPPORT, unexplained_shift, window_rows
+    from workbench.model.rescore import USABLE_R2, USABLE_SUPPORT, sample_window, unexplained_shift
 
     target = "unexplained_prediction_shift"
     if not case.features:
         return MonitorResult("calibration", target, "skip", None, None, "no feature columns mapped ([columns] features)")
-    base, new = (window_rows(case, w, UNEXPLAINED_ROWS, seed=i) for i, w in enumerate((baseline, window)))
+    base, new = (sample_window(case, w, UNEXPLAINED_ROWS, seed=i) for i, w in enumerate((baseline, window)))
     u = unexplained_shift(base, new, case.features)
     threshold = 1 + t.serving_change
     if u is None or not u.usable:

@@ -37,14 +37,14 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["ServingConsistency", "SnapshotSwap", "UnexplainedShift", "serving_consistency", "snapshot_swap",
-           "unexplained_shift", "window_rows"]
+__all__ = ["ServingConsistency", "SnapshotSwap", "UnexplainedShift", "sample_window", "serving_consistency", "snapshot_swap",
+           "unexplained_shift"]
 
 RESOLVABLE = 15.0  # |logit| above this is float32 saturation (p within ~3e-7 of 0 or 1)
 
 
 
-def window_rows(case: Case, window: Window, sample: int, *, seed: int = 0) -> pl.DataFrame:
+def sample_window(case: Case, window: Window, sample: int, *, seed: int = 0) -> pl.DataFrame:
     """Up to ``sample`` uniform rows of ``window`` (labelled or not): prediction, label, snapshot and the features."""
     return _rows(case, window, sample, labeled=False, seed=seed)
 
