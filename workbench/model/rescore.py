@@ -43,7 +43,6 @@ __all__ = ["ServingConsistency", "SnapshotSwap", "UnexplainedShift", "sample_win
 RESOLVABLE = 15.0  # |logit| above this is float32 saturation (p within ~3e-7 of 0 or 1)
 
 
-
 def sample_window(case: Case, window: Window, sample: int, *, seed: int = 0) -> pl.DataFrame:
     """Up to ``sample`` uniform rows of ``window`` (labelled or not): prediction, label, snapshot and the features."""
     return _rows(case, window, sample, labeled=False, seed=seed)
@@ -84,7 +83,6 @@ class SnapshotSwap:
     rows: int
     z: float  # paired z of (rescored - swapped): the same rows under both snapshots
     se: float = math.nan  # standard error of ne_rescored - ne_swapped (NE units, paired)
-
 
     @property
     def recovered(self) -> float:

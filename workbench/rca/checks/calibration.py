@@ -42,8 +42,8 @@ def calibration(ctx: Context) -> Evidence:
 
     cs = ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
     # the other explanations, read from the evidence those checks returned (run now if they have not run yet)
-    others = [max(feature_strengths(ctx).values(), default=0.0)]
-    others += [ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("label_side")) if ev is not None]
+    broken_feature = max(feature_strengths(ctx).values(), default=0.0)
+    others = [ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("label_side")) if ev is not None]
     moved_p, moved_y = abs(math.log1p(cs.prediction_change)), abs(math.log1p(cs.label_rate_change))
     by_predictions = moved_p / (moved_p + moved_y) if moved_p + moved_y > 0 else 0.0
     size = S.from_excess(abs(math.log(cs.calibration_ratio_incident / cs.calibration_ratio_baseline))
@@ -53,10 +53,10 @@ def calibration(ctx: Context) -> Evidence:
     raw = S.from_z(abs(cs.calibration_z)) * size * by_predictions
     unexplained = _unexplained(ctx) if raw > 0 and not ctx.has("model") else None
     if unexplained is None:
-        s = S.weaken(raw, ranking_worse, *others)
+        s = S.weaken(raw, ranking_worse, broken_feature, *others)
     else:
         own = S.from_z(unexplained.z) * S.from_excess(unexplained.margin, math.log(1.05), 0.1)
-        s = S.weaken(min(raw, own * by_predictions), ranking_worse * unexplained.share, *others[1:])
+        s = S.weaken(min(raw, own * by_predictions), ranking_worse * unexplained.share, *others)
     serving = None
     if ctx.has("model"):
         from workbench.model.rescore import serving_consistency

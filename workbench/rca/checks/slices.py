@@ -9,7 +9,7 @@ import polars as pl
 from workbench.data.slices import MINORITY
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import slices
+from workbench.rca.checks._common import drift, feature_slices, hhmm, slices
 from workbench.rca.checks.quality import SHORT as NAMES
 from workbench.rca.evidence import Candidate, Evidence
 
@@ -79,8 +79,6 @@ def _broken_there(ctx: Context, segment: str, share: float) -> list[Candidate]:
     the traffic's drift) times the share of the regression the segment holds. It explains the segment, which is where
     it broke, so the ranking demotes the segment by it.
     """
-    from workbench.rca.checks._common import drift, feature_slices, hhmm
-
     table = drift(ctx).table.filter(pl.col("type") == "numeric").sort("severity", descending=True, nulls_last=True)
     out = []
     for f in table["feature"].head(SUSPECTS).to_list():
