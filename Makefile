@@ -7,6 +7,9 @@ PY    := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CASE  ?= sample_data/cases/upstream_break
 PORT  ?= 8888
+# Test files run on this many worker processes, each file whole on one worker (its module fixtures built once):
+# on two cores the browser, kernel and server waits of one file overlap the other's work. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 
 .PHONY: setup browser postgres samples demo test lint bench clean
 
@@ -48,7 +51,7 @@ demo: setup samples
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/quickstart.ipynb
 
 test: setup browser postgres samples
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(VENV)/bin/ruff check workbench widgets tests benchmarks

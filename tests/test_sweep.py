@@ -16,8 +16,8 @@ A case that makes the workbench raise or report an ``errors`` entry is a bug. A 
 whose owner has not fixed it yet is listed in :data:`KNOWN` with the bug it shows:
 those scenarios are left out of the sweep and each runs as a strict ``xfail`` (the
 test turns red when the fix lands, so the entry gets removed). ``WORKBENCH_SWEEP_CASES``
-sets the number of cases: ``make test`` runs 60 (about 40 s, to keep the suite under 20 minutes on
-two cores); a release runs a few hundred (``WORKBENCH_SWEEP_CASES=400``, about 4 minutes), the
+sets the number of cases: ``make test`` runs 60 (about 100 s beside the other test worker on two
+cores, to keep the suite under 20 minutes); a release runs a few hundred (``WORKBENCH_SWEEP_CASES=400``, about 4 minutes), the
 same scenarios from index 0 on, so the 60 are the first 60 of any bigger run.
 """
 
