@@ -116,3 +116,55 @@ def test_the_pass_one_sample_stands_in_for_a_read_only_when_it_holds_enough_rows
     assert Simulator(case, DAY1, DAY2, sample=labelled, drawn=part)._drawn(DAY2, None, cols).height == labelled
     # on wide logs the bar is a number of values, not rows: 20k rows up to 500 columns, 10k at 1,000, never under 5k
     assert [Simulator(case, DAY1, DAY2)._wide_enough(c) for c in (20, 250, 500, 1000, 4000)] == [20_000, 20_000, 20_000, 10_000, 5_000]
+
+
+def shift_case(root, positives_rate: float = 0.15, rows_per_hour: int = 600, seed: int = 0, ramp_hours: float = 0.0,
+               snapshot: bool = False):
+    """A population shift: the served model ignores an interaction (``f_b`` x ``f_x2``) that mattered for 10% of the
+    baseline's rows and, from hour 48 (over ``ramp_hours``), for 80% of them. Nothing broke; the model is wrong on the
+    new mix. ``f_dead`` is null throughout (a refit must leave it out). With ``snapshot``, one snapshot (published
+    before the log) served every row."""
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    hours = 96
+    n = hours * rows_per_hour
+    t = np.sort(rng.uniform(0, hours * 3600, n))
+    moved = np.clip((t - 48 * 3600) / max(ramp_hours * 3600, 1.0), 0.0, 1.0)
+    b = (rng.random(n) < 0.1 + 0.7 * moved).astype(np.float64)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    base = math.log(positives_rate / (1 - positives_rate))
+    truth = base + x1 + b * 1.5 * x2
+    y = (rng.random(n) < 1 / (1 + np.exp(-truth))).astype(np.int8)
+    served = 1 / (1 + np.exp(-(base + x1)))  # what a model fitted where b was rare learned
+    start = datetime(2026, 11, 18, tzinfo=UTC)
+    pl.DataFrame({"ts": [start + timedelta(seconds=float(s)) for s in t], "prediction": served, "label": y,
+                  "f_x1": x1, "f_x2": x2, "f_b": b, "f_dead": np.full(n, np.nan)}).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC"))).write_parquet(
+        root / "predictions.parquet")
+    if snapshot:
+        import torch
+        from safetensors.torch import save_file
+
+        (root / "snapshots").mkdir()
+        save_file({"w": torch.zeros(3)}, str(root / "snapshots" / "m1.safetensors"))
+        (root / "snapshots" / "index.csv").write_text("snapshot_id,published_at,file\nm1,2026-11-17T00:00:00Z,m1.safetensors\n")
+    return open_case(root)
+
+
+def test_a_refit_on_the_new_population_recovers_what_a_recalibration_cannot(tmp_path):
+    case = shift_case(tmp_path)
+    sim = Simulator(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"), Window("2026-11-20T00:00Z", "2026-11-21T00:00Z"))
+    refit, recal = sim.refit("s1"), sim.recalibrate()
+    assert isinstance(refit, Simulation) and isinstance(recal, Simulation)
+    assert refit.action == "exclude_training" and "odd hours" in refit.method and "and 3 features" in refit.method
+    assert refit.incident > refit.baseline * 1.05  # the new mix regressed NE
+    assert refit.recovery > 0.8 and refit.recovery > recal.recovery + 0.3, (refit, recal)
+
+
+def test_a_refit_needs_enough_labelled_events(tmp_path):
+    case = shift_case(tmp_path, positives_rate=0.002, rows_per_hour=200)
+    sim = Simulator(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"), Window("2026-11-20T00:00Z", "2026-11-21T00:00Z"))
+    result = sim.refit("s1")
+    assert isinstance(result, NotSimulated) and "needs 100 of each class" in result.reason

@@ -88,3 +88,20 @@ def test_without_a_model_the_repairs_are_re_scored_by_a_surrogate_or_say_investi
     assert by["recalibrate"].action == "recalibrate" and by["recalibrate"].predicted is not None
     # the only simulated action comes first when it recovers at least half, else after the unsimulated ones
     assert (got[0] is by["recalibrate"]) == (by["recalibrate"].recovery >= 0.5)
+
+
+def test_a_population_shift_is_fixed_by_a_refresh_on_the_new_population(tmp_path):
+    """The population moved over 36 h into a mix the served model gets wrong; nothing broke. The first action is the
+    serving snapshot's refresh without the old population, simulated as a model refit on the incident's rows."""
+    from tests.model.test_mitigate import shift_case
+    from workbench import diagnose
+
+    shift_case(tmp_path, ramp_hours=36, snapshot=True)
+    top = diagnose(tmp_path).root_causes[0]
+    assert (top.kind, top.target, top.change) == ("feature", "f_b", "shift")
+    first = top.mitigations[0]
+    assert (first.action, first.target) == ("exclude_training", "m1") and first.window is not None
+    assert first.window.start <= open_case(tmp_path).predictions.select("ts").min().collect().item()
+    assert first.predicted is not None and first.predicted.recovery > 0.5 and "refit" in first.predicted.method
+    jsonschema.validate(first.to_dict(), MITIGATION)
+    assert [m.action for m in top.mitigations] == ["exclude_training", "recalibrate"]  # never a backfill or fallback

@@ -111,19 +111,19 @@ def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_cou
                                        "all_periods": pl.Int64, "fits": pl.Boolean})
     if requested is not None:
         r = next(r for r in rows if r["grain"] == requested)
-        why = (f"[case] grain = {requested!r}: {r['testable']} of {r['periods']} periods hold at least {MIN_POSITIVES} "
+        why = (f"[case] grain = {requested!r}: {r['testable']} of {r['periods']} periods hold at least {min_count} "
                "positives and negatives")
         return GrainChoice(requested, why, table, requested=True)
     fit = next((r for r in rows if r["fits"]), None)
     if fit is not None:
         return GrainChoice(fit["grain"], f"the finest period at which {fit['testable']} of {fit['periods']} periods hold at "
-                           f"least {MIN_POSITIVES} positives and {MIN_NEGATIVES} negatives", table)
+                           f"least {min_count} positives and {min_count} negatives", table)
     best = max(rows, key=lambda r: (r["testable"], -GRAINS.index(r["grain"])))
     labeled = int(profile["labeled"].sum()) if profile.height else 0
     positives = int(profile["positives"].sum()) if profile.height else 0
     why = (f"too sparse to test at any grain: {labeled:,} labelled rows ({positives:,} positives) in all; even per "
-           f"{_words(best['grain'])} only {best['testable']} of {best['periods']} periods hold {MIN_POSITIVES} positives and "
-           f"{MIN_NEGATIVES} negatives (a test needs {MIN_PERIODS} such periods)")
+           f"{_words(best['grain'])} only {best['testable']} of {best['periods']} periods hold {min_count} positives and "
+           f"{min_count} negatives (a test needs {MIN_PERIODS} such periods)")
     return GrainChoice(None, why, table)
 
 

@@ -26,6 +26,12 @@ sampling noise between two windows. What each action changes:
   the second is used only when a likelihood-ratio test prefers it (chi-square, 1 df,
   ``LRT`` = the 0.001 quantile), so one extra parameter is never spent on noise. With
   ``within="column=value"`` the correction is fitted and applied inside that segment only.
+* :meth:`Simulator.refit` — for a population shift: the next refresh trained on the new
+  population, stood in for by a gradient-boosted model of the label from the served logit and
+  the features, fitted on the labelled incident rows of even hours and scored on those of odd
+  hours. Starting from the served logit, it learns what the model now gets wrong (a region of
+  inputs it rarely saw, an interaction the new mix exposes) and keeps what it gets right; on
+  few labelled rows it learns little, and the prediction says so.
 * :meth:`Simulator.relabel` — for a label incident: the served predictions scored against
   labels as the baseline's calibration says they should be (each prediction times its
   prediction bin's baseline ratio of label rate to mean prediction, ``BINS`` quantile bins):
@@ -88,6 +94,7 @@ MIN_LABELED = 200  # labelled rows a fitted or measured part needs: a 1-2 parame
 MIN_EVENTS = 10  # rows of each class a part needs (ten events per fitted parameter; Peduzzi et al. 1996)
 LRT = 10.828  # chi-square(1) quantile at 0.999: the logit-scale recalibration must beat the odds ratio by this
 BINS = 20  # prediction bins of the baseline calibration (relabel)
+REFIT_EVENTS = 100  # rows of each class the fitting part needs before a refit is simulated (a tree model fits more than 2 parameters)
 METRICS = ("normalized_entropy", "calibration_ratio", "auc", "log_loss")
 WATCHED = ("normalized_entropy", "calibration_ratio", "auc")
 HOWS = ("default", "median", "baseline")  # fallback serving choices
@@ -602,6 +609,39 @@ class Simulator:
         return self._result("recalibrate", within or "calibration", z_after, ~first,
                             f"{how}{place}, fitted on the {int(fit.sum()):,} labelled incident rows of even hours and scored on "
                             "those of odd hours", params)
+
+    def refit(self, target: str) -> Simulation | NotSimulated:
+        """A refresh on the new population: a boosted model of the label from the served logit and the features, fitted
+        on the labelled incident rows of even hours and scored on those of odd hours (see the module docstring)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from threadpoolctl import threadpool_limits
+
+        inc = self.incident
+        fit = inc.fit_part
+        y = inc.y[fit]
+        if min(y.sum(), len(y) - y.sum()) < REFIT_EVENTS:
+            return NotSimulated(f"too few labelled incident rows in the even hours of the window to refit a model on "
+                                f"({int(y.sum()):,} positives of {len(y):,}; needs {REFIT_EVENTS} of each class)")
+        x = np.column_stack([inc.z, inc.x]).astype(np.float32)
+        # a column without two distinct values among the fitting rows (all null in the window) carries nothing to learn,
+        # and sklearn's binning cannot place a threshold in it
+        keep = np.array([len(np.unique(c[np.isfinite(c)])) > 1 for c in x[fit].T], dtype=bool)
+        if not keep.any():
+            return NotSimulated("neither the served prediction nor any feature varies in the window: nothing to refit on")
+        x = x[:, keep]
+        # Regularised for a few thousand rows: small leaves, early stopping on a fifth of the fitting rows.
+        model = HistGradientBoostingClassifier(learning_rate=0.1, max_iter=200, max_leaf_nodes=15, l2_regularization=1.0,
+                                               min_samples_leaf=max(20, len(y) // 200), early_stopping=True,
+                                               validation_fraction=0.2, n_iter_no_change=10, random_state=self.seed)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            model.fit(x[fit], y)
+            p_new = model.predict_proba(x[~fit])[:, 1]
+        z_after = inc.z.copy()
+        z_after[~fit] = logit(np.clip(p_new, 1e-6, 1 - 1e-6))
+        return self._result("exclude_training", target, z_after, ~fit,
+                            f"a model refit on the new population (gradient-boosted trees on the served logit and "
+                            f"{int(keep[1:].sum())} features, {model.n_iter_} rounds), fitted on the {len(y):,} labelled incident "
+                            "rows of even hours and scored on those of odd hours")
 
     def relabel(self) -> Simulation | NotSimulated:
         """The window's quality with labels as the baseline's calibration says they should be (a label incident's fix)."""

@@ -14,7 +14,9 @@ feature           ``backfill`` of its producer (the most specific lineage node a
                   ``feature:NAME``), ``fallback`` (serve null, its baseline median or baseline
                   values), both inside the cause's segment when it names one and everywhere,
                   ``recalibrate`` as a stop-gap; a population ``shift`` gets
-                  ``recalibrate`` and ``investigate`` (retrain on the new population)
+                  ``exclude_training`` of the old population from the refresh of the
+                  serving snapshot (simulated as a model refit on the incident's labelled
+                  rows) and ``recalibrate``
 upstream          ``backfill`` of the node (its broken features restored), ``fallback`` of those
                   features, ``recalibrate``
 label             ``exclude_training``: the window of wrong labels, predicted as the window's
@@ -43,6 +45,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from workbench.rca.evidence import Evidence
@@ -288,15 +291,34 @@ def _repairs(ctx: Context, features: Sequence[str], target: str, within: str | N
 def _feature(ctx: Context, cause: RootCause) -> list[Mitigation]:
     f = cause.target
     if cause.change == "shift":
-        return [_recalibrate(ctx), Mitigation(
-            "investigate", f, f"The population behind {f} moved and nothing broke: retrain on recent data (or reweight "
-            "toward the new mix); a backfill or fallback would not help.", proposes="retrain",
-            reason="retraining cannot be simulated on the served rows")]
+        return [_refit(ctx, f), _recalibrate(ctx)]
     out = _repairs(ctx, [f], _producer(ctx, f), cause.slice, f"{f}")
     if cause.slice:  # the break was placed in one segment: the same repairs everywhere too, in case it reached further
         out += _repairs(ctx, [f], _producer(ctx, f), None, f"{f}")
     out.append(_recalibrate(ctx))
     return out
+
+
+def _refit(ctx: Context, feature: str) -> Mitigation:
+    """A population shift's fix: the next refresh leaves the old population out (or reweights it toward the new mix),
+    simulated as a model refit on the incident's labelled rows (:meth:`Simulator.refit`). The contract names the
+    snapshot a refresh replaces as ``exclude_training``'s target; without snapshots it stays ``investigate``."""
+    from workbench.model.mitigate import NotSimulated
+
+    span = _incident_span(ctx)
+    series = ctx.onset.series
+    first = series["window"].min() if "window" in series.columns and series.height else None
+    old = Window(min(first, ctx.baseline.start) if isinstance(first, datetime) else ctx.baseline.start, span.start)
+    how = (f"The population behind {feature} moved and nothing broke: refresh the model on data from {iso(span.start)} on, "
+           "leaving the older population out or reweighting it toward the new mix; a backfill or fallback would not help.")
+    serving = [s for s in ctx.case.snapshots if s.published_at < span.end]
+    if not serving:
+        return Mitigation("investigate", feature, how, proposes="exclude_training",
+                          reason="no snapshot is known to have served the incident, so there is no refresh to name")
+    result = simulator(ctx).refit(serving[-1].snapshot_id)
+    if isinstance(result, NotSimulated):
+        return _made("exclude_training", serving[-1].snapshot_id, how, result, window=old)
+    return Mitigation("exclude_training", serving[-1].snapshot_id, how, predicted=result, window=old)
 
 
 def _upstream(ctx: Context, cause: RootCause) -> list[Mitigation]:
