@@ -40,7 +40,7 @@ from proving_ground.world import DAY_US, HOUR_US, build_world, feature_logit, sa
 
 TRUTH_VERSION = 1
 #: Bump whenever the same scenario would generate a different case (benchmark caches check it).
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5  # 5: multi/two_features never draws its two features from one pipeline; seeded MLP initialisation
 
 _SCALE_UP = [(2.0, "double counted"), (3.6, "m/s -> km/h"), (10.0, "x10"), (60.0, "minutes -> seconds"),
              (100.0, "ratio -> percent"), (1000.0, "seconds -> milliseconds")]
@@ -369,8 +369,13 @@ class _Gen:
             if c.get("features", "x") is None:
                 a = self.causes[0]["features"][0]
                 mates = {j for bd in self.w.bundles if a in bd["features"] for j in bd["features"]}
+                # Two independent breaks: the second feature shares no upstream source with the first where the lineage
+                # allows it, and never its pipeline (two features out of one pipeline breaking at once is one break there)
+                same_pipe = [j for j in range(self.F) if self.lineage and self.lineage["pipeline_of"][j] == self.lineage["pipeline_of"][a]]
                 ex = [j for j in range(self.F)
                       if j == a or j in mates or (self.lineage and not lin.sources_disjoint(self.lineage, a, j))]
+                if len([j for j in self._cand(False) if j not in ex]) == 0:
+                    ex = sorted({a, *mates, *same_pipe})
                 if len([j for j in self._cand(False) if j not in ex]) == 0:
                     ex = [a]
                 c["features"] = [self._pick_feature(r, allow_binary=False, exclude=tuple(ex))]

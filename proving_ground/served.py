@@ -152,9 +152,12 @@ def fit(spec: ModelSpec, X: np.ndarray, y: np.ndarray, rng: np.random.Generator,
         state["net.0.weight"] = torch.tensor(w[1:][None, :], dtype=torch.float32)
         state["net.0.bias"] = torch.tensor(w[:1], dtype=torch.float32)
         return state
+    # The weights start from a seeded initialisation; only the input transform comes from ``state``. (Loading the
+    # whole ``state`` took the first build's weights, drawn from torch's unseeded global generator: a case then
+    # depended on what the process had generated before it.)
     torch.manual_seed(int(rng.integers(2 ** 31)))
     module = spec.build()
-    module.load_state_dict(state)
+    module.load_state_dict({**module.state_dict(), **{k: state[k] for k in ("compress", "mean", "scale")}})
     last = [m for m in module.net if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         rate = float(np.clip((sw * y).sum() / sw.sum(), 1e-4, 1 - 1e-4))

@@ -62,6 +62,19 @@ def test_same_scenario_same_truth_and_bytes(tmp_path):
     assert pg.draw("feature", "dev", 11, mode="coverage_null", **SMALL) == sc  # draw is deterministic too
 
 
+def test_an_mlp_case_does_not_depend_on_what_the_process_ran_before(tmp_path):
+    # the benchmark's workers generate case after case: an MLP's initial weights must come from the scenario's seed,
+    # not from torch's global generator (its state would carry over from the previous case)
+    import torch
+
+    sc = next(s for s in (pg.draw("feature", "dev", k, mode="coverage_null", **SMALL) for k in range(40)) if s.model_kind != "logistic")
+    a = pg.generate(sc, tmp_path / "a")
+    torch.rand(1_000)  # another case's work
+    b = pg.generate(sc, tmp_path / "b")
+    assert (a / "predictions.parquet").read_bytes() == (b / "predictions.parquet").read_bytes()
+    assert (a / "truth.json").read_bytes() == (b / "truth.json").read_bytes()
+
+
 def test_generate_refuses_a_non_empty_directory(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "keep.txt").write_text("mine")
