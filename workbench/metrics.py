@@ -268,6 +268,17 @@ def ne_se(labeled: np.ndarray, positives: np.ndarray, ll_sum: np.ndarray, ll_sq_
         return np.sqrt(np.maximum(var, 0.0))
 
 
+def calibration_log_se(labeled: np.ndarray, pred_sum_labeled: np.ndarray) -> np.ndarray:
+    """The sampling error of ``log(sum y)``, hence of the log calibration ratio, under no change: binomial at the rate
+    the model expects (``pred_sum_labeled / labeled``), not at the observed one, so an incident that removes the clicks
+    does not also inflate the error of the rows that show it (one click left of twenty expected reads as a
+    collapse at ``1/sqrt(20)``, not as noise at ``1/sqrt(1)``)."""
+    n = np.asarray(labeled, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.asarray(pred_sum_labeled, dtype=float) / n
+        return np.sqrt((1 - expected) / (n * expected))
+
+
 def metric_from_sums(s: dict[str, np.ndarray], metric: str) -> tuple[np.ndarray, np.ndarray]:
     """``(value, se)`` of ``metric`` per element of mergeable sum arrays ``s``
     (``rows``, ``labeled``, ``positives``, ``pred_sum``, ``pred_sq_sum``, ``pred_sum_labeled``,
@@ -292,7 +303,7 @@ def metric_from_sums(s: dict[str, np.ndarray], metric: str) -> tuple[np.ndarray,
                 se = np.sqrt(np.maximum(np.asarray(s["ll_sq_sum"]) / n - value**2, 0) / n)
             case "calibration_ratio":
                 value = np.asarray(s["pred_sum_labeled"], dtype=float) / pos
-                se = np.sqrt((1 - r) / (n * r))  # binomial error of log(sum y)
+                se = calibration_log_se(n, s["pred_sum_labeled"])
             case "label_rate":
                 value = r
                 se = np.sqrt((1 - r) / (n * r))

@@ -119,3 +119,24 @@ def test_a_segment_whose_clicks_collapsed_is_found_and_not_the_majority_beside_i
     assert search.total_delta > 0  # fewer clicks: sum p / sum y went up
     phones = search.table.filter(pl.col("slice") == "device=phone")
     assert phones.is_empty() or phones["score"][0] < 0, str(search)  # the unchanged majority explains none of it
+
+
+def test_a_small_segment_whose_clicks_vanished_is_tested_and_named_in_the_fewest_terms(tmp_path):
+    # NG (10% of the traffic) keeps 2 of its ~25 expected clicks in the incident: observed positives are below the
+    # support (5), the expected ones are not, so NG is tested, and its calibration error is the one under no change
+    # (1/sqrt(25), not 1/sqrt(2)). 97% of rows are on phones, so 'country=NG & device=phone' holds nearly all of NG's
+    # rows: the same segment in more words, and NG (the smaller description) ranks first
+    frame = pl.read_parquet(write_case(tmp_path / "c", seed=25, per_hour=250) / "predictions.parquet")
+    rng = np.random.default_rng(0)
+    frame = frame.with_columns(device=pl.Series(np.where(rng.random(frame.height) < 0.97, "phone", "tablet")))
+    inc = Window.hours("2026-03-04T02:00:00Z", 16)
+    hit = (pl.col("country") == "NG") & (pl.col("ts") >= inc.start) & (pl.col("ts") < inc.end) & (pl.col("label") == 1)
+    frame = frame.with_columns(pl.when(hit & (hit.cum_sum() > 2)).then(0).otherwise(pl.col("label")).alias("label"))
+    (tmp_path / "m").mkdir()
+    frame.write_parquet(tmp_path / "m" / "predictions.parquet")
+    case = open_case(tmp_path / "m")
+    ng = frame.filter((pl.col("country") == "NG") & (pl.col("ts") >= inc.start) & (pl.col("ts") < inc.end))
+    assert ng["label"].sum() == 2 and ng["prediction"].sum() > 15  # below the support observed, above it expected
+    search = find_slices(case, Window.hours("2026-03-03T02:00:00Z", 24), inc, metric="calibration_ratio")
+    assert search.top["slice"] == "country=NG" and search.confined, str(search)
+    assert search.top["z"] > 5, str(search)

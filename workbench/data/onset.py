@@ -87,7 +87,7 @@ from workbench.case.grain import GrainChoice, grain_delta
 from workbench.case.loader import Case
 from workbench.data.quality import QualitySeries, pool, quality_between, quality_series
 from workbench.errors import WorkbenchError
-from workbench.metrics import LOG_SCALE, auc_se, reliable_end
+from workbench.metrics import LOG_SCALE, auc_se, calibration_log_se, reliable_end
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
@@ -253,10 +253,9 @@ def _sampling_se(table: pl.DataFrame, metric: str) -> np.ndarray:
                 auc = table["auc"].cast(pl.Float64).fill_null(np.nan).to_numpy()
                 return np.array([auc_se(a, p, q) for a, p, q in zip(auc, pos, n - pos, strict=True)])
             case "calibration_ratio" | "label_rate":
-                # binomial error of log(sum y) under no change, at the rate the model expects: an incident that
-                # removes the clicks must not also remove the weight of the periods that show it
-                expected = table["pred_sum_labeled"].cast(pl.Float64).to_numpy() / n
-                return np.sqrt((1 - expected) / (n * expected))
+                # at the rate the model expects: an incident that removes the clicks must not also remove the weight of
+                # the periods that show it
+                return calibration_log_se(n, table["pred_sum_labeled"].cast(pl.Float64).to_numpy())
             case "prediction_mean":
                 mean = table["pred_sum"].to_numpy() / rows
                 var = np.maximum(table["pred_sq_sum"].to_numpy() / rows - mean**2, 0)

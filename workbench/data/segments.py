@@ -57,8 +57,11 @@ class SegmentOnset:
 def _segment_grain(table: pl.DataFrame, every: str) -> str | None:
     """A segment's own grain (:func:`workbench.case.grain.choose_grain` on its counts, a period testable with
     ``MIN_FIT_COUNT`` positives and negatives: the detector's own floor), never finer than the case's: a segment
-    holds a share of the traffic, so its periods may need to be longer to hold enough labelled rows."""
-    profile = table.select(pl.col("window").alias("period"), "rows", "labeled", pl.col("positives").cast(pl.Int64))
+    holds a share of the traffic, so its periods may need to be longer to hold enough labelled rows. A period's
+    positives are the observed or, when more, the expected ones (``sum p``): a segment whose clicks collapsed must not
+    become untestable by its own collapse (the detector counts periods the same way)."""
+    events = pl.max_horizontal(pl.col("positives"), pl.col("pred_sum_labeled")).round(0).cast(pl.Int64).alias("positives")
+    profile = table.select(pl.col("window").alias("period"), "rows", "labeled", events)
     choice = choose_grain(profile, min_count=MIN_FIT_COUNT)
     if choice.grain is None:
         return None

@@ -29,9 +29,14 @@ standard errors of the four (slice, rest) x (baseline, incident) metrics; a slic
 is significant when its one-sided p-value, Bonferroni-corrected for the number of
 slices tested, is below ``alpha``. Slices with fewer than ``MIN_LABELED`` labeled
 rows or ``MIN_POSITIVES`` positives in either period are not tested (SliceLine's
-minimum support), so tiny slices cannot win on noise. Lattice rule: when a
-level-2 slice explains at least 90% of a parent's score, the parent ranks after
-it (the regression is more specific than the parent). The lattice is enumerated
+minimum support), so tiny slices cannot win on noise; the positives are the observed or, when more, the
+expected ones (``sum p``), so a slice whose clicks collapsed stays testable. The calibration ratio's
+error is the binomial error at the rate the model expects
+(:func:`workbench.metrics.calibration_log_se`, the detector's too). Lattice rule: when a
+level-2 slice explains at least 90% of a parent's score from at most 90% of its
+rows, the parent ranks after it (the regression is more specific than the parent);
+a child holding nearly all the parent's rows is the same segment in more words, and
+the parent, the smaller description, stays first. The lattice is enumerated
 completely (levels 1-2 over a few low-cardinality columns are small), so
 SliceLine's score upper-bound pruning is not needed.
 """
@@ -269,8 +274,10 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     se = np.sqrt(sb**2 + si**2 + swb**2 + swi**2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = oriented / se
-    support = ((b["labeled"] >= MIN_LABELED) & (i["labeled"] >= MIN_LABELED) & (b["positives"] >= MIN_POSITIVES)
-               & (i["positives"] >= MIN_POSITIVES) & (rb["labeled"] >= MIN_LABELED) & (ri["labeled"] >= MIN_LABELED)
+    # support counts the positives the model expects where that is more than were observed: a slice whose clicks
+    # collapsed (one left of twenty expected) must stay testable, it is the slice that holds the change
+    support = ((b["labeled"] >= MIN_LABELED) & (i["labeled"] >= MIN_LABELED) & (_events(b) >= MIN_POSITIVES)
+               & (_events(i) >= MIN_POSITIVES) & (rb["labeled"] >= MIN_LABELED) & (ri["labeled"] >= MIN_LABELED)
                & np.isfinite(z))
     tested = int(support.sum())
     p_one = np.array([norm_sf(v) if np.isfinite(v) else 1.0 for v in z])
@@ -295,14 +302,24 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
                        incident=incident, total_delta=total, tested=tested, alpha=alpha, confined=confined, rest_z=rest_z)
 
 
+def _events(sums: dict[str, np.ndarray]) -> np.ndarray:
+    """Positives per slice for the support rule: observed, or expected by the model when that is more."""
+    return np.maximum(sums["positives"], sums["pred_sum_labeled"])
+
+
 def _demote_parents(table: pl.DataFrame) -> pl.DataFrame:
-    """Mark level-1 slices that a significant child explains almost entirely (``PARENT_SHARE``)."""
+    """Mark level-1 slices that a significant, more specific child explains almost entirely (``PARENT_SHARE`` of the
+    parent's score from at most ``PARENT_SHARE`` of its rows). A child that holds nearly all the parent's rows
+    (``country=AU & device=tablet`` where 96% of AU is on tablets) describes the same rows with one more term: the
+    parent, the smaller description, stays first."""
     scores = dict(zip(table["slice"], table["score"], strict=True))
+    shares = dict(zip(table["slice"], table["share"], strict=True))
     demoted = set()
     for row in table.filter((pl.col("level") == 2) & pl.col("significant")).iter_rows(named=True):
         for parent in row["slice"].split(" & "):
-            ps = scores.get(parent)
-            if ps is not None and ps > 0 and row["score"] >= PARENT_SHARE * ps:
+            ps, pshare = scores.get(parent), shares.get(parent)
+            if (ps is not None and ps > 0 and row["score"] >= PARENT_SHARE * ps and pshare is not None
+                    and row["share"] <= PARENT_SHARE * pshare):
                 demoted.add(parent)
     return table.with_columns(pl.col("slice").is_in(list(demoted)).alias("_demoted"))
 
