@@ -303,8 +303,6 @@ def _refit(ctx: Context, feature: str) -> Mitigation:
     """A population shift's fix: the next refresh leaves the old population out (or reweights it toward the new mix),
     simulated as a model refit on the incident's labelled rows (:meth:`Simulator.refit`). The contract names the
     snapshot a refresh replaces as ``exclude_training``'s target; without snapshots it stays ``investigate``."""
-    from workbench.model.mitigate import NotSimulated
-
     span = _incident_span(ctx)
     series = ctx.onset.series
     first = series["window"].min() if "window" in series.columns and series.height else None
@@ -315,10 +313,8 @@ def _refit(ctx: Context, feature: str) -> Mitigation:
     if not serving:
         return Mitigation("investigate", feature, how, proposes="exclude_training",
                           reason="no snapshot is known to have served the incident, so there is no refresh to name")
-    result = simulator(ctx).refit(serving[-1].snapshot_id)
-    if isinstance(result, NotSimulated):
-        return _made("exclude_training", serving[-1].snapshot_id, how, result, window=old)
-    return Mitigation("exclude_training", serving[-1].snapshot_id, how, predicted=result, window=old)
+    sid = serving[-1].snapshot_id
+    return _made("exclude_training", sid, how, simulator(ctx).refit(sid), window=old)
 
 
 def _upstream(ctx: Context, cause: RootCause) -> list[Mitigation]:
