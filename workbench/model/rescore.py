@@ -85,21 +85,24 @@ class SnapshotSwap:
     se: float = math.nan  # standard error of ne_rescored - ne_swapped (NE units, paired)
 
     @property
+    def regression(self) -> float:
+        """The incident's NE rise over the baseline, logged: what the snapshot's share is a share of."""
+        return self.ne_logged - self.ne_baseline
+
+    @property
     def recovered(self) -> float:
         """The snapshot's share of the regression: (rescored − swapped) / (logged − baseline); ~1 means it is the cause."""
-        regression = self.ne_logged - self.ne_baseline
-        if regression <= 1e-9:
+        if self.regression <= 1e-9:
             return 0.0
-        return float((self.ne_rescored - self.ne_swapped) / regression)
+        return float((self.ne_rescored - self.ne_swapped) / self.regression)
 
     @property
     def recovered_bound(self) -> float:
         """An upper bound of :attr:`recovered`, two paired standard errors above it: the most of the regression the
         snapshot can account for (infinite when there is no NE regression to share or no error to bound it with)."""
-        regression = self.ne_logged - self.ne_baseline
-        if regression <= 1e-9 or not math.isfinite(self.se):
+        if self.regression <= 1e-9 or not math.isfinite(self.se):
             return math.inf
-        return self.recovered + 2.0 * self.se / regression
+        return self.recovered + 2.0 * self.se / self.regression
 
     def to_dict(self) -> dict:
         return {"served": list(self.served), "replacement": self.replacement, "ne_baseline": self.ne_baseline,
