@@ -268,15 +268,22 @@ def ne_se(labeled: np.ndarray, positives: np.ndarray, ll_sum: np.ndarray, ll_sq_
         return np.sqrt(np.maximum(var, 0.0))
 
 
-def calibration_log_se(labeled: np.ndarray, pred_sum_labeled: np.ndarray) -> np.ndarray:
-    """The sampling error of ``log(sum y)``, hence of the log calibration ratio, under no change: binomial at the rate
-    the model expects (``pred_sum_labeled / labeled``), not at the observed one, so an incident that removes the clicks
-    does not also inflate the error of the rows that show it (one click left of twenty expected reads as a
-    collapse at ``1/sqrt(20)``, not as noise at ``1/sqrt(1)``)."""
+def calibration_log_se(labeled: np.ndarray, pred_sum_labeled: np.ndarray, positives: np.ndarray | None = None
+                       ) -> np.ndarray:
+    """The sampling error of ``log(sum y)``, hence of the log calibration ratio: binomial at the larger of the rate
+    the model expects (``pred_sum_labeled / labeled``) and the observed one (``positives / labeled``, when given).
+
+    Under no change the two agree. Under a change, the smaller of them is the symptom, not the evidence: an
+    incident that removes the clicks must not inflate the error of the rows that show it (one click left of
+    twenty expected reads as a collapse at ``1/sqrt(20)``, not as noise at ``1/sqrt(1)``), nor may predictions
+    that collapsed to nothing (a feature x1000) remove the weight of the periods whose clicks still arrive."""
     n = np.asarray(labeled, dtype=float)
+    count = np.asarray(pred_sum_labeled, dtype=float)
+    if positives is not None:
+        count = np.fmax(count, np.asarray(positives, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
-        expected = np.asarray(pred_sum_labeled, dtype=float) / n
-        return np.sqrt((1 - expected) / (n * expected))
+        rate = count / n
+        return np.sqrt((1 - rate) / (n * rate))
 
 
 def metric_from_sums(s: dict[str, np.ndarray], metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -303,7 +310,7 @@ def metric_from_sums(s: dict[str, np.ndarray], metric: str) -> tuple[np.ndarray,
                 se = np.sqrt(np.maximum(np.asarray(s["ll_sq_sum"]) / n - value**2, 0) / n)
             case "calibration_ratio":
                 value = np.asarray(s["pred_sum_labeled"], dtype=float) / pos
-                se = calibration_log_se(n, s["pred_sum_labeled"])
+                se = calibration_log_se(n, s["pred_sum_labeled"], pos)
             case "label_rate":
                 value = r
                 se = np.sqrt((1 - r) / (n * r))

@@ -11,6 +11,7 @@ import io
 import json
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 
 from tests.conftest import sample_case, sample_cases
@@ -78,6 +79,23 @@ def test_a_calibration_only_regression_is_detected_and_named(tmp_path):
     assert cal.regressed and cal.current / cal.baseline > 1.3
     assert abs(ne.current / ne.baseline - 1) < 0.05  # NE alone would not have been a severe incident
     assert found.onset == START + timedelta(hours=50)
+
+
+def test_predictions_that_collapse_to_nothing_keep_the_periods_that_show_it(tmp_path):
+    """Every served logit 7 lower from hour 50 (an input x1000 does this): the model expects a tenth of a click per hour
+    while the clicks keep arriving. Counting only the expected clicks dropped those hours from the fit and weighed them
+    at nothing (binomial error at a rate of ~0), so the collapse went unseen; the larger of the expected and observed
+    counts keeps them."""
+    from workbench.metrics import calibration_log_se
+
+    case = open_case(write_case(tmp_path / "c", seed=11, onset=50, break_="calibration", offset=-7.0))
+    found = detect_onset(case)
+    cal = found.verdict("calibration_ratio")
+    assert found.detected and cal.regressed and cal.current < 0.01 < 0.8 < cal.baseline, str(found)
+    assert found.onset == START + timedelta(hours=50)
+    # the error is the binomial error at the larger count, from either side
+    se = calibration_log_se(np.array([1000.0, 1000.0]), np.array([0.1, 80.0]), np.array([80.0, 0.0]))
+    assert se == pytest.approx(np.sqrt(0.92 / 80.0), rel=1e-9)
 
 
 def test_a_two_day_dip_gets_its_end_and_is_measured_on_its_own_days(tmp_path):

@@ -10,12 +10,14 @@ Method, per metric:
 
 1. **Label delay.** Trailing periods whose label join rate is below 90% of the
    typical rate are still waiting for labels (:func:`workbench.metrics.reliable_end`)
-   and are not used. Nor are periods where the model expects fewer than
-   ``MIN_FIT_COUNT`` positives or negatives (their metrics are not defined well
-   enough to weigh) — expected, not observed: an incident that removes the clicks
-   must not remove the periods that show it. For the same reason the calibration
-   ratio's error is the binomial error at the rate the model expects, and the ratio
-   carries half a count on each side (a period with no clicks left is still measured).
+   and are not used. Nor are periods where neither the model nor the labels hold
+   ``MIN_FIT_COUNT`` positives and negatives (their metrics are not defined well
+   enough to weigh): the larger of the expected and observed counts, so an incident
+   that removes the clicks does not remove the periods that show it, nor does one
+   that collapses the predictions. For the same reason the calibration ratio's error
+   is the binomial error at the larger of the two rates
+   (:func:`workbench.metrics.calibration_log_se`), and the ratio carries half a count
+   on each side (a period with no clicks left is still measured).
 2. **Cycle-aware baseline.** The metric is a level plus the harmonics of the day
    (two, at sub-daily grains) and of the week (two, at grains up to a day once the
    log spans four weeks: over fewer cycles a lasting shift would pass for part of
@@ -253,9 +255,8 @@ def _sampling_se(table: pl.DataFrame, metric: str) -> np.ndarray:
                 auc = table["auc"].cast(pl.Float64).fill_null(np.nan).to_numpy()
                 return np.array([auc_se(a, p, q) for a, p, q in zip(auc, pos, n - pos, strict=True)])
             case "calibration_ratio" | "label_rate":
-                # at the rate the model expects: an incident that removes the clicks must not also remove the weight of
-                # the periods that show it
-                return calibration_log_se(n, table["pred_sum_labeled"].cast(pl.Float64).to_numpy())
+                # at the larger of the expected and observed rates: neither side's collapse removes its own evidence
+                return calibration_log_se(n, table["pred_sum_labeled"].cast(pl.Float64).to_numpy(), pos)
             case "prediction_mean":
                 mean = table["pred_sum"].to_numpy() / rows
                 var = np.maximum(table["pred_sq_sum"].to_numpy() / rows - mean**2, 0)
@@ -455,9 +456,12 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
         else:
             values = np.log(raw) if metric in LOG_SCALE else raw
         weights = 1.0 / _sampling_se(table, metric) ** 2
-    # usable periods by the counts the model expects, which an incident on the labels cannot censor
+    # usable periods by the larger of the expected and observed counts of each class: an incident on the labels
+    # cannot censor the periods that show it, nor can predictions that collapsed
+    observed = table["positives"].cast(pl.Float64).to_numpy()
+    positives, fewest = np.fmax(expected, observed), np.fmin(expected, observed)
     used = ((np.arange(table.height) < end_row) & np.isfinite(values) & np.isfinite(weights) & (weights > 0)
-            & (expected >= MIN_FIT_COUNT) & (labelled - expected >= MIN_FIT_COUNT))
+            & (positives >= MIN_FIT_COUNT) & (labelled - fewest >= MIN_FIT_COUNT))
     rows = np.flatnonzero(used)
     t_hours = ((table["window"] - table["window"][0]).dt.total_seconds() / 3600.0).to_numpy()
     n = len(rows)
