@@ -13,13 +13,15 @@ from scipy.spatial.distance import jensenshannon
 from tests.conftest import sample_case, sample_cases
 from tests.data.analysis_data import write_case
 from workbench.case.loader import open_case
-from workbench.data._distances import js_distance, ks_from_cdf, psi, wasserstein_from_cdf
+from workbench.data._distances import js_distance, ks_from_cdf, ks_sorted, psi, wasserstein_from_cdf
 from workbench.data.drift import (
     FLOOR,
+    _multiplied,
     _profile_exprs,
     _ranks,
     _reference,
     _stats,
+    _unit_change,
     feature_by_slice,
     feature_drift,
     feature_timeline,
@@ -139,6 +141,33 @@ def test_synthetic_breaks_are_named(tmp_path, break_, kind):
         assert top["scale_ratio"] > 50
     if kind == "stale":
         assert top["top_share_incident"] > 0.9 and top["distinct_incident"] == 1
+
+
+def test_sorted_ks_is_scipys():
+    rng = np.random.default_rng(3)
+    xa, xb = np.sort(rng.lognormal(0, 1, 5_000)), np.sort(np.round(rng.lognormal(0.1, 1.2, 3_000), 1))
+    assert ks_sorted(xa, xb) == pytest.approx(stats.ks_2samp(xa, xb).statistic, abs=1e-12)
+
+
+def test_a_unit_change_is_named_even_when_a_heavy_tail_did_not_follow():
+    """Spend in dollars turned into tenths of a cent (x1000) with the top values capped by a downstream clip: the median
+    and the bulk moved by one factor, the mean and the 99th percentile did not (a moment-based rule said
+    "distribution"). A change of shape with a similar median move, or a small factor, is not a unit change."""
+    rng = np.random.default_rng(5)
+    base = np.sort(rng.lognormal(2.7, 2.2, 20_000))
+    unit = np.sort(np.minimum(rng.lognormal(2.7, 2.2, 20_000) * 1000, 1e5))
+
+    def row(xb, xi):
+        return {**_unit_change(xb, xi)}
+
+    capped = row(base, unit)
+    assert capped["_unit_factor"] == pytest.approx(1000, rel=0.1) and _multiplied(capped)
+    assert np.mean(unit) / np.mean(base) < 300  # the old moment rule's mean ratio disagreed with the median's
+    reshaped = np.sort(rng.lognormal(2.7 + np.log(3), 0.6, 20_000))  # median x3 but another shape
+    assert not _multiplied(row(base, reshaped))
+    assert not _multiplied(row(base, np.sort(rng.lognormal(2.7, 2.2, 20_000) * 1.2)))  # below x1.5
+    with_zeros = np.sort(np.where(rng.random(20_000) < 0.4, 0.0, rng.lognormal(0, 1, 20_000)))
+    assert _multiplied(row(with_zeros, np.sort(with_zeros * 0.01)))  # zeros stay zeros, the rest /100
 
 
 def test_feature_by_slice_finds_the_slice_of_a_confined_break():

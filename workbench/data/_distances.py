@@ -58,6 +58,16 @@ def ks_from_cdf(fp: np.ndarray, fq: np.ndarray) -> float:
     return float(np.max(np.abs(fp - fq))) if len(fp) else float("nan")
 
 
+def ks_sorted(xs: np.ndarray, ys: np.ndarray) -> float:
+    """Two-sample KS distance of two sorted samples (``scipy.stats.ks_2samp``'s statistic)."""
+    if not (len(xs) and len(ys)):
+        return float("nan")
+    grid = np.concatenate([xs, ys])
+    fx = np.searchsorted(xs, grid, side="right") / len(xs)
+    fy = np.searchsorted(ys, grid, side="right") / len(ys)
+    return float(np.max(np.abs(fx - fy)))
+
+
 def wasserstein_from_cdf(edges: np.ndarray, fp: np.ndarray, fq: np.ndarray,
                          tails_p: tuple[float, float], tails_q: tuple[float, float]) -> float:
     """W1 from CDFs at ``edges`` and each side's (lower, upper) tail integrals beyond the outer edges."""

@@ -53,7 +53,7 @@ import polars as pl
 from workbench._render import fmt, records
 from workbench.case.columns import LABEL, TS
 from workbench.case.loader import Case
-from workbench.data._distances import js_distance, ks_from_cdf, psi, total_variation, wasserstein_from_cdf
+from workbench.data._distances import js_distance, ks_from_cdf, ks_sorted, psi, total_variation, wasserstein_from_cdf
 from workbench.data._frames import PERIOD, check_columns, collect_sums, hash_sample, window_frames, window_rows
 from workbench.errors import WorkbenchError
 from workbench.windows import Window
@@ -243,6 +243,7 @@ def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> d
     for tag, xs in (("baseline", xb), ("incident", xi)):
         qs = _q(xs, np.array([0.01, 0.5, 0.99])) if len(xs) else [math.nan] * 3
         out |= {f"p01_{tag}": float(qs[0]), f"p50_{tag}": float(qs[1]), f"p99_{tag}": float(qs[2])}
+    out |= _unit_change(xb, xi)
     m = min(len(xb), len(xi), STALE_ROWS)
     for tag, xs in (("baseline", xb), ("incident", xi)):
         if m < 20:
@@ -358,15 +359,25 @@ def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta
     return "distribution"
 
 
+def _unit_change(xb: np.ndarray, xi: np.ndarray) -> dict[str, float]:
+    """The one factor that best maps the baseline's values onto the incident's (the ratio of their median nonzero
+    magnitudes), and the KS distance between the two samples before and after applying it (sorted samples)."""
+    mag_b, mag_i = np.abs(xb[xb != 0]), np.abs(xi[xi != 0])
+    if not (len(mag_b) and len(mag_i)):
+        return {"_unit_factor": math.nan, "_ks_sample": math.nan, "_ks_rescaled": math.nan}
+    factor = float(np.median(mag_i) / np.median(mag_b))
+    return {"_unit_factor": factor, "_ks_sample": ks_sorted(xb, xi), "_ks_rescaled": ks_sorted(xb * factor, xi)}
+
+
 def _multiplied(row: dict) -> bool:
-    """A unit change: typical magnitude, median and 99th percentile all multiplied by the same factor (at least x1.5
-    or /1.5, agreeing within x1.25), which a change of shape or mix does not do."""
-    ratio = row.get("scale_ratio")
-    if not ratio or not math.isfinite(ratio) or ratio <= 0 or abs(math.log(ratio)) < math.log(1.5):
+    """A unit change: one factor (at least x1.5 or /1.5) maps the baseline's values onto the incident's, taking away
+    at least ``KIND_SHARE`` of their KS distance, which a change of shape or mix does not do. Judged on the whole
+    sample, not on a few moments: a heavy tail that a cap or a few outliers kept from scaling does not hide a
+    median multiplied by 1,000."""
+    factor, before, after = row.get("_unit_factor"), row.get("_ks_sample"), row.get("_ks_rescaled")
+    if not (factor and math.isfinite(factor) and factor > 0 and abs(math.log(factor)) >= math.log(1.5)):
         return False
-    quantiles = [(row[f"{q}_incident"], row[f"{q}_baseline"]) for q in ("p50", "p99")]
-    ratios = [a / b for a, b in quantiles if b and a and math.isfinite(a / b) and a / b > 0]
-    return bool(ratios) and all(abs(math.log(q / ratio)) < math.log(1.25) for q in ratios)
+    return bool(math.isfinite(before) and math.isfinite(after) and after <= (1 - KIND_SHARE) * before)
 
 
 def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | None, sample_b: dict[str, np.ndarray],
