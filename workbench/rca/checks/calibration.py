@@ -36,7 +36,12 @@ def calibration(ctx: Context) -> Evidence:
     longer weakens the calibration; instead the strength is capped by that unexplained part beyond the surrogate's
     own error (``margin``): ``from_z`` of its z times ``from_excess`` of its size (as the ratio's, in logits). The
     worse ranking weakens it only in the share of the move the inputs do not explain (a broken input that moved the
-    predictions also costs ranking).
+    predictions also costs ranking). A residual *along* the inputs' move is weakened by the broken features in the
+    share of the move they explain: a tree surrogate does not extrapolate, so it follows an input pushed to the edge
+    of what the baseline held only part of the way (two inputs x1000 moved the predictions by 6.5 logits and left
+    1.0 unexplained), and a calibration shift in that direction is not told apart from that attenuation without the
+    model. A residual *against* the inputs' move cannot be attenuation and keeps its strength (a feature that lost
+    coverage pushed the predictions down while a calibration change pushed them up).
     """
     from workbench.data.calibration import calibration_shift
 
@@ -56,7 +61,11 @@ def calibration(ctx: Context) -> Evidence:
         s = S.weaken(raw, ranking_worse, broken_feature, *others)
     else:
         own = S.from_z(unexplained.z) * S.from_excess(unexplained.margin, math.log(1.05), 0.1)
-        s = S.weaken(min(raw, own * by_predictions), ranking_worse * unexplained.share, *others)
+        # a residual along the inputs' move may be the surrogate's attenuation of it (trees do not extrapolate); one
+        # against it cannot be
+        along = unexplained.unexplained * unexplained.explained > 0
+        attenuation = broken_feature * (1.0 - unexplained.share) if along else 0.0
+        s = S.weaken(min(raw, own * by_predictions), ranking_worse * unexplained.share, attenuation, *others)
     serving = None
     if ctx.has("model"):
         from workbench.model.rescore import serving_consistency
