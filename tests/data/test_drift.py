@@ -223,3 +223,22 @@ def test_a_log_out_of_time_order_gives_the_same_answer(tmp_path):
 
     assert find_slices(silent, onset.baseline, onset.incident).total_delta == pytest.approx(
         find_slices(a, onset.baseline, onset.incident).total_delta)
+
+
+def test_a_boolean_whose_share_moved_is_not_stale_but_a_frozen_feature_is():
+    """Staleness is values that stopped changing: the top value took the moved mass and fewer distinct values remain.
+    A boolean whose share of ones went from 57% to 75% still takes both values (a mix that moved, the issue's "went
+    stale" misreading); the same boolean frozen at 1 does not."""
+    from workbench.data.drift import _kind, _sample_stats
+
+    rng = np.random.default_rng(8)
+    before = np.sort((rng.random(20_000) < 0.57).astype(float))
+
+    def kind_of(after: np.ndarray) -> str:
+        ss = _sample_stats(before, np.sort(after), np.random.default_rng(0))
+        top = ss["top_share_incident"] - ss["top_share_baseline"]
+        moved = abs(after.mean() - before.mean())
+        return _kind(0.2, 0.0, 0.2, moved, 0.0, top, not ss["distinct_incident"] >= ss["distinct_baseline"])
+
+    assert kind_of((rng.random(20_000) < 0.75).astype(float)) == "distribution"
+    assert kind_of(np.ones(20_000)) == "stale"

@@ -32,11 +32,14 @@ vs training has no placebo: severity is the plain JS distance.
 ``coverage`` when the null/non-null split moved more than the values did;
 ``scale`` when at least half of the moved value mass left the scale band;
 ``stale`` when at least half of it piled onto one value (the top value's share
-rose); ``scale`` too when magnitude, median and 99th percentile were all multiplied
-by one factor (a unit change that stays inside the band); else ``distribution``. Below the floor, a feature whose distribution held
-but whose relation to its row fell apart (its correlation with the features it
-moved with, or with the label, dropped: :func:`_relations`) is ``decorrelated``,
-with that drop as its severity; otherwise ``none``.
+rose) and fewer distinct values remain (a boolean whose mix moved is not stale);
+``scale`` too when one factor maps the baseline's values onto the incident's,
+taking away at least half of their KS distance (a unit change that stays inside
+the band, or whose heavy tail a cap kept from following); else ``distribution``.
+Below the floor, a feature whose distribution held but whose relation to its row
+fell apart (its correlation with the features it moved with, or with the label,
+dropped: :func:`_relations`) is ``decorrelated``, with that drop as its severity;
+otherwise ``none``.
 """
 
 from __future__ import annotations
@@ -347,14 +350,18 @@ def _relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, .
     return out
 
 
-def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta: float, top_delta: float) -> str:
+def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta: float, top_delta: float,
+          fewer_values: bool = True) -> str:
+    """The drift kind (module docstring). Staleness is values that stopped changing: the top value took the moved mass
+    *and* fewer distinct values remain; a boolean whose share of ones went from 57% to 75% still takes both of its
+    values, which is a mix that moved, not a feed that froze."""
     if not severity >= FLOOR:
         return "none"
     if js_cov >= js_val:
         return "coverage"
     if oos_delta >= KIND_SHARE * moved:
         return "scale"
-    if top_delta >= KIND_SHARE * moved:
+    if top_delta >= KIND_SHARE * moved and fewer_values:
         return "stale"
     return "distribution"
 
@@ -374,8 +381,8 @@ def _multiplied(row: dict) -> bool:
     at least ``KIND_SHARE`` of their KS distance, which a change of shape or mix does not do. Judged on the whole
     sample, not on a few moments: a heavy tail that a cap or a few outliers kept from scaling does not hide a
     median multiplied by 1,000."""
-    factor, before, after = row.get("_unit_factor"), row.get("_ks_sample"), row.get("_ks_rescaled")
-    if not (factor and math.isfinite(factor) and factor > 0 and abs(math.log(factor)) >= math.log(1.5)):
+    factor, before, after = (float(row.get(k, math.nan)) for k in ("_unit_factor", "_ks_sample", "_ks_rescaled"))
+    if not (math.isfinite(factor) and factor > 0 and abs(math.log(factor)) >= math.log(1.5)):
         return False
     return bool(math.isfinite(before) and math.isfinite(after) and after <= (1 - KIND_SHARE) * before)
 
@@ -405,8 +412,9 @@ def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | No
             "scale_ratio": i.mean_abs / b.mean_abs if b.mean_abs else math.nan,
             "out_of_scale_baseline": b.oos, "out_of_scale_incident": i.oos, "moved_share": moved, **ss,
         }
+        fewer = not ss["distinct_incident"] >= ss["distinct_baseline"]  # NaN (too few rows to count): as before
         row["kind"] = _kind(max(0.0, excess), js_cov, js_val, moved, i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0,
-                            top_delta if math.isfinite(top_delta) else 0.0)
+                            top_delta if math.isfinite(top_delta) else 0.0, fewer)
         if row["kind"] == "distribution" and _multiplied(row):
             row["kind"] = "scale"
         rows.append(row)
