@@ -110,3 +110,33 @@ def test_the_swap_bounds_the_share_a_snapshot_can_account_for():
     # no NE regression to share (a calibration-only incident), or no error: nothing bounded
     assert dataclasses.replace(swap, ne_logged=0.79).recovered_bound == float("inf")
     assert dataclasses.replace(swap, se=float("nan")).recovered_bound == float("inf")
+
+
+def _labelled(x: np.ndarray, y: np.ndarray) -> pl.DataFrame:
+    return pl.DataFrame({"prediction": np.full(len(y), 0.05), "label": y, "a": x[:, 0], "b": x[:, 1], "c": x[:, 2]})
+
+
+def test_labels_from_inputs_tells_a_population_that_moved_from_labels_that_moved_alone():
+    """More premium users (a boolean input 57% -> 75%) raise the clicks through the relation the baseline had: the
+    baseline's label model predicts the new label rate. A logging bug that drops 40% of the clicks leaves the inputs
+    as they were: it predicts none of it. The relation is P(click | inputs); the served model plays no part."""
+    from workbench.model.rescore import labels_from_inputs
+
+    rng = np.random.default_rng(4)
+    n = 40_000
+
+    def draw(premium_share: float) -> tuple[np.ndarray, np.ndarray]:
+        x = np.column_stack([rng.random(n) < premium_share, rng.standard_normal(n), rng.standard_normal(n)]).astype(float)
+        y = (rng.random(n) < sigmoid(-3.6 + 1.4 * x[:, 0] + 0.5 * x[:, 1])).astype(float)
+        return x, y
+
+    xb, yb = draw(0.57)
+    xi, yi = draw(0.75)
+    moved = labels_from_inputs(_labelled(xb, yb), _labelled(xi, yi), ("a", "b", "c"))
+    assert moved is not None and moved.observed > 0.1 and moved.share > 0.8, str(moved)
+    xl, yl = draw(0.57)
+    yl = np.where((yl == 1) & (rng.random(n) < 0.4), 0.0, yl)
+    alone = labels_from_inputs(_labelled(xb, yb), _labelled(xl, yl), ("a", "b", "c"))
+    assert alone is not None and alone.observed < -0.3 and alone.share < 0.15, str(alone)
+    # too few clicks to fit a label model on: no answer rather than a noisy one
+    assert labels_from_inputs(_labelled(xb[:2_000], yb[:2_000]), _labelled(xi, yi), ("a", "b", "c")) is None

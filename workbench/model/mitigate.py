@@ -78,6 +78,7 @@ from workbench.metrics import (
 )
 from workbench.model._shared import fmt
 from workbench.model.isolation import _cells, _grouped, _model_logit, _raw, _resample_within, _serving, rows_per_window
+from workbench.model.rescore import LABEL_EVENTS, label_classifier, varying
 from workbench.model.validation import sample_rows
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ MIN_LABELED = 200  # labelled rows a fitted or measured part needs: a 1-2 parame
 MIN_EVENTS = 10  # rows of each class a part needs (ten events per fitted parameter; Peduzzi et al. 1996)
 LRT = 10.828  # chi-square(1) quantile at 0.999: the logit-scale recalibration must beat the odds ratio by this
 BINS = 20  # prediction bins of the baseline calibration (relabel)
-REFIT_EVENTS = 100  # rows of each class the fitting part needs before a refit is simulated (a tree model fits more than 2 parameters)
+REFIT_EVENTS = LABEL_EVENTS  # rows of each class the fitting part needs before a refit is simulated (trees fit more than 2 parameters)
 METRICS = ("normalized_entropy", "calibration_ratio", "auc", "log_loss")
 WATCHED = ("normalized_entropy", "calibration_ratio", "auc")
 HOWS = ("default", "median", "baseline")  # fallback serving choices
@@ -613,7 +614,6 @@ class Simulator:
     def refit(self, target: str) -> Simulation | NotSimulated:
         """A refresh on the new population: a boosted model of the label from the served logit and the features, fitted
         on the labelled incident rows of even hours and scored on those of odd hours (see the module docstring)."""
-        from sklearn.ensemble import HistGradientBoostingClassifier
         from threadpoolctl import threadpool_limits
 
         inc = self.incident
@@ -623,16 +623,11 @@ class Simulator:
             return NotSimulated(f"too few labelled incident rows in the even hours of the window to refit a model on "
                                 f"({int(y.sum()):,} positives of {len(y):,}; needs {REFIT_EVENTS} of each class)")
         x = np.column_stack([inc.z, inc.x]).astype(np.float32)
-        # a column without two distinct values among the fitting rows (all null in the window) carries nothing to learn,
-        # and sklearn's binning cannot place a threshold in it
-        keep = np.array([len(np.unique(c[np.isfinite(c)])) > 1 for c in x[fit].T], dtype=bool)
+        keep = varying(x[fit])
         if not keep.any():
             return NotSimulated("neither the served prediction nor any feature varies in the window: nothing to refit on")
         x = x[:, keep]
-        # Regularised for a few thousand rows: small leaves, early stopping on a fifth of the fitting rows.
-        model = HistGradientBoostingClassifier(learning_rate=0.1, max_iter=200, max_leaf_nodes=15, l2_regularization=1.0,
-                                               min_samples_leaf=max(20, len(y) // 200), early_stopping=True,
-                                               validation_fraction=0.2, n_iter_no_change=10, random_state=self.seed)
+        model = label_classifier(len(y), self.seed)
         with threadpool_limits(limits=1, user_api="openmp"):
             model.fit(x[fit], y)
             p_new = model.predict_proba(x[~fit])[:, 1]

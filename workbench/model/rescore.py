@@ -15,6 +15,10 @@
   what is left of the logged shift is the part no input explains (a calibration or
   post-processing change, or a new snapshot). Only rows inside the baseline's support
   count, where the surrogate has seen such values.
+* **Labels from the inputs** (model-free) — a classifier of the *label* fitted on baseline
+  rows is the world's ``P(label | inputs)`` as it was. Its mean on the incident's rows is
+  the label rate the new population would have had if that relation held: a population
+  that moved (more premium users) moves the labels through it; a logging bug does not.
 
 The first two use a uniform sample of labeled rows (``sample`` rows per window) for speed.
 """
@@ -37,8 +41,10 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["ServingConsistency", "SnapshotSwap", "UnexplainedShift", "sample_window", "serving_consistency", "snapshot_swap",
-           "unexplained_shift"]
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+__all__ = ["InputsLabelShift", "ServingConsistency", "SnapshotSwap", "UnexplainedShift", "label_classifier",
+           "labels_from_inputs", "sample_window", "serving_consistency", "snapshot_swap", "unexplained_shift"]
 
 RESOLVABLE = 15.0  # |logit| above this is float32 saturation (p within ~3e-7 of 0 or 1)
 
@@ -303,3 +309,84 @@ def unexplained_shift(base: pl.DataFrame, inc: pl.DataFrame, features: tuple[str
     return UnexplainedShift(total=float(zi.mean() - zb.mean()), unexplained=float(ri.mean() - rb.mean()),
                             se=math.sqrt(ri.var() / len(ri) + rb.var() / len(rb)), support=float(ok.mean()), r2=r2,
                             rows=int(ok.sum()))
+
+
+LABEL_EVENTS = 100  # labelled rows of each class the fitting rows need before a label model is fitted (as a refit)
+
+
+def label_classifier(rows: int, seed: int = 0) -> HistGradientBoostingClassifier:
+    """The label model every model-free counterfactual of the label fits: boosted trees regularised for a few thousand
+    rows (small leaves, early stopping on a fifth of the fitting rows)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(learning_rate=0.1, max_iter=200, max_leaf_nodes=15, l2_regularization=1.0,
+                                          min_samples_leaf=max(20, rows // 200), early_stopping=True,
+                                          validation_fraction=0.2, n_iter_no_change=10, random_state=seed)
+
+
+def varying(x: np.ndarray) -> np.ndarray:
+    """Columns with two distinct finite values or more: a column all null (or constant) in the fitting rows carries
+    nothing to learn, and sklearn's binning cannot place a threshold in it."""
+    return np.array([len(np.unique(c[np.isfinite(c)])) > 1 for c in x.T], dtype=bool)
+
+
+@dataclass(frozen=True, slots=True)
+class InputsLabelShift:
+    """The label rate's move between two windows' labelled rows, and the part of it the inputs predict."""
+
+    observed: float  # log label-rate change: incident rows in support vs held-out baseline rows
+    explained: float  # the same change of the baseline label model's mean prediction over the same rows
+    rows: int  # incident rows in support
+    support: float  # their share of the incident's labelled rows
+
+    @property
+    def share(self) -> float:
+        """The share of the observed move the inputs predict, in [0, 1] (0 when they predict the other way)."""
+        if not (math.isfinite(self.observed) and math.isfinite(self.explained)) or self.observed == 0:
+            return 0.0
+        return min(max(self.explained / self.observed, 0.0), 1.0)
+
+    def to_dict(self) -> dict:
+        return {"observed": self.observed, "explained": self.explained, "rows": self.rows, "support": self.support}
+
+    def __str__(self) -> str:
+        return (f"a label model fitted on baseline rows predicts {math.expm1(self.explained):+.1%} of the label rate's "
+                f"{math.expm1(self.observed):+.1%} on the {self.support:.0%} of incident rows inside the baseline's support "
+                f"({self.share:.0%} of the move comes with the inputs)")
+
+
+def labels_from_inputs(base: pl.DataFrame, inc: pl.DataFrame, features: tuple[str, ...], *, seed: int = 0,
+                       min_events: int = LABEL_EVENTS) -> InputsLabelShift | None:
+    """How much of the label rate's move between two windows' rows the inputs predict (module docstring).
+
+    The label model is fitted on half the baseline's labelled rows (features and the hour of the day) and scored on the
+    other half and on the incident's labelled rows inside the baseline's support (:func:`_in_support`: elsewhere the
+    trees would extrapolate). None when the fitting rows hold fewer than ``min_events`` of either class, or too few
+    incident rows lie in the support.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from workbench.model.isolation import _raw
+
+    base, inc = base.filter(pl.col(LABEL).is_not_null()), inc.filter(pl.col(LABEL).is_not_null())
+    if not features or base.is_empty() or inc.is_empty():
+        return None
+    xb, xi = _with_clock(base, _raw(base, features)), _with_clock(inc, _raw(inc, features))
+    yb, yi = base[LABEL].cast(pl.Float64).to_numpy(), inc[LABEL].cast(pl.Float64).to_numpy()
+    held = np.random.default_rng(seed).random(len(xb)) < 0.5
+    fit_y = yb[~held]
+    if min(fit_y.sum(), len(fit_y) - fit_y.sum()) < min_events or held.sum() < min_events:
+        return None
+    ok = _in_support(xb[~held], xi)
+    if ok.sum() < min_events or yi[ok].sum() == 0 or yb[held].sum() == 0:
+        return None
+    keep = varying(xb[~held])
+    if not keep.any():
+        return None
+    model = label_classifier(len(fit_y), seed)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model.fit(xb[~held][:, keep], fit_y)
+        pb = float(model.predict_proba(xb[held][:, keep])[:, 1].mean())
+        pi = float(model.predict_proba(xi[ok][:, keep])[:, 1].mean())
+    return InputsLabelShift(observed=math.log(float(yi[ok].mean()) / float(yb[held].mean())), explained=math.log(pi / pb),
+                            rows=int(ok.sum()), support=float(ok.mean()))

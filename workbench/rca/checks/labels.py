@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, confined_share, drift, feature_strengths, hhmm
+from workbench.rca.checks._common import BROKEN, confined_share, drift, feature_strengths, hhmm, window_rows
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -25,17 +25,28 @@ def label_side(ctx: Context) -> Evidence:
     refresh near the onset moves predictions a little, which at large n is many σ but a
     small share of the label change, so it does not hide a label incident. If the label
     change sits in one segment only, the slice check owns it instead.
+
+    A population that moved moves the labels through the inputs, even where the served
+    model follows it only part of the way (a boolean whose share went from 57% to 75%:
+    labels +34%, predictions +13%). A label model fitted on baseline rows
+    (:func:`workbench.model.rescore.labels_from_inputs`) predicts that part: the share
+    of the label change that came with the inputs counts as followed too.
     """
     from workbench.data.labels import MATERIAL, label_shift
+    from workbench.model.rescore import labels_from_inputs
 
     ls = ctx.cached("label_shift", lambda: label_shift(ctx.case, ctx.baseline, ctx.incident, drift(ctx), scan=ctx.scan))
     top_feature = max(feature_strengths(ctx).values(), default=0.0)
     confined = confined_share(ctx)
     size = S.from_excess(abs(ls.label_log_change), MATERIAL, 0.1)
-    s = S.weaken(S.from_z(abs(ls.label_z)) * size * (1.0 - ls.followed), top_feature, confined)
+    inputs = None
+    if ctx.case.features and abs(ls.label_log_change) >= MATERIAL:
+        inputs = ctx.cached("labels_from_inputs", lambda: labels_from_inputs(*window_rows(ctx), ctx.case.features))
+    came_with_inputs = inputs.share if inputs is not None else 0.0
+    s = S.weaken(S.from_z(abs(ls.label_z)) * size * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined)
     summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
                f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ), "
-               f"following {ls.followed:.0%} of the label change.")
+               f"following {ls.followed:.0%} of the label change" + (f"; {inputs}." if inputs is not None else "."))
     verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
     label = ctx.case.columns.label
     cands = (Candidate("label", label, s, f"labels changed on their own at {hhmm(ctx)}: {summary[0].lower()}{summary[1:]}",
