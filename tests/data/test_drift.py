@@ -157,17 +157,14 @@ def test_a_unit_change_is_named_even_when_a_heavy_tail_did_not_follow():
     base = np.sort(rng.lognormal(2.7, 2.2, 20_000))
     unit = np.sort(np.minimum(rng.lognormal(2.7, 2.2, 20_000) * 1000, 1e5))
 
-    def row(xb, xi):
-        return {**_unit_change(xb, xi)}
-
-    capped = row(base, unit)
+    capped = _unit_change(base, unit)
     assert capped["_unit_factor"] == pytest.approx(1000, rel=0.1) and _multiplied(capped)
     assert np.mean(unit) / np.mean(base) < 300  # the old moment rule's mean ratio disagreed with the median's
     reshaped = np.sort(rng.lognormal(2.7 + np.log(3), 0.6, 20_000))  # median x3 but another shape
-    assert not _multiplied(row(base, reshaped))
-    assert not _multiplied(row(base, np.sort(rng.lognormal(2.7, 2.2, 20_000) * 1.2)))  # below x1.5
+    assert not _multiplied(_unit_change(base, reshaped))
+    assert not _multiplied(_unit_change(base, np.sort(rng.lognormal(2.7, 2.2, 20_000) * 1.2)))  # below x1.5
     with_zeros = np.sort(np.where(rng.random(20_000) < 0.4, 0.0, rng.lognormal(0, 1, 20_000)))
-    assert _multiplied(row(with_zeros, np.sort(with_zeros * 0.01)))  # zeros stay zeros, the rest /100
+    assert _multiplied(_unit_change(with_zeros, np.sort(with_zeros * 0.01)))  # zeros stay zeros, the rest /100
 
 
 def test_feature_by_slice_finds_the_slice_of_a_confined_break():

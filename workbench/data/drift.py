@@ -246,7 +246,6 @@ def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> d
     for tag, xs in (("baseline", xb), ("incident", xi)):
         qs = _q(xs, np.array([0.01, 0.5, 0.99])) if len(xs) else [math.nan] * 3
         out |= {f"p01_{tag}": float(qs[0]), f"p50_{tag}": float(qs[1]), f"p99_{tag}": float(qs[2])}
-    out |= _unit_change(xb, xi)
     m = min(len(xb), len(xi), STALE_ROWS)
     for tag, xs in (("baseline", xb), ("incident", xi)):
         if m < 20:
@@ -376,12 +375,12 @@ def _unit_change(xb: np.ndarray, xi: np.ndarray) -> dict[str, float]:
     return {"_unit_factor": factor, "_ks_sample": ks_sorted(xb, xi), "_ks_rescaled": ks_sorted(xb * factor, xi)}
 
 
-def _multiplied(row: dict) -> bool:
-    """A unit change: one factor (at least x1.5 or /1.5) maps the baseline's values onto the incident's, taking away
-    at least ``KIND_SHARE`` of their KS distance, which a change of shape or mix does not do. Judged on the whole
-    sample, not on a few moments: a heavy tail that a cap or a few outliers kept from scaling does not hide a
-    median multiplied by 1,000."""
-    factor, before, after = (float(row.get(k, math.nan)) for k in ("_unit_factor", "_ks_sample", "_ks_rescaled"))
+def _multiplied(change: dict[str, float]) -> bool:
+    """A unit change (``change`` from :func:`_unit_change`): one factor (at least x1.5 or /1.5) maps the baseline's
+    values onto the incident's, taking away at least ``KIND_SHARE`` of their KS distance, which a change of shape or
+    mix does not do. Judged on the whole sample, not on a few moments: a heavy tail that a cap or a few outliers kept
+    from scaling does not hide a median multiplied by 1,000."""
+    factor, before, after = (change[k] for k in ("_unit_factor", "_ks_sample", "_ks_rescaled"))
     if not (math.isfinite(factor) and factor > 0 and abs(math.log(factor)) >= math.log(1.5)):
         return False
     return bool(math.isfinite(before) and math.isfinite(after) and after <= (1 - KIND_SHARE) * before)
@@ -415,7 +414,8 @@ def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | No
         fewer = not ss["distinct_incident"] >= ss["distinct_baseline"]  # NaN (too few rows to count): as before
         row["kind"] = _kind(max(0.0, excess), js_cov, js_val, moved, i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0,
                             top_delta if math.isfinite(top_delta) else 0.0, fewer)
-        if row["kind"] == "distribution" and _multiplied(row):
+        # only for a feature that moved without a kind yet: two KS distances over the samples cost ~25 ms a feature
+        if row["kind"] == "distribution" and _multiplied(_unit_change(sample_b[f], sample_i[f])):
             row["kind"] = "scale"
         rows.append(row)
     return rows
