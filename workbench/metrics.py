@@ -61,9 +61,11 @@ __all__ = [
     "auc_from_bins",
     "auc_se",
     "base_rate_entropy",
+    "calibration_log_se",
     "calibration_ratio",
     "clip_probability",
     "clipped_expr",
+    "counted_positives",
     "ece",
     "ece_bin",
     "entropy",
@@ -268,6 +270,13 @@ def ne_se(labeled: np.ndarray, positives: np.ndarray, ll_sum: np.ndarray, ll_sq_
         return np.sqrt(np.maximum(var, 0.0))
 
 
+def counted_positives(positives: np.ndarray, pred_sum_labeled: np.ndarray) -> np.ndarray:
+    """The positives a period or a slice counts for its support and its error: observed or, when more, expected by the
+    model (``sum p``). Under no change the two agree; under a change the smaller is the symptom, not the evidence
+    (clicks that collapsed, or predictions that did)."""
+    return np.fmax(np.asarray(positives, dtype=float), np.asarray(pred_sum_labeled, dtype=float))
+
+
 def calibration_log_se(labeled: np.ndarray, pred_sum_labeled: np.ndarray, positives: np.ndarray | None = None
                        ) -> np.ndarray:
     """The sampling error of ``log(sum y)``, hence of the log calibration ratio: binomial at the larger of the rate
@@ -278,9 +287,7 @@ def calibration_log_se(labeled: np.ndarray, pred_sum_labeled: np.ndarray, positi
     twenty expected reads as a collapse at ``1/sqrt(20)``, not as noise at ``1/sqrt(1)``), nor may predictions
     that collapsed to nothing (a feature x1000) remove the weight of the periods whose clicks still arrive."""
     n = np.asarray(labeled, dtype=float)
-    count = np.asarray(pred_sum_labeled, dtype=float)
-    if positives is not None:
-        count = np.fmax(count, np.asarray(positives, dtype=float))
+    count = np.asarray(pred_sum_labeled, dtype=float) if positives is None else counted_positives(positives, pred_sum_labeled)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = count / n
         return np.sqrt((1 - rate) / (n * rate))

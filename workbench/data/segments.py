@@ -31,6 +31,7 @@ from workbench.data.onset import MIN_FIT_COUNT, WATCHED, Onset, detect_onset
 from workbench.data.quality import QualitySeries, quality_series
 from workbench.data.slices import DIRECTION as SEARCHABLE
 from workbench.data.slices import find_slices
+from workbench.metrics import counted_positives
 
 if TYPE_CHECKING:
     from workbench.data.scan import LogScan
@@ -60,8 +61,9 @@ def _segment_grain(table: pl.DataFrame, every: str) -> str | None:
     holds a share of the traffic, so its periods may need to be longer to hold enough labelled rows. A period's
     positives are the observed or, when more, the expected ones (``sum p``): a segment whose clicks collapsed must not
     become untestable by its own collapse (the detector counts periods the same way)."""
-    events = pl.max_horizontal(pl.col("positives"), pl.col("pred_sum_labeled")).round(0).cast(pl.Int64).alias("positives")
-    profile = table.select(pl.col("window").alias("period"), "rows", "labeled", events)
+    events = counted_positives(table["positives"].to_numpy(), table["pred_sum_labeled"].to_numpy())
+    profile = table.select(pl.col("window").alias("period"), "rows", "labeled").with_columns(
+        pl.Series("positives", events).round(0).cast(pl.Int64))
     choice = choose_grain(profile, min_count=MIN_FIT_COUNT)
     if choice.grain is None:
         return None

@@ -57,7 +57,7 @@ from workbench.case.loader import Case
 from workbench.data._frames import PERIOD, check_columns, collect_windows
 from workbench.data._sums import SUM_METRICS, SUMS, sum_aggs
 from workbench.errors import WorkbenchError
-from workbench.metrics import LOG_SCALE, metric_from_sums, norm_sf
+from workbench.metrics import LOG_SCALE, counted_positives, metric_from_sums, norm_sf
 from workbench.windows import Window
 
 if TYPE_CHECKING:
@@ -276,9 +276,10 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
         z = oriented / se
     # support counts the positives the model expects where that is more than were observed: a slice whose clicks
     # collapsed (one left of twenty expected) must stay testable, it is the slice that holds the change
-    support = ((b["labeled"] >= MIN_LABELED) & (i["labeled"] >= MIN_LABELED) & (_events(b) >= MIN_POSITIVES)
-               & (_events(i) >= MIN_POSITIVES) & (rb["labeled"] >= MIN_LABELED) & (ri["labeled"] >= MIN_LABELED)
-               & np.isfinite(z))
+    support = ((b["labeled"] >= MIN_LABELED) & (i["labeled"] >= MIN_LABELED)
+               & (counted_positives(b["positives"], b["pred_sum_labeled"]) >= MIN_POSITIVES)
+               & (counted_positives(i["positives"], i["pred_sum_labeled"]) >= MIN_POSITIVES)
+               & (rb["labeled"] >= MIN_LABELED) & (ri["labeled"] >= MIN_LABELED) & np.isfinite(z))
     tested = int(support.sum())
     p_one = np.array([norm_sf(v) if np.isfinite(v) else 1.0 for v in z])
     p_adj = np.minimum(1.0, p_one * (1 if DIRECTION[metric] else 2) * max(tested, 1))  # the orientation was read off the data
@@ -300,11 +301,6 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
                     and not rest_z >= NormalDist().inv_cdf(1 - alpha))
     return SliceSearch(table=table.drop("_rest_z", "_tested", "_demoted").head(k), metric=metric, baseline=baseline,
                        incident=incident, total_delta=total, tested=tested, alpha=alpha, confined=confined, rest_z=rest_z)
-
-
-def _events(sums: dict[str, np.ndarray]) -> np.ndarray:
-    """Positives per slice for the support rule: observed, or expected by the model when that is more."""
-    return np.maximum(sums["positives"], sums["pred_sum_labeled"])
 
 
 def _demote_parents(table: pl.DataFrame) -> pl.DataFrame:
