@@ -95,7 +95,6 @@ MIN_LABELED = 200  # labelled rows a fitted or measured part needs: a 1-2 parame
 MIN_EVENTS = 10  # rows of each class a part needs (ten events per fitted parameter; Peduzzi et al. 1996)
 LRT = 10.828  # chi-square(1) quantile at 0.999: the logit-scale recalibration must beat the odds ratio by this
 BINS = 20  # prediction bins of the baseline calibration (relabel)
-REFIT_EVENTS = LABEL_EVENTS  # rows of each class the fitting part needs before a refit is simulated (trees fit more than 2 parameters)
 METRICS = ("normalized_entropy", "calibration_ratio", "auc", "log_loss")
 WATCHED = ("normalized_entropy", "calibration_ratio", "auc")
 HOWS = ("default", "median", "baseline")  # fallback serving choices
@@ -619,9 +618,9 @@ class Simulator:
         inc = self.incident
         fit = inc.fit_part
         y = inc.y[fit]
-        if min(y.sum(), len(y) - y.sum()) < REFIT_EVENTS:
+        if min(y.sum(), len(y) - y.sum()) < LABEL_EVENTS:
             return NotSimulated(f"too few labelled incident rows in the even hours of the window to refit a model on "
-                                f"({int(y.sum()):,} positives of {len(y):,}; needs {REFIT_EVENTS} of each class)")
+                                f"({int(y.sum()):,} positives of {len(y):,}; needs {LABEL_EVENTS} of each class)")
         x = np.column_stack([inc.z, inc.x]).astype(np.float32)
         keep = varying(x[fit])
         if not keep.any():
