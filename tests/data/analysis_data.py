@@ -17,7 +17,8 @@ START = datetime(2026, 3, 2, tzinfo=UTC)
 
 def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 800, onset: int | None = None,
                break_: str = "signal", slice_: tuple[str, str] | None = None, delay_hours: int = 5,
-               delay_bias: float = 0.0, end: int | None = None, offset: float = 0.8, round_to: int | None = None) -> Path:
+               delay_bias: float = 0.0, end: int | None = None, offset: float = 0.8, round_to: int | None = None,
+               day_sd: float = 0.0) -> Path:
     """Write ``root/predictions.parquet`` and return ``root``.
 
     ``break_`` after ``onset`` (hours from the start), inside ``slice_`` if given:
@@ -27,6 +28,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     (40% of clicks logged as non-clicks); the break lasts until hour ``end`` when given
     (the incident recovers). ``offset`` is the calibration break's logit shift;
     ``round_to`` rounds the served predictions to that many decimals (exact 0s and 1s).
+    ``day_sd`` gives each calendar day a common logit offset on the clicks (drawn with this standard deviation,
+    unseen by the model): day-to-day variation of the calibration that is no incident.
     Labels of the last ``delay_hours`` are
     partly missing; ``delay_bias`` > 0 makes late labels more often positive (so
     the joined ones look negative-heavy), the realistic bad case.
@@ -69,6 +72,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     p = 1 / (1 + np.exp(-logit))
     if round_to is not None:
         p = np.round(p, round_to)
+    if day_sd:
+        true = true + rng.normal(0.0, day_sd, hours // 24 + 1)[hour // 24]
     y = (rng.random(n) < 1 / (1 + np.exp(-true))).astype(float)
     if break_ == "labels":
         y = np.where(after & (y == 1) & (rng.random(n) < 0.4), 0.0, y)

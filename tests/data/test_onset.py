@@ -204,3 +204,53 @@ def test_calibration_regresses_only_when_it_moves_away_from_one():
     assert material("calibration_ratio", 1.00, 0.83)  # the partial coverage drop of the unseen cases
     assert worsening("normalized_entropy", 0.8, 0.02) == 0.02 and worsening("auc", 0.8, 0.02) == -0.02
     assert material("normalized_entropy", 0.80, 0.81) and not material("normalized_entropy", 0.80, 0.805)
+
+
+def test_day_to_day_variance_is_estimated_and_counted_as_normal_variation():
+    """The day-level variance estimator recovers a known tau^2 and the concentration matches a brute-force sum."""
+    from workbench.data.onset import _concentration, _day_variance, _days, _space
+
+    rng = np.random.default_rng(3)
+    hours = np.arange(20 * 24, dtype=float)  # under four weeks: no weekly harmonics to absorb day-level variation
+    weights = rng.uniform(200, 800, len(hours))  # per-period precision: se 0.035-0.07
+    day = _days(hours, 5.0, 1.0)
+    assert day is not None and day[0] == 0 and day[19] == 1 and day[-1] == 20  # starts at 05:00: 21 calendar days
+    assert _days(hours, 5.0, 24.0) is None  # at a daily grain a period is a day
+    space = _space(hours, weights, 1.0, day=day)
+    tau = 0.05
+    draws = 400
+    u = rng.normal(0, tau, (day[-1] + 1, draws))[day]
+    y = u + rng.standard_normal((len(hours), draws)) / np.sqrt(weights)[:, None]
+    r = space.project(y * space.sw[:, None])
+    est = _day_variance(space, r, np.ones(draws))
+    assert abs(float(np.mean(est)) / tau**2 - 1) < 0.1
+    quiet = space.project(rng.standard_normal((len(hours), draws)))
+    assert float(np.mean(_day_variance(space, quiet, np.ones(draws)))) < 0.05 * tau**2  # no day effect: about 0
+    starts, stops = np.array([10, 10, 100, 300]), np.array([15, 60, 400, len(hours)])
+
+    def brute(a: int, b: int) -> float:
+        inside = np.zeros(len(hours), dtype=bool)
+        inside[a:b] = True
+        sides = [np.bincount(day[m], weights=weights[m], minlength=day[-1] + 1) for m in (inside, ~inside)]
+        w_c, w_o = (x.sum() for x in sides)
+        return ((sides[0] ** 2).sum() / w_c**2 + (sides[1] ** 2).sum() / w_o**2) / (1 / w_c + 1 / w_o)
+
+    conc = _concentration(weights, day, starts, stops)
+    assert np.allclose(conc, [brute(a, b) for a, b in zip(starts, stops, strict=True)])
+    # a candidate and its complement are the same contrast
+    assert np.isclose(_concentration(weights, day, np.array([0]), np.array([300]))[0], conc[-1])
+
+
+def test_a_calibration_that_varies_from_day_to_day_is_no_incident(tmp_path):
+    # each day's clicks carry a common logit offset (sd 0.08) the model does not see: the calibration ratio moves
+    # ~10% from one day to the next, tens of sampling errors at 1,500 rows an hour; a period-level spread alone
+    # called two of these six logs a regression
+    for seed in range(6):
+        found = detect_onset(open_case(write_case(tmp_path / f"c{seed}", seed=seed, hours=240, per_hour=1500, day_sd=0.08)))
+        assert not found.detected, str(found)
+    # a lasting +50% calibration break on the same kind of log stands out of that variation
+    case = open_case(write_case(tmp_path / "inc", seed=0, hours=240, per_hour=1500, day_sd=0.08, onset=150,
+                                break_="calibration", offset=0.45))
+    found = detect_onset(case)
+    assert found.detected and found.metric == "calibration_ratio", str(found)
+    assert abs((found.onset - (START + timedelta(hours=150))) / timedelta(hours=1)) <= 2

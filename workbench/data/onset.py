@@ -34,15 +34,22 @@ Method, per metric:
    (Frisch-Waugh), from cumulative sums: ``O(n |ladder| k)`` for ``n`` periods
    and ``k`` cycle terms. A short dip in a long log is measured on its own
    periods instead of being diluted over the rest.
-4. **Robust noise.** Residuals are in units of each period's sampling error;
-   their spread, ``1.4826 MAD`` of the fit with the best shift, is the
-   over-dispersion (traffic mix, refreshes). It is floored at 1: sampling error is
-   the floor, never the measure. ``severity`` is the best statistic over that
-   scale, a robust z.
+4. **Robust noise, and normal variation from day to day.** Residuals are in units
+   of each period's sampling error; their spread, ``1.4826 MAD`` of the fit with
+   the best shift, is the over-dispersion (traffic mix, refreshes). It is floored
+   at 1: sampling error is the floor, never the measure. Below a daily grain the
+   periods of one calendar day also share a common deviation (a weekday's own
+   click rate, a day of unusual traffic): its variance ``tau^2`` is estimated from
+   the days' mean residuals (DerSimonian-Laird), and a candidate's statistic is
+   taken over ``sqrt(sigma^2 + tau^2 conc)``, ``conc`` the weight per day of the
+   contrast it makes (:func:`_concentration`). On thousands of rows an hour a
+   period's sampling error is tiny and a day's own deviation is what "normal"
+   means. ``severity`` is the best statistic over that scale, a robust z; the
+   onset and end are located by the fit over ``sigma`` alone.
 5. **Decision.** The statistic is a maximum over many ``(tau, L)``, so it is
    compared with the ``1 - alpha / m`` quantile of the same maximum under no
-   change: ``NULL_DRAWS`` Gaussian series with the observed weights, put through
-   steps 3-4, the top tenth of them extrapolated as an exponential tail (the
+   change: ``NULL_DRAWS`` Gaussian series with the observed weights and days, put
+   through steps 3-4, the top tenth of them extrapolated as an exponential tail (the
    maximum of Gaussians has a lighter tail, so the quantile errs high, by about
    0.2 sigma). ``m`` is the number of metrics watched: by Bonferroni, a
    case with no change alarms on *any* metric with probability at most
@@ -167,6 +174,7 @@ class MetricVerdict:
     end: datetime | None = None
     tested: bool = True
     sigma: float = math.nan  # the over-dispersion: residual spread in units of sampling error (>= 1)
+    day_sd: float = 0.0  # a calendar day's own deviation beyond sampling error (metric units; log units for ratios)
 
     def to_dict(self) -> dict:
         return {"metric": self.metric, "baseline": jsonable(self.baseline), "current": jsonable(self.current),
@@ -297,6 +305,8 @@ class _Space:
     starts: np.ndarray  # candidate (start, stop) index pairs, stop exclusive
     stops: np.ndarray
     norms: np.ndarray  # ||M s|| per candidate
+    day: np.ndarray | None  # calendar day (0, 1, ...) of each period below a daily grain, else None
+    conc: np.ndarray  # per candidate: sum over its days of (the day's weight in it)^2 / its weight (0 without days)
 
     @property
     def n(self) -> int:
@@ -318,8 +328,78 @@ class _Space:
         return ms / max(float(np.linalg.norm(ms)), 1e-12)
 
 
-def _space(t_hours: np.ndarray, weights: np.ndarray, grain_hours: float, pairs: tuple[np.ndarray, np.ndarray] | None = None
-           ) -> _Space:
+def _days(t_hours: np.ndarray, first_hour: float, grain_hours: float) -> np.ndarray | None:
+    """The calendar day (UTC, counted from the first period's) of each period, below a daily grain; None at a grain
+    of a day or more, where a period's own spread already holds the day-to-day variation. ``first_hour`` is the
+    first period's hour of the day."""
+    if grain_hours >= 24 or not len(t_hours):
+        return None
+    day = np.floor((t_hours + first_hour) / 24.0).astype(np.int64)
+    return day - day[0]
+
+
+def _concentration(weights: np.ndarray, day: np.ndarray | None, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """How much a common deviation per calendar day adds to each candidate's standardized statistic: its variance is
+    ``sigma^2 + tau^2 conc``. The candidate ``c = [start, stop)`` is a contrast of its periods against the others
+    (``o``), so with ``A = sum_d W_d^2`` over the weights ``W_d`` each side holds of day ``d``::
+
+        conc = (A_c / W_c^2 + A_o / W_o^2) / (1 / W_c + 1 / W_o)
+
+    About one day's weight for a shift within a day, and the same for one spanning many days (their deviations
+    average out as the periods' do); the same for a candidate and its complement."""
+    if day is None or not len(starts):
+        return np.zeros(len(starts))
+    pre = np.concatenate([[0.0], np.cumsum(weights)])
+    n_days = int(day[-1]) + 1
+    first = np.searchsorted(day, np.arange(n_days), side="left")
+    last = np.searchsorted(day, np.arange(n_days), side="right")
+    per_day = pre[last] - pre[first]
+    sq = np.concatenate([[0.0], np.cumsum(per_day**2)])
+    d1, d2 = day[starts], day[stops - 1]
+    same = d1 == d2
+    head = pre[np.where(same, stops, last[d1])] - pre[starts]  # the candidate's weight on its first day
+    tail = np.where(same, 0.0, pre[stops] - pre[first[d2]])  # ... and on its last
+    middle = np.where(same, 0.0, sq[d2] - sq[np.minimum(d1 + 1, n_days)])  # whole days strictly between
+    w_c = pre[stops] - pre[starts]
+    a_c = head**2 + tail**2 + middle
+    # sum_d (W_d - W_cd)^2 = A - 2 sum_d W_d W_cd + A_c
+    cross = per_day[d1] * head + np.where(same, 0.0, per_day[d2] * tail) + middle
+    w_o = pre[-1] - w_c
+    a_o = np.maximum(sq[-1] - 2 * cross + a_c, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inner = a_c / np.maximum(w_c, 1e-300) ** 2
+        outer = np.where(w_o > 0, a_o / np.maximum(w_o, 1e-300) ** 2, 0.0)
+        inverse = 1 / np.maximum(w_c, 1e-300) + np.where(w_o > 0, 1 / np.maximum(w_o, 1e-300), 0.0)
+    return (inner + outer) / inverse
+
+
+def _day_variance(space: _Space, resid: np.ndarray, sigma: np.ndarray | float) -> np.ndarray | float:
+    """``tau^2``, the variance of a calendar day's common deviation beyond its periods' sampling error (metric units
+    squared; columns of ``resid`` at once), by the DerSimonian-Laird moment estimator on the days' weighted mean
+    residuals: ``sigma^2 max(0, Q - (D - 1)) / (sum W - sum W^2 / sum W)``. The residuals are those left by the best
+    shift, so the incident itself does not count as day-to-day variation. Zero without days or with fewer than
+    three."""
+    day = space.day
+    if day is None:
+        return 0.0 if resid.ndim == 1 else np.zeros(resid.shape[1])
+    w = space.sw**2
+    per_day = np.bincount(day, weights=w)
+    keep = per_day > 0
+    if keep.sum() < 3:
+        return 0.0 if resid.ndim == 1 else np.zeros(resid.shape[1])
+    rw = resid * (space.sw[:, None] if resid.ndim == 2 else space.sw)
+    starts = np.searchsorted(day, np.flatnonzero(keep), side="left")
+    sums = np.add.reduceat(rw, starts, axis=0)  # per kept day (rows)
+    wd = per_day[keep]
+    means = sums / (wd[:, None] if rw.ndim == 2 else wd)
+    total = wd.sum()
+    grand = (wd @ means) / total
+    q = (wd @ ((means - grand) ** 2) if rw.ndim == 1 else wd @ ((means - grand[None, :]) ** 2)) / np.square(sigma)
+    return np.square(sigma) * np.maximum(q - (len(wd) - 1), 0.0) / (total - (wd**2).sum() / total)
+
+
+def _space(t_hours: np.ndarray, weights: np.ndarray, grain_hours: float, pairs: tuple[np.ndarray, np.ndarray] | None = None,
+           day: np.ndarray | None = None) -> _Space:
     n = len(weights)
     sw = np.sqrt(weights)
     q, _ = np.linalg.qr(_design(t_hours, grain_hours) * sw[:, None])
@@ -339,7 +419,7 @@ def _space(t_hours: np.ndarray, weights: np.ndarray, grain_hours: float, pairs: 
     g = np.concatenate([np.zeros((1, q.shape[1])), np.cumsum(q * sw[:, None], axis=0)])
     qs = g[stops] - g[starts]
     norm2 = (w_pre[stops] - w_pre[starts]) - (qs * qs).sum(axis=1)
-    return _Space(sw, q, starts, stops, np.sqrt(np.maximum(norm2, 1e-12)))
+    return _Space(sw, q, starts, stops, np.sqrt(np.maximum(norm2, 1e-12)), day, _concentration(weights, day, starts, stops))
 
 
 def _stats(space: _Space, r: np.ndarray) -> np.ndarray:
@@ -352,18 +432,30 @@ def _orient(stat: np.ndarray, direction: int) -> np.ndarray:
     return stat * direction if direction else np.abs(stat)
 
 
-def _robust_scale(space: _Space, r: np.ndarray, best: int, stat: float) -> float:
+def _noise(space: _Space, r: np.ndarray, best: int, stat: float) -> tuple[float, float]:
+    """``(sigma, tau^2)`` of the residuals the best shift leaves: their robust spread in units of sampling error
+    (``1.4826 MAD``, floored at 1) and the day-to-day variance (:func:`_day_variance`)."""
     resid = r - space.shift_unit(int(space.starts[best]), int(space.stops[best])) * stat
     med = np.median(resid)
-    return max(MAD_SCALE * float(np.median(np.abs(resid - med))), 1.0)
+    sigma = max(MAD_SCALE * float(np.median(np.abs(resid - med))), 1.0)
+    return sigma, float(_day_variance(space, resid, sigma))
+
+
+def _scaled(space: _Space, oriented: np.ndarray, sigma: np.ndarray | float, tau2: np.ndarray | float) -> np.ndarray:
+    """Oriented statistics over their noise: ``sqrt(sigma^2 + tau^2 conc)`` per candidate (columns: draws)."""
+    if oriented.ndim == 2:
+        return oriented / np.sqrt(np.square(sigma)[None, :] + np.multiply.outer(space.conc, tau2))
+    return oriented / np.sqrt(sigma**2 + tau2 * space.conc)
 
 
 @lru_cache(maxsize=256)
-def _null_maxima(weights: bytes, t_key: bytes, grain_hours: float, direction: int, draws: int) -> np.ndarray:
+def _null_maxima(weights: bytes, t_key: bytes, grain_hours: float, first_hour: float, direction: int, draws: int
+                 ) -> np.ndarray:
     """The best robust statistic of ``draws`` no-change Gaussian series with these weights (sorted), vectorized
-    over draws: the best shift of every draw, its residuals and their MAD in one pass per chunk."""
+    over draws: the best shift of every draw, its residuals, their MAD and day-to-day variance, then the best
+    candidate over its noise, in one pass per chunk."""
     w, t = np.frombuffer(weights), np.frombuffer(t_key)
-    space = _space(t, w, grain_hours)
+    space = _space(t, w, grain_hours, day=_days(t, first_hour, grain_hours))
     rng = np.random.default_rng(20261202)
     out = np.empty(draws)
     chunk = max(1, min(draws, 4_000_000 // max(len(space.starts) + space.n, 1)))
@@ -379,8 +471,9 @@ def _null_maxima(weights: bytes, t_key: bytes, grain_hours: float, direction: in
         s = np.where((idx >= space.starts[best]) & (idx < space.stops[best]), space.sw[:, None], 0.0)
         units = space.project(s) / space.norms[best]
         resid = r - units * signed
-        mad = np.median(np.abs(resid - np.median(resid, axis=0)), axis=0)
-        out[lo: lo + len(cols)] = _orient(signed, direction) / np.maximum(MAD_SCALE * mad, 1.0)
+        sigma = np.maximum(MAD_SCALE * np.median(np.abs(resid - np.median(resid, axis=0)), axis=0), 1.0)
+        tau2 = _day_variance(space, resid, sigma)
+        out[lo: lo + len(cols)] = _scaled(space, _orient(stat, direction), sigma, tau2).max(axis=0)
     return np.sort(out)
 
 
@@ -406,6 +499,7 @@ class _Fit:
     r: np.ndarray  # M y
     y: np.ndarray  # values (log for ratios), usable periods
     sigma: float
+    tau2: float  # day-to-day variance beyond sampling error (metric units squared; 0 at daily grains)
     severity: float
     threshold: float
     best: int  # candidate index
@@ -423,9 +517,14 @@ class _Fit:
         out = np.zeros(n_rows)
         if self.space is None:
             return out
-        oriented = _orient(_stats(self.space, self.r), DIRECTION[self.metric]) / self.sigma
-        np.maximum.at(out, self.rows[self.space.starts], oriented)
+        np.maximum.at(out, self.rows[self.space.starts], self.fit(self.space))
         return out
+
+    def fit(self, space: _Space) -> np.ndarray:
+        """How well each of ``space``'s candidates fits, for locating the shift: its oriented statistic over the
+        period-level spread ``sigma``. (Whether there is a shift at all is decided over the day-to-day variation
+        too, :func:`_scaled`; where it starts and ends is a question of fit, which that variation does not change.)"""
+        return _orient(_stats(space, self.r), DIRECTION[self.metric]) / self.sigma
 
     def statistic(self, start: int, stop: int) -> float:
         """The signed statistic of the shift on usable periods ``[start, stop)``."""
@@ -443,7 +542,8 @@ def _space_for(space: _Space, pairs: tuple[np.ndarray, np.ndarray]) -> _Space:
     g = np.concatenate([np.zeros((1, space.q.shape[1])), np.cumsum(space.q * space.sw[:, None], axis=0)])
     qs = g[stops] - g[starts]
     norm2 = (w_pre[stops] - w_pre[starts]) - (qs * qs).sum(axis=1)
-    return _Space(space.sw, space.q, starts, stops, np.sqrt(np.maximum(norm2, 1e-12)))
+    return _Space(space.sw, space.q, starts, stops, np.sqrt(np.maximum(norm2, 1e-12)), space.day,
+                  _concentration(w, space.day, starts, stops))
 
 
 def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: int, grain_hours: float) -> _Fit:
@@ -466,18 +566,20 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     t_hours = ((table["window"] - table["window"][0]).dt.total_seconds() / 3600.0).to_numpy()
     n = len(rows)
     if n < MIN_BEFORE + MIN_LENGTH + 1:
-        return _Fit(metric, rows, None, np.array([]), values[rows], math.nan, 0.0, math.inf, 0, 0.0, False, math.nan,
-                    np.full(table.height, np.nan))
+        return _Fit(metric, rows, None, np.array([]), values[rows], math.nan, 0.0, 0.0, math.inf, 0, 0.0, False,
+                    math.nan, np.full(table.height, np.nan))
     direction = DIRECTION[metric]
-    space = _space(t_hours[rows], weights[rows], grain_hours)
+    first = table["window"][0]
+    first_hour = first.hour + first.minute / 60 if isinstance(first, datetime) else 0.0
+    space = _space(t_hours[rows], weights[rows], grain_hours, day=_days(t_hours[rows], first_hour, grain_hours))
     y = values[rows]
     r = space.project(y * space.sw)
     stat = _stats(space, r)
     oriented = _orient(stat, direction)
     best = int(np.argmax(oriented))
-    sigma = _robust_scale(space, r, best, float(stat[best]))
-    severity = float(oriented[best]) / sigma
-    maxima = _null_maxima(weights[rows].tobytes(), t_hours[rows].tobytes(), grain_hours, direction, draws)
+    sigma, tau2 = _noise(space, r, best, float(stat[best]))
+    severity = float(_scaled(space, oriented, sigma, tau2).max())  # decided over day-to-day variation too
+    maxima = _null_maxima(weights[rows].tobytes(), t_hours[rows].tobytes(), grain_hours, first_hour, direction, draws)
     threshold = _critical(maxima, level)
     # the shift in metric units, and the cycle-aware expectation without it (weighted least squares with the shift)
     start, stop = int(space.starts[best]), int(space.stops[best])
@@ -495,7 +597,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     design_all = _design(t_hours, grain_hours, span=float(t_hours[rows][-1] - t_hours[rows][0]))
     cycle = design_all @ coef[:-1]
     expected[: len(cycle)] = np.exp(cycle) if metric in LOG_SCALE else cycle
-    return _Fit(metric, rows, space, r, y, sigma, severity, threshold, best, effect,
+    return _Fit(metric, rows, space, r, y, sigma, tau2, severity, threshold, best, effect,
                 bool(severity >= threshold and material), base_level, expected)
 
 
@@ -529,18 +631,21 @@ def _refine(fits: list[_Fit], head: _Fit, onset_row: int, level: float) -> tuple
     d = DIRECTION[head.metric]
     stops = np.arange(start + MIN_LENGTH, n + 1)
     sp = _space_for(space, (np.full(len(stops), start), stops))
-    cand = _orient(_stats(sp, head.r), d)
+    cand = head.fit(sp)
     stop = int(stops[int(np.argmax(cand))])
     ended = False
     if stop <= n - MIN_AFTER_END:
         # the return: the level after the end against the shift, on the cycle-projected scale
         shift = float(_stats(_space_for(space, (np.array([start]), np.array([stop]))), head.r)[0])
         after = float(_stats(_space_for(space, (np.array([stop]), np.array([n]))), head.r)[0])
-        after_unit = _space_for(space, (np.array([stop]), np.array([n]))).norms[0]
-        shift_unit = _space_for(space, (np.array([start]), np.array([stop]))).norms[0]
+        after_sp = _space_for(space, (np.array([stop]), np.array([n])))
+        shift_sp = _space_for(space, (np.array([start]), np.array([stop])))
+        after_unit, shift_unit = after_sp.norms[0], shift_sp.norms[0]
         # estimated shifts (metric units x sqrt weight) of the two segments, and the z of their difference
         b_shift, b_after = shift / shift_unit, after / after_unit
-        z = (b_shift - b_after) / (head.sigma * math.sqrt(1 / shift_unit**2 + 1 / after_unit**2))
+        var = ((head.sigma**2 + head.tau2 * shift_sp.conc[0]) / shift_unit**2
+               + (head.sigma**2 + head.tau2 * after_sp.conc[0]) / after_unit**2)
+        z = (b_shift - b_after) / math.sqrt(var)
         z *= d if d else (1 if b_shift >= 0 else -1)
         remaining = b_after / b_shift if b_shift else 1.0
         ended = z >= NormalDist().inv_cdf(1 - level) and remaining < 0.5
@@ -560,7 +665,7 @@ def _refine(fits: list[_Fit], head: _Fit, onset_row: int, level: float) -> tuple
                 continue
             spf = _space_for(f.space, (idx[ok], np.full(int(ok.sum()), stop_f)))
             vals = np.zeros(len(starts))
-            vals[ok] = np.maximum(_orient(_stats(spf, f.r), DIRECTION[f.metric]) / f.sigma, 0.0) ** 2
+            vals[ok] = np.maximum(f.fit(spf), 0.0) ** 2
             score += vals
         start = int(starts[int(np.argmax(score))])
     return int(rows[start]), (int(rows[stop]) if ended else None)
@@ -686,7 +791,7 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
     verdicts = tuple(MetricVerdict(
         f.metric, pool(tb, f.metric), pool(ti, f.metric), f.metric in significant, f.severity, f.threshold, f.effect,
         _floors(f), onset_time if f.metric in significant else None, end_time if f.metric in significant else None,
-        f.tested, f.sigma) for f in fits)
+        f.tested, f.sigma, math.sqrt(f.tau2)) for f in fits)
     values = np.full(table.height, np.nan)
     z = np.full(table.height, np.nan)
     used = np.zeros(table.height, dtype=bool)
@@ -700,7 +805,8 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
                                pl.Series("z", z).fill_nan(None), pl.Series("used", used))
     method = (f"{', '.join(names)} per {grain_name}: WLS level + daily/weekly harmonics, weighted by each period's sampling "
               f"error; a shift on [onset, end) scanned over onsets and a ladder of lengths; robust z (MAD, floored at "
-              f"sampling error) vs the tail-extrapolated {1 - level:.3%} quantile of its null maximum ({null_draws} draws); "
+              f"sampling error, plus the day-to-day variance below a daily grain) vs the tail-extrapolated "
+              f"{1 - level:.3%} quantile of its null maximum ({null_draws} draws); "
               f"family-wise alpha {alpha} over {len(names)} metric(s) (Bonferroni); materiality "
               + ", ".join(f"{m} {_floor_words(m)}" for m in names))
     return Onset(
@@ -723,7 +829,8 @@ def measure_windows(case: Case, baseline: Window, incident: Window, detected: On
 
     A metric regressed when its change between the windows is material and beyond
     ``z_(1 - alpha/m)`` of its sampling error scaled by the over-dispersion the
-    detector measured on the whole series (``detected``, when given). The onset is
+    detector measured on the whole series (``detected``, when given), plus the
+    day-to-day variation it measured, averaged over each window's days. The onset is
     the incident's start; its end when it stops before the data does.
     """
     parts = {name: quality_between(case, w) for name, w in (("b", baseline), ("i", incident))}
@@ -734,9 +841,11 @@ def measure_windows(case: Case, baseline: Window, incident: Window, detected: On
         se_b, se_i = (float(_sampling_se(parts[k], m)[0]) if parts[k].height else math.nan for k in ("b", "i"))
         fitted = detected.verdict(m) if detected is not None else None
         over = fitted.sigma if fitted is not None and math.isfinite(fitted.sigma) else 1.0
+        day_var = fitted.day_sd**2 * sum(1 / max(w.duration / timedelta(days=1), 1.0) for w in (baseline, incident)) \
+            if fitted is not None else 0.0
         with np.errstate(divide="ignore", invalid="ignore"):
             delta = (math.log(i / b) if m in LOG_SCALE and b > 0 and i > 0 else i - b)
-        se = math.sqrt(se_b**2 + se_i**2) * over if math.isfinite(se_b) and math.isfinite(se_i) else math.nan
+        se = math.sqrt((se_b**2 + se_i**2) * over**2 + day_var) if math.isfinite(se_b) and math.isfinite(se_i) else math.nan
         d = DIRECTION[m]
         oriented = delta * d if d else abs(delta)
         regressed = bool(math.isfinite(se) and se > 0 and oriented / se >= crit and material(m, b, i))
