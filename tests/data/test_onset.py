@@ -226,6 +226,9 @@ def test_day_to_day_variance_is_estimated_and_counted_as_normal_variation():
     assert abs(float(np.mean(est)) / tau**2 - 1) < 0.1
     quiet = space.project(rng.standard_normal((len(hours), draws)))
     assert float(np.mean(_day_variance(space, quiet, np.ones(draws)))) < 0.05 * tau**2  # no day effect: about 0
+    # under a week of days the estimate would be mostly noise: not made, even with a strong day effect
+    short = _space(hours[:96], weights[:96], 1.0, day=day[:96])
+    assert np.all(_day_variance(short, short.project(y[:96] * short.sw[:, None]), np.ones(draws)) == 0)
     starts, stops = np.array([10, 10, 100, 300]), np.array([15, 60, 400, len(hours)])
 
     def brute(a: int, b: int) -> float:

@@ -40,7 +40,8 @@ Method, per metric:
    at 1: sampling error is the floor, never the measure. Below a daily grain the
    periods of one calendar day also share a common deviation (a weekday's own
    click rate, a day of unusual traffic): its variance ``tau^2`` is estimated from
-   the days' mean residuals (DerSimonian-Laird), and a candidate's statistic is
+   the days' mean residuals (DerSimonian-Laird; from ``MIN_DAYS`` days on, a
+   week: over fewer the estimate is mostly noise), and a candidate's statistic is
    taken over ``sqrt(sigma^2 + tau^2 conc)``, ``conc`` the weight per day of the
    contrast it makes (:func:`_concentration`). On thousands of rows an hour a
    period's sampling error is tiny and a day's own deviation is what "normal"
@@ -117,6 +118,10 @@ MAD_SCALE = 1.4826
 # is chosen so that typical periods hold 20 of each: workbench.case.grain. A segment's thinner periods still count.)
 MIN_FIT_COUNT = 5
 NULL_DRAWS = 1000
+# Days with usable periods needed to estimate the day-to-day variance: a week (each weekday once). Over fewer, the
+# estimate is mostly noise (its relative error is about sqrt(2 / (D - 1)): 0.8 at four days), and one odd day would
+# pass for the normal variation; a log of a few days is judged on its periods' spread alone.
+MIN_DAYS = 7
 TAIL = 0.1  # the share of null draws whose excesses fit the extrapolated tail
 
 
@@ -378,14 +383,14 @@ def _day_variance(space: _Space, resid: np.ndarray, sigma: np.ndarray | float) -
     squared; columns of ``resid`` at once), by the DerSimonian-Laird moment estimator on the days' weighted mean
     residuals: ``sigma^2 max(0, Q - (D - 1)) / (sum W - sum W^2 / sum W)``. The residuals are those left by the best
     shift, so the incident itself does not count as day-to-day variation. Zero without days or with fewer than
-    three."""
+    ``MIN_DAYS``."""
     day = space.day
     if day is None:
         return 0.0 if resid.ndim == 1 else np.zeros(resid.shape[1])
     w = space.sw**2
     per_day = np.bincount(day, weights=w)
     keep = per_day > 0
-    if keep.sum() < 3:
+    if keep.sum() < MIN_DAYS:
         return 0.0 if resid.ndim == 1 else np.zeros(resid.shape[1])
     rw = resid * (space.sw[:, None] if resid.ndim == 2 else space.sw)
     starts = np.searchsorted(day, np.flatnonzero(keep), side="left")
