@@ -208,7 +208,7 @@ def test_calibration_regresses_only_when_it_moves_away_from_one():
 
 def test_day_to_day_variance_is_estimated_and_counted_as_normal_variation():
     """The day-level variance estimator recovers a known tau^2 and the concentration matches a brute-force sum."""
-    from workbench.data.onset import _concentration, _day_variance, _days, _space
+    from workbench.data.onset import _concentration, _day_variance, _days, _space, _space_for, _stats
 
     rng = np.random.default_rng(3)
     hours = np.arange(20 * 24, dtype=float)  # under four weeks: no weekly harmonics to absorb day-level variation
@@ -236,10 +236,15 @@ def test_day_to_day_variance_is_estimated_and_counted_as_normal_variation():
         inside[a:b] = True
         sides = [np.bincount(day[m], weights=weights[m], minlength=day[-1] + 1) for m in (inside, ~inside)]
         w_c, w_o = (x.sum() for x in sides)
-        return ((sides[0] ** 2).sum() / w_c**2 + (sides[1] ** 2).sum() / w_o**2) / (1 / w_c + 1 / w_o)
+        return float(((sides[0] / w_c - sides[1] / w_o) ** 2).sum() / (1 / w_c + 1 / w_o))
 
     conc = _concentration(weights, day, starts, stops)
     assert np.allclose(conc, [brute(a, b) for a, b in zip(starts, stops, strict=True)])
+    # the variance it predicts for a candidate's statistic holds on simulated days (the projection on the level and
+    # the daily cycle included)
+    sims = rng.normal(0, tau, (day[-1] + 1, 4000))[day] + rng.standard_normal((len(hours), 4000)) / np.sqrt(weights)[:, None]
+    stats = _stats(_space_for(space, (starts, stops)), space.project(sims * space.sw[:, None]))
+    assert np.allclose(np.var(stats, axis=1), 1 + tau**2 * conc, rtol=0.1)
     # a candidate and its complement are the same contrast
     assert np.isclose(_concentration(weights, day, np.array([0]), np.array([300]))[0], conc[-1])
 

@@ -346,9 +346,10 @@ def _days(t_hours: np.ndarray, first_hour: float, grain_hours: float) -> np.ndar
 def _concentration(weights: np.ndarray, day: np.ndarray | None, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     """How much a common deviation per calendar day adds to each candidate's standardized statistic: its variance is
     ``sigma^2 + tau^2 conc``. The candidate ``c = [start, stop)`` is a contrast of its periods against the others
-    (``o``), so with ``A = sum_d W_d^2`` over the weights ``W_d`` each side holds of day ``d``::
+    (``o``): with ``W_cd`` and ``W_od`` the weights each side holds of day ``d``, the day deviations add
+    ``tau^2 sum_d (W_cd / W_c - W_od / W_o)^2`` to its variance, and its sampling error is ``1 / W_c + 1 / W_o``::
 
-        conc = (A_c / W_c^2 + A_o / W_o^2) / (1 / W_c + 1 / W_o)
+        conc = sum_d (W_cd / W_c - W_od / W_o)^2 / (1 / W_c + 1 / W_o)
 
     About one day's weight for a shift within a day, and the same for one spanning many days (their deviations
     average out as the periods' do); the same for a candidate and its complement."""
@@ -367,15 +368,16 @@ def _concentration(weights: np.ndarray, day: np.ndarray | None, starts: np.ndarr
     middle = np.where(same, 0.0, sq[d2] - sq[np.minimum(d1 + 1, n_days)])  # whole days strictly between
     w_c = pre[stops] - pre[starts]
     a_c = head**2 + tail**2 + middle
-    # sum_d (W_d - W_cd)^2 = A - 2 sum_d W_d W_cd + A_c
-    cross = per_day[d1] * head + np.where(same, 0.0, per_day[d2] * tail) + middle
+    # with S = sum_d W_d W_cd: sum_d W_od^2 = A - 2 S + A_c and sum_d W_cd W_od = S - A_c (a day both sides share)
+    shared = per_day[d1] * head + np.where(same, 0.0, per_day[d2] * tail) + middle
     w_o = pre[-1] - w_c
-    a_o = np.maximum(sq[-1] - 2 * cross + a_c, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inner = a_c / np.maximum(w_c, 1e-300) ** 2
-        outer = np.where(w_o > 0, a_o / np.maximum(w_o, 1e-300) ** 2, 0.0)
-        inverse = 1 / np.maximum(w_c, 1e-300) + np.where(w_o > 0, 1 / np.maximum(w_o, 1e-300), 0.0)
-    return (inner + outer) / inverse
+    a_o = np.maximum(sq[-1] - 2 * shared + a_c, 0.0)
+    both = np.maximum(shared - a_c, 0.0)
+    wc = np.maximum(w_c, 1e-300)
+    wo = np.maximum(w_o, 1e-300)
+    outside = w_o > 0
+    spread = a_c / wc**2 + np.where(outside, a_o / wo**2 - 2 * both / (wc * wo), 0.0)
+    return np.maximum(spread, 0.0) / (1 / wc + np.where(outside, 1 / wo, 0.0))
 
 
 def _day_variance(space: _Space, resid: np.ndarray, sigma: np.ndarray | float) -> np.ndarray | float:
