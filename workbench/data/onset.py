@@ -311,7 +311,7 @@ class _Space:
     stops: np.ndarray
     norms: np.ndarray  # ||M s|| per candidate
     day: np.ndarray | None  # calendar day (0, 1, ...) of each period below a daily grain, else None
-    conc: np.ndarray  # per candidate: sum over its days of (the day's weight in it)^2 / its weight (0 without days)
+    conc: np.ndarray  # per candidate: what a day's common deviation adds to its variance, per tau^2 (_concentration)
 
     @property
     def n(self) -> int:
@@ -643,11 +643,10 @@ def _refine(fits: list[_Fit], head: _Fit, onset_row: int, level: float) -> tuple
     ended = False
     if stop <= n - MIN_AFTER_END:
         # the return: the level after the end against the shift, on the cycle-projected scale
-        shift = float(_stats(_space_for(space, (np.array([start]), np.array([stop]))), head.r)[0])
-        after = float(_stats(_space_for(space, (np.array([stop]), np.array([n]))), head.r)[0])
-        after_sp = _space_for(space, (np.array([stop]), np.array([n])))
         shift_sp = _space_for(space, (np.array([start]), np.array([stop])))
-        after_unit, shift_unit = after_sp.norms[0], shift_sp.norms[0]
+        after_sp = _space_for(space, (np.array([stop]), np.array([n])))
+        shift, after = float(_stats(shift_sp, head.r)[0]), float(_stats(after_sp, head.r)[0])
+        shift_unit, after_unit = shift_sp.norms[0], after_sp.norms[0]
         # estimated shifts (metric units x sqrt weight) of the two segments, and the z of their difference
         b_shift, b_after = shift / shift_unit, after / after_unit
         var = ((head.sigma**2 + head.tau2 * shift_sp.conc[0]) / shift_unit**2
