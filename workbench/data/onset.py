@@ -439,13 +439,11 @@ def _orient(stat: np.ndarray, direction: int) -> np.ndarray:
     return stat * direction if direction else np.abs(stat)
 
 
-def _noise(space: _Space, r: np.ndarray, best: int, stat: float) -> tuple[float, float]:
-    """``(sigma, tau^2)`` of the residuals the best shift leaves: their robust spread in units of sampling error
-    (``1.4826 MAD``, floored at 1) and the day-to-day variance (:func:`_day_variance`)."""
-    resid = r - space.shift_unit(int(space.starts[best]), int(space.stops[best])) * stat
-    med = np.median(resid)
-    sigma = max(MAD_SCALE * float(np.median(np.abs(resid - med))), 1.0)
-    return sigma, float(_day_variance(space, resid, sigma))
+def _noise(space: _Space, resid: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+    """``(sigma, tau^2)`` of the residuals the best shift leaves (columns: draws): their robust spread in units of
+    sampling error (``1.4826 MAD``, floored at 1) and the day-to-day variance (:func:`_day_variance`)."""
+    sigma = np.maximum(MAD_SCALE * np.median(np.abs(resid - np.median(resid, axis=0)), axis=0), 1.0)
+    return sigma, _day_variance(space, resid, sigma)
 
 
 def _scaled(space: _Space, oriented: np.ndarray, sigma: np.ndarray | float, tau2: np.ndarray | float) -> np.ndarray:
@@ -471,16 +469,15 @@ def _null_maxima(weights: bytes, t_key: bytes, grain_hours: float, first_hour: f
         r = space.project(z)
         stat = _stats(space, r)
         cols = np.arange(stat.shape[1])
-        best = np.argmax(_orient(stat, direction), axis=0)
+        oriented = _orient(stat, direction)
+        best = np.argmax(oriented, axis=0)
         signed = stat[best, cols]
         # the unit shift vectors of each draw's best candidate, projected: M s / ||M s||
         idx = np.arange(space.n)[:, None]
         s = np.where((idx >= space.starts[best]) & (idx < space.stops[best]), space.sw[:, None], 0.0)
         units = space.project(s) / space.norms[best]
-        resid = r - units * signed
-        sigma = np.maximum(MAD_SCALE * np.median(np.abs(resid - np.median(resid, axis=0)), axis=0), 1.0)
-        tau2 = _day_variance(space, resid, sigma)
-        out[lo: lo + len(cols)] = _scaled(space, _orient(stat, direction), sigma, tau2).max(axis=0)
+        sigma, tau2 = _noise(space, r - units * signed)
+        out[lo: lo + len(cols)] = _scaled(space, oriented, sigma, tau2).max(axis=0)
     return np.sort(out)
 
 
@@ -584,7 +581,8 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     stat = _stats(space, r)
     oriented = _orient(stat, direction)
     best = int(np.argmax(oriented))
-    sigma, tau2 = _noise(space, r, best, float(stat[best]))
+    noise = _noise(space, r - space.shift_unit(int(space.starts[best]), int(space.stops[best])) * float(stat[best]))
+    sigma, tau2 = float(noise[0]), float(noise[1])
     severity = float(_scaled(space, oriented, sigma, tau2).max())  # decided over day-to-day variation too
     maxima = _null_maxima(weights[rows].tobytes(), t_hours[rows].tobytes(), grain_hours, first_hour, direction, draws)
     threshold = _critical(maxima, level)
