@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,6 +205,21 @@ def test_calibration_regresses_only_when_it_moves_away_from_one():
     assert material("calibration_ratio", 1.00, 0.83)  # the partial coverage drop of the unseen cases
     assert worsening("normalized_entropy", 0.8, 0.02) == 0.02 and worsening("auc", 0.8, 0.02) == -0.02
     assert material("normalized_entropy", 0.80, 0.81) and not material("normalized_entropy", 0.80, 0.805)
+
+
+def test_a_move_under_the_floor_that_noise_carried_over_it_is_not_material(tmp_path):
+    """Materiality is judged by the lower 95% bound of the shift. Served logits -0.062 move the calibration ratio by
+    4.4% (the mean over ten seeds); on seed 7 noise carried it to 4.8% from a baseline at 0.995, 5% further from 1 and
+    9 sigma out, which the point estimate would call a regression. A move of -0.13 (9.5%) on the same log is one."""
+    def log(offset: float) -> Path:
+        return write_case(tmp_path / str(offset), seed=7, hours=96, per_hour=10_000, onset=60, break_="calibration",
+                          offset=offset)
+
+    v = detect_onset(open_case(log(-0.062))).verdict("calibration_ratio")
+    assert v.effect < -0.045 and v.severity > v.threshold and not v.regressed
+    found = detect_onset(open_case(log(-0.13)))
+    assert found.detected and found.metric == "calibration_ratio"
+    assert abs(found.onset - (START + timedelta(hours=60))) <= timedelta(hours=1)
 
 
 def test_day_to_day_variance_is_estimated_and_counted_as_normal_variation():

@@ -57,7 +57,10 @@ Method, per metric:
    ``alpha = 0.001`` (family-wise), if the model holds. A regression must also be
    material: ``MIN_EFFECT`` relative to the level before it (NE and AUC 1%; the
    calibration ratio 5%, i.e. x1.05 or /1.05), because on millions of rows every
-   change is significant. For calibration, material means *worse*: the served
+   change is significant; and material with confidence: the shift's worsening less
+   ``MATERIAL_Z`` (1.645) of its standard error, the lower one-sided 95% bound, still
+   reaches the floor, so a true move of 3.5% that noise carried to 5.6% is no
+   regression. For calibration, material means *worse*: the served
    predictions moved at least 5% further from the label rate (``|log ratio|``
    grew by ``log 1.05``, :func:`worsening`); a ratio going from 1.08 to 0.97 is a
    recalibration, not a regression.
@@ -118,6 +121,9 @@ MAD_SCALE = 1.4826
 # is chosen so that typical periods hold 20 of each: workbench.case.grain. A segment's thinner periods still count.)
 MIN_FIT_COUNT = 5
 NULL_DRAWS = 1000
+# A shift is material when its worsening, less this many of its standard errors, still reaches the floor: the lower
+# one-sided 95% bound (a true move just under the floor is not called material because noise carried it over).
+MATERIAL_Z = NormalDist().inv_cdf(0.95)
 # Days with usable periods needed to estimate the day-to-day variance: a week (each weekday once). Over fewer, the
 # estimate is mostly noise (its relative error is about sqrt(2 / (D - 1)): 0.8 at four days), and one odd day would
 # pass for the normal variation; a log of a few days is judged on its periods' spread alone.
@@ -144,17 +150,22 @@ def _floor(metric: str, level: float) -> float:
     return MIN_EFFECT[metric] if metric in LOG_SCALE else MIN_EFFECT[metric] * abs(level)
 
 
-def material(metric: str, before: float, after: float) -> bool:
+def material(metric: str, before: float, after: float, se: float = 0.0) -> bool:
     """Whether ``metric`` going from ``before`` to ``after`` (pooled values) is a material regression: worse by at least
-    ``MIN_EFFECT`` (relative to ``before``; on the log scale for ratios)."""
+    ``MIN_EFFECT`` (relative to ``before``; on the log scale for ratios), by the lower bound ``worsening - MATERIAL_Z
+    se`` when the change's standard error ``se`` (log units for ratios) is given."""
     if not (math.isfinite(before) and math.isfinite(after)):
         return False
     if metric in LOG_SCALE:
         if before <= 0 or after <= 0:
             return False
-        level = math.log(before)
-        return worsening(metric, level, math.log(after) - level) >= _floor(metric, level)
-    return worsening(metric, before, after - before) >= _floor(metric, before)
+        return _material_shift(metric, math.log(before), math.log(after) - math.log(before), se)
+    return _material_shift(metric, before, after - before, se)
+
+
+def _material_shift(metric: str, level: float, shift: float, se: float) -> bool:
+    """``shift`` from ``level`` (log units for ratios) is material with confidence (module docstring, step 5)."""
+    return worsening(metric, level, shift) - MATERIAL_Z * se >= _floor(metric, level)
 
 
 # ---------------------------------------------------------------- results
@@ -597,7 +608,10 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     base_level = float(np.average(fitted[before], weights=weights[rows][before]))
     shift = float(coef[-1])
     effect = math.expm1(shift) if metric in LOG_SCALE else shift / abs(base_level) if base_level else math.inf
-    material = worsening(metric, base_level, shift) >= _floor(metric, base_level)
+    # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor
+    z_best = float(oriented[best]) / math.sqrt(sigma**2 + tau2 * float(space.conc[best]))
+    se_shift = abs(shift) / z_best if z_best > 0 else math.inf
+    material = _material_shift(metric, base_level, shift, se_shift)
     expected = np.full(table.height, np.nan)
     design_all = _design(t_hours, grain_hours, span=float(t_hours[rows][-1] - t_hours[rows][0]))
     cycle = design_all @ coef[:-1]
@@ -831,7 +845,8 @@ def measure_windows(case: Case, baseline: Window, incident: Window, detected: On
             metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.001) -> Onset:
     """Every watched metric between two given windows (the user's ``--baseline``/``--incident``), with the headline.
 
-    A metric regressed when its change between the windows is material and beyond
+    A metric regressed when its change between the windows is material (by the lower
+    bound of step 5 in the module docstring) and beyond
     ``z_(1 - alpha/m)`` of its sampling error scaled by the over-dispersion the
     detector measured on the whole series (``detected``, when given), plus the
     day-to-day variation it measured, averaged over each window's days. The onset is
@@ -852,7 +867,7 @@ def measure_windows(case: Case, baseline: Window, incident: Window, detected: On
         se = math.sqrt((se_b**2 + se_i**2) * over**2 + day_var) if math.isfinite(se_b) and math.isfinite(se_i) else math.nan
         d = DIRECTION[m]
         oriented = delta * d if d else abs(delta)
-        regressed = bool(math.isfinite(se) and se > 0 and oriented / se >= crit and material(m, b, i))
+        regressed = bool(math.isfinite(se) and se > 0 and oriented / se >= crit and material(m, b, i, se))
         effect = math.expm1(delta) if m in LOG_SCALE else (delta / abs(b) if b else math.nan)
         floors = (abs(delta) if m in LOG_SCALE else (oriented / abs(b) if b else 0.0)) / MIN_EFFECT[m]
         verdicts.append(MetricVerdict(m, b, i, regressed, oriented / se if se else math.nan, crit, effect, floors,
