@@ -24,6 +24,7 @@ __all__ = ["feature_isolation", "feature_side", "lineage", "training_skew"]
 CHANGE = {"coverage": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
 GRADUAL_HOURS = 12.0  # a change that takes longer than this to arrive is a population moving, not a pipeline breaking
 TOGETHER = 3  # this many correlated inputs shifting together is a population moving
+REACH = 0.9  # the share of the features an upstream node feeds that show its break (node_posterior)
 
 
 def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
@@ -142,15 +143,32 @@ def training_skew(ctx: Context) -> Evidence:
                                                 title="Increase in training-serving skew (JS distance)", y="ΔJS")}, candidates=cands)
 
 
+def node_posterior(broke: int, fed: int, broken: int, features: int) -> float:
+    """Probability that an upstream node broke, rather than its features on their own, given that ``broke`` of the
+    ``fed`` features it feeds broke while ``broken`` of the case's ``features`` did.
+
+    If the node broke, each feature it feeds shows the break with probability ``REACH`` (a table's break reaches
+    nearly every feature read from it; a column-level fault may spare some). If the features broke on their own,
+    each did with the rate the case shows, ``broken / features``. Even prior odds; the likelihood ratio is
+    ``(REACH / rate)^broke ((1 - REACH) / (1 - rate))^(fed - broke)``. A node whose every feature broke is
+    likely (2 of 2 out of 8 features: 0.93); one with half of its features healthy is not (2 of 4: 0.19), as
+    two features that broke alone happen to share a source that often.
+    """
+    rate = min(max(broken / max(features, 1), 1e-6), 1 - 1e-6)
+    log_lr = broke * math.log(REACH / rate) + (fed - broke) * math.log((1 - REACH) / (1 - rate))
+    return 1.0 / (1.0 + math.exp(-log_lr))
+
+
 def lineage(ctx: Context) -> Evidence:
     """The upstream node that best explains the features that broke together.
 
-    Broken features are those with strength ≥ ``BROKEN``. For every table or pipeline,
-    precision = broken share of the features it feeds, recall = share of the broken
-    features it feeds; the node with the best F1 wins, ties going to the most specific
-    node (fewest features fed, then the one closest to the features). It needs at
-    least two broken features: one feature's break is best described as that feature.
-    Strength: F1 × the mean strength of the features it explains × the squared share of
+    Broken features are those with strength ≥ ``BROKEN``. Every table or pipeline that
+    feeds at least two of them is weighed by :func:`node_posterior`: how much likelier
+    its pattern of broken and healthy features is if the node broke than if the features
+    broke on their own. The most probable node wins, ties going to the most specific
+    (fewest features fed, then the one closest to the features). It needs at least two
+    broken features: one feature's break is best described as that feature.
+    Strength: that probability × the mean strength of the features it explains × the squared share of
     them that broke the same way (a table's break hits the features it feeds alike;
     features that broke differently more likely broke separately; a plain drift is
     compatible with any kind, as a boolean or bounded input shows a freeze or a rescale
@@ -176,14 +194,13 @@ def lineage(ctx: Context) -> Evidence:
         covered = fed & broken.keys()
         if len(covered) < 2:
             continue
-        precision, recall = len(covered) / len(fed), len(covered) / len(broken)
-        f1 = 2 * precision * recall / (precision + recall)
-        key = (round(f1, 9), -len(fed), len(graph.ancestors(node)))
+        posterior = node_posterior(len(covered), len(fed), len(broken), len(known))
+        key = (round(posterior, 9), -len(fed), len(graph.ancestors(node)))
         if best is None or key > best[0]:
-            best = (key, node, covered, fed, f1)
+            best = (key, node, covered, fed, posterior)
     if best is None:
         return Evidence("lineage", "pass", 0.0, f"The {len(broken)} broken features share no upstream node.")
-    _, node, covered, fed, f1 = best
+    _, node, covered, fed, posterior = best
     kind_of = dict(drift(ctx).table.select("feature", "kind").iter_rows())
     kinds = [kind_of.get(f, "none") for f in covered]
     specific = [k for k in kinds if k != "distribution"]
@@ -193,10 +210,11 @@ def lineage(ctx: Context) -> Evidence:
     # different specific kinds (a coverage loss beside a stale value) speak for separate breaks.
     alike = sum(k in (common, "distribution") for k in kinds) / len(kinds)
     what = WORDS.get(common, "broke") if alike == 1 else "broke"
-    s = f1 * sum(broken[f] for f in covered) / len(covered) * alike**2
+    s = posterior * sum(broken[f] for f in covered) / len(covered) * alike**2
     summary = f"{len(covered)} features fed by {node} {what} at {hhmm(ctx)}"
     detail = (f"{node} feeds {len(fed)} feature(s), {len(covered)} of them broke ({', '.join(sorted(covered))}); "
-              f"{len(broken) - len(covered)} broken feature(s) lie elsewhere.")
+              f"{len(broken) - len(covered)} broken feature(s) lie elsewhere; a break there explains this pattern with "
+              f"probability {posterior:.2f} against {len(broken)} of {len(known)} features breaking on their own.")
     return Evidence("lineage", "fail", s, summary + ".", detail=detail,
                     data={"node": node, "covered": sorted(covered), "fed": sorted(fed), "broken": sorted(broken)},
                     candidates=(Candidate("upstream", node, s, summary, detail=detail, change=CHANGE.get(common),

@@ -1,0 +1,26 @@
+"""The lineage check weighs an upstream node by how well a break there explains its broken and healthy features."""
+
+from __future__ import annotations
+
+import pytest
+from scipy.stats import binom
+
+from workbench.rca.checks.features import REACH, node_posterior
+
+
+@pytest.mark.parametrize(("broke", "fed", "broken", "features"), [(2, 2, 2, 8), (2, 4, 2, 8), (3, 4, 5, 12), (2, 3, 2, 3)])
+def test_node_posterior_is_the_binomial_likelihood_ratio_at_even_odds(broke, fed, broken, features):
+    """The pattern's likelihood under "the node broke" (each fed feature shows it with REACH) against "the features
+    broke on their own" (at the case's rate): the binomial coefficients cancel, so scipy's pmf ratio is the same."""
+    ratio = binom.pmf(broke, fed, REACH) / binom.pmf(broke, fed, broken / features)
+    assert node_posterior(broke, fed, broken, features) == pytest.approx(ratio / (1 + ratio), rel=1e-9)
+
+
+def test_a_node_with_healthy_features_is_a_weak_explanation():
+    """Every feature of a node broken: likely its break. Half of them healthy: two separate breaks that share a source
+    (the proving ground's multi/two_features) are likelier than a table break that spared half of what it feeds."""
+    assert node_posterior(2, 2, 2, 8) > 0.9
+    assert node_posterior(2, 4, 2, 8) < 0.25
+    assert node_posterior(3, 3, 3, 8) > node_posterior(3, 4, 3, 8) > node_posterior(3, 5, 3, 8)
+    # a node that feeds most of a small model is weak evidence even when all of it broke: that is most of the model
+    assert node_posterior(2, 2, 2, 3) < node_posterior(2, 2, 2, 8)
