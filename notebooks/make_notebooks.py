@@ -225,9 +225,9 @@ else:
             md("""
 ## 4. Walk the lineage
 
-The broken features are fed by many tables and pipelines; the cause is the node that
-covers the broken ones and as few healthy ones as possible (best F1, ties to the most
-specific node)."""),
+The broken features are fed by many tables and pipelines; the cause is the node whose
+break best explains which of its features broke and which stayed healthy (a table that
+spared half of what it feeds is a weak suspect), ties to the most specific node."""),
             code("""lineage = d.evidence("lineage")
 print(lineage.summary)
 print(lineage.detail)"""),
