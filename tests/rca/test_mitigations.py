@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import jsonschema
 import pytest
@@ -105,3 +106,26 @@ def test_a_population_shift_is_fixed_by_a_refresh_on_the_new_population(tmp_path
     assert first.predicted is not None and first.predicted.recovery > 0.5 and "refit" in first.predicted.method
     jsonschema.validate(first.to_dict(), MITIGATION)
     assert [m.action for m in top.mitigations] == ["exclude_training", "recalibrate"]  # never a backfill or fallback
+
+
+def test_several_likely_causes_are_ordered_by_the_share_their_own_fix_recovers():
+    """Rule 7 of the ranking: a scale break (calibration, its recalibration recovers 7%) stated as likely as a coverage
+    loss (its backfill recovers 89%) follows it; a feature's recalibration is a stop-gap, not its share; an unlikely
+    cause never moves up; two fixes that each recover half or more keep the confidence order; and without a simulated
+    share for each likely cause the order stays."""
+    from workbench.rca.ranking import by_share, explained_share
+
+    calibration = _cause("calibration", "calibration", mitigations=(
+        Mitigation("recalibrate", "calibration", "Multiply the odds.", predicted=_sim(0.07, "recalibrate"), factor=1.3,
+                   scale="odds"),))
+    feature = _cause(mitigations=(Mitigation("backfill", "pipeline:p", "Backfill.", predicted=_sim(0.89, "backfill")),
+                                  Mitigation("recalibrate", "calibration", "Stop-gap.", predicted=_sim(0.95, "recalibrate"),
+                                             factor=1.3, scale="odds")))
+    rollback = Mitigation("rollback", "v1", "Roll back.", predicted=_sim(1.0, "rollback"))
+    unlikely = replace(_cause("snapshot", "v2", mitigations=(rollback,)), confidence=0.3)
+    assert explained_share(feature) == 0.89 and explained_share(calibration) == 0.07
+    assert [c.kind for c in by_share([calibration, feature, unlikely])] == ["feature", "calibration", "snapshot"]
+    other = _cause(target="f_b", mitigations=(Mitigation("fallback", "f_b", "Serve f_b.", predicted=_sim(0.95)),))
+    assert by_share([feature, other]) == [feature, other]
+    unsimulated = _cause("label", "label", mitigations=(Mitigation("investigate", "label", "Check the join.", reason="x"),))
+    assert by_share([calibration, unsimulated]) == [calibration, unsimulated]

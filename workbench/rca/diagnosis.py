@@ -21,7 +21,7 @@ from workbench.rca.checks import default_tree
 from workbench.rca.context import Context
 from workbench.rca.evidence import Evidence
 from workbench.rca.mitigations import plan_mitigations
-from workbench.rca.ranking import RootCause, rank
+from workbench.rca.ranking import RootCause, by_share, rank
 from workbench.rca.tree import Tree
 from workbench.windows import Window, iso
 
@@ -207,6 +207,7 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
     anomaly = _anomaly(onset, ctx.segment)
     causes = rank(steps, case, onset.onset) if onset.detected else []
     causes = plan_mitigations(ctx, causes)  # each cause's actions, simulated; a plan that raises is an `errors` entry
+    causes = by_share(causes)  # several likely causes: the one behind most of the regression first
     return Diagnosis(case=case, tree=tree, anomaly=anomaly, baseline=ctx.baseline, incident=ctx.incident, steps=tuple(steps),
                      root_causes=tuple(causes), skipped=tuple(skipped), seconds=time.perf_counter() - start,
                      errors=tuple(ctx.errors), log_path=ctx.log_path,

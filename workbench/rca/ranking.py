@@ -17,6 +17,12 @@ The rules, in order (each is stated so its behaviour can be predicted):
 6. **Calibrated.** That raw confidence goes through a monotone map fitted on the
    proving ground's development split (:mod:`workbench.rca._confidence`), so a stated
    confidence ``p`` means the top cause was right about ``p`` of the time there.
+7. **Share** (:func:`by_share`, once each cause's mitigations are simulated). Causes that
+   are each more likely real than not (confidence at least ``LIKELY``) may be several
+   causes at once. One whose own fix recovers at least half of the regression in
+   simulation (``USEFUL``) comes before one whose fix recovers less: the cause behind most
+   of the regression first. Shares are not compared more finely than that (two fixes
+   predicted at 64% and 63% are the same within the simulation's noise).
 """
 
 from __future__ import annotations
@@ -34,11 +40,15 @@ if TYPE_CHECKING:
     from workbench.case.loader import Case
     from workbench.rca.mitigations import Mitigation
 
-__all__ = ["EVENT_HOURS", "EVENT_ODDS", "REPORT_FLOOR", "RootCause", "rank"]
+__all__ = ["EVENT_HOURS", "EVENT_ODDS", "LIKELY", "REPORT_FLOOR", "RootCause", "by_share", "rank"]
 
 EVENT_HOURS = 3.0
 EVENT_ODDS = 1.5
 REPORT_FLOOR = 0.15  # a merged strength below this is noise, not a root cause
+LIKELY = 0.5  # a cause stated at this confidence or more is more likely real than not
+# A cause's own fix: recalibrating is a stop-gap for any cause, except the one whose break is a scale (calibration) or
+# that lives in one segment (recalibrated inside it).
+OWN_RECALIBRATION = frozenset({"calibration", "slice"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,3 +157,23 @@ def rank(found: list[tuple[tuple[str, ...], Evidence]], case: Case, onset: datet
                              evidence=tuple(evidence), path=m["path"], layer=m["layer"], slice=m["slice"],
                              events=tuple(notes.get(key, [])), change=m["change"]))
     return out
+
+
+def explained_share(cause: RootCause) -> float | None:
+    """The share of the regression the cause's own best fix recovers in simulation (None when none was simulated)."""
+    shares = [m.recovery for m in cause.mitigations if m.recovery is not None
+              and (m.action != "recalibrate" or cause.kind in OWN_RECALIBRATION)]
+    return max(shares) if shares else None
+
+
+def by_share(causes: list[RootCause]) -> list[RootCause]:
+    """``causes`` (ranked by confidence, mitigations attached) with the likely ones whose own fix recovers at least
+    half of the regression first (rule 7), when each likely cause has a simulated share; otherwise as they were."""
+    from workbench.rca.mitigations import USEFUL
+
+    likely = [c for c in causes if c.confidence >= LIKELY]
+    shares = [explained_share(c) for c in likely]
+    if len(likely) < 2 or any(s is None for s in shares):
+        return causes
+    major = [c for c, s in zip(likely, shares, strict=True) if (s or 0.0) >= USEFUL]
+    return major + [c for c in causes if c not in major]
