@@ -56,6 +56,7 @@ from workbench._render import fmt, jsonable, records
 from workbench.case.loader import Case
 from workbench.data._frames import PERIOD, check_columns, collect_windows
 from workbench.data._sums import SUM_METRICS, SUMS, sum_aggs
+from workbench.data.onset import material
 from workbench.errors import WorkbenchError
 from workbench.metrics import LOG_SCALE, counted_positives, metric_from_sums, norm_sf
 from workbench.windows import Window
@@ -184,8 +185,9 @@ class SliceSearch:
     ``significant``, ``explained_share`` (score / total regression). Significant
     slices come first. ``confined`` says whether the top slice holds the
     regression alone: it is significant, a minority of the traffic (``share`` below
-    ``MINORITY``) and the rest of the traffic did not regress significantly
-    (``rest_z`` below the one-sided ``alpha`` quantile).
+    ``MINORITY``) and the rest of the traffic did not regress: its change is below the
+    one-sided ``alpha`` quantile (``rest_z``) or below the detector's materiality floor
+    (:func:`workbench.data.onset.material`).
     """
 
     table: pl.DataFrame
@@ -291,16 +293,20 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
         pl.Series("p_value", p_adj), pl.Series("significant", support & (p_adj < alpha)),
         pl.Series("explained_share", score / oriented_total if oriented_total > 0 else np.full(len(score), np.nan)),
         pl.Series("_rest_z", (delta_r * d if d else np.abs(delta_r)) / np.sqrt(swb**2 + swi**2)),
+        pl.Series("_rest_b", wb), pl.Series("_rest_i", wi),
         pl.Series("_tested", support),
     ).filter(pl.col("_tested")).with_columns(pl.col(pl.Float64).fill_nan(None))
     table = _demote_parents(table)
     table = table.sort(["significant", "_demoted", "score"], descending=[True, False, True], nulls_last=True)
     rest_z = float(table["_rest_z"][0]) if table.height and table["_rest_z"][0] is not None else math.nan
-    # confined: the top slice is significant, a minority of the traffic, and the rest did not regress
-    confined = bool(table.height and table["significant"][0] and table["share"][0] < MINORITY
-                    and not rest_z >= NormalDist().inv_cdf(1 - alpha))
-    return SliceSearch(table=table.drop("_rest_z", "_tested", "_demoted").head(k), metric=metric, baseline=baseline,
-                       incident=incident, total_delta=total, tested=tested, alpha=alpha, confined=confined, rest_z=rest_z)
+    # confined: the top slice is significant, a minority of the traffic, and the rest did not regress: its change is
+    # not both significant and material (on millions of rows a mix effect of 1% is significant; it is no regression)
+    rest_regressed = bool(table.height and rest_z >= NormalDist().inv_cdf(1 - alpha)
+                          and material(metric, _value(table["_rest_b"][0]), _value(table["_rest_i"][0])))
+    confined = bool(table.height and table["significant"][0] and table["share"][0] < MINORITY and not rest_regressed)
+    return SliceSearch(table=table.drop("_rest_z", "_rest_b", "_rest_i", "_tested", "_demoted").head(k), metric=metric,
+                       baseline=baseline, incident=incident, total_delta=total, tested=tested, alpha=alpha,
+                       confined=confined, rest_z=rest_z)
 
 
 def _demote_parents(table: pl.DataFrame) -> pl.DataFrame:
@@ -319,3 +325,7 @@ def _demote_parents(table: pl.DataFrame) -> pl.DataFrame:
                 demoted.add(parent)
     return table.with_columns(pl.col("slice").is_in(list(demoted)).alias("_demoted"))
 
+
+
+def _value(v: float | None) -> float:
+    return math.nan if v is None else float(v)
