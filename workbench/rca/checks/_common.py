@@ -22,7 +22,8 @@ __all__ = ["BROKEN", "WORDS", "confined_share", "describe_break", "drift", "feat
            "window_rows", "windows_shade"]
 
 
-BROKEN = 0.5  # a feature with strength at least this counts as broken for the lineage walk
+CHANGED = 0.2  # a feature with strength at least this changed at the onset (the feature check lists it)
+BROKEN = 0.5  # a feature with strength at least this counts as broken
 WORDS = {"coverage": "lost coverage", "scale": "changed scale", "stale": "went stale", "distribution": "drifted",
          "decorrelated": "came loose from its rows (same values, no longer theirs)", "shift": "shifted (the population moved)"}
 

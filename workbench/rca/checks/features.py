@@ -11,7 +11,7 @@ import polars as pl
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, WORDS, describe_break, drift, feature_slices, feature_strengths, hhmm, window_rows
+from workbench.rca.checks._common import BROKEN, CHANGED, WORDS, describe_break, drift, feature_slices, feature_strengths, hhmm, window_rows
 from workbench.rca.evidence import Candidate, Evidence
 from workbench.windows import iso
 
@@ -81,7 +81,7 @@ def feature_side(ctx: Context) -> Evidence:
     for row in numeric.head(8).iter_rows(named=True):
         f = row["feature"]
         s = strengths.get(f, 0.0)
-        if s < 0.2:
+        if s < CHANGED:
             continue
         change = "shift" if f in shifted else CHANGE.get(row["kind"])
         what = WORDS.get(change or row["kind"], "changed")
@@ -160,15 +160,18 @@ def node_posterior(broke: int, fed: int, broken: int, features: int) -> float:
 
 
 def lineage(ctx: Context) -> Evidence:
-    """The upstream node that best explains the features that broke together.
+    """The upstream node that best explains the features that changed together.
 
-    Broken features are those with strength ≥ ``BROKEN``. Every table or pipeline that
-    feeds at least two of them is weighed by :func:`node_posterior`: how much likelier
-    its pattern of broken and healthy features is if the node broke than if the features
-    broke on their own. The most probable node wins, ties going to the most specific
-    (fewest features fed, then the one closest to the features). It needs at least two
-    broken features: one feature's break is best described as that feature.
-    Strength: that probability × the mean strength of the features it explains × the squared share of
+    Changed features are those the feature check lists (strength ≥ ``CHANGED``), broken
+    ones those with strength ≥ ``BROKEN``: a table that lost 15% of its rows shows in one
+    feature as a break and in the others it feeds only as a change. Every table or
+    pipeline that feeds at least two changed features, one of them broken, is weighed by
+    :func:`node_posterior`: how much likelier its pattern of changed and unchanged features
+    is if the node broke than if the features changed on their own. The most probable node
+    wins, ties going to the most specific (fewest features fed, then the one closest to the
+    features). One feature's break alone is best described as that feature.
+    Strength: that probability × the evidence that something below it broke (the noisy-OR of
+    the strengths of the features it explains, as the ranking combines evidence) × the squared share of
     them that broke the same way (a table's break hits the features it feeds alike;
     features that broke differently more likely broke separately; a plain drift is
     compatible with any kind, as a boolean or bounded input shows a freeze or a rescale
@@ -180,10 +183,11 @@ def lineage(ctx: Context) -> Evidence:
     strengths = feature_strengths(ctx)
     side = ctx.evidence_of("feature_side")
     shifted = set(side.data.get("shifted", {})) if side is not None else set()
-    broken = {f: s for f, s in strengths.items() if s >= BROKEN and f not in shifted}
-    if len(broken) < 2:
+    changed = {f: s for f, s in strengths.items() if s >= CHANGED and f not in shifted}
+    broken = {f for f, s in changed.items() if s >= BROKEN}
+    if not broken or len(changed) < 2:
         return Evidence("lineage", "pass", 0.0,
-                        "Fewer than two features broke, so no shared upstream cause is needed." if broken else
+                        "Fewer than two features changed, so no shared upstream cause is needed." if broken else
                         "No feature broke, so no upstream node is implicated.")
     known = set(ctx.case.features)
     best = None
@@ -191,10 +195,10 @@ def lineage(ctx: Context) -> Evidence:
         if node.startswith("feature:"):
             continue
         fed = graph.features_of(node) & known
-        covered = fed & broken.keys()
-        if len(covered) < 2:
+        covered = fed & changed.keys()
+        if len(covered) < 2 or not covered & broken:
             continue
-        posterior = node_posterior(len(covered), len(fed), len(broken), len(known))
+        posterior = node_posterior(len(covered), len(fed), len(changed), len(known))
         key = (round(posterior, 9), -len(fed), len(graph.ancestors(node)))
         if best is None or key > best[0]:
             best = (key, node, covered, fed, posterior)
@@ -210,13 +214,14 @@ def lineage(ctx: Context) -> Evidence:
     # different specific kinds (a coverage loss beside a stale value) speak for separate breaks.
     alike = sum(k in (common, "distribution") for k in kinds) / len(kinds)
     what = WORDS.get(common, "broke") if alike == 1 else "broke"
-    s = posterior * sum(broken[f] for f in covered) / len(covered) * alike**2
+    s = posterior * (1.0 - math.prod(1.0 - changed[f] for f in covered)) * alike**2
     summary = f"{len(covered)} features fed by {node} {what} at {hhmm(ctx)}"
     detail = (f"{node} feeds {len(fed)} feature(s), {len(covered)} of them broke ({', '.join(sorted(covered))}); "
-              f"{len(broken) - len(covered)} broken feature(s) lie elsewhere; a break there explains this pattern with "
-              f"probability {posterior:.2f} against {len(broken)} of {len(known)} features breaking on their own.")
+              f"{len(changed) - len(covered)} changed feature(s) lie elsewhere; a break there explains this pattern with "
+              f"probability {posterior:.2f} against {len(changed)} of {len(known)} features changing on their own.")
     return Evidence("lineage", "fail", s, summary + ".", detail=detail,
-                    data={"node": node, "covered": sorted(covered), "fed": sorted(fed), "broken": sorted(broken)},
+                    data={"node": node, "covered": sorted(covered), "fed": sorted(fed), "broken": sorted(broken),
+                          "changed": sorted(changed)},
                     candidates=(Candidate("upstream", node, s, summary, detail=detail, change=CHANGE.get(common),
                                           explains=tuple(("feature", f) for f in covered)),))
 
