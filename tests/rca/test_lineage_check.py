@@ -1,4 +1,4 @@
-"""The lineage check weighs an upstream node by how well a break there explains its broken and healthy features."""
+"""The lineage check weighs an upstream node by how well a break there explains its changed and unchanged features."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from scipy.stats import binom
 from workbench.rca.checks.features import REACH, node_posterior
 
 
-@pytest.mark.parametrize(("broke", "fed", "broken", "features"), [(2, 2, 2, 8), (2, 4, 2, 8), (3, 4, 5, 12), (2, 3, 2, 3)])
-def test_node_posterior_is_the_binomial_likelihood_ratio_at_even_odds(broke, fed, broken, features):
+@pytest.mark.parametrize(("below", "fed", "changed", "features"), [(2, 2, 2, 8), (2, 4, 2, 8), (3, 4, 5, 12), (2, 3, 2, 3)])
+def test_node_posterior_is_the_binomial_likelihood_ratio_at_even_odds(below, fed, changed, features):
     """The pattern's likelihood under "the node broke" (each fed feature shows it with REACH) against "the features
-    broke on their own" (at the case's rate): the binomial coefficients cancel, so scipy's pmf ratio is the same."""
-    ratio = binom.pmf(broke, fed, REACH) / binom.pmf(broke, fed, broken / features)
-    assert node_posterior(broke, fed, broken, features) == pytest.approx(ratio / (1 + ratio), rel=1e-9)
+    changed on their own" (at the case's rate): the binomial coefficients cancel, so scipy's pmf ratio is the same."""
+    ratio = binom.pmf(below, fed, REACH) / binom.pmf(below, fed, changed / features)
+    assert node_posterior(below, fed, changed, features) == pytest.approx(ratio / (1 + ratio), rel=1e-9)
 
 
 def test_a_node_with_healthy_features_is_a_weak_explanation():

@@ -143,19 +143,19 @@ def training_skew(ctx: Context) -> Evidence:
                                                 title="Increase in training-serving skew (JS distance)", y="ΔJS")}, candidates=cands)
 
 
-def node_posterior(broke: int, fed: int, broken: int, features: int) -> float:
-    """Probability that an upstream node broke, rather than its features on their own, given that ``broke`` of the
-    ``fed`` features it feeds broke while ``broken`` of the case's ``features`` did.
+def node_posterior(below: int, fed: int, changed: int, features: int) -> float:
+    """Probability that an upstream node broke, rather than its features on their own, given that ``below`` of the
+    ``fed`` features it feeds changed at the onset while ``changed`` of the case's ``features`` did.
 
     If the node broke, each feature it feeds shows the break with probability ``REACH`` (a table's break reaches
-    nearly every feature read from it; a column-level fault may spare some). If the features broke on their own,
-    each did with the rate the case shows, ``broken / features``. Even prior odds; the likelihood ratio is
-    ``(REACH / rate)^broke ((1 - REACH) / (1 - rate))^(fed - broke)``. A node whose every feature broke is
-    likely (2 of 2 out of 8 features: 0.93); one with half of its features healthy is not (2 of 4: 0.19), as
+    nearly every feature read from it; a column-level fault may spare some). If the features changed on their own,
+    each did with the rate the case shows, ``changed / features``. Even prior odds; the likelihood ratio is
+    ``(REACH / rate)^below ((1 - REACH) / (1 - rate))^(fed - below)``. A node whose every feature changed is
+    likely (2 of 2 out of 8 features: 0.93); one with half of its features unchanged is not (2 of 4: 0.19), as
     two features that broke alone happen to share a source that often.
     """
-    rate = min(max(broken / max(features, 1), 1e-6), 1 - 1e-6)
-    log_lr = broke * math.log(REACH / rate) + (fed - broke) * math.log((1 - REACH) / (1 - rate))
+    rate = min(max(changed / max(features, 1), 1e-6), 1 - 1e-6)
+    log_lr = below * math.log(REACH / rate) + (fed - below) * math.log((1 - REACH) / (1 - rate))
     return 1.0 / (1.0 + math.exp(-log_lr))
 
 
