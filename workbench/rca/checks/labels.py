@@ -30,7 +30,12 @@ def label_side(ctx: Context) -> Evidence:
     model follows it only part of the way (a boolean whose share went from 57% to 75%:
     labels +34%, predictions +13%). A label model fitted on baseline rows
     (:func:`workbench.model.rescore.labels_from_inputs`) predicts that part: the share
-    of the label change that came with the inputs counts as followed too.
+    of the label change that came with the inputs counts as followed too. And a logging
+    bug leaves the predictions where they were: predictions that moved materially the
+    labels' way (``from_excess`` of their relative change beyond ``MATERIAL``, scale 10%,
+    the same map as the label change's size) speak against labels that changed on their
+    own, whatever share of the label change they reached (a latent shift the model sees
+    only in part: labels -62%, predictions -31%).
     """
     from workbench.data.labels import MATERIAL, label_shift
     from workbench.model.rescore import labels_from_inputs
@@ -43,7 +48,10 @@ def label_side(ctx: Context) -> Evidence:
     if ctx.case.features and abs(ls.label_log_change) >= MATERIAL:
         inputs = ctx.cached("labels_from_inputs", lambda: labels_from_inputs(*window_rows(ctx), ctx.case.features))
     came_with_inputs = inputs.share if inputs is not None else 0.0
-    s = S.weaken(S.from_z(abs(ls.label_z)) * size * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined)
+    same_way = ls.prediction_log_change * ls.label_log_change > 0
+    inputs_moved = S.from_excess(abs(ls.prediction_log_change), MATERIAL, 0.1) if same_way else 0.0
+    s = S.weaken(S.from_z(abs(ls.label_z)) * size * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined,
+                 inputs_moved)
     summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
                f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ), "
                f"following {ls.followed:.0%} of the label change" + (f"; {inputs}." if inputs is not None else "."))
