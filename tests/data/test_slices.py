@@ -140,3 +140,12 @@ def test_a_small_segment_whose_clicks_vanished_is_tested_and_named_in_the_fewest
     search = find_slices(case, Window.hours("2026-03-03T02:00:00Z", 24), inc, metric="calibration_ratio")
     assert search.top["slice"] == "country=NG" and search.confined, str(search)
     assert search.top["z"] > 5, str(search)
+
+
+def test_slice_filter_selects_the_rows_of_one_and_two_column_slices():
+    from workbench.data.slices import slice_filter
+
+    frame = pl.DataFrame({"country": ["BR", "BR", "US", None], "platform": ["ios", "web", "ios", "ios"], "n": [1, 2, 3, 4]})
+    assert frame.filter(slice_filter("country=BR"))["n"].to_list() == [1, 2]
+    assert frame.filter(slice_filter("country=BR & platform=ios"))["n"].to_list() == [1]
+    assert frame.filter(slice_filter("platform = ios"))["n"].to_list() == [1, 3, 4]

@@ -64,7 +64,7 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.data.scan import WindowScan
 
-__all__ = ["SliceDeltas", "SliceSearch", "find_slices", "slice_cells", "slice_deltas"]
+__all__ = ["SliceDeltas", "SliceSearch", "find_slices", "slice_cells", "slice_deltas", "slice_filter"]
 
 DIRECTION = {"normalized_entropy": 1, "log_loss": 1, "calibration_ratio": 0, "label_rate": 0, "prediction_mean": 0}
 MIN_LABELED, MIN_POSITIVES = 50, 5
@@ -329,3 +329,10 @@ def _demote_parents(table: pl.DataFrame) -> pl.DataFrame:
 
 def _value(v: float | None) -> float:
     return math.nan if v is None else float(v)
+
+
+def slice_filter(description: str) -> pl.Expr:
+    """The rows of a slice as a polars predicate: ``"country=BR"`` or ``"country=BR & platform=ios"`` (values compared
+    as strings, as the slice cells group them)."""
+    parts = [part.partition("=") for part in description.split(" & ")]
+    return pl.all_horizontal(pl.col(column.strip()).cast(pl.String) == value.strip() for column, _, value in parts)

@@ -246,10 +246,9 @@ class _Rows:
 
 
 def _segment_filter(segment: str | None) -> pl.Expr | None:
-    if not segment:
-        return None
-    column, _, value = segment.partition("=")
-    return pl.col(column.strip()).cast(pl.String) == value.strip()
+    from workbench.data.slices import slice_filter
+
+    return slice_filter(segment) if segment else None
 
 
 def _in_segment(frame: pl.DataFrame, segment: str | None) -> np.ndarray:

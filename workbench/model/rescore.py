@@ -54,8 +54,10 @@ def sample_window(case: Case, window: Window, sample: int, *, seed: int = 0) -> 
     return _rows(case, window, sample, labeled=False, seed=seed)
 
 
-def _rows(case: Case, window: Window, sample: int, labeled: bool, seed: int = 0) -> pl.DataFrame:
+def _rows(case: Case, window: Window, sample: int, labeled: bool, seed: int = 0, where: pl.Expr | None = None) -> pl.DataFrame:
     lf = case.predictions.filter(window.contains())
+    if where is not None:
+        lf = lf.filter(where)
     if labeled:
         lf = lf.filter(pl.col(LABEL).is_not_null())
     frame = lf.select(TS, PREDICTION, LABEL, SNAPSHOT, *case.features).collect()
@@ -121,14 +123,16 @@ class SnapshotSwap:
                 f"for {self.recovered:.0%} of the regression (paired z {self.z:.1f})")
 
 
-def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int = 20_000) -> SnapshotSwap | None:
+def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int = 20_000,
+                  where: pl.Expr | None = None) -> SnapshotSwap | None:
     """Score labeled incident rows with the snapshot that served most of the baseline.
 
     Returns None when the incident was served by that same snapshot (nothing to swap).
-    Rows whose snapshot is unknown are left out of both re-scorings.
+    Rows whose snapshot is unknown are left out of both re-scorings. ``where`` keeps the
+    rows of one segment in both windows (where a regression confined to it lives).
     """
-    base = _rows(case, baseline, sample, labeled=True)
-    inc = _rows(case, incident, sample, labeled=True, seed=1)
+    base = _rows(case, baseline, sample, labeled=True, where=where)
+    inc = _rows(case, incident, sample, labeled=True, seed=1, where=where)
     if base.height == 0 or inc.height == 0:
         return None
     replacement = base[SNAPSHOT].drop_nulls().mode().sort()[0] if base[SNAPSHOT].null_count() < base.height else None

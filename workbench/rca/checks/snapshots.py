@@ -67,12 +67,31 @@ def _previous(ctx: Context, snap: Snapshot) -> Snapshot | None:
 
 
 def _swap(ctx: Context):
-    """The snapshot swap counterfactual (:func:`workbench.model.rescore.snapshot_swap`), None without a model."""
+    """The snapshot swap counterfactual (:func:`workbench.model.rescore.snapshot_swap`), None without a model.
+
+    Measured where the regression is: inside the segment that holds it alone when there is one (the detector found
+    it there only, or the slice search finds it confined), since over the whole traffic a segment's regression is
+    diluted and the swap too noisy to say how much of it the snapshot can account for."""
     if not ctx.has("model"):
         return None
+    from workbench.data.slices import slice_filter
     from workbench.model.rescore import snapshot_swap
 
-    return ctx.cached("snapshot_swap", lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident))
+    segment = _segment(ctx)
+    where = slice_filter(segment) if segment else None
+    return ctx.cached(("snapshot_swap", segment), lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident, where=where))
+
+
+def _segment(ctx: Context) -> str | None:
+    """The segment that holds the regression alone, or None (the whole traffic regressed)."""
+    if ctx.segment is not None:
+        return ctx.segment
+    if not ctx.case.slices:
+        return None
+    from workbench.rca.checks._common import slices
+
+    search = slices(ctx)
+    return search.top["slice"] if search.top is not None and search.confined else None
 
 
 def _bounded(ctx: Context, strength: float) -> float:
@@ -121,9 +140,10 @@ def model_side(ctx: Context) -> Evidence:
     if swap is not None:
         # significant (paired z through from_z) and material (its share of the regression): both must hold
         swap_s = S.from_z(swap.z) * S.from_share(swap.recovered)
-        parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression (paired z {swap.z:.1f})")
+        where = f" in {_segment(ctx)}, where it lives" if _segment(ctx) else ""
+        parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression{where} (paired z {swap.z:.1f})")
         if swap.recovered_bound < 0.5:
-            parts.append(f"so it accounts for at most {swap.recovered_bound:.0%} of it")
+            parts.append(f"so it accounts for at most {max(swap.recovered_bound, 0.0):.0%} of it")
     s = _bounded(ctx, 1 - (1 - TIMING_ONLY) * (1 - diff_s) * (1 - swap_s))
     summary = "; ".join(parts) + "."
     verdict = "fail" if s >= 0.5 else "warn"
