@@ -594,7 +594,8 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     best = int(np.argmax(oriented))
     noise = _noise(space, r - space.shift_unit(int(space.starts[best]), int(space.stops[best])) * float(stat[best]))
     sigma, tau2 = float(noise[0]), float(noise[1])
-    severity = float(_scaled(space, oriented, sigma, tau2).max())  # decided over day-to-day variation too
+    scaled = _scaled(space, oriented, sigma, tau2)
+    severity = float(scaled.max())  # decided over day-to-day variation too
     maxima = _null_maxima(weights[rows].tobytes(), t_hours[rows].tobytes(), grain_hours, first_hour, direction, draws)
     threshold = _critical(maxima, level)
     # the shift in metric units, and the cycle-aware expectation without it (weighted least squares with the shift)
@@ -609,7 +610,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     shift = float(coef[-1])
     effect = math.expm1(shift) if metric in LOG_SCALE else shift / abs(base_level) if base_level else math.inf
     # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor
-    z_best = float(oriented[best]) / math.sqrt(sigma**2 + tau2 * float(space.conc[best]))
+    z_best = float(scaled[best])
     se_shift = abs(shift) / z_best if z_best > 0 else math.inf
     material = _material_shift(metric, base_level, shift, se_shift)
     expected = np.full(table.height, np.nan)

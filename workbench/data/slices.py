@@ -326,7 +326,6 @@ def _demote_parents(table: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(pl.col("slice").is_in(list(demoted)).alias("_demoted"))
 
 
-
 def _value(v: float | None) -> float:
     return math.nan if v is None else float(v)
 

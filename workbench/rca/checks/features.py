@@ -203,7 +203,8 @@ def lineage(ctx: Context) -> Evidence:
         if best is None or key > best[0]:
             best = (key, node, covered, fed, posterior)
     if best is None:
-        return Evidence("lineage", "pass", 0.0, f"The {len(broken)} broken features share no upstream node.")
+        return Evidence("lineage", "pass", 0.0, f"No upstream node feeds two of the {len(changed)} changed features with a "
+                        "broken one among them.")
     _, node, covered, fed, posterior = best
     kind_of = dict(drift(ctx).table.select("feature", "kind").iter_rows())
     kinds = [kind_of.get(f, "none") for f in covered]
@@ -216,7 +217,7 @@ def lineage(ctx: Context) -> Evidence:
     what = WORDS.get(common, "broke") if alike == 1 else "broke"
     s = posterior * (1.0 - math.prod(1.0 - changed[f] for f in covered)) * alike**2
     summary = f"{len(covered)} features fed by {node} {what} at {hhmm(ctx)}"
-    detail = (f"{node} feeds {len(fed)} feature(s), {len(covered)} of them broke ({', '.join(sorted(covered))}); "
+    detail = (f"{node} feeds {len(fed)} feature(s), {len(covered)} of them changed ({', '.join(sorted(covered))}); "
               f"{len(changed) - len(covered)} changed feature(s) lie elsewhere; a break there explains this pattern with "
               f"probability {posterior:.2f} against {len(changed)} of {len(known)} features changing on their own.")
     return Evidence("lineage", "fail", s, summary + ".", detail=detail,

@@ -140,7 +140,8 @@ def model_side(ctx: Context) -> Evidence:
     if swap is not None:
         # significant (paired z through from_z) and material (its share of the regression): both must hold
         swap_s = S.from_z(swap.z) * S.from_share(swap.recovered)
-        where = f" in {_segment(ctx)}, where it lives" if _segment(ctx) else ""
+        segment = _segment(ctx)
+        where = f" in {segment}, where it lives" if segment else ""
         parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression{where} (paired z {swap.z:.1f})")
         if swap.recovered_bound < 0.5:
             parts.append(f"so it accounts for at most {max(swap.recovered_bound, 0.0):.0%} of it")
