@@ -64,8 +64,8 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.case.loader import Case
 
-__all__ = ["METHODS", "AttributionShift", "FeatureIsolation", "attribution_shift", "isolate_features", "permutation_shap",
-           "rows_per_window"]
+__all__ = ["METHODS", "AttributionShift", "FeatureIsolation", "attribution_shift", "decorrelation", "isolate_features",
+           "permutation_shap", "rows_per_window"]
 
 METHODS = ("auto", "model", "surrogate")
 MODEL_METHOD, SURROGATE_METHOD = "model:shap+swap", "surrogate:treeshap"
@@ -340,13 +340,7 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
         phi_i, ei = _explain(fs, gi[si], xi[si], bg, seed + 1)
         swapper = _column_swapper(lambda x, rows: _grouped(fs, gi[rows], x))
 
-        # whether values still belong to their rows is a property of the data, not of the model serving them:
-        # both windows' permutation losses use the snapshot that served most of the baseline
-        values, counts = np.unique(gb, return_counts=True)
-        reference = fs[values[int(np.argmax(counts))]]
-
-        def score_ref(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            return reference(x)
+        reference = fs[_reference_snapshot(gb)]
     else:
         import shap
         from threadpoolctl import threadpool_limits
@@ -378,8 +372,8 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
     gap = float(max(np.abs(phi_b.sum(1) + eb - zb[sb]).max(), np.abs(phi_i.sum(1) + ei - zi[si]).max()))
     table, ne_b, ne_i = _readings(case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_i, swapper, rng, notes)
     if use_model:
-        table = table.join(_permutation_losses(xb, xi, yb, yi, reference(xb), reference(xi), score_ref, score_ref,
-                                               case.features, rng), on="feature", how="left")
+        table = table.join(_decorrelation(xb, xi, yb, yi, reference, case.features, table["feature"].head(CANDIDATES),
+                                          rng), on="feature", how="left")
     shift = float(zi[si].mean() - zb[sb].mean())
     return FeatureIsolation(table=table, baseline=baseline, incident=incident,
                             method=MODEL_METHOD if use_model else SURROGATE_METHOD, model_free=not use_model,
@@ -509,12 +503,59 @@ def _readings(case: Case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_
     return table, (ne_b if math.isfinite(ne_b) else None), (ne_i if math.isfinite(ne_i) else None)
 
 
-PERMUTE_ROWS = 5_000  # labelled rows per window whose loss is compared with one feature permuted
+CANDIDATES = 3  # the features isolation ranks first are the ones the feature check reads as causes
+PERMUTE_ROWS = 5_000  # labelled rows per window of the first permutation pass, which reads every feature ...
+DROP_MATERIAL = 0.1  # ... a tenth of a feature's permutation loss gone is the least decorrelation that counts ...
+DROP_ALPHA = 0.05  # ... read at this family-wise error rate over the informative features: where a candidate's
+# sampling error (not its size) sets that bar, it is read again on every labelled row of the window
+
+
+def drop_floor(se: float | None, informative: int) -> float:
+    """The level a ``decorrelated_drop`` must pass to count: ``DROP_MATERIAL``, or its sampling error at the
+    Bonferroni bound over the ``informative`` features read, whichever is higher (effect size first, with noise as
+    its floor). A healthy feature's drop is 0 plus noise, so at most ``DROP_ALPHA`` of cases see one pass by chance."""
+    from statistics import NormalDist
+
+    if se is None or not math.isfinite(se):
+        return math.inf
+    z = NormalDist().inv_cdf(1 - DROP_ALPHA / max(informative, 1))
+    return max(DROP_MATERIAL, z * se)
+
+
+def _reference_snapshot(serving: np.ndarray) -> str:
+    """Whether values still belong to their rows is a property of the data, not of the model serving them: both
+    windows' permutation losses use the snapshot that served most of the baseline."""
+    values, counts = np.unique(serving, return_counts=True)
+    return str(values[int(np.argmax(counts))])
+
+
+def decorrelation(case: Case, base: pl.DataFrame, inc: pl.DataFrame, candidates: list[str] | tuple[str, ...] = (),
+                  seed: int = 0) -> pl.DataFrame:
+    """The permutation readings of :func:`isolate_features` (``permutation_loss_baseline``/``_incident``,
+    ``decorrelated_drop`` with its SE and floor) on the rows given, e.g. one segment's, without the attributions:
+    whether each feature's values still belong to their rows there. ``candidates`` are read on every labelled row
+    where their reading is undecided. Needs the model (model.py and snapshots)."""
+    from workbench.case.columns import LABEL
+
+    reference = _model_logit(case, _reference_snapshot(_serving(case, base, None)), {})
+    y = [frame[LABEL].to_numpy().astype(np.float64) for frame in (base, inc)]
+    return _decorrelation(_raw(base, case.features), _raw(inc, case.features), y[0], y[1], reference, case.features,
+                          candidates, np.random.default_rng(seed))
+
+
+def _decorrelation(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.ndarray, reference: Logit,
+                   features: tuple[str, ...], candidates, rng: np.random.Generator) -> pl.DataFrame:
+    def score(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return reference(x)
+
+    leading = np.array([features.index(f) for f in candidates], dtype=int)
+    return _permutation_losses(xb, xi, yb, yi, reference(xb), reference(xi), score, score, features, rng, leading)
 
 
 def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                      rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per feature: the rise of the window's NE when that feature is permuted among its rows, and its standard error.
+                      rows: np.ndarray, rng: np.random.Generator, columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature (of ``columns``, default all): the rise of the window's NE when that feature is permuted among its
+    rows, and its standard error.
 
     A feature that carries information about the label raises the loss when its values
     are shuffled; one whose values no longer belong to their rows raises it no more.
@@ -528,7 +569,7 @@ def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callab
     if not math.isfinite(h):
         return rise, se
     base_loss = row_log_loss_logit(z[rows], yr)
-    for j in range(d):
+    for j in range(d) if columns is None else columns:
         shuffled = xr.copy()
         shuffled[:, j] = xr[rng.permutation(len(rows)), j]
         diff = (row_log_loss_logit(score(shuffled, rows), yr) - base_loss) / h
@@ -538,33 +579,60 @@ def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callab
 
 def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.ndarray, zb: np.ndarray, zi: np.ndarray,
                         score_base: Callable, score_inc: Callable, features: tuple[str, ...],
-                        rng: np.random.Generator) -> pl.DataFrame:
+                        rng: np.random.Generator, candidates: np.ndarray | None = None) -> pl.DataFrame:
     """Permutation loss in each window and ``decorrelated_drop``: how much of a feature's baseline permutation loss
-    is gone in the incident, beyond the loss every informative feature lost alike.
+    is gone in the incident, beyond the loss every informative feature lost alike, with its standard error.
 
     ``1 - (rise_i / rise_b) / g`` with ``g`` the median ratio over the other features whose
     baseline rise exceeds 3 SE (a label change lowers every feature's rise alike; a
     decorrelated feature's alone), counted when the feature's own baseline rise exceeds
-    3 SE; clipped to [0, 1]. With the model: the values of a feature that was lagged,
-    shuffled or joined on the wrong key stop mattering to the loss while its distribution holds.
+    3 SE; clipped to [0, 1]; its SE by the delta method from the two rises' SEs and ``g``'s. With the model:
+    the values of a feature that was lagged, shuffled or joined on the wrong key stop mattering
+    to the loss while its distribution holds. ``PERMUTE_ROWS`` rows per window read every
+    feature; when a ``candidates`` feature (one the feature check will read) has a material drop
+    whose floor (:func:`drop_floor`) is set by its sampling error, the informative features are
+    read again on every labelled row of the window: the rows go where the answer is read and
+    still noisy.
     """
-    def labelled(y: np.ndarray) -> np.ndarray:
+    def labelled(y: np.ndarray, cap: int | None) -> np.ndarray:
         lab = np.flatnonzero(~np.isnan(y))
-        return np.sort(rng.choice(lab, size=PERMUTE_ROWS, replace=False)) if len(lab) > PERMUTE_ROWS else lab
+        return np.sort(rng.choice(lab, size=cap, replace=False)) if cap is not None and len(lab) > cap else lab
 
-    rb, sb = _permutation_loss(xb, yb, zb, score_base, labelled(yb), rng)
-    ri, _ = _permutation_loss(xi, yi, zi, score_inc, labelled(yi), rng)
-    informative = np.isfinite(rb) & np.isfinite(ri) & (rb > 3 * sb)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = ri / rb
-        drop = np.full(len(features), np.nan)
-        for j in np.flatnonzero(informative):
-            others = informative.copy()
-            others[j] = False
-            g = float(np.median(ratio[others])) if others.sum() >= 3 else 1.0
-            drop[j] = float(np.clip(1.0 - ratio[j] / g, 0.0, 1.0)) if g > 0 else math.nan
+    def drops(rb: np.ndarray, sb: np.ndarray, ri: np.ndarray, si: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        informative = np.isfinite(rb) & np.isfinite(ri) & (rb > 3 * sb)
+        drop, drop_se = np.full(len(features), np.nan), np.full(len(features), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = ri / rb
+            ratio_se = np.sqrt(si ** 2 + (ratio * sb) ** 2) / rb  # delta method for ri / rb
+            for j in np.flatnonzero(informative):
+                others = informative.copy()
+                others[j] = False
+                g, g_se = 1.0, 0.0
+                if others.sum() >= 3:  # the median of m readings: its SE is sqrt(pi / 2) times the mean's
+                    g = float(np.median(ratio[others]))
+                    g_se = math.sqrt(math.pi / 2 * float(np.mean(ratio_se[others] ** 2)) / int(others.sum()))
+                if g > 0:
+                    drop[j] = float(np.clip(1.0 - ratio[j] / g, 0.0, 1.0))
+                    drop_se[j] = math.hypot(ratio_se[j] / g, ratio[j] * g_se / g ** 2)
+        return drop, drop_se, informative
+
+    rb, sb = _permutation_loss(xb, yb, zb, score_base, labelled(yb, PERMUTE_ROWS), rng)
+    ri, si = _permutation_loss(xi, yi, zi, score_inc, labelled(yi, PERMUTE_ROWS), rng)
+    drop, drop_se, informative = drops(rb, sb, ri, si)
+    k = int(informative.sum())
+    undecided = np.array([j for j in (np.flatnonzero(informative) if candidates is None else candidates)
+                          if informative[j] and drop[j] >= DROP_MATERIAL and drop_floor(drop_se[j], k) > DROP_MATERIAL],
+                         dtype=int)
+    if len(undecided) and (np.isfinite(yb).sum() > PERMUTE_ROWS or np.isfinite(yi).sum() > PERMUTE_ROWS):
+        again = np.flatnonzero(informative)  # the others too: their median ratio g is as noisy as they are
+        for x, y, z, score, rise, se in ((xb, yb, zb, score_base, rb, sb), (xi, yi, zi, score_inc, ri, si)):
+            rise2, se2 = _permutation_loss(x, y, z, score, labelled(y, None), rng, again)
+            rise[again], se[again] = rise2[again], se2[again]
+        drop, drop_se, informative = drops(rb, sb, ri, si)
     return pl.DataFrame({"feature": list(features), "permutation_loss_baseline": rb, "permutation_loss_incident": ri,
-                         "decorrelated_drop": drop}).with_columns(pl.col(pl.Float64).fill_nan(None))
+                         "decorrelated_drop": drop, "decorrelated_drop_se": drop_se,
+                         "decorrelated_floor": [drop_floor(s, k) if math.isfinite(s) else math.nan for s in drop_se],
+                         }).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
 # ---------------------------------------------------------------- two snapshots, one window

@@ -232,20 +232,21 @@ def feature_isolation(ctx: Context) -> Evidence:
     the prediction shift; :func:`workbench.model.isolation.isolate_features`) times the evidence *that* it changed —
     isolation says how much a feature matters, the change must be shown too. That evidence is the drift check's
     strength, or, with the model, for a feature whose distribution held: ``from_excess`` of its
-    ``decorrelated_drop`` beyond 0.5 (scale 0.25), the share of its permutation loss that is gone beyond what every
-    feature lost alike (its values no longer belong to their rows).
+    ``decorrelated_drop`` (the share of its permutation loss that is gone beyond what every feature lost alike: its
+    values no longer belong to their rows) beyond its ``decorrelated_floor`` (a tenth, or the drop's sampling error
+    at a family-wise 5%: :func:`workbench.model.isolation.drop_floor`), scale 0.25.
     """
-    from workbench.model.isolation import isolate_features
+    from workbench.model.isolation import CANDIDATES, isolate_features
 
     iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=window_rows(ctx)))
     strengths = feature_strengths(ctx)
     kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
     table = iso.table.head(10)
     cands = []
-    for row in iso.table.head(3).iter_rows(named=True):
+    for row in iso.table.head(CANDIDATES).iter_rows(named=True):
         f = row["feature"]
         changed, change = strengths.get(f, 0.0), None
-        loose = S.from_excess(row.get("decorrelated_drop"), 0.5, 0.25)
+        loose = S.from_excess(row.get("decorrelated_drop"), row.get("decorrelated_floor") or math.inf, 0.25)
         if kinds.get(f) in ("none", "decorrelated") and loose > changed:
             changed, change = loose, "decorrelated"
         s = S.from_share(row["score"]) * changed

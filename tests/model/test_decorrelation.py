@@ -1,0 +1,86 @@
+"""Decorrelation by permutation loss (``workbench.model.isolation._permutation_losses``): the drop's size and its
+sampling error, the family-wise floor on healthy features, and a modest shuffle named end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from workbench.metrics import sigmoid
+from workbench.model.isolation import DROP_ALPHA, _permutation_losses, drop_floor
+
+COEF = np.array([1.2, -0.9, 0.7, 0.5, 0.0, 0.0])
+FEATURES = tuple(f"f{j}" for j in range(len(COEF)))
+
+
+def _window(rng: np.random.Generator, n: int, shuffled: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of a logistic world with the model's logit known; ``shuffled`` of f0's values moved to other rows after
+    the labels were drawn (same marginal, no longer the row's own)."""
+    x = rng.normal(size=(n, len(COEF)))
+    z = x @ COEF - 2.0
+    y = (rng.random(n) < sigmoid(z)).astype(float)
+    if shuffled:
+        pos = np.flatnonzero(rng.random(n) < shuffled)
+        x[pos, 0] = x[rng.permutation(pos), 0]
+    return x, y, x @ COEF - 2.0
+
+
+def _drops(seed: int, n: int, shuffled: float = 0.0, candidates: tuple[int, ...] = (0, 1, 2)):
+    rng = np.random.default_rng(seed)
+    (xb, yb, zb), (xi, yi, zi) = _window(rng, n), _window(rng, n, shuffled)
+
+    def score(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return x @ COEF - 2.0
+
+    return _permutation_losses(xb, xi, yb, yi, zb, zi, score, score, FEATURES, rng, candidates=np.array(candidates, dtype=int))
+
+
+def test_a_shuffled_share_is_read_as_that_share_of_the_feature_lost():
+    """40% of f0's values no longer belong to their rows: the drop reads 0.4 within three of its standard errors, and
+    passes its floor; the features left alone stay under theirs."""
+    t = _drops(1, 20_000, shuffled=0.4)
+    row = t.row(0, named=True)
+    assert abs(row["decorrelated_drop"] - 0.4) < 3 * row["decorrelated_drop_se"]
+    first = _drops(1, 20_000, shuffled=0.4, candidates=()).row(0, named=True)
+    assert row["decorrelated_drop_se"] < 0.8 * first["decorrelated_drop_se"]  # read again on all 20,000 rows
+    assert row["decorrelated_drop"] > row["decorrelated_floor"]
+    rest = t.slice(1, 3)
+    assert (rest["decorrelated_drop"] < rest["decorrelated_floor"]).all()
+    assert t.filter(np.abs(COEF) == 0)["decorrelated_drop"].is_null().all()  # uninformative: no reading
+
+
+def test_healthy_windows_pass_the_floor_at_most_at_the_stated_rate():
+    """Two windows of the same world, 200 draws: the share of draws in which any of the four informative features'
+    drop passes its floor stays near ``DROP_ALPHA`` (5%: 10 expected; 16 is the binomial's 97th percentile). The
+    drop's SE counts the noise of ``g`` too; without it 19 of 60 draws passed."""
+    passed = 0
+    for seed in range(200):
+        t = _drops(1000 + seed, 6_000)
+        passed += bool((t["decorrelated_drop"] > t["decorrelated_floor"]).fill_null(False).any())
+    assert passed <= 16, passed
+    assert DROP_ALPHA == 0.05
+
+
+def test_the_floor_is_the_material_level_or_the_noise_whichever_is_higher():
+    assert drop_floor(0.01, 4) == 0.1
+    assert abs(drop_floor(0.1, 1) - 0.1645) < 1e-3  # one-sided 5%
+    assert abs(drop_floor(0.1, 4) - 0.2241) < 1e-3  # Bonferroni over four features
+    assert drop_floor(None, 3) == float("inf")
+
+
+def test_a_modest_shuffle_is_named_as_decorrelated(tmp_path):
+    """Proving ground dev feature/decorrelated_shuffle, seed 3: 37% of a feature's values shuffled within the hour.
+    On 5,000 rows its drop read 0.27 +- 0.11 and no cause was given; read again on every labelled row it is named."""
+    import proving_ground as pg
+    from workbench import diagnose, open_case
+
+    path = pg.generate(pg.draw("feature", "dev", 3, mode="decorrelated_shuffle", max_rows=500_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    found = diagnose(open_case(path))
+    top = found.root_causes[0]
+    assert (top.kind, top.target, top.change) == ("feature", truth["target"], "decorrelated")
+    row = found.results["isolation"].table.filter(feature=truth["target"]).row(0, named=True)
+    share = truth["incident"]["shuffled_share"]
+    assert abs(row["decorrelated_drop"] - share) < 3 * row["decorrelated_drop_se"]
+
