@@ -1,5 +1,5 @@
 """Decorrelation by permutation loss (``workbench.model.isolation._permutation_losses``): the drop's size and its
-sampling error, the family-wise floor on healthy features, and a modest shuffle named end to end."""
+sampling error, the family-wise floor on healthy features, and a lagged-share case named end to end."""
 
 from __future__ import annotations
 
@@ -84,3 +84,43 @@ def test_a_modest_shuffle_is_named_as_decorrelated(tmp_path):
     share = truth["incident"]["shuffled_share"]
     assert abs(row["decorrelated_drop"] - share) < 3 * row["decorrelated_drop_se"]
 
+
+def test_a_feature_loosened_in_one_segment_is_read_there_and_names_it(tmp_path):
+    """Proving ground dev feature/slice_confined, seed 1: advertiser_is_premium shuffled among the rows of country=FR
+    only. Over all the traffic the other countries dilute its drop (0.43 on every labelled row) and the segment was
+    ranked first; read on FR's rows alone the drop is whole, and the cause names its segment."""
+    import proving_ground as pg
+    from workbench import diagnose, open_case
+
+    path = pg.generate(pg.draw("feature", "dev", 1, mode="slice_confined", max_rows=500_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    assert truth["incident"]["inner"] == "decorrelated_shuffle"
+    found = diagnose(open_case(path))
+    top = found.root_causes[0]
+    assert (top.kind, top.target, top.change, top.slice) == ("feature", truth["target"], "decorrelated", truth["slice"])
+    assert f"within {truth['slice']}" in found.evidence("feature_isolation").candidates[0].detail
+
+
+def test_labels_that_stopped_following_the_one_informative_feature_are_not_blamed_on_it(tmp_path):
+    """Proving ground dev slice/decoupled, seed 4: in surface=notifications the labels stopped following the inputs.
+    One feature carries the signal there, so its permutation loss is gone (drop 1.0) just as if it had been
+    shuffled; but it still moves with the features it moved with in the baseline, so the segment is the cause."""
+    import proving_ground as pg
+    from workbench import diagnose, open_case
+
+    path = pg.generate(pg.draw("slice", "dev", 4, mode="decoupled", max_rows=500_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    found = diagnose(open_case(path))
+    top = found.root_causes[0]
+    assert (top.kind, top.target) == ("slice", truth["slice"])
+    assert all(c.change != "decorrelated" for c in found.evidence("feature_isolation").candidates)
+
+
+def test_partners_that_kept_their_relation_disagree_with_a_loose_feature():
+    from workbench.rca.checks.features import _partners_disagree
+
+    row = {"relation_baseline": 0.23, "relation_incident": 0.23, "relation_se": 0.014, "decorrelated_drop": 1.0}
+    assert _partners_disagree(row)  # a loose feature would have lost its 0.23 relation, 16 SE
+    assert not _partners_disagree(row | {"relation_incident": 0.02})  # it did: the partners agree
+    assert not _partners_disagree(row | {"decorrelated_drop": 0.15})  # 0.03 expected, within 3 SE: cannot tell
+    assert not _partners_disagree(row | {"relation_baseline": None})  # no partners: no say

@@ -38,7 +38,7 @@ taking away at least half of their KS distance (a unit change that stays inside
 the band, or whose heavy tail a cap kept from following); else ``distribution``.
 Below the floor, a feature whose distribution held but whose relation to its row
 fell apart (its correlation with the features it moved with, or with the label,
-dropped: :func:`_relations`) is ``decorrelated``, with that drop as its severity;
+dropped: :func:`relations`) is ``decorrelated``, with that drop as its severity;
 otherwise ``none``.
 """
 
@@ -64,7 +64,8 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.data.scan import WindowScan
 
-__all__ = ["FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift", "feature_timeline", "training_skew"]
+__all__ = ["FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift", "feature_timeline", "relations",
+           "training_skew"]
 
 BINS = 20
 SAMPLE_ROWS = 50_000  # edges and quantiles; bins are 5% wide, a 50k sample places them within ~0.2%
@@ -77,7 +78,7 @@ COLUMNS = ("feature", "type", "kind", "severity", "rank", "js", "js_usual", "psi
            "p99_baseline", "p99_incident", "repeat_share_baseline", "repeat_share_incident",
            "distinct_baseline", "distinct_incident", "top_share_baseline", "top_share_incident",
            "scale_ratio", "out_of_scale_baseline", "out_of_scale_incident", "moved_share", "relation_baseline",
-           "relation_incident", "label_relation_baseline", "label_relation_incident", "relation_drop")
+           "relation_incident", "relation_se", "label_relation_baseline", "label_relation_incident", "relation_drop")
 
 
 # ---------------------------------------------------------------- reference and profiles
@@ -297,7 +298,7 @@ def _rms(values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(finite**2))) if len(finite) else math.nan
 
 
-def _relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, ...], steady: set[str]) -> dict[str, dict[str, float]]:
+def relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, ...], steady: set[str]) -> dict[str, dict[str, float]]:
     """How each feature moved with the others and with the label, in each window (model-free decorrelation).
 
     For feature ``j``: its ``PARTNERS`` strongest baseline partners ``P`` among the
@@ -311,6 +312,7 @@ def _relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, .
     only when it exceeds three standard errors of a correlation on these rows and half the
     baseline value: a feature whose values were lagged, shuffled or joined on the wrong key
     keeps its distribution but stops moving with its row. A drop of 0.1 is Cohen's small effect.
+    ``relation_se`` is that standard error (``1 / sqrt(rows)``).
     """
     if not feats:
         return {}
@@ -344,7 +346,7 @@ def _relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, .
         expected = float(lab_b[j]) * scale
         drops = [b - i for b, i in ((rel_b, rel_i), (expected, float(lab_i[j])))
                  if math.isfinite(b) and math.isfinite(i) and b - i >= 3 * se and b - i >= 0.5 * b]
-        out[f] = {"relation_baseline": rel_b, "relation_incident": rel_i, "label_relation_baseline": float(lab_b[j]),
+        out[f] = {"relation_baseline": rel_b, "relation_incident": rel_i, "relation_se": se, "label_relation_baseline": float(lab_b[j]),
                   "label_relation_incident": float(lab_i[j]), "relation_drop": max(drops, default=0.0)}
     return out
 
@@ -554,9 +556,9 @@ def feature_drift(case: Case, baseline: Window, incident: Window, *, features: t
         assert done is not None
         profiles, counts, (frame_i,) = done
     rows = _numeric_rows(ref, profiles[0], profiles[1], profiles[2] if pw else None, sample_b, _sorted(frame_i, feats))
-    relations = _relations(frame_b, frame_i, feats, {r["feature"] for r in rows if r["kind"] == "none"})
+    related = relations(frame_b, frame_i, feats, {r["feature"] for r in rows if r["kind"] == "none"})
     for row in rows:
-        rel = relations.get(row["feature"], {})
+        rel = related.get(row["feature"], {})
         row |= rel
         if row["kind"] == "none" and rel.get("relation_drop", 0.0) >= FLOOR:
             # the values kept their distribution but no longer belong to their rows

@@ -88,6 +88,16 @@ def slices(ctx: Context):
                                                           scan=ctx.scan))
 
 
+def confined_segment(ctx: Context) -> str | None:
+    """The segment that holds the regression alone, or None (the whole traffic regressed)."""
+    if ctx.segment is not None:
+        return ctx.segment
+    if not ctx.case.slices:
+        return None
+    search = slices(ctx)
+    return search.top["slice"] if search.top is not None and search.confined else None
+
+
 def confined_share(ctx: Context) -> float:
     """The share of the regression held by the top slice when it holds it alone (else 0)."""
     if not ctx.case.slices:

@@ -11,7 +11,18 @@ import polars as pl
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, CHANGED, WORDS, describe_break, drift, feature_slices, feature_strengths, hhmm, window_rows
+from workbench.rca.checks._common import (
+    BROKEN,
+    CHANGED,
+    WORDS,
+    confined_segment,
+    describe_break,
+    drift,
+    feature_slices,
+    feature_strengths,
+    hhmm,
+    window_rows,
+)
 from workbench.rca.evidence import Candidate, Evidence
 from workbench.windows import iso
 
@@ -227,6 +238,49 @@ def lineage(ctx: Context) -> Evidence:
                                           explains=tuple(("feature", f) for f in covered)),))
 
 
+def _loose_rows(ctx: Context, iso) -> tuple[dict[str, dict], str | None]:
+    """Per candidate feature, the readings that say whether its values still belong to their rows: the isolation's
+    permutation readings and the drift check's partner relations, or, when one segment holds the regression alone,
+    both read again on that segment's rows (a join broken for one country loosens the feature there; over all the
+    traffic the healthy rows dilute the drop). Also that segment, when the readings are its."""
+    from workbench.case.columns import LABEL
+    from workbench.data.drift import relations
+    from workbench.data.slices import slice_filter
+    from workbench.model.isolation import CANDIDATES, MIN_LABELED, decorrelation
+
+    candidates = iso.table["feature"].head(CANDIDATES).to_list()
+    moved = {r["feature"]: r for r in drift(ctx).table.iter_rows(named=True)}
+    overall = {r["feature"]: {**moved.get(r["feature"], {}), **r} for r in iso.table.head(CANDIDATES).iter_rows(named=True)}
+    segment = confined_segment(ctx)
+    if segment is None or iso.model_free:
+        return overall, None
+    base, inc = (frame.filter(slice_filter(segment)) for frame in window_rows(ctx))
+    if min(base[LABEL].count(), inc[LABEL].count()) < MIN_LABELED:
+        return overall, None
+    inside = ctx.cached(("decorrelation", segment), lambda: decorrelation(ctx.case, base, inc, candidates))
+    read = {r["feature"]: r for r in inside.iter_rows(named=True) if r["decorrelated_drop"] is not None}
+    if not any(f in read for f in candidates):
+        return overall, None
+    steady = {f for f, r in moved.items() if r.get("kind") == "none"}
+    partners = relations(base, inc, ctx.case.features, steady)
+    return {f: {**partners.get(f, {}), **read[f]} for f in candidates if f in read}, segment
+
+
+def _partners_disagree(row: dict) -> bool:
+    """Whether the features ``row``'s feature moved with speak against its values having come loose from their rows.
+
+    Values with ``decorrelated_drop`` of their information gone take about that share of the feature's relation to
+    its baseline partners (:func:`workbench.data.drift.relations`) with them. When the relation fell by 3 SE less than
+    that (one-sided), the feature still moves with its row and it is the labels that stopped following it: with one
+    informative feature, a segment whose labels no longer follow the inputs and a feature shuffled in that segment
+    lose the same permutation loss, and only the partners tell them apart. A feature without partners cannot be
+    checked this way."""
+    rel_b, rel_i, se, drop = (row.get(k) for k in ("relation_baseline", "relation_incident", "relation_se", "decorrelated_drop"))
+    if rel_b is None or rel_i is None or se is None or drop is None or not (math.isfinite(rel_b) and math.isfinite(rel_i)):
+        return False
+    return rel_b - rel_i < drop * rel_b - 3 * se
+
+
 def feature_isolation(ctx: Context) -> Evidence:
     """Strength per feature: the share of the change it explains (loss share, the swap's recovery or its share of
     the prediction shift; :func:`workbench.model.isolation.isolate_features`) times the evidence *that* it changed —
@@ -234,7 +288,9 @@ def feature_isolation(ctx: Context) -> Evidence:
     strength, or, with the model, for a feature whose distribution held: ``from_excess`` of its
     ``decorrelated_drop`` (the share of its permutation loss that is gone beyond what every feature lost alike: its
     values no longer belong to their rows) beyond its ``decorrelated_floor`` (a tenth, or the drop's sampling error
-    at a family-wise 5%: :func:`workbench.model.isolation.drop_floor`), scale 0.25.
+    at a family-wise 5%: :func:`workbench.model.isolation.drop_floor`), scale 0.25, read inside the segment that
+    holds the regression alone when there is one (:func:`_loose_rows`), which the cause then names, unless the
+    features it moved with say it still belongs to its rows (:func:`_partners_disagree`).
     """
     from workbench.model.isolation import CANDIDATES, isolate_features
 
@@ -242,19 +298,24 @@ def feature_isolation(ctx: Context) -> Evidence:
     strengths = feature_strengths(ctx)
     kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
     table = iso.table.head(10)
+    loose_rows, segment = _loose_rows(ctx, iso)
+    where = f" within {segment}" if segment else ""
     cands = []
     for row in iso.table.head(CANDIDATES).iter_rows(named=True):
         f = row["feature"]
         changed, change = strengths.get(f, 0.0), None
-        loose = S.from_excess(row.get("decorrelated_drop"), row.get("decorrelated_floor") or math.inf, 0.25)
-        if kinds.get(f) in ("none", "decorrelated") and loose > changed:
+        perm = loose_rows.get(f, {})
+        loose = S.from_excess(perm.get("decorrelated_drop"), perm.get("decorrelated_floor") or math.inf, 0.25)
+        if kinds.get(f) in ("none", "decorrelated") and loose > changed and not _partners_disagree(perm):
             changed, change = loose, "decorrelated"
         s = S.from_share(row["score"]) * changed
         if s >= 0.2:
-            why = (f"; shuffling it raised the loss {row['permutation_loss_baseline']:.3f} NE before, "
-                   f"{row['permutation_loss_incident']:.3f} after" if change else "")
-            cands.append(Candidate("feature", f, s, f"{f} explains {row['score']:.0%} of the change",
-                                   detail=f"{iso.method}: {f} explains {row['score']:.0%} of the change{why}", change=change))
+            why = (f"; shuffling it{where} raised the loss {perm['permutation_loss_baseline']:.3f} NE before, "
+                   f"{perm['permutation_loss_incident']:.3f} after" if change else "")
+            came = f", came loose from its rows{where}" if change else ""
+            cands.append(Candidate("feature", f, s, f"{f} explains {row['score']:.0%} of the change{came}",
+                                   detail=f"{iso.method}: {f} explains {row['score']:.0%} of the change{why}", change=change,
+                                   slice=segment if change else None))
     label = "model" if not iso.model_free else "surrogate (model-free)"
     summary = (f"By {label} attribution, {table['feature'][0]} explains the most of the change ({table['score'][0]:.0%})."
                if table.height else "No feature attribution available.")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from workbench.errors import NotEnoughData
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
+from workbench.rca.checks._common import confined_segment
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -77,21 +78,9 @@ def _swap(ctx: Context):
     from workbench.data.slices import slice_filter
     from workbench.model.rescore import snapshot_swap
 
-    segment = _segment(ctx)
+    segment = confined_segment(ctx)
     where = slice_filter(segment) if segment else None
     return ctx.cached(("snapshot_swap", segment), lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident, where=where))
-
-
-def _segment(ctx: Context) -> str | None:
-    """The segment that holds the regression alone, or None (the whole traffic regressed)."""
-    if ctx.segment is not None:
-        return ctx.segment
-    if not ctx.case.slices:
-        return None
-    from workbench.rca.checks._common import slices
-
-    search = slices(ctx)
-    return search.top["slice"] if search.top is not None and search.confined else None
 
 
 def _bounded(ctx: Context, strength: float) -> float:
@@ -140,7 +129,7 @@ def model_side(ctx: Context) -> Evidence:
     if swap is not None:
         # significant (paired z through from_z) and material (its share of the regression): both must hold
         swap_s = S.from_z(swap.z) * S.from_share(swap.recovered)
-        segment = _segment(ctx)
+        segment = confined_segment(ctx)
         where = f" in {segment}, where it lives" if segment else ""
         parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression{where} (paired z {swap.z:.1f})")
         if swap.recovered_bound < 0.5:
