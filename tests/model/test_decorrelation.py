@@ -62,6 +62,24 @@ def test_healthy_windows_pass_the_floor_at_most_at_the_stated_rate():
     assert DROP_ALPHA == 0.05
 
 
+def test_labels_that_stopped_following_every_feature_loosen_none_of_them():
+    """In the incident the labels no longer follow the inputs (drawn at the base rate): every informative feature
+    loses its permutation loss alike, g (the median ratio of the three others) takes it, and no feature passes
+    its floor."""
+    rng = np.random.default_rng(5)
+    xb, yb, zb = _window(rng, 20_000)
+    xi = rng.normal(size=(20_000, len(COEF)))
+    zi = xi @ COEF - 2.0
+    yi = (rng.random(len(xi)) < float(sigmoid(zb).mean())).astype(float)
+
+    def score(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return x @ COEF - 2.0
+
+    t = _permutation_losses(xb, xi, yb, yi, zb, zi, score, score, FEATURES, rng, candidates=np.arange(3))
+    assert t["decorrelated_drop"].is_not_null().sum() == 4
+    assert not (t["decorrelated_drop"] > t["decorrelated_floor"]).fill_null(False).any(), t
+
+
 def test_the_floor_is_the_material_level_or_the_noise_whichever_is_higher():
     assert drop_floor(0.01, 4) == 0.1
     assert abs(drop_floor(0.1, 1) - 0.1645) < 1e-3  # one-sided 5%
@@ -119,8 +137,24 @@ def test_labels_that_stopped_following_the_one_informative_feature_are_not_blame
 def test_partners_that_kept_their_relation_disagree_with_a_loose_feature():
     from workbench.rca.checks.features import _partners_disagree
 
-    row = {"relation_baseline": 0.23, "relation_incident": 0.23, "relation_se": 0.014, "decorrelated_drop": 1.0}
-    assert _partners_disagree(row)  # a loose feature would have lost its 0.23 relation, 16 SE
+    row = {"relation_baseline": 0.23, "relation_incident": 0.23, "relation_se": 0.014, "decorrelated_drop": 1.0,
+           "decorrelated_drop_se": 0.1}
+    assert _partners_disagree(row)  # a loose feature would have lost its 0.23 relation: 7.6 of its 0.030 SE
     assert not _partners_disagree(row | {"relation_incident": 0.02})  # it did: the partners agree
-    assert not _partners_disagree(row | {"decorrelated_drop": 0.15})  # 0.03 expected, within 3 SE: cannot tell
+    assert not _partners_disagree(row | {"decorrelated_drop": 0.15})  # 0.035 expected, within 3 SE: cannot tell
+    assert not _partners_disagree(row | {"decorrelated_drop_se": 0.5})  # the drop itself too noisy to hold against
     assert not _partners_disagree(row | {"relation_baseline": None})  # no partners: no say
+
+
+def test_decorrelation_refuses_what_it_cannot_read(tmp_path):
+    import polars as pl
+    import pytest
+
+    from tests.conftest import sample_case
+    from workbench import open_case
+    from workbench.errors import CaseError
+    from workbench.model.isolation import decorrelation
+
+    case = open_case(sample_case("feature_scale_bug"))
+    with pytest.raises(CaseError, match="not feature columns"):
+        decorrelation(case, pl.DataFrame(), pl.DataFrame(), ["no_such_feature"])

@@ -235,7 +235,9 @@ class FeatureIsolation:
     ``table``: feature, rank, score, prediction_shift (logits), prediction_shift_share,
     attribution_delta (W1, logits), drift_share, loss_delta (NE units), loss_share,
     ne_recovered (share of the NE regression recovered by the swap),
-    mean_attribution_baseline / _incident. ``method`` says how attributions were made;
+    mean_attribution_baseline / _incident; with the model also permutation_loss_baseline /
+    _incident, decorrelated_drop, decorrelated_drop_se and decorrelated_floor (see
+    :func:`_permutation_losses`). ``method`` says how attributions were made;
     ``model_free`` is True for the surrogate. ``notes`` says what was skipped and why.
     """
 
@@ -534,9 +536,16 @@ def decorrelation(case: Case, base: pl.DataFrame, inc: pl.DataFrame, candidates:
     """The permutation readings of :func:`isolate_features` (``permutation_loss_baseline``/``_incident``,
     ``decorrelated_drop`` with its SE and floor) on the rows given, e.g. one segment's, without the attributions:
     whether each feature's values still belong to their rows there. ``candidates`` are read on every labelled row
-    where their reading is undecided. Needs the model (model.py and snapshots)."""
+    given where their reading is undecided. Needs the model (model.py and snapshots). The reference snapshot is the
+    one that served most of ``base``: within a segment during a rollout it can differ from the whole window's."""
     from workbench.case.columns import LABEL
 
+    if case.model is None or not case.snapshots:
+        raise CaseError(case.root, "decorrelation readings need model.py and snapshots/index.csv.",
+                        "add them, or read the model-free relations (workbench.data.drift.relations).")
+    unknown = [f for f in candidates if f not in case.features]
+    if unknown:
+        raise CaseError(case.root, f"not feature columns: {unknown}.", f"pick candidates among {list(case.features)}")
     reference = _model_logit(case, _reference_snapshot(_serving(case, base, None)), {})
     y = [frame[LABEL].to_numpy().astype(np.float64) for frame in (base, inc)]
     return _decorrelation(_raw(base, case.features), _raw(inc, case.features), y[0], y[1], reference, case.features,
@@ -585,14 +594,16 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
 
     ``1 - (rise_i / rise_b) / g`` with ``g`` the median ratio over the other features whose
     baseline rise exceeds 3 SE (a label change lowers every feature's rise alike; a
-    decorrelated feature's alone), counted when the feature's own baseline rise exceeds
+    decorrelated feature's alone), when there are three or more (one or two others are too
+    noisy, and a model that uses them together with the feature makes them lose importance when
+    it breaks: then 1), counted when the feature's own baseline rise exceeds
     3 SE; clipped to [0, 1]; its SE by the delta method from the two rises' SEs and ``g``'s. With the model:
     the values of a feature that was lagged, shuffled or joined on the wrong key stop mattering
     to the loss while its distribution holds. ``PERMUTE_ROWS`` rows per window read every
     feature; when a ``candidates`` feature (one the feature check will read) has a material drop
     whose floor (:func:`drop_floor`) is set by its sampling error, the informative features are
-    read again on every labelled row of the window: the rows go where the answer is read and
-    still noisy.
+    read again on every labelled row given (the window's sample, ``rows_per_window``) in each
+    window that has more: the rows go where the answer is read and still noisy.
     """
     def labelled(y: np.ndarray, cap: int | None) -> np.ndarray:
         lab = np.flatnonzero(~np.isnan(y))
@@ -623,12 +634,14 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
     undecided = np.array([j for j in (np.flatnonzero(informative) if candidates is None else candidates)
                           if informative[j] and drop[j] >= DROP_MATERIAL and drop_floor(drop_se[j], k) > DROP_MATERIAL],
                          dtype=int)
-    if len(undecided) and (np.isfinite(yb).sum() > PERMUTE_ROWS or np.isfinite(yi).sum() > PERMUTE_ROWS):
+    if len(undecided):
         again = np.flatnonzero(informative)  # the others too: their median ratio g is as noisy as they are
         for x, y, z, score, rise, se in ((xb, yb, zb, score_base, rb, sb), (xi, yi, zi, score_inc, ri, si)):
-            rise2, se2 = _permutation_loss(x, y, z, score, labelled(y, None), rng, again)
-            rise[again], se[again] = rise2[again], se2[again]
+            if np.isfinite(y).sum() > PERMUTE_ROWS:  # a window read whole already has nothing more to give
+                rise2, se2 = _permutation_loss(x, y, z, score, labelled(y, None), rng, again)
+                rise[again], se[again] = rise2[again], se2[again]
         drop, drop_se, informative = drops(rb, sb, ri, si)
+        k = int(informative.sum())
     return pl.DataFrame({"feature": list(features), "permutation_loss_baseline": rb, "permutation_loss_incident": ri,
                          "decorrelated_drop": drop, "decorrelated_drop_se": drop_se,
                          "decorrelated_floor": [drop_floor(s, k) if math.isfinite(s) else math.nan for s in drop_se],

@@ -18,8 +18,8 @@ from workbench.windows import iso
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["BROKEN", "WORDS", "confined_share", "describe_break", "drift", "feature_slices", "feature_strengths", "hhmm", "slices",
-           "window_rows", "windows_shade"]
+__all__ = ["BROKEN", "WORDS", "confined_segment", "confined_share", "describe_break", "drift", "feature_slices",
+           "feature_strengths", "hhmm", "slices", "window_rows", "windows_shade"]
 
 
 CHANGED = 0.2  # a feature with strength at least this changed at the onset (the feature check lists it)

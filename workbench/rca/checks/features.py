@@ -238,47 +238,70 @@ def lineage(ctx: Context) -> Evidence:
                                           explains=tuple(("feature", f) for f in covered)),))
 
 
-def _loose_rows(ctx: Context, iso) -> tuple[dict[str, dict], str | None]:
-    """Per candidate feature, the readings that say whether its values still belong to their rows: the isolation's
-    permutation readings and the drift check's partner relations, or, when one segment holds the regression alone,
-    both read again on that segment's rows (a join broken for one country loosens the feature there; over all the
-    traffic the healthy rows dilute the drop). Also that segment, when the readings are its."""
+def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
+    """Per candidate feature (the isolation's top ``CANDIDATES``), the readings that say whether its values still
+    belong to their rows, and the segment they were read in (None: all the traffic).
+
+    The readings are the permutation readings and the partner relations (:func:`_partners`). When one segment holds
+    the regression alone they are read again on that segment's rows (a join broken for one country loosens the
+    feature there; over all the traffic the healthy rows dilute the drop); a candidate the segment's rows cannot
+    read (too few labels, or it carries no signal there) keeps its reading over all the traffic."""
     from workbench.case.columns import LABEL
-    from workbench.data.drift import relations
     from workbench.data.slices import slice_filter
     from workbench.model.isolation import CANDIDATES, MIN_LABELED, decorrelation
 
     candidates = iso.table["feature"].head(CANDIDATES).to_list()
-    moved = {r["feature"]: r for r in drift(ctx).table.iter_rows(named=True)}
-    overall = {r["feature"]: {**moved.get(r["feature"], {}), **r} for r in iso.table.head(CANDIDATES).iter_rows(named=True)}
+    tables: dict[str | None, pl.DataFrame] = {None: iso.table}
+    frames: dict[str | None, tuple[pl.DataFrame, pl.DataFrame]] = {None: window_rows(ctx)}
     segment = confined_segment(ctx)
-    if segment is None or iso.model_free:
-        return overall, None
-    base, inc = (frame.filter(slice_filter(segment)) for frame in window_rows(ctx))
-    if min(base[LABEL].count(), inc[LABEL].count()) < MIN_LABELED:
-        return overall, None
-    inside = ctx.cached(("decorrelation", segment), lambda: decorrelation(ctx.case, base, inc, candidates))
-    read = {r["feature"]: r for r in inside.iter_rows(named=True) if r["decorrelated_drop"] is not None}
-    if not any(f in read for f in candidates):
-        return overall, None
-    steady = {f for f, r in moved.items() if r.get("kind") == "none"}
-    partners = relations(base, inc, ctx.case.features, steady)
-    return {f: {**partners.get(f, {}), **read[f]} for f in candidates if f in read}, segment
+    if segment is not None and not iso.model_free:
+        base, inc = (frame.filter(slice_filter(segment)) for frame in window_rows(ctx))
+        if min(base[LABEL].count(), inc[LABEL].count()) >= MIN_LABELED:
+            tables[segment] = ctx.cached(("decorrelation", segment), lambda: decorrelation(ctx.case, base, inc, candidates))
+            frames[segment] = (base, inc)
+    out = {}
+    for f in candidates:
+        inside = segment in tables and tables[segment].filter(
+            (pl.col("feature") == f) & pl.col("decorrelated_drop").is_not_null()).height > 0
+        where = segment if inside else None
+        row = tables[where].filter(pl.col("feature") == f).row(0, named=True)
+        out[f] = ({**row, **_partners(ctx, f, where, tables[where], frames[where])}, where)
+    return out
+
+
+def _partners(ctx: Context, feature: str, where: str | None, table: pl.DataFrame,
+              frames: tuple[pl.DataFrame, pl.DataFrame]) -> dict[str, float]:
+    """``feature``'s relation to the features it moved with in the baseline, in each window, on the rows its
+    permutation reading used (:func:`workbench.data.drift.relations`). Partners are features whose distribution held
+    and whose own reading does not say they came loose: features joined from the same wrong-keyed table keep their
+    relation to each other."""
+    from workbench.data.drift import relations
+
+    loose: set[str] = set()
+    if "decorrelated_floor" in table.columns:
+        loose = set(table.filter(pl.col("decorrelated_drop") > pl.col("decorrelated_floor"))["feature"].to_list())
+    steady = frozenset(drift(ctx).table.filter(pl.col("kind") == "none")["feature"].to_list()) - loose
+    related = ctx.cached(("relations", where, steady), lambda: relations(*frames, ctx.case.features, set(steady)))
+    return related.get(feature, {})
 
 
 def _partners_disagree(row: dict) -> bool:
     """Whether the features ``row``'s feature moved with speak against its values having come loose from their rows.
 
     Values with ``decorrelated_drop`` of their information gone take about that share of the feature's relation to
-    its baseline partners (:func:`workbench.data.drift.relations`) with them. When the relation fell by 3 SE less than
-    that (one-sided), the feature still moves with its row and it is the labels that stopped following it: with one
-    informative feature, a segment whose labels no longer follow the inputs and a feature shuffled in that segment
-    lose the same permutation loss, and only the partners tell them apart. A feature without partners cannot be
-    checked this way."""
-    rel_b, rel_i, se, drop = (row.get(k) for k in ("relation_baseline", "relation_incident", "relation_se", "decorrelated_drop"))
-    if rel_b is None or rel_i is None or se is None or drop is None or not (math.isfinite(rel_b) and math.isfinite(rel_i)):
+    its partners (:func:`_partners`) with them: under that hypothesis ``T = (rel_b - rel_i) - drop * rel_b`` is 0
+    up to its noise, ``se_T = sqrt(2 se^2 + (rel_b * drop_se)^2)`` (each window's relation, and the drop's own
+    error). When ``T`` is below ``-3 se_T`` the feature still moves with its row and it is the labels that stopped
+    following it: with one informative feature, a segment whose labels no longer follow the inputs and a feature
+    shuffled in that segment lose the same permutation loss, and only the partners tell them apart. A feature
+    without partners cannot be checked this way."""
+    keys = ("relation_baseline", "relation_incident", "relation_se", "decorrelated_drop", "decorrelated_drop_se")
+    values = [row.get(k) for k in keys]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
         return False
-    return rel_b - rel_i < drop * rel_b - 3 * se
+    rel_b, rel_i, se, drop, drop_se = (float(v) for v in values if v is not None)
+    t = (rel_b - rel_i) - drop * rel_b
+    return t < -3 * math.sqrt(2 * se ** 2 + (rel_b * drop_se) ** 2)
 
 
 def feature_isolation(ctx: Context) -> Evidence:
@@ -289,7 +312,7 @@ def feature_isolation(ctx: Context) -> Evidence:
     ``decorrelated_drop`` (the share of its permutation loss that is gone beyond what every feature lost alike: its
     values no longer belong to their rows) beyond its ``decorrelated_floor`` (a tenth, or the drop's sampling error
     at a family-wise 5%: :func:`workbench.model.isolation.drop_floor`), scale 0.25, read inside the segment that
-    holds the regression alone when there is one (:func:`_loose_rows`), which the cause then names, unless the
+    holds the regression alone when there is one (:func:`_loose_readings`), which the cause then names, unless the
     features it moved with say it still belongs to its rows (:func:`_partners_disagree`).
     """
     from workbench.model.isolation import CANDIDATES, isolate_features
@@ -298,13 +321,13 @@ def feature_isolation(ctx: Context) -> Evidence:
     strengths = feature_strengths(ctx)
     kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
     table = iso.table.head(10)
-    loose_rows, segment = _loose_rows(ctx, iso)
-    where = f" within {segment}" if segment else ""
+    readings = _loose_readings(ctx, iso)
     cands = []
     for row in iso.table.head(CANDIDATES).iter_rows(named=True):
         f = row["feature"]
         changed, change = strengths.get(f, 0.0), None
-        perm = loose_rows.get(f, {})
+        perm, segment = readings[f]
+        where = f" within {segment}" if segment else ""
         loose = S.from_excess(perm.get("decorrelated_drop"), perm.get("decorrelated_floor") or math.inf, 0.25)
         if kinds.get(f) in ("none", "decorrelated") and loose > changed and not _partners_disagree(perm):
             changed, change = loose, "decorrelated"
