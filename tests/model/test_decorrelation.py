@@ -158,3 +158,18 @@ def test_decorrelation_refuses_what_it_cannot_read(tmp_path):
     case = open_case(sample_case("feature_scale_bug"))
     with pytest.raises(CaseError, match="not feature columns"):
         decorrelation(case, pl.DataFrame(), pl.DataFrame(), ["no_such_feature"])
+
+
+def test_a_case_without_a_model_reads_its_loose_feature_from_the_relations(tmp_path):
+    """Proving ground dev feature/decorrelated_lag_hours, seed 2, has no model: the isolation is a surrogate's and
+    carries no permutation readings; the feature is named from its relations, and no check raises (strict)."""
+    import proving_ground as pg
+    from workbench import diagnose, open_case
+
+    path = pg.generate(pg.draw("feature", "dev", 2, mode="decorrelated_lag_hours", max_rows=500_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    case = open_case(path)
+    assert case.model is None or not case.snapshots
+    found = diagnose(case, strict=True)
+    top = found.root_causes[0]
+    assert (top.kind, top.target, top.change) == ("feature", truth["target"], "decorrelated")

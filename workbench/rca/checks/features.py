@@ -261,7 +261,7 @@ def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
             frames[segment] = (base, inc)
     out = {}
     for f in candidates:
-        inside = segment in tables and tables[segment].filter(
+        inside = segment is not None and segment in tables and tables[segment].filter(
             (pl.col("feature") == f) & pl.col("decorrelated_drop").is_not_null()).height > 0
         where = segment if inside else None
         row = tables[where].filter(pl.col("feature") == f).row(0, named=True)
