@@ -23,17 +23,17 @@ def _window(rng: np.random.Generator, n: int, shuffled: float = 0.0) -> tuple[np
     if shuffled:
         pos = np.flatnonzero(rng.random(n) < shuffled)
         x[pos, 0] = x[rng.permutation(pos), 0]
-    return x, y, x @ COEF - 2.0
+    return x, y, _model(x)
 
 
-def _drops(seed: int, n: int, shuffled: float = 0.0, candidates: tuple[int, ...] = (0, 1, 2)):
+def _model(x: np.ndarray) -> np.ndarray:
+    return x @ COEF - 2.0
+
+
+def _drops(seed: int, n: int, shuffled: float = 0.0, candidates: tuple[str, ...] = FEATURES[:3]):
     rng = np.random.default_rng(seed)
-    (xb, yb, zb), (xi, yi, zi) = _window(rng, n), _window(rng, n, shuffled)
-
-    def score(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return x @ COEF - 2.0
-
-    return _permutation_losses(xb, xi, yb, yi, zb, zi, score, score, FEATURES, rng, candidates=np.array(candidates, dtype=int))
+    (xb, yb, _), (xi, yi, _) = _window(rng, n), _window(rng, n, shuffled)
+    return _permutation_losses(xb, xi, yb, yi, _model, FEATURES, rng, candidates)
 
 
 def test_a_shuffled_share_is_read_as_that_share_of_the_feature_lost():
@@ -69,13 +69,8 @@ def test_labels_that_stopped_following_every_feature_loosen_none_of_them():
     rng = np.random.default_rng(5)
     xb, yb, zb = _window(rng, 20_000)
     xi = rng.normal(size=(20_000, len(COEF)))
-    zi = xi @ COEF - 2.0
     yi = (rng.random(len(xi)) < float(sigmoid(zb).mean())).astype(float)
-
-    def score(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return x @ COEF - 2.0
-
-    t = _permutation_losses(xb, xi, yb, yi, zb, zi, score, score, FEATURES, rng, candidates=np.arange(3))
+    t = _permutation_losses(xb, xi, yb, yi, _model, FEATURES, rng, FEATURES[:3])
     assert t["decorrelated_drop"].is_not_null().sum() == 4
     assert not (t["decorrelated_drop"] > t["decorrelated_floor"]).fill_null(False).any(), t
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -374,8 +375,8 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
     gap = float(max(np.abs(phi_b.sum(1) + eb - zb[sb]).max(), np.abs(phi_i.sum(1) + ei - zi[si]).max()))
     table, ne_b, ne_i = _readings(case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_i, swapper, rng, notes)
     if use_model:
-        table = table.join(_decorrelation(xb, xi, yb, yi, reference, case.features, table["feature"].head(CANDIDATES),
-                                          rng), on="feature", how="left")
+        table = table.join(_permutation_losses(xb, xi, yb, yi, reference, case.features, rng,
+                                               table["feature"].head(CANDIDATES).to_list()), on="feature", how="left")
     shift = float(zi[si].mean() - zb[sb].mean())
     return FeatureIsolation(table=table, baseline=baseline, incident=incident,
                             method=MODEL_METHOD if use_model else SURROGATE_METHOD, model_free=not use_model,
@@ -516,8 +517,6 @@ def drop_floor(se: float | None, informative: int) -> float:
     """The level a ``decorrelated_drop`` must pass to count: ``DROP_MATERIAL``, or its sampling error at the
     Bonferroni bound over the ``informative`` features read, whichever is higher (effect size first, with noise as
     its floor). A healthy feature's drop is 0 plus noise, so at most ``DROP_ALPHA`` of cases see one pass by chance."""
-    from statistics import NormalDist
-
     if se is None or not math.isfinite(se):
         return math.inf
     z = NormalDist().inv_cdf(1 - DROP_ALPHA / max(informative, 1))
@@ -548,17 +547,8 @@ def decorrelation(case: Case, base: pl.DataFrame, inc: pl.DataFrame, candidates:
         raise CaseError(case.root, f"not feature columns: {unknown}.", f"pick candidates among {list(case.features)}")
     reference = _model_logit(case, _reference_snapshot(_serving(case, base, None)), {})
     y = [frame[LABEL].to_numpy().astype(np.float64) for frame in (base, inc)]
-    return _decorrelation(_raw(base, case.features), _raw(inc, case.features), y[0], y[1], reference, case.features,
-                          candidates, np.random.default_rng(seed))
-
-
-def _decorrelation(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.ndarray, reference: Logit,
-                   features: tuple[str, ...], candidates, rng: np.random.Generator) -> pl.DataFrame:
-    def score(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return reference(x)
-
-    leading = np.array([features.index(f) for f in candidates], dtype=int)
-    return _permutation_losses(xb, xi, yb, yi, reference(xb), reference(xi), score, score, features, rng, leading)
+    return _permutation_losses(_raw(base, case.features), _raw(inc, case.features), y[0], y[1], reference, case.features,
+                               np.random.default_rng(seed), candidates)
 
 
 def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -586,9 +576,9 @@ def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callab
     return rise, se
 
 
-def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.ndarray, zb: np.ndarray, zi: np.ndarray,
-                        score_base: Callable, score_inc: Callable, features: tuple[str, ...],
-                        rng: np.random.Generator, candidates: np.ndarray | None = None) -> pl.DataFrame:
+def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.ndarray, reference: Logit,
+                        features: tuple[str, ...], rng: np.random.Generator,
+                        candidates: list[str] | tuple[str, ...] = ()) -> pl.DataFrame:
     """Permutation loss in each window and ``decorrelated_drop``: how much of a feature's baseline permutation loss
     is gone in the incident, beyond the loss every informative feature lost alike, with its standard error.
 
@@ -605,6 +595,9 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
     read again on every labelled row given (the window's sample, ``rows_per_window``) in each
     window that has more: the rows go where the answer is read and still noisy.
     """
+    def score(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return reference(x)
+
     def labelled(y: np.ndarray, cap: int | None) -> np.ndarray:
         lab = np.flatnonzero(~np.isnan(y))
         return np.sort(rng.choice(lab, size=cap, replace=False)) if cap is not None and len(lab) > cap else lab
@@ -627,16 +620,16 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
                     drop_se[j] = math.hypot(ratio_se[j] / g, ratio[j] * g_se / g ** 2)
         return drop, drop_se, informative
 
-    rb, sb = _permutation_loss(xb, yb, zb, score_base, labelled(yb, PERMUTE_ROWS), rng)
-    ri, si = _permutation_loss(xi, yi, zi, score_inc, labelled(yi, PERMUTE_ROWS), rng)
+    zb, zi = reference(xb), reference(xi)
+    rb, sb = _permutation_loss(xb, yb, zb, score, labelled(yb, PERMUTE_ROWS), rng)
+    ri, si = _permutation_loss(xi, yi, zi, score, labelled(yi, PERMUTE_ROWS), rng)
     drop, drop_se, informative = drops(rb, sb, ri, si)
     k = int(informative.sum())
-    undecided = np.array([j for j in (np.flatnonzero(informative) if candidates is None else candidates)
-                          if informative[j] and drop[j] >= DROP_MATERIAL and drop_floor(drop_se[j], k) > DROP_MATERIAL],
-                         dtype=int)
-    if len(undecided):
+    undecided = [j for j in (features.index(f) for f in candidates)
+                 if informative[j] and drop[j] >= DROP_MATERIAL and drop_floor(drop_se[j], k) > DROP_MATERIAL]
+    if undecided:
         again = np.flatnonzero(informative)  # the others too: their median ratio g is as noisy as they are
-        for x, y, z, score, rise, se in ((xb, yb, zb, score_base, rb, sb), (xi, yi, zi, score_inc, ri, si)):
+        for x, y, z, rise, se in ((xb, yb, zb, rb, sb), (xi, yi, zi, ri, si)):
             if np.isfinite(y).sum() > PERMUTE_ROWS:  # a window read whole already has nothing more to give
                 rise2, se2 = _permutation_loss(x, y, z, score, labelled(y, None), rng, again)
                 rise[again], se[again] = rise2[again], se2[again]

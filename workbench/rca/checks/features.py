@@ -259,30 +259,31 @@ def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
         if min(base[LABEL].count(), inc[LABEL].count()) >= MIN_LABELED:
             tables[segment] = ctx.cached(("decorrelation", segment), lambda: decorrelation(ctx.case, base, inc, candidates))
             frames[segment] = (base, inc)
+    rows = {where: {r["feature"]: r for r in table.iter_rows(named=True)} for where, table in tables.items()}
+
+    def partners(where: str | None) -> dict[str, dict[str, float]]:  # read once per place, where a candidate needs it
+        return ctx.cached(("relations", where), lambda: _partners(ctx, tables[where], frames[where]))
+
     out = {}
     for f in candidates:
-        inside = segment is not None and segment in tables and tables[segment].filter(
-            (pl.col("feature") == f) & pl.col("decorrelated_drop").is_not_null()).height > 0
+        inside = segment is not None and segment in rows and rows[segment][f].get("decorrelated_drop") is not None
         where = segment if inside else None
-        row = tables[where].filter(pl.col("feature") == f).row(0, named=True)
-        out[f] = ({**row, **_partners(ctx, f, where, tables[where], frames[where])}, where)
+        out[f] = ({**rows[where][f], **partners(where).get(f, {})}, where)
     return out
 
 
-def _partners(ctx: Context, feature: str, where: str | None, table: pl.DataFrame,
-              frames: tuple[pl.DataFrame, pl.DataFrame]) -> dict[str, float]:
-    """``feature``'s relation to the features it moved with in the baseline, in each window, on the rows its
-    permutation reading used (:func:`workbench.data.drift.relations`). Partners are features whose distribution held
-    and whose own reading does not say they came loose: features joined from the same wrong-keyed table keep their
-    relation to each other."""
+def _partners(ctx: Context, table: pl.DataFrame, frames: tuple[pl.DataFrame, pl.DataFrame]) -> dict[str, dict[str, float]]:
+    """Each feature's relation to the features it moved with in the baseline, in each window, on the rows the
+    permutation readings in ``table`` used (:func:`workbench.data.drift.relations`). Partners are features whose
+    distribution held and whose own reading does not say they came loose: features joined from the same wrong-keyed
+    table keep their relation to each other."""
     from workbench.data.drift import relations
 
     loose: set[str] = set()
     if "decorrelated_floor" in table.columns:
         loose = set(table.filter(pl.col("decorrelated_drop") > pl.col("decorrelated_floor"))["feature"].to_list())
-    steady = frozenset(drift(ctx).table.filter(pl.col("kind") == "none")["feature"].to_list()) - loose
-    related = ctx.cached(("relations", where, steady), lambda: relations(*frames, ctx.case.features, set(steady)))
-    return related.get(feature, {})
+    steady = set(drift(ctx).table.filter(pl.col("kind") == "none")["feature"].to_list()) - loose
+    return relations(*frames, ctx.case.features, steady)
 
 
 def _partners_disagree(row: dict) -> bool:
