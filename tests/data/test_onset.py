@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -195,13 +196,16 @@ def test_series_reuse_json_and_errors(small_case_template):
 
 
 def test_calibration_regresses_only_when_it_moves_away_from_one():
-    """A ratio that moves toward 1 was recalibrated, not broken; one that moves away regresses when 5% further from 1."""
+    """A ratio that moves toward 1 was recalibrated, not broken; one that adds 5% of error on the side it now errs regresses."""
     from workbench.data.onset import material, worsening
 
     assert not material("calibration_ratio", 1.08, 0.97)  # closer to 1: better
     assert not material("calibration_ratio", 1.064, 1.098)  # 3% further: below the 5% floor
     assert material("calibration_ratio", 1.04, 1.50) and material("calibration_ratio", 1.03, 0.70)
-    assert not material("calibration_ratio", 0.95, 1.06)  # across 1, about as far from it: no worse
+    # across 1, the new error counts whole: the old under-prediction does not offset today's over-prediction
+    assert material("calibration_ratio", 0.95, 1.06) and material("calibration_ratio", 0.72, 1.17)
+    assert not material("calibration_ratio", 1.20, 0.97)  # across 1, within 5% of it: recalibrated
+    assert worsening("calibration_ratio", math.log(0.96), math.log(1.08 / 0.96)) == pytest.approx(math.log(1.08))
     assert material("calibration_ratio", 1.00, 0.83)  # the partial coverage drop of the unseen cases
     assert worsening("normalized_entropy", 0.8, 0.02) == 0.02 and worsening("auc", 0.8, 0.02) == -0.02
     assert material("normalized_entropy", 0.80, 0.81) and not material("normalized_entropy", 0.80, 0.805)

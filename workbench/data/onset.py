@@ -60,10 +60,12 @@ Method, per metric:
    change is significant; and material with confidence: the shift's worsening less
    ``MATERIAL_Z`` (1.645) of its standard error, the lower one-sided 95% bound, still
    reaches the floor, so a true move of 3.5% that noise carried to 5.6% is no
-   regression. For calibration, material means *worse*: the served
-   predictions moved at least 5% further from the label rate (``|log ratio|``
-   grew by ``log 1.05``, :func:`worsening`); a ratio going from 1.08 to 0.97 is a
-   recalibration, not a regression.
+   regression. For calibration, material means the move added at least 5% of
+   miscalibration on the side the served predictions now err (:func:`worsening`):
+   a ratio going from 1.08 to 1.14 or from 0.97 to 1.06 regressed (an
+   under-prediction before does not offset an over-prediction now: whoever prices
+   on the predictions pays the new error); one going from 1.08 to 0.97 was
+   recalibrated.
 6. **The headline metric** is the one that regressed most: the largest effect
    relative to its materiality floor (a calibration ratio from 1.04 to 1.50 is
    7 floors; NE up 1% is one).
@@ -134,13 +136,16 @@ TAIL = 0.1  # the share of null draws whose excesses fit the extrapolated tail
 def worsening(metric: str, level: float, shift: float) -> float:
     """How much worse ``metric`` got when it moved by ``shift`` from ``level`` (in its units; log units on a log scale).
 
-    NE and AUC have a worse direction; the calibration ratio is worse the further it is from 1, so on its log
-    scale the worsening is ``|level + shift| - |level|`` (negative when the move brought it closer to 1)."""
+    NE and AUC have a worse direction. The calibration ratio is worse the further it is from 1; on its log scale
+    the worsening is the miscalibration the move added on the side the predictions now err: ``|level + shift| -
+    |level|`` when they stay on the same side of 1 (negative when closer to it), and ``|level + shift|`` when the
+    move took them across (the old error on the other side does not offset the new one)."""
     d = DIRECTION[metric]
     if d:
         return shift * d
     if metric in LOG_SCALE and math.isfinite(level):
-        return abs(level + shift) - abs(level)
+        after = level + shift
+        return abs(after) - abs(level) if level * after >= 0 else abs(after)
     return abs(shift)
 
 
