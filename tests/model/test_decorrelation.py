@@ -141,6 +141,22 @@ def test_partners_that_kept_their_relation_disagree_with_a_loose_feature():
     assert not _partners_disagree(row | {"relation_baseline": None})  # no partners: no say
 
 
+def test_a_segment_whose_labels_left_all_its_informative_features_is_not_read_as_one_of_them(tmp_path):
+    """Proving ground dev slice/decoupled, seed 10 (the guard benchmark's): in device_type=tv the labels stopped
+    following the inputs, and all three features that carry the signal there lost their permutation loss. Each
+    has two others, fewer than the three its reading over all the traffic compares with; inside the segment any
+    other informative feature counts, and they lost their signal alike: the segment is the cause."""
+    import proving_ground as pg
+    from workbench import diagnose, open_case
+
+    path = pg.generate(pg.draw("slice", "dev", 10, mode="decoupled", max_rows=500_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    found = diagnose(open_case(path))
+    top = found.root_causes[0]
+    assert (top.kind, top.target) == ("slice", truth["slice"])
+    assert all(c.change != "decorrelated" for c in found.evidence("feature_isolation").candidates)
+
+
 def test_decorrelation_refuses_what_it_cannot_read(tmp_path):
     import polars as pl
     import pytest

@@ -512,6 +512,14 @@ DROP_MATERIAL = 0.1  # ... a tenth of a feature's permutation loss gone is the l
 DROP_ALPHA = 0.05  # ... read at this family-wise error rate over the informative features: where a candidate's
 # sampling error (not its size) sets that bar, it is read again on every labelled row of the window
 
+# The fewest other informative features whose median ratio ``g`` says what every feature lost alike (a label
+# change). Over all the traffic, three: with one or two, a model that uses them together with a broken feature makes
+# them lose importance along with it (dev feature/decorrelated_lag_hours, seed 3), and ``g`` would hide the break.
+# Inside a segment that holds the regression alone, labels that stopped following the inputs there are the rival
+# explanation, and any other informative feature is read (``compare_with=1``, rca.checks.features): three features
+# whose signal all went in one segment are its labels', not three loose features (dev slice/decoupled, seed 10).
+COMPARE_WITH = 3
+
 
 def drop_floor(se: float | None, informative: int) -> float:
     """The level a ``decorrelated_drop`` must pass to count: ``DROP_MATERIAL``, or its sampling error at the
@@ -531,12 +539,14 @@ def _reference_snapshot(serving: np.ndarray) -> str:
 
 
 def decorrelation(case: Case, base: pl.DataFrame, inc: pl.DataFrame, candidates: list[str] | tuple[str, ...] = (),
-                  seed: int = 0) -> pl.DataFrame:
+                  seed: int = 0, compare_with: int = COMPARE_WITH) -> pl.DataFrame:
     """The permutation readings of :func:`isolate_features` (``permutation_loss_baseline``/``_incident``,
     ``decorrelated_drop`` with its SE and floor) on the rows given, e.g. one segment's, without the attributions:
     whether each feature's values still belong to their rows there. ``candidates`` are read on every labelled row
-    given where their reading is undecided. Needs the model (model.py and snapshots). The reference snapshot is the
-    one that served most of ``base``: within a segment during a rollout it can differ from the whole window's."""
+    given where their reading is undecided; ``compare_with`` is the fewest other informative features the loss
+    they lost alike is read from (:func:`_permutation_losses`). Needs the model (model.py and snapshots). The
+    reference snapshot is the one that served most of ``base``: within a segment during a rollout it can differ
+    from the whole window's."""
     from workbench.case.columns import LABEL
 
     if case.model is None or not case.snapshots:
@@ -548,7 +558,7 @@ def decorrelation(case: Case, base: pl.DataFrame, inc: pl.DataFrame, candidates:
     reference = _model_logit(case, _reference_snapshot(_serving(case, base, None)), {})
     y = [frame[LABEL].to_numpy().astype(np.float64) for frame in (base, inc)]
     return _permutation_losses(_raw(base, case.features), _raw(inc, case.features), y[0], y[1], reference, case.features,
-                               np.random.default_rng(seed), candidates)
+                               np.random.default_rng(seed), candidates, compare_with)
 
 
 def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -578,16 +588,16 @@ def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callab
 
 def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.ndarray, reference: Logit,
                         features: tuple[str, ...], rng: np.random.Generator,
-                        candidates: list[str] | tuple[str, ...] = ()) -> pl.DataFrame:
+                        candidates: list[str] | tuple[str, ...] = (), compare_with: int = COMPARE_WITH) -> pl.DataFrame:
     """Permutation loss in each window and ``decorrelated_drop``: how much of a feature's baseline permutation loss
     is gone in the incident, beyond the loss every informative feature lost alike, with its standard error.
 
     ``1 - (rise_i / rise_b) / g`` with ``g`` the median ratio over the other features whose
     baseline rise exceeds 3 SE (a label change lowers every feature's rise alike; a
-    decorrelated feature's alone), when there are three or more (one or two others are too
-    noisy, and a model that uses them together with the feature makes them lose importance when
-    it breaks: then 1), counted when the feature's own baseline rise exceeds
-    3 SE; clipped to [0, 1]; its SE by the delta method from the two rises' SEs and ``g``'s. With the model:
+    decorrelated feature's alone), when there are ``compare_with`` or more, else 1
+    (:data:`COMPARE_WITH`), counted when the feature's own baseline rise exceeds
+    3 SE; clipped to [0, 1]; its SE by the delta method from the two rises' SEs and ``g``'s;
+    ``decorrelated_reference`` is how many features ``g`` was read from (0: taken as 1). With the model:
     the values of a feature that was lagged, shuffled or joined on the wrong key stop mattering
     to the loss while its distribution holds. ``PERMUTE_ROWS`` rows per window read every
     feature; when a ``candidates`` feature (one the feature check will read) has a material drop
@@ -602,9 +612,11 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
         lab = np.flatnonzero(~np.isnan(y))
         return np.sort(rng.choice(lab, size=cap, replace=False)) if cap is not None and len(lab) > cap else lab
 
-    def drops(rb: np.ndarray, sb: np.ndarray, ri: np.ndarray, si: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def drops(rb: np.ndarray, sb: np.ndarray, ri: np.ndarray, si: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         informative = np.isfinite(rb) & np.isfinite(ri) & (rb > 3 * sb)
         drop, drop_se = np.full(len(features), np.nan), np.full(len(features), np.nan)
+        compared = np.zeros(len(features), dtype=np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = ri / rb
             ratio_se = np.sqrt(si ** 2 + (ratio * sb) ** 2) / rb  # delta method for ri / rb
@@ -612,18 +624,20 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
                 others = informative.copy()
                 others[j] = False
                 g, g_se = 1.0, 0.0
-                if others.sum() >= 3:  # the median of m readings: its SE is sqrt(pi / 2) times the mean's
+                m = int(others.sum())
+                if m >= max(compare_with, 1):  # the median of m >= 3 readings: its SE is sqrt(pi / 2) times the mean's
                     g = float(np.median(ratio[others]))
-                    g_se = math.sqrt(math.pi / 2 * float(np.mean(ratio_se[others] ** 2)) / int(others.sum()))
+                    g_se = math.sqrt((math.pi / 2 if m >= 3 else 1.0) * float(np.mean(ratio_se[others] ** 2)) / m)
+                    compared[j] = int(others.sum())
                 if g > 0:
                     drop[j] = float(np.clip(1.0 - ratio[j] / g, 0.0, 1.0))
                     drop_se[j] = math.hypot(ratio_se[j] / g, ratio[j] * g_se / g ** 2)
-        return drop, drop_se, informative
+        return drop, drop_se, informative, compared
 
     zb, zi = reference(xb), reference(xi)
     rb, sb = _permutation_loss(xb, yb, zb, score, labelled(yb, PERMUTE_ROWS), rng)
     ri, si = _permutation_loss(xi, yi, zi, score, labelled(yi, PERMUTE_ROWS), rng)
-    drop, drop_se, informative = drops(rb, sb, ri, si)
+    drop, drop_se, informative, compared = drops(rb, sb, ri, si)
     k = int(informative.sum())
     undecided = [j for j in (features.index(f) for f in candidates)
                  if informative[j] and drop[j] >= DROP_MATERIAL and drop_floor(drop_se[j], k) > DROP_MATERIAL]
@@ -633,11 +647,12 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
             if np.isfinite(y).sum() > PERMUTE_ROWS:  # a window read whole already has nothing more to give
                 rise2, se2 = _permutation_loss(x, y, z, score, labelled(y, None), rng, again)
                 rise[again], se[again] = rise2[again], se2[again]
-        drop, drop_se, informative = drops(rb, sb, ri, si)
+        drop, drop_se, informative, compared = drops(rb, sb, ri, si)
         k = int(informative.sum())
     return pl.DataFrame({"feature": list(features), "permutation_loss_baseline": rb, "permutation_loss_incident": ri,
                          "decorrelated_drop": drop, "decorrelated_drop_se": drop_se,
                          "decorrelated_floor": [drop_floor(s, k) if math.isfinite(s) else math.nan for s in drop_se],
+                         "decorrelated_reference": compared,
                          }).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 

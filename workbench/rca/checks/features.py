@@ -244,7 +244,8 @@ def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
 
     The readings are the permutation readings and the partner relations (:func:`_partners`). When one segment holds
     the regression alone they are read again on that segment's rows (a join broken for one country loosens the
-    feature there; over all the traffic the healthy rows dilute the drop); a candidate the segment's rows cannot
+    feature there; over all the traffic the healthy rows dilute the drop), against any other informative feature
+    there (labels that left the segment are the rival explanation: ``compare_with=1``); a candidate the segment's rows cannot
     read (too few labels, or it carries no signal there) keeps its reading over all the traffic."""
     from workbench.case.columns import LABEL
     from workbench.data.slices import slice_filter
@@ -257,7 +258,8 @@ def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
     if segment is not None and not iso.model_free:
         base, inc = (frame.filter(slice_filter(segment)) for frame in window_rows(ctx))
         if min(base[LABEL].count(), inc[LABEL].count()) >= MIN_LABELED:
-            tables[segment] = ctx.cached(("decorrelation", segment), lambda: decorrelation(ctx.case, base, inc, candidates))
+            tables[segment] = ctx.cached(("decorrelation", segment),
+                                         lambda: decorrelation(ctx.case, base, inc, candidates, compare_with=1))
             frames[segment] = (base, inc)
     rows = {where: {r["feature"]: r for r in table.iter_rows(named=True)} for where, table in tables.items()}
 
