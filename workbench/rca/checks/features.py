@@ -41,23 +41,27 @@ REACH = 0.9  # the share of the features an upstream node feeds that show its br
 def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
     """Features whose distribution moved like a population, not like a break: ``feature -> why``.
 
-    A shift has no nulls, constants or unit jumps (drift kind ``distribution``) and either
-    arrives gradually (``arrival_hours`` above ``GRADUAL_HOURS`` and two and a half periods
-    of the grain, so a step blurred by one period of smoothing is not taken for a ramp) or moves ``TOGETHER``
-    or more correlated inputs at once (each moved with its partners in the baseline,
-    ``relation_baseline >= 0.3``).
+    A shift has no nulls or constants and either arrives gradually (``arrival_hours`` above
+    ``GRADUAL_HOURS`` and two and a half periods of the grain, so a step blurred by one period of
+    smoothing is not taken for a ramp) or moves ``TOGETHER`` or more correlated inputs at once (each
+    moved with its partners in the baseline, ``relation_baseline >= 0.3``; drift kind ``distribution``).
+    A feature whose values were multiplied (drift kind ``scale``) is a shift only when the change arrived
+    gradually: a unit bug arrives at once with the deploy that brought it, and one upstream table
+    rescaled moves its correlated features together, while a population moving along a log-normal
+    input (revenue, counts) multiplies it over hours or days.
     """
     from workbench.case.grain import grain_delta
     from workbench.data.drift import arrival_hours, feature_timeline
 
-    moved = table.filter((pl.col("kind") == "distribution") & (pl.col("type") == "numeric"))
-    if moved.is_empty() or ctx.onset_time is None:
+    numeric = table.filter(pl.col("type") == "numeric")
+    moved = numeric.filter(pl.col("kind") == "distribution")
+    if ctx.onset_time is None or not numeric.filter(pl.col("kind").is_in(["distribution", "scale"])).height:
         return {}
     out: dict[str, str] = {}
     linked = moved.filter(pl.col("relation_baseline").fill_null(0.0) >= 0.3)["feature"].to_list()
     if len(linked) >= TOGETHER:
         out |= dict.fromkeys(linked, f"{len(linked)} correlated inputs moved together")
-    names = tuple(moved["feature"].head(5).to_list())
+    names = tuple(numeric.filter(pl.col("kind").is_in(["distribution", "scale"]))["feature"].head(5).to_list())
     every = ctx.onset.grain or "1h"
     grain_hours = grain_delta(every) / timedelta(hours=1)
     tl = ctx.cached(("feature_timeline", names, every),

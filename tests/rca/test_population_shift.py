@@ -1,0 +1,32 @@
+"""A population that moved is a ``shift``, not a broken pipeline, even when it multiplies an input
+(``workbench.rca.checks.features._shifted``); a unit change that arrived at once stays ``scale``."""
+
+from __future__ import annotations
+
+import json
+
+import proving_ground as pg
+from workbench import diagnose, open_case
+
+
+def _answer(tmp_path, family: str, mode: str, seed: int):
+    path = pg.generate(pg.draw(family, "dev", seed, mode=mode, max_rows=500_000), tmp_path / "case")
+    return json.loads((path / "truth.json").read_text(encoding="utf-8")), diagnose(open_case(path))
+
+
+def test_a_latent_shift_that_multiplied_a_revenue_input_over_days_is_a_shift(tmp_path):
+    """Proving ground dev shift/latent, seed 2: a latent factor moved 1.66 SD over 56 h and carried four correlated
+    inputs with it. Two are log-normal revenues, which the move multiplied by 1.7: one factor maps their old values
+    onto the new ones, the drift kind of a unit change. It arrived over a day and a half, so it is a shift."""
+    truth, found = _answer(tmp_path, "shift", "latent", 2)
+    top = found.root_causes[0]
+    assert top.target in [truth["target"], *truth["target_equivalents"]]
+    assert top.change == "shift"
+    assert "the change arrived over" in found.evidence("feature_side").candidates[0].detail
+
+
+def test_a_unit_change_that_arrived_at_once_stays_a_scale_break(tmp_path):
+    """Proving ground dev feature/scale, seed 0: a feature multiplied by a unit factor at the onset."""
+    truth, found = _answer(tmp_path, "feature", "scale", 0)
+    top = found.root_causes[0]
+    assert (top.kind, top.target, top.change) == ("feature", truth["target"], "scale")
