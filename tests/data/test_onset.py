@@ -211,6 +211,23 @@ def test_calibration_regresses_only_when_it_moves_away_from_one():
     assert material("normalized_entropy", 0.80, 0.81) and not material("normalized_entropy", 0.80, 0.805)
 
 
+def test_a_calibration_that_crossed_one_is_detected_on_a_generated_case(tmp_path):
+    """Proving ground dev feature/slice_confined, seed 5: query_cvr_1d lost 97% of its values in country=IT only.
+    Over all the traffic the calibration ratio went from 1.12 to about 0.86 (its AUC fell 7.8%), which as a change
+    of distance from 1 read 3% worse and was no regression; its new under-prediction counts whole."""
+    import proving_ground as pg
+
+    path = pg.generate(pg.draw("feature", "dev", 5, mode="slice_confined", max_rows=500_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    case = open_case(path)
+    onset = detect_onset(case)
+    assert onset.detected and onset.metric == "calibration_ratio"
+    cal = onset.verdict("calibration_ratio")
+    assert cal is not None and cal.regressed and cal.baseline > 1.0 > cal.current
+    top = diagnose(case).root_causes[0]
+    assert (top.kind, top.target, top.slice) == ("feature", truth["target"], truth["slice"])
+
+
 def test_a_move_under_the_floor_that_noise_carried_over_it_is_not_material(tmp_path):
     """Materiality is judged by the lower 95% bound of the shift. Served logits -0.062 move the calibration ratio by
     4.4% (the mean over ten seeds); on seed 7 noise carried it to 4.8% from a baseline at 0.995, 5% further from 1 and
