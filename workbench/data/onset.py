@@ -60,12 +60,11 @@ Method, per metric:
    change is significant; and material with confidence: the shift's worsening less
    ``MATERIAL_Z`` (1.645) of its standard error, the lower one-sided 95% bound, still
    reaches the floor, so a true move of 3.5% that noise carried to 5.6% is no
-   regression. For calibration, material means the move added at least 5% of
-   miscalibration on the side the served predictions now err (:func:`worsening`):
-   a ratio going from 1.08 to 1.14 or from 0.97 to 1.06 regressed (an
-   under-prediction before does not offset an over-prediction now: whoever prices
-   on the predictions pays the new error); one going from 1.08 to 0.97 was
-   recalibrated.
+   regression. For calibration, material means a move of at least 5% that left the
+   served predictions further from the label rate than before (:func:`worsening`):
+   a ratio going from 1.08 to 1.14, or from 1.12 to 0.86 (the predictions fell 27%
+   and now miss the labels by more), regressed; one going from 1.08 to 0.97, or
+   from 1.50 to 0.95, was recalibrated.
 6. **The headline metric** is the one that regressed most: the largest effect
    relative to its materiality floor (a calibration ratio from 1.04 to 1.50 is
    7 floors; NE up 1% is one).
@@ -136,16 +135,17 @@ TAIL = 0.1  # the share of null draws whose excesses fit the extrapolated tail
 def worsening(metric: str, level: float, shift: float) -> float:
     """How much worse ``metric`` got when it moved by ``shift`` from ``level`` (in its units; log units on a log scale).
 
-    NE and AUC have a worse direction. The calibration ratio is worse the further it is from 1; on its log scale
-    the worsening is the miscalibration the move added on the side the predictions now err: ``|level + shift| -
-    |level|`` when they stay on the same side of 1 (negative when closer to it), and ``|level + shift|`` when the
-    move took them across (the old error on the other side does not offset the new one)."""
+    NE and AUC have a worse direction. The calibration ratio is worse the further it is from 1: on its log scale a
+    move that leaves it further from 1 than before worsens by its own size ``|shift|`` (on one side of 1 that is
+    ``|level + shift| - |level|``; across 1 the predictions moved by all of it, and an over-prediction before does
+    not offset an under-prediction now), and a move that brings it closer to 1 is a recalibration, by
+    ``|level + shift| - |level| < 0``. Monotone on either side of ``level``: a larger move away never counts less."""
     d = DIRECTION[metric]
     if d:
         return shift * d
     if metric in LOG_SCALE and math.isfinite(level):
-        after = level + shift
-        return abs(after) - abs(level) if level * after >= 0 else abs(after)
+        closer = abs(level + shift) - abs(level)
+        return closer if closer < 0 else abs(shift)
     return abs(shift)
 
 
