@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import polars as pl
 
 from workbench.metrics import sigmoid
 from workbench.model.isolation import DROP_ALPHA, _permutation_losses, drop_floor
@@ -145,7 +146,8 @@ def test_a_segment_whose_labels_left_all_its_informative_features_is_not_read_as
     """Proving ground dev slice/decoupled, seed 10 (the guard benchmark's): in device_type=tv the labels stopped
     following the inputs, and all three features that carry the signal there lost their permutation loss. Each
     has two others, fewer than the three its reading over all the traffic compares with; inside the segment any
-    other informative feature counts, and they lost their signal alike: the segment is the cause."""
+    other informative feature counts, and they lost their signal alike (their median ratio is near 0): no drop is
+    a feature's own, and the segment is the cause."""
     import proving_ground as pg
     from workbench import diagnose, open_case
 
@@ -155,6 +157,8 @@ def test_a_segment_whose_labels_left_all_its_informative_features_is_not_read_as
     top = found.root_causes[0]
     assert (top.kind, top.target) == ("slice", truth["slice"])
     assert all(c.change != "decorrelated" for c in found.evidence("feature_isolation").candidates)
+    inside = found.results[("decorrelation", truth["slice"])].filter(pl.col("decorrelated_reference") > 0)
+    assert inside.height == 3 and inside["decorrelated_drop"].to_list() == [0.0, 0.0, 0.0]
 
 
 def test_decorrelation_refuses_what_it_cannot_read(tmp_path):

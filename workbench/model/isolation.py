@@ -237,8 +237,8 @@ class FeatureIsolation:
     attribution_delta (W1, logits), drift_share, loss_delta (NE units), loss_share,
     ne_recovered (share of the NE regression recovered by the swap),
     mean_attribution_baseline / _incident; with the model also permutation_loss_baseline /
-    _incident, decorrelated_drop, decorrelated_drop_se and decorrelated_floor (see
-    :func:`_permutation_losses`). ``method`` says how attributions were made;
+    _incident, decorrelated_drop, decorrelated_drop_se, decorrelated_floor and
+    decorrelated_reference (see :func:`_permutation_losses`). ``method`` says how attributions were made;
     ``model_free`` is True for the surrogate. ``notes`` says what was skipped and why.
     """
 
@@ -516,8 +516,9 @@ DROP_ALPHA = 0.05  # ... read at this family-wise error rate over the informativ
 # change). Over all the traffic, three: with one or two, a model that uses them together with a broken feature makes
 # them lose importance along with it (dev feature/decorrelated_lag_hours, seed 3), and ``g`` would hide the break.
 # Inside a segment that holds the regression alone, labels that stopped following the inputs there are the rival
-# explanation, and any other informative feature is read (``compare_with=1``, rca.checks.features): three features
-# whose signal all went in one segment are its labels', not three loose features (dev slice/decoupled, seed 10).
+# explanation, and any other informative feature is read (``compare_with=1``, rca.checks.features): when three
+# features lost their signal together in one segment, g is near 0 and none of them reads as loose (dev
+# slice/decoupled, seed 10: the segment is the cause).
 COMPARE_WITH = 3
 
 
@@ -597,7 +598,10 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
     decorrelated feature's alone), when there are ``compare_with`` or more, else 1
     (:data:`COMPARE_WITH`), counted when the feature's own baseline rise exceeds
     3 SE; clipped to [0, 1]; its SE by the delta method from the two rises' SEs and ``g``'s;
-    ``decorrelated_reference`` is how many features ``g`` was read from (0: taken as 1). With the model:
+    ``decorrelated_reference`` is how many features ``g`` was read from (0: taken as 1, or the
+    feature is not informative). When ``g`` is within 3 SE of 0, every other informative feature
+    lost its signal as well (labels that stopped following the inputs): the drop is 0, nothing
+    being the feature's own, with no SE. With the model:
     the values of a feature that was lagged, shuffled or joined on the wrong key stop mattering
     to the loss while its distribution holds. ``PERMUTE_ROWS`` rows per window read every
     feature; when a ``candidates`` feature (one the feature check will read) has a material drop
@@ -625,11 +629,15 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
                 others[j] = False
                 g, g_se = 1.0, 0.0
                 m = int(others.sum())
-                if m >= max(compare_with, 1):  # the median of m >= 3 readings: its SE is sqrt(pi / 2) times the mean's
+                if m >= max(compare_with, 1):
+                    # the median's SE: the mean's for one or two readings (the median of two is their mean), and
+                    # sqrt(pi / 2) times it from three on (its large-sample value; about 1.35 at three: conservative)
                     g = float(np.median(ratio[others]))
                     g_se = math.sqrt((math.pi / 2 if m >= 3 else 1.0) * float(np.mean(ratio_se[others] ** 2)) / m)
-                    compared[j] = int(others.sum())
-                if g > 0:
+                    compared[j] = m
+                if g <= 3 * g_se:  # the others lost all their signal too (labels that left): nothing is its own
+                    drop[j] = 0.0
+                else:
                     drop[j] = float(np.clip(1.0 - ratio[j] / g, 0.0, 1.0))
                     drop_se[j] = math.hypot(ratio_se[j] / g, ratio[j] * g_se / g ** 2)
         return drop, drop_se, informative, compared
