@@ -60,12 +60,10 @@ Method, per metric:
    change is significant; and material with confidence: the shift's worsening less
    ``MATERIAL_Z`` (1.645) of its standard error, the lower one-sided 95% bound, still
    reaches the floor, so a true move of 3.5% that noise carried to 5.6% is no
-   regression. For calibration, material means the served predictions ended further
-   from the label rate than before and the move added at least 5% of error on the
-   side they now err (:func:`worsening`): a ratio going from 1.08 to 1.14, or from
-   1.12 to 0.86 (the predictions fell 27% and now under-predict by 14%), regressed;
-   one going from 1.02 to 0.97 stayed within 5% of 1; one going from 1.08 to 0.97,
-   or from 1.50 to 0.95, was recalibrated.
+   regression. For calibration, material means *worse*: the served
+   predictions moved at least 5% further from the label rate (``|log ratio|``
+   grew by ``log 1.05``, :func:`worsening`); a ratio going from 1.08 to 0.97 is a
+   recalibration, not a regression.
 6. **The headline metric** is the one that regressed most: the largest effect
    relative to its materiality floor (a calibration ratio from 1.04 to 1.50 is
    7 floors; NE up 1% is one).
@@ -136,18 +134,13 @@ TAIL = 0.1  # the share of null draws whose excesses fit the extrapolated tail
 def worsening(metric: str, level: float, shift: float) -> float:
     """How much worse ``metric`` got when it moved by ``shift`` from ``level`` (in its units; log units on a log scale).
 
-    NE and AUC have a worse direction. The calibration ratio is worse the further it is from 1. On its log scale,
-    a move that leaves it further from 1 than before worsens by the error it added on the side the predictions
-    now err: ``|level + shift| - |level|`` (the move itself) on the same side of 1, and the whole new error
-    ``|level + shift|`` across it (an over-prediction before does not offset an under-prediction now); that is
-    ``min(|shift|, |level + shift|)``. A move that ends closer to 1 is a recalibration, by ``|level + shift| -
-    |level| < 0``, however far it went. A larger move away never counts less."""
+    NE and AUC have a worse direction; the calibration ratio is worse the further it is from 1, so on its log
+    scale the worsening is ``|level + shift| - |level|`` (negative when the move brought it closer to 1)."""
     d = DIRECTION[metric]
     if d:
         return shift * d
     if metric in LOG_SCALE and math.isfinite(level):
-        after = abs(level + shift)
-        return after - abs(level) if after <= abs(level) else min(abs(shift), after)
+        return abs(level + shift) - abs(level)
     return abs(shift)
 
 
