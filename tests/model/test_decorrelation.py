@@ -115,19 +115,26 @@ def test_a_feature_loosened_in_one_segment_is_read_there_and_names_it(tmp_path):
     assert f"within {truth['slice']}" in found.evidence("feature_isolation").candidates[0].detail
 
 
-def test_labels_that_stopped_following_the_one_informative_feature_are_not_blamed_on_it(tmp_path):
-    """Proving ground dev slice/decoupled, seed 4: in surface=notifications the labels stopped following the inputs.
-    One feature carries the signal there, so its permutation loss is gone (drop 1.0) just as if it had been
-    shuffled; but it still moves with the features it moved with in the baseline, so the segment is the cause."""
+def _segment_is_the_cause(tmp_path, seed: int):
+    """Diagnose proving ground dev slice/decoupled ``seed``: the segment is the top cause and no feature is read as
+    loose. Returns the truth and the diagnosis."""
     import proving_ground as pg
     from workbench import diagnose, open_case
 
-    path = pg.generate(pg.draw("slice", "dev", 4, mode="decoupled", max_rows=500_000), tmp_path / "case")
+    path = pg.generate(pg.draw("slice", "dev", seed, mode="decoupled", max_rows=500_000), tmp_path / "case")
     truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
     found = diagnose(open_case(path))
     top = found.root_causes[0]
     assert (top.kind, top.target) == ("slice", truth["slice"])
     assert all(c.change != "decorrelated" for c in found.evidence("feature_isolation").candidates)
+    return truth, found
+
+
+def test_labels_that_stopped_following_the_one_informative_feature_are_not_blamed_on_it(tmp_path):
+    """Proving ground dev slice/decoupled, seed 4: in surface=notifications the labels stopped following the inputs.
+    One feature carries the signal there, so its permutation loss is gone (drop 1.0) just as if it had been
+    shuffled; but it still moves with the features it moved with in the baseline, so the segment is the cause."""
+    _segment_is_the_cause(tmp_path, 4)
 
 
 def test_partners_that_kept_their_relation_disagree_with_a_loose_feature():
@@ -148,15 +155,7 @@ def test_a_segment_whose_labels_left_all_its_informative_features_is_not_read_as
     has two others, fewer than the three its reading over all the traffic compares with; inside the segment any
     other informative feature counts, and they lost their signal alike (their median ratio is near 0): no drop is
     a feature's own, and the segment is the cause."""
-    import proving_ground as pg
-    from workbench import diagnose, open_case
-
-    path = pg.generate(pg.draw("slice", "dev", 10, mode="decoupled", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
-    found = diagnose(open_case(path))
-    top = found.root_causes[0]
-    assert (top.kind, top.target) == ("slice", truth["slice"])
-    assert all(c.change != "decorrelated" for c in found.evidence("feature_isolation").candidates)
+    truth, found = _segment_is_the_cause(tmp_path, 10)
     inside = found.results[("decorrelation", truth["slice"])].filter(pl.col("decorrelated_reference") > 0)
     assert inside.height == 3 and inside["decorrelated_drop"].to_list() == [0.0, 0.0, 0.0]
 
