@@ -53,15 +53,14 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
     from workbench.case.grain import grain_delta
     from workbench.data.drift import arrival_hours, feature_timeline
 
-    numeric = table.filter(pl.col("type") == "numeric")
-    moved = numeric.filter(pl.col("kind") == "distribution")
-    if ctx.onset_time is None or not numeric.filter(pl.col("kind").is_in(["distribution", "scale"])).height:
+    moved = table.filter((pl.col("type") == "numeric") & pl.col("kind").is_in(["distribution", "scale"]))
+    if moved.is_empty() or ctx.onset_time is None:
         return {}
     out: dict[str, str] = {}
-    linked = moved.filter(pl.col("relation_baseline").fill_null(0.0) >= 0.3)["feature"].to_list()
-    if len(linked) >= TOGETHER:
-        out |= dict.fromkeys(linked, f"{len(linked)} correlated inputs moved together")
-    names = tuple(numeric.filter(pl.col("kind").is_in(["distribution", "scale"]))["feature"].head(5).to_list())
+    linked = moved.filter((pl.col("kind") == "distribution") & (pl.col("relation_baseline").fill_null(0.0) >= 0.3))
+    if linked.height >= TOGETHER:
+        out |= dict.fromkeys(linked["feature"].to_list(), f"{linked.height} correlated inputs moved together")
+    names = tuple(moved["feature"].head(5).to_list())
     every = ctx.onset.grain or "1h"
     grain_hours = grain_delta(every) / timedelta(hours=1)
     tl = ctx.cached(("feature_timeline", names, every),
