@@ -70,3 +70,31 @@ def test_audit_cli_json_html_and_lineage_shares(capsys, tmp_path):
     assert nodes["table:ad_catalog"]["share"] == pytest.approx(sum(share[f] for f in nodes["table:ad_catalog"]["features"]), abs=1e-3)
     html = page.read_text()
     assert "<h2>Removal candidates</h2>" in html and "table:ad_catalog" in html and "<script" not in html
+
+
+def test_without_a_model_each_feature_is_permuted_against_the_surrogate_itself(tmp_path):
+    """The same world with model.py and its ``[model]`` table removed: the audit explains a surrogate of the logged
+    prediction. A feature's permutation loss is the surrogate's loss with it permuted minus the surrogate's own, so a
+    feature no tree reads (SHAP share exactly 0) adds exactly nothing; measured against the logged prediction, as
+    before, every feature carried the surrogate's own error as well, and strong features' SEs doubled."""
+    import re
+
+    import polars as pl
+
+    import proving_ground as pg
+
+    root = pg.generate(pg.draw("snapshot", "dev", 3, mode="negative_sampling", max_rows=30_000), tmp_path / "case")
+    (root / "model.py").unlink()
+    toml = root / "workbench.toml"
+    toml.write_text(re.sub(r"\[model\][^\[]*", "", toml.read_text(encoding="utf-8"), flags=re.S), encoding="utf-8")
+    truth = json.loads((root / "truth.json").read_text(encoding="utf-8"))
+    frozen = truth["zero_weight_features"][0]  # logged as one value: no tree can read it
+    log = root / "predictions.parquet"
+    pl.read_parquet(log).with_columns(pl.lit(1.0, pl.Float32).alias(frozen)).write_parquet(log)
+    case = open_case(root)
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    audit = audit_dependencies(case, Window(case.start, onset))
+    assert audit.method == "surrogate:treeshap"
+    row = audit.table.filter(feature=frozen).row(0, named=True)
+    assert row["share"] == 0 and row["permutation_rise"] == 0 and row["permutation_se"] == 0, row
+    assert set(truth["zero_weight_features"]) <= set(audit.candidates)

@@ -101,10 +101,13 @@ def test_a_modest_shuffle_is_named_as_decorrelated(tmp_path):
 
 def test_a_feature_loosened_in_one_segment_is_read_there_and_names_it(tmp_path):
     """Proving ground dev feature/slice_confined, seed 1: advertiser_is_premium shuffled among the rows of country=FR
-    only. Over all the traffic the other countries dilute its drop (0.43 on every labelled row) and the segment was
-    ranked first; read on FR's rows alone the drop is whole, and the cause names its segment."""
+    only. Over all the traffic the other countries dilute its drop and the segment was ranked first; read on FR's
+    rows alone the drop is whole, and the cause names its segment. The rate the binary multiplies in the model
+    (the world's interaction) loses its signal there too; one such feature is not the "every feature lost alike" of
+    labels that left, so the binary's drop is read against no reference (``SEGMENT_COMPARE_WITH`` is two)."""
     import proving_ground as pg
     from workbench import diagnose, open_case
+    from workbench.model.isolation import SEGMENT_COMPARE_WITH
 
     path = pg.generate(pg.draw("feature", "dev", 1, mode="slice_confined", max_rows=500_000), tmp_path / "case")
     truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
@@ -113,6 +116,43 @@ def test_a_feature_loosened_in_one_segment_is_read_there_and_names_it(tmp_path):
     top = found.root_causes[0]
     assert (top.kind, top.target, top.change, top.slice) == ("feature", truth["target"], "decorrelated", truth["slice"])
     assert f"within {truth['slice']}" in found.evidence("feature_isolation").candidates[0].detail
+    inside = found.results[("decorrelation", truth["slice"])].filter(pl.col("permutation_loss_baseline") > 0.01)
+    assert inside.height == 2 and SEGMENT_COMPARE_WITH == 2  # the binary and its partner: one other each
+    assert inside["decorrelated_reference"].to_list() == [0, 0]
+
+
+def test_a_shuffle_without_a_model_is_read_by_the_surrogate_on_enough_positives(tmp_path):
+    """Proving ground dev feature/decorrelated_shuffle, seed 0: no model.py, a click rate of 0.5%, ad_searches_7d
+    shuffled within the hour. The permutation reading runs on the surrogate of the logged prediction; on the 20,000
+    rows per window the other checks read (some 100 positives) its baseline rise was within 3 SE of 0, so the windows'
+    sample is read until it holds ``WINDOW_POSITIVES`` positives, and the shuffle is named."""
+    import proving_ground as pg
+    from workbench import diagnose, open_case
+    from workbench.model.isolation import WINDOW_ROWS
+
+    path = pg.generate(pg.draw("feature", "dev", 0, mode="decorrelated_shuffle", max_rows=500_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    assert not truth["files"]["model"] and truth["incident"]["shuffled_share"] == 1.0
+    found = diagnose(open_case(path))
+    assert found.results["isolation"].model_free
+    top = found.root_causes[0]
+    assert (top.kind, top.target, top.change) == ("feature", truth["target"], "decorrelated")
+    row = found.results["isolation"].table.filter(feature=truth["target"]).row(0, named=True)
+    assert abs(row["decorrelated_drop"] - 1.0) < 3 * row["decorrelated_drop_se"]
+    iso = found.results["isolation"]
+    assert iso.rows_baseline > WINDOW_ROWS and iso.rows_incident > WINDOW_ROWS
+
+
+def test_the_rows_read_grow_until_they_hold_enough_positives():
+    from workbench.model.isolation import WINDOW_POSITIVES, WINDOW_VALUES, rows_for_positives, rows_per_window
+
+    common = pl.Series([1.0, 0.0] * 50_000)  # a click rate of 50%: the usual rows hold plenty
+    assert rows_for_positives(10, common) == rows_per_window(10)
+    rare = pl.Series(([1.0] + [0.0] * 199) * 1_000)  # 0.5%: the 500th positive is row 99,801
+    assert rows_for_positives(10, rare) == 199 * (WINDOW_POSITIVES - 1) + WINDOW_POSITIVES
+    assert rows_for_positives(200, rare) == WINDOW_VALUES // 200 > rows_per_window(200)  # the value budget caps it
+    assert rows_for_positives(10, rare.head(30_000)) == 30_000  # a window that never holds enough: every row
+    assert rows_for_positives(10, pl.Series([None] * 30_000 + [1.0] * 600, dtype=pl.Float64)) == 30_500
 
 
 def _segment_is_the_cause(tmp_path, seed: int):

@@ -55,8 +55,15 @@ import polars as pl
 from workbench._render import fmt, records
 from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
 from workbench.errors import CaseError
-from workbench.metrics import logit
-from workbench.model.isolation import BACKGROUND, _model_logit, _permutation_loss, _raw, permutation_shap
+from workbench.model.isolation import (
+    BACKGROUND,
+    _column_swapper,
+    _model_logit,
+    _permutation_loss,
+    _raw,
+    _surrogate_scorer,
+    permutation_shap,
+)
 from workbench.model.validation import sample_rows
 from workbench.windows import Window
 
@@ -283,9 +290,7 @@ def audit_dependencies(case: Case, window: Window | None = None, *, snapshot: st
         phi, _ = permutation_shap(f, x[explain], background, seed=seed)
         method = "model:shap"
 
-        def score(xs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            return f(xs)
-
+        swapper = _column_swapper(lambda xs, rows: f(xs))
         z = f(x)
     else:
         import shap
@@ -300,10 +305,7 @@ def audit_dependencies(case: Case, window: Window | None = None, *, snapshot: st
         method = "surrogate:treeshap"
         notes.append(f"no usable model ({model_problem(case) if case.model is not None else 'no model.py'}): attributions "
                      f"explain a surrogate of the logged prediction (held-out R^2 {r2:.3f}), not the model itself")
-
-        def score(xs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-            with threadpool_limits(limits=1, user_api="openmp"):
-                return surrogate.predict(xs)
+        _, swapper = _surrogate_scorer(surrogate)
 
     mean_abs = np.abs(phi).mean(0)
     share = mean_abs / mean_abs.sum() if mean_abs.sum() > 0 else np.full(d, 1.0 / d)
@@ -311,7 +313,8 @@ def audit_dependencies(case: Case, window: Window | None = None, *, snapshot: st
     labelled = np.flatnonzero(~np.isnan(y))
     if len(labelled) > PERMUTE_ROWS:
         labelled = np.sort(rng.choice(labelled, size=PERMUTE_ROWS, replace=False))
-    rise, se = _permutation_loss(x, y, z if use_model else logit(frame[PREDICTION].to_numpy()), score, labelled, rng)
+    # the loss with the feature permuted against the loss of the same scorer (the surrogate's own error is in both)
+    rise, se = _permutation_loss(x, y, z, swapper, labelled, rng)
     if not np.isfinite(rise).any():
         notes.append(f"too few labelled rows ({len(labelled):,}) for permutation importance: only the attribution share decides")
     corr_rows = rng.choice(len(x), size=min(CORR_ROWS, len(x)), replace=False)

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from workbench.case.loader import Case
 
 __all__ = ["METHODS", "AttributionShift", "FeatureIsolation", "attribution_shift", "decorrelation", "isolate_features",
-           "permutation_shap", "rows_per_window"]
+           "permutation_shap", "rows_for_positives", "rows_per_window"]
 
 METHODS = ("auto", "model", "surrogate")
 MODEL_METHOD, SURROGATE_METHOD = "model:shap+swap", "surrogate:treeshap"
@@ -78,7 +78,8 @@ BACKGROUND = 16  # background rows (8 antithetic permutation pairs) per explaine
 MIN_LABELED = 500  # labelled rows per window below which NE readings are skipped
 WINDOW_ROWS = 20_000  # rows per window the model-side checks read (isolation, the simulated mitigations) ...
 WINDOW_VALUES = 10_000_000  # ... up to this many values per window on wide logs (see rows_per_window) ...
-WINDOW_MIN_ROWS = 5_000  # ... and never fewer rows than this
+WINDOW_MIN_ROWS = 5_000  # ... and never fewer rows than this, ...
+WINDOW_POSITIVES = 500  # ... and more, up to WINDOW_VALUES values, until they hold this many positives (rows_for_positives)
 
 Logit = Callable[[np.ndarray], np.ndarray]  # raw feature rows (NaN = null) -> logits
 # (incident rows x, their logits z, their row numbers) -> swap(j, values): the logits with column j set to values
@@ -236,9 +237,9 @@ class FeatureIsolation:
     ``table``: feature, rank, score, prediction_shift (logits), prediction_shift_share,
     attribution_delta (W1, logits), drift_share, loss_delta (NE units), loss_share,
     ne_recovered (share of the NE regression recovered by the swap),
-    mean_attribution_baseline / _incident; with the model also permutation_loss_baseline /
-    _incident, decorrelated_drop, decorrelated_drop_se, decorrelated_floor and
-    decorrelated_reference (see :func:`_permutation_losses`). ``method`` says how attributions were made;
+    mean_attribution_baseline / _incident, permutation_loss_baseline / _incident, decorrelated_drop,
+    decorrelated_drop_se, decorrelated_floor and decorrelated_reference (see :func:`_permutation_losses`; without
+    a model the surrogate is permuted). ``method`` says how attributions were made;
     ``model_free`` is True for the surrogate. ``notes`` says what was skipped and why.
     """
 
@@ -343,7 +344,8 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
         phi_i, ei = _explain(fs, gi[si], xi[si], bg, seed + 1)
         swapper = _column_swapper(lambda x, rows: _grouped(fs, gi[rows], x))
 
-        reference = fs[_reference_snapshot(gb)]
+        reference: Logit = fs[_reference_snapshot(gb)]
+        reference_swapper = None
     else:
         import shap
         from threadpoolctl import threadpool_limits
@@ -360,23 +362,16 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
         e = float(np.ravel(explainer.expected_value)[0])
         eb, ei = np.full(len(sb), e), np.full(len(si), e)
 
-        trees = ensemble_of(surrogate)
-        if trees is not None:  # a swap re-walks only the trees that read the swapped feature
-            def swapper(x: np.ndarray, z: np.ndarray, rows: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
-                return trees.swapper(x, z)
-        else:
-            def predict(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-                with threadpool_limits(limits=1, user_api="openmp"):
-                    return surrogate.predict(x)
-            swapper = _column_swapper(predict)
-
+        reference, swapper = _surrogate_scorer(surrogate)
+        reference_swapper = swapper
         notes.append(f"model-free: attributions explain a surrogate of the logged prediction (held-out R^2 {r2:.3f}), "
                      "not the model itself")
     gap = float(max(np.abs(phi_b.sum(1) + eb - zb[sb]).max(), np.abs(phi_i.sum(1) + ei - zi[si]).max()))
     table, ne_b, ne_i = _readings(case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_i, swapper, rng, notes)
-    if use_model:
-        table = table.join(_permutation_losses(xb, xi, yb, yi, reference, case.features, rng,
-                                               table["feature"].head(CANDIDATES).to_list()), on="feature", how="left")
+    # whether values still belong to their rows: with the model, or without one with the surrogate standing in for it
+    table = table.join(_permutation_losses(xb, xi, yb, yi, reference, case.features, rng,
+                                           table["feature"].head(CANDIDATES).to_list(), swapper=reference_swapper),
+                       on="feature", how="left")
     shift = float(zi[si].mean() - zb[sb].mean())
     return FeatureIsolation(table=table, baseline=baseline, incident=incident,
                             method=MODEL_METHOD if use_model else SURROGATE_METHOD, model_free=not use_model,
@@ -404,6 +399,23 @@ def rows_per_window(columns: int) -> int:
     NE differences on 10k rows are still precise to ~0.003.
     """
     return min(WINDOW_ROWS, max(WINDOW_MIN_ROWS, WINDOW_VALUES // max(columns, 1)))
+
+
+def rows_for_positives(columns: int, labels: pl.Series) -> int:
+    """Rows per window the model-side checks read when the window's labels are rare: enough of ``labels`` (the
+    window's sample in the order it is read) to hold ``WINDOW_POSITIVES`` positives, never fewer than
+    :func:`rows_per_window` and never more than ``WINDOW_VALUES`` values.
+
+    Their readings' noise is set by the positives, not the rows: 20,000 rows at a click rate of 0.5% hold some 100,
+    and a feature whose values came loose from their rows could not be told from one that never mattered (its
+    permutation loss within a standard error of 0; dev ``feature/decorrelated_shuffle``, seed 0)."""
+    rows = rows_per_window(columns)
+    seen = labels.fill_null(0).cast(pl.Float64).cum_sum()
+    short = seen.head(rows)
+    if not short.len() or short[-1] >= WINDOW_POSITIVES or seen.len() <= rows:
+        return rows
+    reached = min(int((seen < WINDOW_POSITIVES).sum()) + 1, seen.len())
+    return max(rows, min(reached, WINDOW_VALUES // max(columns, 1)))
 
 
 def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np.ndarray, seed: int):
@@ -435,6 +447,24 @@ def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np
     resid = z[test] - model.predict(x[test])
     r2 = float(1 - resid.var() / z[test].var()) if z[test].var() > 0 else math.nan
     return model, r2
+
+
+def _surrogate_scorer(surrogate: Any) -> tuple[Logit, Swapper]:
+    """The surrogate's logits and its :data:`Swapper` (re-walking only the trees that read the swapped column when its
+    trees can be read), on one OpenMP thread (see :func:`isolate_features`)."""
+    from threadpoolctl import threadpool_limits
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return surrogate.predict(x)
+
+    trees = ensemble_of(surrogate)
+    if trees is None:
+        return logits, _column_swapper(lambda x, rows: logits(x))
+
+    def swapper(x: np.ndarray, z: np.ndarray, rows: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
+        return trees.swapper(x, z)
+    return logits, swapper
 
 
 def _column_swapper(score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Swapper:
@@ -516,10 +546,13 @@ DROP_ALPHA = 0.05  # ... read at this family-wise error rate over the informativ
 # change). Over all the traffic, three: with one or two, a model that uses them together with a broken feature makes
 # them lose importance along with it (dev feature/decorrelated_lag_hours, seed 3), and ``g`` would hide the break.
 # Inside a segment that holds the regression alone, labels that stopped following the inputs there are the rival
-# explanation, and any other informative feature is read (``compare_with=1``, rca.checks.features): when three
-# features lost their signal together in one segment, g is near 0 and none of them reads as loose (dev
-# slice/decoupled, seed 10: the segment is the cause).
+# explanation, and two other informative features are enough (``SEGMENT_COMPARE_WITH``, rca.checks.features): when
+# three features lost their signal together in one segment, g is near 0 and none of them reads as loose (dev
+# slice/decoupled, seed 10: the segment is the cause). One is not: a feature the model reads together with a broken
+# one (the rate a binary multiplies) loses its signal with it, just as under labels that left (dev
+# feature/slice_confined, seed 1: a binary shuffled in one country, and the rate it multiplies there).
 COMPARE_WITH = 3
+SEGMENT_COMPARE_WITH = 2
 
 
 def drop_floor(se: float | None, informative: int) -> float:
@@ -540,32 +573,38 @@ def _reference_snapshot(serving: np.ndarray) -> str:
 
 
 def decorrelation(case: Case, base: pl.DataFrame, inc: pl.DataFrame, candidates: list[str] | tuple[str, ...] = (),
-                  seed: int = 0, compare_with: int = COMPARE_WITH) -> pl.DataFrame:
+                  seed: int = 0, compare_with: int = COMPARE_WITH, surrogate: Any = None) -> pl.DataFrame:
     """The permutation readings of :func:`isolate_features` (``permutation_loss_baseline``/``_incident``,
     ``decorrelated_drop`` with its SE and floor) on the rows given, e.g. one segment's, without the attributions:
     whether each feature's values still belong to their rows there. ``candidates`` are read on every labelled row
     given where their reading is undecided; ``compare_with`` is the fewest other informative features the loss
-    they lost alike is read from (:func:`_permutation_losses`). Needs the model (model.py and snapshots). The
+    they lost alike is read from (:func:`_permutation_losses`). Needs the model (model.py and snapshots), or the
+    ``surrogate`` a model-free :func:`isolate_features` fitted (``FeatureIsolation.surrogate``). The model's
     reference snapshot is the one that served most of ``base``: within a segment during a rollout it can differ
     from the whole window's."""
     from workbench.case.columns import LABEL
 
-    if case.model is None or not case.snapshots:
-        raise CaseError(case.root, "decorrelation readings need model.py and snapshots/index.csv.",
-                        "add them, or read the model-free relations (workbench.data.drift.relations).")
+    if surrogate is None and (case.model is None or not case.snapshots):
+        raise CaseError(case.root, "decorrelation readings need model.py and snapshots/index.csv, or a surrogate.",
+                        "add them, or pass the surrogate of a model-free isolate_features (FeatureIsolation.surrogate).")
     unknown = [f for f in candidates if f not in case.features]
     if unknown:
         raise CaseError(case.root, f"not feature columns: {unknown}.", f"pick candidates among {list(case.features)}")
-    reference = _model_logit(case, _reference_snapshot(_serving(case, base, None)), {})
+    swapper = None
+    if surrogate is not None:
+        reference, swapper = _surrogate_scorer(surrogate)
+    else:
+        reference = _model_logit(case, _reference_snapshot(_serving(case, base, None)), {})
     y = [frame[LABEL].to_numpy().astype(np.float64) for frame in (base, inc)]
     return _permutation_losses(_raw(base, case.features), _raw(inc, case.features), y[0], y[1], reference, case.features,
-                               np.random.default_rng(seed), candidates, compare_with)
+                               np.random.default_rng(seed), candidates, compare_with, swapper=swapper)
 
 
-def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                      rows: np.ndarray, rng: np.random.Generator, columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, swapper: Swapper, rows: np.ndarray,
+                      rng: np.random.Generator, columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per feature (of ``columns``, default all): the rise of the window's NE when that feature is permuted among its
-    rows, and its standard error.
+    rows, and its standard error. ``z`` are the scorer's logits of ``x`` and ``swapper`` re-scores a row set with
+    one column replaced (:data:`Swapper`; the surrogate's re-walks only the trees that read the column).
 
     A feature that carries information about the label raises the loss when its values
     are shuffled; one whose values no longer belong to their rows raises it no more.
@@ -579,17 +618,17 @@ def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, score: Callab
     if not math.isfinite(h):
         return rise, se
     base_loss = row_log_loss_logit(z[rows], yr)
+    swap = swapper(xr, z[rows], rows)
     for j in range(d) if columns is None else columns:
-        shuffled = xr.copy()
-        shuffled[:, j] = xr[rng.permutation(len(rows)), j]
-        diff = (row_log_loss_logit(score(shuffled, rows), yr) - base_loss) / h
+        diff = (row_log_loss_logit(swap(j, xr[rng.permutation(len(rows)), j]), yr) - base_loss) / h
         rise[j], se[j] = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
     return rise, se
 
 
 def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.ndarray, reference: Logit,
                         features: tuple[str, ...], rng: np.random.Generator,
-                        candidates: list[str] | tuple[str, ...] = (), compare_with: int = COMPARE_WITH) -> pl.DataFrame:
+                        candidates: list[str] | tuple[str, ...] = (), compare_with: int = COMPARE_WITH,
+                        swapper: Swapper | None = None) -> pl.DataFrame:
     """Permutation loss in each window and ``decorrelated_drop``: how much of a feature's baseline permutation loss
     is gone in the incident, beyond the loss every informative feature lost alike, with its standard error.
 
@@ -605,12 +644,15 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
     the values of a feature that was lagged, shuffled or joined on the wrong key stop mattering
     to the loss while its distribution holds. ``PERMUTE_ROWS`` rows per window read every
     feature; when a ``candidates`` feature (one the feature check will read) has a material drop
-    whose floor (:func:`drop_floor`) is set by its sampling error, the informative features are
-    read again on every labelled row given (the window's sample, ``rows_per_window``) in each
-    window that has more: the rows go where the answer is read and still noisy.
+    whose floor (:func:`drop_floor`) is set by its sampling error, or a baseline rise these rows could not
+    show above 3 SE, it and the informative features are read again on every labelled row given (the window's
+    sample, ``rows_for_positives``) in each
+    window that has more: the rows go where the answer is read and still noisy. ``reference`` scores the rows (the
+    model, or without one the surrogate of the logged prediction); ``swapper`` re-scores them with one column
+    replaced (default: ``reference`` on the swapped matrix).
     """
-    def score(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return reference(x)
+    if swapper is None:
+        swapper = _column_swapper(lambda x, rows: reference(x))
 
     def labelled(y: np.ndarray, cap: int | None) -> np.ndarray:
         lab = np.flatnonzero(~np.isnan(y))
@@ -643,17 +685,21 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
         return drop, drop_se, informative, compared
 
     zb, zi = reference(xb), reference(xi)
-    rb, sb = _permutation_loss(xb, yb, zb, score, labelled(yb, PERMUTE_ROWS), rng)
-    ri, si = _permutation_loss(xi, yi, zi, score, labelled(yi, PERMUTE_ROWS), rng)
+    rb, sb = _permutation_loss(xb, yb, zb, swapper, labelled(yb, PERMUTE_ROWS), rng)
+    ri, si = _permutation_loss(xi, yi, zi, swapper, labelled(yi, PERMUTE_ROWS), rng)
     drop, drop_se, informative, compared = drops(rb, sb, ri, si)
     k = int(informative.sum())
+    # undecided: a candidate whose material drop has a floor set by noise, or whose baseline signal the first rows
+    # could not show above noise (at a base rate of 0.5% they hold some 25 positives)
     undecided = [j for j in (features.index(f) for f in candidates)
-                 if informative[j] and drop[j] >= DROP_MATERIAL and drop_floor(drop_se[j], k) > DROP_MATERIAL]
+                 if (informative[j] and drop[j] >= DROP_MATERIAL and drop_floor(drop_se[j], k) > DROP_MATERIAL)
+                 or (not informative[j] and np.isfinite(rb[j]) and np.isfinite(ri[j]))]
     if undecided:
         again = np.flatnonzero(informative)  # the others too: their median ratio g is as noisy as they are
+        again = np.union1d(again, undecided)
         for x, y, z, rise, se in ((xb, yb, zb, rb, sb), (xi, yi, zi, ri, si)):
             if np.isfinite(y).sum() > PERMUTE_ROWS:  # a window read whole already has nothing more to give
-                rise2, se2 = _permutation_loss(x, y, z, score, labelled(y, None), rng, again)
+                rise2, se2 = _permutation_loss(x, y, z, swapper, labelled(y, None), rng, again)
                 rise[again], se[again] = rise2[again], se2[again]
         drop, drop_se, informative, compared = drops(rb, sb, ri, si)
         k = int(informative.sum())

@@ -48,16 +48,18 @@ def feature_strengths(ctx: Context) -> dict[str, float]:
 
 def window_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The baseline's and the incident's rows of the windows' hash sample (uniform, no read), in time order, as many
-    as the model-side checks read (:func:`workbench.model.isolation.rows_per_window`: fewer on wide logs)."""
+    as the model-side checks read (:func:`workbench.model.isolation.rows_for_positives`: fewer on wide logs, more
+    where positives are rare)."""
     from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
-    from workbench.model.isolation import rows_per_window
+    from workbench.model.isolation import rows_for_positives
 
     def draw() -> tuple[pl.DataFrame, pl.DataFrame]:
         cols = [TS, PREDICTION, LABEL, SNAPSHOT, *ctx.case.features, *ctx.case.slices]
-        rows = rows_per_window(len(cols))
-        base, inc = (ctx.sampled.window_sample(w, rows, cols).sort(TS, maintain_order=True)
-                     for w in (ctx.baseline, ctx.incident))
-        return base, inc
+        out = []
+        for w in (ctx.baseline, ctx.incident):
+            rows = ctx.sampled.window_sample(w, None, cols)  # in hash order: any head of it is a uniform sample
+            out.append(rows.head(rows_for_positives(len(cols), rows[LABEL])).sort(TS, maintain_order=True))
+        return out[0], out[1]
 
     return ctx.cached("window_rows", draw)
 

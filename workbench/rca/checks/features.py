@@ -247,22 +247,23 @@ def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
 
     The readings are the permutation readings and the partner relations (:func:`_partners`). When one segment holds
     the regression alone they are read again on that segment's rows (a join broken for one country loosens the
-    feature there; over all the traffic the healthy rows dilute the drop), against any other informative feature
-    there (labels that left the segment are the rival explanation: ``compare_with=1``); a candidate the segment's rows cannot
+    feature there; over all the traffic the healthy rows dilute the drop), against two other informative features
+    there (labels that left the segment are the rival explanation: ``SEGMENT_COMPARE_WITH``); a candidate the segment's rows cannot
     read (too few labels, or it carries no signal there) keeps its reading over all the traffic."""
     from workbench.case.columns import LABEL
     from workbench.data.slices import slice_filter
-    from workbench.model.isolation import CANDIDATES, MIN_LABELED, decorrelation
+    from workbench.model.isolation import CANDIDATES, MIN_LABELED, SEGMENT_COMPARE_WITH, decorrelation
 
     candidates = iso.table["feature"].head(CANDIDATES).to_list()
     tables: dict[str | None, pl.DataFrame] = {None: iso.table}
     frames: dict[str | None, tuple[pl.DataFrame, pl.DataFrame]] = {None: window_rows(ctx)}
     segment = confined_segment(ctx)
-    if segment is not None and not iso.model_free:
+    if segment is not None:
         base, inc = (frame.filter(slice_filter(segment)) for frame in window_rows(ctx))
         if min(base[LABEL].count(), inc[LABEL].count()) >= MIN_LABELED:
-            tables[segment] = ctx.cached(("decorrelation", segment),
-                                         lambda: decorrelation(ctx.case, base, inc, candidates, compare_with=1))
+            tables[segment] = ctx.cached(("decorrelation", segment), lambda: decorrelation(
+                ctx.case, base, inc, candidates, compare_with=SEGMENT_COMPARE_WITH,
+                surrogate=iso.surrogate if iso.model_free else None))
             frames[segment] = (base, inc)
     rows = {where: {r["feature"]: r for r in table.iter_rows(named=True)} for where, table in tables.items()}
 
