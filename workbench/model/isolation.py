@@ -47,7 +47,7 @@ to the logit of the *logged* prediction on both windows and explained with
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
@@ -292,12 +292,15 @@ def _nz(v: float | None) -> float | None:
 
 def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot: str | None = None, method: str = "auto",
                      sample: int = WINDOW_ROWS, seed: int = 0,
-                     rows: tuple[pl.DataFrame, pl.DataFrame] | None = None) -> FeatureIsolation:
+                     rows: tuple[pl.DataFrame, pl.DataFrame] | None = None,
+                     steady: Collection[str] | None = None) -> FeatureIsolation:
     """Rank features by the share of the prediction and NE change between ``baseline`` and ``incident`` each explains.
 
     ``method``: "auto" (the model when the case has model.py and snapshots, else the
     surrogate), "model" or "surrogate". ``sample`` rows are drawn per window, unless ``rows``
     gives them (baseline, incident: e.g. :meth:`workbench.data.scan.LogScan.window_sample`, no read).
+    ``steady`` are the features whose distribution held, when known: only they can have come loose from their
+    rows, so only the top ``CANDIDATES`` among them get their decorrelation reading decided on every row.
 
     >>> from workbench import open_case, Window
     >>> case = open_case("sample_data/cases/feature_scale_bug")  # f_user_ctr_30d scaled x0.01 from 02:00
@@ -369,9 +372,9 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
     gap = float(max(np.abs(phi_b.sum(1) + eb - zb[sb]).max(), np.abs(phi_i.sum(1) + ei - zi[si]).max()))
     table, ne_b, ne_i = _readings(case, base, inc, xb, xi, yb, yi, zb, zi, sb, si, phi_b, phi_i, swapper, rng, notes)
     # whether values still belong to their rows: with the model, or without one with the surrogate standing in for it
-    table = table.join(_permutation_losses(xb, xi, yb, yi, reference, case.features, rng,
-                                           table["feature"].head(CANDIDATES).to_list(), swapper=reference_swapper),
-                       on="feature", how="left")
+    candidates = [f for f in table["feature"].head(CANDIDATES).to_list() if steady is None or f in steady]
+    table = table.join(_permutation_losses(xb, xi, yb, yi, reference, case.features, rng, candidates,
+                                           swapper=reference_swapper), on="feature", how="left")
     shift = float(zi[si].mean() - zb[sb].mean())
     return FeatureIsolation(table=table, baseline=baseline, incident=incident,
                             method=MODEL_METHOD if use_model else SURROGATE_METHOD, model_free=not use_model,

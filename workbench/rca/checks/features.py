@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["feature_isolation", "feature_side", "lineage", "training_skew"]
 
 
+LOOSE_KINDS = ("none", "decorrelated")  # drift kinds of a feature whose values may have come loose from their rows
 CHANGE = {"coverage": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
 GRADUAL_HOURS = 12.0  # a change that takes longer than this to arrive is a population moving, not a pipeline breaking
 TOGETHER = 3  # this many correlated inputs shifting together is a population moving
@@ -248,13 +249,16 @@ def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
     The readings are the permutation readings and the partner relations (:func:`_partners`). When one segment holds
     the regression alone they are read again on that segment's rows (a join broken for one country loosens the
     feature there; over all the traffic the healthy rows dilute the drop), against two other informative features
-    there (labels that left the segment are the rival explanation: ``SEGMENT_COMPARE_WITH``); a candidate the segment's rows cannot
-    read (too few labels, or it carries no signal there) keeps its reading over all the traffic."""
+    there (labels that left the segment are the rival explanation: ``SEGMENT_COMPARE_WITH``); a candidate the
+    segment's rows cannot read (too few labels, or it carries no signal there) keeps its reading over all the
+    traffic. Only candidates whose distribution held (``LOOSE_KINDS``) are read to the end: a broken one did not
+    come loose."""
     from workbench.case.columns import LABEL
     from workbench.data.slices import slice_filter
     from workbench.model.isolation import CANDIDATES, MIN_LABELED, SEGMENT_COMPARE_WITH, decorrelation
 
     candidates = iso.table["feature"].head(CANDIDATES).to_list()
+    steady = set(drift(ctx).table.filter(pl.col("kind").is_in(LOOSE_KINDS))["feature"].to_list())
     tables: dict[str | None, pl.DataFrame] = {None: iso.table}
     frames: dict[str | None, tuple[pl.DataFrame, pl.DataFrame]] = {None: window_rows(ctx)}
     segment = confined_segment(ctx)
@@ -262,7 +266,7 @@ def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
         base, inc = (frame.filter(slice_filter(segment)) for frame in window_rows(ctx))
         if min(base[LABEL].count(), inc[LABEL].count()) >= MIN_LABELED:
             tables[segment] = ctx.cached(("decorrelation", segment), lambda: decorrelation(
-                ctx.case, base, inc, candidates, compare_with=SEGMENT_COMPARE_WITH,
+                ctx.case, base, inc, [f for f in candidates if f in steady], compare_with=SEGMENT_COMPARE_WITH,
                 surrogate=iso.surrogate if iso.model_free else None))
             frames[segment] = (base, inc)
     rows = {where: {r["feature"]: r for r in table.iter_rows(named=True)} for where, table in tables.items()}
@@ -315,7 +319,7 @@ def feature_isolation(ctx: Context) -> Evidence:
     """Strength per feature: the share of the change it explains (loss share, the swap's recovery or its share of
     the prediction shift; :func:`workbench.model.isolation.isolate_features`) times the evidence *that* it changed —
     isolation says how much a feature matters, the change must be shown too. That evidence is the drift check's
-    strength, or, with the model, for a feature whose distribution held: ``from_excess`` of its
+    strength, or, for a feature whose distribution held (with the model, or without one its surrogate): ``from_excess`` of its
     ``decorrelated_drop`` (the share of its permutation loss that is gone beyond what every feature lost alike: its
     values no longer belong to their rows) beyond its ``decorrelated_floor`` (a tenth, or the drop's sampling error
     at a family-wise 5%: :func:`workbench.model.isolation.drop_floor`), scale 0.25, read inside the segment that
@@ -324,9 +328,11 @@ def feature_isolation(ctx: Context) -> Evidence:
     """
     from workbench.model.isolation import CANDIDATES, isolate_features
 
-    iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=window_rows(ctx)))
-    strengths = feature_strengths(ctx)
     kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
+    steady = {f for f, kind in kinds.items() if kind in LOOSE_KINDS}
+    iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=window_rows(ctx),
+                                                           steady=steady))
+    strengths = feature_strengths(ctx)
     table = iso.table.head(10)
     readings = _loose_readings(ctx, iso)
     cands = []
@@ -336,7 +342,7 @@ def feature_isolation(ctx: Context) -> Evidence:
         perm, segment = readings[f]
         where = f" within {segment}" if segment else ""
         loose = S.from_excess(perm.get("decorrelated_drop"), perm.get("decorrelated_floor") or math.inf, 0.25)
-        if kinds.get(f) in ("none", "decorrelated") and loose > changed and not _partners_disagree(perm):
+        if kinds.get(f) in LOOSE_KINDS and loose > changed and not _partners_disagree(perm):
             changed, change = loose, "decorrelated"
         s = S.from_share(row["score"]) * changed
         if s >= 0.2:
