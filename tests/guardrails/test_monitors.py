@@ -107,9 +107,11 @@ def test_guard_thresholds_come_from_workbench_toml_with_spelling_hints(tmp_path)
         open_case(case_dir)
 
 
-def test_a_regression_that_starts_late_in_the_window_trips_through_the_change_point_scan(monkeypatch):
+def test_a_regression_that_starts_late_in_the_window_trips_through_the_scan_and_the_late_quarter(monkeypatch):
     """feature_scale_bug breaks at 02:00: a window ending 05:00 holds 3 bad hours of 24, which the whole-window
-    comparisons dilute below their thresholds; the detector's scan over the log up to 05:00 finds the 02:00 onset."""
+    comparisons dilute below their thresholds (the scaled feature's drift severity 0.16 < 0.25). The detector's scan
+    over the log up to 05:00 finds the 02:00 onset; and the window's last 6 hours, against the same hours the day
+    before, hold the break for half their rows: the feature's drift trips there (0.37)."""
     from workbench.guardrails import monitors
 
     case = open_case(sample_case("feature_scale_bug"))
@@ -119,7 +121,23 @@ def test_a_regression_that_starts_late_in_the_window_trips_through_the_change_po
     assert report.tripped and scanned and "2026-11-20 02:00" in scanned[0].detail
     assert monitors._change_points(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z")) == {}  # before the break
     monkeypatch.setattr(monitors, "_change_points", lambda case, window: {})
-    assert not monitors.guard(case, window).tripped  # the scan is what trips it
+    late = monitors.guard(case, window)
+    assert [(m.monitor, m.target) for m in late.trips] == [("feature_drift", "f_user_ctr_30d")]
+    assert "last 6 h against the same hours before" in late.trips[0].detail
+    monkeypatch.setattr(monitors, "_late_part", lambda case, baseline, window: None)
+    assert not monitors.guard(case, window).tripped  # the scan and the late quarter are what trip it
+
+
+def test_the_late_quarter_is_compared_with_the_same_hours_before():
+    from workbench.guardrails import monitors
+
+    case = open_case(sample_case("feature_scale_bug"))
+    window = Window("2026-11-19T05:00Z", "2026-11-20T05:00Z")
+    before, late = monitors._late_part(case, Window("2026-11-18T05:00Z", "2026-11-19T05:00Z"), window)
+    assert (late.start, late.end) == (Window("2026-11-19T23:00Z", "2026-11-20T05:00Z").start, window.end)
+    assert (before.start, before.end) == (late.start - window.duration, late.end - window.duration)
+    assert monitors._late_part(case, Window("2026-11-18T05:00Z", "2026-11-19T05:00Z"),
+                               Window("2026-11-19T05:00Z", "2026-11-19T08:00Z")) is None  # 45 minutes: too short
 
 
 def _without_labels(tmp_path, name: str, start: str):

@@ -38,6 +38,10 @@ quality             normalized_entropy,     NE rose by more than ``ne_rise`` (2 
                                             from a period inside the window (family-wise alpha 0.001: at most
                                             0.1 % more false alarms per run), which a whole-window comparison
                                             dilutes when the regression starts late in it
+(features, label)                            the feature monitors and label_drift also trip when the window's
+                                            last quarter, against the same hours one window earlier (the daily
+                                            cycle stays out), trips them (each needs 2,000 rows): a feed frozen
+                                            at 19:00 is a fifth of a day, which a whole-day comparison dilutes
 snapshot_gate       the newest snapshot     it fails :func:`workbench.model.validation.validate_snapshot`
                                             against the stable one (needs ``model.py``; ``snapshot_gate``)
 ==================  ======================  ==================================================================
@@ -78,6 +82,8 @@ MONITORS = ("feature_coverage", "feature_scale", "feature_drift", "label_drift",
 STATUSES = ("trip", "pass", "skip")
 MIN_LABELED = 200  # labelled rows per window below which a label-based monitor is skipped
 UNEXPLAINED_ROWS = 20_000  # rows per window the unexplained prediction shift reads
+LATE = 4  # the window's last quarter is also guarded on its own, against the same hours before (_late_part) ...
+LATE_ROWS = 2_000  # ... when it and they hold this many rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +177,47 @@ def guard(case: Case, window: Window | None = None, *, thresholds: GuardConfig |
     baseline = Window(window.start - length, window.start)
     results = [*_feature_monitors(case, baseline, window, t), *_label_monitors(case, baseline, window, t),
                _unexplained_monitor(case, baseline, window, t), _snapshot_gate(case, window, t)]
+    late = _late_part(case, baseline, window)
+    if late is not None:
+        results = _with_late(results, [*_feature_monitors(case, *late, t), _label_drift(case, *late, t)], late[1])
     return GuardReport(case=case.name, window=window, baseline=baseline, monitors=tuple(results), thresholds=t)
+
+
+# ---------------------------------------------------------------- a break late in the window
+def _late_part(case: Case, baseline: Window, window: Window) -> tuple[Window, Window] | None:
+    """The window's last ``1 / LATE`` and the same hours one baseline length earlier, when both hold ``LATE_ROWS``
+    rows: a feature that broke or labels that changed in the window's last hours are diluted in a whole-day
+    comparison (a feed frozen at 19:00 is a fifth of the day), and the same hours of the day before keep the daily
+    cycle out of the comparison. None when the window is too short or too thin to split."""
+    from workbench.case.columns import TS
+
+    part = window.duration / LATE
+    if part < timedelta(hours=1) or baseline.duration < window.duration:
+        return None
+    late = Window(window.end - part, window.end)
+    before = Window(late.start - window.duration, late.end - window.duration)
+    counts = case.predictions.select(*(late_or_before.contains(TS).sum().alias(str(i))
+                                       for i, late_or_before in enumerate((before, late)))).collect(engine="streaming")
+    return (before, late) if min(counts.row(0)) >= LATE_ROWS else None
+
+
+def _with_late(whole: list[MonitorResult], late: list[MonitorResult], part: Window) -> list[MonitorResult]:
+    """Each monitor's verdict on the whole window, tripped instead by its verdict on the late part when only that
+    tripped (its detail says so)."""
+    tripped = {(m.monitor, m.target): m for m in late if m.status == "trip"}
+    out = []
+    for m in whole:
+        t = tripped.get((m.monitor, m.target))
+        out.append(m if t is None or m.status == "trip" else
+                   MonitorResult(t.monitor, t.target, "trip", t.value, t.threshold,
+                                 f"in the window's last {_hours(part)} against the same hours before: {t.detail} "
+                                 f"(the whole window: {m.detail})"))
+    return out
+
+
+def _hours(window: Window) -> str:
+    h = window.duration.total_seconds() / 3600
+    return f"{h:g} h" if h < 48 else f"{h / 24:g} days"
 
 
 # ---------------------------------------------------------------- the feature monitors
@@ -232,14 +278,7 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
                 MonitorResult("calibration", "calibration_ratio", "skip", None, None, reason),
                 MonitorResult("quality", "normalized_entropy", "skip", None, None, reason),
                 MonitorResult("quality", "auc", "skip", None, None, reason)]
-    rate_b, rate_w = positives["b"] / labeled["b"], positives["w"] / labeled["w"]
-    pooled = (positives["b"] + positives["w"]) / (labeled["b"] + labeled["w"])
-    se = math.sqrt(pooled * (1 - pooled) * (1 / labeled["b"] + 1 / labeled["w"]))
-    z = (rate_w - rate_b) / se if se > 0 else 0.0
-    ratio = rate_w / rate_b if rate_b > 0 else math.nan
-    out = [_ratio(
-        "label_drift", label, ratio, t.label_change, abs(z), t.z,
-        f"label rate {rate_b:.3%} → {rate_w:.3%} ({_pct(ratio)}, z {z:+.1f}; trips beyond ±{t.label_change:.0%} and {t.z:g} SE)")]
+    out = [_label_rate(label, labeled, positives, t)]
     m = measure_windows(case, baseline, window)
     found = _change_points(case, window)
     for v in m.metrics:
@@ -263,6 +302,30 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
                                               f"worse; trips {'above' if name == 'NE' else 'below'} x{threshold:.3g} and "
                                               f"{t.z:g} SE)"), found))
     return out
+
+
+def _label_rate(label: str, labeled: dict[str, float], positives: dict[str, float], t: GuardConfig) -> MonitorResult:
+    """``label_drift`` from the labelled rows and positives of the baseline (``b``) and the window (``w``)."""
+    rate_b, rate_w = positives["b"] / labeled["b"], positives["w"] / labeled["w"]
+    pooled = (positives["b"] + positives["w"]) / (labeled["b"] + labeled["w"])
+    se = math.sqrt(pooled * (1 - pooled) * (1 / labeled["b"] + 1 / labeled["w"]))
+    z = (rate_w - rate_b) / se if se > 0 else 0.0
+    ratio = rate_w / rate_b if rate_b > 0 else math.nan
+    return _ratio("label_drift", label, ratio, t.label_change, abs(z), t.z,
+                  f"label rate {rate_b:.3%} → {rate_w:.3%} ({_pct(ratio)}, z {z:+.1f}; trips beyond ±{t.label_change:.0%} "
+                  f"and {t.z:g} SE)")
+
+
+def _label_drift(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
+    """The ``label_drift`` monitor alone (the late part of the window: calibration and quality have the scan)."""
+    from workbench.data.quality import quality_between
+
+    counts = {k: quality_between(case, w) for k, w in (("b", baseline), ("w", window))}
+    labeled = {k: float(v["labeled"].sum()) if v.height else 0.0 for k, v in counts.items()}
+    positives = {k: float((v["label_rate"] * v["labeled"]).sum()) if v.height else 0.0 for k, v in counts.items()}
+    if any(labeled[k] < MIN_LABELED or positives[k] < 1 or positives[k] > labeled[k] - 1 for k in ("b", "w")):
+        return MonitorResult("label_drift", case.columns.label, "skip", None, None, "too few labelled rows")
+    return _label_rate(case.columns.label, labeled, positives, t)
 
 
 def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
