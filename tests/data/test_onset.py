@@ -112,6 +112,22 @@ def test_a_two_day_dip_gets_its_end_and_is_measured_on_its_own_days(tmp_path):
     assert found.current_value > whole  # the dip's own NE, not diluted by the recovered days
 
 
+def test_the_end_is_where_the_regressed_metrics_recover_together(tmp_path):
+    """Proving ground dev upstream/scale, seed 3: NE and the calibration ratio regress from 17:26 and recover at
+    03:17 two days later, in the night's thin hours. NE alone placed the end at 23:00, five periods early (the
+    night's few clicks make its periods noisy); with the calibration ratio's fit beside it the end falls within two
+    periods of the truth."""
+    import proving_ground as pg
+
+    path = pg.generate(pg.draw("upstream", "dev", 3, mode="scale", max_rows=500_000), tmp_path / "case")
+    truth, onset = _truth(path)
+    end = datetime.fromisoformat(truth["end"].replace("Z", "+00:00"))
+    found = detect_onset(open_case(path))
+    assert found.detected and found.grain == "1h" and len([m for m in found.metrics if m.regressed]) >= 2
+    assert found.end is not None and abs((found.end - end) / timedelta(hours=1)) <= 2, (found.end, end)
+    assert abs((found.onset - onset) / timedelta(hours=1)) <= 1
+
+
 def test_a_sparse_log_says_it_cannot_be_tested(tmp_path):
     case = open_case(write_case(tmp_path / "c", seed=2, hours=96, per_hour=2, onset=60))
     assert case.grain.grain is None and "too sparse to test" in case.grain.reason

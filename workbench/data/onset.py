@@ -68,9 +68,10 @@ Method, per metric:
    relative to its materiality floor (a calibration ratio from 1.04 to 1.50 is
    7 floors; NE up 1% is one).
 7. **Onset and end.** The onset is where the squared profiles of the regressed
-   metrics peak together (one incident, one onset). Given it, the end is the best
-   of every later period for the headline metric, then the onset is refined given
-   the end. The incident *ended* there when the level after it is back: the
+   metrics peak together (one incident, one onset). Given it, the end is the later
+   period where their squared fits peak together (one end: a metric whose periods
+   are noisy where the incident ends does not place it alone), then the onset is
+   refined given the end. The incident *ended* there when the level after it is back: the
    return is significant at the same per-metric level and less than half of the
    shift remains. Otherwise it lasts (``end`` is None).
 
@@ -640,6 +641,25 @@ def _joint_onset(fits: list[_Fit], n_rows: int) -> int:
     return int(np.argmax(score))
 
 
+def _joint_fit(fits: list[_Fit], rows: np.ndarray, start: int, stops: np.ndarray, n: int) -> np.ndarray:
+    """Per candidate end ``stops`` (indices into ``rows``, the headline's usable periods; ``n`` = to the end) of a
+    shift from ``start``: the squared positive fits of the regressed metrics, summed, each on its own usable
+    periods (one incident, one end, as one onset: a metric that is noisy where the incident ends, a night's few
+    clicks, does not place it alone)."""
+    score = np.zeros(len(stops))
+    for f in fits:
+        if f.space is None:
+            continue
+        first = int(np.searchsorted(f.rows, rows[start]))
+        last = np.where(stops < n, np.searchsorted(f.rows, rows[np.minimum(stops, n - 1)], side="left"), f.space.n)
+        ok = (last - first >= MIN_LENGTH) & (first >= MIN_BEFORE)
+        if not ok.any():
+            continue
+        sp = _space_for(f.space, (np.full(int(ok.sum()), first), last[ok]))
+        score[ok] += np.maximum(f.fit(sp), 0.0) ** 2
+    return score
+
+
 def _refine(fits: list[_Fit], head: _Fit, onset_row: int, level: float) -> tuple[int, int | None]:
     """Given the joint onset, the end (first table row after recovery, or None) and the onset refined given the end."""
     space = head.space
@@ -650,9 +670,7 @@ def _refine(fits: list[_Fit], head: _Fit, onset_row: int, level: float) -> tuple
     start = min(max(start, MIN_BEFORE), n - MIN_LENGTH)
     d = DIRECTION[head.metric]
     stops = np.arange(start + MIN_LENGTH, n + 1)
-    sp = _space_for(space, (np.full(len(stops), start), stops))
-    cand = head.fit(sp)
-    stop = int(stops[int(np.argmax(cand))])
+    stop = int(stops[int(np.argmax(_joint_fit(fits, rows, start, stops, n)))])
     ended = False
     if stop <= n - MIN_AFTER_END:
         # the return: the level after the end against the shift, on the cycle-projected scale
