@@ -97,3 +97,12 @@ def sample_case(name: str) -> Path:
 
 def sample_cases() -> list[Path]:
     return sorted(p for p in SAMPLES.iterdir() if (p / "truth.json").exists()) if SAMPLES.is_dir() else []
+
+
+def dev_case(tmp_path: Path, family: str, mode: str, seed: int, max_rows: int = 500_000) -> tuple[Path, dict]:
+    """A proving-ground case of the development split, generated under ``tmp_path``, and its truth.json: the known
+    answer the tests hold the workbench to (``proving_ground/README.md`` says how it draws)."""
+    import proving_ground as pg
+
+    path = pg.generate(pg.draw(family, "dev", seed, mode=mode, max_rows=max_rows), tmp_path / "case")
+    return path, json.loads((path / "truth.json").read_text(encoding="utf-8"))

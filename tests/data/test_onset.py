@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import sample_case, sample_cases
+from tests.conftest import dev_case, sample_case, sample_cases
 from tests.data.analysis_data import START, write_case
 from workbench import Window, detect_onset, diagnose, open_case, quality_between, quality_series
 from workbench.cli import main
@@ -117,10 +117,8 @@ def test_the_end_is_where_the_regressed_metrics_recover_together(tmp_path):
     03:17 two days later, in the night's thin hours. NE alone placed the end at 23:00, five periods early (the
     night's few clicks make its periods noisy); with the calibration ratio's fit beside it the end falls within two
     periods of the truth."""
-    import proving_ground as pg
-
-    path = pg.generate(pg.draw("upstream", "dev", 3, mode="scale", max_rows=500_000), tmp_path / "case")
-    truth, onset = _truth(path)
+    path, truth = dev_case(tmp_path, "upstream", "scale", 3)
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
     end = datetime.fromisoformat(truth["end"].replace("Z", "+00:00"))
     found = detect_onset(open_case(path))
     assert found.detected and found.grain == "1h" and len([m for m in found.metrics if m.regressed]) >= 2

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.conftest import sample_case
+from tests.conftest import dev_case, sample_case
 from tests.data.analysis_data import write_case
 from workbench.case.loader import open_case
 from workbench.data.onset import detect_onset
@@ -155,11 +155,9 @@ def test_a_segment_whose_rest_moved_only_immaterially_is_confined(tmp_path):
     """Proving ground dev slice/collapse, seed 3: clicks collapse in one country (13% of the traffic, 77% of the
     regression). The rest of the traffic moves by a significant but immaterial amount on 500k rows; the segment is
     confined, and the diagnosis names it rather than the labels."""
-    import proving_ground as pg
     from workbench import diagnose
 
-    path = pg.generate(pg.draw("slice", "dev", 3, mode="collapse", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "slice", "collapse", 3)
     found = diagnose(path)
     search = found.results["find_slices"]
     assert search.top["slice"] == truth["slice"] and search.confined

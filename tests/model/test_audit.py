@@ -8,7 +8,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from tests.conftest import sample_case
+from tests.conftest import dev_case, sample_case
 from workbench import Window, open_case
 from workbench.cli import main
 from workbench.model.audit import _spearman, audit_dependencies
@@ -81,13 +81,11 @@ def test_without_a_model_each_feature_is_permuted_against_the_surrogate_itself(t
 
     import polars as pl
 
-    import proving_ground as pg
 
-    root = pg.generate(pg.draw("snapshot", "dev", 3, mode="negative_sampling", max_rows=30_000), tmp_path / "case")
+    root, truth = dev_case(tmp_path, "snapshot", "negative_sampling", 3, max_rows=30_000)
     (root / "model.py").unlink()
     toml = root / "workbench.toml"
     toml.write_text(re.sub(r"\[model\][^\[]*", "", toml.read_text(encoding="utf-8"), flags=re.S), encoding="utf-8")
-    truth = json.loads((root / "truth.json").read_text(encoding="utf-8"))
     frozen = truth["zero_weight_features"][0]  # logged as one value: no tree can read it
     log = root / "predictions.parquet"
     pl.read_parquet(log).with_columns(pl.lit(1.0, pl.Float32).alias(frozen)).write_parquet(log)

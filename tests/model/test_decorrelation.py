@@ -3,11 +3,10 @@ sampling error, the family-wise floor on healthy features, and a lagged-share ca
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import polars as pl
 
+from tests.conftest import dev_case
 from workbench.metrics import sigmoid
 from workbench.model.isolation import DROP_ALPHA, _permutation_losses, drop_floor
 
@@ -86,11 +85,9 @@ def test_the_floor_is_the_material_level_or_the_noise_whichever_is_higher():
 def test_a_modest_shuffle_is_named_as_decorrelated(tmp_path):
     """Proving ground dev feature/decorrelated_shuffle, seed 3: 37% of a feature's values shuffled within the hour.
     On 5,000 rows its drop read 0.27 +- 0.11 and no cause was given; read again on every labelled row it is named."""
-    import proving_ground as pg
     from workbench import diagnose, open_case
 
-    path = pg.generate(pg.draw("feature", "dev", 3, mode="decorrelated_shuffle", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "feature", "decorrelated_shuffle", 3)
     found = diagnose(open_case(path))
     top = found.root_causes[0]
     assert (top.kind, top.target, top.change) == ("feature", truth["target"], "decorrelated")
@@ -105,12 +102,10 @@ def test_a_feature_loosened_in_one_segment_is_read_there_and_names_it(tmp_path):
     rows alone the drop is whole, and the cause names its segment. The rate the binary multiplies in the model
     (the world's interaction) loses its signal there too; one such feature is not the "every feature lost alike" of
     labels that left, so the binary's drop is read against no reference (``SEGMENT_COMPARE_WITH`` is two)."""
-    import proving_ground as pg
     from workbench import diagnose, open_case
     from workbench.model.isolation import SEGMENT_COMPARE_WITH
 
-    path = pg.generate(pg.draw("feature", "dev", 1, mode="slice_confined", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "feature", "slice_confined", 1)
     assert truth["incident"]["inner"] == "decorrelated_shuffle"
     found = diagnose(open_case(path))
     top = found.root_causes[0]
@@ -126,12 +121,10 @@ def test_a_shuffle_without_a_model_is_read_by_the_surrogate_on_enough_positives(
     shuffled within the hour. The permutation reading runs on the surrogate of the logged prediction; on the 20,000
     rows per window the other checks read (some 100 positives) its baseline rise was within 3 SE of 0, so the windows'
     sample is read until it holds ``WINDOW_POSITIVES`` positives, and the shuffle is named."""
-    import proving_ground as pg
     from workbench import diagnose, open_case
     from workbench.model.isolation import WINDOW_ROWS
 
-    path = pg.generate(pg.draw("feature", "dev", 0, mode="decorrelated_shuffle", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "feature", "decorrelated_shuffle", 0)
     assert not truth["files"]["model"] and truth["incident"]["shuffled_share"] == 1.0
     found = diagnose(open_case(path))
     assert found.results["isolation"].model_free
@@ -158,11 +151,9 @@ def test_the_rows_read_grow_until_they_hold_enough_positives():
 def _segment_is_the_cause(tmp_path, seed: int):
     """Diagnose proving ground dev slice/decoupled ``seed``: the segment is the top cause and no feature is read as
     loose. Returns the truth and the diagnosis."""
-    import proving_ground as pg
     from workbench import diagnose, open_case
 
-    path = pg.generate(pg.draw("slice", "dev", seed, mode="decoupled", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "slice", "decoupled", seed)
     found = diagnose(open_case(path))
     top = found.root_causes[0]
     assert (top.kind, top.target) == ("slice", truth["slice"])
@@ -217,11 +208,9 @@ def test_decorrelation_refuses_what_it_cannot_read(tmp_path):
 def test_a_case_without_a_model_reads_its_loose_feature_from_the_relations(tmp_path):
     """Proving ground dev feature/decorrelated_lag_hours, seed 2, has no model: the isolation is a surrogate's and
     carries no permutation readings; the feature is named from its relations, and no check raises (strict)."""
-    import proving_ground as pg
     from workbench import diagnose, open_case
 
-    path = pg.generate(pg.draw("feature", "dev", 2, mode="decorrelated_lag_hours", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "feature", "decorrelated_lag_hours", 2)
     case = open_case(path)
     assert case.model is None or not case.snapshots
     found = diagnose(case, strict=True)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-import proving_ground as pg
+from tests.conftest import dev_case
 from workbench import diagnose, open_case
 from workbench.rca.checks.calibration import calibration
 from workbench.rca.context import Context
@@ -13,8 +11,7 @@ from workbench.rca.context import Context
 def test_a_calibration_shift_beside_a_broken_feature_is_named_too(tmp_path):
     # multi/coverage_plus_calibration (dev seed 2, no model.py): every served logit moved by -0.35 and a feature lost
     # 27% of its values. The broken feature used to rule the calibration out; the counterfactual finds the shift
-    path = pg.generate(pg.draw("multi", "dev", 2, mode="coverage_plus_calibration", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "multi", "coverage_plus_calibration", 2)
     assert not truth["files"]["model"]
     offset = truth["incident"]["logit_offset"]
     ctx = Context(open_case(path))
@@ -28,8 +25,7 @@ def test_a_calibration_shift_beside_a_broken_feature_is_named_too(tmp_path):
 
 def test_a_broken_feature_alone_leaves_no_calibration_cause(tmp_path):
     # feature/coverage_null (dev seed 1, no model.py): the predictions fell 1.5 logits, all through the broken input
-    path = pg.generate(pg.draw("feature", "dev", 1, mode="coverage_null", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "feature", "coverage_null", 1)
     ctx = Context(open_case(path))
     ev = calibration(ctx)
     u = ctx.cached("unexplained_shift", lambda: None)
@@ -42,8 +38,7 @@ def test_a_residual_along_two_inputs_x1000_is_not_a_calibration_cause(tmp_path):
     # multi/two_features (dev seed 0, no model.py): two inputs x1000 moved the predictions by 6.5 logits; the tree
     # surrogate followed them 5.5 of the way (it does not extrapolate) and the 1.0 left went in the same direction. That
     # residual named "calibration" first at 0.68; along the inputs' move it is weakened by them in the share they explain
-    path = pg.generate(pg.draw("multi", "dev", 0, mode="two_features", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "multi", "two_features", 0)
     assert not truth["files"]["model"]
     ctx = Context(open_case(path))
     ev = calibration(ctx)

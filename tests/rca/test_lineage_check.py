@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy.stats import binom
 
+from tests.conftest import dev_case
 from workbench.rca.checks.features import REACH, node_posterior
 
 
@@ -30,13 +31,10 @@ def test_a_table_that_lost_some_rows_is_named_though_one_feature_broke(tmp_path)
     """A source that lost 15% of its rows (proving ground dev upstream/coverage, seed 5): one of the four features it
     feeds reads as broken (strength 0.69), the other three only as changed (0.33-0.35), every other feature as
     unchanged (0.0). The node's pattern (four of four changed) names the table, not the one feature that crossed."""
-    import json
 
-    import proving_ground as pg
     from workbench import diagnose, open_case
 
-    path = pg.generate(pg.draw("upstream", "dev", 5, mode="coverage", max_rows=500_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "upstream", "coverage", 5)
     found = diagnose(open_case(path))
     lineage = found.evidence("lineage")
     assert len(lineage.data["broken"]) == 1 and sorted(lineage.data["covered"]) == sorted(truth["features_affected"])

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import json
-
-import proving_ground as pg
+from tests.conftest import dev_case
 from workbench import diagnose, open_case
 
 
 def _answer(tmp_path, family: str, mode: str, seed: int):
-    path = pg.generate(pg.draw(family, "dev", seed, mode=mode, max_rows=500_000), tmp_path / "case")
-    return json.loads((path / "truth.json").read_text(encoding="utf-8")), diagnose(open_case(path))
+    path, truth = dev_case(tmp_path, family, mode, seed)
+    return truth, diagnose(open_case(path))
 
 
 def test_a_latent_shift_that_multiplied_a_revenue_input_over_days_is_a_shift(tmp_path):

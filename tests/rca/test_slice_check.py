@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-import proving_ground as pg
+from tests.conftest import dev_case
 from workbench import diagnose, open_case
 from workbench.rca.checks.slices import slice_check
 from workbench.rca.context import Context
@@ -12,8 +10,7 @@ from workbench.rca.context import Context
 
 def test_a_feature_broken_in_one_segment_is_named_with_that_segment(tmp_path):
     # a stale feature on platform=web only (dev seed 12, 150k rows): the segment holds the regression
-    path = pg.generate(pg.draw("feature", "dev", 12, mode="slice_confined", max_rows=150_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "feature", "slice_confined", 12, max_rows=150_000)
     ctx = Context(open_case(path))
     ev = slice_check(ctx)
     by_kind = {c.kind: c for c in ev.candidates}
@@ -28,8 +25,7 @@ def test_a_feature_broken_in_one_segment_is_named_with_that_segment(tmp_path):
 
 def test_a_segment_whose_own_traffic_collapsed_names_no_feature(tmp_path):
     # slice/collapse: the segment's clicks collapsed, no feature broke there (dev seed 5, country=IN)
-    path = pg.generate(pg.draw("slice", "dev", 5, mode="collapse", max_rows=150_000), tmp_path / "case")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    path, truth = dev_case(tmp_path, "slice", "collapse", 5, max_rows=150_000)
     ev = slice_check(Context(open_case(path)))
     assert [c.target for c in ev.candidates if c.kind == "slice"] == [truth["target"]]
     assert not [c for c in ev.candidates if c.kind == "feature"]
