@@ -263,17 +263,10 @@ def _feature_monitors(case: Case, baseline: Window, window: Window, t: GuardConf
 # ---------------------------------------------------------------- the label-based monitors
 def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig) -> list[MonitorResult]:
     from workbench.data.onset import measure_windows
-    from workbench.data.quality import quality_between
 
     label = case.columns.label
-    counts = {k: quality_between(case, w) for k, w in (("b", baseline), ("w", window))}
-    labeled = {k: float(v["labeled"].sum()) if v.height else 0.0 for k, v in counts.items()}
-    positives = {k: float((v["label_rate"] * v["labeled"]).sum()) if v.height else 0.0 for k, v in counts.items()}
-    few = [k for k in ("b", "w") if labeled[k] < MIN_LABELED or positives[k] < 1 or positives[k] > labeled[k] - 1]
-    if few:
-        which = " and ".join({"b": "the baseline", "w": "the window"}[k] for k in few)
-        reason = (f"too few labelled rows in {which} ({', '.join(f'{labeled[k]:,.0f}' for k in few)}; needs {MIN_LABELED} "
-                  "with both classes): labels may still be joining")
+    labeled, positives, reason = _label_counts(case, baseline, window)
+    if reason is not None:
         return [MonitorResult("label_drift", label, "skip", None, None, reason),
                 MonitorResult("calibration", "calibration_ratio", "skip", None, None, reason),
                 MonitorResult("quality", "normalized_entropy", "skip", None, None, reason),
@@ -304,6 +297,22 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
     return out
 
 
+def _label_counts(case: Case, baseline: Window, window: Window) -> tuple[dict[str, float], dict[str, float], str | None]:
+    """Labelled rows and positives of the baseline (``b``) and the window (``w``), and why a label-based monitor
+    cannot run on them (None when it can)."""
+    from workbench.data.quality import quality_between
+
+    counts = {k: quality_between(case, w) for k, w in (("b", baseline), ("w", window))}
+    labeled = {k: float(v["labeled"].sum()) if v.height else 0.0 for k, v in counts.items()}
+    positives = {k: float((v["label_rate"] * v["labeled"]).sum()) if v.height else 0.0 for k, v in counts.items()}
+    few = [k for k in ("b", "w") if labeled[k] < MIN_LABELED or positives[k] < 1 or positives[k] > labeled[k] - 1]
+    if not few:
+        return labeled, positives, None
+    which = " and ".join({"b": "the baseline", "w": "the window"}[k] for k in few)
+    return labeled, positives, (f"too few labelled rows in {which} ({', '.join(f'{labeled[k]:,.0f}' for k in few)}; "
+                                f"needs {MIN_LABELED} with both classes): labels may still be joining")
+
+
 def _label_rate(label: str, labeled: dict[str, float], positives: dict[str, float], t: GuardConfig) -> MonitorResult:
     """``label_drift`` from the labelled rows and positives of the baseline (``b``) and the window (``w``)."""
     rate_b, rate_w = positives["b"] / labeled["b"], positives["w"] / labeled["w"]
@@ -318,13 +327,9 @@ def _label_rate(label: str, labeled: dict[str, float], positives: dict[str, floa
 
 def _label_drift(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
     """The ``label_drift`` monitor alone (the late part of the window: calibration and quality have the scan)."""
-    from workbench.data.quality import quality_between
-
-    counts = {k: quality_between(case, w) for k, w in (("b", baseline), ("w", window))}
-    labeled = {k: float(v["labeled"].sum()) if v.height else 0.0 for k, v in counts.items()}
-    positives = {k: float((v["label_rate"] * v["labeled"]).sum()) if v.height else 0.0 for k, v in counts.items()}
-    if any(labeled[k] < MIN_LABELED or positives[k] < 1 or positives[k] > labeled[k] - 1 for k in ("b", "w")):
-        return MonitorResult("label_drift", case.columns.label, "skip", None, None, "too few labelled rows")
+    labeled, positives, reason = _label_counts(case, baseline, window)
+    if reason is not None:
+        return MonitorResult("label_drift", case.columns.label, "skip", None, None, reason)
     return _label_rate(case.columns.label, labeled, positives, t)
 
 

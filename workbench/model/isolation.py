@@ -351,22 +351,17 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
         reference_swapper = None
     else:
         import shap
-        from threadpoolctl import threadpool_limits
 
         surrogate, r2 = _fit_surrogate(base, inc, xb, xi, seed)
-        # One OpenMP thread: sklearn's tree code opens a parallel region per tree, and on a busy machine
-        # the spinning threads made predict (and a narrow fit) 10-20x slower than a single thread.
-        with threadpool_limits(limits=1, user_api="openmp"):
-            zb, zi = surrogate.predict(xb), surrogate.predict(xi)
+        reference, swapper = _surrogate_scorer(surrogate)
+        reference_swapper = swapper
+        zb, zi = reference(xb), reference(xi)
 
         explainer = shap.TreeExplainer(surrogate)
         phi_b = np.asarray(explainer.shap_values(xb[sb], check_additivity=False))
         phi_i = np.asarray(explainer.shap_values(xi[si], check_additivity=False))
         e = float(np.ravel(explainer.expected_value)[0])
         eb, ei = np.full(len(sb), e), np.full(len(si), e)
-
-        reference, swapper = _surrogate_scorer(surrogate)
-        reference_swapper = swapper
         notes.append(f"model-free: attributions explain a surrogate of the logged prediction (held-out R^2 {r2:.3f}), "
                      "not the model itself")
     gap = float(max(np.abs(phi_b.sum(1) + eb - zb[sb]).max(), np.abs(phi_i.sum(1) + ei - zi[si]).max()))
@@ -374,7 +369,8 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
     # whether values still belong to their rows: with the model, or without one with the surrogate standing in for it
     candidates = [f for f in table["feature"].head(CANDIDATES).to_list() if steady is None or f in steady]
     table = table.join(_permutation_losses(xb, xi, yb, yi, reference, case.features, rng, candidates,
-                                           swapper=reference_swapper), on="feature", how="left")
+                                           swapper=reference_swapper, logits=None if use_model else (zb, zi)),
+                       on="feature", how="left")
     shift = float(zi[si].mean() - zb[sb].mean())
     return FeatureIsolation(table=table, baseline=baseline, incident=incident,
                             method=MODEL_METHOD if use_model else SURROGATE_METHOD, model_free=not use_model,
@@ -454,7 +450,8 @@ def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np
 
 def _surrogate_scorer(surrogate: Any) -> tuple[Logit, Swapper]:
     """The surrogate's logits and its :data:`Swapper` (re-walking only the trees that read the swapped column when its
-    trees can be read), on one OpenMP thread (see :func:`isolate_features`)."""
+    trees can be read). One OpenMP thread: sklearn's tree code opens a parallel region per tree, and on a busy
+    machine the spinning threads made predict (and a narrow fit) 10-20x slower than a single thread."""
     from threadpoolctl import threadpool_limits
 
     def logits(x: np.ndarray) -> np.ndarray:
@@ -631,7 +628,8 @@ def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, swapper: Swap
 def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.ndarray, reference: Logit,
                         features: tuple[str, ...], rng: np.random.Generator,
                         candidates: list[str] | tuple[str, ...] = (), compare_with: int = COMPARE_WITH,
-                        swapper: Swapper | None = None) -> pl.DataFrame:
+                        swapper: Swapper | None = None,
+                        logits: tuple[np.ndarray, np.ndarray] | None = None) -> pl.DataFrame:
     """Permutation loss in each window and ``decorrelated_drop``: how much of a feature's baseline permutation loss
     is gone in the incident, beyond the loss every informative feature lost alike, with its standard error.
 
@@ -652,7 +650,8 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
     sample, ``rows_for_positives``) in each
     window that has more: the rows go where the answer is read and still noisy. ``reference`` scores the rows (the
     model, or without one the surrogate of the logged prediction); ``swapper`` re-scores them with one column
-    replaced (default: ``reference`` on the swapped matrix).
+    replaced (default: ``reference`` on the swapped matrix); ``logits`` are ``reference``'s of ``xb`` and ``xi``
+    when the caller has them already.
     """
     if swapper is None:
         swapper = _column_swapper(lambda x, rows: reference(x))
@@ -687,7 +686,7 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
                     drop_se[j] = math.hypot(ratio_se[j] / g, ratio[j] * g_se / g ** 2)
         return drop, drop_se, informative, compared
 
-    zb, zi = reference(xb), reference(xi)
+    zb, zi = logits if logits is not None else (reference(xb), reference(xi))
     rb, sb = _permutation_loss(xb, yb, zb, swapper, labelled(yb, PERMUTE_ROWS), rng)
     ri, si = _permutation_loss(xi, yi, zi, swapper, labelled(yi, PERMUTE_ROWS), rng)
     drop, drop_se, informative, compared = drops(rb, sb, ri, si)

@@ -242,7 +242,7 @@ def lineage(ctx: Context) -> Evidence:
                                           explains=tuple(("feature", f) for f in covered)),))
 
 
-def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
+def _loose_readings(ctx: Context, iso, steady: set[str]) -> dict[str, tuple[dict, str | None]]:
     """Per candidate feature (the isolation's top ``CANDIDATES``), the readings that say whether its values still
     belong to their rows, and the segment they were read in (None: all the traffic).
 
@@ -251,14 +251,13 @@ def _loose_readings(ctx: Context, iso) -> dict[str, tuple[dict, str | None]]:
     feature there; over all the traffic the healthy rows dilute the drop), against two other informative features
     there (labels that left the segment are the rival explanation: ``SEGMENT_COMPARE_WITH``); a candidate the
     segment's rows cannot read (too few labels, or it carries no signal there) keeps its reading over all the
-    traffic. Only candidates whose distribution held (``LOOSE_KINDS``) are read to the end: a broken one did not
-    come loose."""
+    traffic. Only candidates whose distribution held (``steady``: their drift kind is one of ``LOOSE_KINDS``) are
+    read to the end: a broken one did not come loose."""
     from workbench.case.columns import LABEL
     from workbench.data.slices import slice_filter
     from workbench.model.isolation import CANDIDATES, MIN_LABELED, SEGMENT_COMPARE_WITH, decorrelation
 
     candidates = iso.table["feature"].head(CANDIDATES).to_list()
-    steady = set(drift(ctx).table.filter(pl.col("kind").is_in(LOOSE_KINDS))["feature"].to_list())
     tables: dict[str | None, pl.DataFrame] = {None: iso.table}
     frames: dict[str | None, tuple[pl.DataFrame, pl.DataFrame]] = {None: window_rows(ctx)}
     segment = confined_segment(ctx)
@@ -334,7 +333,7 @@ def feature_isolation(ctx: Context) -> Evidence:
                                                            steady=steady))
     strengths = feature_strengths(ctx)
     table = iso.table.head(10)
-    readings = _loose_readings(ctx, iso)
+    readings = _loose_readings(ctx, iso, steady)
     cands = []
     for row in iso.table.head(CANDIDATES).iter_rows(named=True):
         f = row["feature"]
