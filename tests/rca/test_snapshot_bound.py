@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.conftest import dev_case
 from workbench import diagnose, open_case
-from workbench.rca.checks.snapshots import TIMING_ONLY, _swap, model_side
+from workbench.rca.checks.snapshots import TIMING_ONLY, _harm, _swap, _timeline, model_side, suspect
 from workbench.rca.context import Context
 
 
@@ -32,3 +32,32 @@ def test_the_swap_is_measured_inside_the_segment_that_holds_the_regression(tmp_p
     assert found.evidence("model_side").score <= TIMING_ONLY
     top = found.root_causes[0]
     assert (top.kind, top.target) == ("slice", truth["slice"])
+
+
+def test_of_two_flagged_snapshots_the_one_whose_change_hurt_is_the_suspect(tmp_path):
+    # snapshot/negative_sampling (dev seed 8, with model.py): a routine refresh at 19:11 whose last layer moved 12.7x
+    # its typical refresh (robust z 12.0 against a gate of 11.8), then the bad snapshot at 20:32, inside the onset hour.
+    # Both are flagged; the diff's first flag was the suspect. Scored against its predecessor on the incident's rows,
+    # the refresh's own change costs nothing and the bad snapshot's costs the regression
+    path, truth = dev_case(tmp_path, "snapshot", "negative_sampling", 8)
+    ctx = Context(open_case(path))
+    flagged = _timeline(ctx).table.filter("alarm")["snapshot_id"].to_list()
+    assert flagged[:2] == ["ctr-20251209-1911", truth["target"]]
+    benign, bad = (next(s for s in ctx.case.snapshots if s.snapshot_id == sid) for sid in flagged[:2])
+    assert abs(_harm(ctx, benign)) < 0.02 and _harm(ctx, bad) > 0.3
+    assert suspect(ctx).snapshot_id == truth["target"]
+    top = diagnose(path).root_causes[0]
+    assert (top.kind, top.target) == ("snapshot", truth["target"])
+
+
+def test_of_two_refreshes_in_the_onset_day_the_one_whose_change_hurt_is_the_suspect(tmp_path):
+    # snapshot/sign_flip (dev seed 12, daily grain): v3.39 at 09:28 and v3.40 at 13:57 both started serving in the
+    # onset's day; v3.40 flipped the sign of 21 first-layer weights, a change too small for the diff to flag. The one
+    # nearest the onset was the suspect; the swap (all of the incident rescored with the baseline's snapshot) recovers
+    # all of the regression for either, so only each one's own change tells them apart
+    path, truth = dev_case(tmp_path, "snapshot", "sign_flip", 12)
+    ctx = Context(open_case(path))
+    day = [s for s in ctx.case.snapshots if s.published_at.date() == ctx.onset_time.date()]
+    assert [s.snapshot_id for s in day][-2:] == ["v3.39", truth["target"]]
+    assert abs(_harm(ctx, day[-2])) < 0.02 and _harm(ctx, day[-1]) > 0.3
+    assert suspect(ctx).snapshot_id == truth["target"]

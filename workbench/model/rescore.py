@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-__all__ = ["InputsLabelShift", "ServingConsistency", "SnapshotSwap", "UnexplainedShift", "label_classifier",
+__all__ = ["InputsLabelShift", "ServingConsistency", "SnapshotSwap", "UnexplainedShift", "change_harm", "label_classifier",
            "labels_from_inputs", "sample_window", "serving_consistency", "snapshot_swap", "unexplained_shift"]
 
 RESOLVABLE = 15.0  # |logit| above this is float32 saturation (p within ~3e-7 of 0 or 1)
@@ -154,6 +154,21 @@ def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int
                         ne_rescored=normalized_entropy(rescored[ok], y[ok]), ne_swapped=normalized_entropy(swapped[ok], y[ok]),
                         rows=int(ok.sum()), z=float(diff.mean() / se) if se > 0 else 0.0,
                         se=float(se / entropy(float(y[ok].mean()))) if ok.any() else math.nan)
+
+
+def change_harm(case: Case, incident: Window, snapshot_id: str, previous_id: str, *, sample: int = 5_000) -> float:
+    """How much one snapshot's own change raised the loss on the incident's labelled rows: the mean per-row log loss
+    scored with ``snapshot_id`` minus the same rows scored with ``previous_id`` (the snapshot it replaced), over the
+    label entropy, so in the units of NE. A benign refresh that the weight diff happened to flag scores ~0; the
+    snapshot that broke the predictions scores its share of the regression. The same rows under both snapshots:
+    serving history, features and labels cancel out."""
+    rows = _rows(case, incident, sample, labeled=True, seed=3)
+    if rows.height == 0:
+        return math.nan
+    x, y = feature_matrix(rows, case.features), rows[LABEL].to_numpy()
+    assert case.model is not None
+    losses = [row_log_loss(score(load_model(case, sid), x, case.model.output), y).mean() for sid in (snapshot_id, previous_id)]
+    return float((losses[0] - losses[1]) / entropy(float(y.mean())))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,15 +3,22 @@
 The snapshot suspect is the diff's first bad snapshot when it started serving
 between ``NEAR`` hours before the onset and the end of the incident window (the
 diff does not depend on where the onset was located, which is least certain for
-weak signals); otherwise the one that started serving closest to the onset, within
-``NEAR`` hours. Timing alone is weak evidence — with a refresh every few hours one
-lands near any onset by chance — so its strength comes from what the snapshot did:
-an alarming diff, a failed validation, and above all the swap counterfactual
-(re-scoring the incident rows with the baseline's snapshot recovers the quality).
+weak signals), or one the diff flags that started serving within ``NEAR`` hours of
+the onset (or one period of a coarser grain); when none is flagged, one that
+started serving that near the onset. Of several, the diff says which changed and
+the clock which came first, not which hurt: with a model, the suspect is the one
+whose own change, scored against its predecessor on the incident's labelled rows,
+raised the loss most (:func:`~workbench.model.rescore.change_harm`); without one,
+the one published nearest the onset. Timing alone is weak evidence (with a
+refresh every few hours one lands near any onset by chance), so its strength
+comes from what the snapshot did: an alarming diff, a failed validation, and
+above all the swap counterfactual (re-scoring the incident rows with the
+baseline's snapshot recovers the quality).
 """
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -52,14 +59,26 @@ def suspect(ctx: Context) -> Snapshot | None:
     onset = ctx.onset_time
     if onset is None:
         return None
-    first_bad = _timeline(ctx).first_bad
     near_by = _near(ctx)
-    serving = [s for s in ctx.case.snapshots if onset - near_by <= s.published_at < ctx.incident.end]
-    flagged = [s for s in serving if s.snapshot_id == first_bad]
-    if flagged:
-        return flagged[0]
+    timeline = _timeline(ctx)
+    alarms = set(timeline.table.filter("alarm")["snapshot_id"].to_list())
     near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= near_by]
-    return min(near, key=lambda s: abs(s.published_at - onset)) if near else None
+    pool = [s for s in ctx.case.snapshots if (s.snapshot_id == timeline.first_bad and onset - near_by <= s.published_at
+                                             < ctx.incident.end) or (s in near and s.snapshot_id in alarms)] or near
+    if len(pool) > 1 and ctx.has("model"):  # ask the model which change hurt these rows
+        return max(pool, key=lambda s: h if math.isfinite(h := _harm(ctx, s)) else -math.inf)
+    return min(pool, key=lambda s: abs(s.published_at - onset)) if pool else None
+
+
+def _harm(ctx: Context, snap: Snapshot) -> float:
+    """How much ``snap``'s own change raised the incident rows' loss (:func:`~workbench.model.rescore.change_harm`)."""
+    from workbench.model.rescore import change_harm
+
+    previous = _previous(ctx, snap)
+    if previous is None:
+        return math.nan
+    return ctx.cached(("change_harm", snap.snapshot_id),
+                      lambda: change_harm(ctx.case, ctx.incident, snap.snapshot_id, previous.snapshot_id))
 
 
 def _previous(ctx: Context, snap: Snapshot) -> Snapshot | None:
