@@ -25,6 +25,7 @@ from workbench.data.drift import (
     feature_by_slice,
     feature_drift,
     feature_timeline,
+    kind_of_samples,
     merge_profiles,
     training_skew,
 )
@@ -239,3 +240,20 @@ def test_a_boolean_whose_share_moved_is_not_stale_but_a_frozen_feature_is():
 
     assert kind_of((rng.random(20_000) < 0.75).astype(float)) == "distribution"
     assert kind_of(np.ones(20_000)) == "stale"
+
+
+def test_kind_of_samples_names_each_break_as_the_profiles_do():
+    # a break found inside one slice is classified from the windows' sampled rows there, by the profiles' rules
+    rng = np.random.default_rng(7)
+    before = np.round(rng.lognormal(1.0, 0.6, 4_000), 2)
+    after = np.round(rng.lognormal(1.0, 0.6, 4_000), 2)
+    nulls = after.copy()
+    nulls[rng.random(len(after)) < 0.6] = np.nan
+    frozen = np.where(rng.random(len(after)) < 0.6, 2.71, after)
+    assert kind_of_samples(before, after) == "none"
+    assert kind_of_samples(before, after * 10) == "scale"  # x10 stays inside the scale band: the unit-change rule
+    assert kind_of_samples(before, after / 1000) == "scale"
+    assert kind_of_samples(before, nulls) == "coverage"
+    assert kind_of_samples(before, frozen) == "stale"
+    mixed = np.where(rng.random(len(after)) < 0.5, np.round(rng.uniform(0, 12, len(after)), 2), after)
+    assert kind_of_samples(before, mixed) == "distribution"  # a new mix of values, neither multiplied nor frozen

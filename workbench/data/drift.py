@@ -64,8 +64,8 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.data.scan import WindowScan
 
-__all__ = ["FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift", "feature_timeline", "relations",
-           "training_skew"]
+__all__ = ["FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift", "feature_timeline",
+           "kind_of_samples", "relations", "training_skew"]
 
 BINS = 20
 SAMPLE_ROWS = 50_000  # edges and quantiles; bins are 5% wide, a 50k sample places them within ~0.2%
@@ -642,6 +642,34 @@ def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, colum
 
 
 # ---------------------------------------------------------------- where a feature broke
+def kind_of_samples(before: np.ndarray, after: np.ndarray, *, seed: int = 0) -> str:
+    """The drift kind (module docstring) of one feature from two samples of its raw values (NaN = null), by the same
+    rules as the windows' profiles: bin edges and scale band from ``before``, the moved mass from the binned counts,
+    staleness and a unit change from the sorted samples. It classifies a break found inside one slice, which the whole
+    traffic's profile dilutes (a x10 unit change on a third of the rows reads as a drift there); the severity is the
+    plain JS distance, since the slice search already compared the break with the rest of the traffic's drift."""
+    present = [np.sort(x[np.isfinite(x)]) for x in (before, after)]
+    ref = _reference({"x": present[0]}, ("x",), BINS)
+    edges, (lo, hi) = ref.edges["x"], ref.band["x"]
+    stats = []
+    for raw, xs in zip((before, after), present, strict=True):
+        hist = np.diff(np.r_[0, np.searchsorted(xs, edges, side="right"), len(xs)]) if len(edges) else np.array([len(xs)])
+        mag = np.abs(xs)
+        oos = float(((mag > hi) | ((mag < lo) & (xs != 0))).mean()) if len(xs) else math.nan
+        stats.append((float(len(raw) - len(xs)), hist.astype(float), oos))
+    (nb, hb, ob), (ni, hi_, oi) = stats
+    severity = float(js_distance(np.r_[nb, hb], np.r_[ni, hi_]))
+    js_cov = float(js_distance(np.array([nb, hb.sum()]), np.array([ni, hi_.sum()])))
+    ss = _sample_stats(present[0], present[1], np.random.default_rng(seed))
+    top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
+    kind = _kind(severity, js_cov, float(js_distance(hb, hi_)), float(total_variation(hb, hi_)),
+                 oi - ob if math.isfinite(oi - ob) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
+                 not ss["distinct_incident"] >= ss["distinct_baseline"])
+    if kind == "distribution" and _multiplied(_unit_change(present[0], present[1])):
+        return "scale"
+    return kind
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureSlices:
     """For one feature: its break (JS distance, null bin included) per slice value and in the rest of traffic.

@@ -57,8 +57,9 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -249,6 +250,24 @@ def _segment_filter(segment: str | None) -> pl.Expr | None:
     from workbench.data.slices import slice_filter
 
     return slice_filter(segment) if segment else None
+
+
+def _measured_within(b: Break, before: np.ndarray, after: np.ndarray) -> Break:
+    """``b`` as a segment's own rows measure it (one feature's raw values before and after): its unit factor, the
+    ratio of the median nonzero magnitudes (a median: rows of the window served before the break, an onset placed a
+    few minutes early, would pull a mean of |x| toward 1 and leave most of a x0.001 change in), and the share of its
+    values lost. The whole traffic's figures stay where the segment has no value to measure them on."""
+    with warnings.catch_warnings():  # no nonzero value on a side: NaN, and the whole traffic's factor stays
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ratio = float(_median_magnitude(after) / _median_magnitude(before))
+    present_b, present_a = float(np.isfinite(before).mean()) if len(before) else 0.0, \
+        float(np.isfinite(after).mean()) if len(after) else 0.0
+    lost = max(present_b - present_a, 0.0) / present_b if present_b > 0 and len(after) else b.coverage_lost
+    return replace(b, scale_ratio=ratio if math.isfinite(ratio) and ratio > 0 else b.scale_ratio, coverage_lost=lost)
+
+
+def _median_magnitude(x: np.ndarray) -> float:
+    return float(np.nanmedian(np.where(np.isfinite(x) & (x != 0), np.abs(x), np.nan))) if len(x) else math.nan
 
 
 def _in_segment(frame: pl.DataFrame, segment: str | None) -> np.ndarray:
@@ -536,6 +555,9 @@ class Simulator:
         inc, base = self.incident, self.base
         place = f" on {within}" if within else ""
         kinds = [breaks.get(f, Break("distribution")) for f in features]
+        if within is not None:  # the drift check measured the whole traffic, which dilutes a segment's break
+            seg_b, seg_i = _in_segment(base.frame, within), _in_segment(inc.frame, within)
+            kinds = [_measured_within(b, base.x[seg_b, j], inc.x[seg_i, j]) for b, j in zip(kinds, idx, strict=True)]
         if all(b.kind == "scale" and b.scale_ratio and math.isfinite(b.scale_ratio) and b.scale_ratio > 0 for b in kinds):
             where = _in_segment(inc.frame, within)
             x = inc.x.copy()

@@ -270,14 +270,19 @@ def _producer(ctx: Context, feature: str) -> str:
     return min(above, key=lambda n: (len(graph.features_of(n)), -len(graph.ancestors(n)), n))
 
 
-def _repairs(ctx: Context, features: Sequence[str], target: str, within: str | None, what: str) -> list[Mitigation]:
-    """``backfill`` of ``target`` and ``fallback`` of ``features`` (``within`` a segment), simulated."""
+def _repairs(ctx: Context, features: Sequence[str], target: str, within: str | None, what: str,
+             kind: str | None = None) -> list[Mitigation]:
+    """``backfill`` of ``target`` and ``fallback`` of ``features`` (``within`` a segment), simulated. ``kind``: how
+    the features broke inside the segment, when the cause says so (the drift table measured the whole traffic)."""
     sim = simulator(ctx)
     span = _incident_span(ctx)
     names = ", ".join(features)
     place = f" on {within}" if within else ""
+    breaks = _breaks(ctx, features)
+    if within and kind in ("coverage", "scale", "stale"):
+        breaks = {f: replace(b, kind=kind) for f, b in breaks.items()}
     out = [_made("backfill", target, f"Backfill {what} ({names}) for {span}{place} once {target} is fixed.",
-                 sim.backfill(features, _breaks(ctx, features), within=within, target=target), window=span, slice=within)]
+                 sim.backfill(features, breaks, within=within, target=target), window=span, slice=within)]
     fb = sim.fallback(features, within=within, target=names)
     from workbench.model.mitigate import HOWS, NotSimulated
 
@@ -292,7 +297,7 @@ def _feature(ctx: Context, cause: RootCause) -> list[Mitigation]:
     f = cause.target
     if cause.change == "shift":
         return [_refit(ctx, f), _recalibrate(ctx)]
-    out = _repairs(ctx, [f], _producer(ctx, f), cause.slice, f"{f}")
+    out = _repairs(ctx, [f], _producer(ctx, f), cause.slice, f"{f}", kind=cause.change)
     if cause.slice:  # the break was placed in one segment: the same repairs everywhere too, in case it reached further
         out += _repairs(ctx, [f], _producer(ctx, f), None, f"{f}")
     out.append(_recalibrate(ctx))

@@ -18,12 +18,14 @@ from workbench.windows import iso
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["BROKEN", "WORDS", "confined_segment", "confined_share", "describe_break", "drift", "feature_slices",
-           "feature_strengths", "hhmm", "slices", "window_rows", "windows_shade"]
+__all__ = ["BROKEN", "CHANGE", "WORDS", "confined_segment", "confined_share", "describe_break", "drift", "feature_slices",
+           "feature_strengths", "hhmm", "kind_inside", "slices", "window_rows", "windows_shade"]
 
 
 CHANGED = 0.2  # a feature with strength at least this changed at the onset (the feature check lists it)
 BROKEN = 0.5  # a feature with strength at least this counts as broken
+# the contract's ``change`` of a feature cause, by drift kind (a drift of another kind names none)
+CHANGE = {"coverage": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
 WORDS = {"coverage": "lost coverage", "scale": "changed scale", "stale": "went stale", "distribution": "drifted",
          "decorrelated": "came loose from its rows (same values, no longer theirs)", "shift": "shifted (the population moved)"}
 
@@ -150,3 +152,20 @@ def hhmm(ctx: Context) -> str:
 
 def windows_shade(ctx: Context) -> list:
     return [[iso(ctx.baseline.start), iso(ctx.baseline.end), "baseline"], [iso(ctx.incident.start), iso(ctx.incident.end), "incident"]]
+
+
+SLICE_SAMPLE = 200  # sample rows per window inside a slice needed to say how a feature broke there
+
+
+def kind_inside(ctx: Context, feature: str, where: str) -> str:
+    """How ``feature`` broke inside the slice ``where`` (:func:`workbench.data.drift.kind_of_samples` on the windows'
+    sampled rows there); ``distribution`` when the sample holds too few of its rows to say."""
+    from workbench.data.drift import kind_of_samples
+    from workbench.data.slices import slice_filter
+
+    columns = [feature, *ctx.case.slices]
+    rows = [ctx.sampled.window_sample(w, None, columns).filter(slice_filter(where))[feature].cast(pl.Float64).to_numpy()
+            for w in (ctx.baseline, ctx.incident)]
+    if min(len(r) for r in rows) < SLICE_SAMPLE:
+        return "distribution"
+    return kind_of_samples(*rows)

@@ -13,6 +13,7 @@ from workbench.rca import _strength as S
 from workbench.rca import plotspec
 from workbench.rca.checks._common import (
     BROKEN,
+    CHANGE,
     CHANGED,
     WORDS,
     confined_segment,
@@ -21,6 +22,7 @@ from workbench.rca.checks._common import (
     feature_slices,
     feature_strengths,
     hhmm,
+    kind_inside,
     window_rows,
 )
 from workbench.rca.evidence import Candidate, Evidence
@@ -33,7 +35,6 @@ __all__ = ["feature_isolation", "feature_side", "lineage", "training_skew"]
 
 
 LOOSE_KINDS = ("none", "decorrelated")  # drift kinds of a feature whose values may have come loose from their rows
-CHANGE = {"coverage": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
 GRADUAL_HOURS = 12.0  # a change that takes longer than this to arrive is a population moving, not a pipeline breaking
 TOGETHER = 3  # this many correlated inputs shifting together is a population moving
 REACH = 0.9  # the share of the features an upstream node feeds that show its break (node_posterior)
@@ -81,8 +82,9 @@ def feature_side(ctx: Context) -> Evidence:
     moving with their row (:func:`workbench.data.drift.feature_drift`); ``shift`` when the
     population moved (:func:`_shifted`), whose remedy is retraining or reweighting, not a
     backfill. When one feature's break concentrates in a single slice value, the candidate
-    is narrowed to it (``slice`` field), e.g. ``platform=android``. A slice column whose mix
-    moved is a traffic-mix finding, reported here and never a broken feature.
+    is narrowed to it (``slice`` field), e.g. ``platform=android``, and how it broke is read
+    there when the whole traffic dilutes it to a drift (:func:`kind_inside`). A slice column
+    whose mix moved is a traffic-mix finding, reported here and never a broken feature.
     """
     from workbench.data.drift import feature_timeline
 
@@ -101,9 +103,12 @@ def feature_side(ctx: Context) -> Evidence:
         change = "shift" if f in shifted else CHANGE.get(row["kind"])
         what = WORDS.get(change or row["kind"], "changed")
         where = None
-        if ctx.case.slices and s >= BROKEN and change != "shift":
+        if ctx.case.slices and change != "shift":
             by = feature_slices(ctx, f)
             where = by.top["slice"] if by.concentrated and by.top else None
+            if where and change is None:  # diluted on the whole traffic: say how it broke where it broke
+                change = CHANGE.get(kind_inside(ctx, f, where))
+                what = WORDS.get(change or row["kind"], "changed")
         place = f" only for {where}" if where else ""
         why = f"; {shifted[f]}" if f in shifted else ""
         cands.append(Candidate("feature", f, s, f"{f} {what}{place} at {hhmm(ctx)}",

@@ -9,7 +9,7 @@ import polars as pl
 from workbench.data.slices import MINORITY
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import drift, feature_slices, hhmm, slices
+from workbench.rca.checks._common import CHANGE, WORDS, drift, feature_slices, hhmm, kind_inside, slices
 from workbench.rca.checks.quality import SHORT as NAMES
 from workbench.rca.evidence import Candidate, Evidence
 
@@ -90,7 +90,8 @@ def _broken_there(ctx: Context, segment: str, share: float) -> list[Candidate]:
         strength = S.from_js((where["js"] or 0.0) - (where["js_rest"] or 0.0)) * share
         if strength <= 0:
             continue
-        out.append(Candidate("feature", f, strength, f"{f} broke only for {where['slice']} at {hhmm(ctx)}",
-                             detail=f"{by} (the segment holding the regression: {segment})", slice=where["slice"],
-                             explains=(("slice", segment),)))
+        change = CHANGE.get(kind_inside(ctx, f, where["slice"]))
+        out.append(Candidate("feature", f, strength, f"{f} {WORDS.get(change or '', 'broke')} only for {where['slice']} at "
+                             f"{hhmm(ctx)}", detail=f"{by} (the segment holding the regression: {segment})",
+                             slice=where["slice"], change=change, explains=(("slice", segment),)))
     return out
