@@ -40,3 +40,22 @@ def test_a_table_that_lost_some_rows_is_named_though_one_feature_broke(tmp_path)
     assert len(lineage.data["broken"]) == 1 and sorted(lineage.data["covered"]) == sorted(truth["features_affected"])
     top = found.root_causes[0]
     assert (top.kind, top.target) in {("upstream", t) for t in (truth["target"], *truth["target_equivalents"])}
+
+
+def test_a_boolean_the_broken_table_feeds_counts_as_changed_though_it_reads_as_a_shift(tmp_path):
+    """A table whose six features froze at 68% of rows (dev upstream/stale, seed 14): five read as stale, the sixth, a
+    boolean, moved its share over 18 hours at a 6-hour grain and read as a population shift. Left out of the changed
+    features, it cost the table one of its six (past the reach a break has), and a pipeline feeding three of them
+    was preferred, with the other two "elsewhere"; the top cause was one stale feature."""
+
+    from workbench import diagnose, open_case
+
+    path, truth = dev_case(tmp_path, "upstream", "stale", 14)
+    found = diagnose(open_case(path))
+    shifted = set(found.evidence("feature_side").data["shifted"])
+    assert shifted & set(truth["features_affected"])  # the boolean still reads as a shift, and is still not "broken"
+    lineage = found.evidence("lineage")
+    assert sorted(lineage.data["covered"]) == sorted(truth["features_affected"])
+    assert not shifted & set(lineage.data["broken"])
+    top = found.root_causes[0]
+    assert (top.kind, top.target, top.change) == ("upstream", truth["target"], "stale")

@@ -195,16 +195,18 @@ def lineage(ctx: Context) -> Evidence:
     them that broke the same way (a table's break hits the features it feeds alike;
     features that broke differently more likely broke separately; a plain drift is
     compatible with any kind, as a boolean or bounded input shows a freeze or a rescale
-    as a drift). Features whose
-    population shifted (nothing broke) are not broken features here.
+    as a drift). A feature read as a population shift is never the broken one a node needs,
+    but it still counts as changed: when a node broke others at the same onset, a boolean
+    it feeds that moved over a few periods is more likely the same break than a population
+    moving by chance at that moment.
     """
     graph = ctx.case.lineage
     assert graph is not None
     strengths = feature_strengths(ctx)
     side = ctx.evidence_of("feature_side")
     shifted = set(side.data.get("shifted", {})) if side is not None else set()
-    changed = {f: s for f, s in strengths.items() if s >= CHANGED and f not in shifted}
-    broken = {f for f, s in changed.items() if s >= BROKEN}
+    changed = {f: s for f, s in strengths.items() if s >= CHANGED}
+    broken = {f for f, s in changed.items() if s >= BROKEN and f not in shifted}
     if not broken or len(changed) < 2:
         return Evidence("lineage", "pass", 0.0,
                         "Fewer than two features changed, so no shared upstream cause is needed." if broken else
