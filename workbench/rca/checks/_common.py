@@ -18,7 +18,7 @@ from workbench.windows import iso
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["BROKEN", "CHANGE", "WORDS", "confined_segment", "confined_share", "describe_break", "drift", "feature_slices",
+__all__ = ["BROKEN", "CHANGE", "WORDS", "calendar", "confined_segment", "confined_share", "describe_break", "drift", "feature_slices",
            "feature_strengths", "hhmm", "kind_inside", "slices", "window_rows", "windows_shade"]
 
 
@@ -37,15 +37,32 @@ def drift(ctx: Context):
 
 
 def feature_strengths(ctx: Context) -> dict[str, float]:
-    """Strength per feature from the drift ranking's severity (JS distance beyond organic drift), via ``from_js``."""
+    """Strength per feature from the drift ranking's severity (JS distance beyond organic drift), via ``from_js``;
+    0 for a feature that is the timestamp's calendar in both windows (:func:`calendar`): its drift is the windows'."""
     if not ctx.case.features:
         return {}
 
     def compute() -> dict[str, float]:  # numeric features only: a slice column's mix moving is not a broken feature
         table = drift(ctx).table.filter(pl.col("type") == "numeric")
-        return {row["feature"]: S.from_js(row["severity"]) for row in table.select("feature", "severity").iter_rows(named=True)}
+        clock = calendar(ctx)
+        return {row["feature"]: 0.0 if row["feature"] in clock else S.from_js(row["severity"])
+                for row in table.select("feature", "severity").iter_rows(named=True)}
 
     return ctx.cached("feature_strengths", compute)
+
+
+def calendar(ctx: Context) -> dict[str, str]:
+    """The features that are a function of the timestamp's calendar in both windows' sampled rows, with the key
+    (:func:`workbench.data.calendar.calendar_features`)."""
+    from workbench.case.columns import TS
+    from workbench.data.calendar import calendar_features
+
+    def compute() -> dict[str, str]:
+        cols = [TS, *ctx.case.features]
+        return calendar_features(*(ctx.sampled.window_sample(w, None, cols) for w in (ctx.baseline, ctx.incident)),
+                                 ctx.case.features)
+
+    return ctx.cached("calendar_features", compute)
 
 
 def window_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:

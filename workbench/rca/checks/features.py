@@ -16,6 +16,7 @@ from workbench.rca.checks._common import (
     CHANGE,
     CHANGED,
     WORDS,
+    calendar,
     confined_segment,
     describe_break,
     drift,
@@ -84,9 +85,10 @@ def feature_side(ctx: Context) -> Evidence:
     backfill. When one feature's break concentrates in a single slice value, the candidate
     is narrowed to it (``slice`` field), e.g. ``platform=android``, and how it broke is read
     there when the whole traffic dilutes it to a drift (:func:`kind_inside`). A slice column
-    whose mix moved is a traffic-mix finding, reported here and never a broken feature.
+    whose mix moved is a traffic-mix finding, reported here and never a broken feature; so
+    is a clock feature that is the timestamp's calendar in both windows (:func:`calendar`).
     """
-    from workbench.data.drift import feature_timeline
+    from workbench.data.drift import FLOOR, feature_timeline
 
     fd = drift(ctx)
     strengths = feature_strengths(ctx)
@@ -131,6 +133,11 @@ def feature_side(ctx: Context) -> Evidence:
     if mix.height:
         summary += " Traffic mix moved in " + ", ".join(
             f"{r['feature']} (JS {r['js']:.2f})" for r in mix.head(3).iter_rows(named=True)) + " (a population change, not a break)."
+    clock = calendar(ctx)
+    moved_clock = [f for f in numeric.filter(pl.col("severity") >= FLOOR)["feature"].to_list() if f in clock]
+    if moved_clock:
+        summary += (" " + ", ".join(f"{f} (the {clock[f]})" for f in moved_clock[:3]) + " moved only as the windows' "
+                    "hours differ (a function of the timestamp in both windows, not a break).")
     return Evidence("feature_side", verdict, max((c.strength for c in cands), default=0.0), summary, detail=str(fd),
                     data={"plot": plotspec.bars(top["feature"].to_list(), top["severity"].to_list(),
                                                 title="Features ranked by severity (JS distance beyond organic drift)", y="severity",

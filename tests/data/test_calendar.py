@@ -1,0 +1,57 @@
+"""Features that are the timestamp's calendar: found in both windows, and not when the clock itself broke."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from tests.conftest import dev_case
+from workbench.case.columns import TS
+from workbench.data.calendar import calendar_features
+
+
+def _rows(start: datetime, days: float, seed: int, zone_hours: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = int(days * 24 * 40)
+    ts = [start + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, days * 86_400, n))]
+    frame = pl.DataFrame({TS: ts}).with_columns(pl.col(TS).dt.replace_time_zone("UTC"))
+    local = pl.col(TS) + pl.duration(hours=zone_hours)
+    return frame.with_columns(
+        ((local.dt.weekday() - 1) * 24 + local.dt.hour()).cast(pl.Float32).alias("hour_of_week"),
+        (local.dt.weekday() >= 6).cast(pl.Float32).alias("is_weekend"),
+        pl.Series("ctr_7d", rng.lognormal(-3, 0.5, n).astype(np.float32)),
+        pl.lit(1.0).alias("constant"),
+    )
+
+
+def test_clock_features_are_found_with_their_key_and_others_are_not():
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    baseline, incident = _rows(start, 9, 0), _rows(start + timedelta(days=9), 13, 1)  # windows of unequal length
+    found = calendar_features(baseline, incident, ["hour_of_week", "is_weekend", "ctr_7d", "constant"])
+    assert found == {"hour_of_week": "hour of week", "is_weekend": "day of week"}
+
+
+def test_a_clock_that_broke_is_not_calendar():
+    # a time-zone bug: from the incident on the clock features are computed seven hours off, still a function of the
+    # timestamp but no longer the baseline's function, so they stay candidates like any feature
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    baseline, incident = _rows(start, 9, 0), _rows(start + timedelta(days=9), 4, 1, zone_hours=7)
+    assert calendar_features(baseline, incident, ["hour_of_week", "is_weekend"]) == {}
+
+
+def test_a_clock_feature_whose_windows_cover_different_hours_is_not_named_a_cause(tmp_path):
+    # shift/boolean_share (dev seed 14): creative_is_new's share fell over two days; the log starts nine days before
+    # the onset, so no placebo window, and hour_of_week (13 incident days against 9 baseline days) drifted by JS 0.19:
+    # it was named first, above the shift
+    from workbench import diagnose, open_case
+    from workbench.rca.checks._common import calendar
+    from workbench.rca.context import Context
+
+    path, truth = dev_case(tmp_path, "shift", "boolean_share", 14)
+    assert calendar(Context(open_case(path))) == {"hour_of_week": "hour of week"}
+    found = diagnose(path)
+    assert "hour_of_week" not in {c.target for c in found.root_causes}
+    top = found.root_causes[0]
+    assert (top.kind, top.target, top.change) == ("feature", truth["target"], "shift")
