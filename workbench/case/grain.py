@@ -123,7 +123,7 @@ def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_cou
     positives = int(profile["positives"].sum()) if profile.height else 0
     why = (f"too sparse to test at any grain: {labeled:,} labelled rows ({positives:,} positives) in all; even per "
            f"{_words(best['grain'])} only {best['testable']} of {best['periods']} periods hold {min_count} positives and "
-           f"{min_count} negatives (a test needs {MIN_PERIODS} such periods)")
+           f"{min_count} negatives (a test needs {MIN_PERIODS} such periods, and {MIN_SHARE:.0%} of the periods)")
     return GrainChoice(None, why, table)
 
 
