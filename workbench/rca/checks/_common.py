@@ -59,8 +59,8 @@ def calendar(ctx: Context) -> dict[str, str]:
 
     def compute() -> dict[str, str]:
         cols = [TS, *ctx.case.features]
-        return calendar_features(*(ctx.sampled.window_sample(w, None, cols) for w in (ctx.baseline, ctx.incident)),
-                                 ctx.case.features)
+        before, after = (ctx.sampled.window_sample(w, None, cols) for w in (ctx.baseline, ctx.incident))
+        return calendar_features(before, after, ctx.case.features)
 
     return ctx.cached("calendar_features", compute)
 
