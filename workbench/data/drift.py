@@ -399,11 +399,8 @@ def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | No
         usual = float(js_distance(_stats(prof_p, j, e).full, b.full)) if prof_p is not None else math.nan
         excess = js - usual if prof_p is not None and math.isfinite(usual) else js
         cov_b, cov_i = (b.n - b.nulls) / b.n if b.n else math.nan, (i.n - i.nulls) / i.n if i.n else math.nan
-        js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
-        js_val = float(js_distance(b.hist, i.hist))
         moved = float(total_variation(b.hist, i.hist))
         ss = _sample_stats(sample_b[f], sample_i[f], rng)
-        top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
         row = {
             "feature": f, "type": "numeric", "severity": max(0.0, excess), "_excess": excess,
             "js": js, "js_usual": usual, "psi": float(psi(b.full, i.full)), "ks": ks_from_cdf(b.cdf, i.cdf),
@@ -413,14 +410,25 @@ def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | No
             "scale_ratio": i.mean_abs / b.mean_abs if b.mean_abs else math.nan,
             "out_of_scale_baseline": b.oos, "out_of_scale_incident": i.oos, "moved_share": moved, **ss,
         }
-        fewer = not ss["distinct_incident"] >= ss["distinct_baseline"]  # NaN (too few rows to count): as before
-        row["kind"] = _kind(max(0.0, excess), js_cov, js_val, moved, i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0,
-                            top_delta if math.isfinite(top_delta) else 0.0, fewer)
-        # only for a feature that moved without a kind yet: two KS distances over the samples cost ~25 ms a feature
-        if row["kind"] == "distribution" and _multiplied(_unit_change(sample_b[f], sample_i[f])):
-            row["kind"] = "scale"
+        row["kind"] = _numeric_kind(max(0.0, excess), b, i, ss, sample_b[f], sample_i[f])
         rows.append(row)
     return rows
+
+
+def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], xb: np.ndarray, xi: np.ndarray) -> str:
+    """The drift kind of one numeric feature (module docstring) from its two windows' profiles, the staleness
+    statistics of their samples (:func:`_sample_stats`) and the sorted samples themselves: the rules of the windows'
+    profiles and of a slice's sampled rows (:func:`kind_of_samples`) in one place."""
+    js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
+    top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
+    fewer = not ss["distinct_incident"] >= ss["distinct_baseline"]  # NaN (too few rows to count): as before
+    kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), float(total_variation(b.hist, i.hist)),
+                 i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
+                 fewer)
+    # only for a feature that moved without a kind yet: two KS distances over the samples cost ~25 ms a feature
+    if kind == "distribution" and _multiplied(_unit_change(xb, xi)):
+        return "scale"
+    return kind
 
 
 def _categorical_rows(cats: tuple[str, ...], counts: dict[str, list[pl.DataFrame]], placebo: bool) -> list[dict]:
@@ -644,30 +652,30 @@ def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, colum
 # ---------------------------------------------------------------- where a feature broke
 def kind_of_samples(before: np.ndarray, after: np.ndarray, *, seed: int = 0) -> str:
     """The drift kind (module docstring) of one feature from two samples of its raw values (NaN = null), by the same
-    rules as the windows' profiles: bin edges and scale band from ``before``, the moved mass from the binned counts,
-    staleness and a unit change from the sorted samples. It classifies a break found inside one slice, which the whole
-    traffic's profile dilutes (a x10 unit change on a third of the rows reads as a drift there); the severity is the
-    plain JS distance, since the slice search already compared the break with the rest of the traffic's drift."""
-    present = [np.sort(x[np.isfinite(x)]) for x in (before, after)]
-    ref = _reference({"x": present[0]}, ("x",), BINS)
-    edges, (lo, hi) = ref.edges["x"], ref.band["x"]
-    stats = []
-    for raw, xs in zip((before, after), present, strict=True):
-        hist = np.diff(np.r_[0, np.searchsorted(xs, edges, side="right"), len(xs)]) if len(edges) else np.array([len(xs)])
-        mag = np.abs(xs)
-        oos = float(((mag > hi) | ((mag < lo) & (xs != 0))).mean()) if len(xs) else math.nan
-        stats.append((float(len(raw) - len(xs)), hist.astype(float), oos))
-    (nb, hb, ob), (ni, hi_, oi) = stats
-    severity = float(js_distance(np.r_[nb, hb], np.r_[ni, hi_]))
-    js_cov = float(js_distance(np.array([nb, hb.sum()]), np.array([ni, hi_.sum()])))
-    ss = _sample_stats(present[0], present[1], np.random.default_rng(seed))
-    top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
-    kind = _kind(severity, js_cov, float(js_distance(hb, hi_)), float(total_variation(hb, hi_)),
-                 oi - ob if math.isfinite(oi - ob) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
-                 not ss["distinct_incident"] >= ss["distinct_baseline"])
-    if kind == "distribution" and _multiplied(_unit_change(present[0], present[1])):
-        return "scale"
-    return kind
+    rules as the windows' profiles (:func:`_numeric_kind`): bin edges and scale band from ``before``, the moved mass
+    from the binned counts, staleness and a unit change from the sorted samples. It classifies a break found inside
+    one slice, which the whole traffic's profile dilutes (a x10 unit change on a third of the rows reads as a drift
+    there); the severity is the plain JS distance, since the slice search already compared the break with the rest
+    of the traffic's drift."""
+    xb, xi = (np.sort(x[np.isfinite(x)]) for x in (before, after))
+    ref = _reference({"x": xb}, ("x",), BINS)
+    b, i = (_sample_profile(raw, xs, ref.edges["x"], ref.band["x"]) for raw, xs in ((before, xb), (after, xi)))
+    ss = _sample_stats(xb, xi, np.random.default_rng(seed))
+    return _numeric_kind(float(js_distance(b.full, i.full)), b, i, ss, xb, xi)
+
+
+def _sample_profile(raw: np.ndarray, xs: np.ndarray, edges: np.ndarray, band: tuple[float, float]) -> _Stats:
+    """A window profile (:class:`_Stats`) of a sample: ``raw`` its values (NaN = null), ``xs`` the present ones sorted."""
+    nn = float(len(xs))
+    cum = np.searchsorted(xs, edges, side="right").astype(float)
+    hist = np.diff(np.r_[0.0, cum, nn]) if len(edges) else np.array([nn])
+    lo, hi = band
+    mag = np.abs(xs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _Stats(float(len(raw)), float(len(raw)) - nn, hist, cum / nn if nn else cum * math.nan,
+                      float(xs.mean()) if nn else math.nan, float(xs.std()) if nn else math.nan, (0.0, 0.0),
+                      float(mag.mean()) if nn else math.nan,
+                      float(((mag > hi) | ((mag < lo) & (xs != 0))).mean()) if nn else math.nan)
 
 
 @dataclass(frozen=True, slots=True)
