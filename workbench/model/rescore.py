@@ -43,15 +43,17 @@ if TYPE_CHECKING:
 
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-__all__ = ["InputsLabelShift", "ServingConsistency", "SnapshotSwap", "UnexplainedShift", "change_harm", "label_classifier",
-           "labels_from_inputs", "sample_window", "serving_consistency", "snapshot_swap", "unexplained_shift"]
+__all__ = ["InputsLabelShift", "ServingConsistency", "SnapshotSwap", "UnexplainedShift", "label_classifier",
+           "labels_from_inputs", "sample_window", "serving_consistency", "snapshot_loss", "snapshot_swap",
+           "unexplained_shift"]
 
 RESOLVABLE = 15.0  # |logit| above this is float32 saturation (p within ~3e-7 of 0 or 1)
 
 
-def sample_window(case: Case, window: Window, sample: int, *, seed: int = 0) -> pl.DataFrame:
-    """Up to ``sample`` uniform rows of ``window`` (labelled or not): prediction, label, snapshot and the features."""
-    return _rows(case, window, sample, labeled=False, seed=seed)
+def sample_window(case: Case, window: Window, sample: int, *, seed: int = 0, labeled: bool = False) -> pl.DataFrame:
+    """Up to ``sample`` uniform rows of ``window`` (only labelled ones with ``labeled``): prediction, label, snapshot
+    and the features."""
+    return _rows(case, window, sample, labeled=labeled, seed=seed)
 
 
 def _rows(case: Case, window: Window, sample: int, labeled: bool, seed: int = 0, where: pl.Expr | None = None) -> pl.DataFrame:
@@ -156,19 +158,17 @@ def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int
                         se=float(se / entropy(float(y[ok].mean()))) if ok.any() else math.nan)
 
 
-def change_harm(case: Case, incident: Window, snapshot_id: str, previous_id: str, *, sample: int = 5_000) -> float:
-    """How much one snapshot's own change raised the loss on the incident's labelled rows: the mean per-row log loss
-    scored with ``snapshot_id`` minus the same rows scored with ``previous_id`` (the snapshot it replaced), over the
-    label entropy, so in the units of NE. A benign refresh that the weight diff happened to flag scores ~0; the
-    snapshot that broke the predictions scores its share of the regression. The same rows under both snapshots:
-    serving history, features and labels cancel out."""
-    rows = _rows(case, incident, sample, labeled=True, seed=3)
+def snapshot_loss(case: Case, rows: pl.DataFrame, snapshot_id: str) -> float:
+    """The mean per-row log loss of ``snapshot_id`` on labelled ``rows`` (:func:`sample_window`), over the label
+    entropy: NE units. Two snapshots scored on the same rows differ by what the change between them did to those rows
+    alone (serving history, features and labels are the same): ~0 for a benign refresh the weight diff happened to
+    flag, the regression's share for the snapshot that broke the predictions. NaN without labelled rows."""
     if rows.height == 0:
         return math.nan
-    x, y = feature_matrix(rows, case.features), rows[LABEL].to_numpy()
     assert case.model is not None
-    losses = [row_log_loss(score(load_model(case, sid), x, case.model.output), y).mean() for sid in (snapshot_id, previous_id)]
-    return float((losses[0] - losses[1]) / entropy(float(y.mean())))
+    y = rows[LABEL].to_numpy()
+    p = score(load_model(case, snapshot_id), feature_matrix(rows, case.features), case.model.output)
+    return float(row_log_loss(p, y).mean() / entropy(float(y.mean())))
 
 
 @dataclass(frozen=True, slots=True)

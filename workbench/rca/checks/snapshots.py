@@ -8,7 +8,7 @@ the onset (or one period of a coarser grain); when none is flagged, one that
 started serving that near the onset. Of several, the diff says which changed and
 the clock which came first, not which hurt: with a model, the suspect is the one
 whose own change, scored against its predecessor on the incident's labelled rows,
-raised the loss most (:func:`~workbench.model.rescore.change_harm`); without one,
+raised the loss most (:func:`~workbench.model.rescore.snapshot_loss`); without one,
 the one published nearest the onset. Timing alone is weak evidence (with a
 refresh every few hours one lands near any onset by chance), so its strength
 comes from what the snapshot did: an alarming diff, a failed validation, and
@@ -36,6 +36,7 @@ __all__ = ["activation_trace", "model_side", "snapshot_validation", "suspect"]
 
 
 NEAR = timedelta(hours=2)
+HARM_ROWS = 5_000  # labelled incident rows each suspect's own change is scored on (_harm)
 TIMING_ONLY = 0.1  # a publish time near the onset alone: with refreshes every few hours, one lands near any onset
 
 
@@ -71,14 +72,18 @@ def suspect(ctx: Context) -> Snapshot | None:
 
 
 def _harm(ctx: Context, snap: Snapshot) -> float:
-    """How much ``snap``'s own change raised the incident rows' loss (:func:`~workbench.model.rescore.change_harm`)."""
-    from workbench.model.rescore import change_harm
-
+    """How much ``snap``'s own change raised the loss of the incident's labelled rows (NE units): its loss there minus
+    its predecessor's on the same rows (:func:`~workbench.model.rescore.snapshot_loss`). The rows are drawn once and
+    each snapshot scored once, however many are weighed."""
     previous = _previous(ctx, snap)
-    if previous is None:
-        return math.nan
-    return ctx.cached(("change_harm", snap.snapshot_id),
-                      lambda: change_harm(ctx.case, ctx.incident, snap.snapshot_id, previous.snapshot_id))
+    return math.nan if previous is None else _loss(ctx, snap.snapshot_id) - _loss(ctx, previous.snapshot_id)
+
+
+def _loss(ctx: Context, snapshot_id: str) -> float:
+    from workbench.model.rescore import sample_window, snapshot_loss
+
+    rows = ctx.cached("harm_rows", lambda: sample_window(ctx.case, ctx.incident, HARM_ROWS, seed=3, labeled=True))
+    return ctx.cached(("snapshot_loss", snapshot_id), lambda: snapshot_loss(ctx.case, rows, snapshot_id))
 
 
 def _previous(ctx: Context, snap: Snapshot) -> Snapshot | None:
