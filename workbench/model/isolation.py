@@ -697,8 +697,8 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
                  if (informative[j] and drop[j] >= DROP_MATERIAL and drop_floor(drop_se[j], k) > DROP_MATERIAL)
                  or (not informative[j] and np.isfinite(rb[j]) and np.isfinite(ri[j]))]
     if undecided:
-        again = np.flatnonzero(informative)  # the others too: their median ratio g is as noisy as they are
-        again = np.union1d(again, undecided)
+        # the undecided and the informative others: their median ratio g is as noisy as they are
+        again = np.union1d(np.flatnonzero(informative), undecided)
         for x, y, z, rise, se in ((xb, yb, zb, rb, sb), (xi, yi, zi, ri, si)):
             if np.isfinite(y).sum() > PERMUTE_ROWS:  # a window read whole already has nothing more to give
                 rise2, se2 = _permutation_loss(x, y, z, swapper, labelled(y, None), rng, again)
