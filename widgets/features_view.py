@@ -279,9 +279,11 @@ class FeaturesView(View):
         if row.is_empty():
             return f"<div class='wb-summary'>{where}. No rows for {escape(label)} in these windows.</div>"
         r = row.row(0, named=True)
-        return (f"<div class='wb-summary'>In <b style='color:#7c3aed'>{escape(label)}</b>: JS {_num(r['js']):.3f} inside vs "
-                f"{_num(r['js_rest']):.3f} in the rest; coverage {_num(r['coverage_baseline']):.1%} → {_num(r['coverage_incident']):.1%}, "
-                f"mean {_num(r['mean_baseline']):.4g} → {_num(r['mean_incident']):.4g}. {where}.</div>")
+        inside = f"JS {_num(r['js']):.3f} inside (G test p {_num(r['p']):.2g})"
+        return (f"<div class='wb-summary'>In <b style='color:#7c3aed'>{escape(label)}</b>: {inside} vs "
+                f"{_num(r['js_rest']):.3f} in the rest; coverage {_num(r['coverage_baseline']):.1%} → "
+                f"{_num(r['coverage_incident']):.1%}, mean {_num(r['mean_baseline']):.4g} → {_num(r['mean_incident']):.4g}. "
+                f"{where}.</div>")
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> pn.viewable.Viewable:

@@ -262,6 +262,7 @@ def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> d
 
 
 MOST = 0.8  # a feature that broke in a slice holding more of the traffic than this broke nearly everywhere
+SLICE_ALPHA = 0.001  # family-wise over the slices a feature is compared in (Bonferroni)
 RELATION_ROWS = 5_000  # rows per window for the correlation matrices (the SE of a correlation: ~0.014)
 PARTNERS = 3  # the features a feature moved with most in the baseline
 
@@ -683,9 +684,11 @@ class FeatureSlices:
     """For one feature: its break (JS distance, null bin included) per slice value and in the rest of traffic.
 
     ``table``: ``slice``, ``level``, ``share``, ``js`` (inside), ``js_rest`` (outside),
+    ``p`` (the G test's p-value that the slice's two windows share one distribution),
     ``coverage_baseline``, ``coverage_incident``, ``mean_baseline``, ``mean_incident``,
     ``score = js - js_rest``. ``concentrated`` is true when a slice holding less than
-    ``MOST`` of the traffic broke (``js >= 0.1``) and the rest did not (``js_rest < 0.1``);
+    ``MOST`` of the traffic broke (``js >= 0.1``, and ``p`` below ``SLICE_ALPHA`` over the
+    slices compared: sampling error is the floor) and the rest did not (``js_rest < 0.1``);
     such slices rank first, the smallest description first (a single value before a pair).
     """
 
@@ -751,30 +754,57 @@ def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Windo
             js_out = _js_of(rest, len(e))
             n_i = tot["i"]["n"] or 1
             out.append({"slice": r["slice"], "level": len(g), "share": inside["i"]["n"] / n_i, "js": js_in, "js_rest": js_out,
+                        "p": _changed_p(inside, len(e)),
                         "coverage_baseline": _cov(inside["b"]), "coverage_incident": _cov(inside["i"]),
                         "mean_baseline": _mean(inside["b"]), "mean_incident": _mean(inside["i"]), "score": js_in - js_out})
     table = pl.DataFrame(out, schema={"slice": pl.String, "level": pl.Int64, "share": pl.Float64, "js": pl.Float64,
-                                      "js_rest": pl.Float64, "coverage_baseline": pl.Float64, "coverage_incident": pl.Float64,
-                                      "mean_baseline": pl.Float64, "mean_incident": pl.Float64, "score": pl.Float64})
+                                      "js_rest": pl.Float64, "p": pl.Float64, "coverage_baseline": pl.Float64,
+                                      "coverage_incident": pl.Float64, "mean_baseline": pl.Float64,
+                                      "mean_incident": pl.Float64, "score": pl.Float64})
     table = table.with_columns(pl.col(pl.Float64).fill_nan(None))
-    # the smallest description that holds the break: among slices where the feature broke inside (js >= FLOOR) and
-    # not outside (js_rest < FLOOR) on a minority of the traffic, single values before pairs, then by score
-    holds = (pl.col("js").fill_null(0) >= FLOOR) & (pl.col("js_rest").fill_null(1) < FLOOR) & (pl.col("share") < MOST)
+    # the smallest description that holds the break: among slices where the feature broke inside (js >= FLOOR, and
+    # beyond sampling error: a slice of a few dozen rows reaches JS 0.4 by chance) and not outside (js_rest < FLOOR)
+    # on a minority of the traffic, single values before pairs, then by score
+    level = SLICE_ALPHA / max(table.height, 1)
+    holds = ((pl.col("js").fill_null(0) >= FLOOR) & (pl.col("p").fill_null(1.0) <= level)
+             & (pl.col("js_rest").fill_null(1) < FLOOR) & (pl.col("share") < MOST))
     table = table.with_columns(holds.alias("_holds")).sort(
-        ["_holds", "level", "score"], descending=[True, False, True], nulls_last=True).drop("_holds")
+        ["_holds", "level", "score"], descending=[True, False, True], nulls_last=True)
     top = table.row(0, named=True) if table.height else None
-    concentrated = bool(top and (top["js"] or 0) >= FLOOR and (top["js_rest"] or 0) < FLOOR and top["share"] < MOST)
+    concentrated = bool(top and top["_holds"])
+    table = table.drop("_holds")
+    if top:
+        del top["_holds"]
     return FeatureSlices(feature=feature, table=table, baseline=baseline, incident=incident, concentrated=concentrated)
 
 
+def _cells(s: dict[str, float], k: int) -> np.ndarray:
+    """One window's counts per cell: the null bin, then the ``k + 1`` bins the ``k`` edges cut."""
+    nn = s["n"] - s["null"]
+    cum = np.array([s[f"c{j}"] for j in range(k)])
+    return np.r_[s["null"], np.diff(np.r_[0.0, cum, nn])] if k else np.array([s["null"], nn])
+
+
 def _js_of(side: dict[str, dict[str, float]], k: int) -> float:
-    def full(s: dict[str, float]) -> np.ndarray:
-        nn = s["n"] - s["null"]
-        cum = np.array([s[f"c{j}"] for j in range(k)])
-        return np.r_[s["null"], np.diff(np.r_[0.0, cum, nn])] if k else np.array([s["null"], nn])
     if side["b"]["n"] < 1 or side["i"]["n"] < 1:
         return math.nan
-    return float(js_distance(full(side["b"]), full(side["i"])))
+    return float(js_distance(_cells(side["b"], k), _cells(side["i"], k)))
+
+
+def _changed_p(side: dict[str, dict[str, float]], k: int) -> float:
+    """P-value of "the two windows draw their cells from one distribution" (the G test of homogeneity, chi-square
+    with cells - 1 degrees of freedom; ``G = 2 N I``, ``I`` the mutual information between window and cell)."""
+    counts = np.vstack([_cells(side["b"], k), _cells(side["i"], k)])
+    counts = counts[:, counts.sum(axis=0) > 0]
+    total = counts.sum()
+    if counts.shape[1] < 2 or counts.sum(axis=1).min() < 1:
+        return math.nan
+    expected = counts.sum(axis=1, keepdims=True) * counts.sum(axis=0, keepdims=True) / total
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = 2.0 * float(np.where(counts > 0, counts * np.log(counts / expected), 0.0).sum())
+    from scipy.special import chdtrc  # the chi-square survival function; scipy.stats would cost 2 s to import
+
+    return float(chdtrc(counts.shape[1] - 1, g))
 
 
 def _cov(s: dict[str, float]) -> float:
