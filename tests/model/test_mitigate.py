@@ -18,9 +18,14 @@ def test_recovery_is_the_share_of_the_regression_removed_on_each_metric():
     assert recovery("normalized_entropy", 0.8, 0.9, 0.8) == pytest.approx(1.0)
     assert recovery("normalized_entropy", 0.8, 0.9, 0.95) == pytest.approx(-0.5)
     assert recovery("auc", 0.80, 0.70, 0.78) == pytest.approx(0.8)
-    # a ratio: the share of |ln(incident / baseline)| removed; overshooting the baseline counts against it
+    # a ratio: the share of its move away from 1 removed; overshooting past 1 counts against it
     assert recovery("calibration_ratio", 1.0, 1.5, 1.0) == pytest.approx(1.0)
     assert recovery("calibration_ratio", 1.0, 1.5, 1 / 1.5) == pytest.approx(0.0)
+    # a baseline that over-predicted by 24%: landing on the label rate is no overshoot (dev calibration/offset/15:
+    # 1.24 -> 0.65, recalibrated to 0.885, was scored 48% as the way back to 1.24)
+    assert recovery("calibration_ratio", 1.24, 1.6, 1.0) == pytest.approx(math.log(1.6) / (math.log(1.6) - math.log(1.24)))
+    assert recovery("calibration_ratio", 1.24, 0.652, 0.885) > 1.0
+    assert recovery("calibration_ratio", 1.24, 1.6, 1.24) == pytest.approx(1.0)
     assert math.isnan(recovery("normalized_entropy", 0.9, 0.8, 0.7))  # nothing regressed
 
 

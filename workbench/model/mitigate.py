@@ -47,9 +47,12 @@ used as it is.
 **Recovery** is the share of the regression the action removes on the headline metric, against
 the logged quality of the baseline window's labelled rows: for NE and log loss (lower is
 better) ``(incident - after) / (incident - baseline)``; for AUC ``(after - incident) /
-(baseline - incident)``; for the calibration ratio the share of ``|ln(incident / baseline)|``
-removed, ``1 - |ln(after / baseline)| / |ln(incident / baseline)|`` (overshooting counts
-against it). Above 1 the window would be better than the baseline. It is a prediction: the
+(baseline - incident)``; for the calibration ratio, whose regression is a move away from 1
+(:func:`workbench.data.onset.worsening`), the share of that move removed:
+``(|ln incident| - |ln after|) / (|ln incident| - |ln baseline|)``. A recalibration that lands
+on the label rate recovers all of it even when the baseline itself was off (1.24 -> 1.6, back
+to 1.0: 184%; measured as the way back to 1.24 it scored 16%); overshooting past 1 counts against
+it. Above 1 the window would be better than the baseline. It is a prediction: the
 rows were served once, and the simulation says what the model would have made of them.
 """
 
@@ -66,6 +69,7 @@ import numpy as np
 import polars as pl
 
 from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
+from workbench.data.onset import worsening
 from workbench.errors import CaseError
 from workbench.metrics import (
     auc,
@@ -146,11 +150,12 @@ def recovery(metric: str, baseline: float, incident: float, after: float) -> flo
     """
     if not all(math.isfinite(v) for v in (baseline, incident, after)):
         return math.nan
-    if metric == "calibration_ratio":
+    if metric == "calibration_ratio":  # worse = further from 1, as the detector judges it
         if min(baseline, incident, after) <= 0:
             return math.nan
-        moved = abs(math.log(incident / baseline))
-        return 1.0 - abs(math.log(after / baseline)) / moved if moved > 1e-9 else math.nan
+        level = math.log(baseline)
+        worse = worsening(metric, level, math.log(incident) - level)
+        return 1.0 - worsening(metric, level, math.log(after) - level) / worse if worse > 1e-9 else math.nan
     sign = -1.0 if metric == "auc" else 1.0
     regression = (incident - baseline) * sign
     return (incident - after) * sign / regression if regression > 1e-12 else math.nan
