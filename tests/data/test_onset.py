@@ -297,3 +297,11 @@ def test_a_calibration_that_varies_from_day_to_day_is_no_incident(tmp_path):
     found = detect_onset(case)
     assert found.detected and found.metric == "calibration_ratio", str(found)
     assert abs((found.onset - (START + timedelta(hours=150))) / timedelta(hours=1)) <= 2
+
+
+def test_an_onset_needs_eight_periods_of_history_or_a_week_of_them():
+    """Eight weeks of a weekly log would leave an onset a month into five months untestable (dev
+    feature/decorrelated_shuffle/15); a daily log needs a week, every weekday once; four periods at the least."""
+    from workbench.data.onset import min_before
+
+    assert [min_before(h) for h in (0.25, 1, 6, 24, 168)] == [8, 8, 8, 7, 4]

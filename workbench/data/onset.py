@@ -28,7 +28,8 @@ Method, per metric:
 3. **A change is a shift on ``[tau, tau + L)``**: the regression starts at ``tau``
    and lasts ``L`` periods, or to the end of the data (the *epidemic* alternative
    of Levin & Kline 1985, which contains the single change point as ``L`` = to the
-   end). Every ``tau`` with at least ``MIN_BEFORE`` periods of history and every
+   end). Every ``tau`` with at least :func:`min_before` periods of history (8, or a
+   week of them when fewer: 7 days, 4 weeks at the least) and every
    ``L`` of a geometric ladder (3, 4, 6, 8, 12, ... periods and "to the end") is
    scored by the shift's t statistic after projecting out the cycle
    (Frisch-Waugh), from cumulative sums: ``O(n |ladder| k)`` for ``n`` periods
@@ -116,7 +117,8 @@ WATCHED = ("normalized_entropy", "calibration_ratio", "auc")
 DIRECTION = {"normalized_entropy": 1, "log_loss": 1, "auc": -1, "calibration_ratio": 0, "prediction_mean": 0, "label_rate": 0}
 MIN_EFFECT = {"normalized_entropy": 0.01, "log_loss": 0.01, "auc": 0.01,
               "calibration_ratio": math.log(1.05), "prediction_mean": math.log(1.05), "label_rate": math.log(1.05)}
-MIN_BEFORE = 8  # periods of history before a candidate onset
+MIN_BEFORE = 8  # periods of history before a candidate onset, or a week of them when a week holds fewer (min_before)
+MIN_BEFORE_FLOOR = 4  # ... but never fewer than this (a weekly log: a month)
 MIN_LENGTH = 3  # periods: a shift shorter than this is a blip, not a regression
 MIN_AFTER_END = 2  # periods after an end that show the recovery
 MAD_SCALE = 1.4826
@@ -132,6 +134,14 @@ MATERIAL_Z = NormalDist().inv_cdf(0.95)
 # pass for the normal variation; a log of a few days is judged on its periods' spread alone.
 MIN_DAYS = 7
 TAIL = 0.1  # the share of null draws whose excesses fit the extrapolated tail
+
+
+def min_before(grain_hours: float) -> int:
+    """Periods of history a candidate onset needs at a grain: ``MIN_BEFORE``, or a week of periods when a week holds
+    fewer (a daily log has seen every weekday once: 7), never fewer than ``MIN_BEFORE_FLOOR`` (a weekly log: a
+    month). Eight weeks of a weekly log would leave an onset a month into five months untestable, while the
+    generator's warm-up is a fifth of the span (dev feature/decorrelated_shuffle/15: 4 weeks, unseen)."""
+    return max(MIN_BEFORE_FLOOR, min(MIN_BEFORE, round(168 / grain_hours)))
 
 
 def worsening(metric: str, level: float, shift: float) -> float:
@@ -330,6 +340,7 @@ class _Space:
     norms: np.ndarray  # ||M s|| per candidate
     day: np.ndarray | None  # calendar day (0, 1, ...) of each period below a daily grain, else None
     conc: np.ndarray  # per candidate: what a day's common deviation adds to its variance, per tau^2 (_concentration)
+    min_before: int  # periods of history a candidate onset needs (min_before)
 
     @property
     def n(self) -> int:
@@ -428,9 +439,10 @@ def _space(t_hours: np.ndarray, weights: np.ndarray, grain_hours: float, pairs: 
     n = len(weights)
     sw = np.sqrt(weights)
     q, _ = np.linalg.qr(_design(t_hours, grain_hours) * sw[:, None])
+    before = min_before(grain_hours)
     if pairs is None:
         starts_l, stops_l = [], []
-        taus = np.arange(MIN_BEFORE, n - MIN_LENGTH + 1)
+        taus = np.arange(before, n - MIN_LENGTH + 1)
         for length in _ladder(n):
             ok = taus[taus + length < n]  # shifts that end before the data do
             starts_l.append(ok)
@@ -444,7 +456,8 @@ def _space(t_hours: np.ndarray, weights: np.ndarray, grain_hours: float, pairs: 
     g = np.concatenate([np.zeros((1, q.shape[1])), np.cumsum(q * sw[:, None], axis=0)])
     qs = g[stops] - g[starts]
     norm2 = (w_pre[stops] - w_pre[starts]) - (qs * qs).sum(axis=1)
-    return _Space(sw, q, starts, stops, np.sqrt(np.maximum(norm2, 1e-12)), day, _concentration(weights, day, starts, stops))
+    return _Space(sw, q, starts, stops, np.sqrt(np.maximum(norm2, 1e-12)), day, _concentration(weights, day, starts, stops),
+                  before)
 
 
 def _stats(space: _Space, r: np.ndarray) -> np.ndarray:
@@ -565,7 +578,7 @@ def _space_for(space: _Space, pairs: tuple[np.ndarray, np.ndarray]) -> _Space:
     qs = g[stops] - g[starts]
     norm2 = (w_pre[stops] - w_pre[starts]) - (qs * qs).sum(axis=1)
     return _Space(space.sw, space.q, starts, stops, np.sqrt(np.maximum(norm2, 1e-12)), space.day,
-                  _concentration(w, space.day, starts, stops))
+                  _concentration(w, space.day, starts, stops), space.min_before)
 
 
 def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: int, grain_hours: float) -> _Fit:
@@ -587,7 +600,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     rows = np.flatnonzero(used)
     t_hours = ((table["window"] - table["window"][0]).dt.total_seconds() / 3600.0).to_numpy()
     n = len(rows)
-    if n < MIN_BEFORE + MIN_LENGTH + 1:
+    if n < min_before(grain_hours) + MIN_LENGTH + 1:
         return _Fit(metric, rows, None, np.array([]), values[rows], math.nan, 0.0, 0.0, math.inf, 0, 0.0, False,
                     math.nan, np.full(table.height, np.nan))
     direction = DIRECTION[metric]
@@ -658,7 +671,7 @@ def _joint_fit(fits: list[_Fit], rows: np.ndarray, start: int, stops: np.ndarray
             continue
         first = int(np.searchsorted(f.rows, rows[start]))
         last = np.where(stops < n, np.searchsorted(f.rows, rows[np.minimum(stops, n - 1)], side="left"), f.space.n)
-        ok = (last - first >= MIN_LENGTH) & (first >= MIN_BEFORE)
+        ok = (last - first >= MIN_LENGTH) & (first >= f.space.min_before)
         if not ok.any():
             continue
         sp = _space_for(f.space, (np.full(int(ok.sum()), first), last[ok]))
@@ -673,7 +686,7 @@ def _refine(fits: list[_Fit], head: _Fit, onset_row: int, level: float) -> tuple
     rows = head.rows
     n = space.n
     start = int(np.searchsorted(rows, onset_row))
-    start = min(max(start, MIN_BEFORE), n - MIN_LENGTH)
+    start = min(max(start, space.min_before), n - MIN_LENGTH)
     d = DIRECTION[head.metric]
     stops = np.arange(start + MIN_LENGTH, n + 1)
     stop = int(stops[int(np.argmax(_joint_fit(fits, rows, start, stops, n)))])
@@ -695,7 +708,7 @@ def _refine(fits: list[_Fit], head: _Fit, onset_row: int, level: float) -> tuple
     if not ended:
         stop = n
     # refine the onset given the end: the joint score of every start before it
-    starts = np.arange(MIN_BEFORE, stop - MIN_LENGTH + 1)
+    starts = np.arange(space.min_before, stop - MIN_LENGTH + 1)
     if len(starts):
         score = np.zeros(len(starts))
         for f in fits:
@@ -703,7 +716,7 @@ def _refine(fits: list[_Fit], head: _Fit, onset_row: int, level: float) -> tuple
                 continue
             idx = np.searchsorted(f.rows, rows[starts])
             stop_f = np.searchsorted(f.rows, rows[stop - 1], side="right") if stop < n else f.space.n
-            ok = (idx + MIN_LENGTH <= stop_f) & (idx >= MIN_BEFORE)
+            ok = (idx + MIN_LENGTH <= stop_f) & (idx >= f.space.min_before)
             if not ok.any():
                 continue
             spf = _space_for(f.space, (idx[ok], np.full(int(ok.sum()), stop_f)))
