@@ -63,10 +63,8 @@ Method, per metric:
    reaches the floor, so a true move of 3.5% that noise carried to 5.6% is no
    regression. For calibration, material means *worse*: the served
    predictions moved at least 5% further from the label rate (``|log ratio|``
-   grew by ``log 1.05``, :func:`worsening`), or the bias changed sides and ends at
-   least 5% from the label rate on its new side (all of that bias is new: a bias the
-   other way before does not offset it, so 0.95 to 1.06 regresses as 1.00 to 1.06
-   does); a ratio going from 1.08 to 0.97 is a recalibration, not a regression.
+   grew by ``log 1.05``, :func:`worsening`); a ratio going from 1.08 to 0.97 is a
+   recalibration, not a regression.
 6. **The headline metric** is the one that regressed most: the largest effect
    relative to its materiality floor (a calibration ratio from 1.04 to 1.50 is
    7 floors; NE up 1% is one).
@@ -148,16 +146,12 @@ def worsening(metric: str, level: float, shift: float) -> float:
     """How much worse ``metric`` got when it moved by ``shift`` from ``level`` (in its units; log units on a log scale).
 
     NE and AUC have a worse direction; the calibration ratio is worse the further it is from 1, so on its log
-    scale the worsening is ``|level + shift| - |level|`` (negative when the move brought it closer to 1), and
-    ``|level + shift|`` when the move crossed 1: the bias on the new side is new, whatever the old one was."""
+    scale the worsening is ``|level + shift| - |level|`` (negative when the move brought it closer to 1)."""
     d = DIRECTION[metric]
     if d:
         return shift * d
     if metric in LOG_SCALE and math.isfinite(level):
-        after = level + shift
-        if after * level < 0:  # the bias changed sides: all of it is new
-            return abs(after)
-        return abs(after) - abs(level)
+        return abs(level + shift) - abs(level)
     return abs(shift)
 
 
