@@ -182,13 +182,15 @@ def test_partners_that_kept_their_relation_disagree_with_a_loose_feature():
 
 def test_a_segment_whose_labels_left_all_its_informative_features_is_not_read_as_one_of_them(tmp_path):
     """Proving ground dev slice/decoupled, seed 10 (the guard benchmark's): in device_type=tv the labels stopped
-    following the inputs, and all three features that carry the signal there lost their permutation loss. Each
-    has two others, fewer than the three its reading over all the traffic compares with; inside the segment any
-    other informative feature counts, and they lost their signal alike (their median ratio is near 0): no drop is
-    a feature's own, and the segment is the cause."""
+    following the inputs, and every feature that carries the signal there lost its permutation loss. Inside the
+    segment any other informative feature counts (two suffice, fewer than the three a reading over all the traffic
+    compares with), and they lost their signal alike (their median ratio is near 0): no drop is a feature's own,
+    and the segment is the cause. (Three features read as informative there on the machine the test was written
+    on, four on a later one, a bundle member more; each is compared with all the others either way.)"""
     truth, found = _segment_is_the_cause(tmp_path, 10)
     inside = found.results[("decorrelation", truth["slice"])].filter(pl.col("decorrelated_reference") > 0)
-    assert inside.height == 3 and inside["decorrelated_drop"].to_list() == [0.0, 0.0, 0.0]
+    assert inside.height >= 3 and inside["decorrelated_reference"].to_list() == [inside.height - 1] * inside.height
+    assert inside["decorrelated_drop"].to_list() == [0.0] * inside.height
 
 
 def test_decorrelation_refuses_what_it_cannot_read(tmp_path):
