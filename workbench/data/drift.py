@@ -750,11 +750,12 @@ def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Windo
         for r in wide.iter_rows(named=True):
             inside = {p: {s: float(r.get(f"{s}_{p}", 0) or 0) for s in sums} for p in ("b", "i")}
             rest = {p: {s: (tot[p][s] or 0) - inside[p][s] for s in sums} for p in ("b", "i")}
-            js_in = _js_of(inside, len(e))
-            js_out = _js_of(rest, len(e))
+            cells_in = _cells(inside["b"], len(e)), _cells(inside["i"], len(e))
+            js_in = _js_of(*cells_in)
+            js_out = _js_of(_cells(rest["b"], len(e)), _cells(rest["i"], len(e)))
             n_i = tot["i"]["n"] or 1
             out.append({"slice": r["slice"], "level": len(g), "share": inside["i"]["n"] / n_i, "js": js_in, "js_rest": js_out,
-                        "p": _changed_p(inside, len(e)),
+                        "p": _changed_p(*cells_in),
                         "coverage_baseline": _cov(inside["b"]), "coverage_incident": _cov(inside["i"]),
                         "mean_baseline": _mean(inside["b"]), "mean_incident": _mean(inside["i"]), "score": js_in - js_out})
     table = pl.DataFrame(out, schema={"slice": pl.String, "level": pl.Int64, "share": pl.Float64, "js": pl.Float64,
@@ -770,12 +771,9 @@ def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Windo
              & (pl.col("js_rest").fill_null(1) < FLOOR) & (pl.col("share") < MOST))
     table = table.with_columns(holds.alias("_holds")).sort(
         ["_holds", "level", "score"], descending=[True, False, True], nulls_last=True)
-    top = table.row(0, named=True) if table.height else None
-    concentrated = bool(top and top["_holds"])
-    table = table.drop("_holds")
-    if top:
-        del top["_holds"]
-    return FeatureSlices(feature=feature, table=table, baseline=baseline, incident=incident, concentrated=concentrated)
+    concentrated = bool(table.height and table["_holds"][0])
+    return FeatureSlices(feature=feature, table=table.drop("_holds"), baseline=baseline, incident=incident,
+                         concentrated=concentrated)
 
 
 def _cells(s: dict[str, float], k: int) -> np.ndarray:
@@ -785,16 +783,18 @@ def _cells(s: dict[str, float], k: int) -> np.ndarray:
     return np.r_[s["null"], np.diff(np.r_[0.0, cum, nn])] if k else np.array([s["null"], nn])
 
 
-def _js_of(side: dict[str, dict[str, float]], k: int) -> float:
-    if side["b"]["n"] < 1 or side["i"]["n"] < 1:
+def _js_of(before: np.ndarray, after: np.ndarray) -> float:
+    """JS distance of two windows' cell counts (:func:`_cells`); NaN when one holds no rows."""
+    if before.sum() < 1 or after.sum() < 1:
         return math.nan
-    return float(js_distance(_cells(side["b"], k), _cells(side["i"], k)))
+    return float(js_distance(before, after))
 
 
-def _changed_p(side: dict[str, dict[str, float]], k: int) -> float:
-    """P-value of "the two windows draw their cells from one distribution" (the G test of homogeneity, chi-square
-    with cells - 1 degrees of freedom; ``G = 2 N I``, ``I`` the mutual information between window and cell)."""
-    counts = np.vstack([_cells(side["b"], k), _cells(side["i"], k)])
+def _changed_p(before: np.ndarray, after: np.ndarray) -> float:
+    """P-value of "the two windows draw their cells (:func:`_cells`) from one distribution" (the G test of
+    homogeneity, chi-square with cells - 1 degrees of freedom; ``G = 2 N I``, ``I`` the mutual information between
+    window and cell)."""
+    counts = np.vstack([before, after])
     counts = counts[:, counts.sum(axis=0) > 0]
     total = counts.sum()
     if counts.shape[1] < 2 or counts.sum(axis=1).min() < 1:
