@@ -42,7 +42,9 @@ Method, per metric:
    periods of one calendar day also share a common deviation (a weekday's own
    click rate, a day of unusual traffic): its variance ``tau^2`` is estimated from
    the days' mean residuals (DerSimonian-Laird; from ``MIN_DAYS`` days on, a
-   week: over fewer the estimate is mostly noise), and a candidate's statistic is
+   week: over fewer the estimate is mostly noise, so a log of a few days uses the
+   longest part of a day it holds seven of, 12, 8, 6 ... hours: its slow
+   variation is estimated, not taken for none), and a candidate's statistic is
    taken over ``sqrt(sigma^2 + tau^2 conc)``, ``conc`` the weight per day of the
    contrast it makes (:func:`_concentration`). On thousands of rows an hour a
    period's sampling error is tiny and a day's own deviation is what "normal"
@@ -129,8 +131,10 @@ NULL_DRAWS = 1000
 MATERIAL_Z = NormalDist().inv_cdf(0.95)
 # Days with usable periods needed to estimate the day-to-day variance: a week (each weekday once). Over fewer, the
 # estimate is mostly noise (its relative error is about sqrt(2 / (D - 1)): 0.8 at four days), and one odd day would
-# pass for the normal variation; a log of a few days is judged on its periods' spread alone.
+# pass for the normal variation; a log of a few days estimates it over parts of days (BLOCK_HOURS, _days).
 MIN_DAYS = 7
+# Parts of a day that stand for the day in a log of fewer than MIN_DAYS days (_days): each divides the day.
+BLOCK_HOURS = (12.0, 8.0, 6.0, 4.0, 3.0, 2.0)
 TAIL = 0.1  # the share of null draws whose excesses fit the extrapolated tail
 
 
@@ -332,7 +336,7 @@ class _Space:
     starts: np.ndarray  # candidate (start, stop) index pairs, stop exclusive
     stops: np.ndarray
     norms: np.ndarray  # ||M s|| per candidate
-    day: np.ndarray | None  # calendar day (0, 1, ...) of each period below a daily grain, else None
+    day: np.ndarray | None  # calendar day (part of a day in a short log: _days) of each period below a daily grain
     conc: np.ndarray  # per candidate: what a day's common deviation adds to its variance, per tau^2 (_concentration)
     min_before: int  # periods of history a candidate onset needs (min_before)
 
@@ -357,12 +361,19 @@ class _Space:
 
 
 def _days(t_hours: np.ndarray, first_hour: float, grain_hours: float) -> np.ndarray | None:
-    """The calendar day (UTC, counted from the first period's) of each period, below a daily grain; None at a grain
-    of a day or more, where a period's own spread already holds the day-to-day variation. ``first_hour`` is the
-    first period's hour of the day."""
+    """The block (counted from the first period's) whose periods share a common deviation, below a daily grain: the
+    calendar day (UTC); in a log of fewer than ``MIN_DAYS`` days, the longest part of a day (12, 8, 6, 4, 3 or 2
+    hours, two periods at least) the log holds ``MIN_DAYS`` of, so that slow variation over a few days is
+    estimated as well, rather than taken for none. None at a grain of a day or more, where a period's own spread
+    already holds the day-to-day variation. ``first_hour`` is the first period's hour of the day."""
     if grain_hours >= 24 or not len(t_hours):
         return None
-    day = np.floor((t_hours + first_hour) / 24.0).astype(np.int64)
+    block = 24.0
+    span = float(t_hours[-1] - t_hours[0]) + grain_hours
+    if span < MIN_DAYS * 24:
+        parts = [b for b in BLOCK_HOURS if b >= 2 * grain_hours and span >= MIN_DAYS * b]
+        block = parts[0] if parts else block
+    day = np.floor((t_hours + first_hour) / block).astype(np.int64)
     return day - day[0]
 
 
