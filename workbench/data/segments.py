@@ -15,7 +15,8 @@ period) have heavier tails, so a change point alone over-alarms. A segment there
 stands only when a second, independent test agrees: the slice search
 (:func:`workbench.data.slices.find_slices`, its own Bonferroni control over the whole
 slice lattice) between the windows that onset implies must find that very segment
-significant.
+significant; and a calibration regression must also pass the exact test of its clicks
+(:func:`_exact_p`), since the slice search's scale is Gaussian too.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from workbench.data.quality import QualitySeries, quality_series
 from workbench.data.slices import DIRECTION as SEARCHABLE
 from workbench.data.slices import find_slices
 from workbench.metrics import counted_positives
+from workbench.windows import Window
 
 if TYPE_CHECKING:
     from workbench.data.scan import LogScan
@@ -70,6 +72,29 @@ def _segment_grain(table: pl.DataFrame, every: str) -> str | None:
     return choice.grain if GRAINS.index(choice.grain) >= GRAINS.index(every) else every
 
 
+def _exact_p(table: pl.DataFrame, onset: Onset) -> float:
+    """The exact p-value of a segment's calibration change between the onset's windows (``table``: its series).
+
+    Given the clicks the two windows hold together, the incident's number of them is binomial with the incident's
+    share of the clicks the model expects (``sum p``) when the calibration did not change (the conditional test of
+    two Poisson rates). The detector's Gaussian scale over-states the evidence of a few clicks: a period with none of
+    the 5 clicks it expects reads as 5.4 sigma on the log scale, while its chance is 0.7% (2.5 sigma); so a segment's
+    calibration regression stands only when this exact test agrees, at the segment's level."""
+    def counts(w: Window) -> tuple[float, float]:
+        part = table.filter((pl.col("window") >= w.start) & (pl.col("window") < w.end))
+        return float(part["positives"].sum()), float(part["pred_sum_labeled"].sum())
+
+    from scipy.special import bdtr, bdtrc  # binomial tails; scipy.stats would cost seconds to import
+
+    (yb, eb), (yi, ei) = counts(onset.baseline), counts(onset.incident)
+    if eb + ei <= 0:
+        return 1.0
+    share, k, n = ei / (eb + ei), round(yi), round(yb + yi)
+    if onset.current_value > onset.baseline_value:  # the ratio rose: fewer clicks than the predictions expect
+        return float(bdtr(k, n, share))
+    return float(bdtrc(k - 1, n, share)) if k >= 1 else 1.0
+
+
 def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.001, min_share: float = 0.05,
                          columns: tuple[str, ...] | None = None, scan: LogScan | None = None) -> SegmentOnset | None:
     """The confirmed segment with the largest severity-to-threshold ratio, or None (see the module docstring).
@@ -103,8 +128,10 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
     if not candidates:
         return None
     per_segment = alpha / len(candidates)
-    found = [(segment, detect_onset(sub, metrics, alpha=per_segment)) for segment, sub in candidates]
-    for segment, onset in sorted((f for f in found if f[1].detected), key=lambda f: -f[1].severity / f[1].threshold):
+    found = [(segment, sub, detect_onset(sub, metrics, alpha=per_segment)) for segment, sub in candidates]
+    for segment, sub, onset in sorted((f for f in found if f[2].detected), key=lambda f: -f[2].severity / f[2].threshold):
+        if onset.metric == "calibration_ratio" and _exact_p(sub.table, onset) > per_segment:
+            continue
         metric = onset.metric if onset.metric in SEARCHABLE else "normalized_entropy"  # AUC is not a sum
         search = find_slices(case, onset.baseline, onset.incident, metric=metric)
         confirmed = search.table.filter(pl.col("significant") & (pl.col("slice") == segment))
