@@ -306,13 +306,14 @@ def test_a_log_of_a_few_days_estimates_its_slow_variation_from_parts_of_days(tmp
     """Under a week of calendar days the day-to-day variance was not estimated at all, so a few days' slow wander of
     the calibration read as a regression: dev control/organic_drift/55 (4.7 days at 15 minutes, the calibration 6%
     lower for two and a half days: robust z 6.8 against a threshold of 5.4). Such a log now estimates it from the
-    longest part of a day it holds seven of."""
+    longest part of a day it holds seven of (four periods at least)."""
     from workbench.data.onset import _days
 
     quarters = np.arange(0, 96, 0.25)
     assert _days(quarters, 0.0, 0.25).max() == 7  # four days: eight blocks of 12 hours
     assert _days(quarters[:288], 0.0, 0.25).max() == 8  # three days: nine blocks of 8 hours
     assert _days(np.arange(0, 240, 1.0), 5.0, 1.0).max() == 10  # ten days from 05:00: eleven calendar days
+    assert _days(np.arange(0, 96, 6.0), 0.0, 6.0).max() == 3  # at 6 hours a 12-hour block would hold two: days
     assert _days(np.arange(0, 96, 1.0), 0.0, 24.0) is None  # a period of a day is a day
     path, truth = dev_case(tmp_path, "control", "organic_drift", 55)
     assert truth["kind"] == "none"

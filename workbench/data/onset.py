@@ -363,7 +363,8 @@ class _Space:
 def _days(t_hours: np.ndarray, first_hour: float, grain_hours: float) -> np.ndarray | None:
     """The block (counted from the first period's) whose periods share a common deviation, below a daily grain: the
     calendar day (UTC); in a log of fewer than ``MIN_DAYS`` days, the longest part of a day (12, 8, 6, 4, 3 or 2
-    hours, two periods at least) the log holds ``MIN_DAYS`` of, so that slow variation over a few days is
+    hours, four periods at least: over fewer a block's deviation is hardly told from its periods' own) the log
+    holds ``MIN_DAYS`` of, so that slow variation over a few days is
     estimated as well, rather than taken for none. None at a grain of a day or more, where a period's own spread
     already holds the day-to-day variation. ``first_hour`` is the first period's hour of the day."""
     if grain_hours >= 24 or not len(t_hours):
@@ -371,7 +372,7 @@ def _days(t_hours: np.ndarray, first_hour: float, grain_hours: float) -> np.ndar
     block = 24.0
     span = float(t_hours[-1] - t_hours[0]) + grain_hours
     if span < MIN_DAYS * 24:
-        parts = [b for b in BLOCK_HOURS if b >= 2 * grain_hours and span >= MIN_DAYS * b]
+        parts = [b for b in BLOCK_HOURS if b >= 4 * grain_hours and span >= MIN_DAYS * b]
         block = parts[0] if parts else block
     day = np.floor((t_hours + first_hour) / block).astype(np.int64)
     return day - day[0]

@@ -128,9 +128,10 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
     if not candidates:
         return None
     per_segment = alpha / len(candidates)
-    found = [(segment, sub, detect_onset(sub, metrics, alpha=per_segment)) for segment, sub in candidates]
-    for segment, sub, onset in sorted((f for f in found if f[2].detected), key=lambda f: -f[2].severity / f[2].threshold):
-        if onset.metric == "calibration_ratio" and _exact_p(sub.table, onset) > per_segment:
+    found = [(segment, series, detect_onset(series, metrics, alpha=per_segment)) for segment, series in candidates]
+    for segment, series, onset in sorted((f for f in found if f[2].detected),
+                                         key=lambda f: -f[2].severity / f[2].threshold):
+        if onset.metric == "calibration_ratio" and _exact_p(series.table, onset) > per_segment:
             continue
         metric = onset.metric if onset.metric in SEARCHABLE else "normalized_entropy"  # AUC is not a sum
         search = find_slices(case, onset.baseline, onset.incident, metric=metric)
