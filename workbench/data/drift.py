@@ -630,7 +630,7 @@ def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, colum
     not move.
     """
     t = timeline.sort("window")
-    base = t.filter(pl.col("window").is_between(pl.lit(before.start), pl.lit(before.end), closed="left"))[column].median()
+    base = t.filter(before.contains("window"))[column].median()
     after = t.filter(pl.col("window") >= pl.lit(onset))
     if base is None or after.height < 3:
         return math.nan

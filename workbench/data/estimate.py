@@ -124,7 +124,7 @@ def estimate_unlabeled(case: Case, reference: Window | None = None, *, every: st
         step = measured["window"][1] - measured["window"][0] if measured.height > 1 else timedelta(hours=1)
         ref_end = measured["window"][end - 1] + step
         reference = Window(max(case.start, ref_end - timedelta(hours=reference_hours)), ref_end)
-    cal = _calibrator(part.filter(pl.col("window").is_between(pl.lit(reference.start), pl.lit(reference.end), closed="left")))
+    cal = _calibrator(part.filter(reference.contains("window")))
     c = pl.col(SB).replace_strict(cal, default=None, return_dtype=pl.Float64)
     exp = part.with_columns(c.alias("_c")).with_columns(
         (pl.col("rows") * pl.col("_c")).alias("_pos"),

@@ -133,8 +133,10 @@ MATERIAL_Z = NormalDist().inv_cdf(0.95)
 # estimate is mostly noise (its relative error is about sqrt(2 / (D - 1)): 0.8 at four days), and one odd day would
 # pass for the normal variation; a log of a few days estimates it over parts of days (BLOCK_HOURS, _days).
 MIN_DAYS = 7
-# Parts of a day that stand for the day in a log of fewer than MIN_DAYS days (_days): each divides the day.
+# Parts of a day that stand for the day in a log of fewer than MIN_DAYS days (_days): each divides the day, and one
+# stands for it only when it holds BLOCK_PERIODS periods (over fewer its deviation is hardly told from theirs).
 BLOCK_HOURS = (12.0, 8.0, 6.0, 4.0, 3.0, 2.0)
+BLOCK_PERIODS = 4
 TAIL = 0.1  # the share of null draws whose excesses fit the extrapolated tail
 
 
@@ -362,17 +364,16 @@ class _Space:
 
 def _days(t_hours: np.ndarray, first_hour: float, grain_hours: float) -> np.ndarray | None:
     """The block (counted from the first period's) whose periods share a common deviation, below a daily grain: the
-    calendar day (UTC); in a log of fewer than ``MIN_DAYS`` days, the longest part of a day (12, 8, 6, 4, 3 or 2
-    hours, four periods at least: over fewer a block's deviation is hardly told from its periods' own) the log
-    holds ``MIN_DAYS`` of, so that slow variation over a few days is
-    estimated as well, rather than taken for none. None at a grain of a day or more, where a period's own spread
-    already holds the day-to-day variation. ``first_hour`` is the first period's hour of the day."""
+    calendar day (UTC); in a log of fewer than ``MIN_DAYS`` days, the longest part of a day (``BLOCK_HOURS``, of
+    ``BLOCK_PERIODS`` periods at least) the log holds ``MIN_DAYS`` of, so that slow variation over a few days is
+    estimated rather than taken for none. None at a grain of a day or more, where a period's own spread already
+    holds the day-to-day variation. ``first_hour`` is the first period's hour of the day."""
     if grain_hours >= 24 or not len(t_hours):
         return None
     block = 24.0
     span = float(t_hours[-1] - t_hours[0]) + grain_hours
     if span < MIN_DAYS * 24:
-        parts = [b for b in BLOCK_HOURS if b >= 4 * grain_hours and span >= MIN_DAYS * b]
+        parts = [b for b in BLOCK_HOURS if b >= BLOCK_PERIODS * grain_hours and span >= MIN_DAYS * b]
         block = parts[0] if parts else block
     day = np.floor((t_hours + first_hour) / block).astype(np.int64)
     return day - day[0]
@@ -842,9 +843,7 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
             onset_time = table["window"][row]
             end_time = table["window"][end_row] if end_row is not None else None
         baseline, incident = _windows(onset_time, end_time or last_end, first, grain_name)
-        in_b = pl.col("window").is_between(pl.lit(baseline.start), pl.lit(baseline.end), closed="left")
-        in_i = pl.col("window").is_between(pl.lit(incident.start), pl.lit(incident.end), closed="left")
-        tb, ti = table.filter(in_b), table.filter(in_i)
+        tb, ti = table.filter(baseline.contains("window")), table.filter(incident.contains("window"))
         kept = [f for f in hits if material(f.metric, pool(tb, f.metric), pool(ti, f.metric))]
         if len(kept) == len(hits):
             break

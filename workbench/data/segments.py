@@ -81,7 +81,7 @@ def _exact_p(table: pl.DataFrame, onset: Onset) -> float:
     the 5 clicks it expects reads as 5.4 sigma on the log scale, while its chance is 0.7% (2.5 sigma); so a segment's
     calibration regression stands only when this exact test agrees, at the segment's level."""
     def counts(w: Window) -> tuple[float, float]:
-        part = table.filter((pl.col("window") >= w.start) & (pl.col("window") < w.end))
+        part = table.filter(w.contains("window"))
         return float(part["positives"].sum()), float(part["pred_sum_labeled"].sum())
 
     from scipy.special import bdtr, bdtrc  # binomial tails; scipy.stats would cost seconds to import
