@@ -173,3 +173,20 @@ def test_a_refit_needs_enough_labelled_events(tmp_path):
     sim = Simulator(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"), Window("2026-11-20T00:00Z", "2026-11-21T00:00Z"))
     result = sim.refit("s1")
     assert isinstance(result, NotSimulated) and "needs 100 of each class" in result.reason
+
+
+def test_a_refit_learns_from_more_rows_than_the_paired_differences_use(tmp_path, monkeypatch):
+    import workbench.model.mitigate as mitigate
+
+    case = shift_case(tmp_path)
+    windows = Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"), Window("2026-11-20T00:00Z", "2026-11-21T00:00Z")
+    wide = Simulator(case, *windows, sample=1_500)
+    refit = wide.refit("s1")
+    labelled = case.predictions.filter(windows[1].contains("ts")).collect().height
+    assert len(wide.incident.y) == 1_500 and len(wide._refit_rows.y) == labelled  # every labelled incident row
+    assert isinstance(refit, Simulation) and refit.rows > 6_000
+    monkeypatch.setattr(mitigate, "REFIT_SAMPLE", 1_500)
+    narrow = Simulator(case, *windows, sample=1_500).refit("s1")
+    assert isinstance(narrow, Simulation) and narrow.rows < 1_000
+    gain, narrow_gain = refit.incident - refit.value, narrow.incident - narrow.value  # NE the refit takes off its rows
+    assert gain > narrow_gain + 0.01, (refit, narrow)
