@@ -45,7 +45,7 @@ def _confidence_map() -> dict[str, float]:
     """The confidence map the answers were made with (benchmarks/fit_confidence.py undoes it to refit)."""
     from workbench.rca import _confidence
 
-    return {"a": _confidence.PLATT_A, "b": _confidence.PLATT_B}
+    return {"a": _confidence.PLATT_A, "b": _confidence.PLATT_B, "first": _confidence.PLATT_FIRST}
 
 
 def _case(sc_dict: dict, cache: Path, fresh: bool = False) -> tuple[Path, float]:

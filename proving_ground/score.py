@@ -27,7 +27,8 @@ The rules, so that every figure in a report means one thing:
 * **slice named** (truth has a slice): a top-3 cause has that ``slice``, or is a
   ``slice`` cause with it as target, or ``anomaly.segment`` equals it.
 * **confidence**: the top cause's confidence and whether it was right, for a
-  reliability table in bands 0-0.1 ... 0.9-1.0.
+  reliability table in bands 0-0.1 ... 0.9-1.0; ``causes_right``, whether each listed cause
+  names a true cause (all false on a control), which the confidence map is fitted on.
 * **mitigation**: the top cause's first mitigation recovers >= 0.5 (``predicted.recovery``)
   and its ``predicted.value`` minus the counterfactual value of the same metric (what
   the model would have scored on the incident window without the incident).
@@ -146,6 +147,7 @@ def score(case_dir: str | Path, answer: dict, truth: dict | None = None) -> dict
         "onset_error_periods": None, "onset_error_hours": None, "end_found": None, "end_error_periods": None,
         "first": None, "top3": None, "change_correct": None, "change_given": None, "slice_named": None,
         "confidence": None, "confidence_band": None,
+        "causes_right": [any(match(rc, tc) for tc in (truth.get("causes") or [])) if incident else False for rc in causes],
         "mitigation_recovers": None, "mitigation_metric": None, "mitigation_value_error": None,
         "errors": len(answer.get("errors") or []),
         "check_failures": sum(1 for s in skipped if "check failed" in str(s.get("reason", "")).lower()),

@@ -15,8 +15,9 @@ The rules, in order (each is stated so its behaviour can be predicted):
    share among the competing explanations, so one strong, unrivalled cause scores
    high and two equally strong ones each score at most one half.
 6. **Calibrated.** That raw confidence goes through a monotone map fitted on the
-   proving ground's development split (:mod:`workbench.rca._confidence`), so a stated
-   confidence ``p`` means the top cause was right about ``p`` of the time there.
+   proving ground's development split (:mod:`workbench.rca._confidence`), with a term for
+   the cause ranked first, so a stated confidence ``p`` means a cause stated so was a true
+   cause about ``p`` of the time there.
 7. **Share** (:func:`by_share`, once each cause's mitigations are simulated). Causes that
    are each more likely real than not (confidence at least ``LIKELY``) may be several
    causes at once. One whose own fix recovers at least half of the regression in
@@ -148,12 +149,13 @@ def rank(found: list[tuple[tuple[str, ...], Evidence]], case: Case, onset: datet
     kept = {k: s for k, s in strength.items() if s >= REPORT_FLOOR}
     total = sum(kept.values())
     out = []
-    for key, s in sorted(kept.items(), key=lambda kv: -kv[1]):
+    for i, (key, s) in enumerate(sorted(kept.items(), key=lambda kv: -kv[1])):
         m = merged[key]
         best: Candidate = m["best"]
         evidence = list(dict.fromkeys(m["evidence"]))
         evidence += [("events", f"change near the onset: {e}") for e in notes.get(key, [])]
-        out.append(RootCause(kind=key[0], target=key[1], confidence=calibrated(s * s / total), strength=s, summary=best.summary,
+        out.append(RootCause(kind=key[0], target=key[1], confidence=calibrated(s * s / total, first=i == 0), strength=s,
+                             summary=best.summary,
                              evidence=tuple(evidence), path=m["path"], layer=m["layer"], slice=m["slice"],
                              events=tuple(notes.get(key, [])), change=m["change"]))
     return out
