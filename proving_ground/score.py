@@ -147,7 +147,7 @@ def score(case_dir: str | Path, answer: dict, truth: dict | None = None) -> dict
         "onset_error_periods": None, "onset_error_hours": None, "end_found": None, "end_error_periods": None,
         "first": None, "top3": None, "change_correct": None, "change_given": None, "slice_named": None,
         "confidence": None, "confidence_band": None,
-        "causes_right": [any(match(rc, tc) for tc in (truth.get("causes") or [])) if incident else False for rc in causes],
+        "causes_right": [incident and any(match(rc, tc) for tc in (truth.get("causes") or [])) for rc in causes],
         "mitigation_recovers": None, "mitigation_metric": None, "mitigation_value_error": None,
         "errors": len(answer.get("errors") or []),
         "check_failures": sum(1 for s in skipped if "check failed" in str(s.get("reason", "")).lower()),
@@ -179,7 +179,7 @@ def score(case_dir: str | Path, answer: dict, truth: dict | None = None) -> dict
             out["end_error_periods"] = round((end_ans - _ceil(end_true, g)) / g, 3)
     true_causes = truth.get("causes") or []
     if true_causes:
-        out["first"] = bool(causes) and any(match(causes[0], tc) for tc in true_causes)
+        out["first"] = bool(causes) and out["causes_right"][0]
         top3 = causes[:3]
         out["top3"] = all(any(match(rc, tc) for rc in top3) for tc in true_causes)
         with_change = [tc for tc in true_causes if tc.get("change")]

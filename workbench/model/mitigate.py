@@ -355,6 +355,7 @@ class Simulator:
             rows = rows.filter(where.fill_null(False))
         if rows.height >= sample:
             return rows.head(sample).select(cols)  # the lowest hashes: a uniform draw
+        # a wide log's value budget stands in for the paired differences' sample, not for a larger one (a refit's)
         if log.complete or (sample == self.sample and rows.height >= self._wide_enough(len(cols))):
             return rows.select(cols)
         return None
@@ -386,7 +387,10 @@ class Simulator:
         """The incident rows a recalibration inside segment ``within`` is fitted on: a sample of the segment's own rows
         (``SAMPLE``, or all it has), where the window's sample holds only the segment's share of the traffic. A segment
         with a third of the traffic whose clicks fell six-fold showed under ``MIN_EVENTS`` clicks in the even hours of the
-        window's 20k rows (dev ``slice/collapse/16``: 3,259 of its rows), and 42 in 9,843 of its own 20k."""
+        window's 20k rows (dev ``slice/collapse/16``: 3,259 of its rows), and 42 in 9,843 of its own 20k. When the
+        simulator is already confined to that segment, its incident rows are the segment's own."""
+        if within == self.segment:
+            return self.incident
         return self._fetch(self.incident_window, self.seed + 2, within=within)
 
     @functools.cached_property
