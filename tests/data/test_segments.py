@@ -1,4 +1,5 @@
-"""workbench.data.segments: a segment's own grain counts the positives the model expects, so a collapse keeps it testable."""
+"""workbench.data.segments: a segment's own grain counts the positives the model expects, so a collapse keeps it
+testable; a regression one segment holds alone is timed on that segment's series."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+import pytest
 
+from tests.conftest import dev_case
+from workbench import open_case
+from workbench.data.quality import pool, quality_between
 from workbench.data.segments import _segment_grain
 
 
@@ -67,3 +72,42 @@ def test_a_quiet_segment_whose_clicks_paused_for_45_minutes_is_no_regression(tmp
     path, truth = dev_case(tmp_path, "control", "quiet", 115)
     assert truth["kind"] == "none"
     assert detect_segment_onset(open_case(path)) is None
+
+
+@pytest.mark.parametrize(("mode", "seed"), [("collapse", 7), ("decoupled", 15)])
+def test_a_regression_one_segment_holds_alone_is_timed_on_that_segments_series(tmp_path, mode, seed):
+    """Proving ground dev slice/collapse/7 (clicks fall in AU, 6 h grain) and slice/decoupled/15 (android's labels stop
+    following the inputs): the whole traffic shows the regression, diluted by the rest, and its fit placed the end
+    30 hours early in the first and 24 late in the second. On the segment's own series both ends fall within two
+    periods of the truth, and so does the onset; which metrics regressed stays the whole traffic's verdict."""
+    from workbench.data.onset import detect_onset, retimed
+    from workbench.data.segments import locate_in_segment
+
+    path, truth = dev_case(tmp_path, "slice", mode, seed)
+    case = open_case(path)
+    onset, end = (datetime.fromisoformat(truth[k].replace("Z", "+00:00")) for k in ("onset", "end"))
+    whole = detect_onset(case)
+    period = timedelta(hours=6)
+    assert whole.detected and whole.grain == "6h" and whole.end is not None
+    assert abs(whole.end - end) > 2 * period  # the diluted fit's end: what this test is about
+    located = locate_in_segment(case, whole)
+    assert located is not None and located.segment == truth["slice"], str(located)
+    timed = retimed(case, whole, located.onset, located.segment)
+    assert timed is not None and timed.end is not None
+    assert abs(timed.end - end) <= 2 * period and abs(timed.onset - onset) <= period, (timed.onset, timed.end, truth)
+    assert timed.incident == located.onset.incident and timed.metric == whole.metric
+    assert [v.regressed for v in timed.metrics] == [v.regressed for v in whole.metrics]
+    # the values are the whole traffic's, pooled over the segment's windows
+    assert timed.current_value == pytest.approx(pool(quality_between(case, timed.incident), whole.metric), rel=1e-9)
+
+
+def test_a_regression_the_whole_traffic_holds_is_not_located_in_a_segment(tmp_path):
+    """Proving ground dev feature/coverage_null/0 (four slice columns): a break every segment carries keeps the whole
+    traffic's timing."""
+    from workbench.data.onset import detect_onset
+    from workbench.data.segments import locate_in_segment
+
+    path, _ = dev_case(tmp_path, "feature", "coverage_null", 0)
+    case = open_case(path)
+    whole = detect_onset(case)
+    assert case.slices and whole.detected and locate_in_segment(case, whole) is None

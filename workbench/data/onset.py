@@ -90,7 +90,7 @@ reports every metric between two given windows (the user's ``--baseline`` and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 from statistics import NormalDist
@@ -110,7 +110,7 @@ from workbench.windows import Window, iso
 if TYPE_CHECKING:
     from workbench.data.scan import LogScan
 
-__all__ = ["DIRECTION", "MIN_EFFECT", "WATCHED", "MetricVerdict", "Onset", "detect_onset", "measure_windows", "reliable_rows"]
+__all__ = ["DIRECTION", "MIN_EFFECT", "WATCHED", "MetricVerdict", "Onset", "detect_onset", "measure_windows", "reliable_rows", "retimed"]
 
 WATCHED = ("normalized_entropy", "calibration_ratio", "auc")
 # +1: higher is worse, -1: lower is worse, 0: a move either way is a regression
@@ -882,6 +882,27 @@ def _floor_words(metric: str) -> str:
     if metric in LOG_SCALE:
         return f"x{math.exp(MIN_EFFECT[metric]):.2f} further from 1" if not DIRECTION[metric] else f"x{math.exp(MIN_EFFECT[metric]):.2f}"
     return f"{MIN_EFFECT[metric]:.0%}"
+
+
+def retimed(case: Case, found: Onset, timing: Onset, where: str) -> Onset | None:
+    """``found`` (a detected regression) with the onset, end and windows of ``timing`` (the same regression located on
+    a series where it is not diluted: :func:`workbench.data.segments.locate_in_segment`), every metric's values pooled
+    over those windows; None when the headline metric's change between them is not material in its direction.
+
+    Only when and where: which metrics regressed, and how far beyond their normal variation, stay ``found``'s.
+    """
+    parts = [quality_between(case, w) for w in (timing.baseline, timing.incident)]
+    verdicts = tuple(replace(v, baseline=pool(parts[0], v.metric) if parts[0].height else math.nan,
+                             current=pool(parts[1], v.metric) if parts[1].height else math.nan,
+                             onset=timing.onset if v.regressed else None, end=timing.end if v.regressed else None)
+                     for v in found.metrics)
+    head = next(v for v in verdicts if v.metric == found.metric)
+    if not material(head.metric, head.baseline, head.current):
+        return None
+    return replace(found, onset=timing.onset, end=timing.end, baseline=timing.baseline, incident=timing.incident,
+                   baseline_value=head.baseline, current_value=head.current, metrics=verdicts,
+                   method=f"{found.method}; onset and end located on {where}'s own series, which holds the regression "
+                          f"alone (per {timing.grain})")
 
 
 def measure_windows(case: Case, baseline: Window, incident: Window, detected: Onset | None = None,

@@ -31,14 +31,14 @@ from workbench.case.loader import Case
 from workbench.data.onset import MIN_FIT_COUNT, WATCHED, Onset, detect_onset
 from workbench.data.quality import QualitySeries, quality_series
 from workbench.data.slices import DIRECTION as SEARCHABLE
-from workbench.data.slices import find_slices
+from workbench.data.slices import find_slices, slice_filter
 from workbench.metrics import counted_positives
 from workbench.windows import Window
 
 if TYPE_CHECKING:
     from workbench.data.scan import LogScan
 
-__all__ = ["SegmentOnset", "detect_segment_onset"]
+__all__ = ["SegmentOnset", "detect_segment_onset", "locate_in_segment"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +139,35 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
         if confirmed.height:
             return SegmentOnset(segment=segment, onset=onset, tested=len(candidates), alpha=alpha)
     return None
+
+
+def locate_in_segment(case: Case, whole: Onset, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.001) -> SegmentOnset | None:
+    """Where a regression the whole traffic shows, but one segment holds alone, starts and ends, on that segment's own
+    series; None when it is not confined to one segment or that series does not show it overlapping ``whole``.
+
+    On the whole traffic a segment's regression is diluted by the rest, which did not move: the scan still finds it,
+    but its onset and end are placed where the diluted profile peaks, which a few noisy periods of the rest can move
+    by days. The segment's own series carries the undiluted change, so its change point is where the incident is. The
+    segment is the slice search's top slice between ``whole``'s windows when it is confined (significant, a minority
+    of the traffic, the rest did not regress: :func:`workbench.data.slices.find_slices`); its series is tested at its
+    own grain (never finer than the case's) by :func:`workbench.data.onset.detect_onset` at ``alpha``. Only the timing
+    is taken from it: whether quality regressed was decided on the whole traffic.
+    """
+    if not whole.detected or whole.grain is None or not case.slices:
+        return None
+    metric = whole.metric if whole.metric in SEARCHABLE else "normalized_entropy"
+    search = find_slices(case, whole.baseline, whole.incident, metric=metric)
+    if search.top is None or not search.confined:
+        return None
+    segment = search.top["slice"]
+    rows = slice_filter(segment)
+    table = quality_series(case, every=whole.grain, rows=rows).table
+    grain = _segment_grain(table, whole.grain)
+    if grain is None:
+        return None
+    if grain != whole.grain:
+        table = quality_series(case, every=grain, rows=rows).table
+    found = detect_onset(QualitySeries(table=table, every=grain, by=()), metrics, alpha=alpha)
+    if not found.detected or not (found.incident.start < whole.incident.end and whole.incident.start < found.incident.end):
+        return None
+    return SegmentOnset(segment=segment, onset=found, tested=1, alpha=alpha)

@@ -212,14 +212,30 @@ class Context:
         _ = self.onset
         return self._cache.get("segment")
 
+    @property
+    def located_in(self) -> str | None:
+        """``column=value`` when the whole traffic regressed but that segment holds it alone, so the onset and end
+        were read on its series (:func:`workbench.data.segments.locate_in_segment`)."""
+        _ = self.onset
+        found = self._cache.get("located_in")
+        return found.segment if found is not None else None
+
     def _detect(self) -> Onset:
-        from workbench.data.onset import detect_onset, measure_windows
-        from workbench.data.segments import detect_segment_onset
+        from workbench.data.onset import detect_onset, measure_windows, retimed
+        from workbench.data.segments import detect_segment_onset, locate_in_segment
 
         whole = detect_onset(self.case, scan=self.log_scan)
         if self._windows is not None:  # the user's windows apply to everything, the headline included
             return measure_windows(self.case, *self._windows, detected=whole)
-        if whole.detected or not whole.testable or not self.case.slices:
+        if whole.detected:  # one segment may hold it alone: its own series says when, undiluted by the rest
+            located = locate_in_segment(self.case, whole)
+            timed = retimed(self.case, whole, located.onset, located.segment) if located is not None else None
+            if located is not None and timed is not None:
+                self.say(f"the regression is confined to {located.segment}; its onset and end are read on its series")
+                self._cache["located_in"] = located
+                return timed
+            return whole
+        if not whole.testable or not self.case.slices:
             return whole
         self.say("no regression in the whole traffic; scanning segments")
         found = detect_segment_onset(self.case, scan=self.segment_scan)

@@ -69,6 +69,7 @@ def prediction_quality(ctx: Context) -> Evidence:
                         reason=f"{on.reason}", data={"onset": on.to_dict()})
     plot, others = _plots(ctx, on)
     where = f" in {ctx.segment} (the whole traffic stayed within its noise)" if ctx.segment else ""
+    timed = f"; onset and end read on {ctx.located_in}, which holds it alone" if ctx.located_in else ""
     per = GRAIN_WORDS.get(on.grain or "1h", on.grain or "")
     head = on.verdict(on.metric)
     data = {"plot": plot, "plots": others, "onset": on.to_dict()}
@@ -76,7 +77,7 @@ def prediction_quality(ctx: Context) -> Evidence:
         until = f" until {on.end:%Y-%m-%d %H:%M} UTC (it recovered)" if on.end else ""
         given = " in the given windows" if on.forced else f", {on.severity:.1f}σ beyond its normal variation"
         also = [_lower(describe_metric(v)) for v in on.metrics if v.regressed and v.metric != on.metric]
-        summary = (f"{describe_metric(head)}{where} from {on.onset:%Y-%m-%d %H:%M} UTC{until}{given} (per {per})"
+        summary = (f"{describe_metric(head)}{where} from {on.onset:%Y-%m-%d %H:%M} UTC{until}{given} (per {per}{timed})"
                    + (f"; also {'; '.join(also)}" if also else "") + ".")
         return Evidence("prediction_quality", "fail", S.from_z(on.severity) if not on.forced else 1.0, summary,
                         detail=on.method, data=data)
