@@ -70,6 +70,7 @@ __all__ = [
     "ece_bin",
     "entropy",
     "entropy_expr",
+    "fit_offset",
     "log_loss",
     "logit",
     "metric_from_sums",
@@ -145,6 +146,20 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     """The probability of a logit, ``1 / (1 + e^-z)`` (no overflow warnings for large ``|z|``)."""
     z = np.asarray(z, dtype=float)
     return np.exp(-np.logaddexp(0.0, -z))
+
+
+def fit_offset(z: np.ndarray, y: np.ndarray, steps: int = 30) -> float:
+    """Maximum-likelihood ``b`` of ``sigmoid(z + b)``: the shift that calibrates logits ``z`` in the large on labels
+    ``y`` (Newton's method on one parameter)."""
+    b = 0.0
+    for _ in range(steps):  # iterations of a 1-parameter Newton solve, not a loop over rows
+        p = sigmoid(z + b)
+        h = float((p * (1 - p)).sum())
+        step = float((y - p).sum()) / max(h, 1e-12)
+        b += step
+        if abs(step) < 1e-10:
+            break
+    return b
 
 
 def row_log_loss_logit(z: np.ndarray, y: np.ndarray) -> np.ndarray:

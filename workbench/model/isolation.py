@@ -56,7 +56,7 @@ import numpy as np
 import polars as pl
 
 from workbench.errors import CaseError, WorkbenchError
-from workbench.metrics import CLIP, entropy, logit, normalized_entropy, row_log_loss_logit, sigmoid
+from workbench.metrics import CLIP, entropy, fit_offset, logit, normalized_entropy, row_log_loss_logit, sigmoid
 from workbench.model._shared import fmt, records, threads_for
 from workbench.model._trees import ensemble_of
 from workbench.model.validation import MIN_CLASS, sample_rows
@@ -601,10 +601,12 @@ def decorrelation(case: Case, base: pl.DataFrame, inc: pl.DataFrame, candidates:
 
 
 def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, swapper: Swapper, rows: np.ndarray,
-                      rng: np.random.Generator, columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      rng: np.random.Generator, columns: np.ndarray | None = None, *,
+                      centred: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per feature (of ``columns``, default all): the rise of the window's NE when that feature is permuted among its
     rows, and its standard error. ``z`` are the scorer's logits of ``x`` and ``swapper`` re-scores a row set with
     one column replaced (:data:`Swapper`; the surrogate's re-walks only the trees that read the column).
+    ``centred``: every logit first gets the offset that calibrates the rows in the large (:func:`fit_offset`).
 
     A feature that carries information about the label raises the loss when its values
     are shuffled; one whose values no longer belong to their rows raises it no more.
@@ -617,10 +619,11 @@ def _permutation_loss(x: np.ndarray, y: np.ndarray, z: np.ndarray, swapper: Swap
     h = float(entropy(float(yr.mean())))
     if not math.isfinite(h):
         return rise, se
-    base_loss = row_log_loss_logit(z[rows], yr)
+    offset = fit_offset(z[rows], yr) if centred else 0.0
+    base_loss = row_log_loss_logit(z[rows] + offset, yr)
     swap = swapper(xr, z[rows], rows)
     for j in range(d) if columns is None else columns:
-        diff = (row_log_loss_logit(swap(j, xr[rng.permutation(len(rows)), j]), yr) - base_loss) / h
+        diff = (row_log_loss_logit(swap(j, xr[rng.permutation(len(rows)), j]) + offset, yr) - base_loss) / h
         rise[j], se[j] = float(diff.mean()), float(diff.std(ddof=1) / math.sqrt(len(diff)))
     return rise, se
 
@@ -643,7 +646,16 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
     lost its signal as well (labels that stopped following the inputs): the drop is 0, nothing
     being the feature's own, with no SE. With the model:
     the values of a feature that was lagged, shuffled or joined on the wrong key stop mattering
-    to the loss while its distribution holds. ``PERMUTE_ROWS`` rows per window read every
+    to the loss while its distribution holds.
+
+    A label rate that moved, with nothing loosened, must not read as a drop. Each window's rises are read on logits
+    calibrated in the large on its own rows (``centred``: a segment whose clicks fell six-fold leaves the model
+    over-predicting six-fold there, which shrinks every rise), and the ratio ``rise_i / rise_b`` compares them per
+    unit of label variance, ``r(1 - r)``, not of label entropy ``H(r)``: a feature's information about the label
+    (its Fisher information on the logit) scales with the variance, so dividing by the entropy, which falls more
+    slowly, read a rate that fell from 3% to 0.5% as 29% of every feature's signal gone (dev slice/collapse, seed 16:
+    one informative feature in the segment, nothing to compare it with, read as loose). The rises reported stay in NE.
+    ``PERMUTE_ROWS`` rows per window read every
     feature; when a ``candidates`` feature (one the feature check will read) has a material drop
     whose floor (:func:`drop_floor`) is set by its sampling error, or a baseline rise these rows could not
     show above 3 SE, it and the informative features are read again on every labelled row given (the window's
@@ -666,8 +678,8 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
         drop, drop_se = np.full(len(features), np.nan), np.full(len(features), np.nan)
         compared = np.zeros(len(features), dtype=np.int64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = ri / rb
-            ratio_se = np.sqrt(si ** 2 + (ratio * sb) ** 2) / rb  # delta method for ri / rb
+            ratio = ri / rb * per_variance  # per unit of label variance (see above)
+            ratio_se = np.sqrt(si ** 2 + (ri / rb * sb) ** 2) / rb * per_variance  # delta method for ri / rb
             for j in np.flatnonzero(informative):
                 others = informative.copy()
                 others[j] = False
@@ -686,9 +698,14 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
                     drop_se[j] = math.hypot(ratio_se[j] / g, ratio[j] * g_se / g ** 2)
         return drop, drop_se, informative, compared
 
+    def nats_per_variance(y: np.ndarray) -> float:  # H(r) / (r (1 - r)) of the window's label rate
+        r = float(np.nanmean(y)) if np.isfinite(y).any() else math.nan
+        return float(entropy(r)) / (r * (1 - r)) if 0 < r < 1 else math.nan
+
+    per_variance = nats_per_variance(yi) / nats_per_variance(yb)
     zb, zi = logits if logits is not None else (reference(xb), reference(xi))
-    rb, sb = _permutation_loss(xb, yb, zb, swapper, labelled(yb, PERMUTE_ROWS), rng)
-    ri, si = _permutation_loss(xi, yi, zi, swapper, labelled(yi, PERMUTE_ROWS), rng)
+    rb, sb = _permutation_loss(xb, yb, zb, swapper, labelled(yb, PERMUTE_ROWS), rng, centred=True)
+    ri, si = _permutation_loss(xi, yi, zi, swapper, labelled(yi, PERMUTE_ROWS), rng, centred=True)
     drop, drop_se, informative, compared = drops(rb, sb, ri, si)
     k = int(informative.sum())
     # undecided: a candidate whose material drop has a floor set by noise, or whose baseline signal the first rows
@@ -701,7 +718,7 @@ def _permutation_losses(xb: np.ndarray, xi: np.ndarray, yb: np.ndarray, yi: np.n
         again = np.union1d(np.flatnonzero(informative), undecided)
         for x, y, z, rise, se in ((xb, yb, zb, rb, sb), (xi, yi, zi, ri, si)):
             if np.isfinite(y).sum() > PERMUTE_ROWS:  # a window read whole already has nothing more to give
-                rise2, se2 = _permutation_loss(x, y, z, swapper, labelled(y, None), rng, again)
+                rise2, se2 = _permutation_loss(x, y, z, swapper, labelled(y, None), rng, again, centred=True)
                 rise[again], se[again] = rise2[again], se2[again]
         drop, drop_se, informative, compared = drops(rb, sb, ri, si)
         k = int(informative.sum())

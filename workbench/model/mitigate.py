@@ -78,6 +78,7 @@ from workbench.metrics import (
     auc,
     base_rate_entropy,
     calibration_ratio,
+    fit_offset,
     log_loss,
     logit,
     normalized_entropy,
@@ -657,7 +658,7 @@ class Simulator:
             return NotSimulated(f"too few labelled incident rows{' in ' + within if within else ''} in the even hours of the "
                                 f"window to fit a recalibration on ({int(fit.sum()):,})")
         z, y = own.z[fit], own.y[fit]
-        shift = _fit_offset(z, y)
+        shift = fit_offset(z, y)
         slope, offset = _fit_platt(z, y)
         gain = 2 * (row_log_loss_logit(z + shift, y).sum() - row_log_loss_logit(slope * z + offset, y).sum())
         z_after = inc.z.copy()
@@ -734,19 +735,6 @@ def _serve(z_logged: np.ndarray, served: np.ndarray, z_new: np.ndarray) -> np.nd
         own = logit(sigmoid(served))  # the model's output clipped as the log's is
         identity = ~np.isfinite(served) | (np.abs(own - z_logged) < 1e-3)
         return np.where(identity, z_new, z_logged + z_new - own)
-
-
-def _fit_offset(z: np.ndarray, y: np.ndarray, steps: int = 30) -> float:
-    """Maximum-likelihood ``b`` of ``sigmoid(z + b)`` (Newton's method on one parameter)."""
-    b = 0.0
-    for _ in range(steps):  # iterations of a 1-parameter Newton solve, not a loop over rows
-        p = sigmoid(z + b)
-        h = float((p * (1 - p)).sum())
-        step = float((y - p).sum()) / max(h, 1e-12)
-        b += step
-        if abs(step) < 1e-10:
-            break
-    return b
 
 
 def _fit_platt(z: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[float, float]:
