@@ -130,3 +130,27 @@ def test_auc_standard_error_matches_the_spread_over_resamples():
     a = float(np.mean(aucs))
     se = M.auc_se(a, 3_000 * 0.118, 3_000 * 0.882)
     assert se == pytest.approx(np.std(aucs), rel=0.3)
+
+
+@pytest.mark.parametrize("centre, rate", [(0.0, 0.3), (-3.0, 0.01), (12.0, 0.02), (-14.0, 0.6)])
+def test_fit_offset_is_the_likelihoods_maximum_even_far_from_the_labels(centre, rate):
+    """Logits near 12 on rows that click 2 % of the time (a snapshot trained on sub-sampled negatives): a full
+    Newton step from 0 overshoots to -1e15 and the solve returned NaN; the held steps reach scipy's optimum."""
+    from scipy.optimize import minimize_scalar
+
+    rng = np.random.default_rng(7)
+    z = centre + rng.normal(0.0, 1.0, 20_000)
+    y = (rng.random(20_000) < rate).astype(float)
+    with np.errstate(all="raise"):
+        b = M.fit_offset(z, y)
+    best = minimize_scalar(lambda c: M.row_log_loss_logit(z + c, y).sum(), bounds=(-40, 40), method="bounded",
+                           options={"xatol": 1e-9})
+    assert b == pytest.approx(best.x, abs=1e-4)
+    assert M.sigmoid(z + b).mean() == pytest.approx(y.mean(), rel=1e-6)  # calibrated in the large
+
+
+def test_fit_offset_without_positives_is_a_large_finite_shift():
+    z = np.random.default_rng(3).normal(2.0, 1.0, 1_000)
+    with np.errstate(all="raise"):
+        b = M.fit_offset(z, np.zeros_like(z))
+    assert np.isfinite(b) and M.sigmoid(z + b).mean() < 1e-9  # the maximum is at -inf: a shift that predicts ~0
