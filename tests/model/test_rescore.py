@@ -140,3 +140,31 @@ def test_labels_from_inputs_tells_a_population_that_moved_from_labels_that_moved
     assert alone is not None and alone.observed < -0.3 and alone.share < 0.15, str(alone)
     # too few clicks to fit a label model on: no answer rather than a noisy one
     assert labels_from_inputs(_labelled(xb[:2_000], yb[:2_000]), _labelled(xi, yi), ("a", "b", "c")) is None
+
+
+def test_a_snapshot_whose_output_is_nan_is_compared_on_what_serving_logged(tmp_path):
+    """A NaN in a tensor makes the snapshot's re-score NaN on every row, while serving logged what it fell back to:
+    the swap compares the log with the replacement instead of leaving no row (which read 'recovers nan%')."""
+    import shutil
+    import warnings
+
+    from safetensors.torch import load_file, save_file
+
+    case, baseline, incident = _windows("snapshot_corrupt")
+    before = snapshot_swap(case, baseline, incident)
+    root = shutil.copytree(case.root, tmp_path / "case")
+    index = pl.read_csv(root / "snapshots" / "index.csv")
+    for row in index.filter(pl.col("snapshot_id").is_in(list(before.served))).iter_rows(named=True):
+        path = root / "snapshots" / row["file"]
+        state = load_file(str(path))
+        first = sorted(state)[0]
+        state[first].view(-1)[0] = float("nan")
+        save_file(state, str(path))
+    nan_case = open_case(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        after = snapshot_swap(nan_case, baseline, incident)
+    # the log holds the corrupt snapshot's own predictions, so the comparison is the one made before
+    assert after.served == before.served and after.rows == before.rows
+    assert after.recovered == pytest.approx(before.recovered, abs=0.01) and after.recovered > 0.5
+    assert after.z == pytest.approx(before.z, rel=0.05)

@@ -145,7 +145,11 @@ def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int
     assert case.model is not None  # load_model raised CaseError otherwise
     swapped = score(model, feature_matrix(inc, case.features), case.model.output)
     rescored = _rescore_by_snapshot(case, inc, inc[SNAPSHOT].unique().to_list())
-    ok = np.isfinite(rescored)
+    # A snapshot whose output is not finite (a NaN in a tensor) did not serve NaN: serving fell back to something,
+    # and the log holds what it was. Those rows compare the logged prediction with the swap.
+    served_rows = inc[SNAPSHOT].is_in(list(served)).to_numpy()
+    rescored = np.where(served_rows & ~np.isfinite(rescored), inc[PREDICTION].to_numpy(), rescored)
+    ok = np.isfinite(rescored) & np.isfinite(swapped)
     y = inc[LABEL].to_numpy()
     # Paired: the same rows under both snapshots, so the per-row loss difference has a plain standard error.
     diff = row_log_loss(rescored[ok], y[ok]) - row_log_loss(swapped[ok], y[ok])
@@ -154,7 +158,7 @@ def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int
                         ne_baseline=normalized_entropy(base[PREDICTION].to_numpy(), base[LABEL].to_numpy()),
                         ne_logged=normalized_entropy(inc[PREDICTION].to_numpy(), y),
                         ne_rescored=normalized_entropy(rescored[ok], y[ok]), ne_swapped=normalized_entropy(swapped[ok], y[ok]),
-                        rows=int(ok.sum()), z=float(diff.mean() / se) if se > 0 else 0.0,
+                        rows=int(ok.sum()), z=float(diff.mean() / se) if len(diff) > 1 and se > 0 else 0.0,
                         se=float(se / entropy(float(y[ok].mean()))) if ok.any() else math.nan)
 
 
