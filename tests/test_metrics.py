@@ -132,7 +132,7 @@ def test_auc_standard_error_matches_the_spread_over_resamples():
     assert se == pytest.approx(np.std(aucs), rel=0.3)
 
 
-@pytest.mark.parametrize("centre, rate", [(0.0, 0.3), (-3.0, 0.01), (12.0, 0.02), (-14.0, 0.6)])
+@pytest.mark.parametrize(("centre", "rate"), [(0.0, 0.3), (-3.0, 0.01), (12.0, 0.02), (-14.0, 0.6)])
 def test_fit_offset_is_the_likelihoods_maximum_even_far_from_the_labels(centre, rate):
     """Logits near 12 on rows that click 2 % of the time (a snapshot trained on sub-sampled negatives): a full
     Newton step from 0 overshoots to -1e15 and the solve returned NaN; the held steps reach scipy's optimum."""
