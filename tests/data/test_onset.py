@@ -137,7 +137,7 @@ def test_a_sparse_log_says_it_cannot_be_tested(tmp_path):
     assert doc["anomaly"]["grain"] is None and not doc["anomaly"]["detected"]
     assert any(s["check"] == "prediction_quality" and "too sparse" in s["reason"] for s in doc["skipped"])
     text = str(d)
-    assert "cannot be tested" in text and "normal variation" not in text
+    assert "cannot be tested" in text and "normal variation" not in text and "no regression" not in text
 
 
 def test_a_low_volume_log_is_tested_at_a_coarser_grain(tmp_path):

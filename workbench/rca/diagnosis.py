@@ -137,7 +137,8 @@ class Diagnosis:
                     lines.append(f" {i}. {c.kind}: {c.target}")
                     lines += [f"      {j}. {m}" for j, m in enumerate(c.mitigations, 1)]
         else:
-            lines.append("root causes: none" + (" found" if a["detected"] else " (no regression)"))
+            why = " found" if a["detected"] else " (not tested: too sparse)" if a["grain"] is None else " (no regression)"
+            lines.append("root causes: none" + why)
         if self.errors:
             lines.append("")
             lines.append(f"ERRORS (checks that raised; a bug in the workbench, tracebacks in {self.log_path}):")
