@@ -253,7 +253,12 @@ class Investigator(Widget):
             verdict = (f"root cause: <b>{html.escape(top.kind)}: {html.escape(top.target)}</b> "
                        f"(confidence {top.confidence:.2f})")
         elif d is not None:
-            verdict = "no regression detected" if not d.anomaly.get("detected") else "regression detected; no cause found"
+            if d.anomaly.get("detected"):
+                verdict = "regression detected; no cause found"
+            elif d.anomaly.get("grain") is None:  # no grain holds enough labelled rows: nothing was tested
+                verdict = "cannot be tested: too few labelled rows at any grain (see the decision tree's first row)"
+            else:
+                verdict = "no regression detected"
         else:
             verdict = "diagnosing…"
         return (f"<div style='display:flex;align-items:baseline;gap:14px;flex-wrap:wrap'>"

@@ -321,3 +321,16 @@ def test_long_work_runs_in_the_background_with_a_progress_line(app):
     assert not sv.status.visible and sv.search.incident == app.state.windows[1]
     assert fv.drift.incident == app.state.windows[1]
     _no_errors(app)
+
+
+def test_a_log_too_sparse_to_test_is_never_shown_as_healthy(tmp_path):
+    """Two rows an hour: no grain holds enough labelled periods, so nothing was tested; the header says so (it said
+    "no regression detected") and the decision tree's first row carries the reason."""
+    from tests.data.analysis_data import write_case
+
+    case = open_case(write_case(tmp_path / "c", seed=2, hours=96, per_hour=2, onset=60))
+    inv = investigate(case)
+    header = inv._header_html()
+    assert "cannot be tested" in header and "no regression" not in header
+    root = inv.results.diagnosis().evidence(inv.results.diagnosis().tree.root)
+    assert root.verdict == "skip" and "too sparse" in root.summary
