@@ -785,10 +785,12 @@ def _as_series(case_or_series: Case | QualitySeries, grain: str | None,
 
 
 def _untestable(case: Case, choice: GrainChoice, metrics: tuple[str, ...]) -> Onset:
+    """Nothing tested; the windows the views compare by default are the last week and the week before, or the two
+    halves of a log shorter than two weeks (a baseline equal to the incident would show every difference as 0)."""
     end = case.end
-    incident = Window(max(case.start, end - timedelta(days=7)), end)
-    baseline = Window(max(case.start, incident.start - timedelta(days=7)), incident.start) \
-        if incident.start > case.start else incident
+    length = min(timedelta(days=7), (end - case.start) / 2)
+    incident = Window(end - length, end)
+    baseline = Window(max(case.start, incident.start - length), incident.start)
     verdicts = tuple(MetricVerdict(m, math.nan, math.nan, False, tested=False) for m in metrics)
     return Onset(detected=False, metric=metrics[0], onset=None, baseline_value=math.nan, current_value=math.nan,
                  severity=math.nan, effect=math.nan, threshold=math.nan, baseline=baseline, incident=incident,
