@@ -291,7 +291,8 @@ class QualityTimeline(View):
 
         o = self.onset
         onset = (f"onset <b>{o.onset:%Y-%m-%d %H:%M}</b> UTC ({escape(o.metric)} {o.baseline_value:.3f} → {o.current_value:.3f})"
-                 if o is not None and o.detected and o.onset else "no onset detected")
+                 if o is not None and o.detected and o.onset else
+                 f"<b>not tested</b>: {escape(o.reason)}" if o is not None and not o.testable else "no onset detected")
         delay = getattr(o, "label_delay_hours", 0) or 0
         delayed = (f" · last <b>{delay} h</b> still waiting for labels: label metrics there are <i>estimated</i> (dashed)"
                    if delay else "")

@@ -132,12 +132,18 @@ def test_a_sparse_log_says_it_cannot_be_tested(tmp_path):
     assert any("too sparse" in w for w in case.warnings)
     found = detect_onset(case)
     assert not found.testable and not found.detected and found.grain is None
+    # the views' default windows: the log's two halves (it is 4 days long), not the same window twice
+    assert found.baseline.start == case.start and found.baseline.end == found.incident.start < found.incident.end == case.end
     d = diagnose(case)
     doc = d.to_dict()
     assert doc["anomaly"]["grain"] is None and not doc["anomaly"]["detected"]
     assert any(s["check"] == "prediction_quality" and "too sparse" in s["reason"] for s in doc["skipped"])
     text = str(d)
     assert "cannot be tested" in text and "normal variation" not in text and "no regression" not in text
+    from workbench.report.html import render_report
+
+    html = render_report(d)  # the report's headline said "No regression: ... stayed within its normal variation"
+    assert "Prediction quality cannot be tested: too sparse" in html and "No regression" not in html
 
 
 def test_a_low_volume_log_is_tested_at_a_coarser_grain(tmp_path):

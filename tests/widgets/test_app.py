@@ -330,7 +330,18 @@ def test_a_log_too_sparse_to_test_is_never_shown_as_healthy(tmp_path):
 
     case = open_case(write_case(tmp_path / "c", seed=2, hours=96, per_hour=2, onset=60))
     inv = investigate(case)
+    inv.__panel__().get_root(Document())
     header = inv._header_html()
     assert "cannot be tested" in header and "no regression" not in header
     root = inv.results.diagnosis().evidence(inv.results.diagnosis().tree.root)
     assert root.verdict == "skip" and "too sparse" in root.summary
+    # every tab builds (the decision tree's headline formatted the missing values and raised), and none calls it healthy
+    broken = [name for name, content in zip(inv.tabs._names, inv.tabs.objects, strict=True) if isinstance(content, pn.pane.Alert)]
+    assert not broken, broken
+    _no_errors(inv)
+    headline = inv.views["tree"]._causes().objects[0].object
+    assert "<b>Prediction quality cannot be tested</b>: too sparse" in headline and "No regression" not in headline
+    card = inv.views["tree"]._causes().objects[1].object
+    assert "nothing was tested" in card and "wb-card minor" in card  # grey, not the green of a healthy log
+    caption = inv.views["timeline"]._caption()
+    assert "not tested" in caption and "too sparse" in caption and "no onset detected" not in caption
