@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,20 @@ def dev_case(tmp_path: Path, family: str, mode: str, seed: int, max_rows: int = 
 
     path = pg.generate(pg.draw(family, "dev", seed, mode=mode, max_rows=max_rows), tmp_path / "case")
     return path, json.loads((path / "truth.json").read_text(encoding="utf-8"))
+
+
+def with_nan_snapshots(root: Path, dest: Path, snapshot_ids: Iterable[str]) -> Path:
+    """A copy of case ``root`` at ``dest`` whose snapshots ``snapshot_ids`` carry a NaN in their first tensor (an export
+    bug): the model then scores every row NaN, while the log keeps what serving logged."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    copy = Path(shutil.copytree(root, dest))
+    index = pl.read_csv(copy / "snapshots" / "index.csv")
+    for row in index.filter(pl.col("snapshot_id").is_in(list(snapshot_ids))).iter_rows(named=True):
+        path = copy / "snapshots" / row["file"]
+        state = load_file(str(path))
+        state[sorted(state)[0]].view(-1)[0] = float("nan")
+        save_file(state, str(path))
+    return copy

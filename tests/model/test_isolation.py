@@ -13,7 +13,7 @@ import pytest
 import shap
 import torch
 
-from tests.conftest import sample_case, sample_cases
+from tests.conftest import sample_case, sample_cases, with_nan_snapshots
 from tests.model.test_activations import Standardised
 from tests.model.test_diff import write_malicious_pt, write_timeline_case
 from workbench.case.loader import open_case
@@ -170,3 +170,23 @@ def test_isolation_table_columns(tmp_path):
     assert {"prediction_shift_share", "attribution_delta", "loss_share", "ne_recovered", "drift_share"} <= set(iso.table.columns)
     assert iso.rows_incident <= 4000 and iso.table["rank"].to_list() == list(range(1, iso.table.height + 1))
     assert iso.table.filter(pl.col("feature") == iso.top)["loss_share"][0] > 0.3
+
+
+def test_a_snapshot_that_scores_nan_leaves_the_features_to_the_model_free_reading(tmp_path):
+    """A NaN in the served snapshots' weights: the model scores every incident row NaN, so it cannot say which input
+    moved them (the NE of NaN logits raised numpy warnings and the check failed); the features are read model-free,
+    and the diagnosis names the snapshot with a rollback, no check raising."""
+    from workbench.data.onset import detect_onset
+    from workbench.rca.diagnosis import diagnose
+
+    case = open_case(sample_case("snapshot_corrupt"))
+    truth = json.loads((case.root / "truth.json").read_text())
+    ids = [s.snapshot_id for s in case.snapshots]
+    nan_case = open_case(with_nan_snapshots(case.root, tmp_path / "case", ids[ids.index(truth["target"]):]))
+    onset = detect_onset(nan_case)
+    with np.errstate(invalid="raise"):
+        iso = isolate_features(nan_case, onset.baseline, onset.incident)
+        d = diagnose(nan_case)
+    assert iso.model_free and any("no finite prediction" in n for n in iso.notes)
+    assert not d.errors, d.errors
+    assert (d.top.kind, d.top.target) == ("snapshot", truth["target"]) and d.top.mitigations[0].action == "rollback"

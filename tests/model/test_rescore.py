@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tests.conftest import sample_case
+from tests.conftest import sample_case, with_nan_snapshots
 from workbench import open_case
 from workbench.data.onset import detect_onset
 from workbench.metrics import normalized_entropy, row_log_loss, sigmoid
@@ -145,21 +145,11 @@ def test_labels_from_inputs_tells_a_population_that_moved_from_labels_that_moved
 def test_a_snapshot_whose_output_is_nan_is_compared_on_what_serving_logged(tmp_path):
     """A NaN in a tensor makes the snapshot's re-score NaN on every row, while serving logged what it fell back to:
     the swap compares the log with the replacement instead of leaving no row (which read 'recovers nan%')."""
-    import shutil
     import warnings
-
-    from safetensors.torch import load_file, save_file
 
     case, baseline, incident = _windows("snapshot_corrupt")
     before = snapshot_swap(case, baseline, incident)
-    root = shutil.copytree(case.root, tmp_path / "case")
-    index = pl.read_csv(root / "snapshots" / "index.csv")
-    for row in index.filter(pl.col("snapshot_id").is_in(list(before.served))).iter_rows(named=True):
-        path = root / "snapshots" / row["file"]
-        state = load_file(str(path))
-        first = sorted(state)[0]
-        state[first].view(-1)[0] = float("nan")
-        save_file(state, str(path))
+    root = with_nan_snapshots(case.root, tmp_path / "case", before.served)
     nan_case = open_case(root)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

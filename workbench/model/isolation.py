@@ -343,6 +343,12 @@ def isolate_features(case: Case, baseline: Window, incident: Window, *, snapshot
         gb, gi = _serving(case, base, snapshot), _serving(case, inc, snapshot)
         fs = {g: _model_logit(case, g, cache) for g in {*gb, *gi}}
         zb, zi = _grouped(fs, gb, xb), _grouped(fs, gi, xi)
+        lost = int((~np.isfinite(zb)).sum() + (~np.isfinite(zi)).sum())
+        if lost:  # a snapshot with a NaN in its weights: the model cannot say what moved rows it does not score
+            notes.append(f"the snapshots that served the windows give no finite prediction on {lost:,} of the "
+                         f"{len(zb) + len(zi):,} rows read (non-finite weights), so the features are read model-free")
+            use_model = False
+    if use_model:
         phi_b, eb = _explain(fs, gb[sb], xb[sb], bg, seed)
         phi_i, ei = _explain(fs, gi[si], xi[si], bg, seed + 1)
         swapper = _column_swapper(lambda x, rows: _grouped(fs, gi[rows], x))
