@@ -50,6 +50,31 @@ def _confidence_map() -> dict[str, float]:
     return {"a": _confidence.PLATT_A, "b": _confidence.PLATT_B, "first": _confidence.PLATT_FIRST}
 
 
+def _provenance() -> dict[str, object]:
+    """The commit and library versions that made a result: a figure is reproducible only with both.
+
+    The dependencies are not pinned (torch alone is), so a rebuilt environment may score a borderline case
+    differently; a result file that names its versions says whether two runs are comparable."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def commit() -> str | None:
+        try:
+            head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+            dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "workbench", "proving_ground"],
+                                   capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError):
+            return None  # not a git checkout (an unpacked release)
+        return head.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
+
+    libs = {}
+    for name in ("polars", "numpy", "scipy", "scikit-learn", "torch", "pyarrow"):
+        try:
+            libs[name] = version(name)
+        except PackageNotFoundError:
+            libs[name] = None
+    return {"commit": commit(), "python": sys.version.split()[0], "libraries": libs}
+
+
 def _case(sc_dict: dict, cache: Path, fresh: bool = False) -> tuple[Path, float]:
     """Generate the case unless an identical one (same scenario, same generator version) is cached.
 
@@ -163,6 +188,9 @@ def report(rows: list[dict], meta: dict) -> str:
              "Rates count only the cases where the score applies (detection and causes: incidents the generator made detectable "
              "by construction; false alarms: controls; sparse handled: too-sparse logs). A case whose run raised is a failure and "
              "counts as missed. Score definitions: `proving_ground/score.py`.", ""]
+    if meta.get("libraries"):  # results written before provenance was recorded have none
+        lines += [f"Code {str(meta.get('commit'))[:12]}, Python {meta['python']}, "
+                  + ", ".join(f"{k} {v}" for k, v in meta["libraries"].items()) + ".", ""]
     undetectable = [r for r in rows if r.get("incident") and r.get("detectable") is False]
     if undetectable:
         lines += [f"{len(undetectable)} incident(s) stayed below the detectability bar even after escalation (row cap): "
@@ -278,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: r["scenario"])
     meta = {"split": args.split, "command": cmd, "runner": args.runner, "workers": args.workers, "max_rows": args.max_rows,
             "seconds": time.perf_counter() - t0, "variety": args.variety, "seeds_per_mode": args.seeds_per_mode,
-            "confidence_map": _confidence_map(), "load": os.getloadavg()}
+            "confidence_map": _confidence_map(), "load": os.getloadavg(), **_provenance()}
     from proving_ground.score import reliability, summarize
 
     args.results.mkdir(parents=True, exist_ok=True)
