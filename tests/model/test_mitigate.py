@@ -9,7 +9,18 @@ import pytest
 
 from tests.conftest import sample_case
 from workbench import Window, open_case
-from workbench.model.mitigate import Break, NotSimulated, Simulation, Simulator, _soft_quality, last_good_snapshot, quality, recovery
+from workbench.metrics import row_log_loss, row_log_loss_logit
+from workbench.model.mitigate import (
+    Break,
+    NotSimulated,
+    Simulation,
+    Simulator,
+    _loss_slope,
+    _soft_quality,
+    last_good_snapshot,
+    quality,
+    recovery,
+)
 
 DAY1, DAY2 = Window("2026-11-19T02:00Z", "2026-11-19T18:00Z"), Window("2026-11-20T02:00Z", "2026-11-20T18:00Z")
 
@@ -72,6 +83,47 @@ def test_last_good_snapshot_is_before_the_bad_one_and_passes_validation():
     rolled = sim.rollback(sid)
     assert isinstance(rolled, Simulation) and rolled.recovery > 0.5
     assert last_good_snapshot(case, case.snapshots[0].snapshot_id) is None  # nothing before the first
+
+
+def test_the_regression_estimator_carries_a_samples_miss_in_the_share_the_action_keeps():
+    """A window whose loss is made by a few extreme rows (a scaled snapshot: logits of +-50), and an action that
+    replaces every row's loss: the sample misses the window's 'before' by its share of extreme rows, and the
+    action's 'after' does not inherit that miss. Carried whole (slope 1) the prediction went negative; the
+    regression estimator lands on the window's 'after'. An action that moves every row alike keeps slope 1."""
+    rng = np.random.default_rng(7)
+    n = 1_000_000
+    extreme = rng.random(n) < 0.001  # ~1,000 rows whose loss is 1,000 nats
+    before = rng.exponential(0.5, n) + np.where(extreme, 1000.0, 0.0)
+    after = rng.exponential(0.45, n)  # the rolled-back snapshot's losses: unrelated to the broken ones
+    # a sample of 20,000 rows that holds 30 extreme rows where the window's share would give it ~20
+    rows = np.concatenate([rng.choice(np.flatnonzero(extreme), 30, replace=False),
+                           rng.choice(np.flatnonzero(~extreme), 19_970, replace=False)])
+    b, a = before[rows], after[rows]
+    slope = _loss_slope(b, a)
+    assert abs(slope) < 0.01
+    truth = after.mean()
+    carried_whole = a.mean() + (before.mean() - b.mean())
+    assert carried_whole < 0  # an impossible loss
+    assert a.mean() + slope * (before.mean() - b.mean()) == pytest.approx(truth, abs=0.02)
+    assert _loss_slope(b, b + 0.3) == pytest.approx(1.0)  # the paired difference, as before
+    assert _loss_slope(np.ones(5), np.arange(5.0)) == 1.0  # nothing to regress on
+
+
+def test_a_simulation_anchored_on_the_window_moves_by_the_share_of_the_miss_its_rows_keep():
+    case = open_case(sample_case("snapshot_corrupt"))
+    sid, _ = last_good_snapshot(case, "ctr-20261120-0009")
+    day1, day2 = Window("2026-11-19T00:00Z", "2026-11-19T18:00Z"), Window("2026-11-20T00:00Z", "2026-11-20T18:00Z")
+    on_sample = Simulator(case, day1, day2).rollback(sid)
+    assert isinstance(on_sample, Simulation)
+    miss = 0.3  # the window's NE reads 0.3 above the sample's
+    sim = Simulator(case, day1, day2, anchors={"normalized_entropy": (on_sample.baseline, on_sample.incident + miss)})
+    anchored = sim.rollback(sid)
+    assert isinstance(anchored, Simulation) and anchored.incident == pytest.approx(on_sample.incident + miss)
+    inc = sim.incident
+    z_after = sim._swap_in(sim._logit(sid)(inc.x))
+    slope = _loss_slope(row_log_loss(inc.p, inc.y), row_log_loss_logit(z_after, inc.y))
+    assert 0.1 < slope < 0.9  # a rollback keeps part of each row's loss, not all of it
+    assert anchored.value - on_sample.value == pytest.approx(slope * miss, rel=1e-6)
 
 
 def test_without_a_model_a_surrogate_re_scores_the_feature_actions(tmp_path):

@@ -83,6 +83,7 @@ from workbench.metrics import (
     log_loss,
     logit,
     normalized_entropy,
+    row_log_loss,
     row_log_loss_logit,
     sigmoid,
 )
@@ -496,20 +497,29 @@ class Simulator:
         if not math.isfinite(baseline):
             return NotSimulated(f"too few labelled baseline rows to measure the regression ({len(self.base.y):,})")
         y, p, p_after = inc.y[rows], inc.p[rows], sigmoid(z_after[rows])
+        slope = _loss_slope(row_log_loss(p, y), row_log_loss_logit(z_after[rows], y))
         return self._simulation(action, target, {m: (quality(m, p, y), quality(m, p_after, y)) for m in WATCHED},
-                                int(rows.sum()), method, parameters)
+                                int(rows.sum()), method, parameters,
+                                slopes={"normalized_entropy": slope, "log_loss": slope})
 
     def _simulation(self, action: str, target: str, moved: Mapping[str, tuple[float, float]], rows: int, method: str,
-                    parameters: tuple[tuple[str, float], ...] = ()) -> Simulation:
+                    parameters: tuple[tuple[str, float], ...] = (), slopes: Mapping[str, float] | None = None) -> Simulation:
         """The :class:`Simulation` of an action that moved each metric from ``before`` to ``after`` on the sampled
         incident rows (``moved``: metric -> (before, after)).
 
         With ``anchors`` (each metric's value over the *whole* baseline and incident windows,
-        e.g. the detector's pooled values), the regression is measured there and the action's
-        effect, a paired difference on the same rows, is carried onto it: after = incident +
-        (after - before) (a ratio for the calibration ratio). A baseline measured on 20,000
-        sampled rows has a sampling error comparable to a small regression; the paired
-        difference has little, so the recovery no longer swings with the sample.
+        e.g. the detector's pooled values), the regression is measured there and the sample's
+        "after" is corrected by how far the sample's "before" missed the window's: the
+        regression estimator of survey sampling, after + slope (incident - before), with the
+        logged value as the control variate (a ratio for the calibration ratio). A baseline
+        measured on 20,000 sampled rows has a sampling error comparable to a small regression;
+        the correction removes it, so the recovery no longer swings with the sample. ``slopes``
+        (metric -> the least-squares slope of the rows' loss after the action on their loss
+        before, :func:`_loss_slope`) says how much of the sample's miss the action keeps: 1 for
+        an action that moves every row alike, which is the paired difference carried onto the
+        window; near 0 for one that replaces the losses (a rollback of a snapshot whose few
+        extreme rows made the window's NE 58 and the sample's 64: carrying the difference
+        whole predicted an NE of -6.5). Metrics without a row-level loss (AUC) keep slope 1.
         """
         def carried(m: str) -> tuple[float, float, float]:
             before, after = moved.get(m, (math.nan, math.nan))
@@ -520,7 +530,7 @@ class Simulator:
             if m == "calibration_ratio":
                 return (base_w, inc_w, inc_w * after / before) if before > 0 and after > 0 and inc_w > 0 else \
                     (self.baseline_value(m), before, after)
-            return base_w, inc_w, inc_w + (after - before)
+            return base_w, inc_w, after + (slopes or {}).get(m, 1.0) * (inc_w - before)
 
         metric = self.metric
         baseline, incident, value = carried(metric)
@@ -724,6 +734,18 @@ class Simulator:
                                 {m: (quality(m, inc.p, inc.y), _soft_quality(m, inc.p, r)) for m in WATCHED}, len(inc.y),
                                 f"the served predictions scored against labels as the baseline's calibration per prediction "
                                 f"bin ({BINS} bins) says they should be")
+
+
+def _loss_slope(before: np.ndarray, after: np.ndarray) -> float:
+    """The least-squares slope of the rows' loss ``after`` an action on their loss ``before`` it.
+
+    The regression estimator's coefficient (Cochran 1977, ch. 7): with it, a sample's miss of
+    the window's loss is carried onto the prediction in the share the action keeps it. 1 when
+    the losses do not vary (nothing to regress on)."""
+    var = float(np.var(before))
+    if not (var > 0 and math.isfinite(var)):
+        return 1.0
+    return float(np.mean((before - before.mean()) * (after - after.mean())) / var)
 
 
 def _serve(z_logged: np.ndarray, served: np.ndarray, z_new: np.ndarray) -> np.ndarray:
