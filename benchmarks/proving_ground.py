@@ -60,7 +60,7 @@ def _provenance() -> dict[str, object]:
     def commit() -> str | None:
         try:
             head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-            dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "workbench", "proving_ground"],
+            dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "workbench/*.py", "proving_ground/*.py"],
                                    capture_output=True, text=True, check=True)
         except (OSError, subprocess.CalledProcessError):
             return None  # not a git checkout (an unpacked release)
