@@ -126,6 +126,21 @@ def test_a_simulation_anchored_on_the_window_moves_by_the_share_of_the_miss_its_
     assert anchored.value - on_sample.value == pytest.approx(slope * miss, rel=1e-6)
 
 
+def test_a_relabel_keeps_little_of_the_samples_label_noise():
+    """Excluding a label incident's rows is scored against the labels the baseline's calibration expects: those carry
+    no label noise, so a sample whose logged NE missed the window's by chance must not pass that miss on whole (the
+    first mitigation of dev label/positives_lost/10 read 84 % or 33 % with the sample before)."""
+    case = open_case(sample_case("label_drift"))  # 48 % of clicks logged as non-clicks from 06:00
+    day1, day2 = Window("2026-11-19T06:00Z", "2026-11-19T23:00Z"), Window("2026-11-20T06:00Z", "2026-11-20T23:00Z")
+    on_sample = Simulator(case, day1, day2).relabel()
+    assert isinstance(on_sample, Simulation) and on_sample.recovery > 0.5
+    miss = 0.05
+    anchored = Simulator(case, day1, day2, anchors={"normalized_entropy": (on_sample.baseline, on_sample.incident + miss)})
+    moved = anchored.relabel()
+    assert isinstance(moved, Simulation)
+    assert 0 <= moved.value - on_sample.value < 0.5 * miss
+
+
 def test_without_a_model_a_surrogate_re_scores_the_feature_actions(tmp_path):
     """No model.py: backfill and fallback are re-scored by a surrogate of the logged prediction, which must explain most
     of it (held-out R^2 >= STAND_IN_R2); the backfill's recovery agrees with the model's on the same break."""

@@ -730,10 +730,11 @@ class Simulator:
         rows = np.ones(len(inc.y), dtype=bool)
         if not inc.enough(rows):
             return NotSimulated(f"too few labelled incident rows ({len(inc.y):,})")
+        slope = _loss_slope(row_log_loss(inc.p, inc.y), row_log_loss(inc.p, r))  # the expected labels carry no label noise
         return self._simulation("exclude_training", "label",
                                 {m: (quality(m, inc.p, inc.y), _soft_quality(m, inc.p, r)) for m in WATCHED}, len(inc.y),
                                 f"the served predictions scored against labels as the baseline's calibration per prediction "
-                                f"bin ({BINS} bins) says they should be")
+                                f"bin ({BINS} bins) says they should be", slopes={"normalized_entropy": slope, "log_loss": slope})
 
 
 def _loss_slope(before: np.ndarray, after: np.ndarray) -> float:
