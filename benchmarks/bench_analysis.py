@@ -28,6 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_rss import SOURCE as PEAK_RSS
+
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("WORKBENCH_BENCH_CACHE", "/tmp/workbench-bench"))
 FEATURES, HOURS, ONSET, PARTS = 50, 72, 54, 12
@@ -93,7 +96,7 @@ def build(rows: int, root: Path) -> Path:
     return root
 
 
-FLOOR = """
+FLOOR = PEAK_RSS + """
 import json, resource, sys, time
 import polars as pl
 t = time.perf_counter()
@@ -102,10 +105,10 @@ s = lf.collect_schema()
 exprs = [pl.col(c).str.len_bytes().sum() if s[c] == pl.String else pl.col(c).dt.epoch("us").sum() if s[c] == pl.Datetime
          else pl.col(c).sum() for c in s]
 lf.select(exprs).collect(engine="streaming")
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb()}))
 """
 
-PASS = """
+PASS = PEAK_RSS + """
 import json, resource, sys, time
 t0 = time.perf_counter()
 from workbench.case.loader import open_case
@@ -121,13 +124,13 @@ t1 = time.perf_counter(); drift = feature_drift(case, onset.baseline, onset.inci
 t1 = time.perf_counter(); search = find_slices(case, onset.baseline, onset.incident); t["find_slices"] = time.perf_counter() - t1
 print(json.dumps({"steps": t, "seconds": sum(v for k, v in t.items() if k != "open_case"),
                   "with_open": sum(t.values()), "import_s": t1 - t0 - sum(t.values()),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_mb": peak_rss_mb(),
                   "onset": onset.onset.isoformat() if onset.onset else None, "detected": onset.detected,
                   "top_feature": drift.table["feature"][0], "top_kind": drift.table["kind"][0],
                   "top_slice": search.top["slice"] if search.top else None}))
 """
 
-PEER = """
+PEER = PEAK_RSS + """
 import json, os, resource, sys, time
 os.environ.update(DO_NOT_TRACK="1", NML_DISABLE_USAGE_LOGGING="1")
 t = time.perf_counter()
@@ -144,7 +147,7 @@ calc = nml.UnivariateDriftCalculator(column_names=cols, timestamp_column_name="t
                                      categorical_methods=["chi2", "jensen_shannon"])
 calc.fit(ref)
 result = calc.calculate(ana)
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb(),
                   "rows": len(frame), "columns": len(cols)}))
 """.replace("CATEGORIES", json.dumps(list(CATEGORIES)))
 

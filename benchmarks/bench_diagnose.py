@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -19,19 +18,29 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_open import ensure_case  # noqa: E402
+from peak_rss import SOURCE as PEAK_RSS  # noqa: E402
+
+#: ``workbench diagnose CASE --json -q`` as the CLI runs it, then the process's own peak RSS on stderr (the
+#: children's ru_maxrss would hold this benchmark's own high-water mark: ``peak_rss``).
+CLI = PEAK_RSS + """
+import runpy, sys
+sys.argv = ["workbench", "diagnose", sys.argv[1], "--json", "-q"]
+try:
+    runpy.run_module("workbench.cli", run_name="__main__")
+finally:
+    print(f"peak_rss_mb={peak_rss_mb():.0f}", file=sys.stderr)
+"""
 
 
 def run(case: Path) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "diagnose", str(case), "--json", "-q"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run([sys.executable, "-c", CLI, str(case)], capture_output=True, text=True, check=True)
     wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    peak = int(proc.stderr.strip().splitlines()[-1].removeprefix("peak_rss_mb="))
     out = json.loads(proc.stdout)
     top = out["root_causes"][0] if out["root_causes"] else None
     truth = json.loads((case / "truth.json").read_text())
-    return {"case": case.name, "wall_s": round(wall, 1), "peak_rss_mb": round(max(peak, before) / 1024),
+    return {"case": case.name, "wall_s": round(wall, 1), "peak_rss_mb": peak,
             "top": f"{top['kind']}:{top['target']}" if top else None, "truth": f"{truth['kind']}:{truth['target']}",
             "confidence": top["confidence"] if top else None}
 

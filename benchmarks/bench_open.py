@@ -14,18 +14,21 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_rss import SOURCE as PEAK_RSS
+
 HERE = Path(__file__).resolve().parent
 CACHE = Path("/tmp/workbench-bench")
 
-PROBE = """
-import json, resource, sys, time
+PROBE = PEAK_RSS + """
+import json, sys, time
 t0 = time.perf_counter()
 from workbench.case.loader import open_case
 t1 = time.perf_counter()
 case = open_case(sys.argv[1])
 t2 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "rows": case.rows,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 """
 
 

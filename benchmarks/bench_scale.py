@@ -35,6 +35,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak_rss import SOURCE as PEAK_RSS
+
 HERE = Path(__file__).resolve().parent
 HOURS = 72
 ONSET = 54
@@ -94,7 +97,7 @@ def build(rows: int, features: int, root: Path) -> Path:
     return root
 
 
-SCAN = """
+SCAN = PEAK_RSS + """
 import json, resource, sys, time
 import polars as pl
 t = time.perf_counter()
@@ -103,10 +106,10 @@ s = lf.collect_schema()
 exprs = [pl.col(c).cast(pl.String).str.len_bytes().sum() if s[c] in (pl.String, pl.Categorical) or isinstance(s[c], pl.Categorical)
          else pl.col(c).dt.epoch("us").sum() if isinstance(s[c], pl.Datetime) else pl.col(c).sum() for c in s]
 lf.select(exprs).collect(engine="streaming")
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb()}))
 """
 
-DIAGNOSE = """
+DIAGNOSE = PEAK_RSS + """
 import json, resource, sys, time
 t = time.perf_counter()
 from workbench.rca.diagnosis import diagnose
@@ -115,7 +118,7 @@ def say(m):
     steps.append((round(time.perf_counter() - t, 2), m))
 d = diagnose(sys.argv[1], progress=say, scheduler=sys.argv[2] or None)
 top = d.root_causes[0] if d.root_causes else None
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_rss_mb": peak_rss_mb(),
                   "top": f"{top.kind}:{top.target}" if top else None, "onset": d.anomaly["onset"],
                   "causes": [f"{c.kind}:{c.target}" for c in d.root_causes[:3]], "errors": [e["error"][:200] for e in d.errors],
                   "steps": steps, "json": d.to_dict()}))
