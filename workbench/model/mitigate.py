@@ -497,13 +497,12 @@ class Simulator:
         if not math.isfinite(baseline):
             return NotSimulated(f"too few labelled baseline rows to measure the regression ({len(self.base.y):,})")
         y, p, p_after = inc.y[rows], inc.p[rows], sigmoid(z_after[rows])
-        slope = _loss_slope(row_log_loss(p, y), row_log_loss_logit(z_after[rows], y))
         return self._simulation(action, target, {m: (quality(m, p, y), quality(m, p_after, y)) for m in WATCHED},
                                 int(rows.sum()), method, parameters,
-                                slopes={"normalized_entropy": slope, "log_loss": slope})
+                                loss_slope=_loss_slope(row_log_loss(p, y), row_log_loss_logit(z_after[rows], y)))
 
     def _simulation(self, action: str, target: str, moved: Mapping[str, tuple[float, float]], rows: int, method: str,
-                    parameters: tuple[tuple[str, float], ...] = (), slopes: Mapping[str, float] | None = None) -> Simulation:
+                    parameters: tuple[tuple[str, float], ...] = (), loss_slope: float = 1.0) -> Simulation:
         """The :class:`Simulation` of an action that moved each metric from ``before`` to ``after`` on the sampled
         incident rows (``moved``: metric -> (before, after)).
 
@@ -513,9 +512,9 @@ class Simulator:
         regression estimator of survey sampling, after + slope (incident - before), with the
         logged value as the control variate (a ratio for the calibration ratio). A baseline
         measured on 20,000 sampled rows has a sampling error comparable to a small regression;
-        the correction removes it, so the recovery no longer swings with the sample. ``slopes``
-        (metric -> the least-squares slope of the rows' loss after the action on their loss
-        before, :func:`_loss_slope`) says how much of the sample's miss the action keeps: 1 for
+        the correction removes it, so the recovery no longer swings with the sample. ``loss_slope``
+        (the least-squares slope of the rows' loss after the action on their loss before,
+        :func:`_loss_slope`) says how much of the sample's miss of NE and log loss the action keeps: 1 for
         an action that moves every row alike, which is the paired difference carried onto the
         window; near 0 for one that replaces the losses (a rollback of a snapshot whose few
         extreme rows made the window's NE 58 and the sample's 64: carrying the difference
@@ -530,7 +529,8 @@ class Simulator:
             if m == "calibration_ratio":
                 return (base_w, inc_w, inc_w * after / before) if before > 0 and after > 0 and inc_w > 0 else \
                     (self.baseline_value(m), before, after)
-            return base_w, inc_w, after + (slopes or {}).get(m, 1.0) * (inc_w - before)
+            slope = loss_slope if m in ("normalized_entropy", "log_loss") else 1.0
+            return base_w, inc_w, after + slope * (inc_w - before)
 
         metric = self.metric
         baseline, incident, value = carried(metric)
@@ -730,11 +730,12 @@ class Simulator:
         rows = np.ones(len(inc.y), dtype=bool)
         if not inc.enough(rows):
             return NotSimulated(f"too few labelled incident rows ({len(inc.y):,})")
-        slope = _loss_slope(row_log_loss(inc.p, inc.y), row_log_loss(inc.p, r))  # the expected labels carry no label noise
+        # the expected labels carry no label noise: little of the sample's chance miss of the window's NE is theirs
         return self._simulation("exclude_training", "label",
                                 {m: (quality(m, inc.p, inc.y), _soft_quality(m, inc.p, r)) for m in WATCHED}, len(inc.y),
                                 f"the served predictions scored against labels as the baseline's calibration per prediction "
-                                f"bin ({BINS} bins) says they should be", slopes={"normalized_entropy": slope, "log_loss": slope})
+                                f"bin ({BINS} bins) says they should be",
+                                loss_slope=_loss_slope(row_log_loss(inc.p, inc.y), row_log_loss(inc.p, r)))
 
 
 def _loss_slope(before: np.ndarray, after: np.ndarray) -> float:
