@@ -255,7 +255,7 @@ class Investigator(Widget):
         elif d is not None:
             if d.anomaly.get("detected"):
                 verdict = "regression detected; no cause found"
-            elif d.anomaly.get("grain") is None:  # no grain holds enough labelled rows: nothing was tested
+            elif d.untested:  # no grain holds enough labelled rows: nothing was tested
                 verdict = "cannot be tested: too few labelled rows at any grain (see the decision tree's first row)"
             else:
                 verdict = "no regression detected"

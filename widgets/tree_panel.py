@@ -40,10 +40,10 @@ def hypothesis_key(kind: str, target: str) -> str:
     return f"{kind}:{target}"
 
 
-
 def _value(v: float | None) -> str:
     """A metric's value for the headline, or a dash where the window had none to measure."""
     return "–" if v is None else f"{v:.3f}"
+
 
 class TreePanel(View):
     """The decision tree with verdicts, the recommended path, and the open node's evidence."""
@@ -104,9 +104,8 @@ class TreePanel(View):
         if a.get("detected"):
             head = (f"<b>{escape(str(a['metric']))}</b> rose from {a['baseline']:.3f} to {a['current']:.3f} "
                     f"from <b>{escape(str(a['onset']))}</b>")
-        elif a.get("grain") is None:  # too sparse at every grain: nothing was tested, so nothing is called healthy
-            root = d.evidence(d.tree.root)
-            said, _, why = (root.summary if root else "Prediction quality cannot be tested: too few labelled rows.").partition(": ")
+        elif d.untested:  # too sparse at every grain: nothing was tested, so nothing is called healthy
+            said, _, why = d.untested.partition(": ")
             head = f"<b>{escape(said)}</b>: {escape(why)}"
         else:
             head = (f"No regression: {escape(str(a.get('metric') or 'quality'))} stayed within its normal variation "
@@ -115,9 +114,9 @@ class TreePanel(View):
                                          f"{escape(str(d.baseline))} · incident {escape(str(d.incident))}</span></div>",
                                          stylesheets=[CSS], sizing_mode="stretch_width")]
         if not d.root_causes:
-            kind = "none" if not a.get("detected") and a.get("grain") is not None else "minor"  # green only when tested
+            kind = "none" if not a.get("detected") and not d.untested else "minor"  # green only when tested
             text = ("a regression was detected, but no check found its cause" if a.get("detected") else
-                    "nothing was tested: the log is too sparse" if a.get("grain") is None else "nothing regressed")
+                    "nothing was tested: the log is too sparse" if d.untested else "nothing regressed")
             items.append(pn.pane.HTML(card("No root cause", escape(text), kind=kind), stylesheets=[CSS], sizing_mode="stretch_width"))
         for i, c in enumerate(d.root_causes[: self.max_causes]):
             extra = "".join(f" <span class='wb-muted'>{k}={escape(v)}</span>" for k, v in (("layer", c.layer), ("slice", c.slice)) if v)

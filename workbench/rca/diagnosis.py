@@ -80,6 +80,17 @@ class Diagnosis:
         return next((ev for path, ev in self.steps if path[-1] == node), None)
 
     @property
+    def untested(self) -> str | None:
+        """Why prediction quality could not be tested (no grain holds enough labelled rows), or None when it was.
+
+        Every rendering says this where it would otherwise say "no regression": a log too sparse to test is not
+        healthy. The first check's summary says why (which grains were tried, how few rows they held)."""
+        if self.anomaly["grain"] is not None:
+            return None
+        root = self.evidence(self.tree.root)
+        return root.summary if root else "Prediction quality cannot be tested: too few labelled rows at any grain."
+
+    @property
     def recommended_path(self) -> tuple[str, ...]:
         return self.top.path if self.top else (self.tree.root,)
 
@@ -95,9 +106,8 @@ class Diagnosis:
     def __str__(self) -> str:
         a = self.anomaly
         lines = [f"case: {self.case.name}"]
-        root = self.evidence(self.tree.root)
-        if a["grain"] is None:
-            lines.append(f"anomaly: cannot be tested — {root.summary if root else 'too sparse'}")
+        if self.untested:
+            lines.append(f"anomaly: cannot be tested — {self.untested}")
         elif a["detected"]:
             until = f" until {a['end']} (recovered)" if a["end"] else " (still lasting)"
             where = f" in {a['segment']}" if a["segment"] else ""
@@ -137,7 +147,7 @@ class Diagnosis:
                     lines.append(f" {i}. {c.kind}: {c.target}")
                     lines += [f"      {j}. {m}" for j, m in enumerate(c.mitigations, 1)]
         else:
-            why = " found" if a["detected"] else " (not tested: too sparse)" if a["grain"] is None else " (no regression)"
+            why = " found" if a["detected"] else " (not tested: too sparse)" if self.untested else " (no regression)"
             lines.append("root causes: none" + why)
         if self.errors:
             lines.append("")

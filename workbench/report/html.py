@@ -42,9 +42,8 @@ def render_report(diagnosis: Diagnosis) -> str:
                     f"{escape(top.summary)}")
     elif a["detected"]:
         headline = "A regression was detected, but no check found its cause."
-    elif a["grain"] is None:  # too sparse at every grain: nothing was tested, so nothing is called healthy
-        root = d.evidence(d.tree.root)
-        headline = escape(root.summary if root else "Prediction quality cannot be tested: too few labelled rows at any grain.")
+    elif d.untested:  # too sparse at every grain: nothing was tested, so nothing is called healthy
+        headline = escape(d.untested)
     else:
         headline = "No regression: prediction quality stayed within its normal variation."
     out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{escape(d.case.name)} — workbench report</title>",
