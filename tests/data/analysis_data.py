@@ -18,7 +18,7 @@ START = datetime(2026, 3, 2, tzinfo=UTC)
 def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 800, onset: int | None = None,
                break_: str = "signal", slice_: tuple[str, str] | None = None, delay_hours: int = 5,
                delay_bias: float = 0.0, end: int | None = None, offset: float = 0.8, round_to: int | None = None,
-               day_sd: float = 0.0) -> Path:
+               day_sd: float = 0.0, bias: float = 0.0) -> Path:
     """Write ``root/predictions.parquet`` and return ``root``.
 
     ``break_`` after ``onset`` (hours from the start), inside ``slice_`` if given:
@@ -30,6 +30,7 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     ``round_to`` rounds the served predictions to that many decimals (exact 0s and 1s).
     ``day_sd`` gives each calendar day a common logit offset on the clicks (drawn with this standard deviation,
     unseen by the model): day-to-day variation of the calibration that is no incident.
+    ``bias`` is added to every served logit: a model that runs that far off the label rate from the start.
     Labels of the last ``delay_hours`` are
     partly missing; ``delay_bias`` > 0 makes late labels more often positive (so
     the joined ones look negative-heavy), the realistic bad case.
@@ -66,7 +67,7 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     elif break_ == "stale":
         f_a = np.where(after, f_a[np.flatnonzero(~after)[-1]], f_a)
         score_a = f_a
-    logit = -2.2 + 0.25 * cycle + np.vectorize(eff.get)(country) + 1.1 * score_a + 0.6 * np.log(score_b)
+    logit = -2.2 + 0.25 * cycle + np.vectorize(eff.get)(country) + 1.1 * score_a + 0.6 * np.log(score_b) + bias
     if break_ == "calibration":
         logit = np.where(after, logit + offset, logit)
     p = 1 / (1 + np.exp(-logit))

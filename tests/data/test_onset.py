@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -222,9 +223,26 @@ def test_calibration_regresses_only_when_it_moves_away_from_one():
     assert not material("calibration_ratio", 1.064, 1.098)  # 3% further: below the 5% floor
     assert material("calibration_ratio", 1.04, 1.50) and material("calibration_ratio", 1.03, 0.70)
     assert not material("calibration_ratio", 0.95, 1.06)  # across 1, about as far from it: no worse
+    # ... unless the served predictions made that move: then it is the model's relation to the labels broken by 11%
+    assert material("calibration_ratio", 0.95, 1.06, moved=0.9 * math.log(1.06 / 0.95))
+    assert not material("calibration_ratio", 0.95, 1.06, moved=0.3 * math.log(1.06 / 0.95))  # mostly the labels
+    assert not material("calibration_ratio", 1.08, 0.97, moved=math.log(0.97 / 1.08))  # closer to 1 all the same
     assert material("calibration_ratio", 1.00, 0.83)  # the partial coverage drop of the unseen cases
     assert worsening("normalized_entropy", 0.8, 0.02) == 0.02 and worsening("auc", 0.8, 0.02) == -0.02
     assert material("normalized_entropy", 0.80, 0.81) and not material("normalized_entropy", 0.80, 0.805)
+
+
+def test_predictions_that_move_across_one_are_a_regression(tmp_path):
+    """A model that ran 9% over the label rate has its served logits cut by 0.19 from hour 50: the ratio goes from
+    about 1.09 to 0.91, as far from 1 on the other side. Judged by the distance from 1 alone that was no regression
+    (dev feature/coverage_null/15 went unseen so); the predictions made the move, so it is one of 17%."""
+    case = open_case(write_case(tmp_path / "c", seed=11, hours=96, per_hour=4000, onset=50, break_="calibration",
+                                offset=-0.19, bias=0.095))
+    found = detect_onset(case)
+    cal = found.verdict("calibration_ratio")
+    assert found.detected and cal.regressed, str(found)
+    assert cal.baseline > 1.04 and cal.current < 0.96 and abs(abs(math.log(cal.current)) - abs(math.log(cal.baseline))) < 0.05
+    assert abs(found.onset - (START + timedelta(hours=50))) <= timedelta(hours=1)
 
 
 def test_a_move_under_the_floor_that_noise_carried_over_it_is_not_material(tmp_path):

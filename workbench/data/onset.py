@@ -66,7 +66,9 @@ Method, per metric:
    regression. For calibration, material means *worse*: the served
    predictions moved at least 5% further from the label rate (``|log ratio|``
    grew by ``log 1.05``, :func:`worsening`); a ratio going from 1.08 to 0.97 is a
-   recalibration, not a regression.
+   recalibration, not a regression. A move across 1 that lands about as far on the other side is judged
+   by who made it: the served predictions (their own move carries at least half of it) broke the
+   model's relation to the label rate by the whole move; the label rate alone is the population's.
 6. **The headline metric** is the one that regressed most: the largest effect
    relative to its materiality floor (a calibration ratio from 1.04 to 1.50 is
    7 floors; NE up 1% is one).
@@ -148,16 +150,25 @@ def min_before(grain_hours: float) -> int:
     return max(MIN_BEFORE_FLOOR, min(MIN_BEFORE, round(168 / grain_hours)))
 
 
-def worsening(metric: str, level: float, shift: float) -> float:
+def worsening(metric: str, level: float, shift: float, moved: float | None = None) -> float:
     """How much worse ``metric`` got when it moved by ``shift`` from ``level`` (in its units; log units on a log scale).
 
     NE and AUC have a worse direction; the calibration ratio is worse the further it is from 1, so on its log
-    scale the worsening is ``|level + shift| - |level|`` (negative when the move brought it closer to 1)."""
+    scale the worsening is ``|level + shift| - |level|`` (negative when the move brought it closer to 1). When
+    the served predictions made the move (``moved``: their own log move over the same windows, carrying at least
+    half of ``shift``: they moved more than the labels did) and it did not bring the ratio closer to 1, the
+    worsening is the whole move: over-prediction turned into under-prediction as large is the model's relation to
+    the label rate broken by ``|shift|``, not a wash (dev feature/coverage_null/15: the predictions fell 12% with
+    the label rate steady, the ratio went from 1.06 to 0.93). A label rate that moved across 1 on its own, the
+    population's move, is judged by the distance from 1 alone."""
     d = DIRECTION[metric]
     if d:
         return shift * d
     if metric in LOG_SCALE and math.isfinite(level):
-        return abs(level + shift) - abs(level)
+        away = abs(level + shift) - abs(level)
+        if moved is not None and math.isfinite(moved) and moved * shift >= shift * shift / 2 and away >= 0:
+            return abs(shift)
+        return away
     return abs(shift)
 
 
@@ -167,22 +178,33 @@ def _floor(metric: str, level: float) -> float:
     return MIN_EFFECT[metric] if metric in LOG_SCALE else MIN_EFFECT[metric] * abs(level)
 
 
-def material(metric: str, before: float, after: float, se: float = 0.0) -> bool:
+def material(metric: str, before: float, after: float, se: float = 0.0, moved: float | None = None) -> bool:
     """Whether ``metric`` going from ``before`` to ``after`` (pooled values) is a material regression: worse by at least
     ``MIN_EFFECT`` (relative to ``before``; on the log scale for ratios), by the lower bound ``worsening - MATERIAL_Z
-    se`` when the change's standard error ``se`` (log units for ratios) is given."""
+    se`` when the change's standard error ``se`` (log units for ratios) is given. ``moved``: the served
+    predictions' own log move between the same windows (:func:`prediction_move`; see :func:`worsening`)."""
     if not (math.isfinite(before) and math.isfinite(after)):
         return False
     if metric in LOG_SCALE:
         if before <= 0 or after <= 0:
             return False
-        return _material_shift(metric, math.log(before), math.log(after) - math.log(before), se)
+        return _material_shift(metric, math.log(before), math.log(after) - math.log(before), se, moved)
     return _material_shift(metric, before, after - before, se)
 
 
-def _material_shift(metric: str, level: float, shift: float, se: float) -> bool:
+def _material_shift(metric: str, level: float, shift: float, se: float, moved: float | None = None) -> bool:
     """``shift`` from ``level`` (log units for ratios) is material with confidence (module docstring, step 5)."""
-    return worsening(metric, level, shift) - MATERIAL_Z * se >= _floor(metric, level)
+    return worsening(metric, level, shift, moved) - MATERIAL_Z * se >= _floor(metric, level)
+
+
+def prediction_move(baseline: pl.DataFrame, incident: pl.DataFrame) -> float:
+    """The log change of the labelled rows' mean prediction between two windows of a quality table: the served
+    predictions' side of a calibration ratio's move (the other side is the label rate's)."""
+    def mean(t: pl.DataFrame) -> float:
+        n = float(t["labeled"].sum()) if t.height else 0.0
+        return float(t["pred_sum_labeled"].sum()) / n if n else math.nan
+    b, i = mean(baseline), mean(incident)
+    return math.log(i / b) if b > 0 and i > 0 else math.nan
 
 
 # ---------------------------------------------------------------- results
@@ -630,16 +652,23 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     x = _design(t_hours[rows], grain_hours)
     s = np.zeros(n)
     s[start:stop] = 1.0
-    coef, *_ = np.linalg.lstsq(np.column_stack([x, s]) * space.sw[:, None], y * space.sw, rcond=None)
+    design = np.column_stack([x, s]) * space.sw[:, None]
+    coef, *_ = np.linalg.lstsq(design, y * space.sw, rcond=None)
     fitted = x @ coef[:-1]
     before = slice(0, max(start, 1))
     base_level = float(np.average(fitted[before], weights=weights[rows][before]))
     shift = float(coef[-1])
     effect = math.expm1(shift) if metric in LOG_SCALE else shift / abs(base_level) if base_level else math.inf
+    moved = None
+    if metric == "calibration_ratio":  # the served predictions' own move over the same shift (worsening)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            served = np.log(expected[rows] / labelled[rows])
+        if np.isfinite(served).all():
+            moved = float(np.linalg.lstsq(design, served * space.sw, rcond=None)[0][-1])
     # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor
     z_best = float(scaled[best])
     se_shift = abs(shift) / z_best if z_best > 0 else math.inf
-    material = _material_shift(metric, base_level, shift, se_shift)
+    material = _material_shift(metric, base_level, shift, se_shift, moved)
     expected = np.full(table.height, np.nan)
     design_all = _design(t_hours, grain_hours, span=float(t_hours[rows][-1] - t_hours[rows][0]))
     cycle = design_all @ coef[:-1]
@@ -846,7 +875,7 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
             end_time = table["window"][end_row] if end_row is not None else None
         baseline, incident = _windows(onset_time, end_time or last_end, first, grain_name)
         tb, ti = table.filter(baseline.contains("window")), table.filter(incident.contains("window"))
-        kept = [f for f in hits if material(f.metric, pool(tb, f.metric), pool(ti, f.metric))]
+        kept = [f for f in hits if material(f.metric, pool(tb, f.metric), pool(ti, f.metric), moved=prediction_move(tb, ti))]
         if len(kept) == len(hits):
             break
         hits = kept
@@ -899,7 +928,7 @@ def retimed(case: Case, found: Onset, timing: Onset, where: str) -> Onset | None
                              onset=timing.onset if v.regressed else None, end=timing.end if v.regressed else None)
                      for v in found.metrics)
     head = next(v for v in verdicts if v.metric == found.metric)
-    if not material(head.metric, head.baseline, head.current):
+    if not material(head.metric, head.baseline, head.current, moved=prediction_move(*parts)):
         return None
     return replace(found, onset=timing.onset, end=timing.end, baseline=timing.baseline, incident=timing.incident,
                    baseline_value=head.baseline, current_value=head.current, metrics=verdicts,
@@ -920,6 +949,7 @@ def measure_windows(case: Case, baseline: Window, incident: Window, detected: On
     """
     parts = {name: quality_between(case, w) for name, w in (("b", baseline), ("i", incident))}
     crit = NormalDist().inv_cdf(1 - alpha / len(metrics))
+    moved = prediction_move(parts["b"], parts["i"])
     verdicts = []
     for m in metrics:
         b, i = (pool(parts[k], m) if parts[k].height else math.nan for k in ("b", "i"))
@@ -933,7 +963,7 @@ def measure_windows(case: Case, baseline: Window, incident: Window, detected: On
         se = math.sqrt((se_b**2 + se_i**2) * over**2 + day_var) if math.isfinite(se_b) and math.isfinite(se_i) else math.nan
         d = DIRECTION[m]
         oriented = delta * d if d else abs(delta)
-        regressed = bool(math.isfinite(se) and se > 0 and oriented / se >= crit and material(m, b, i, se))
+        regressed = bool(math.isfinite(se) and se > 0 and oriented / se >= crit and material(m, b, i, se, moved))
         effect = math.expm1(delta) if m in LOG_SCALE else (delta / abs(b) if b else math.nan)
         floors = (abs(delta) if m in LOG_SCALE else (oriented / abs(b) if b else 0.0)) / MIN_EFFECT[m]
         verdicts.append(MetricVerdict(m, b, i, regressed, oriented / se if se else math.nan, crit, effect, floors,
