@@ -16,7 +16,7 @@ TEST_WORKERS ?= 2
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	# constraints.txt pins torch to the local CPU build (an unpinned torch pulls GBs of CUDA wheels)
+	# constraints.txt is the lock: every package at the version the tests and figures were measured with (torch: the CPU build)
 	$(VENV)/bin/pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
