@@ -51,7 +51,9 @@ demo: setup samples
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/quickstart.ipynb
 
 test: setup browser postgres samples
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not timing"
+	# the lab's wall-time tests alone, after the rest: two of them overlapping on two cores made each other's noise
+	$(PY) -m pytest -m timing
 
 lint: setup
 	$(VENV)/bin/ruff check workbench widgets tests benchmarks

@@ -49,6 +49,7 @@ def test_bisect_refuses_an_empty_range(sample):
         bisect(sample.path, sample.good, sample.good, sample.command())
 
 
+@pytest.mark.timing
 def test_bisect_names_the_regressing_commit_and_the_phase_it_slowed(sample):
     result = bisect(sample.path, sample.good, sample.bad, sample.command(),
                     LabSettings(runs=10, confirm=10, stop_at_first_batch=True, timeout=60))
@@ -63,6 +64,7 @@ def test_bisect_names_the_regressing_commit_and_the_phase_it_slowed(sample):
     assert result.table()["step"].n_unique() == len(result.steps)
 
 
+@pytest.mark.timing
 def test_bisect_an_ordered_list_of_configs_without_git():
     code = "import time; from workbench.lab import mark; time.sleep({}); mark('data_ready'); mark('first_batch')"
     # a 0.3 s step stands far above process-start noise even on a loaded machine; sensitivity is benchmarked apart

@@ -39,6 +39,7 @@ def test_a_missing_command_is_a_usage_error():
     assert info.value.code == 2
 
 
+@pytest.mark.timing
 def test_compare_two_configs_prints_json_writes_parquet_and_exits_1_on_regression(sample, tmp_path, capsys):
     out = tmp_path / "results.parquet"
     code = main(["lab", "compare", "0", "0.3", "--repo", str(sample.path), "--runs", "5", "--confirm", "5",

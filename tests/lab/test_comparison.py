@@ -86,6 +86,7 @@ def test_result_has_json_and_text_forms():
 E2E = LabSettings(runs=10, confirm=10, stop_at_first_batch=True, timeout=60)
 
 
+@pytest.mark.timing
 def test_a_20_percent_ttfb_regression_is_detected(tmp_path):
     sample = make_sample_repo(tmp_path / "repo")
     base = Variant("base", sample.command(), cwd=str(sample.path))
@@ -98,6 +99,7 @@ def test_a_20_percent_ttfb_regression_is_detected(tmp_path):
     assert 0.1 < result.confirmation.relative < 0.35
 
 
+@pytest.mark.timing
 def test_aa_on_one_revision_declares_no_regression(tmp_path):
     sample = make_sample_repo(tmp_path / "repo")
     result = compare_revisions(sample.path, sample.good, sample.good, sample.command(), E2E)
@@ -105,6 +107,7 @@ def test_aa_on_one_revision_declares_no_regression(tmp_path):
     assert result.variants["A"].cwd == result.variants["B"].cwd  # one worktree for an A/A test
 
 
+@pytest.mark.timing
 def test_comparison_of_commands_without_git(tmp_path):
     code = "import time; from workbench.lab import mark; time.sleep({}); mark('first_batch')"
     fast = Variant("fast", (sys.executable, "-c", code.format(0.0)))
