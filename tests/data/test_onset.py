@@ -227,6 +227,14 @@ def test_calibration_regresses_only_when_it_moves_away_from_one():
     assert material("calibration_ratio", 0.95, 1.06, moved=0.9 * math.log(1.06 / 0.95))
     assert not material("calibration_ratio", 0.95, 1.06, moved=0.3 * math.log(1.06 / 0.95))  # mostly the labels
     assert not material("calibration_ratio", 1.08, 0.97, moved=math.log(0.97 / 1.08))  # closer to 1 all the same
+    # the predictions' side of a ratio's move, from the windows' sums: labelled rows' mean prediction 0.10 -> 0.088
+    import polars as pl
+
+    from workbench.data.onset import prediction_move
+    before = pl.DataFrame({"labeled": [500, 500], "pred_sum_labeled": [50.0, 50.0]})
+    after = pl.DataFrame({"labeled": [1000], "pred_sum_labeled": [88.0]})
+    assert prediction_move(before, after) == pytest.approx(math.log(0.88))
+    assert math.isnan(prediction_move(before, after.head(0)))
     assert material("calibration_ratio", 1.00, 0.83)  # the partial coverage drop of the unseen cases
     assert worsening("normalized_entropy", 0.8, 0.02) == 0.02 and worsening("auc", 0.8, 0.02) == -0.02
     assert material("normalized_entropy", 0.80, 0.81) and not material("normalized_entropy", 0.80, 0.805)

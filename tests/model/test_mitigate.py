@@ -38,6 +38,18 @@ def test_recovery_is_the_share_of_the_regression_removed_on_each_metric():
     assert recovery("calibration_ratio", 1.24, 0.652, 0.885) > 1.0
     assert recovery("calibration_ratio", 1.24, 1.6, 1.24) == pytest.approx(1.0)
     assert math.isnan(recovery("normalized_entropy", 0.9, 0.8, 0.7))  # nothing regressed
+    # predictions that carried the ratio across 1: the detector's whole move, and the share of it removed. Judged by
+    # the distance from 1 alone the denominator is what crossed beyond the mirror image of the baseline: dev
+    # feature/coverage_null/15 (1.06 -> 0.93) read 259% for its backfill, and an exact mirror image reads NaN
+    moved = math.log(0.93 / 1.06)
+    assert recovery("calibration_ratio", 1.06, 0.93, 1.06, moved) == pytest.approx(1.0)
+    assert recovery("calibration_ratio", 1.06, 0.93, 0.93, moved) == pytest.approx(0.0)
+    assert recovery("calibration_ratio", 1.06, 0.93, 0.90, moved) < 0  # further across: worse
+    assert recovery("calibration_ratio", 1.06, 0.93, 0.96, moved) > 1  # closer to 1 than the baseline was
+    halfway = math.sqrt(1.06 * 0.80)  # half of a move 1.06 -> 0.80 undone: 0.92, still further from 1 than 1.06
+    assert recovery("calibration_ratio", 1.06, 0.80, halfway, math.log(0.80 / 1.06)) == pytest.approx(0.5)
+    assert recovery("calibration_ratio", 1.06, 0.80, halfway) == pytest.approx(0.85, abs=0.01)  # distance from 1 alone
+    assert math.isnan(recovery("calibration_ratio", 1.05, 1 / 1.05, 1.0))
 
 
 def test_soft_labels_reduce_to_the_hard_metrics():

@@ -160,7 +160,9 @@ def worsening(metric: str, level: float, shift: float, moved: float | None = Non
     worsening is the whole move: over-prediction turned into under-prediction as large is the model's relation to
     the label rate broken by ``|shift|``, not a wash (dev feature/coverage_null/15: the predictions fell 12% with
     the label rate steady, the ratio went from 1.06 to 0.93). A label rate that moved across 1 on its own, the
-    population's move, is judged by the distance from 1 alone."""
+    population's move, is judged by the distance from 1 alone. The rule has two cases, not a blend: a move that ends
+    closer to 1 than it started is a recalibration (negative), one that does not is the whole move, so near the
+    mirror image of the level (1.06 -> 0.943) the worsening jumps from about 0 to ``|shift|``."""
     d = DIRECTION[metric]
     if d:
         return shift * d
@@ -662,7 +664,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     moved = None
     if metric == "calibration_ratio":  # the served predictions' own move over the same shift (worsening)
         with np.errstate(divide="ignore", invalid="ignore"):
-            served = np.log(expected[rows] / labelled[rows])
+            served = np.log((expected[rows] + 0.5) / labelled[rows])  # the ratio's half count: the two sides sum to it
         if np.isfinite(served).all():
             moved = float(np.linalg.lstsq(design, served * space.sw, rcond=None)[0][-1])
     # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor
@@ -911,7 +913,8 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
 
 def _floor_words(metric: str) -> str:
     if metric in LOG_SCALE:
-        return f"x{math.exp(MIN_EFFECT[metric]):.2f} further from 1" if not DIRECTION[metric] else f"x{math.exp(MIN_EFFECT[metric]):.2f}"
+        return (f"x{math.exp(MIN_EFFECT[metric]):.2f} further from 1 (or moved across it by the predictions)"
+                if not DIRECTION[metric] else f"x{math.exp(MIN_EFFECT[metric]):.2f}")
     return f"{MIN_EFFECT[metric]:.0%}"
 
 

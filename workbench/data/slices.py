@@ -293,7 +293,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
         pl.Series("p_value", p_adj), pl.Series("significant", support & (p_adj < alpha)),
         pl.Series("explained_share", score / oriented_total if oriented_total > 0 else np.full(len(score), np.nan)),
         pl.Series("_rest_z", (delta_r * d if d else np.abs(delta_r)) / np.sqrt(swb**2 + swi**2)),
-        pl.Series("_rest_b", wb), pl.Series("_rest_i", wi),
+        pl.Series("_rest_b", wb), pl.Series("_rest_i", wi), pl.Series("_rest_moved", _prediction_move(rb, ri)),
         pl.Series("_tested", support),
     ).filter(pl.col("_tested")).with_columns(pl.col(pl.Float64).fill_nan(None))
     table = _demote_parents(table)
@@ -302,9 +302,10 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     # confined: the top slice is significant, a minority of the traffic, and the rest did not regress: its change is
     # not both significant and material (on millions of rows a mix effect of 1% is significant; it is no regression)
     rest_regressed = bool(table.height and rest_z >= NormalDist().inv_cdf(1 - alpha)
-                          and material(metric, _value(table["_rest_b"][0]), _value(table["_rest_i"][0])))
+                          and material(metric, _value(table["_rest_b"][0]), _value(table["_rest_i"][0]),
+                                       moved=_value(table["_rest_moved"][0])))
     confined = bool(table.height and table["significant"][0] and table["share"][0] < MINORITY and not rest_regressed)
-    return SliceSearch(table=table.drop("_rest_z", "_rest_b", "_rest_i", "_tested", "_demoted").head(k), metric=metric,
+    return SliceSearch(table=table.drop("_rest_z", "_rest_b", "_rest_i", "_rest_moved", "_tested", "_demoted").head(k), metric=metric,
                        baseline=baseline, incident=incident, total_delta=total, tested=tested, alpha=alpha,
                        confined=confined, rest_z=rest_z)
 
@@ -324,6 +325,13 @@ def _demote_parents(table: pl.DataFrame) -> pl.DataFrame:
                     and row["share"] <= PARENT_SHARE * pshare):
                 demoted.add(parent)
     return table.with_columns(pl.col("slice").is_in(list(demoted)).alias("_demoted"))
+
+
+def _prediction_move(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> np.ndarray:
+    """Per slice, the log change of the labelled rows' mean prediction between two windows' sums: the served
+    predictions' side of a calibration ratio's move (:func:`workbench.data.onset.worsening`)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log((after["pred_sum_labeled"] / after["labeled"]) / (before["pred_sum_labeled"] / before["labeled"]))
 
 
 def _value(v: float | None) -> float:

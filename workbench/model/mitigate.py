@@ -56,7 +56,9 @@ better) ``(incident - after) / (incident - baseline)``; for AUC ``(after - incid
 ``(|ln incident| - |ln after|) / (|ln incident| - |ln baseline|)``. A recalibration that lands
 on the label rate recovers all of it even when the baseline itself was off (1.24 -> 1.6, back
 to 1.0: 184%; measured as the way back to 1.24 it scored 16%); overshooting past 1 counts against
-it. Above 1 the window would be better than the baseline. It is a prediction: the
+it. A move across 1 that the served predictions made is a regression of its whole size, as the
+detector counts it; the share removed is then that of the move from the baseline, while the action
+leaves the ratio no closer to 1 than the baseline was. Above 1 the window would be better than the baseline. It is a prediction: the
 rows were served once, and the simulation says what the model would have made of them.
 """
 
@@ -157,9 +159,12 @@ def _soft_quality(metric: str, p: np.ndarray, r: np.ndarray) -> float:
     return float((pos * below).sum() / (pos.sum() * neg.sum())) if pos.sum() > 0 and neg.sum() > 0 else math.nan
 
 
-def recovery(metric: str, baseline: float, incident: float, after: float) -> float:
+def recovery(metric: str, baseline: float, incident: float, after: float, moved: float | None = None) -> float:
     """The share of the regression from ``baseline`` to ``incident`` that ``after`` removes (see the module docstring);
-    NaN when the metric did not regress.
+    NaN when the metric did not regress. ``moved``: the served predictions' own log move from the baseline to the
+    incident, which makes a calibration ratio's move across 1 a regression of its whole size
+    (:func:`workbench.data.onset.worsening`); an action changes the predictions alone, so after it their move is
+    ``moved`` plus the ratio's own change from the incident.
 
     >>> round(recovery("normalized_entropy", 0.80, 0.90, 0.82), 3), round(recovery("auc", 0.80, 0.70, 0.75), 3)
     (0.8, 0.5)
@@ -170,8 +175,9 @@ def recovery(metric: str, baseline: float, incident: float, after: float) -> flo
         if min(baseline, incident, after) <= 0:
             return math.nan
         level = math.log(baseline)
-        worse = worsening(metric, level, math.log(incident) - level)
-        return 1.0 - worsening(metric, level, math.log(after) - level) / worse if worse > 1e-9 else math.nan
+        worse = worsening(metric, level, math.log(incident) - level, moved)
+        left = moved + math.log(after / incident) if moved is not None and math.isfinite(moved) else None
+        return 1.0 - worsening(metric, level, math.log(after) - level, left) / worse if worse > 1e-9 else math.nan
     sign = -1.0 if metric == "auc" else 1.0
     regression = (incident - baseline) * sign
     return (incident - after) * sign / regression if regression > 1e-12 else math.nan
@@ -535,8 +541,15 @@ class Simulator:
         metric = self.metric
         baseline, incident, value = carried(metric)
         after = tuple((m, carried(m)[2]) for m in WATCHED)
-        return Simulation(action, target, metric, baseline, incident, value, recovery(metric, baseline, incident, value),
-                          rows, method, after, parameters)
+        return Simulation(action, target, metric, baseline, incident, value,
+                          recovery(metric, baseline, incident, value, self._prediction_move), rows, method, after, parameters)
+
+    @functools.cached_property
+    def _prediction_move(self) -> float | None:
+        """The served predictions' log move from the baseline's labelled rows to the incident's (the samples' means):
+        whether they, not the labels, moved a calibration ratio (:func:`recovery`)."""
+        b, i = (float(np.mean(r.p)) if len(r.p) else math.nan for r in (self.base, self.incident))
+        return math.log(i / b) if b > 0 and i > 0 else None
 
     # ------------------------------------------------------------ the actions
     def rollback(self, snapshot_id: str) -> Simulation | NotSimulated:
