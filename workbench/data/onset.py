@@ -199,14 +199,21 @@ def _material_shift(metric: str, level: float, shift: float, se: float, moved: f
     return worsening(metric, level, shift, moved) - MATERIAL_Z * se >= _floor(metric, level)
 
 
+def served_move(pred_before, labeled_before, pred_after, labeled_after) -> np.ndarray:
+    """The log change of the labelled rows' mean prediction from one window's sums (``pred_sum_labeled``,
+    ``labeled``) to another's: the served predictions' side of a calibration ratio's move (the other side is the
+    label rate's). Scalars or arrays (one per slice); not finite where a window has no labelled rows or predictions."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log((np.asarray(pred_after, dtype=float) / labeled_after)
+                      / (np.asarray(pred_before, dtype=float) / labeled_before))
+
+
 def prediction_move(baseline: pl.DataFrame, incident: pl.DataFrame) -> float:
-    """The log change of the labelled rows' mean prediction between two windows of a quality table: the served
-    predictions' side of a calibration ratio's move (the other side is the label rate's)."""
-    def mean(t: pl.DataFrame) -> float:
-        n = float(t["labeled"].sum()) if t.height else 0.0
-        return float(t["pred_sum_labeled"].sum()) / n if n else math.nan
-    b, i = mean(baseline), mean(incident)
-    return math.log(i / b) if b > 0 and i > 0 else math.nan
+    """:func:`served_move` between two windows of a quality table (NaN where it is not finite)."""
+    sums = [(float(t["pred_sum_labeled"].sum()), float(t["labeled"].sum())) if t.height else (math.nan, math.nan)
+            for t in (baseline, incident)]
+    move = float(served_move(*sums[0], *sums[1]))
+    return move if math.isfinite(move) else math.nan
 
 
 # ---------------------------------------------------------------- results
@@ -877,7 +884,8 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
             end_time = table["window"][end_row] if end_row is not None else None
         baseline, incident = _windows(onset_time, end_time or last_end, first, grain_name)
         tb, ti = table.filter(baseline.contains("window")), table.filter(incident.contains("window"))
-        kept = [f for f in hits if material(f.metric, pool(tb, f.metric), pool(ti, f.metric), moved=prediction_move(tb, ti))]
+        moved = prediction_move(tb, ti)
+        kept = [f for f in hits if material(f.metric, pool(tb, f.metric), pool(ti, f.metric), moved=moved)]
         if len(kept) == len(hits):
             break
         hits = kept

@@ -56,7 +56,7 @@ from workbench._render import fmt, jsonable, records
 from workbench.case.loader import Case
 from workbench.data._frames import PERIOD, check_columns, collect_windows
 from workbench.data._sums import SUM_METRICS, SUMS, sum_aggs
-from workbench.data.onset import material
+from workbench.data.onset import material, served_move
 from workbench.errors import WorkbenchError
 from workbench.metrics import LOG_SCALE, counted_positives, metric_from_sums, norm_sf
 from workbench.windows import Window
@@ -293,7 +293,8 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
         pl.Series("p_value", p_adj), pl.Series("significant", support & (p_adj < alpha)),
         pl.Series("explained_share", score / oriented_total if oriented_total > 0 else np.full(len(score), np.nan)),
         pl.Series("_rest_z", (delta_r * d if d else np.abs(delta_r)) / np.sqrt(swb**2 + swi**2)),
-        pl.Series("_rest_b", wb), pl.Series("_rest_i", wi), pl.Series("_rest_moved", _prediction_move(rb, ri)),
+        pl.Series("_rest_b", wb), pl.Series("_rest_i", wi),
+        pl.Series("_rest_moved", served_move(rb["pred_sum_labeled"], rb["labeled"], ri["pred_sum_labeled"], ri["labeled"])),
         pl.Series("_tested", support),
     ).filter(pl.col("_tested")).with_columns(pl.col(pl.Float64).fill_nan(None))
     table = _demote_parents(table)
@@ -325,13 +326,6 @@ def _demote_parents(table: pl.DataFrame) -> pl.DataFrame:
                     and row["share"] <= PARENT_SHARE * pshare):
                 demoted.add(parent)
     return table.with_columns(pl.col("slice").is_in(list(demoted)).alias("_demoted"))
-
-
-def _prediction_move(before: dict[str, np.ndarray], after: dict[str, np.ndarray]) -> np.ndarray:
-    """Per slice, the log change of the labelled rows' mean prediction between two windows' sums: the served
-    predictions' side of a calibration ratio's move (:func:`workbench.data.onset.worsening`)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log((after["pred_sum_labeled"] / after["labeled"]) / (before["pred_sum_labeled"] / before["labeled"]))
 
 
 def _value(v: float | None) -> float:

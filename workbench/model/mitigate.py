@@ -75,7 +75,7 @@ import numpy as np
 import polars as pl
 
 from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
-from workbench.data.onset import worsening
+from workbench.data.onset import served_move, worsening
 from workbench.errors import CaseError
 from workbench.metrics import (
     auc,
@@ -545,11 +545,11 @@ class Simulator:
                           recovery(metric, baseline, incident, value, self._prediction_move), rows, method, after, parameters)
 
     @functools.cached_property
-    def _prediction_move(self) -> float | None:
-        """The served predictions' log move from the baseline's labelled rows to the incident's (the samples' means):
-        whether they, not the labels, moved a calibration ratio (:func:`recovery`)."""
-        b, i = (float(np.mean(r.p)) if len(r.p) else math.nan for r in (self.base, self.incident))
-        return math.log(i / b) if b > 0 and i > 0 else None
+    def _prediction_move(self) -> float:
+        """The served predictions' log move from the baseline's labelled rows to the incident's (the samples'
+        :func:`workbench.data.onset.served_move`): whether they, not the labels, moved a calibration ratio
+        (:func:`recovery`)."""
+        return float(served_move(self.base.p.sum(), len(self.base.p), self.incident.p.sum(), len(self.incident.p)))
 
     # ------------------------------------------------------------ the actions
     def rollback(self, snapshot_id: str) -> Simulation | NotSimulated:
