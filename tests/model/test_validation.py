@@ -127,3 +127,24 @@ def test_sample_benign_snapshots_pass():
     target = json.loads((case.root / "truth.json").read_text())["target"]
     before = [s.snapshot_id for s in case.snapshots if s.published_at < case.snapshot(target).published_at]
     assert validate_snapshot(case, before[-1]).passed  # the refresh right before the bad one
+
+
+def test_a_calibration_flip_across_one_fails_the_gate_and_a_move_towards_one_passes():
+    """Same rows, same labels: the candidate made the whole move. 1.06 -> 0.93 is 0.13 worse (the old reading,
+    distance from 1 alone, called it 0.01 better); 1.06 -> 0.98 ends closer to 1 and passes."""
+    from workbench.model.validation import _verdict
+
+    rng = np.random.default_rng(5)
+    n = 200_000
+    logit = rng.normal(-2.0, 1.0, n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    p_true = 1 / (1 + np.exp(-logit))
+    p_r = p_true * 1.06 * y.mean() / p_true.mean()
+    flipped = _verdict("cand", "ref", y, p_r, p_r * 0.93 / 1.06, "test rows", seed=0)
+    toward = _verdict("cand", "ref", y, p_r, p_r * 0.98 / 1.06, "test rows", seed=0)
+    cal = {v: r.filter(pl.col("metric") == "calibration_ratio").row(0, named=True)
+           for v, r in (("flip", flipped.metrics), ("toward", toward.metrics))}
+    assert cal["flip"]["reference"] == pytest.approx(1.06, abs=1e-6) and cal["flip"]["candidate"] == pytest.approx(0.93, abs=1e-6)
+    assert cal["flip"]["passed"] is False and not flipped.passed
+    assert any("calibration ratio 0.930 vs 1.060" in r and "beyond" in r for r in flipped.reasons)
+    assert cal["toward"]["passed"] is True

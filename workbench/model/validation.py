@@ -18,8 +18,11 @@ refreshes, never from a fixed number:
 - **AUC**: fails when the candidate's AUC is lower by more than ``Z`` times the
   Hanley & McNeil (1982) standard error of the reference's AUC.
 - **Calibration**: the calibration ratio is mean prediction / mean label; fails when
-  ``|ln ratio|`` of the candidate exceeds the reference's by more than ``Z`` times
-  the bootstrap SE of ``ln ratio``.
+  the candidate's is worse than the reference's by more than ``Z`` times the bootstrap
+  SE of ``ln ratio``. Worse is the monitors' definition
+  (:func:`workbench.data.onset.worsening`): further from 1 on the log scale, and a
+  move across 1 that does not end closer to it counts whole (the labels are the
+  same rows', so the predictions made it): 1.06 -> 0.93 is 0.13 worse.
 
 ``Z = 3.5``, the one-sided normal tail of 2.3e-4 used across the model-side checks
 (:data:`workbench.model.diff.Z_GATE`). Benign refreshes also move these metrics
@@ -49,6 +52,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from workbench.data.onset import worsening
 from workbench.errors import CaseError, NotEnoughData, WorkbenchError
 from workbench.metrics import CLIP, auc, auc_se, entropy, normalized_entropy, row_log_loss
 from workbench.model._shared import MAD_TO_SD, MIN_REFERENCE, TAIL, Z_GATE, fmt, records, threads_for
@@ -249,19 +253,29 @@ def validate_snapshot(case: Case, snapshot_id: str, *, holdout: pl.DataFrame | N
     return _verdict(cand.snapshot_id, ref_id, y, p_r, p_c, where, seed, others)
 
 
+def _calibration_worse(p: np.ndarray, p_r: np.ndarray, y: np.ndarray) -> float:
+    """How much worse the calibration ratio of predictions ``p`` is than the reference's ``p_r`` on the same rows and
+    labels, on the log scale (:func:`workbench.data.onset.worsening`, the one definition the monitors use). The
+    labels are the same, so the predictions made the whole move: one that crosses 1 without ending closer to it
+    counts whole (1.06 -> 0.93 is 0.13 worse, not 0.01 better), otherwise it is the change in distance from 1."""
+    level = math.log(p_r.mean() / y.mean())
+    shift = math.log(p.mean() / p_r.mean())
+    return worsening("calibration_ratio", level, shift, moved=shift)
+
+
 def _spread(y: np.ndarray, p_r: np.ndarray, others: list[np.ndarray]) -> dict[str, float]:
     """The benign refresh spread per gated metric, as a tolerance term: 1.4826 x median |metric(other) -
     metric(reference)|, times the Student-t(n-1) quantile at the gate's tail and sqrt(1 + 1/n) (a prediction
     interval for one new snapshot from n earlier ones, whose spread is itself estimated)."""
     if not others:
         return {"ne": 0.0, "auc": 0.0, "log_cal": 0.0}
-    ne_r, auc_r, cal_r = normalized_entropy(p_r, y), auc(p_r, y), abs(math.log(p_r.mean() / y.mean()))
+    ne_r, auc_r = normalized_entropy(p_r, y), auc(p_r, y)
     ok = [p for p in others if np.isfinite(p).all()]
     if len(ok) < MIN_REFERENCE:
         return {"ne": 0.0, "auc": 0.0, "log_cal": 0.0}
     d_ne = [normalized_entropy(p, y) - ne_r for p in ok]
     d_auc = [auc(p, y) - auc_r for p in ok]
-    d_cal = [abs(math.log(p.mean() / y.mean())) - cal_r for p in ok]
+    d_cal = [_calibration_worse(p, p_r, y) for p in ok]
     from scipy.special import stdtrit
 
     t = float(stdtrit(len(ok) - 1, 1.0 - TAIL)) * math.sqrt(1 + 1 / len(ok))
@@ -308,7 +322,7 @@ def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.
         f"{'beyond' if not auc_ok else 'within'} the tolerance {tol_a:.4f} ({noise}, Hanley-McNeil SE)")
     cal_c, cal_r = float(p_c.mean() / y.mean()), float(p_r.mean() / y.mean())
     tol_c = math.hypot(Z * se["log_cal"], spread["log_cal"])
-    worse = abs(math.log(cal_c)) - abs(math.log(cal_r))
+    worse = _calibration_worse(p_c, p_r, y)
     cal_ok = not (worse > tol_c)
     rows.append(("calibration_ratio", cal_c, cal_r, cal_c - cal_r, tol_c, cal_ok))
     (passes if cal_ok else fails).append(
