@@ -100,6 +100,24 @@ def test_unexplained_shift_leaves_out_rows_outside_the_baseline_support():
     assert u is not None and u.support > 0.99 and u.rows > 4_900
 
 
+@pytest.mark.parametrize("offset", [0.0, -0.6])
+def test_a_serving_offset_beside_a_coverage_loss_is_measured_on_the_few_rows_left_in_support(offset):
+    # input "a" lost 93% of its values to nulls the baseline never had: only 7% of the incident's rows lie inside what
+    # the baseline held, but they are untouched by the break, so their residual is the offset (or nothing)
+    rng = np.random.default_rng(11)
+    n = 30_000
+    xb, xi = rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    xi[rng.random(n) < 0.93, 0] = np.nan
+
+    def served(x: np.ndarray) -> np.ndarray:  # the model serves a missing "a" as 0
+        return -2 + 0.9 * np.nan_to_num(x[:, 0]) - 0.4 * x[:, 1]
+
+    u = unexplained_shift(_frame(xb, served(xb)), _frame(xi, served(xi) + offset), ("a", "b", "c"))
+    assert u is not None and 0.05 < u.support < 0.09 and u.usable
+    assert abs(u.unexplained - offset) < max(4 * u.se, 0.03)
+    assert (u.z > 10) if offset else (u.margin < 0.05)
+
+
 def test_the_swap_bounds_the_share_a_snapshot_can_account_for():
     from workbench.model.rescore import SnapshotSwap
 

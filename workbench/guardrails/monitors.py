@@ -335,7 +335,7 @@ def _label_drift(case: Case, baseline: Window, window: Window, t: GuardConfig) -
 
 def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
     """The label-free half of calibration: the prediction shift no input explains (a serving-side change)."""
-    from workbench.model.rescore import USABLE_R2, USABLE_SUPPORT, sample_window, unexplained_shift
+    from workbench.model.rescore import USABLE_R2, sample_window, unexplained_shift
 
     target = "unexplained_prediction_shift"
     if not case.features:
@@ -346,7 +346,7 @@ def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardC
     if u is None or not u.usable:
         why = ("too few of the window's rows lie inside what the baseline held (its values, its hours of the day)"
                if u is None else f"the surrogate of the logged prediction has held-out R^2 {u.r2:.2f} on "
-               f"{u.support:.0%} of the window's rows (needs {USABLE_R2:g} on {USABLE_SUPPORT:.0%})")
+               f"the window's rows (needs {USABLE_R2:g})")
         return MonitorResult("calibration", target, "skip", None, threshold, f"cannot separate inputs from serving: {why}")
     odds = math.exp(math.copysign(u.margin, u.unexplained))
     trip = u.margin > math.log(threshold) and u.z >= t.z
