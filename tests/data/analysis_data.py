@@ -22,8 +22,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     """Write ``root/predictions.parquet`` and return ``root``.
 
     ``break_`` after ``onset`` (hours from the start), inside ``slice_`` if given:
-    ``signal`` (clicks follow the features half as much), ``coverage`` (``f_a`` goes
-    null and the model scores it as 0), ``scale`` (``f_b`` x 100, scored as such),
+    ``signal`` (clicks follow the features half as much), ``coverage`` (95% of ``f_a`` goes
+    null and the model scores it as 0; ``coverage_all``: every value), ``scale`` (``f_b`` x 100, scored as such),
     ``stale`` (``f_a`` frozen), ``calibration`` (every logit + 0.8), ``labels``
     (40% of clicks logged as non-clicks); the break lasts until hour ``end`` when given
     (the incident recovers). ``offset`` is the calibration break's logit shift;
@@ -58,8 +58,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
         after &= col == slice_[1]
     if break_ == "signal":
         true = np.where(after, base + 0.5 * (true - base) + 0.3, true)
-    elif break_ == "coverage":
-        f_a = np.where(after & (rng.random(n) < 0.95), np.nan, f_a)
+    elif break_ in ("coverage", "coverage_all"):  # 95% of the values lost, or every one
+        f_a = np.where(after & (rng.random(n) < (0.95 if break_ == "coverage" else 1.0)), np.nan, f_a)
         score_a = np.nan_to_num(f_a)
     elif break_ == "scale":
         f_b = np.where(after, f_b * 100, f_b)

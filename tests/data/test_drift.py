@@ -129,12 +129,14 @@ def test_control_has_no_broken_feature_and_organic_drift_stays_below_the_floor()
     assert (organic["js"] > organic["severity"]).all() and drift.placebo is not None
 
 
-@pytest.mark.parametrize(("break_", "kind"), [("coverage", "coverage"), ("scale", "scale"), ("stale", "stale")])
+@pytest.mark.parametrize(("break_", "kind"), [("coverage", "coverage"), ("coverage_all", "coverage"), ("scale", "scale"),
+                                             ("stale", "stale")])
 def test_synthetic_breaks_are_named(tmp_path, break_, kind):
     case = open_case(write_case(tmp_path / "c", seed=21, onset=50, break_=break_))
     onset = detect_onset(case)
     drift = feature_drift(case, onset.baseline, onset.incident)
     top = drift.table.row(0, named=True)
+    # coverage_all: a feature left with no value at all has no value distribution to compare, its move is coverage
     assert top["feature"] == ("f_b" if break_ == "scale" else "f_a") and top["kind"] == kind, str(drift)
     assert drift.table.row(1, named=True)["kind"] == "none"
     if kind == "coverage":

@@ -356,10 +356,12 @@ def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta
           fewer_values: bool = True) -> str:
     """The drift kind (module docstring). Staleness is values that stopped changing: the top value took the moved mass
     *and* fewer distinct values remain; a boolean whose share of ones went from 57% to 75% still takes both of its
-    values, which is a mix that moved, not a feed that froze."""
+    values, which is a mix that moved, not a feed that froze. A feature left with no values in a window (all null)
+    has no value distribution to compare (``js_val`` NaN): its whole move is coverage (dev feature/coverage_null/1,
+    a feature 100% null, was "distribution" and its cause named no change)."""
     if not severity >= FLOOR:
         return "none"
-    if js_cov >= js_val:
+    if js_cov >= js_val or not math.isfinite(js_val):  # no values left on a side to compare: only coverage moved
         return "coverage"
     if oos_delta >= KIND_SHARE * moved:
         return "scale"
