@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import polars as pl
@@ -116,6 +117,25 @@ def test_a_serving_offset_beside_a_coverage_loss_is_measured_on_the_few_rows_lef
     assert u is not None and 0.05 < u.support < 0.09 and u.usable
     assert abs(u.unexplained - offset) < max(4 * u.se, 0.03)
     assert (u.z > 10) if offset else (u.margin < 0.05)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_selected_few_rows_left_in_support_invent_no_calibration_shift(seed):
+    # the nulls are not random: input "a" lost every value above -2, so the rows left in support are the 2% tail
+    # where the surrogate saw least, under a served function that bends there. No offset: what the residual reads
+    # is the surrogate's local error, which must stay under the 5% a calibration cause needs (log 1.05)
+    rng = np.random.default_rng(seed)
+    n = 30_000
+    xb, xi = rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    xi[xi[:, 0] > -2.0, 0] = np.nan
+
+    def served(x: np.ndarray) -> np.ndarray:
+        a = np.nan_to_num(x[:, 0])
+        return -2 + 0.9 * a + 0.4 * np.tanh(2 * a) * x[:, 1] - 0.3 * a**2 / (1 + np.abs(a))
+
+    u = unexplained_shift(_frame(xb, served(xb)), _frame(xi, served(xi)), ("a", "b", "c"))
+    assert u is not None and u.support < 0.03 and u.rows >= 500 and u.usable
+    assert u.margin < math.log(1.05)
 
 
 def test_the_swap_bounds_the_share_a_snapshot_can_account_for():

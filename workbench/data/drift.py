@@ -29,7 +29,8 @@ as between baseline and incident, so its excess is ~0; a break is new. Serving
 vs training has no placebo: severity is the plain JS distance.
 
 **Kind** names where the moved mass went, once ``severity >= 0.1``:
-``coverage`` when the null/non-null split moved more than the values did;
+``coverage`` when the null/non-null split moved more than the values did (or a window
+has no values left to compare);
 ``scale`` when at least half of the moved value mass left the scale band;
 ``stale`` when at least half of it piled onto one value (the top value's share
 rose) and fewer distinct values remain (a boolean whose mix moved is not stale);

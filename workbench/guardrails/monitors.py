@@ -345,8 +345,8 @@ def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardC
     threshold = 1 + t.serving_change
     if u is None or not u.usable:
         why = ("too few of the window's rows lie inside what the baseline held (its values, its hours of the day)"
-               if u is None else f"the surrogate of the logged prediction has held-out R^2 {u.r2:.2f} on "
-               f"the window's rows (needs {USABLE_R2:g})")
+               if u is None else f"the surrogate of the logged prediction has R^2 {u.r2:.2f} on "
+               f"held-out baseline rows (needs {USABLE_R2:g})")
         return MonitorResult("calibration", target, "skip", None, threshold, f"cannot separate inputs from serving: {why}")
     odds = math.exp(math.copysign(u.margin, u.unexplained))
     trip = u.margin > math.log(threshold) and u.z >= t.z

@@ -22,7 +22,11 @@ refreshes, never from a fixed number:
   SE of ``ln ratio``. Worse is the monitors' definition
   (:func:`workbench.data.onset.worsening`): further from 1 on the log scale, and a
   move across 1 that does not end closer to it counts whole (the labels are the
-  same rows', so the predictions made it): 1.06 -> 0.93 is 0.13 worse.
+  same rows', so the predictions made it): 1.06 -> 0.93 is 0.13 worse, where the
+  distance from 1 alone read 0.014 worse, within a tolerance of 0.016. Benign refreshes
+  that wobble across 1 count whole too, so a reference near 1 gets the tolerance of
+  their moves' size: on the sample ``control``'s candidate 0.42 in log units (0.13
+  with the distance alone, which took a refresh from 0.976 to 1.025 for no change).
 
 ``Z = 3.5``, the one-sided normal tail of 2.3e-4 used across the model-side checks
 (:data:`workbench.model.diff.Z_GATE`). Benign refreshes also move these metrics
@@ -31,7 +35,9 @@ when at least :data:`~workbench.model.diff.MIN_REFERENCE` other snapshots were
 published before the candidate, each tolerance becomes
 ``sqrt((Z * SE)^2 + (t * sqrt(1 + 1/n) * s)^2)``, where ``s = 1.4826 * median
 |m_s - m_ref|`` over those ``n`` snapshots scored on the same rows (the typical
-benign distance from the reference, robust to a few bad ones) and ``t`` the
+benign distance from the reference, robust to a few bad ones; for calibration the
+median size of their worsening as the candidate's is read, which is the size of their
+move unless it crossed 1 to end closer to it) and ``t`` the
 Student-t quantile with ``n - 1`` degrees of freedom at the same tail: a prediction
 interval for one more benign refresh when the spread itself is estimated from few.
 The prediction distribution (mean and quantiles) is reported, not gated.
@@ -68,8 +74,9 @@ MIN_ROWS, MIN_CLASS = 1_000, 30  # below this the NE and AUC standard errors are
 GATES = (f"relative to the reference snapshot on the same holdout rows; tolerance = sqrt(({Z} x sampling SE)^2 + (t x benign "
          "refresh spread)^2), t the Student-t(n-1) quantile at the same tail for n earlier snapshots. NaN/Inf: none where the "
          "reference has none. NE: worse by more than the tolerance (bootstrap SE) and significant by a paired bootstrap. "
-         "AUC: lower by more than the tolerance (Hanley-McNeil SE). Calibration: |ln(mean p / mean y)| worse by more than the "
-         "tolerance (bootstrap SE).")
+         "AUC: lower by more than the tolerance (Hanley-McNeil SE). Calibration (ratio mean p / mean y): worse by more than the "
+         "tolerance (bootstrap SE of its log), worse meaning further from 1 on the log scale, a move across 1 that does not "
+         "end closer to it counting whole.")
 
 
 # ---------------------------------------------------------------- metrics
@@ -257,7 +264,8 @@ def _calibration_worse(p: np.ndarray, p_r: np.ndarray, y: np.ndarray) -> float:
     """How much worse the calibration ratio of predictions ``p`` is than the reference's ``p_r`` on the same rows and
     labels, on the log scale (:func:`workbench.data.onset.worsening`, the one definition the monitors use). The
     labels are the same, so the predictions made the whole move: one that crosses 1 without ending closer to it
-    counts whole (1.06 -> 0.93 is 0.13 worse, not 0.01 better), otherwise it is the change in distance from 1."""
+    counts whole (1.06 -> 0.93 is 0.13 worse, not the 0.014 of the distance from 1), otherwise it is the change in
+    distance from 1."""
     level = math.log(p_r.mean() / y.mean())
     shift = math.log(p.mean() / p_r.mean())
     return worsening("calibration_ratio", level, shift, moved=shift)
@@ -265,8 +273,9 @@ def _calibration_worse(p: np.ndarray, p_r: np.ndarray, y: np.ndarray) -> float:
 
 def _spread(y: np.ndarray, p_r: np.ndarray, others: list[np.ndarray]) -> dict[str, float]:
     """The benign refresh spread per gated metric, as a tolerance term: 1.4826 x median |metric(other) -
-    metric(reference)|, times the Student-t(n-1) quantile at the gate's tail and sqrt(1 + 1/n) (a prediction
-    interval for one new snapshot from n earlier ones, whose spread is itself estimated)."""
+    metric(reference)| (calibration: |:func:`_calibration_worse`|, the candidate's reading), times the Student-t(n-1)
+    quantile at the gate's tail and sqrt(1 + 1/n) (a prediction interval for one new snapshot from n earlier ones,
+    whose spread is itself estimated)."""
     if not others:
         return {"ne": 0.0, "auc": 0.0, "log_cal": 0.0}
     ne_r, auc_r = normalized_entropy(p_r, y), auc(p_r, y)
@@ -326,8 +335,8 @@ def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.
     cal_ok = not (worse > tol_c)
     rows.append(("calibration_ratio", cal_c, cal_r, cal_c - cal_r, tol_c, cal_ok))
     (passes if cal_ok else fails).append(
-        f"calibration ratio {cal_c:.3f} vs {cal_r:.3f} (mean prediction / mean label): "
-        f"{'beyond' if not cal_ok else 'within'} the tolerance of {tol_c:.3f} in |ln ratio| ({noise})")
+        f"calibration ratio {cal_c:.3f} vs {cal_r:.3f} (mean prediction / mean label): {'worse' if worse > 0 else 'better'} "
+        f"by {abs(worse):.3f} in log units, {'beyond' if not cal_ok else 'within'} the tolerance of {tol_c:.3f} ({noise})")
     for name, fn in (("prediction_mean", np.mean), ("prediction_p10", lambda v: np.quantile(v, 0.1)),
                      ("prediction_p50", np.median), ("prediction_p90", lambda v: np.quantile(v, 0.9))):
         c, r = float(fn(p_c)), float(fn(p_r))
