@@ -147,6 +147,21 @@ def test_synthetic_breaks_are_named(tmp_path, break_, kind):
         assert top["top_share_incident"] > 0.9 and top["distinct_incident"] == 1
 
 
+def test_a_feature_written_as_nan_is_a_coverage_loss(tmp_path):
+    # writers differ: pandas stores a missing float as null, Spark and numpy as NaN. Read as a value, NaN made the
+    # coverage break a "scale" change at full coverage; it is a missing value like a null
+    root = write_case(tmp_path / "c", seed=21, onset=50, break_="coverage")
+    path = root / "predictions.parquet"
+    frame = pl.read_parquet(path).with_columns(pl.col("f_a").fill_null(float("nan")))
+    assert frame["f_a"].null_count() == 0 and frame["f_a"].is_nan().sum() > 10_000
+    frame.write_parquet(path)
+    case = open_case(root)
+    onset = detect_onset(case)
+    top = feature_drift(case, onset.baseline, onset.incident).table.row(0, named=True)
+    assert top["feature"] == "f_a" and top["kind"] == "coverage"
+    assert top["coverage_incident"] < 0.2 < 0.9 < top["coverage_baseline"]
+
+
 def test_sorted_ks_is_scipys():
     rng = np.random.default_rng(3)
     xa, xb = np.sort(rng.lognormal(0, 1, 5_000)), np.sort(np.round(rng.lognormal(0.1, 1.2, 3_000), 1))

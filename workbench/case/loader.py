@@ -254,7 +254,9 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
                                        "write ISO 8601 timestamps (2026-11-20T14:00:00Z) or a parquet timestamp column.", bad)
     exprs = [ts_expr.alias(TS), pl.col(pred).cast(pl.Float64).alias(PREDICTION), pl.col(label).cast(pl.Float64).alias(LABEL)]
     exprs.append(pl.col(snap).cast(pl.String).alias(SNAPSHOT) if snap else pl.lit(None, pl.String).alias(SNAPSHOT))
-    exprs += [pl.col(f) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in features]
+    # a float NaN in a feature is a missing value, as a null is (writers differ: pandas writes null, Spark and numpy
+    # NaN), so every reading counts it as lost coverage, not as a value out of scale
+    exprs += [pl.col(f).fill_nan(None) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in features]
     exprs += [pl.col(s).cast(pl.String) for s in slices]
     columns = Columns(ts, pred, label, snap, features, slices)
 
@@ -355,7 +357,7 @@ def _prepare_training(root: Path, cfg: Config, cols: Columns) -> tuple[pl.LazyFr
         exprs.insert(0, _time_expr(source, schema, cols.timestamp, lf)[0].alias(TS))
     present = [f for f in cols.features if f in schema]
     missing = [f for f in cols.features if f not in schema]
-    exprs += [pl.col(f).cast(pl.Float64) for f in present]
+    exprs += [pl.col(f).cast(pl.Float64).fill_nan(None) for f in present]  # NaN is missing, as in the log
     exprs += [pl.col(s).cast(pl.String) for s in cols.slices if s in schema]
     warnings = [f"{source.name} lacks feature(s) {missing}: training-serving skew is skipped for them."] if missing else []
     return lf.select(exprs), warnings, source
