@@ -53,8 +53,9 @@ def _confidence_map() -> dict[str, float]:
 def _provenance() -> dict[str, object]:
     """The commit and library versions that made a result: a figure is reproducible only with both.
 
-    The dependencies are not pinned (torch alone is), so a rebuilt environment may score a borderline case
-    differently; a result file that names its versions says whether two runs are comparable."""
+    ``constraints.txt`` locks the environment, but a result measured before the lock (or in another environment)
+    may score a borderline case differently; a result file that names its versions says whether two runs are
+    comparable."""
     from importlib.metadata import PackageNotFoundError, version
 
     def commit() -> str | None:
