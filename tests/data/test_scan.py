@@ -243,6 +243,20 @@ def test_a_reader_over_the_parts_gives_exactly_the_cases_rows(split_upstream):
     assert rows.sort(TS, "prediction").equals(case.predictions.collect().sort(TS, "prediction"))
 
 
+def test_a_reader_reads_a_features_nan_as_missing_as_the_loader_does(tmp_path):
+    # the workers' select is the loader's: a feature written as NaN (Spark, numpy) is a null on either path
+    from tests.data.analysis_data import write_case
+
+    root = write_case(tmp_path / "c", seed=21, onset=50, break_="coverage")
+    path = root / "predictions.parquet"
+    pl.read_parquet(path).with_columns(pl.col("f_a").fill_null(float("nan"))).write_parquet(path, row_group_size=5000)
+    case = open_case(root)
+    parts = _dask.parts(case)
+    rows = pl.concat([_dask.reader(case).frame(p).collect() for p in parts])
+    assert rows["f_a"].is_nan().sum() == 0 and rows["f_a"].null_count() > 10_000
+    assert rows.sort(TS, "prediction").equals(case.predictions.collect().sort(TS, "prediction"))
+
+
 def test_dask_scans_equal_the_in_process_scans(split_upstream, dask_client):
     case = open_case(split_upstream)
     log, log_d = S.log_scan(case, sample_rows=5000), S.log_scan(case, sample_rows=5000, scheduler=dask_client)

@@ -252,19 +252,27 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
         if bad:
             raise CaseError.bad_values(source, ts, "timestamps are not parseable.",
                                        "write ISO 8601 timestamps (2026-11-20T14:00:00Z) or a parquet timestamp column.", bad)
-    exprs = [ts_expr.alias(TS), pl.col(pred).cast(pl.Float64).alias(PREDICTION), pl.col(label).cast(pl.Float64).alias(LABEL)]
-    exprs.append(pl.col(snap).cast(pl.String).alias(SNAPSHOT) if snap else pl.lit(None, pl.String).alias(SNAPSHOT))
-    # a float NaN in a feature is a missing value, as a null is (writers differ: pandas writes null, Spark and numpy
-    # NaN), so every reading counts it as lost coverage, not as a value out of scale
-    exprs += [pl.col(f).fill_nan(None) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in features]
-    exprs += [pl.col(s).cast(pl.String) for s in slices]
     columns = Columns(ts, pred, label, snap, features, slices)
+    exprs = _canonical_exprs(ts_expr, schema, columns)
 
     def window(start: datetime, end: datetime) -> pl.LazyFrame:
         raw = source.scan_window(ts, start, end)  # None: the source cannot narrow a read on this column's type
         return (lf if raw is None else raw).select(exprs)
 
     return lf.select(exprs), columns, source, window
+
+
+def _canonical_exprs(ts_expr: pl.Expr, schema: pl.Schema, c: Columns) -> list[pl.Expr]:
+    """The select that turns a serving log's rows into the case's canonical columns, for the loader and for the Dask
+    workers' reader alike (:func:`workbench.data._dask.reader`). A float NaN in a feature is a missing value, as a
+    null is (writers differ: pandas writes null, Spark and numpy NaN), so every reading counts it as lost coverage,
+    not as a value out of scale."""
+    exprs = [ts_expr.alias(TS), pl.col(c.prediction).cast(pl.Float64).alias(PREDICTION),
+             pl.col(c.label).cast(pl.Float64).alias(LABEL),
+             pl.col(c.snapshot).cast(pl.String).alias(SNAPSHOT) if c.snapshot else pl.lit(None, pl.String).alias(SNAPSHOT)]
+    exprs += [pl.col(f).fill_nan(None) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in c.features]
+    exprs += [pl.col(s).cast(pl.String) for s in c.slices]
+    return exprs
 
 
 def _served_snapshot(snapshots: tuple[Snapshot, ...]) -> pl.Expr:

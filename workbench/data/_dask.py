@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
+from workbench.case.columns import SNAPSHOT
 from workbench.case.loader import Case
 from workbench.errors import WorkbenchError
 
@@ -109,21 +109,16 @@ def _unsupported(case: Case, what: str) -> WorkbenchError:
 def reader(case: Case) -> Reader:
     """The canonical select of the case's serving log, as :func:`workbench.case.loader.open_case` builds it.
 
-    Reuses the loader's own timestamp rule and served-snapshot rule; ``tests/data/test_scan.py`` checks that a
-    reader over every part gives exactly ``case.predictions``.
+    Reuses the loader's own select (a feature's NaN read as missing), timestamp rule and served-snapshot rule;
+    ``tests/data/test_scan.py`` checks that a reader over every part gives exactly ``case.predictions``.
     """
-    from workbench.case.loader import _served_snapshot, _time_expr
+    from workbench.case.loader import _canonical_exprs, _served_snapshot, _time_expr
 
     source = _source(case)
     raw = source.scan()
     schema = raw.collect_schema()
-    c = case.columns
-    ts, _ = _time_expr(source, schema, c.timestamp, raw)
-    exprs = [ts.alias(TS), pl.col(c.prediction).cast(pl.Float64).alias(PREDICTION), pl.col(c.label).cast(pl.Float64).alias(LABEL),
-             pl.col(c.snapshot).cast(pl.String).alias(SNAPSHOT) if c.snapshot else pl.lit(None, pl.String).alias(SNAPSHOT)]
-    exprs += [pl.col(f) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in c.features]
-    exprs += [pl.col(s).cast(pl.String) for s in c.slices]
-    return Reader(exprs=tuple(exprs), hive_types=dict(schema.items()),
+    ts, _ = _time_expr(source, schema, case.columns.timestamp, raw)
+    return Reader(exprs=tuple(_canonical_exprs(ts, schema, case.columns)), hive_types=dict(schema.items()),
                   snapshot=_served_snapshot(case.snapshots) if case.snapshots else None)
 
 
