@@ -188,3 +188,22 @@ def test_report_cli_writes_self_contained_html(tmp_path):
     assert "<script" not in html and "http" not in html.replace("http://www.w3.org/2000/svg", "")
     assert "<svg" in html and "table:" in html and out.stat().st_size < 3_000_000
 
+
+
+
+def test_a_coverage_change_says_which_way_it_went(tmp_path):
+    """A feed that filled again is a coverage change too (``change: coverage``), but "lost coverage" would send the
+    reader to the wrong fix: the words follow the sign of the coverage change. End to end on a loss (every ``f_a``
+    value null from hour 48); a gain regresses nothing on a synthetic log, so its words are checked on the helper
+    every feature-cause summary goes through."""
+    from tests.data.analysis_data import write_case
+    from workbench import open_case
+    from workbench.rca.checks._common import change_words
+
+    found = diagnose(open_case(write_case(tmp_path / "case", onset=48, break_="coverage_all")), strict=True)
+    cand = next(c for c in found.evidence("feature_side").candidates if c.target == "f_a")
+    assert (cand.change, cand.summary.split(" at ")[0]) == ("coverage", "f_a lost coverage")
+    assert change_words("coverage", -0.95) == "lost coverage"
+    assert change_words("coverage", +0.9) == "gained coverage"
+    assert change_words("coverage") == "lost coverage"  # direction unknown: the common case
+    assert change_words(None, 0.5, "broke") == "broke"

@@ -18,8 +18,8 @@ from workbench.windows import iso
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["BROKEN", "CHANGE", "WORDS", "calendar", "confined_segment", "confined_share", "describe_break", "drift", "feature_slices",
-           "feature_strengths", "hhmm", "kind_inside", "slices", "window_rows", "windows_shade"]
+__all__ = ["BROKEN", "CHANGE", "WORDS", "calendar", "change_words", "confined_segment", "confined_share", "describe_break",
+           "drift", "feature_slices", "feature_strengths", "hhmm", "kind_inside", "slices", "window_rows", "windows_shade"]
 
 
 CHANGED = 0.2  # a feature with strength at least this changed at the onset (the feature check lists it)
@@ -28,6 +28,15 @@ BROKEN = 0.5  # a feature with strength at least this counts as broken
 CHANGE = {"coverage": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
 WORDS = {"coverage": "lost coverage", "scale": "changed scale", "stale": "went stale", "distribution": "drifted",
          "decorrelated": "came loose from its rows (same values, no longer theirs)", "shift": "shifted (the population moved)"}
+
+
+def change_words(change: str | None, coverage_delta: float | None = None, default: str = "changed") -> str:
+    """The words for how a feature changed (:data:`WORDS`). A coverage change that *raised* the share of values
+    (``coverage_delta`` > 0: a feed that was empty filled again, a default that stopped being served) is a change of
+    coverage too, but saying it "lost coverage" would send the reader to the wrong fix."""
+    if change == "coverage" and coverage_delta is not None and coverage_delta > 0:
+        return "gained coverage"
+    return WORDS.get(change or "", default)
 
 
 def drift(ctx: Context):

@@ -17,6 +17,7 @@ from workbench.rca.checks._common import (
     CHANGED,
     WORDS,
     calendar,
+    change_words,
     confined_segment,
     describe_break,
     drift,
@@ -103,14 +104,14 @@ def feature_side(ctx: Context) -> Evidence:
         if s < CHANGED:
             continue
         change = "shift" if f in shifted else CHANGE.get(row["kind"])
-        what = WORDS.get(change or row["kind"], "changed")
+        what = change_words(change or row["kind"], row["coverage_delta"])
         where = None
         if ctx.case.slices and change != "shift":
             by = feature_slices(ctx, f)
             where = by.top["slice"] if by.concentrated and by.top else None
             if where and change is None:  # diluted on the whole traffic: say how it broke where it broke
                 change = CHANGE.get(kind_inside(ctx, f, where))
-                what = WORDS.get(change or row["kind"], "changed")
+                what = change_words(change or row["kind"], row["coverage_delta"])
         place = f" only for {where}" if where else ""
         why = f"; {shifted[f]}" if f in shifted else ""
         cands.append(Candidate("feature", f, s, f"{f} {what}{place} at {hhmm(ctx)}",
