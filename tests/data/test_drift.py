@@ -23,6 +23,7 @@ from workbench.data.drift import (
     _reference,
     _stats,
     _unit_change,
+    arrival_hours,
     feature_by_slice,
     feature_drift,
     feature_timeline,
@@ -295,3 +296,30 @@ def test_a_break_inside_a_slice_must_beat_its_sampling_error():
     assert np.mean(np.array(pvals) <= 0.001) < 0.01
     lost = np.r_[0.35, np.full(10, 0.065)]
     assert _changed_p(rng.multinomial(2_000, p).astype(float), rng.multinomial(2_000, lost).astype(float)) < 1e-12
+
+
+def test_a_change_is_timed_on_the_statistic_that_shows_it():
+    """``arrival_hours`` reads the per-period statistic that moved most beyond its noise. A feed frozen on two recent
+    values (dev feature/stale_block/16, daily grain) moved its daily mean by 3.5 of the mean's daily noise, which
+    wanders, while its coverage stepped from 95% to 100% at once: a step of one day, not a four-day "population
+    shift". A gradual move of the mean, with coverage steady, still takes its days."""
+    from datetime import UTC, datetime, timedelta
+
+    from workbench.windows import Window
+
+    rng = np.random.default_rng(4)
+    start, days = datetime(2026, 4, 1, tzinfo=UTC), 40
+    onset = start + timedelta(days=20)
+    windows = [start + timedelta(days=d) for d in range(days)]
+    after = np.arange(days) >= 20
+    step_coverage = np.where(after, 1.0, 0.95 + rng.normal(0, 0.002, days))
+    wandering_mean = np.where(after, 3.49, 3.70) + rng.normal(0, 0.06, days)
+    stale = pl.DataFrame({"window": windows, "rows": [7000] * days, "feature": ["f"] * days,
+                          "coverage": step_coverage, "mean": wandering_mean})
+    before = Window(start, onset)
+    assert arrival_hours(stale, onset, before) <= 48
+    ramp = np.clip((np.arange(days) - 20) / 8, 0, 1)  # eight days from the old level to the new one
+    shift = stale.with_columns(pl.Series("coverage", np.full(days, 0.95)),
+                               pl.Series("mean", 3.70 + 1.0 * ramp + rng.normal(0, 0.02, days)))
+    assert 4 * 24 <= arrival_hours(shift, onset, before) <= 8 * 24
+    assert arrival_hours(stale, onset, before, columns=("mean",)) >= 72  # the mean alone: its noise read as days

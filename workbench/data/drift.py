@@ -59,6 +59,7 @@ from workbench.case.columns import LABEL, TS
 from workbench.case.loader import Case
 from workbench.data._distances import js_distance, ks_from_cdf, ks_sorted, psi, total_variation, wasserstein_from_cdf
 from workbench.data._frames import PERIOD, check_columns, collect_sums, hash_sample, window_frames, window_rows
+from workbench.data.onset import MAD_SCALE
 from workbench.errors import WorkbenchError
 from workbench.windows import Window
 
@@ -623,24 +624,39 @@ def feature_timeline(case: Case, features: tuple[str, ...] | list[str] | None = 
     return pl.concat(parts).sort("feature", "window") if parts else pl.DataFrame()
 
 
-def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, column: str = "mean") -> float:
-    """How long a feature's change took to arrive: hours from 20% to 80% of its move, on its per-period ``column``.
+def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, columns: tuple[str, ...] = ("mean", "coverage")
+                  ) -> float:
+    """How long a feature's change took to arrive: hours from 20% to 80% of its move, on the per-period statistic
+    (of ``columns`` of :func:`feature_timeline`) that moved most beyond its period-to-period noise.
 
-    ``timeline`` is one feature's rows of :func:`feature_timeline`. The move is from the
-    median over ``before`` to the median of the last third of the periods after ``onset``;
-    progress is smoothed by a running median of three periods. A break arrives within a
-    period or two; a population shift over many hours or days. NaN when the feature did
-    not move.
+    ``timeline`` is one feature's rows of :func:`feature_timeline`. A statistic's move is from
+    its median over ``before`` to the median of the last third of the periods after ``onset``,
+    its noise ``1.4826 MAD`` over ``before``; progress is smoothed by a running median of
+    three periods. A break arrives within a period or two; a population shift over many
+    hours or days. The arrival is timed where the change shows: a feed frozen on two values
+    drawn from its recent past moves its daily mean by 3.5 of the mean's daily noise, so the
+    mean's progress wanders and a step reads as days, while its coverage stepped from 95%
+    to 100% at once, 25 times its noise (dev feature/stale_block/16: 96 h on the mean, a
+    "shift"). NaN when no statistic moved.
     """
     t = timeline.sort("window")
-    base = t.filter(before.contains("window"))[column].median()
+    in_before = t.filter(before.contains("window"))
     after = t.filter(pl.col("window") >= pl.lit(onset))
-    if base is None or after.height < 3:
+    if in_before.is_empty() or after.height < 3:
         return math.nan
-    final = after.tail(max(after.height // 3, 1))[column].median()
-    if not isinstance(base, (int, float)) or not isinstance(final, (int, float)) or not math.isfinite(final - base) \
-            or final == base:
+    best: tuple[float, str, float, float] | None = None
+    for column in columns:
+        base, final = in_before[column].median(), after.tail(max(after.height // 3, 1))[column].median()
+        if not isinstance(base, (int, float)) or not isinstance(final, (int, float)) or not math.isfinite(final - base) \
+                or final == base:
+            continue
+        spread = MAD_SCALE * float((in_before[column] - base).abs().median() or 0.0)
+        moved = abs(final - base) / spread if spread > 0 else math.inf
+        if best is None or moved > best[0]:
+            best = (moved, column, float(base), float(final))
+    if best is None:
         return math.nan
+    _, column, base, final = best
     around = t.filter(pl.col("window") >= pl.lit(onset - (before.end - before.start)))
     progress = ((around[column] - base) / (final - base)).rolling_median(3, min_samples=1).to_numpy()
     times = around["window"].to_numpy()
