@@ -32,8 +32,11 @@ vs training has no placebo: severity is the plain JS distance.
 ``coverage`` when the null/non-null split moved more than the values did (or a window
 has no values left to compare);
 ``scale`` when at least half of the moved value mass left the scale band;
-``stale`` when at least half of it piled onto one value (the top value's share
-rose) and fewer distinct values remain (a boolean whose mix moved is not stale);
+``stale`` when fewer distinct values remain (a boolean whose mix moved is not stale)
+and at least half of the moved mass piled onto one value (the top value's share rose)
+or at least half of the rows took a value that repeats (the repeat share of equal-size
+samples rose by half: a feed replaying a few dozen recent values, which no single value
+dominates);
 ``scale`` too when one factor maps the baseline's values onto the incident's,
 taking away at least half of their KS distance (a unit change that stays inside
 the band, or whose heavy tail a cap kept from following); else ``distribution``.
@@ -355,10 +358,12 @@ def relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, ..
 
 
 def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta: float, top_delta: float,
-          fewer_values: bool = True) -> str:
+          fewer_values: bool = True, repeat_delta: float = 0.0) -> str:
     """The drift kind (module docstring). Staleness is values that stopped changing: the top value took the moved mass
     *and* fewer distinct values remain; a boolean whose share of ones went from 57% to 75% still takes both of its
-    values, which is a mix that moved, not a feed that froze. A feature left with no values in a window (all null)
+    values, which is a mix that moved, not a feed that froze. A feed that replays its last few dozen values has no
+    top value (dev feature/stale_block/30: 34 values, the top one 3% of the rows), but its rows' values became
+    repeats (``repeat_delta``, 0.13 -> 0.997). A feature left with no values in a window (all null)
     has no value distribution to compare (``js_val`` NaN): its whole move is coverage (dev feature/coverage_null/1,
     a feature 100% null, was "distribution" and its cause named no change)."""
     if not severity >= FLOOR:
@@ -367,7 +372,7 @@ def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta
         return "coverage"
     if oos_delta >= KIND_SHARE * moved:
         return "scale"
-    if top_delta >= KIND_SHARE * moved and fewer_values:
+    if fewer_values and (top_delta >= KIND_SHARE * moved or repeat_delta >= KIND_SHARE):
         return "stale"
     return "distribution"
 
@@ -427,9 +432,10 @@ def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], x
     js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
     top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
     fewer = not ss["distinct_incident"] >= ss["distinct_baseline"]  # NaN (too few rows to count): as before
+    repeats = ss["repeat_share_incident"] - ss["repeat_share_baseline"]
     kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), float(total_variation(b.hist, i.hist)),
                  i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
-                 fewer)
+                 fewer, repeats if math.isfinite(repeats) else 0.0)
     # only for a feature that moved without a kind yet: two KS distances over the samples cost ~25 ms a feature
     if kind == "distribution" and _multiplied(_unit_change(xb, xi)):
         return "scale"
