@@ -281,6 +281,12 @@ def test_kind_of_samples_names_each_break_as_the_profiles_do():
     fine = np.round(rng.lognormal(1.0, 0.6, 4_000), 4)
     replayed = fine[-34:][rng.integers(0, 34, len(fine))]
     assert kind_of_samples(fine, replayed) == "stale"
+    # values that repeat because they were rounded are a change of precision, not a feed stuck on its past (a review)
+    assert kind_of_samples(fine, np.round(fine)) != "stale"
+    assert kind_of_samples(fine, np.round(fine * 2) / 2) != "stale"
+    # nor is a few hundred rows of integers that narrowed (repeat share depends on the sample's size)
+    ints = rng.integers(0, 1000, 300).astype(float)
+    assert kind_of_samples(ints, rng.integers(300, 400, 300).astype(float)) != "stale"
 
 
 def test_a_break_inside_a_slice_must_beat_its_sampling_error():
@@ -328,3 +334,8 @@ def test_a_change_is_timed_on_the_statistic_that_shows_it():
                                pl.Series("mean", 3.70 + 1.0 * ramp + rng.normal(0, 0.02, days)))
     assert 4 * 24 <= arrival_hours(shift, onset, before) <= 8 * 24
     assert arrival_hours(stale, onset, before, columns=("mean",)) >= 72  # the mean alone: its noise read as days
+    # a feed that never had a null: its coverage's MAD is 0, and one null in ten thousand after the onset must not
+    # outweigh a mean that ramped sixty times its noise (the coverage's binomial error floors its noise; a review)
+    never_null = shift.with_columns(pl.Series("coverage", np.where(after, 0.9999, 1.0)),
+                                    pl.Series("rows", np.full(days, 5000)))
+    assert 4 * 24 <= arrival_hours(never_null, onset, before) <= 8 * 24

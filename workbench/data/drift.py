@@ -34,9 +34,10 @@ has no values left to compare);
 ``scale`` when at least half of the moved value mass left the scale band;
 ``stale`` when fewer distinct values remain (a boolean whose mix moved is not stale)
 and at least half of the moved mass piled onto one value (the top value's share rose)
-or at least half of the rows took a value that repeats (the repeat share of equal-size
-samples rose by half: a feed replaying a few dozen recent values, which no single value
-dominates);
+or the values look replayed: at least half of the rows took a value that repeats (the
+repeat share of equal-size samples rose by half), an order of magnitude fewer distinct
+values remain, on a grid no coarser than before (a feed replaying a few dozen recent
+values, which no single value dominates; rounding is not staleness);
 ``scale`` too when one factor maps the baseline's values onto the incident's,
 taking away at least half of their KS distance (a unit change that stays inside
 the band, or whose heavy tail a cap kept from following); else ``distribution``.
@@ -358,12 +359,12 @@ def relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, ..
 
 
 def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta: float, top_delta: float,
-          fewer_values: bool = True, repeat_delta: float = 0.0) -> str:
+          fewer_values: bool = True, replayed: bool = False) -> str:
     """The drift kind (module docstring). Staleness is values that stopped changing: the top value took the moved mass
     *and* fewer distinct values remain; a boolean whose share of ones went from 57% to 75% still takes both of its
     values, which is a mix that moved, not a feed that froze. A feed that replays its last few dozen values has no
     top value (dev feature/stale_block/30: 34 values, the top one 3% of the rows), but its rows' values became
-    repeats (``repeat_delta``, 0.13 -> 0.997). A feature left with no values in a window (all null)
+    repeats (``replayed``, :func:`_replayed`: repeat share 0.13 -> 0.997). A feature left with no values in a window (all null)
     has no value distribution to compare (``js_val`` NaN): its whole move is coverage (dev feature/coverage_null/1,
     a feature 100% null, was "distribution" and its cause named no change)."""
     if not severity >= FLOOR:
@@ -372,7 +373,7 @@ def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta
         return "coverage"
     if oos_delta >= KIND_SHARE * moved:
         return "scale"
-    if fewer_values and (top_delta >= KIND_SHARE * moved or repeat_delta >= KIND_SHARE):
+    if fewer_values and (top_delta >= KIND_SHARE * moved or replayed):
         return "stale"
     return "distribution"
 
@@ -432,14 +433,44 @@ def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], x
     js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
     top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
     fewer = not ss["distinct_incident"] >= ss["distinct_baseline"]  # NaN (too few rows to count): as before
-    repeats = ss["repeat_share_incident"] - ss["repeat_share_baseline"]
     kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), float(total_variation(b.hist, i.hist)),
                  i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
-                 fewer, repeats if math.isfinite(repeats) else 0.0)
+                 fewer, _replayed(ss, xb, xi))
     # only for a feature that moved without a kind yet: two KS distances over the samples cost ~25 ms a feature
     if kind == "distribution" and _multiplied(_unit_change(xb, xi)):
         return "scale"
     return kind
+
+
+REPLAY_FEWER = 0.1  # a replayed feed keeps an order of magnitude fewer distinct values than it had (in equal samples)
+
+
+def _replayed(ss: dict[str, float], xb: np.ndarray, xi: np.ndarray) -> bool:
+    """Whether the incident's values look replayed from a few earlier ones (a feed stuck on its recent past): at least
+    half of the rows took a value that repeats (``repeat_share`` of equal-size samples up by ``KIND_SHARE``), the
+    samples hold an order of magnitude fewer distinct values (``REPLAY_FEWER``: the repeat share alone depends on
+    the sample's size, and a window of a few hundred rows of integers that narrowed from 0-999 to 300-399 gains
+    half its repeats), and the values are not on a coarser decimal grid than before (:func:`_decimals`: a feed
+    that started rounding to whole numbers repeats its values too, but it is a change of precision, not staleness;
+    both from a review)."""
+    repeats = ss["repeat_share_incident"] - ss["repeat_share_baseline"]
+    if not (repeats >= KIND_SHARE and ss["distinct_incident"] <= REPLAY_FEWER * ss["distinct_baseline"]):
+        return False
+    return _decimals(xi) >= _decimals(xb)
+
+
+def _decimals(x: np.ndarray, most: int = 6) -> int:
+    """The fewest decimals on whose grid 99 % of the finite values of ``x`` lie (``most + 1`` when none up to
+    ``most``): 0 for whole numbers, 1 for halves or tenths. The tolerance allows for float32 storage (about 7
+    significant digits)."""
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return most + 1
+    for d in range(most + 1):
+        q = x * 10.0**d
+        if np.mean(np.abs(q - np.round(q)) <= 1e-3 + 1e-6 * np.abs(q)) >= 0.99:
+            return d
+    return most + 1
 
 
 def _categorical_rows(cats: tuple[str, ...], counts: dict[str, list[pl.DataFrame]], placebo: bool) -> list[dict]:
@@ -643,7 +674,10 @@ def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, colum
     drawn from its recent past moves its daily mean by 3.5 of the mean's daily noise, so the
     mean's progress wanders and a step reads as days, while its coverage stepped from 95%
     to 100% at once, 25 times its noise (dev feature/stale_block/16: 96 h on the mean, a
-    "shift"). NaN when no statistic moved.
+    "shift"). A coverage's noise is at least its binomial sampling error at the period's rows:
+    a feed that never had a null has a MAD of 0, and one null in ten thousand after the onset
+    must not outweigh a mean that moved sixty times its noise (a review's case). NaN when no
+    statistic moved.
     """
     t = timeline.sort("window")
     in_before = t.filter(before.contains("window"))
@@ -657,6 +691,9 @@ def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, colum
                 or final == base:
             continue
         spread = MAD_SCALE * float((in_before[column] - base).abs().median() or 0.0)
+        if column == "coverage":  # a share: never less noisy than its sampling error (a feed with no nulls has MAD 0)
+            c, rows = (base + final) / 2, float(in_before["rows"].median() or 0.0)
+            spread = max(spread, math.sqrt(c * (1 - c) / rows) if rows > 0 else math.inf)
         moved = abs(final - base) / spread if spread > 0 else math.inf
         if best is None or moved > best[0]:
             best = (moved, column, float(base), float(final))

@@ -18,8 +18,9 @@ from workbench.windows import iso
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["BROKEN", "CHANGE", "WORDS", "calendar", "change_words", "confined_segment", "confined_share", "describe_break",
-           "drift", "feature_slices", "feature_strengths", "hhmm", "kind_inside", "slices", "window_rows", "windows_shade"]
+__all__ = ["BROKEN", "CHANGE", "WORDS", "calendar", "change_words", "confined_segment", "confined_share", "coverage_delta",
+           "describe_break", "drift", "feature_slices", "feature_strengths", "hhmm", "kind_inside", "slices", "window_rows",
+           "windows_shade"]
 
 
 CHANGED = 0.2  # a feature with strength at least this changed at the onset (the feature check lists it)
@@ -28,6 +29,15 @@ BROKEN = 0.5  # a feature with strength at least this counts as broken
 CHANGE = {"coverage": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
 WORDS = {"coverage": "lost coverage", "scale": "changed scale", "stale": "went stale", "distribution": "drifted",
          "decorrelated": "came loose from its rows (same values, no longer theirs)", "shift": "shifted (the population moved)"}
+
+
+def coverage_delta(row: dict | None) -> float | None:
+    """A drift row's coverage change (incident minus baseline share of non-null values; a row of
+    :func:`workbench.data.drift.feature_drift` or of :func:`~workbench.data.drift.feature_by_slice`), None if unknown."""
+    if not row:
+        return None
+    b, i = row.get("coverage_baseline"), row.get("coverage_incident")
+    return i - b if b is not None and i is not None else None
 
 
 def change_words(change: str | None, coverage_delta: float | None = None, default: str = "changed") -> str:

@@ -9,7 +9,7 @@ import polars as pl
 from workbench.data.slices import MINORITY
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import CHANGE, change_words, drift, feature_slices, hhmm, kind_inside, slices
+from workbench.rca.checks._common import CHANGE, change_words, coverage_delta, drift, feature_slices, hhmm, kind_inside, slices
 from workbench.rca.checks.quality import SHORT as NAMES
 from workbench.rca.evidence import Candidate, Evidence
 
@@ -68,12 +68,6 @@ def _parts(description: str) -> set[str]:
     return set(description.split(" & "))
 
 
-def _coverage_delta(row: dict) -> float | None:
-    """The coverage change inside a slice (a row of :func:`workbench.data.drift.feature_by_slice`), None if unknown."""
-    b, i = row.get("coverage_baseline"), row.get("coverage_incident")
-    return i - b if b is not None and i is not None else None
-
-
 def _broken_there(ctx: Context, segment: str, share: float) -> list[Candidate]:
     """A feature that broke inside the segment that holds the regression, and not in the rest of the traffic.
 
@@ -97,7 +91,7 @@ def _broken_there(ctx: Context, segment: str, share: float) -> list[Candidate]:
         if strength <= 0:
             continue
         change = CHANGE.get(kind_inside(ctx, f, where["slice"]))
-        what = change_words(change, _coverage_delta(where), "broke")
+        what = change_words(change, coverage_delta(where), "broke")
         out.append(Candidate("feature", f, strength, f"{f} {what} only for {where['slice']} at "
                              f"{hhmm(ctx)}", detail=f"{by} (the segment holding the regression: {segment})",
                              slice=where["slice"], change=change, explains=(("slice", segment),)))
