@@ -339,3 +339,42 @@ def test_a_change_is_timed_on_the_statistic_that_shows_it():
     never_null = shift.with_columns(pl.Series("coverage", np.where(after, 0.9999, 1.0)),
                                     pl.Series("rows", np.full(days, 5000)))
     assert 4 * 24 <= arrival_hours(never_null, onset, before) <= 8 * 24
+
+
+def test_feature_progress_reads_each_periods_distance_from_the_baseline(tmp_path):
+    """``feature_progress``: per hour, coverage and mean exactly as ``feature_timeline`` gives them, and the JS
+    distance of the hour's values from the whole baseline's (null bin included) as ``js_distance`` gives it on the
+    hour's rows binned by hand; it jumps when ``f_a`` freezes on its last value, and the change is timed within the
+    hour it arrived in."""
+    from datetime import timedelta
+
+    from tests.data.analysis_data import START
+    from workbench.data.drift import BINS, _reference, feature_progress
+    from workbench.windows import Window
+
+    case = open_case(write_case(tmp_path / "stale", onset=48, break_="stale", per_hour=1500))
+    baseline, onset = Window(START, START + timedelta(hours=48)), START + timedelta(hours=48)
+    rows = case.predictions.collect()
+    sample = rows.filter(baseline.contains("ts")).select("f_a", "f_b")
+    got = feature_progress(case, ["f_a", "f_b"], baseline, sample)
+    plain = feature_timeline(case, ["f_a", "f_b"]).sort("feature", "window")
+    got = got.sort("feature", "window")
+    assert got["window"].to_list() == plain["window"].to_list()
+    np.testing.assert_allclose(got["coverage"].to_numpy(), plain["coverage"].to_numpy())
+    np.testing.assert_allclose(got["mean"].to_numpy(), plain["mean"].to_numpy(), rtol=1e-9)
+    edges = _reference(sample, ("f_a",), BINS).edges["f_a"]
+
+    def binned(frame: pl.DataFrame) -> np.ndarray:
+        x = frame["f_a"].to_numpy().astype(float)
+        finite = x[np.isfinite(x)]
+        return np.r_[np.isnan(x).sum(), np.bincount(np.searchsorted(edges, finite, side="left"), minlength=len(edges) + 1)]
+
+    base = binned(rows.filter(baseline.contains("ts")).with_columns(pl.col("f_a").fill_null(np.nan)))
+    hour = START + timedelta(hours=60)
+    one = rows.filter((pl.col("ts") >= hour) & (pl.col("ts") < hour + timedelta(hours=1))).with_columns(pl.col("f_a").fill_null(np.nan))
+    d = got.filter((pl.col("feature") == "f_a") & (pl.col("window") == hour))["distance"][0]
+    assert d == pytest.approx(float(js_distance(binned(one), base)), rel=1e-9)
+    fa = got.filter(pl.col("feature") == "f_a")
+    before, after = (fa.filter(m)["distance"] for m in (pl.col("window") < onset, pl.col("window") >= onset))
+    assert before.max() < 0.2 < 0.6 < after.min()
+    assert arrival_hours(fa, onset, baseline) <= 2
