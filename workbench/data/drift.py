@@ -70,8 +70,7 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.data.scan import WindowScan
 
-__all__ = ["FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift", "feature_progress",
-           "feature_timeline",
+__all__ = ["FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift", "feature_timeline",
            "kind_of_samples", "relations", "training_skew"]
 
 BINS = 20
@@ -662,51 +661,12 @@ def feature_timeline(case: Case, features: tuple[str, ...] | list[str] | None = 
     return pl.concat(parts).sort("feature", "window") if parts else pl.DataFrame()
 
 
-def feature_progress(case: Case, features: tuple[str, ...] | list[str], baseline: Window, sample: pl.DataFrame,
-                     every: str = "1h", *, scheduler: object = None) -> pl.DataFrame:
-    """Per period and feature, how far its values are from the baseline's: ``window``, ``feature``, ``rows``,
-    ``coverage``, ``mean`` and ``distance``, the Jensen-Shannon distance (null bin included) between the period's
-    values and the whole baseline's, on the drift ranking's bins (quantiles of ``sample``, the baseline's sampled
-    rows). One pass, every entry a count or a sum (so it runs on a Dask cluster with ``scheduler`` as well).
-
-    The distance sees any change of the distribution, where a mean sees only a move of its centre: a feed
-    replaying seven recent values of a heavy-tailed revenue moved its daily mean by 4.9 of its daily noise, and
-    its values' distance from the baseline's jumped from the sampling floor to 0.7 in a day (dev
-    feature/stale_block/34), so :func:`arrival_hours` times it there."""
-    feats = tuple(features)
-    ref = _reference(sample, feats, BINS)
-    exprs = _profile_exprs(ref)
-    period = pl.col(TS).dt.truncate(every).alias("window")
-    wide = collect_sums(case, lambda rows: rows.group_by(period).agg(exprs), ["window"], scheduler=scheduler).sort("window")
-    if wide.is_empty():
-        return pl.DataFrame(schema={"window": pl.Datetime("us", "UTC"), "feature": pl.String, "rows": pl.Int64,
-                                    "coverage": pl.Float64, "mean": pl.Float64, "distance": pl.Float64})
-    in_base = wide.select(baseline.contains("window"))
-    in_base = in_base.to_series().to_numpy()
-    n = wide["n"].cast(pl.Float64).to_numpy()
-    parts = []
-    for j, f in enumerate(ref.features):
-        nn = wide[f"{j}|nn"].cast(pl.Float64).to_numpy()
-        cum = np.column_stack([wide[f"{j}|c{k}"].cast(pl.Float64).to_numpy() for k in range(len(ref.edges[f]))]
-                              + [nn]) if len(ref.edges[f]) else nn[:, None]
-        full = np.column_stack([n - nn, np.diff(cum, axis=1, prepend=0.0)])  # nulls, then the bins
-        base = full[in_base].sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            distance = js_distance(full, base[None, :]) if base.sum() > 0 else np.full(len(n), np.nan)
-            mean = np.where(nn > 0, wide[f"{j}|s1"].cast(pl.Float64).to_numpy() / nn, np.nan)
-        parts.append(pl.DataFrame({"window": wide["window"], "feature": [f] * len(n), "rows": wide["n"].cast(pl.Int64),
-                                   "coverage": nn / n, "mean": mean, "distance": distance}).with_columns(
-            pl.col("mean", "distance").fill_nan(None)))
-    return pl.concat(parts)
-
-
-def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window,
-                  columns: tuple[str, ...] = ("mean", "coverage", "distance")) -> float:
+def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, columns: tuple[str, ...] = ("mean", "coverage")
+                  ) -> float:
     """How long a feature's change took to arrive: hours from 20% to 80% of its move, on the per-period statistic
-    (of ``columns`` of :func:`feature_progress` or :func:`feature_timeline`, those the timeline has) that moved
-    most beyond its period-to-period noise.
+    (of ``columns`` of :func:`feature_timeline`) that moved most beyond its period-to-period noise.
 
-    ``timeline`` is one feature's rows. A statistic's move is from
+    ``timeline`` is one feature's rows of :func:`feature_timeline`. A statistic's move is from
     its median over ``before`` to the median of the last third of the periods after ``onset``,
     its noise ``1.4826 MAD`` over ``before``; progress is smoothed by a running median of
     three periods. A break arrives within a period or two; a population shift over many
@@ -725,7 +685,7 @@ def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window,
     if in_before.is_empty() or after.height < 3:
         return math.nan
     best: tuple[float, str, float, float] | None = None
-    for column in (c for c in columns if c in t.columns):
+    for column in columns:
         base, final = in_before[column].median(), after.tail(max(after.height // 3, 1))[column].median()
         if not isinstance(base, (int, float)) or not isinstance(final, (int, float)) or not math.isfinite(final - base) \
                 or final == base:

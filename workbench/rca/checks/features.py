@@ -55,7 +55,7 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
     input (revenue, counts) multiplies it over hours or days.
     """
     from workbench.case.grain import grain_delta
-    from workbench.data.drift import SAMPLE_ROWS, arrival_hours, feature_progress
+    from workbench.data.drift import arrival_hours, feature_timeline
 
     moved = table.filter((pl.col("type") == "numeric") & pl.col("kind").is_in(["distribution", "scale"]))
     if moved.is_empty() or ctx.onset_time is None:
@@ -67,11 +67,8 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
     names = tuple(moved["feature"].head(5).to_list())
     every = ctx.onset.grain or "1h"
     grain_hours = grain_delta(every) / timedelta(hours=1)
-    def progress() -> pl.DataFrame:
-        sample = ctx.sampled.window_sample(ctx.baseline, SAMPLE_ROWS, list(names))
-        return feature_progress(ctx.case, names, ctx.baseline, sample, every=every, scheduler=ctx.scheduler)
-
-    tl = ctx.cached(("feature_progress", names, every), progress)
+    tl = ctx.cached(("feature_timeline", names, every),
+                    lambda: feature_timeline(ctx.case, list(names), every=every, scheduler=ctx.scheduler))
     for f in names:
         hours = arrival_hours(tl.filter(pl.col("feature") == f), ctx.onset_time, ctx.baseline)
         if math.isfinite(hours) and hours > max(GRADUAL_HOURS, 2.5 * grain_hours):
