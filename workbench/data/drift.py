@@ -690,9 +690,10 @@ def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, colum
         if not isinstance(base, (int, float)) or not isinstance(final, (int, float)) or not math.isfinite(final - base) \
                 or final == base:
             continue
-        mad, typical = (in_before[column] - base).abs().median(), in_before["rows"].median()
+        mad = (in_before[column] - base).abs().median()
         spread = MAD_SCALE * (float(mad) if isinstance(mad, (int, float)) else 0.0)
         if column == "coverage":  # a share: never less noisy than its sampling error (a feed with no nulls has MAD 0)
+            typical = in_before["rows"].median()
             c, rows = (base + final) / 2, float(typical) if isinstance(typical, (int, float)) else 0.0
             spread = max(spread, math.sqrt(c * (1 - c) / rows) if rows > 0 else math.inf)
         moved = abs(final - base) / spread if spread > 0 else math.inf

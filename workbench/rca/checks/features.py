@@ -104,15 +104,15 @@ def feature_side(ctx: Context) -> Evidence:
         if s < CHANGED:
             continue
         change = "shift" if f in shifted else CHANGE.get(row["kind"])
-        what = change_words(change or row["kind"], row["coverage_delta"])
-        where = None
+        where, delta = None, row["coverage_delta"]
         if ctx.case.slices and change != "shift":
             by = feature_slices(ctx, f)
             where = by.top["slice"] if by.concentrated and by.top else None
             if where and change is None:  # diluted on the whole traffic: say how it broke where it broke
                 change = CHANGE.get(kind_inside(ctx, f, where))
             if where:  # the slice's own coverage change: the traffic's mix can turn the whole's the other way
-                what = change_words(change or row["kind"], coverage_delta(by.top))
+                delta = coverage_delta(by.top)
+        what = change_words(change or row["kind"], delta)
         place = f" only for {where}" if where else ""
         why = f"; {shifted[f]}" if f in shifted else ""
         cands.append(Candidate("feature", f, s, f"{f} {what}{place} at {hhmm(ctx)}",
@@ -245,9 +245,8 @@ def lineage(ctx: Context) -> Evidence:
     # bounded score as a plain move of its distribution. So "drifted" is compatible with any specific kind; only two
     # different specific kinds (a coverage loss beside a stale value) speak for separate breaks.
     alike = sum(k in (common, "distribution") for k in kinds) / len(kinds)
-    deltas = [d for d in (coverage_delta(r) for r in drift(ctx).table.filter(pl.col("feature").is_in(list(covered)))
-                          .iter_rows(named=True)) if d is not None]
-    what = change_words(common, min(deltas, default=None), "broke") if alike == 1 else "broke"
+    least_gain = drift(ctx).table.filter(pl.col("feature").is_in(list(covered)))["coverage_delta"].min()
+    what = change_words(common, least_gain if isinstance(least_gain, float) else None, "broke") if alike == 1 else "broke"
     s = posterior * (1.0 - math.prod(1.0 - changed[f] for f in covered)) * alike**2
     summary = f"{len(covered)} features fed by {node} {what} at {hhmm(ctx)}"
     detail = (f"{node} feeds {len(fed)} feature(s), {len(covered)} of them changed ({', '.join(sorted(covered))}); "
