@@ -281,6 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows: list[dict] = []
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.workers > 1:
+        # one BLAS thread per worker: each worker's numpy would otherwise start a thread per core, and two workers on
+        # two cores oversubscribe them (120 dev controls through the detector twice: 9.4 min, 6.5 with one thread
+        # each). The spawned workers read these when they import numpy.
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
     pool = ProcessPoolExecutor(max_workers=args.workers, mp_context=mp.get_context("spawn"))
     try:
         futs = {pool.submit(run_one, sc.to_dict(), str(cache), args.runner, args.timeout, args.fresh): sc for sc in scenarios}
