@@ -53,6 +53,13 @@ def test_order_is_best_predicted_first_then_the_unsimulated_and_harmful_actions_
              Mitigation("fallback", "f_a", "", predicted=_sim(-0.2))]
     # recovers >= half, best first; then what cannot be simulated; then the weak stop-gaps; never what makes it worse
     assert [m.action for m in plans._ordered(items)] == ["backfill", "rollback", "investigate", "recalibrate"]
+    # a stop-gap follows the cause's useful fixes even when it predicts more (it is fitted to the incident's rows)
+    # (dev feature/slice_confined/7: the recalibration read 1.07, the segment's backfill 0.96); a weak fix follows it
+    items = [Mitigation("recalibrate", "calibration", "", predicted=_sim(1.07)),
+             Mitigation("backfill", "feature:f_a", "", predicted=_sim(0.96)),
+             Mitigation("fallback", "f_a", "", predicted=_sim(0.3))]
+    assert [m.action for m in plans._ordered(items, ("recalibrate",))] == ["backfill", "recalibrate", "fallback"]
+    assert [m.action for m in plans._ordered(items)] == ["recalibrate", "backfill", "fallback"]
 
 
 def test_a_plan_that_raises_is_an_errors_entry_never_a_crash(small_case, monkeypatch):
