@@ -353,17 +353,28 @@ def test_a_segment_whose_clicks_collapsed_is_recalibrated_on_the_clicks_it_expec
     truth = z - np.where((seg == "a") & (t >= 48 * 3600), math.log(12.0), 0.0)
     y = (rng.random(n) < 1 / (1 + np.exp(-truth))).astype(np.int8)
     start = datetime(2026, 11, 18, tzinfo=UTC)
-    pl.DataFrame({"ts": [start + timedelta(seconds=float(s)) for s in t], "prediction": 1 / (1 + np.exp(-z)), "label": y,
-                  "f_x": x, "surface": seg}).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC"))).write_parquet(
-        tmp_path / "predictions.parquet")
-    sim = Simulator(open_case(tmp_path), Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"),
-                    Window("2026-11-20T00:00Z", "2026-11-22T00:00Z"), metric="calibration_ratio", sample=20_000)
+
+    def simulator(root, labels):
+        root.mkdir()
+        pl.DataFrame({"ts": [start + timedelta(seconds=float(s)) for s in t], "prediction": 1 / (1 + np.exp(-z)),
+                      "label": labels, "f_x": x, "surface": seg}).with_columns(
+            pl.col("ts").cast(pl.Datetime("us", "UTC"))).write_parquet(root / "predictions.parquet")
+        return Simulator(open_case(root), Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"),
+                         Window("2026-11-20T00:00Z", "2026-11-22T00:00Z"), metric="calibration_ratio", sample=20_000)
+
+    sim = simulator(tmp_path / "collapse", y)
     own = sim._segment_rows("surface=a")
     for half in (own.fit_part, ~own.fit_part):
         assert 0 < own.y[half].sum() < MIN_EVENTS <= own.p[half].sum(), (own.y[half].sum(), own.p[half].sum())
+        assert own.enough(half, counted=True) and not own.enough(half)  # only a recalibration counts expected clicks
     result = sim.recalibrate(within="surface=a")
     assert isinstance(result, Simulation), result
     assert "by halves" in result.method and result.rows == len(sim.incident.y), result
     factor = dict(result.parameters)["factor"]
     assert [k for k, _ in result.parameters] == ["factor"] and 1 / 30 < factor < 1 / 5, result.parameters
     assert result.recovery is not None and result.recovery > 0.7, result
+    # no click left in the segment's even hours: the odd hours fit, the even ones score
+    even_hours = (t // 3600) % 2 == 0
+    sim = simulator(tmp_path / "no_even_clicks", np.where((seg == "a") & even_hours & (t >= 48 * 3600), 0, y))
+    result = sim.recalibrate(within="surface=a")
+    assert isinstance(result, Simulation) and "scored on the even hours (fitted on the odd ones)" in result.method, result

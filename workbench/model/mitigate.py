@@ -24,10 +24,12 @@ sampling noise between two windows. What each action changes:
   drift inside the window, or an onset an hour or two off, does not become a split between
   before and after). The action proposed is the fit on all the rows. A part counts its clicks as
   observed or, when more, as the served predictions expect, so a segment whose clicks collapsed
-  keeps the rows that show it. Two corrections are fitted by maximum likelihood: an odds
+  keeps the rows that show it (when one half cannot be fitted, the other fits and this one scores).
+  Two corrections are fitted by maximum likelihood: an odds
   ratio (``z + ln factor``) and Platt's logit-scale map (``factor * z + offset``; Platt 1999);
   the second is used only when a likelihood-ratio test prefers it (chi-square, 1 df,
-  ``LRT`` = the 0.001 quantile), so one extra parameter is never spent on noise. It is fitted
+  ``LRT`` = the 0.001 quantile), so one extra parameter is never spent on noise, and each
+  half holds ``MIN_EVENTS`` observed clicks and non-clicks. It is fitted
   and scored on the refit's larger sample (a ratio of clicks is known to the clicks' count). With
   ``within="column=value"`` the correction is fitted on a sample of that segment's own rows
   and applied inside it only.
@@ -272,18 +274,21 @@ class _Rows:
         hours = self.frame[TS].dt.epoch("s").to_numpy() // 3600
         return hours % 2 == 0
 
-    def enough(self, mask: np.ndarray | None = None) -> bool:
-        """``MIN_LABELED`` rows with ``MIN_EVENTS`` of each class, each class counted as observed or, when more, as the
-        served predictions expect (:func:`workbench.metrics.counted_positives`), and at least one observed: a segment
-        whose clicks collapsed must not lose, for want of clicks, the rows that show the collapse and fit its fix
-        (dev slice/collapse/1: 4,580 rows expecting tens of clicks and getting a handful read "too few")."""
+    def enough(self, mask: np.ndarray | None = None, counted: bool = False) -> bool:
+        """``MIN_LABELED`` rows with ``MIN_EVENTS`` observed of each class. ``counted``: each class counted as observed
+        or, when more, as the served predictions expect (:func:`workbench.metrics.counted_positives`), with at least
+        one observed, for a recalibration: a segment whose clicks collapsed must not lose, for want of clicks, the rows
+        that show the collapse and fit its fix (dev slice/collapse/1: 4,580 rows expecting tens of clicks and getting a
+        handful read "too few"). Not for the other actions: predictions a bad snapshot inflated are what a rollback
+        removes, not evidence to measure it on, and a baseline is measured on what it observed."""
         y = self.y if mask is None else self.y[mask]
-        p = self.p if mask is None else self.p[mask]
-        events, expected = float(y.sum()), float(p.sum())
-        counted = float(counted_positives(np.array(events), np.array(expected)))
-        counted_negatives = float(counted_positives(np.array(len(y) - events), np.array(len(y) - expected)))
-        return (len(y) >= MIN_LABELED and counted >= MIN_EVENTS and counted_negatives >= MIN_EVENTS
-                and 0 < events < len(y))
+        events = float(y.sum())
+        if not counted:
+            return len(y) >= MIN_LABELED and events >= MIN_EVENTS and len(y) - events >= MIN_EVENTS
+        expected = float((self.p if mask is None else self.p[mask]).sum())
+        positives = float(counted_positives(np.array(events), np.array(expected)))
+        negatives = float(counted_positives(np.array(len(y) - events), np.array(len(y) - expected)))
+        return len(y) >= MIN_LABELED and positives >= MIN_EVENTS and negatives >= MIN_EVENTS and 0 < events < len(y)
 
 
 def _segment_filter(segment: str | None) -> pl.Expr | None:
@@ -399,9 +404,9 @@ class Simulator:
         ``REFIT_SAMPLE`` of them (the paired differences' ``SAMPLE`` when that is as many). A model of the label learns
         from the rows' count, where a paired difference gains little beyond 20k: on two dev shift cases a refit on 10k
         fitting rows recovered 0.47 and 0.50 of the regression, on up to 50k 0.54 and 0.58. A recalibration is fitted
-        on the clicks of half the rows and scored on the other half's, unpaired: at a base rate of 0.5% the window's
-        20k rows hold some 55 clicks a half, a factor and a ratio known to 14% each, against a regression of 30-40%
-        (dev ``multi/coverage_plus_calibration/2``: the same windows recovered 46% or 88% as the sample fell)."""
+        on the clicks of each half of the rows and scored on the other half's, unpaired: at a base rate of 0.5% the
+        window's 20k rows hold some 55 clicks a half, a factor and a ratio known to 14% each, against a regression of
+        30-40% (dev ``multi/coverage_plus_calibration/2``: the same windows recovered 46% or 88% as the sample fell)."""
         rows = min(REFIT_SAMPLE, WINDOW_VALUES // max(len(self.case.features), 1))
         if self.sample >= rows:
             return self.incident
@@ -507,11 +512,12 @@ class Simulator:
         return _serve(self.incident.z, self.served, z_new)
 
     def _result(self, action: str, target: str, z_after: np.ndarray, rows: np.ndarray, method: str,
-                parameters: tuple[tuple[str, float], ...] = (), inc: _Rows | None = None) -> Simulation | NotSimulated:
+                parameters: tuple[tuple[str, float], ...] = (), inc: _Rows | None = None, counted: bool = False
+                ) -> Simulation | NotSimulated:
         inc = self.incident if inc is None else inc
-        if not inc.enough(rows):
+        if not inc.enough(rows, counted):
             return NotSimulated(f"too few labelled incident rows to measure it on ({int(rows.sum()):,}; needs {MIN_LABELED:,} "
-                                f"with {MIN_EVENTS} of each class)")
+                                f"with {MIN_EVENTS} of each class{', observed or expected' if counted else ''})")
         baseline = self.baseline_value(self.metric)
         if not math.isfinite(baseline):
             return NotSimulated(f"too few labelled baseline rows to measure the regression ({len(self.base.y):,})")
@@ -696,19 +702,17 @@ class Simulator:
         third of the evidence (dev slice/collapse/1: odds x 0.10 from the even hours, the odd hours' ratio 0.47
         against a baseline 1.07). The action proposed is the correction fitted on all the rows. A logit-scale
         correction (slope and offset) is used when it beats the odds factor by ``LRT`` on all of them and each half
-        holds ``MIN_EVENTS`` observed clicks and non-clicks; else the odds factor. Without two halves that can be
-        fitted, the even hours fit and the odd hours score, as for the other fitted actions."""
+        holds ``MIN_EVENTS`` observed clicks and non-clicks; else the odds factor. A half counts its clicks as observed
+        or expected (:meth:`_Rows.enough`). When only one half can be fitted, it scores the other."""
         inc = self.incident if within else self._fitting_rows
         where = _in_segment(inc.frame, within)
         own = self._segment_rows(within) if within else inc
         even = own.fit_part
-        if not own.enough(even):
-            return NotSimulated(f"too few labelled incident rows{' in ' + within if within else ''} in the even hours of the "
-                                f"window to fit a recalibration on ({int(even.sum()):,})")
-        halves = [(even, ~inc.fit_part)]
-        if own.enough(~even):
-            halves.append((~even, inc.fit_part))
-        fitted = np.ones(len(own.y), dtype=bool) if len(halves) == 2 else even
+        halves = [(fit, score) for fit, score in ((even, ~inc.fit_part), (~even, inc.fit_part)) if own.enough(fit, counted=True)]
+        if not halves:
+            return NotSimulated(f"too few labelled incident rows{' in ' + within if within else ''} in either half of the "
+                                f"window's hours to fit a recalibration on ({int(even.sum()):,} and {int((~even).sum()):,})")
+        fitted = np.ones(len(own.y), dtype=bool) if len(halves) == 2 else halves[0][0]
         z, y = own.z[fitted], own.y[fitted]
         shift = fit_offset(z, y)
         slope, offset = _fit_platt(z, y)
@@ -731,11 +735,12 @@ class Simulator:
             params = (("factor", math.exp(shift)),)
             how = f"odds x {math.exp(shift):.3f}"
         place = f" on {within}" if within else ""
+        parity = ("even", "odd") if halves[0][0] is even else ("odd", "even")
         scoring = ("scored out of sample by halves (fitted on the even hours for the odd ones, and the reverse)"
-                   if len(halves) == 2 else "scored on the odd hours (fitted on the even ones)")
+                   if len(halves) == 2 else f"scored on the {parity[1]} hours (fitted on the {parity[0]} ones)")
         return self._result("recalibrate", within or "calibration", z_after, scored,
                             f"{how}{place}, fitted on the {int(fitted.sum()):,} labelled incident rows and {scoring}", params,
-                            inc=inc)
+                            inc=inc, counted=True)
 
     def refit(self, target: str) -> Simulation | NotSimulated:
         """A refresh on the new population: a boosted model of the label from the served logit and the features, fitted

@@ -27,8 +27,9 @@ slice             ``recalibrate`` inside the segment; ``investigate`` the segmen
 ================  ==========================================================================
 
 **Order.** Simulated actions predicted to recover at least half of the regression (``USEFUL``),
-highest first, except that a stop-gap (``recalibrate`` for a feature or upstream cause: it hides
-the break, which stays) follows the fixes of the cause that recover half; then the actions that
+highest first, except that a stop-gap (``recalibrate``, unless the cause is a calibration or a
+segment: it hides the damage, whose cause stays) follows the fixes of the cause that recover
+half; then the actions that
 cannot be simulated (``predicted`` null) in the order above; then the simulated actions that
 recover less (a stop-gap that leaves most of the regression is not the best first action). An action predicted to make the regression worse
 (recovery below 0) is left out. Where an action should be simulated and
@@ -160,7 +161,7 @@ def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
     """The mitigations of one cause, best first (the module docstring says which and in what order)."""
     planner = {"snapshot": _snapshot, "feature": _feature, "upstream": _upstream, "label": _label,
                "calibration": _calibration, "slice": _slice}[cause.kind]
-    return _ordered(planner(ctx, cause), STOP_GAPS.get(cause.kind, ())) or (Mitigation(
+    return _ordered(planner(ctx, cause), _stop_gaps(cause.kind)) or (Mitigation(
         "investigate", cause.target, f"Every simulated action for {cause.kind} {cause.target} would make the incident window "
         "worse: find the change behind it before acting.", reason="no simulated action recovers any of the regression"),)
 
@@ -168,10 +169,14 @@ def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
 USEFUL = 0.5  # a simulated action that recovers less than this share is listed after the ones that cannot be simulated
 
 
-# Actions that hide a cause's damage without fixing it. A recalibration fitted on the incident's rows often predicts
-# as much as the fix, or more (it is fitted to them): dev feature/slice_confined/7 read 1.07 against the segment's
-# backfill 0.96, and the first action an engineer should take is the backfill.
-STOP_GAPS = {"feature": ("recalibrate",), "upstream": ("recalibrate",)}
+def _stop_gaps(kind: str) -> tuple[str, ...]:
+    """The actions that hide a cause's damage without fixing it: a recalibration, for every cause but those whose own
+    fix it is (:data:`workbench.rca.ranking.OWN_RECALIBRATION`). Fitted to the incident's rows, it often predicts as
+    much as the fix, or more: dev feature/slice_confined/7 read 1.07 against the segment's backfill 0.96, and an
+    engineer's first action is the backfill (for a population shift, the refresh on the new population)."""
+    from workbench.rca.ranking import OWN_RECALIBRATION
+
+    return () if kind in OWN_RECALIBRATION else ("recalibrate",)
 
 
 def _ordered(items: list[Mitigation], stop_gaps: Sequence[str] = ()) -> tuple[Mitigation, ...]:
