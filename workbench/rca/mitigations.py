@@ -169,13 +169,16 @@ def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
 USEFUL = 0.5  # a simulated action that recovers less than this share is listed after the ones that cannot be simulated
 
 
+# A cause's own fix: recalibrating is a stop-gap for any cause, except the one whose break is a scale (calibration) or
+# that lives in one segment (recalibrated inside it). The ranking counts a cause's share by the same rule.
+OWN_RECALIBRATION = frozenset({"calibration", "slice"})
+
+
 def _stop_gaps(kind: str) -> tuple[str, ...]:
     """The actions that hide a cause's damage without fixing it: a recalibration, for every cause but those whose own
-    fix it is (:data:`workbench.rca.ranking.OWN_RECALIBRATION`). Fitted to the incident's rows, it often predicts as
-    much as the fix, or more: dev feature/slice_confined/7 read 1.07 against the segment's backfill 0.96, and an
-    engineer's first action is the backfill (for a population shift, the refresh on the new population)."""
-    from workbench.rca.ranking import OWN_RECALIBRATION
-
+    fix it is (:data:`OWN_RECALIBRATION`). Fitted to the incident's rows, it often predicts as much as the fix, or
+    more: dev feature/slice_confined/7 read 1.07 against the segment's backfill 0.96, and an engineer's first action
+    is the backfill (for a population shift, the refresh on the new population)."""
     return () if kind in OWN_RECALIBRATION else ("recalibrate",)
 
 

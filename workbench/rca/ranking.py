@@ -47,9 +47,6 @@ EVENT_HOURS = 3.0
 EVENT_ODDS = 1.5
 REPORT_FLOOR = 0.15  # a merged strength below this is noise, not a root cause
 LIKELY = 0.5  # a cause stated at this confidence or more is more likely real than not
-# A cause's own fix: recalibrating is a stop-gap for any cause, except the one whose break is a scale (calibration) or
-# that lives in one segment (recalibrated inside it).
-OWN_RECALIBRATION = frozenset({"calibration", "slice"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +159,10 @@ def rank(found: list[tuple[tuple[str, ...], Evidence]], case: Case, onset: datet
 
 
 def explained_share(cause: RootCause) -> float | None:
-    """The share of the regression the cause's own best fix recovers in simulation (None when none was simulated)."""
+    """The share of the regression the cause's own best fix recovers in simulation (None when none was simulated): a
+    recalibration counts only where it is the cause's own fix (:data:`workbench.rca.mitigations.OWN_RECALIBRATION`)."""
+    from workbench.rca.mitigations import OWN_RECALIBRATION
+
     shares = [m.recovery for m in cause.mitigations if m.recovery is not None
               and (m.action != "recalibrate" or cause.kind in OWN_RECALIBRATION)]
     return max(shares) if shares else None
