@@ -54,6 +54,7 @@ from workbench.case.columns import LABEL, PREDICTION
 __all__ = [
     "CLIP",
     "ECE_BINS",
+    "MAD_TO_SD",
     "RELIABLE_JOIN",
     "SCORE_BINS",
     "SCORE_BINS_PER_LOGIT",
@@ -91,6 +92,7 @@ LOGIT_LIMIT = 15.0  # the score-bin range; clipped logits (|logit| <= 16.1) beyo
 SCORE_BINS = int(2 * LOGIT_LIMIT * SCORE_BINS_PER_LOGIT)
 ECE_BINS = 10
 LOGIT_CLIP = math.log((1 - CLIP) / CLIP)  # 16.1: the logit of the clip
+MAD_TO_SD = 1.4826  # a normal's standard deviation per median absolute deviation (1 / the normal's 0.75 quantile)
 RELIABLE_JOIN = 0.9  # share of the typical join rate below which a trailing hour is still waiting for labels
 LOG_SCALE = frozenset({"calibration_ratio", "prediction_mean", "label_rate"})  # compared as relative changes
 

@@ -63,8 +63,8 @@ from workbench.case.columns import LABEL, TS
 from workbench.case.loader import Case
 from workbench.data._distances import js_distance, ks_from_cdf, ks_sorted, psi, total_variation, wasserstein_from_cdf
 from workbench.data._frames import PERIOD, check_columns, collect_sums, hash_sample, window_frames, window_rows
-from workbench.data.onset import MAD_SCALE
 from workbench.errors import WorkbenchError
+from workbench.metrics import MAD_TO_SD
 from workbench.windows import Window
 
 if TYPE_CHECKING:
@@ -691,7 +691,7 @@ def arrival_hours(timeline: pl.DataFrame, onset: datetime, before: Window, colum
                 or final == base:
             continue
         mad = (in_before[column] - base).abs().median()
-        spread = MAD_SCALE * (float(mad) if isinstance(mad, (int, float)) else 0.0)
+        spread = MAD_TO_SD * (float(mad) if isinstance(mad, (int, float)) else 0.0)
         if column == "coverage":  # a share: never less noisy than its sampling error (a feed with no nulls has MAD 0)
             typical = in_before["rows"].median()
             c, rows = (base + final) / 2, float(typical) if isinstance(typical, (int, float)) else 0.0

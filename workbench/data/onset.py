@@ -106,7 +106,7 @@ from workbench.case.grain import GrainChoice, grain_delta
 from workbench.case.loader import Case
 from workbench.data.quality import QualitySeries, pool, quality_between, quality_series
 from workbench.errors import WorkbenchError
-from workbench.metrics import LOG_SCALE, auc_se, calibration_log_se, counted_positives, reliable_end
+from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_positives, reliable_end
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
@@ -123,7 +123,6 @@ MIN_BEFORE = 8  # periods of history before a candidate onset, or a week of them
 MIN_BEFORE_FLOOR = 4  # ... but never fewer than this (a weekly log: a month)
 MIN_LENGTH = 3  # periods: a shift shorter than this is a blip, not a regression
 MIN_AFTER_END = 2  # periods after an end that show the recovery
-MAD_SCALE = 1.4826
 # A period enters the fit with at least this many positives and negatives; it weighs by its precision. (The grain
 # is chosen so that typical periods hold 20 of each: workbench.case.grain. A segment's thinner periods still count.)
 MIN_FIT_COUNT = 5
@@ -511,7 +510,7 @@ def _orient(stat: np.ndarray, direction: int) -> np.ndarray:
 def _noise(space: _Space, resid: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
     """``(sigma, tau^2)`` of the residuals the best shift leaves (columns: draws): their robust spread in units of
     sampling error (``1.4826 MAD``, floored at 1) and the day-to-day variance (:func:`_day_variance`)."""
-    sigma = np.maximum(MAD_SCALE * np.median(np.abs(resid - np.median(resid, axis=0)), axis=0), 1.0)
+    sigma = np.maximum(MAD_TO_SD * np.median(np.abs(resid - np.median(resid, axis=0)), axis=0), 1.0)
     return sigma, _day_variance(space, resid, sigma)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from workbench.metrics import MAD_TO_SD
 from workbench.windows import iso
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ __all__ = ["COUNT_FLOOR", "LOG_FLOOR", "MAD_TO_SD", "MIN_REFERENCE", "TAIL", "TI
 
 Z_GATE = 3.5  # Iglewicz & Hoaglin's cutoff for the modified z-score
 TAIL = 2.3262907903552502e-04  # one-sided normal tail beyond Z_GATE: the false-alarm rate per family of tests
-MAD_TO_SD = 1.4826  # MAD -> standard deviation under normality
 LOG_FLOOR = math.log(2.0) / Z_GATE  # a change under 2x the typical one never alarms
 COUNT_FLOOR = 1.0 / Z_GATE  # a count must beat the typical one by more than one unit
 MIN_REFERENCE = 5  # reference changes needed: below, the t gate exceeds ~20 and says nothing
