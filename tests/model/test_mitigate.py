@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,28 +272,41 @@ def test_a_refit_learns_from_more_rows_than_the_paired_differences_use(tmp_path,
     assert gain > narrow_gain + 0.01, (refit, narrow)
 
 
-def test_a_recalibration_inside_a_segment_is_fitted_on_the_segments_own_rows(tmp_path):
-    """A segment with a fifth of the traffic whose click rate falls six-fold at hour 48 while the served predictions stay:
-    in a 2,000-row sample of the window its even hours show a few clicks, too few to fit on; its own 2,000 rows about 17."""
+def _segment_whose_clicks_fall(seed: int, share: float, rate: float, fall: float) -> dict[str, np.ndarray]:
+    """A log's columns over 96 hours, 1,000 rows an hour, from 2026-11-18: served predictions at base ``rate`` from one
+    feature, and a segment ``surface=a`` holding ``share`` of the rows whose click rate falls ``fall``-fold at hour 48
+    while the predictions stay (``t``: seconds from the start)."""
+    rng = np.random.default_rng(seed)
+    hours, n = 96, 96 * 1_000
+    t = np.sort(rng.uniform(0, hours * 3600, n))
+    seg = np.where(rng.random(n) < share, "a", "b")
+    x = rng.normal(size=n)
+    z = math.log(rate / (1 - rate)) + 0.8 * x
+    truth = z - np.where((seg == "a") & (t >= 48 * 3600), math.log(fall), 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-truth))).astype(np.int8)
+    return {"t": t, "prediction": 1 / (1 + np.exp(-z)), "label": y, "f_x": x, "surface": seg}
+
+
+def _segment_simulator(root: Path, log: dict[str, np.ndarray], sample: int) -> Simulator:
+    """The log written under ``root`` and its simulator for the second day against the third and fourth."""
     from datetime import UTC, datetime, timedelta
 
     import polars as pl
 
-    rng = np.random.default_rng(3)
-    hours, n = 96, 96 * 1_000
-    t = np.sort(rng.uniform(0, hours * 3600, n))
-    seg = np.where(rng.random(n) < 0.2, "a", "b")
-    x = rng.normal(size=n)
-    z = math.log(0.1 / 0.9) + 0.8 * x
-    truth = z - np.where((seg == "a") & (t >= 48 * 3600), math.log(6.0), 0.0)
-    y = (rng.random(n) < 1 / (1 + np.exp(-truth))).astype(np.int8)
     start = datetime(2026, 11, 18, tzinfo=UTC)
-    pl.DataFrame({"ts": [start + timedelta(seconds=float(s)) for s in t], "prediction": 1 / (1 + np.exp(-z)), "label": y,
-                  "f_x": x, "surface": seg}).with_columns(pl.col("ts").cast(pl.Datetime("us", "UTC"))).write_parquet(
-        tmp_path / "predictions.parquet")
-    case = open_case(tmp_path)  # a string column is a slice column by default
-    sim = Simulator(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"), Window("2026-11-20T00:00Z", "2026-11-22T00:00Z"),
-                    metric="calibration_ratio", sample=2_000)
+    root.mkdir(exist_ok=True)
+    pl.DataFrame({"ts": [start + timedelta(seconds=float(s)) for s in log["t"]],
+                  **{k: v for k, v in log.items() if k != "t"}}).with_columns(
+        pl.col("ts").cast(pl.Datetime("us", "UTC"))).write_parquet(root / "predictions.parquet")
+    case = open_case(root)  # a string column is a slice column by default
+    return Simulator(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"), Window("2026-11-20T00:00Z", "2026-11-22T00:00Z"),
+                     metric="calibration_ratio", sample=sample)
+
+
+def test_a_recalibration_inside_a_segment_is_fitted_on_the_segments_own_rows(tmp_path):
+    """A segment with a fifth of the traffic whose click rate falls six-fold at hour 48 while the served predictions stay:
+    in a 2,000-row sample of the window its even hours show a few clicks, too few to fit on; its own 2,000 rows about 17."""
+    sim = _segment_simulator(tmp_path, _segment_whose_clicks_fall(3, share=0.2, rate=0.1, fall=6.0), sample=2_000)
     in_sample = sim.incident.y[sim.incident.fit_part & (sim.incident.frame["surface"] == "a").to_numpy()].sum()
     own = sim._segment_rows("surface=a")
     assert in_sample < 10 <= own.y[own.fit_part].sum() and set(own.frame["surface"]) == {"a"}
@@ -338,31 +352,10 @@ def test_a_segment_whose_clicks_collapsed_is_recalibrated_on_the_clicks_it_expec
     detector counts them), an odds factor alone is fitted, and it is scored out of sample by halves on all the rows.
     Scored on the odd hours alone it stood on half the evidence (dev slice/collapse/1: recovery 0.42 from a factor of
     0.10; by halves 1.03). The factor comes back near 1/12 and the prediction recovers most of the calibration."""
-    from datetime import UTC, datetime, timedelta
-
-    import polars as pl
-
     from workbench.model.mitigate import MIN_EVENTS
 
-    rng = np.random.default_rng(5)
-    hours, n = 96, 96 * 1_000
-    t = np.sort(rng.uniform(0, hours * 3600, n))
-    seg = np.where(rng.random(n) < 0.1, "a", "b")
-    x = rng.normal(size=n)
-    z = math.log(0.03 / 0.97) + 0.8 * x
-    truth = z - np.where((seg == "a") & (t >= 48 * 3600), math.log(12.0), 0.0)
-    y = (rng.random(n) < 1 / (1 + np.exp(-truth))).astype(np.int8)
-    start = datetime(2026, 11, 18, tzinfo=UTC)
-
-    def simulator(root, labels):
-        root.mkdir()
-        pl.DataFrame({"ts": [start + timedelta(seconds=float(s)) for s in t], "prediction": 1 / (1 + np.exp(-z)),
-                      "label": labels, "f_x": x, "surface": seg}).with_columns(
-            pl.col("ts").cast(pl.Datetime("us", "UTC"))).write_parquet(root / "predictions.parquet")
-        return Simulator(open_case(root), Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"),
-                         Window("2026-11-20T00:00Z", "2026-11-22T00:00Z"), metric="calibration_ratio", sample=20_000)
-
-    sim = simulator(tmp_path / "collapse", y)
+    log = _segment_whose_clicks_fall(5, share=0.1, rate=0.03, fall=12.0)
+    sim = _segment_simulator(tmp_path / "collapse", log, sample=20_000)
     own = sim._segment_rows("surface=a")
     for half in (own.fit_part, ~own.fit_part):
         assert 0 < own.y[half].sum() < MIN_EVENTS <= own.p[half].sum(), (own.y[half].sum(), own.p[half].sum())
@@ -374,7 +367,9 @@ def test_a_segment_whose_clicks_collapsed_is_recalibrated_on_the_clicks_it_expec
     assert [k for k, _ in result.parameters] == ["factor"] and 1 / 30 < factor < 1 / 5, result.parameters
     assert result.recovery is not None and result.recovery > 0.7, result
     # no click left in the segment's even hours: the odd hours fit, the even ones score
+    t, seg = log["t"], log["surface"]
     even_hours = (t // 3600) % 2 == 0
-    sim = simulator(tmp_path / "no_even_clicks", np.where((seg == "a") & even_hours & (t >= 48 * 3600), 0, y))
+    log = {**log, "label": np.where((seg == "a") & even_hours & (t >= 48 * 3600), 0, log["label"])}
+    sim = _segment_simulator(tmp_path / "no_even_clicks", log, sample=20_000)
     result = sim.recalibrate(within="surface=a")
     assert isinstance(result, Simulation) and "scored on the even hours (fitted on the odd ones)" in result.method, result
