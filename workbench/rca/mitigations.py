@@ -29,10 +29,10 @@ slice             ``recalibrate`` inside the segment; ``investigate`` the segmen
 **Order.** Simulated actions predicted to recover at least half of the regression (``USEFUL``),
 highest first, except that a stop-gap (``recalibrate``, unless the cause is a calibration or a
 segment: it hides the damage, whose cause stays) follows the fixes of the cause that recover
-half; then the actions that
-cannot be simulated (``predicted`` null) in the order above; then the simulated actions that
-recover less (a stop-gap that leaves most of the regression is not the best first action). An action predicted to make the regression worse
-(recovery below 0) is left out. Where an action should be simulated and
+half; then the actions that cannot be simulated (``predicted`` null) in the order above; then
+the simulated actions that recover less (a stop-gap that leaves most of the regression is not
+the best first action). An action predicted to make the regression worse (recovery below 0)
+is left out. Where an action should be simulated and
 cannot be (no ``model.py``: nothing can be re-scored; too few labelled rows), it becomes
 ``investigate`` with the instruction and the reason, as the contract asks.
 
@@ -184,11 +184,10 @@ def _stop_gaps(kind: str) -> tuple[str, ...]:
 
 def _ordered(items: list[Mitigation], stop_gaps: Sequence[str] = ()) -> tuple[Mitigation, ...]:
     """The module docstring's order; ``stop_gaps``: the actions that follow the useful fixes of the cause."""
-    simulated = sorted((m for m in items if m.recovery is not None and m.recovery >= 0),
-                       key=lambda m: (m.action in stop_gaps, -(m.recovery or 0.0)))
+    simulated = sorted((m for m in items if m.recovery is not None and m.recovery >= 0), key=lambda m: -(m.recovery or 0.0))
+    useful = sorted((m for m in simulated if (m.recovery or 0.0) >= USEFUL), key=lambda m: m.action in stop_gaps)  # stable
     rest = [m for m in items if m.predicted is None or (m.predicted is not None and m.recovery is None)]
-    return tuple([m for m in simulated if (m.recovery or 0.0) >= USEFUL] + rest
-                 + sorted((m for m in simulated if (m.recovery or 0.0) < USEFUL), key=lambda m: -(m.recovery or 0.0)))
+    return tuple(useful + rest + [m for m in simulated if (m.recovery or 0.0) < USEFUL])
 
 
 def _made(action: str, target: str, how: str, result: Simulation | NotSimulated, **extra: Any) -> Mitigation:
