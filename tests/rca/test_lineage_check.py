@@ -65,3 +65,22 @@ def test_a_boolean_the_broken_table_feeds_counts_as_changed_though_it_reads_as_a
     assert not shifted & set(lineage.data["broken"])
     top = found.root_causes[0]
     assert (top.kind, top.target, top.change) == ("upstream", truth["target"], "stale")
+
+
+def test_the_node_that_explains_every_changed_feature_is_preferred_to_a_pipeline_below_it(tmp_path):
+    """A table that froze (dev upstream/stale, seed 17) feeds four features through two pipelines: three read as
+    stale, and the fourth, a boolean frozen at its common value, shows no change. The pipeline below it that feeds two
+    of the three has the higher posterior (every feature it feeds changed), but it leaves the third to a break of its
+    own at the same hour; the table explains all three and is more likely broken than not, so it is named."""
+    from workbench import diagnose, open_case
+    from workbench.rca.checks.features import PLAUSIBLE
+
+    path, truth = dev_case(tmp_path, "upstream", "stale", 17)
+    found = diagnose(open_case(path))
+    lineage = found.evidence("lineage")
+    assert lineage.data["node"] == truth["target"]
+    assert set(lineage.data["covered"]) == set(lineage.data["changed"]) < set(truth["features_affected"])
+    assert node_posterior(len(lineage.data["covered"]), len(lineage.data["fed"]), len(lineage.data["changed"]),
+                          len(open_case(path).features)) >= PLAUSIBLE
+    top = found.root_causes[0]
+    assert (top.kind, top.target, top.change) == ("upstream", truth["target"], "stale")

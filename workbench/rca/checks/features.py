@@ -40,6 +40,7 @@ LOOSE_KINDS = ("none", "decorrelated")  # drift kinds of a feature whose values 
 GRADUAL_HOURS = 12.0  # a change that takes longer than this to arrive is a population moving, not a pipeline breaking
 TOGETHER = 3  # this many correlated inputs shifting together is a population moving
 REACH = 0.9  # the share of the features an upstream node feeds that show its break (node_posterior)
+PLAUSIBLE = 0.5  # a node at least this likely broken (node_posterior) competes on how many changes it explains
 
 
 def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
@@ -196,9 +197,14 @@ def lineage(ctx: Context) -> Evidence:
     feature as a break and in the others it feeds only as a change. Every table or
     pipeline that feeds at least two changed features, one of them broken, is weighed by
     :func:`node_posterior`: how much likelier its pattern of changed and unchanged features
-    is if the node broke than if the features changed on their own. The most probable node
-    wins, ties going to the most specific (fewest features fed, then the one closest to the
-    features). One feature's break alone is best described as that feature.
+    is if the node broke than if the features changed on their own. Of the nodes more likely
+    broken than not (``PLAUSIBLE``), the one that explains the most changed features wins: one
+    break behind three changes is a simpler account than a break behind two beside a third
+    feature that broke on its own at the same moment (the posterior alone prefers a pipeline
+    whose every feature changed to the table above it that also feeds the third and one
+    feature that shows no change, a frozen boolean whose value was already the common one).
+    Then the most probable, then the most specific (fewest features fed, then the one closest
+    to the features). One feature's break alone is best described as that feature.
     Strength: that probability × the evidence that something below it broke (the noisy-OR of
     the strengths of the features it explains, as the ranking combines evidence) × the squared share of
     them that broke the same way (a table's break hits the features it feeds alike;
@@ -230,7 +236,8 @@ def lineage(ctx: Context) -> Evidence:
         if len(covered) < 2 or not covered & broken:
             continue
         posterior = node_posterior(len(covered), len(fed), len(changed), len(known))
-        key = (round(posterior, 9), -len(fed), len(graph.ancestors(node)))
+        plausible = posterior >= PLAUSIBLE
+        key = (plausible, len(covered) if plausible else 0, round(posterior, 9), -len(fed), len(graph.ancestors(node)))
         if best is None or key > best[0]:
             best = (key, node, covered, fed, posterior)
     if best is None:
