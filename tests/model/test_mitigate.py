@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import sample_case
+from tests.conftest import sample_case, with_nan_snapshots
 from workbench import Window, open_case
 from workbench.metrics import row_log_loss, row_log_loss_logit
 from workbench.model.mitigate import (
@@ -71,6 +71,27 @@ def test_backfill_of_a_unit_change_divides_it_out_and_recovers_the_regression(sc
     assert isinstance(sim, Simulation) and sim.recovery > 0.8
     assert sim.incident > sim.baseline and sim.value < sim.incident
     assert dict(sim.after)["normalized_entropy"] == pytest.approx(sim.value)
+
+
+def test_a_snapshot_that_cannot_score_keeps_what_serving_logged_under_a_feature_repair(tmp_path):
+    """Every snapshot with a NaN in a tensor (held-back snapshot/nan_tensor: serving logs its fallback): re-scored with
+    a feature repaired, each row is NaN again, and the backfill reproduced on the baseline rows read the NaN as the
+    break's damage (a numpy warning, and a NaN). Such a row keeps what serving logged, so the repair changes nothing
+    there: no warning, and the incident's own value is predicted."""
+    import warnings
+
+    import polars as pl
+
+    root = sample_case("feature_scale_bug")
+    ids = pl.read_csv(root / "snapshots" / "index.csv")["snapshot_id"].to_list()
+    sim = Simulator(open_case(with_nan_snapshots(root, tmp_path / "case", ids)), DAY1, DAY2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        backfill = sim.backfill(["f_user_ctr_30d"], {"f_user_ctr_30d": Break("coverage", coverage_lost=0.5)})
+        fallback = sim.fallback(["f_user_ctr_30d"])
+    for action in (backfill, fallback):
+        assert isinstance(action, Simulation), action
+        assert math.isfinite(action.value) and action.value == pytest.approx(action.incident, rel=1e-6)
 
 
 def test_fallback_picks_its_serving_choice_out_of_sample(scale_bug):

@@ -808,14 +808,18 @@ def _serve(z_logged: np.ndarray, served: np.ndarray, z_new: np.ndarray) -> np.nd
 
     Where the logged prediction is the model's own output (the same clipped logit: the
     serving path is the identity, saturated rows included) it is ``z_new``; where the serving
-    snapshot's output is not finite (serving fell back to a constant) it is ``z_new`` too;
-    elsewhere a serving-side transform sits between them, and the model's change is added to
-    the logged logit, ``z_logged + z_new - served``.
+    snapshot's output is not finite (serving fell back to a constant) it is ``z_new`` too (a
+    rollback's good snapshot scores them); elsewhere a serving-side transform sits between
+    them, and the model's change is added to the logged logit, ``z_logged + z_new - served``.
+    A row whose new output is not a number either (the broken snapshot scores it with the
+    feature changed too) keeps what serving logged, its fallback: a feature's repair does not
+    mend a snapshot that cannot score.
     """
     with np.errstate(invalid="ignore", over="ignore"):
         own = logit(sigmoid(served))  # the model's output clipped as the log's is
         identity = ~np.isfinite(served) | (np.abs(own - z_logged) < 1e-3)
-        return np.where(identity, z_new, z_logged + z_new - own)
+        out = np.where(identity, z_new, z_logged + z_new - own)
+    return np.where(np.isnan(out), z_logged, out)
 
 
 def _fit_platt(z: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[float, float]:
