@@ -17,6 +17,7 @@ from workbench.model.mitigate import (
     Simulation,
     Simulator,
     _loss_slope,
+    _serve,
     _soft_quality,
     last_good_snapshot,
     quality,
@@ -73,6 +74,21 @@ def test_backfill_of_a_unit_change_divides_it_out_and_recovers_the_regression(sc
     assert dict(sim.after)["normalized_entropy"] == pytest.approx(sim.value)
 
 
+def test_serving_keeps_its_logged_fallback_only_where_the_new_output_is_not_a_number():
+    """Row by row: the model's own output (identity), a serving-side transform (the change added to the log), a
+    snapshot that could not score (NaN served: the new output replaces the fallback, as a rollback's good snapshot
+    does), and a new output that is NaN too (the log stays). Saturated logits pass through."""
+    z_logged = np.array([0.5, 1.5, -2.0, -2.0, 3.0, 0.2])
+    served = np.array([0.5, 1.0, np.nan, np.nan, 3.0, 0.2])
+    z_new = np.array([0.7, 1.4, 0.3, np.nan, np.inf, np.nan])
+    out = _serve(z_logged, served, z_new)
+    assert out[0] == pytest.approx(0.7)  # identity: the new output
+    assert out[1] == pytest.approx(1.5 + 1.4 - 1.0)  # a transform: the change on top of the log
+    assert out[2] == pytest.approx(0.3)  # the broken snapshot replaced
+    assert out[3] == -2.0 and out[5] == 0.2  # nothing scores the row: the log stays
+    assert out[4] == np.inf
+
+
 def test_a_snapshot_that_cannot_score_keeps_what_serving_logged_under_a_feature_repair(tmp_path):
     """Every snapshot with a NaN in a tensor (held-back snapshot/nan_tensor: serving logs its fallback): re-scored with
     a feature repaired, each row is NaN again, and the backfill reproduced on the baseline rows read the NaN as the
@@ -92,6 +108,9 @@ def test_a_snapshot_that_cannot_score_keeps_what_serving_logged_under_a_feature_
     for action in (backfill, fallback):
         assert isinstance(action, Simulation), action
         assert math.isfinite(action.value) and action.value == pytest.approx(action.incident, rel=1e-6)
+    # a rollback to a snapshot that cannot score is no rollback (it would read as "no change")
+    rollback = sim.rollback(ids[0])
+    assert isinstance(rollback, NotSimulated) and "not a number" in rollback.reason
 
 
 def test_fallback_picks_its_serving_choice_out_of_sample(scale_bug):

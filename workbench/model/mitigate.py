@@ -576,7 +576,11 @@ class Simulator:
         if self.model_problem is not None:
             return NotSimulated(self.model_problem)
         sid = self.case.snapshot(snapshot_id).snapshot_id
-        z = self._swap_in(self._logit(sid)(self.incident.x))
+        z_new = self._logit(sid)(self.incident.x)
+        if np.isnan(z_new).any():  # a snapshot that cannot score would read as "no change" (_serve keeps the log)
+            return NotSimulated(f"{sid} scores {np.isnan(z_new).mean():.0%} of the incident rows as not a number "
+                                "(a tensor holds a NaN): it cannot be served")
+        z = self._swap_in(z_new)
         rows = np.ones(len(z), dtype=bool)
         return self._result("rollback", sid, z, rows, f"the incident rows re-scored with {sid} instead of the snapshot that "
                             "served each")

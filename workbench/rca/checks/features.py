@@ -197,8 +197,8 @@ def lineage(ctx: Context) -> Evidence:
     feature as a break and in the others it feeds only as a change. Every table or
     pipeline that feeds at least two changed features, one of them broken, is weighed by
     :func:`node_posterior`: how much likelier its pattern of changed and unchanged features
-    is if the node broke than if the features changed on their own. Of the nodes more likely
-    broken than not (``PLAUSIBLE``), the one that explains the most changed features wins: one
+    is if the node broke than if the features changed on their own. Of the nodes at least as
+    likely broken as not (``PLAUSIBLE``), the one that explains the most changed features wins: one
     break behind three changes is a simpler account than a break behind two beside a third
     feature that broke on its own at the same moment (the posterior alone prefers a pipeline
     whose every feature changed to the table above it that also feeds the third and one
