@@ -161,7 +161,7 @@ def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
     """The mitigations of one cause, best first (the module docstring says which and in what order)."""
     planner = {"snapshot": _snapshot, "feature": _feature, "upstream": _upstream, "label": _label,
                "calibration": _calibration, "slice": _slice}[cause.kind]
-    return _ordered(planner(ctx, cause), _stop_gaps(cause.kind)) or (Mitigation(
+    return _ordered(planner(ctx, cause), stop_gaps(cause.kind)) or (Mitigation(
         "investigate", cause.target, f"Every simulated action for {cause.kind} {cause.target} would make the incident window "
         "worse: find the change behind it before acting.", reason="no simulated action recovers any of the regression"),)
 
@@ -170,11 +170,11 @@ USEFUL = 0.5  # a simulated action that recovers less than this share is listed 
 
 
 # A cause's own fix: recalibrating is a stop-gap for any cause, except the one whose break is a scale (calibration) or
-# that lives in one segment (recalibrated inside it). The ranking counts a cause's share by the same rule.
+# that lives in one segment (recalibrated inside it). The ranking counts a cause's share by the same rule (stop_gaps).
 OWN_RECALIBRATION = frozenset({"calibration", "slice"})
 
 
-def _stop_gaps(kind: str) -> tuple[str, ...]:
+def stop_gaps(kind: str) -> tuple[str, ...]:
     """The actions that hide a cause's damage without fixing it: a recalibration, for every cause but those whose own
     fix it is (:data:`OWN_RECALIBRATION`). Fitted to the incident's rows, it often predicts as much as the fix, or
     more: dev feature/slice_confined/7 read 1.07 against the segment's backfill 0.96, and an engineer's first action

@@ -160,11 +160,11 @@ def rank(found: list[tuple[tuple[str, ...], Evidence]], case: Case, onset: datet
 
 def explained_share(cause: RootCause) -> float | None:
     """The share of the regression the cause's own best fix recovers in simulation (None when none was simulated): a
-    recalibration counts only where it is the cause's own fix (:data:`workbench.rca.mitigations.OWN_RECALIBRATION`)."""
-    from workbench.rca.mitigations import OWN_RECALIBRATION
+    stop-gap (:func:`workbench.rca.mitigations.stop_gaps`: a recalibration, unless it is the cause's own fix) does not count."""
+    from workbench.rca.mitigations import stop_gaps
 
-    shares = [m.recovery for m in cause.mitigations if m.recovery is not None
-              and (m.action != "recalibrate" or cause.kind in OWN_RECALIBRATION)]
+    hides = stop_gaps(cause.kind)
+    shares = [m.recovery for m in cause.mitigations if m.recovery is not None and m.action not in hides]
     return max(shares) if shares else None
 
 
