@@ -33,7 +33,8 @@ from workbench_widgets._style import BASELINE_COLOR, CSS, INCIDENT_COLOR, PLOT_O
 
 __all__ = ["FeaturesView"]
 
-KIND_COLORS = {"coverage": "#dc2626", "scale": "#d97706", "stale": "#7c3aed", "distribution": "#2563eb", "none": "#9ca3af"}
+KIND_COLORS = {"coverage": "#dc2626", "default": "#dc2626", "scale": "#d97706", "stale": "#7c3aed", "distribution": "#2563eb",
+               "none": "#9ca3af"}
 TABLE_COLUMNS = {"rank": "#", "feature": "feature", "kind": "kind", "severity": "severity", "coverage_baseline": "coverage before",
                  "coverage_incident": "coverage after", "psi": "PSI", "scale_ratio": "scale ratio",
                  "top_share_incident": "top value share", "skew": "skew vs training", "explained": "explains"}

@@ -289,6 +289,32 @@ def test_kind_of_samples_names_each_break_as_the_profiles_do():
     assert kind_of_samples(ints, rng.integers(300, 400, 300).astype(float)) != "stale"
 
 
+def test_a_default_served_in_place_of_values_is_a_coverage_loss_not_a_frozen_feed():
+    """Rows that took 0 or -1 in place of their values lost coverage to a default (held-back feature/coverage_default
+    read "went stale" or "drifted"); a feed frozen on its last value, any value it had, is stale; so is one frozen
+    on a value near the mean (dev upstream/stale/17), and a fill value the baseline already held often (zero clicks
+    in a count) cannot be told from a freeze."""
+    from workbench.data.drift import fill_value
+
+    rng = np.random.default_rng(9)
+    before = np.round(rng.lognormal(1.0, 0.6, 4_000), 2)
+    after = np.round(rng.lognormal(1.0, 0.6, 4_000), 2)
+    hit = rng.random(len(after)) < 0.6
+    for fill in (0.0, -1.0):
+        assert kind_of_samples(before, np.where(hit, fill, after)) == "default", fill
+    assert kind_of_samples(before, np.where(hit, 2.71, after)) == "stale"  # a value of the feed's own
+    assert kind_of_samples(before, np.where(hit, round(float(before.mean()), 4), after)) == "stale"
+    # a boolean whose rows took -1: three values where there were two, so not "fewer values", but a default
+    flag_b, flag_i = (rng.random(4_000) < 0.2).astype(float), (rng.random(4_000) < 0.2).astype(float)
+    assert kind_of_samples(flag_b, np.where(hit, -1.0, flag_i)) == "default"
+    # a count whose zeros were already a quarter of the rows: 0 on 80 % of them is a freeze as much as a default
+    counts_b, counts_i = rng.poisson(1.5, 4_000).astype(float), rng.poisson(1.5, 4_000).astype(float)
+    assert kind_of_samples(counts_b, np.where(hit, 0.0, counts_i)) != "default"
+    # the value and its share of the present values before and after
+    value, share_b, share_i = fill_value(np.sort(before), np.sort(np.where(hit, -1.0, after)), 0.6)
+    assert value == -1.0 and share_b == 0.0 and share_i == pytest.approx(hit.mean(), abs=1e-9)
+
+
 def test_a_break_inside_a_slice_must_beat_its_sampling_error():
     """Two windows of 25 rows from one distribution over 11 cells often reach JS 0.1 (a slice of a few dozen rows,
     dev slice/collapse/22, showed 0.50); the G test behind ``concentrated`` is scipy's log-likelihood

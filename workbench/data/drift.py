@@ -38,6 +38,9 @@ or the values look replayed: at least half of the rows took a value that repeats
 repeat share of equal-size samples rose by half), an order of magnitude fewer distinct
 values remain, on a grid no coarser than before (a feed replaying a few dozen recent
 values, which no single value dominates; rounding is not staleness);
+``default`` when the value that took the moved mass is a sentinel pipelines fill a missing value with (0
+or -1) and the baseline hardly held it (:func:`fill_value`): a coverage loss served as a default rather than
+as a null (checked before ``stale`` and ``distribution``, which it would otherwise read as);
 ``scale`` too when one factor maps the baseline's values onto the incident's,
 taking away at least half of their KS distance (a unit change that stays inside
 the band, or whose heavy tail a cap kept from following); else ``distribution``.
@@ -84,7 +87,8 @@ COLUMNS = ("feature", "type", "kind", "severity", "rank", "js", "js_usual", "psi
            "p99_baseline", "p99_incident", "repeat_share_baseline", "repeat_share_incident",
            "distinct_baseline", "distinct_incident", "top_share_baseline", "top_share_incident",
            "scale_ratio", "out_of_scale_baseline", "out_of_scale_incident", "moved_share", "relation_baseline",
-           "relation_incident", "relation_se", "label_relation_baseline", "label_relation_incident", "relation_drop")
+           "relation_incident", "relation_se", "label_relation_baseline", "label_relation_incident", "relation_drop",
+           "fill_value", "fill_share_baseline", "fill_share_incident")
 
 
 # ---------------------------------------------------------------- reference and profiles
@@ -422,6 +426,8 @@ def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | No
             "out_of_scale_baseline": b.oos, "out_of_scale_incident": i.oos, "moved_share": moved, **ss,
         }
         row["kind"] = _numeric_kind(max(0.0, excess), b, i, ss, sample_b[f], sample_i[f])
+        fill = fill_value(sample_b[f], sample_i[f], moved) if row["kind"] == "default" else None
+        row |= dict(zip(("fill_value", "fill_share_baseline", "fill_share_incident"), fill or (None, None, None), strict=True))
         rows.append(row)
     return rows
 
@@ -436,10 +442,37 @@ def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], x
     kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), float(total_variation(b.hist, i.hist)),
                  i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
                  fewer, _replayed(ss, xb, xi))
+    if kind in ("stale", "distribution") and fill_value(xb, xi, float(total_variation(b.hist, i.hist))) is not None:
+        return "default"
     # only for a feature that moved without a kind yet: two KS distances over the samples cost ~25 ms a feature
     if kind == "distribution" and _multiplied(_unit_change(xb, xi)):
         return "scale"
     return kind
+
+
+FILL_VALUES = (0.0, -1.0)  # the sentinels pipelines serve for a missing value
+FILL_RARE = 0.01  # ... when the baseline held that value on fewer rows than this (a default that was not there)
+
+
+def fill_value(xb: np.ndarray, xi: np.ndarray, moved: float) -> tuple[float, float, float] | None:
+    """The default a feature's rows took in place of their values, with its share of the present values before and
+    after, or None: a sentinel (0 or -1) that the baseline held on under ``FILL_RARE`` of its rows and that took at
+    least ``KIND_SHARE`` of the moved mass (``moved``, the total variation of the binned values). A feed frozen on its
+    last value looks the same but for the value, which is any value the feed had: a rare one only by chance. A
+    coverage loss served as a default is a coverage loss: the fix is the join or the feed that stopped filling the
+    value, not the feed's freshness (held-back ``feature/coverage_default`` read "went stale" or "drifted"). A
+    mean imputation is not told apart: a value within 0.05 standard deviations of the baseline's mean caught a dev
+    feed frozen on its last value (``upstream/stale/17``: 0.8816 against a mean of 0.910, sd 1.17), and the serving
+    mean need not be the one imputed. ``xb`` and ``xi``: the present values of the two windows' samples, sorted."""
+    if not (len(xb) and len(xi)) or not moved > 0:
+        return None
+    best: tuple[float, float, float] | None = None
+    for v in FILL_VALUES:
+        before = float(np.searchsorted(xb, v, "right") - np.searchsorted(xb, v, "left")) / len(xb)
+        after = float(np.searchsorted(xi, v, "right") - np.searchsorted(xi, v, "left")) / len(xi)
+        if before < FILL_RARE and after - before > (best[2] - best[1] if best else 0.0):
+            best = (v, before, after)
+    return best if best is not None and best[2] - best[1] >= KIND_SHARE * moved else None
 
 
 REPLAY_FEWER = 0.1  # a replayed feed keeps an order of magnitude fewer distinct values than it had (in equal samples)

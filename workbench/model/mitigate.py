@@ -637,8 +637,9 @@ class Simulator:
         and the rows re-scored. Any other break loses values a backfill would bring back
         and no simulation can know, so it is *reproduced on the baseline rows*, whose true
         values are known (lost values nulled at the measured rate, one draw per row for all
-        the features; other breaks served as incident values of the same slice cell): the loss
-        the break adds there is the loss a backfill removes from the incident.
+        the features; other breaks, a coverage loss served as a default instead of nulls among
+        them, served as incident values of the same slice cell): the loss the break adds there
+        is the loss a backfill removes from the incident.
         """
         if self.rescore_problem is not None:
             return NotSimulated(self.rescore_problem)
@@ -669,7 +670,7 @@ class Simulator:
         x = base.x.copy()
         for j, b in zip(idx, kinds, strict=True):
             col = x[:, j]
-            if b.kind == "coverage":
+            if b.kind == "coverage" and (b.coverage_lost or 0.0) > 0:
                 broken = np.where(lose < (b.coverage_lost or 0.0), np.nan, col)
             elif b.kind == "scale" and b.scale_ratio and math.isfinite(b.scale_ratio):
                 broken = col * b.scale_ratio

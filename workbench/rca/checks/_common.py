@@ -26,8 +26,9 @@ __all__ = ["BROKEN", "CHANGE", "WORDS", "calendar", "change_words", "confined_se
 CHANGED = 0.2  # a feature with strength at least this changed at the onset (the feature check lists it)
 BROKEN = 0.5  # a feature with strength at least this counts as broken
 # the contract's ``change`` of a feature cause, by drift kind (a drift of another kind names none)
-CHANGE = {"coverage": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
-WORDS = {"coverage": "lost coverage", "scale": "changed scale", "stale": "went stale", "distribution": "drifted",
+CHANGE = {"coverage": "coverage", "default": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
+WORDS = {"coverage": "lost coverage", "default": "lost coverage (a default served in place of its values)",
+         "scale": "changed scale", "stale": "went stale", "distribution": "drifted",
          "decorrelated": "came loose from its rows (same values, no longer theirs)", "shift": "shifted (the population moved)"}
 
 
@@ -161,6 +162,9 @@ def describe_break(row: dict) -> str:
         return f"coverage {f['coverage_baseline']:.0%} → {f['coverage_incident']:.0%}"
     if kind == "scale" and row.get("scale_ratio"):
         return f"typical magnitude ×{f['scale_ratio']:.3g} (out-of-scale share {f['out_of_scale_incident']:.0%})"
+    if kind == "default":
+        return (f"the fill value {f['fill_value']:g} on {f['fill_share_incident']:.0%} of the values "
+                f"({f['fill_share_baseline']:.0%} before)")
     if kind == "stale":
         return (f"top value's share {f['top_share_baseline']:.0%} → {f['top_share_incident']:.0%}, "
                 f"distinct values {f['distinct_baseline']:.0f} → {f['distinct_incident']:.0f}")
