@@ -439,10 +439,11 @@ def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], x
     js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
     top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
     fewer = not ss["distinct_incident"] >= ss["distinct_baseline"]  # NaN (too few rows to count): as before
-    kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), float(total_variation(b.hist, i.hist)),
+    moved = float(total_variation(b.hist, i.hist))
+    kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), moved,
                  i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
                  fewer, _replayed(ss, xb, xi))
-    if kind in ("stale", "distribution") and fill_value(xb, xi, float(total_variation(b.hist, i.hist))) is not None:
+    if kind in ("stale", "distribution") and fill_value(xb, xi, moved) is not None:
         return "default"
     # only for a feature that moved without a kind yet: two KS distances over the samples cost ~25 ms a feature
     if kind == "distribution" and _multiplied(_unit_change(xb, xi)):

@@ -670,8 +670,9 @@ class Simulator:
         x = base.x.copy()
         for j, b in zip(idx, kinds, strict=True):
             col = x[:, j]
-            if b.kind == "coverage" and (b.coverage_lost or 0.0) > 0:
-                broken = np.where(lose < (b.coverage_lost or 0.0), np.nan, col)
+            lost = b.coverage_lost or 0.0
+            if b.kind == "coverage" and lost > 0:  # values lost to nulls (a default's are served as they came)
+                broken = np.where(lose < lost, np.nan, col)
             elif b.kind == "scale" and b.scale_ratio and math.isfinite(b.scale_ratio):
                 broken = col * b.scale_ratio
             else:

@@ -113,7 +113,7 @@ def feature_side(ctx: Context) -> Evidence:
                 change = CHANGE.get(kind_inside(ctx, f, where))
             if where:  # the slice's own coverage change: the traffic's mix can turn the whole's the other way
                 delta = coverage_delta(by.top)
-        what = change_words("default" if row["kind"] == "default" and change == "coverage" else change or row["kind"], delta)
+        what = change_words(row["kind"] if CHANGE.get(row["kind"]) == change else change or row["kind"], delta)  # the kind says it finer
         place = f" only for {where}" if where else ""
         why = f"; {shifted[f]}" if f in shifted else ""
         cands.append(Candidate("feature", f, s, f"{f} {what}{place} at {hhmm(ctx)}",
@@ -245,7 +245,7 @@ def lineage(ctx: Context) -> Evidence:
                         "broken one among them.")
     _, node, covered, fed, posterior = best
     kind_of = dict(drift(ctx).table.select("feature", "kind").iter_rows())
-    kinds = [CHANGE.get(k, k) if k == "default" else k for k in (kind_of.get(f, "none") for f in covered)]  # a default is a coverage loss
+    kinds = ["coverage" if k == "default" else k for k in (kind_of.get(f, "none") for f in covered)]  # a default is a coverage loss
     specific = [k for k in kinds if k != "distribution"]
     common = max(set(specific), key=specific.count) if specific else "distribution"
     # A feature shows a table's break in the form its type allows: a frozen or rescaled input reaches a boolean or a
