@@ -28,3 +28,17 @@ def test_a_unit_change_that_arrived_at_once_stays_a_scale_break(tmp_path):
     truth, found = _answer(tmp_path, "feature", "scale", 0)
     top = found.root_causes[0]
     assert (top.kind, top.target, top.change) == ("feature", truth["target"], "scale")
+
+
+def test_a_ramp_that_began_before_the_baseline_ended_is_named_through_the_labels_that_moved_with_it(tmp_path):
+    """Proving ground dev shift/latent, seed 5: a ramp of two days; the detected onset lies in its middle, so the
+    feature moved between the placebo and the baseline too and its excess over organic drift stays near the floor
+    (no feature "changed"). The label rate fell by two thirds, a label model fitted on the baseline predicts most of
+    that from the incident's inputs, and isolation gives the feature most of the change: the population moved."""
+    truth, found = _answer(tmp_path, "shift", "latent", 5)
+    assert found.evidence("feature_side").candidates == ()
+    top = found.root_causes[0]
+    assert (top.kind, top.change) == ("feature", "shift")
+    assert top.target in [truth["target"], *truth["target_equivalents"]]
+    assert [e for e in top.evidence if e[0] == "feature_isolation"]
+    assert found.evidence("label_side").score < 0.2  # the labels did not change on their own

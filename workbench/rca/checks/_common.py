@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from workbench.rca.context import Context
 
 __all__ = ["BROKEN", "CHANGE", "WORDS", "calendar", "change_words", "confined_segment", "confined_share", "coverage_delta",
-           "describe_break", "drift", "feature_slices", "feature_strengths", "hhmm", "kind_inside", "slices", "window_rows",
-           "windows_shade"]
+           "describe_break", "drift", "feature_slices", "feature_strengths", "hhmm", "kind_inside", "label_change",
+           "label_evidence", "labels_with_inputs", "slices", "window_rows", "windows_shade"]
 
 
 CHANGED = 0.2  # a feature with strength at least this changed at the onset (the feature check lists it)
@@ -54,6 +54,37 @@ def drift(ctx: Context):
     from workbench.data.drift import feature_drift
 
     return ctx.cached("feature_drift", lambda: feature_drift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
+
+
+def label_change(ctx: Context):
+    """The label rate's move between the windows against the prediction mean's
+    (:class:`~workbench.data.labels.LabelShift`), and the part of it the inputs predict
+    (:func:`workbench.model.rescore.labels_from_inputs`; None when the label rate moved less than
+    ``MATERIAL`` or the rows cannot fit the label model), once per investigation."""
+    from workbench.data.labels import MATERIAL, label_shift
+    from workbench.model.rescore import labels_from_inputs
+
+    ls = ctx.cached("label_shift", lambda: label_shift(ctx.case, ctx.baseline, ctx.incident, drift(ctx), scan=ctx.scan))
+    inputs = None
+    if ctx.case.features and abs(ls.label_log_change) >= MATERIAL:
+        inputs = ctx.cached("labels_from_inputs", lambda: labels_from_inputs(*window_rows(ctx), ctx.case.features))
+    return ls, inputs
+
+
+def label_evidence(ls) -> float:
+    """How strongly the label rate moved: significant (``from_z`` of its z) and large (``from_excess`` of its relative
+    change beyond ``MATERIAL``, scale 10%): an effect size, with its sampling error only as a floor."""
+    from workbench.data.labels import MATERIAL
+
+    return S.from_z(abs(ls.label_z)) * S.from_excess(abs(ls.label_log_change), MATERIAL, 0.1)
+
+
+def labels_with_inputs(ctx: Context) -> float:
+    """Evidence that the population moved: the label rate moved (:func:`label_evidence`) and the inputs carry the move
+    (the share of it a label model fitted on the baseline's rows predicts from the incident's inputs). A logging bug
+    moves the labels alone; a population that moved brings its labels with it."""
+    ls, inputs = label_change(ctx)
+    return label_evidence(ls) * inputs.share if inputs is not None else 0.0
 
 
 def feature_strengths(ctx: Context) -> dict[str, float]:

@@ -25,6 +25,7 @@ from workbench.rca.checks._common import (
     feature_strengths,
     hhmm,
     kind_inside,
+    labels_with_inputs,
     window_rows,
 )
 from workbench.rca.evidence import Candidate, Evidence
@@ -348,7 +349,15 @@ def feature_isolation(ctx: Context) -> Evidence:
     at a family-wise 5%: :func:`workbench.model.isolation.drop_floor`), scale 0.25, read inside the segment that
     holds the regression alone when there is one (:func:`_loose_readings`), which the cause then names, unless the
     features it moved with say it still belongs to its rows (:func:`_partners_disagree`).
+
+    Or the population moved: a feature that moved between the windows by at least a small effect (JS distance at
+    least the drift floor) without breaking (drift kind ``none`` or ``distribution``), while the label rate moved and
+    the inputs carry that move (:func:`~workbench.rca.checks._common.labels_with_inputs`), is a ``shift``. A ramp
+    that began before the baseline ends moves the feature between the placebo and the baseline too, so its excess
+    over organic drift stays small (dev shift/latent/5: JS 0.33, 0.21 of it before the baseline; labels -66%, two
+    thirds of it with the inputs; the feature carries 86% of the change and no cause was named).
     """
+    from workbench.data.drift import FLOOR
     from workbench.model.isolation import CANDIDATES, isolate_features
 
     kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
@@ -358,6 +367,8 @@ def feature_isolation(ctx: Context) -> Evidence:
     strengths = feature_strengths(ctx)
     table = iso.table.head(10)
     readings = _loose_readings(ctx, iso, steady)
+    moved = dict(drift(ctx).table.select("feature", "js").iter_rows())
+    population = labels_with_inputs(ctx)
     cands = []
     for row in iso.table.head(CANDIDATES).iter_rows(named=True):
         f = row["feature"]
@@ -367,14 +378,18 @@ def feature_isolation(ctx: Context) -> Evidence:
         loose = S.from_excess(perm.get("decorrelated_drop"), perm.get("decorrelated_floor") or math.inf, 0.25)
         if kinds.get(f) in LOOSE_KINDS and loose > changed and not _partners_disagree(perm):
             changed, change = loose, "decorrelated"
+        elif kinds.get(f) in ("none", "distribution") and (moved.get(f) or 0.0) >= FLOOR and population > changed:
+            changed, change = population, "shift"
         s = S.from_share(row["score"]) * changed
         if s >= 0.2:
             why = (f"; shuffling it{where} raised the loss {perm['permutation_loss_baseline']:.3f} NE before, "
-                   f"{perm['permutation_loss_incident']:.3f} after" if change else "")
-            came = f", came loose from its rows{where}" if change else ""
+                   f"{perm['permutation_loss_incident']:.3f} after" if change == "decorrelated" else
+                   f"; it moved (JS {moved[f]:.2f}) and the label rate moved with the inputs" if change == "shift" else "")
+            came = (f", came loose from its rows{where}" if change == "decorrelated" else
+                    ", shifted with the population (the labels moved with the inputs)" if change == "shift" else "")
             cands.append(Candidate("feature", f, s, f"{f} explains {row['score']:.0%} of the change{came}",
                                    detail=f"{iso.method}: {f} explains {row['score']:.0%} of the change{why}", change=change,
-                                   slice=segment if change else None))
+                                   slice=segment if change == "decorrelated" else None))
     label = "model" if not iso.model_free else "surrogate (model-free)"
     summary = (f"By {label} attribution, {table['feature'][0]} explains the most of the change ({table['score'][0]:.0%})."
                if table.height else "No feature attribution available.")

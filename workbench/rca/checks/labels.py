@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, confined_share, drift, feature_strengths, hhmm, window_rows
+from workbench.rca.checks._common import BROKEN, confined_share, feature_strengths, hhmm, label_change, label_evidence
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -16,10 +16,9 @@ __all__ = ["label_side"]
 
 
 def label_side(ctx: Context) -> Evidence:
-    """Strength: how significant (``from_z`` of the label rate's z) and how large (``from_excess`` of its relative
-    change beyond 5%, scale 10%) the label change is, times the share predictions did *not* follow (effect sizes, with
-    their sampling error only as a floor: see :class:`~workbench.data.labels.LabelShift`), weakened by broken features
-    and a confined slice.
+    """Strength: how significant and how large the label change is (:func:`~workbench.rca.checks._common.label_evidence`),
+    times the share predictions did *not* follow (effect sizes, with their sampling error only as a floor: see
+    :class:`~workbench.data.labels.LabelShift`), weakened by broken features and a confined slice.
 
     A logging or join bug moves labels and leaves predictions and features alone; a routine
     refresh near the onset moves predictions a little, which at large n is many σ but a
@@ -37,21 +36,15 @@ def label_side(ctx: Context) -> Evidence:
     own, whatever share of the label change they reached (a latent shift the model sees
     only in part: labels -62%, predictions -31%).
     """
-    from workbench.data.labels import MATERIAL, label_shift
-    from workbench.model.rescore import labels_from_inputs
+    from workbench.data.labels import MATERIAL
 
-    ls = ctx.cached("label_shift", lambda: label_shift(ctx.case, ctx.baseline, ctx.incident, drift(ctx), scan=ctx.scan))
+    ls, inputs = label_change(ctx)
     top_feature = max(feature_strengths(ctx).values(), default=0.0)
     confined = confined_share(ctx)
-    size = S.from_excess(abs(ls.label_log_change), MATERIAL, 0.1)
-    inputs = None
-    if ctx.case.features and abs(ls.label_log_change) >= MATERIAL:
-        inputs = ctx.cached("labels_from_inputs", lambda: labels_from_inputs(*window_rows(ctx), ctx.case.features))
     came_with_inputs = inputs.share if inputs is not None else 0.0
     same_way = ls.prediction_log_change * ls.label_log_change > 0
     inputs_moved = S.from_excess(abs(ls.prediction_log_change), MATERIAL, 0.1) if same_way else 0.0
-    s = S.weaken(S.from_z(abs(ls.label_z)) * size * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined,
-                 inputs_moved)
+    s = S.weaken(label_evidence(ls) * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined, inputs_moved)
     summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
                f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ), "
                f"following {ls.followed:.0%} of the label change" + (f"; {inputs}." if inputs is not None else "."))
