@@ -42,3 +42,17 @@ def test_a_ramp_that_began_before_the_baseline_ended_is_named_through_the_labels
     assert top.target in [truth["target"], *truth["target_equivalents"]]
     assert [e for e in top.evidence if e[0] == "feature_isolation"]
     assert found.evidence("label_side").score < 0.2  # the labels did not change on their own
+
+
+def test_labels_that_changed_on_their_own_are_no_population_shift(tmp_path):
+    """Proving ground dev label/positives_lost, seed 4: clicks dropped from the log while the inputs stayed where
+    they were. The label model predicts none of the move from the inputs, so no feature reads as a shift: the labels
+    are named."""
+    from workbench.rca.checks._common import population_moved
+    from workbench.rca.context import Context
+
+    truth, found = _answer(tmp_path, "label", "positives_lost", 4)
+    assert found.root_causes[0].kind == "label"
+    assert all(c.change != "shift" for c in found.root_causes)
+    ctx = Context(open_case(tmp_path / "case"))
+    assert population_moved(ctx) < 0.1

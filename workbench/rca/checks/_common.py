@@ -1,4 +1,5 @@
-"""What several checks read: the drift ranking, feature strengths, the slice search, phrases and plot helpers.
+"""What several checks read: the drift ranking, feature strengths, the label change, the slice search, phrases and
+plot helpers.
 
 Each accessor caches its analysis in the context, so a pass runs once per investigation
 whichever check asks first; checks never write results for each other. The analyses read
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BROKEN", "CHANGE", "WORDS", "calendar", "change_words", "confined_segment", "confined_share", "coverage_delta",
            "describe_break", "drift", "feature_slices", "feature_strengths", "hhmm", "kind_inside", "label_change",
-           "label_evidence", "labels_with_inputs", "slices", "window_rows", "windows_shade"]
+           "label_evidence", "move_size", "population_moved", "slices", "window_rows", "windows_shade"]
 
 
 CHANGED = 0.2  # a feature with strength at least this changed at the onset (the feature check lists it)
@@ -59,8 +60,8 @@ def drift(ctx: Context):
 def label_change(ctx: Context):
     """The label rate's move between the windows against the prediction mean's
     (:class:`~workbench.data.labels.LabelShift`), and the part of it the inputs predict
-    (:func:`workbench.model.rescore.labels_from_inputs`; None when the label rate moved less than
-    ``MATERIAL`` or the rows cannot fit the label model), once per investigation."""
+    (:func:`workbench.model.rescore.labels_from_inputs`; None when the case has no features, the label rate moved
+    less than ``MATERIAL`` or the rows cannot fit the label model), once per investigation."""
     from workbench.data.labels import MATERIAL, label_shift
     from workbench.model.rescore import labels_from_inputs
 
@@ -71,15 +72,21 @@ def label_change(ctx: Context):
     return ls, inputs
 
 
-def label_evidence(ls) -> float:
-    """How strongly the label rate moved: significant (``from_z`` of its z) and large (``from_excess`` of its relative
-    change beyond ``MATERIAL``, scale 10%): an effect size, with its sampling error only as a floor."""
+def move_size(log_change: float) -> float:
+    """How large a rate's relative move is, as evidence: ``from_excess`` of its log change beyond ``MATERIAL`` (5%),
+    scale 10%: the label rate's own size, and the predictions' move the labels' way."""
     from workbench.data.labels import MATERIAL
 
-    return S.from_z(abs(ls.label_z)) * S.from_excess(abs(ls.label_log_change), MATERIAL, 0.1)
+    return S.from_excess(abs(log_change), MATERIAL, 0.1)
 
 
-def labels_with_inputs(ctx: Context) -> float:
+def label_evidence(ls) -> float:
+    """How strongly the label rate moved: significant (``from_z`` of its z) and large (:func:`move_size`): an effect
+    size, with its sampling error only as a floor."""
+    return S.from_z(abs(ls.label_z)) * move_size(ls.label_log_change)
+
+
+def population_moved(ctx: Context) -> float:
     """Evidence that the population moved: the label rate moved (:func:`label_evidence`) and the inputs carry the move
     (the share of it a label model fitted on the baseline's rows predicts from the incident's inputs). A logging bug
     moves the labels alone; a population that moved brings its labels with it."""

@@ -25,7 +25,7 @@ from workbench.rca.checks._common import (
     feature_strengths,
     hhmm,
     kind_inside,
-    labels_with_inputs,
+    population_moved,
     window_rows,
 )
 from workbench.rca.evidence import Candidate, Evidence
@@ -351,24 +351,32 @@ def feature_isolation(ctx: Context) -> Evidence:
     features it moved with say it still belongs to its rows (:func:`_partners_disagree`).
 
     Or the population moved: a feature that moved between the windows by at least a small effect (JS distance at
-    least the drift floor) without breaking (drift kind ``none`` or ``distribution``), while the label rate moved and
-    the inputs carry that move (:func:`~workbench.rca.checks._common.labels_with_inputs`), is a ``shift``. A ramp
-    that began before the baseline ends moves the feature between the placebo and the baseline too, so its excess
-    over organic drift stays small (dev shift/latent/5: JS 0.33, 0.21 of it before the baseline; labels -66%, two
-    thirds of it with the inputs; the feature carries 86% of the change and no cause was named).
+    least the drift floor, organic drift included) in no form of a break (drift kind ``none`` or ``distribution``,
+    and the feature check read no coverage, scale or staleness in it, not even inside a slice), that is not the
+    timestamp's calendar (the label model reads the hour, so a different mix of hours would pass for inputs that
+    moved), while the label rate moved and the inputs carry that move
+    (:func:`~workbench.rca.checks._common.population_moved`), is a ``shift`` of strength ``from_share(score)``
+    times that evidence. A ramp that began before the baseline ends moves the feature between the placebo and the
+    baseline too, so its excess over organic drift stays small (dev shift/latent/5: JS 0.33, 0.21 of it before the
+    baseline; labels -66%, two thirds of it with the inputs; the feature carries 86% of the change and no cause was
+    named; dev shift/boolean_share/12: an excess of 0.099, a hair under the floor, kind ``none``). A logging bug
+    moves the labels alone and a broken input moves no label, so neither reads as one.
     """
     from workbench.data.drift import FLOOR
     from workbench.model.isolation import CANDIDATES, isolate_features
 
     kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
+    js = dict(drift(ctx).table.select("feature", "js").iter_rows())
     steady = {f for f, kind in kinds.items() if kind in LOOSE_KINDS}
     iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=window_rows(ctx),
                                                            steady=steady))
     strengths = feature_strengths(ctx)
     table = iso.table.head(10)
     readings = _loose_readings(ctx, iso, steady)
-    moved = dict(drift(ctx).table.select("feature", "js").iter_rows())
-    population = labels_with_inputs(ctx)
+    side = ctx.evidence_of("feature_side")
+    broke = {c.target for c in side.candidates if c.change not in (None, "shift")} if side is not None else set()
+    unbroken = {f for f, kind in kinds.items() if kind in ("none", "distribution") and f not in broke} - calendar(ctx).keys()
+    population = population_moved(ctx)
     cands = []
     for row in iso.table.head(CANDIDATES).iter_rows(named=True):
         f = row["feature"]
@@ -378,13 +386,13 @@ def feature_isolation(ctx: Context) -> Evidence:
         loose = S.from_excess(perm.get("decorrelated_drop"), perm.get("decorrelated_floor") or math.inf, 0.25)
         if kinds.get(f) in LOOSE_KINDS and loose > changed and not _partners_disagree(perm):
             changed, change = loose, "decorrelated"
-        elif kinds.get(f) in ("none", "distribution") and (moved.get(f) or 0.0) >= FLOOR and population > changed:
+        elif f in unbroken and (js.get(f) or 0.0) >= FLOOR and population > changed:
             changed, change = population, "shift"
         s = S.from_share(row["score"]) * changed
         if s >= 0.2:
             why = (f"; shuffling it{where} raised the loss {perm['permutation_loss_baseline']:.3f} NE before, "
                    f"{perm['permutation_loss_incident']:.3f} after" if change == "decorrelated" else
-                   f"; it moved (JS {moved[f]:.2f}) and the label rate moved with the inputs" if change == "shift" else "")
+                   f"; it moved (JS {js[f]:.2f}) and the label rate moved with the inputs" if change == "shift" else "")
             came = (f", came loose from its rows{where}" if change == "decorrelated" else
                     ", shifted with the population (the labels moved with the inputs)" if change == "shift" else "")
             cands.append(Candidate("feature", f, s, f"{f} explains {row['score']:.0%} of the change{came}",

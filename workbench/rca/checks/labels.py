@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, confined_share, feature_strengths, hhmm, label_change, label_evidence
+from workbench.rca.checks._common import BROKEN, confined_share, feature_strengths, hhmm, label_change, label_evidence, move_size
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -31,19 +31,17 @@ def label_side(ctx: Context) -> Evidence:
     (:func:`workbench.model.rescore.labels_from_inputs`) predicts that part: the share
     of the label change that came with the inputs counts as followed too. And a logging
     bug leaves the predictions where they were: predictions that moved materially the
-    labels' way (``from_excess`` of their relative change beyond ``MATERIAL``, scale 10%,
+    labels' way (:func:`~workbench.rca.checks._common.move_size` of their relative change,
     the same map as the label change's size) speak against labels that changed on their
     own, whatever share of the label change they reached (a latent shift the model sees
     only in part: labels -62%, predictions -31%).
     """
-    from workbench.data.labels import MATERIAL
-
     ls, inputs = label_change(ctx)
     top_feature = max(feature_strengths(ctx).values(), default=0.0)
     confined = confined_share(ctx)
     came_with_inputs = inputs.share if inputs is not None else 0.0
     same_way = ls.prediction_log_change * ls.label_log_change > 0
-    inputs_moved = S.from_excess(abs(ls.prediction_log_change), MATERIAL, 0.1) if same_way else 0.0
+    inputs_moved = move_size(ls.prediction_log_change) if same_way else 0.0
     s = S.weaken(label_evidence(ls) * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined, inputs_moved)
     summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
                f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ), "
