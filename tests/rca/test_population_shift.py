@@ -52,7 +52,7 @@ def test_labels_that_changed_on_their_own_are_no_population_shift(tmp_path):
     from workbench.rca.context import Context
 
     truth, found = _answer(tmp_path, "label", "positives_lost", 4)
-    assert found.root_causes[0].kind == "label"
+    assert (found.root_causes[0].kind, found.root_causes[0].target) == (truth["kind"], truth["target"])
     assert all(c.change != "shift" for c in found.root_causes)
     ctx = Context(open_case(tmp_path / "case"))
     assert population_moved(ctx) < 0.1

@@ -425,17 +425,18 @@ def _numeric_rows(ref: _Reference, prof_b: dict, prof_i: dict, prof_p: dict | No
             "scale_ratio": i.mean_abs / b.mean_abs if b.mean_abs else math.nan,
             "out_of_scale_baseline": b.oos, "out_of_scale_incident": i.oos, "moved_share": moved, **ss,
         }
-        row["kind"] = _numeric_kind(max(0.0, excess), b, i, ss, sample_b[f], sample_i[f])
-        fill = fill_value(sample_b[f], sample_i[f], moved) if row["kind"] == "default" else None
+        row["kind"], fill = _numeric_kind(max(0.0, excess), b, i, ss, sample_b[f], sample_i[f])
         row |= dict(zip(("fill_value", "fill_share_baseline", "fill_share_incident"), fill or (None, None, None), strict=True))
         rows.append(row)
     return rows
 
 
-def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], xb: np.ndarray, xi: np.ndarray) -> str:
+def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], xb: np.ndarray,
+                  xi: np.ndarray) -> tuple[str, tuple[float, float, float] | None]:
     """The drift kind of one numeric feature (module docstring) from its two windows' profiles, the staleness
     statistics of their samples (:func:`_sample_stats`) and the sorted samples themselves: the rules of the windows'
-    profiles and of a slice's sampled rows (:func:`kind_of_samples`) in one place."""
+    profiles and of a slice's sampled rows (:func:`kind_of_samples`) in one place. With the kind, a ``default``'s
+    fill value and its shares before and after (:func:`fill_value`), else None."""
     js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
     top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
     fewer = not ss["distinct_incident"] >= ss["distinct_baseline"]  # NaN (too few rows to count): as before
@@ -443,12 +444,14 @@ def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], x
     kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), moved,
                  i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
                  fewer, _replayed(ss, xb, xi))
-    if kind in ("stale", "distribution") and fill_value(xb, xi, moved) is not None:
-        return "default"
+    if kind in ("stale", "distribution"):
+        fill = fill_value(xb, xi, moved)
+        if fill is not None:
+            return "default", fill
     # only for a feature that moved without a kind yet: two KS distances over the samples cost ~25 ms a feature
     if kind == "distribution" and _multiplied(_unit_change(xb, xi)):
-        return "scale"
-    return kind
+        return "scale", None
+    return kind, None
 
 
 FILL_VALUES = (0.0, -1.0)  # the sentinels pipelines serve for a missing value
@@ -760,7 +763,7 @@ def kind_of_samples(before: np.ndarray, after: np.ndarray, *, seed: int = 0) -> 
     ref = _reference({"x": xb}, ("x",), BINS)
     b, i = (_sample_profile(raw, xs, ref.edges["x"], ref.band["x"]) for raw, xs in ((before, xb), (after, xi)))
     ss = _sample_stats(xb, xi, np.random.default_rng(seed))
-    return _numeric_kind(float(js_distance(b.full, i.full)), b, i, ss, xb, xi)
+    return _numeric_kind(float(js_distance(b.full, i.full)), b, i, ss, xb, xi)[0]
 
 
 def _sample_profile(raw: np.ndarray, xs: np.ndarray, edges: np.ndarray, band: tuple[float, float]) -> _Stats:

@@ -246,7 +246,7 @@ def lineage(ctx: Context) -> Evidence:
                         "broken one among them.")
     _, node, covered, fed, posterior = best
     kind_of = dict(drift(ctx).table.select("feature", "kind").iter_rows())
-    kinds = ["coverage" if k == "default" else k for k in (kind_of.get(f, "none") for f in covered)]  # a default is a coverage loss
+    kinds = [CHANGE.get(k, k) for k in (kind_of.get(f, "none") for f in covered)]  # a default is a coverage loss
     specific = [k for k in kinds if k != "distribution"]
     common = max(set(specific), key=specific.count) if specific else "distribution"
     # A feature shows a table's break in the form its type allows: a frozen or rescaled input reaches a boolean or a
@@ -365,8 +365,8 @@ def feature_isolation(ctx: Context) -> Evidence:
     from workbench.data.drift import FLOOR
     from workbench.model.isolation import CANDIDATES, isolate_features
 
-    kinds = dict(drift(ctx).table.select("feature", "kind").iter_rows())
-    js = dict(drift(ctx).table.select("feature", "js").iter_rows())
+    drifted = drift(ctx).table
+    kinds, js = (dict(zip(drifted["feature"], drifted[c], strict=True)) for c in ("kind", "js"))
     steady = {f for f, kind in kinds.items() if kind in LOOSE_KINDS}
     iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=window_rows(ctx),
                                                            steady=steady))
