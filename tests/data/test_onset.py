@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from tests.conftest import dev_case, sample_case, sample_cases
@@ -155,6 +156,34 @@ def test_a_low_volume_log_is_tested_at_a_coarser_grain(tmp_path):
     found = detect_onset(case)
     assert found.detected and found.grain == "1d", str(found)
     assert abs((found.onset - (START + timedelta(days=40))) / timedelta(days=1)) <= 1
+
+
+def test_a_log_whose_clicks_an_incident_removed_stays_testable(tmp_path):
+    """The grain counts a period's positives as the detector does: observed or, when more, expected by the model.
+
+    Sixty days of 40 clicks a day; from day 40 a logging bug keeps 15 of them. Counting the observed clicks alone, a
+    third of the days fall under 20 and the log read "too sparse to test" because of the incident itself."""
+    from workbench.case.grain import choose_grain
+
+    days = [START + timedelta(days=d) for d in range(60)]
+    profile = pl.DataFrame({"period": days, "rows": [4_000] * 60, "labeled": [4_000] * 60,
+                            "positives": [40] * 40 + [15] * 20, "pred_sum_labeled": [40.0] * 60})
+    assert choose_grain(profile).grain == "1d"
+    assert choose_grain(profile.drop("pred_sum_labeled")).grain is None  # the observed clicks alone
+
+
+def test_positives_lost_in_a_long_sparse_log_is_tested_and_found(tmp_path):
+    """Proving ground dev label/positives_lost, seed 23: two months at ~336 rows an hour and a 0.5 % click rate, of
+    which the labels lose half from day 61 (truth: calibration x2). Per day 46 of 61 periods held 20 observed clicks,
+    so the case was "too sparse to test"; counted as the detector counts them, 60 of 61 do and the change is found
+    on its day."""
+    path, truth = dev_case(tmp_path, "label", "positives_lost", 23)
+    case = open_case(path)
+    assert case.grain.grain == "1d", case.grain.reason
+    found = detect_onset(case)
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    assert found.detected and found.metric == "calibration_ratio", str(found)
+    assert abs((found.onset - onset) / timedelta(days=1)) <= 1
 
 
 def test_rounded_predictions_headline_agrees_with_the_detected_step(tmp_path):

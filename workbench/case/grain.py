@@ -8,14 +8,19 @@ which hold once a period has at least ``MIN_POSITIVES`` positives and
 needs enough such periods on both sides of a change: at least ``MIN_PERIODS``
 testable periods, and at least ``MIN_SHARE`` of the periods in the labelled span
 testable (so a grain where most periods are too thin is not chosen for its few
-busy ones). The grain is the finest of ``GRAINS`` that qualifies, capped so the
+busy ones). A period's positives are the observed ones or, when more, the ones the
+model expects (``sum p`` over its labelled rows), and its negatives likewise, as the
+detector counts them (:func:`workbench.metrics.counted_positives`): under no change
+the two agree, and an incident that removes the clicks (or collapses the
+predictions) must not make the log untestable by its own symptom. The grain is the finest of ``GRAINS`` that qualifies, capped so the
 series has at most ``MAX_PERIODS`` periods (a six-month log is scanned hourly or
 coarser, not every 15 minutes). ``[case] grain`` in ``workbench.toml`` overrides
 the choice. When no grain qualifies the case is *too sparse to test*: the
 workbench says so instead of reporting "no regression".
 
 Everything here reads the case's 15-minute profile (rows, labelled rows,
-positives per 15 minutes, from the validation pass): no data pass.
+positives and the predictions' sum over the labelled rows per 15 minutes, from the
+validation pass): no data pass.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
+import numpy as np
 import polars as pl
 
-from workbench.metrics import reliable_end
+from workbench.metrics import counted_positives, reliable_end
 
 __all__ = ["GRAINS", "MIN_NEGATIVES", "MIN_PERIODS", "MIN_POSITIVES", "GrainChoice", "choose_grain", "grain_delta", "profile_at"]
 
@@ -45,15 +51,17 @@ def grain_delta(grain: str) -> timedelta:
 
 
 def profile_at(profile: pl.DataFrame, grain: str) -> pl.DataFrame:
-    """The 15-minute profile summed to periods of ``grain`` (``period``, ``rows``, ``labeled``, ``positives``),
-    every period from the first to the last included (those without traffic hold zeros)."""
-    summed = profile.group_by(pl.col("period").dt.truncate(grain)).agg(pl.col("rows", "labeled", "positives").sum())
+    """The 15-minute profile summed to periods of ``grain`` (``period``, ``rows``, ``labeled``, ``positives`` and, when
+    the profile has it, ``pred_sum_labeled``), every period from the first to the last included (those without
+    traffic hold zeros)."""
+    counts = [c for c in ("rows", "labeled", "positives", "pred_sum_labeled") if c in profile.columns]
+    summed = profile.group_by(pl.col("period").dt.truncate(grain)).agg(pl.col(counts).sum())
     if summed.is_empty():
         return summed
     first, last = cast(datetime, summed["period"].min()), cast(datetime, summed["period"].max())  # a Datetime column's bounds
     every = pl.datetime_range(first, last, interval=grain, eager=True).alias("period")
     return (pl.DataFrame(every).join(summed, on="period", how="left")
-            .with_columns(pl.col("rows", "labeled", "positives").fill_null(0)).sort("period"))
+            .with_columns(pl.col(counts).fill_null(0)).sort("period"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +94,11 @@ def _tally(profile: pl.DataFrame, grain: str, min_count: int = MIN_POSITIVES) ->
     join = (p["labeled"] / p["rows"]).fill_nan(0.0).to_numpy()
     end = reliable_end(join, p["rows"].to_numpy())
     head = p.head(end)
-    neg = head["labeled"] - head["positives"]
-    ok = int(((head["positives"] >= min_count) & (neg >= min_count)).sum())
+    observed = head["positives"].cast(pl.Float64).to_numpy()
+    expected = head["pred_sum_labeled"].cast(pl.Float64).to_numpy() if "pred_sum_labeled" in head.columns else observed
+    positives = counted_positives(observed, expected)
+    negatives = head["labeled"].cast(pl.Float64).to_numpy() - np.fmin(observed, expected)
+    ok = int(((positives >= min_count) & (negatives >= min_count)).sum())
     return {"grain": grain, "periods": end, "testable": ok, "share": ok / end if end else 0.0,
             "all_periods": p.height}
 

@@ -53,7 +53,7 @@ class Case:
     events: pl.DataFrame | None
     model: ModelConfig | None
     hourly: pl.DataFrame  # hour, rows, labeled: from the validation pass
-    profile: pl.DataFrame  # period (15 minutes), rows, labeled, positives: every grain's counts are sums of it
+    profile: pl.DataFrame  # period (15 minutes), rows, labeled, positives, pred_sum_labeled: every grain's counts are sums of it
     grain: GrainChoice  # the quality series' period (workbench.case.grain), or why none can be tested
     rows: int
     warnings: tuple[str, ...] = ()
@@ -285,7 +285,7 @@ def _served_snapshot(snapshots: tuple[Snapshot, ...]) -> pl.Expr:
 
 def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataFrame, list[str]]:
     """One aggregate pass: value errors raise, soft problems become warnings; returns the 15-minute profile
-    (``period``, ``rows``, ``labeled``, ``positives``), from which every grain's counts are sums."""
+    (``period``, ``rows``, ``labeled``, ``positives``, ``pred_sum_labeled``), from which every grain's counts are sums."""
     p, y = pl.col(PREDICTION), pl.col(LABEL)
     checks = lf.select(
         pl.len().alias("rows"),
@@ -297,7 +297,8 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
         (pl.col(TS).diff() < pl.duration(microseconds=0)).sum().alias("unsorted"),
     )
     profile = (lf.group_by(pl.col(TS).dt.truncate("15m").alias("period"))
-               .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"), (y == 1.0).sum().alias("positives"))
+               .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"), (y == 1.0).sum().alias("positives"),
+                    p.filter(y.is_not_null()).sum().alias("pred_sum_labeled"))
                .drop_nulls("period").sort("period"))
     stats, profile_df = pl.collect_all([checks, profile], engine="streaming")
     s = stats.row(0, named=True)

@@ -32,7 +32,6 @@ from workbench.data.onset import MIN_FIT_COUNT, WATCHED, Onset, detect_onset
 from workbench.data.quality import QualitySeries, quality_series
 from workbench.data.slices import DIRECTION as SEARCHABLE
 from workbench.data.slices import find_slices, slice_filter
-from workbench.metrics import counted_positives
 from workbench.windows import Window
 
 if TYPE_CHECKING:
@@ -61,11 +60,9 @@ def _segment_grain(table: pl.DataFrame, every: str) -> str | None:
     """A segment's own grain (:func:`workbench.case.grain.choose_grain` on its counts, a period testable with
     ``MIN_FIT_COUNT`` positives and negatives: the detector's own floor), never finer than the case's: a segment
     holds a share of the traffic, so its periods may need to be longer to hold enough labelled rows. A period's
-    positives are the observed or, when more, the expected ones (``sum p``): a segment whose clicks collapsed must not
-    become untestable by its own collapse (the detector counts periods the same way)."""
-    events = counted_positives(table["positives"].to_numpy(), table["pred_sum_labeled"].to_numpy())
-    profile = table.select(pl.col("window").alias("period"), "rows", "labeled").with_columns(
-        pl.Series("positives", events).round(0).cast(pl.Int64))
+    positives are the observed or, when more, the expected ones (``sum p``), as every grain is chosen: a segment whose
+    clicks collapsed must not become untestable by its own collapse."""
+    profile = table.select(pl.col("window").alias("period"), "rows", "labeled", "positives", "pred_sum_labeled")
     choice = choose_grain(profile, min_count=MIN_FIT_COUNT)
     if choice.grain is None:
         return None
