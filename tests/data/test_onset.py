@@ -282,6 +282,23 @@ def test_predictions_that_move_across_one_are_a_regression(tmp_path):
     assert abs(found.onset - (START + timedelta(hours=50))) <= timedelta(hours=1)
 
 
+def test_a_lasting_improvement_does_not_make_the_weeks_before_it_a_regression(tmp_path):
+    """Proving ground dev shift/boolean_share, seed 23: from 8 February a boolean's share ramps from 8% to 52% over two
+    days; the labels double while the predictions stay, so the calibration ratio falls from 0.98 to about 0.6, and the
+    shifted population is easier to rank (AUC 0.78 -> 0.87). The scan's best AUC candidate was the two weeks *before*
+    the shift, worse than the outside it was contrasted with, most of which is the improved month after it: "AUC fell
+    from 0.786 to 0.774 until 9 February (recovered)", and the calibration regression, at another onset, was dropped.
+    Measured against the level before it (the level after a shift that ended is a term of its own), that AUC dip is
+    2.6 % with a wide error, not material; the regression is the calibration's, from the shift."""
+    path, truth = dev_case(tmp_path, "shift", "boolean_share", 23)
+    found = detect_onset(open_case(path))
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    assert found.detected and found.metric == "calibration_ratio" and found.end is None, str(found)
+    assert not found.verdict("auc").regressed
+    assert found.current_value < 0.7 < 0.95 < found.baseline_value
+    assert abs((found.onset - onset) / timedelta(days=1)) <= 2  # the ramp takes two days
+
+
 def test_a_move_under_the_floor_that_noise_carried_over_it_is_not_material(tmp_path):
     """Materiality is judged by the lower 95% bound of the shift. Served logits -0.062 move the calibration ratio by
     4.4% (the mean over ten seeds); on seed 7 noise carried it to 4.8% from a baseline at 0.995, 5% further from 1 and

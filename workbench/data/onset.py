@@ -63,7 +63,11 @@ Method, per metric:
    change is significant; and material with confidence: the shift's worsening less
    ``MATERIAL_Z`` (1.645) of its standard error, the lower one-sided 95% bound, still
    reaches the floor, so a true move of 3.5% that noise carried to 5.6% is no
-   regression. For calibration, material means *worse*: the served
+   regression. The move is measured against the level *before* the shift: for
+   a shift that ended, the level after it is a term of its own (its error widens
+   by what that term shares with the shift), so weeks followed by a lasting
+   improvement (a population the model ranks better) are not "a regression that
+   recovered". For calibration, material means *worse*: the served
    predictions moved at least 5% further from the label rate (``|log ratio|``
    grew by ``log 1.05``, :func:`worsening`); a ratio going from 1.08 to 0.97 is a
    recalibration, not a regression. A move across 1 that lands about as far on the other side is judged
@@ -655,31 +659,41 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     severity = float(scaled.max())  # decided over day-to-day variation too
     maxima = _null_maxima(weights[rows].tobytes(), t_hours[rows].tobytes(), grain_hours, first_hour, direction, draws)
     threshold = _critical(maxima, level)
-    # the shift in metric units, and the cycle-aware expectation without it (weighted least squares with the shift)
+    # the shift in metric units against the level before it, and the cycle-aware expectation without it (weighted
+    # least squares with the shift, and with the level after a shift that ended as a term of its own: a regression
+    # is worse than what came before it, so a lasting improvement after it does not make the periods before that
+    # improvement a "regression that recovered")
     start, stop = int(space.starts[best]), int(space.stops[best])
     x = _design(t_hours[rows], grain_hours)
+    k = x.shape[1]
     s = np.zeros(n)
     s[start:stop] = 1.0
-    design = np.column_stack([x, s]) * space.sw[:, None]
+    after = (np.arange(n) >= stop).astype(float)
+    design = np.column_stack([x, s, after] if stop < n else [x, s]) * space.sw[:, None]
     coef, *_ = np.linalg.lstsq(design, y * space.sw, rcond=None)
-    fitted = x @ coef[:-1]
+    fitted = x @ coef[:k]
     before = slice(0, max(start, 1))
     base_level = float(np.average(fitted[before], weights=weights[rows][before]))
-    shift = float(coef[-1])
+    shift = float(coef[k])
     effect = math.expm1(shift) if metric in LOG_SCALE else shift / abs(base_level) if base_level else math.inf
     moved = None
     if metric == "calibration_ratio":  # the served predictions' own move over the same shift (worsening)
         with np.errstate(divide="ignore", invalid="ignore"):
             served = np.log((expected[rows] + 0.5) / labelled[rows])  # the ratio's half count: the two sides sum to it
         if np.isfinite(served).all():
-            moved = float(np.linalg.lstsq(design, served * space.sw, rcond=None)[0][-1])
-    # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor
+            moved = float(np.linalg.lstsq(design, served * space.sw, rcond=None)[0][k])
+    # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor. The
+    # error is the scan's (its statistic over its noise), widened by what the level after the shift shares with it:
+    # ||s|| with the cycle and the level after projected out, against the scan's ||M s||
     z_best = float(scaled[best])
-    se_shift = abs(shift) / z_best if z_best > 0 else math.inf
+    others = np.delete(design, k, axis=1)
+    s_w = s * space.sw
+    own = float(np.linalg.norm(s_w - others @ np.linalg.lstsq(others, s_w, rcond=None)[0]))
+    se_shift = abs(float(stat[best])) / (z_best * own) if z_best > 0 and own > 0 else math.inf
     material = _material_shift(metric, base_level, shift, se_shift, moved)
     expected = np.full(table.height, np.nan)
     design_all = _design(t_hours, grain_hours, span=float(t_hours[rows][-1] - t_hours[rows][0]))
-    cycle = design_all @ coef[:-1]
+    cycle = design_all @ coef[:k]
     expected[: len(cycle)] = np.exp(cycle) if metric in LOG_SCALE else cycle
     return _Fit(metric, rows, space, r, y, sigma, tau2, severity, threshold, best, effect,
                 bool(severity >= threshold and material), base_level, expected)
