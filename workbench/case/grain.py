@@ -12,8 +12,8 @@ busy ones). A period's positives are the observed ones or, when more, the ones t
 model expects (``sum p`` over its labelled rows), and its negatives likewise, as the
 detector counts them (:func:`workbench.metrics.counted_positives`): under no change
 the two agree, and an incident that removes the clicks (or collapses the
-predictions) must not make the log untestable by its own symptom. The grain is the finest of ``GRAINS`` that qualifies, capped so the
-series has at most ``MAX_PERIODS`` periods (a six-month log is scanned hourly or
+predictions) must not make the log untestable by its own symptom. The grain is the
+finest of ``GRAINS`` that qualifies, capped so the series has at most ``MAX_PERIODS`` periods (a six-month log is scanned hourly or
 coarser, not every 15 minutes). ``[case] grain`` in ``workbench.toml`` overrides
 the choice. When no grain qualifies the case is *too sparse to test*: the
 workbench says so instead of reporting "no regression".
