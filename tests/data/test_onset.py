@@ -158,7 +158,7 @@ def test_a_low_volume_log_is_tested_at_a_coarser_grain(tmp_path):
     assert abs((found.onset - (START + timedelta(days=40))) / timedelta(days=1)) <= 1
 
 
-def test_a_log_whose_clicks_an_incident_removed_stays_testable(tmp_path):
+def test_a_log_whose_clicks_an_incident_removed_stays_testable():
     """The grain counts a period's positives as the detector does: observed or, when more, expected by the model.
 
     Sixty days of 40 clicks a day; from day 40 a logging bug keeps 15 of them. Counting the observed clicks alone, a
@@ -170,6 +170,13 @@ def test_a_log_whose_clicks_an_incident_removed_stays_testable(tmp_path):
                             "positives": [40] * 40 + [15] * 20, "pred_sum_labeled": [40.0] * 60})
     assert choose_grain(profile).grain == "1d"
     assert choose_grain(profile.drop("pred_sum_labeled")).grain is None  # the observed clicks alone
+    # predictions that collapsed on a thin log: 40 clicks of 55 labelled rows a day still arrive while the model expects
+    # 5. Positives count the observed 40 (not the expected 5); negatives the 50 the model expects (not the 15 observed)
+    collapsed = pl.DataFrame({"period": days, "rows": [55] * 60, "labeled": [55] * 60, "positives": [40] * 60,
+                              "pred_sum_labeled": [40.0] * 40 + [5.0] * 20}).with_columns(
+        pl.when(pl.int_range(60) < 40).then(4_000).otherwise(55).alias("labeled")).with_columns(pl.col("labeled").alias("rows"))
+    assert choose_grain(collapsed).grain == "1d", choose_grain(collapsed).table
+    assert choose_grain(collapsed.drop("pred_sum_labeled")).grain is None  # 15 observed negatives on 20 of 60 days
 
 
 def test_positives_lost_in_a_long_sparse_log_is_tested_and_found(tmp_path):
@@ -280,6 +287,36 @@ def test_predictions_that_move_across_one_are_a_regression(tmp_path):
     assert found.detected and cal.regressed, str(found)
     assert cal.baseline > 1.04 and cal.current < 0.96 and abs(abs(math.log(cal.current)) - abs(math.log(cal.baseline))) < 0.05
     assert abs(found.onset - (START + timedelta(hours=50))) <= timedelta(hours=1)
+
+
+def test_a_shift_that_ended_is_sized_against_the_level_before_it():
+    """The fit that sizes the best candidate holds the level after a shift that ended as a term of its own; the
+    shift's error is then the least-squares error of its coefficient in that fit, times the candidate's noise,
+    cross-checked here by inverting the normal equations; it is wider than the scan's contrast against the outside
+    (whose error the materiality test used before)."""
+    import polars as pl
+
+    from workbench.data.onset import _design, _fit, _sampling_se
+
+    hours = 10 * 24
+    t = np.arange(hours, dtype=float)
+    ratio = np.where(t < 120, 1.0, np.where(t < 154, 1.25, 0.95))  # back, a little lower than before, after 34 hours
+    labeled, expected = np.full(hours, 20_000.0), np.full(hours, 1_000.0)
+    table = pl.DataFrame({"window": [START + timedelta(hours=h) for h in range(hours)], "rows": labeled,
+                          "labeled": labeled, "pred_sum_labeled": expected, "positives": expected / ratio - 0.5 * (1 - 1 / ratio),
+                          "calibration_ratio": ratio, "label_join_rate": np.ones(hours)})
+    fit = _fit(table, "calibration_ratio", hours, 0.001 / 3, 200, 1.0)
+    assert fit.space is not None
+    start, stop = int(fit.space.starts[fit.best]), int(fit.space.stops[fit.best])
+    assert (start, stop) == (120, 154), (start, stop)  # 34 hours: a length on the scan's ladder
+    assert fit.effect == pytest.approx(0.25, rel=1e-6)  # against the level before it (1.0), not the outside's mean
+    w = 1.0 / _sampling_se(table, "calibration_ratio") ** 2
+    s, after = (t >= start) & (t < stop), t >= stop
+    d = np.column_stack([_design(t, 1.0), s, after]) * np.sqrt(w)[:, None]
+    k = d.shape[1] - 2
+    noise = math.sqrt(fit.sigma**2 + fit.tau2 * fit.space.conc[fit.best])  # the candidate's own noise, as the scan's
+    assert fit.se == pytest.approx(noise * math.sqrt(np.linalg.inv(d.T @ d)[k, k]), rel=1e-6)
+    assert fit.se > 1.03 * noise / fit.space.norms[fit.best]  # wider than the scan's contrast against the outside
 
 
 def test_a_lasting_improvement_does_not_make_the_weeks_before_it_a_regression(tmp_path):

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-import numpy as np
 import polars as pl
 
 from workbench.metrics import counted_positives, reliable_end
@@ -70,7 +69,7 @@ class GrainChoice:
 
     ``table`` has one row per grain considered: ``grain``, ``periods`` (in the
     reliably labelled span), ``testable`` (periods with enough positives and
-    negatives), ``share``, ``fits`` (whether it qualifies).
+    negatives, each observed or, when more, expected), ``share``, ``fits`` (whether it qualifies).
     """
 
     grain: str | None
@@ -96,8 +95,8 @@ def _tally(profile: pl.DataFrame, grain: str, min_count: int = MIN_POSITIVES) ->
     head = p.head(end)
     observed = head["positives"].cast(pl.Float64).to_numpy()
     expected = head["pred_sum_labeled"].cast(pl.Float64).to_numpy() if "pred_sum_labeled" in head.columns else observed
-    positives = counted_positives(observed, expected)
-    negatives = head["labeled"].cast(pl.Float64).to_numpy() - np.fmin(observed, expected)
+    labeled = head["labeled"].cast(pl.Float64).to_numpy()
+    positives, negatives = counted_positives(observed, expected), counted_positives(labeled - observed, labeled - expected)
     ok = int(((positives >= min_count) & (negatives >= min_count)).sum())
     return {"grain": grain, "periods": end, "testable": ok, "share": ok / end if end else 0.0,
             "all_periods": p.height}
@@ -123,18 +122,19 @@ def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_cou
     if requested is not None:
         r = next(r for r in rows if r["grain"] == requested)
         why = (f"[case] grain = {requested!r}: {r['testable']} of {r['periods']} periods hold at least {min_count} "
-               "positives and negatives")
+               "positives and negatives (observed or, when more, expected by the model)")
         return GrainChoice(requested, why, table, requested=True)
     fit = next((r for r in rows if r["fits"]), None)
     if fit is not None:
         return GrainChoice(fit["grain"], f"the finest period at which {fit['testable']} of {fit['periods']} periods hold at "
-                           f"least {min_count} positives and {min_count} negatives", table)
+                           f"least {min_count} positives and {min_count} negatives (observed or, when more, expected)", table)
     best = max(rows, key=lambda r: (r["testable"], -GRAINS.index(r["grain"])))
     labeled = int(profile["labeled"].sum()) if profile.height else 0
     positives = int(profile["positives"].sum()) if profile.height else 0
     why = (f"too sparse to test at any grain: {labeled:,} labelled rows ({positives:,} positives) in all; even per "
            f"{_words(best['grain'])} only {best['testable']} of {best['periods']} periods hold {min_count} positives and "
-           f"{min_count} negatives (a test needs {MIN_PERIODS} such periods, and {MIN_SHARE:.0%} of the periods)")
+           f"{min_count} negatives, observed or expected by the model (a test needs {MIN_PERIODS} such periods, and "
+           f"{MIN_SHARE:.0%} of the periods)")
     return GrainChoice(None, why, table)
 
 

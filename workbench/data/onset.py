@@ -582,7 +582,8 @@ class _Fit:
     effect: float
     significant: bool
     level: float
-    expected: np.ndarray  # the cycle-aware expectation without the shift, per usable period (natural scale)
+    expected: np.ndarray  # the cycle-aware expectation without the shift or the level after it, per period (natural scale)
+    se: float = math.nan  # the shift's standard error against the level before it (metric units; log for ratios)
 
     @property
     def tested(self) -> bool:
@@ -635,9 +636,9 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     # usable periods by the larger of the expected and observed counts of each class: an incident on the labels
     # cannot censor the periods that show it, nor can predictions that collapsed
     observed = table["positives"].cast(pl.Float64).to_numpy()
-    positives, fewest = counted_positives(observed, expected), np.fmin(expected, observed)
+    positives, negatives = counted_positives(observed, expected), counted_positives(labelled - observed, labelled - expected)
     used = ((np.arange(table.height) < end_row) & np.isfinite(values) & np.isfinite(weights) & (weights > 0)
-            & (positives >= MIN_FIT_COUNT) & (labelled - fewest >= MIN_FIT_COUNT))
+            & (positives >= MIN_FIT_COUNT) & (negatives >= MIN_FIT_COUNT))
     rows = np.flatnonzero(used)
     t_hours = ((table["window"] - table["window"][0]).dt.total_seconds() / 3600.0).to_numpy()
     n = len(rows)
@@ -683,20 +684,20 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
         if np.isfinite(served).all():
             moved = float(np.linalg.lstsq(design, served * space.sw, rcond=None)[0][k])
     # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor. The
-    # error is the scan's (its statistic over its noise), widened by what the level after the shift shares with it:
-    # ||s|| with the cycle and the level after projected out, against the scan's ||M s||
-    z_best = float(scaled[best])
+    # error is the candidate's noise (sigma, and the day-to-day share of the scan's contrast) over ||s|| with the
+    # cycle and the level after projected out: the least-squares error of the shift's coefficient (the day-to-day
+    # share is the scan's contrast's, an approximation when the level after is a term of its own)
     others = np.delete(design, k, axis=1)
     s_w = s * space.sw
     own = float(np.linalg.norm(s_w - others @ np.linalg.lstsq(others, s_w, rcond=None)[0]))
-    se_shift = abs(float(stat[best])) / (z_best * own) if z_best > 0 and own > 0 else math.inf
+    se_shift = math.sqrt(sigma**2 + tau2 * float(space.conc[best])) / own if own > 0 else math.inf
     material = _material_shift(metric, base_level, shift, se_shift, moved)
     expected = np.full(table.height, np.nan)
     design_all = _design(t_hours, grain_hours, span=float(t_hours[rows][-1] - t_hours[rows][0]))
     cycle = design_all @ coef[:k]
     expected[: len(cycle)] = np.exp(cycle) if metric in LOG_SCALE else cycle
     return _Fit(metric, rows, space, r, y, sigma, tau2, severity, threshold, best, effect,
-                bool(severity >= threshold and material), base_level, expected)
+                bool(severity >= threshold and material), base_level, expected, se_shift)
 
 
 def _floors(f: _Fit) -> float:

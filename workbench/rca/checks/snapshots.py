@@ -1,9 +1,10 @@
 """Model-side checks: the snapshot near the onset, its diff, its validation, its activations.
 
 The snapshot suspect is the diff's first bad snapshot when it started serving
-between two periods of the grain (``NEAR`` hours at least) before the onset and the end of the incident window (the
-diff does not depend on where the onset was located, which is least certain for
-weak signals and, at a coarse grain, more often late than early), or one the diff flags that started serving within ``NEAR`` hours of
+between two periods of the grain (``NEAR`` hours at least) before the onset and
+the end of the incident window (the diff does not depend on where the onset was
+located, which is least certain for weak signals and more often late than
+early), or one the diff flags that started serving within ``NEAR`` hours of
 the onset (or one period of a coarser grain); when none is flagged, one that
 started serving that near the onset. Of several, the diff says which changed and
 the clock which came first, not which hurt: with a model, the suspect is the one
@@ -46,24 +47,16 @@ def _timeline(ctx: Context):
     return ctx.cached("snapshot_timeline", lambda: snapshot_timeline(ctx.case))
 
 
-def _near(ctx: Context) -> timedelta:
-    """How far from the onset a publish still counts as near it: ``NEAR``, or one period of the grain when coarser
-    (the onset is only known to the period)."""
+def _near(ctx: Context, periods: int = 1) -> timedelta:
+    """How far from the onset a publish still counts as near it: ``NEAR``, or ``periods`` periods of the grain when
+    longer (the onset is only known to the period). A snapshot the diff flags counts from two periods before the
+    onset: the scan sees a change once its periods show it, so at a coarse grain with few clicks a period the change
+    only partly covers can pass unflagged (on 329 detected dev incidents, seeds 0-5 and 15-23, the onset came more
+    than a period late in 8 %, more than a period early in 1.5 %)."""
     from workbench.case.grain import grain_delta
 
     grain = ctx.onset.grain
-    return max(NEAR, grain_delta(grain)) if grain else NEAR
-
-
-def _since(ctx: Context) -> timedelta:
-    """How long before the onset a snapshot the diff flags may have started serving: two periods of the grain (two
-    hours at least). The scan sees a change once its periods show it, so at a coarse grain with few clicks a period the
-    change only partly covers can pass unflagged: on 329 detected dev incidents (seeds 0-5, 15-23) the onset came more
-    than a period late in 8 %, more than a period early in 1.5 %."""
-    from workbench.case.grain import grain_delta
-
-    grain = ctx.onset.grain
-    return max(NEAR, 2 * grain_delta(grain)) if grain else NEAR
+    return max(NEAR, periods * grain_delta(grain)) if grain else NEAR
 
 
 def suspect(ctx: Context) -> Snapshot | None:
@@ -71,11 +64,11 @@ def suspect(ctx: Context) -> Snapshot | None:
     onset = ctx.onset_time
     if onset is None:
         return None
-    near_by = _near(ctx)
+    near_by, flagged_since = _near(ctx), _near(ctx, 2)
     timeline = _timeline(ctx)
     alarms = set(timeline.table.filter("alarm")["snapshot_id"].to_list())
     near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= near_by]
-    pool = [s for s in ctx.case.snapshots if (s.snapshot_id == timeline.first_bad and onset - _since(ctx) <= s.published_at
+    pool = [s for s in ctx.case.snapshots if (s.snapshot_id == timeline.first_bad and onset - flagged_since <= s.published_at
                                              < ctx.incident.end) or (s in near and s.snapshot_id in alarms)] or near
     if len(pool) > 1 and ctx.has("model"):  # ask the model which change hurt these rows
         return max(pool, key=lambda s: h if math.isfinite(h := _harm(ctx, s)) else -math.inf)
