@@ -172,9 +172,9 @@ def test_a_log_whose_clicks_an_incident_removed_stays_testable():
     assert choose_grain(profile.drop("pred_sum_labeled")).grain is None  # the observed clicks alone
     # predictions that collapsed on a thin log: 40 clicks of 55 labelled rows a day still arrive while the model expects
     # 5. Positives count the observed 40 (not the expected 5); negatives the 50 the model expects (not the 15 observed)
-    collapsed = pl.DataFrame({"period": days, "rows": [55] * 60, "labeled": [55] * 60, "positives": [40] * 60,
-                              "pred_sum_labeled": [40.0] * 40 + [5.0] * 20}).with_columns(
-        pl.when(pl.int_range(60) < 40).then(4_000).otherwise(55).alias("labeled")).with_columns(pl.col("labeled").alias("rows"))
+    thin = [4_000] * 40 + [55] * 20
+    collapsed = pl.DataFrame({"period": days, "rows": thin, "labeled": thin, "positives": [40] * 60,
+                              "pred_sum_labeled": [40.0] * 40 + [5.0] * 20})
     assert choose_grain(collapsed).grain == "1d", choose_grain(collapsed).table
     assert choose_grain(collapsed.drop("pred_sum_labeled")).grain is None  # 15 observed negatives on 20 of 60 days
 
@@ -294,8 +294,6 @@ def test_a_shift_that_ended_is_sized_against_the_level_before_it():
     shift's error is then the least-squares error of its coefficient in that fit, times the candidate's noise,
     cross-checked here by inverting the normal equations; it is wider than the scan's contrast against the outside
     (whose error the materiality test used before)."""
-    import polars as pl
-
     from workbench.data.onset import _design, _fit, _sampling_se
 
     hours = 10 * 24
