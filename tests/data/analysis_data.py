@@ -18,7 +18,7 @@ START = datetime(2026, 3, 2, tzinfo=UTC)
 def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 800, onset: int | None = None,
                break_: str = "signal", slice_: tuple[str, str] | None = None, delay_hours: int = 5,
                delay_bias: float = 0.0, end: int | None = None, offset: float = 0.8, round_to: int | None = None,
-               day_sd: float = 0.0, bias: float = 0.0) -> Path:
+               day_sd: float = 0.0, bias: float = 0.0, drift: float = 0.0) -> Path:
     """Write ``root/predictions.parquet`` and return ``root``.
 
     ``break_`` after ``onset`` (hours from the start), inside ``slice_`` if given:
@@ -31,6 +31,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     ``day_sd`` gives each calendar day a common logit offset on the clicks (drawn with this standard deviation,
     unseen by the model): day-to-day variation of the calibration that is no incident.
     ``bias`` is added to every served logit: a model that runs that far off the label rate from the start.
+    ``drift`` is a logit offset on the clicks that grows linearly from 0 to that value across the log, unseen by the
+    model: a population drifting, no incident.
     Labels of the last ``delay_hours`` are
     partly missing; ``delay_bias`` > 0 makes late labels more often positive (so
     the joined ones look negative-heavy), the realistic bad case.
@@ -75,6 +77,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
         p = np.round(p, round_to)
     if day_sd:
         true = true + rng.normal(0.0, day_sd, hours // 24 + 1)[hour // 24]
+    if drift:
+        true = true + drift * ts / (hours * 3600)
     y = (rng.random(n) < 1 / (1 + np.exp(-true))).astype(float)
     if break_ == "labels":
         y = np.where(after & (y == 1) & (rng.random(n) < 0.4), 0.0, y)

@@ -67,7 +67,12 @@ Method, per metric:
    a shift that ended, the level after it is a term of its own (its error widens
    by what that term shares with the shift), so weeks followed by a lasting
    improvement (a population the model ranks better) are not "a regression that
-   recovered". For calibration, material means *worse*: the served
+   recovered". In a log too short for the weekly cycle (under four weeks), the part of that cycle the log holds
+   and a population drifting across it are a slow curve the scan can take for a lasting shift; so the shift
+   must also keep, by its estimate, the floor's size (the way it went) when a line through the log is fitted
+   beside it: a step keeps its size there, a drift does not. (A line in the scan itself would cost a shift at
+   mid-log half its statistic.)
+   For calibration, material means *worse*: the served
    predictions moved at least 5% further from the label rate (``|log ratio|``
    grew by ``log 1.05``, :func:`worsening`); a ratio going from 1.08 to 0.97 is a
    recalibration, not a regression. A move across 1 that lands about as far on the other side is judged
@@ -348,13 +353,19 @@ def _design(t_hours: np.ndarray, grain_hours: float, span: float | None = None) 
     if span is None:
         span = float(t_hours[-1] - t_hours[0]) if len(t_hours) else 0.0
     cycles = [24.0] if grain_hours < 24 else []
-    if grain_hours <= 24 and span >= 28 * 24:  # four weekly cycles: fewer, and a lasting shift would pass for one
+    if _weekly(grain_hours, span):
         cycles.append(168.0)
     for period in cycles:
         for k in (1, 2):
             if period / k >= 2 * grain_hours:
                 cols += [np.cos(2 * np.pi * k * t_hours / period), np.sin(2 * np.pi * k * t_hours / period)]
     return np.column_stack(cols)
+
+
+def _weekly(grain_hours: float, span: float) -> bool:
+    """Whether the design holds the weekly cycle: at grains up to a day, once the data spans four weekly cycles
+    (over fewer, a lasting shift would pass for part of one)."""
+    return grain_hours <= 24 and span >= 28 * 24
 
 
 def _ladder(n: int) -> np.ndarray:
@@ -623,6 +634,40 @@ def _space_for(space: _Space, pairs: tuple[np.ndarray, np.ndarray]) -> _Space:
                   _concentration(w, space.day, starts, stops), space.min_before)
 
 
+@dataclass(frozen=True)
+class _Sized:
+    """A shift's size by weighted least squares (:func:`_size`)."""
+
+    coef: np.ndarray  # the design's coefficients, then the shift's, then the level after's (when it ended)
+    level: float  # the fitted level before the shift (its periods' weighted mean)
+    shift: float  # the shift's coefficient: its move against that level
+    moved: float | None  # the served predictions' own move over the same shift (calibration ratio), else None
+    own: float  # ||s|| with the design and the level after projected out (weighted): its error is noise / own
+
+
+def _size(x: np.ndarray, y: np.ndarray, sw: np.ndarray, start: int, stop: int, served: np.ndarray | None) -> _Sized:
+    """The shift on usable periods ``[start, stop)`` beside the design ``x``, and the level after it as a term of its
+    own when it ended: a regression is worse than what came before it, so a lasting improvement after it does not
+    make the periods before that improvement a "regression that recovered". ``served``: the served predictions'
+    own log series (calibration ratio), sized the same way."""
+    n = len(y)
+    k = x.shape[1]
+    s = np.zeros(n)
+    s[start:stop] = 1.0
+    after = (np.arange(n) >= stop).astype(float)
+    design = np.column_stack([x, s, after] if stop < n else [x, s]) * sw[:, None]
+    coef, *_ = np.linalg.lstsq(design, y * sw, rcond=None)
+    before = slice(0, max(start, 1))
+    level = float(np.average((x @ coef[:k])[before], weights=np.square(sw[before])))
+    moved = None
+    if served is not None and np.isfinite(served).all():
+        moved = float(np.linalg.lstsq(design, served * sw, rcond=None)[0][k])
+    others = np.delete(design, k, axis=1)
+    s_w = s * sw
+    own = float(np.linalg.norm(s_w - others @ np.linalg.lstsq(others, s_w, rcond=None)[0]))
+    return _Sized(coef, level, float(coef[k]), moved, own)
+
+
 def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: int, grain_hours: float) -> _Fit:
     raw = table[metric].cast(pl.Float64).fill_null(np.nan).to_numpy()
     labelled = table["labeled"].cast(pl.Float64).to_numpy()
@@ -660,44 +705,34 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     severity = float(scaled.max())  # decided over day-to-day variation too
     maxima = _null_maxima(weights[rows].tobytes(), t_hours[rows].tobytes(), grain_hours, first_hour, direction, draws)
     threshold = _critical(maxima, level)
-    # the shift in metric units against the level before it, and the cycle-aware expectation without it (weighted
-    # least squares with the shift, and with the level after a shift that ended as a term of its own: a regression
-    # is worse than what came before it, so a lasting improvement after it does not make the periods before that
-    # improvement a "regression that recovered")
+    # the shift in metric units against the level before it, and the cycle-aware expectation without it
     start, stop = int(space.starts[best]), int(space.stops[best])
     x = _design(t_hours[rows], grain_hours)
-    k = x.shape[1]
-    s = np.zeros(n)
-    s[start:stop] = 1.0
-    after = (np.arange(n) >= stop).astype(float)
-    design = np.column_stack([x, s, after] if stop < n else [x, s]) * space.sw[:, None]
-    coef, *_ = np.linalg.lstsq(design, y * space.sw, rcond=None)
-    fitted = x @ coef[:k]
-    before = slice(0, max(start, 1))
-    base_level = float(np.average(fitted[before], weights=weights[rows][before]))
-    shift = float(coef[k])
-    effect = math.expm1(shift) if metric in LOG_SCALE else shift / abs(base_level) if base_level else math.inf
-    moved = None
+    served = None
     if metric == "calibration_ratio":  # the served predictions' own move over the same shift (worsening)
         with np.errstate(divide="ignore", invalid="ignore"):
             served = np.log((expected[rows] + 0.5) / labelled[rows])  # the ratio's half count: the two sides sum to it
-        if np.isfinite(served).all():
-            moved = float(np.linalg.lstsq(design, served * space.sw, rcond=None)[0][k])
+    sized = _size(x, y, space.sw, start, stop, served)
+    effect = math.expm1(sized.shift) if metric in LOG_SCALE else sized.shift / abs(sized.level) if sized.level else math.inf
     # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor. The
     # error is the candidate's noise (sigma, and the day-to-day share of the scan's contrast) over ||s|| with the
     # cycle and the level after projected out: the least-squares error of the shift's coefficient (the day-to-day
     # share is the scan's contrast's, an approximation when the level after is a term of its own)
-    others = np.delete(design, k, axis=1)
-    s_w = s * space.sw
-    own = float(np.linalg.norm(s_w - others @ np.linalg.lstsq(others, s_w, rcond=None)[0]))
-    se_shift = math.sqrt(sigma**2 + tau2 * float(space.conc[best])) / own if own > 0 else math.inf
-    material = _material_shift(metric, base_level, shift, se_shift, moved)
+    noise_sd = math.sqrt(sigma**2 + tau2 * float(space.conc[best]))
+    se_shift = noise_sd / sized.own if sized.own > 0 else math.inf
+    material = _material_shift(metric, sized.level, sized.shift, se_shift, sized.moved)
+    span = float(t_hours[rows][-1] - t_hours[rows][0])
+    if material and not _weekly(grain_hours, span):
+        # too short for the weekly cycle: a step of the floor's size, the way the shift went, must remain beside a
+        # line through the log (step 5); whether that way is worse was judged above
+        line = _size(np.column_stack([x, t_hours[rows] / 168.0]), y, space.sw, start, stop, None)
+        material = line.shift * math.copysign(1.0, sized.shift) >= _floor(metric, sized.level)
     expected = np.full(table.height, np.nan)
-    design_all = _design(t_hours, grain_hours, span=float(t_hours[rows][-1] - t_hours[rows][0]))
-    cycle = design_all @ coef[:k]
+    design_all = _design(t_hours, grain_hours, span=span)
+    cycle = design_all @ sized.coef[: x.shape[1]]
     expected[: len(cycle)] = np.exp(cycle) if metric in LOG_SCALE else cycle
     return _Fit(metric, rows, space, r, y, sigma, tau2, severity, threshold, best, effect,
-                bool(severity >= threshold and material), base_level, expected, se_shift)
+                bool(severity >= threshold and material), sized.level, expected, se_shift)
 
 
 def _floors(f: _Fit) -> float:
