@@ -67,8 +67,9 @@ Method, per metric:
    a shift that ended, the level after it is a term of its own (its error widens
    by what that term shares with the shift), so weeks followed by a lasting
    improvement (a population the model ranks better) are not "a regression that
-   recovered". In a log too short for the weekly cycle (under four weeks), the part of that cycle the log holds
-   and a population drifting across it are a slow curve the scan can take for a lasting shift; so the shift
+   recovered". Where the design holds no weekly term (a log under four weeks, or one read per week), the part of
+   the weekly cycle a short log holds and a population drifting across the log are a slow curve the scan can take
+   for a lasting shift; so the shift
    must also keep, by its estimate, the floor's size (the way it went) when a line through the log is fitted
    beside it: a step keeps its size there, a drift does not. (A line in the scan itself would cost a shift at
    mid-log half its statistic.)
@@ -723,7 +724,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     material = _material_shift(metric, sized.level, sized.shift, se_shift, sized.moved)
     span = float(t_hours[rows][-1] - t_hours[rows][0])
     if material and not _weekly(grain_hours, span):
-        # too short for the weekly cycle: a step of the floor's size, the way the shift went, must remain beside a
+        # no weekly term in the design: a step of the floor's size, the way the shift went, must remain beside a
         # line through the log (step 5); whether that way is worse was judged above
         line = _size(np.column_stack([x, t_hours[rows] / 168.0]), y, space.sw, start, stop, None)
         material = line.shift * math.copysign(1.0, sized.shift) >= _floor(metric, sized.level)
