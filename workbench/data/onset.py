@@ -955,12 +955,16 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
         z[head.rows] = (head.y - (np.log(expected) if head.metric in LOG_SCALE else expected)) * head.space.sw / head.sigma
     table = table.with_columns(pl.Series("value", values).fill_nan(None), pl.Series("expected", head.expected).fill_nan(None),
                                pl.Series("z", z).fill_nan(None), pl.Series("used", used))
+    span_hours = ((table["window"][int(head.rows[-1])] - table["window"][int(head.rows[0])]) / timedelta(hours=1)
+                  if len(head.rows) else 0.0)
     method = (f"{', '.join(names)} per {grain_name}: WLS level + daily/weekly harmonics, weighted by each period's sampling "
               f"error; a shift on [onset, end) scanned over onsets and a ladder of lengths; robust z (MAD, floored at "
               f"sampling error, plus the day-to-day variance below a daily grain) vs the tail-extrapolated "
               f"{1 - level:.3%} quantile of its null maximum ({null_draws} draws); "
               f"family-wise alpha {alpha} over {len(names)} metric(s) (Bonferroni); materiality "
-              + ", ".join(f"{m} {_floor_words(m)}" for m in names))
+              + ", ".join(f"{m} {_floor_words(m)}" for m in names)
+              + ("" if _weekly(step / timedelta(hours=1), span_hours) else
+                 "; and, with no weekly term in the design, the shift's estimate beside a line through the log"))
     return Onset(
         detected=bool(hits), metric=head.metric, onset=onset_time, baseline_value=pool(tb, head.metric),
         current_value=pool(ti, head.metric), severity=head.severity, effect=head.effect, threshold=head.threshold,
