@@ -66,6 +66,7 @@ __all__ = [
     "calibration_ratio",
     "clip_probability",
     "clipped_expr",
+    "counted_classes",
     "counted_positives",
     "ece",
     "ece_bin",
@@ -302,6 +303,14 @@ def counted_positives(positives: np.ndarray, pred_sum_labeled: np.ndarray) -> np
     model (``sum p``). Under no change the two agree; under a change the smaller is the symptom, not the evidence
     (clicks that collapsed, or predictions that did)."""
     return np.fmax(np.asarray(positives, dtype=float), np.asarray(pred_sum_labeled, dtype=float))
+
+
+def counted_classes(positives: np.ndarray, pred_sum_labeled: np.ndarray, labeled: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """A period's (or a window's) positives and negatives as it counts them for its support, each the observed or,
+    when more, the expected count (:func:`counted_positives`; the negatives expected are ``labeled - sum p``)."""
+    positives, expected, labeled = (np.asarray(a, dtype=float) for a in (positives, pred_sum_labeled, labeled))
+    return counted_positives(positives, expected), counted_positives(labeled - positives, labeled - expected)
 
 
 def calibration_log_se(labeled: np.ndarray, pred_sum_labeled: np.ndarray, positives: np.ndarray | None = None

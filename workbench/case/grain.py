@@ -10,7 +10,7 @@ testable periods, and at least ``MIN_SHARE`` of the periods in the labelled span
 testable (so a grain where most periods are too thin is not chosen for its few
 busy ones). A period's positives are the observed ones or, when more, the ones the
 model expects (``sum p`` over its labelled rows), and its negatives likewise, as the
-detector counts them (:func:`workbench.metrics.counted_positives`): under no change
+detector counts them (:func:`workbench.metrics.counted_classes`): under no change
 the two agree, and an incident that removes the clicks (or collapses the
 predictions) must not make the log untestable by its own symptom. The grain is the
 finest of ``GRAINS`` that qualifies, capped so the series has at most ``MAX_PERIODS`` periods (a six-month log is scanned hourly or
@@ -31,7 +31,7 @@ from typing import cast
 
 import polars as pl
 
-from workbench.metrics import counted_positives, reliable_end
+from workbench.metrics import counted_classes, reliable_end
 
 __all__ = ["GRAINS", "MIN_NEGATIVES", "MIN_PERIODS", "MIN_POSITIVES", "GrainChoice", "choose_grain", "grain_delta", "profile_at"]
 
@@ -96,7 +96,7 @@ def _tally(profile: pl.DataFrame, grain: str, min_count: int = MIN_POSITIVES) ->
     observed = head["positives"].cast(pl.Float64).to_numpy()
     expected = head["pred_sum_labeled"].cast(pl.Float64).to_numpy() if "pred_sum_labeled" in head.columns else observed
     labeled = head["labeled"].cast(pl.Float64).to_numpy()
-    positives, negatives = counted_positives(observed, expected), counted_positives(labeled - observed, labeled - expected)
+    positives, negatives = counted_classes(observed, expected, labeled)
     ok = int(((positives >= min_count) & (negatives >= min_count)).sum())
     return {"grain": grain, "periods": end, "testable": ok, "share": ok / end if end else 0.0,
             "all_periods": p.height}

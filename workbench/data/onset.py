@@ -116,7 +116,7 @@ from workbench.case.grain import GrainChoice, grain_delta
 from workbench.case.loader import Case
 from workbench.data.quality import QualitySeries, pool, quality_between, quality_series
 from workbench.errors import WorkbenchError
-from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_positives, reliable_end
+from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, reliable_end
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
@@ -682,7 +682,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     # usable periods by the larger of the expected and observed counts of each class: an incident on the labels
     # cannot censor the periods that show it, nor can predictions that collapsed
     observed = table["positives"].cast(pl.Float64).to_numpy()
-    positives, negatives = counted_positives(observed, expected), counted_positives(labelled - observed, labelled - expected)
+    positives, negatives = counted_classes(observed, expected, labelled)
     used = ((np.arange(table.height) < end_row) & np.isfinite(values) & np.isfinite(weights) & (weights > 0)
             & (positives >= MIN_FIT_COUNT) & (negatives >= MIN_FIT_COUNT))
     rows = np.flatnonzero(used)

@@ -86,7 +86,7 @@ from workbench.metrics import (
     auc,
     base_rate_entropy,
     calibration_ratio,
-    counted_positives,
+    counted_classes,
     fit_offset,
     log_loss,
     logit,
@@ -276,7 +276,7 @@ class _Rows:
 
     def enough(self, mask: np.ndarray | None = None, counted: bool = False) -> bool:
         """``MIN_LABELED`` rows with ``MIN_EVENTS`` observed of each class. ``counted``: each class counted as observed
-        or, when more, as the served predictions expect (:func:`workbench.metrics.counted_positives`), with at least
+        or, when more, as the served predictions expect (:func:`workbench.metrics.counted_classes`), with at least
         one observed, for a recalibration: a segment whose clicks collapsed must not lose, for want of clicks, the rows
         that show the collapse and fit its fix (dev slice/collapse/1: 4,580 rows expecting tens of clicks and getting a
         handful read "too few"). Not for the other actions: predictions a bad snapshot inflated are what a rollback
@@ -286,8 +286,7 @@ class _Rows:
         if not counted:
             return len(y) >= MIN_LABELED and events >= MIN_EVENTS and len(y) - events >= MIN_EVENTS
         expected = float((self.p if mask is None else self.p[mask]).sum())
-        positives = float(counted_positives(np.array(events), np.array(expected)))
-        negatives = float(counted_positives(np.array(len(y) - events), np.array(len(y) - expected)))
+        positives, negatives = (float(c) for c in counted_classes(np.array(events), np.array(expected), np.array(len(y))))
         return len(y) >= MIN_LABELED and positives >= MIN_EVENTS and negatives >= MIN_EVENTS and 0 < events < len(y)
 
 
