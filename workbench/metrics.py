@@ -73,6 +73,7 @@ __all__ = [
     "entropy",
     "entropy_expr",
     "fit_offset",
+    "labelled_prediction_sum_expr",
     "log_loss",
     "logit",
     "metric_from_sums",
@@ -108,6 +109,12 @@ def row_log_loss_expr(prediction: str = PREDICTION, label: str = LABEL) -> pl.Ex
     """Per-row log loss; null where the label is null (so sums and means skip those rows)."""
     p, y = clipped_expr(prediction), pl.col(label)
     return -(y * p.log() + (1.0 - y) * (1.0 - p).log())
+
+
+def labelled_prediction_sum_expr(prediction: str = PREDICTION, label: str = LABEL) -> pl.Expr:
+    """``pred_sum_labeled``: the predictions of the labelled rows, summed: the positives the model expects where a label
+    says what happened (a calibration ratio's numerator; the 15-minute profile and every sliced sum use this one)."""
+    return pl.when(pl.col(label).is_not_null()).then(pl.col(prediction)).otherwise(0.0).sum().alias("pred_sum_labeled")
 
 
 def score_bin(prediction: str = PREDICTION) -> pl.Expr:

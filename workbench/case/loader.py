@@ -30,7 +30,7 @@ from workbench.case.lineage import Lineage, read_lineage
 from workbench.case.snapshots import Snapshot, read_snapshot_index
 from workbench.case.sources import Source, resolve
 from workbench.errors import CaseError, suggest
-from workbench.metrics import reliable_end
+from workbench.metrics import labelled_prediction_sum_expr, reliable_end
 
 __all__ = ["Case", "open_case"]
 
@@ -298,7 +298,7 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
     )
     profile = (lf.group_by(pl.col(TS).dt.truncate("15m").alias("period"))
                .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"), (y == 1.0).sum().alias("positives"),
-                    p.filter(y.is_not_null()).sum().alias("pred_sum_labeled"))
+                    labelled_prediction_sum_expr())
                .drop_nulls("period").sort("period"))
     stats, profile_df = pl.collect_all([checks, profile], engine="streaming")
     s = stats.row(0, named=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from workbench.case.columns import LABEL, PREDICTION
-from workbench.metrics import row_log_loss_expr
+from workbench.metrics import labelled_prediction_sum_expr, row_log_loss_expr
 
 __all__ = ["SUMS", "SUM_METRICS", "sum_aggs"]
 
@@ -29,7 +29,7 @@ def sum_aggs() -> list[pl.Expr]:
         y.sum().alias("positives"),
         p.sum().alias("pred_sum"),
         (p * p).sum().alias("pred_sq_sum"),
-        pl.when(y.is_not_null()).then(p).otherwise(0.0).sum().alias("pred_sum_labeled"),
+        labelled_prediction_sum_expr(),
         ll.sum().alias("ll_sum"),
         (ll * ll).sum().alias("ll_sq_sum"),
         (ll * y).sum().alias("ll_pos_sum"),

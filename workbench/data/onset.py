@@ -596,6 +596,7 @@ class _Fit:
     level: float
     expected: np.ndarray  # the cycle-aware expectation without the shift or the level after it, per period (natural scale)
     se: float = math.nan  # the shift's standard error against the level before it (metric units; log for ratios)
+    span: float = 0.0  # hours from the first usable period to the last (whether the design holds a weekly term)
 
     @property
     def tested(self) -> bool:
@@ -688,9 +689,10 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     rows = np.flatnonzero(used)
     t_hours = ((table["window"] - table["window"][0]).dt.total_seconds() / 3600.0).to_numpy()
     n = len(rows)
+    span = float(t_hours[rows][-1] - t_hours[rows][0]) if n else 0.0
     if n < min_before(grain_hours) + MIN_LENGTH + 1:
         return _Fit(metric, rows, None, np.array([]), values[rows], math.nan, 0.0, 0.0, math.inf, 0, 0.0, False,
-                    math.nan, np.full(table.height, np.nan))
+                    math.nan, np.full(table.height, np.nan), span=span)
     direction = DIRECTION[metric]
     first = table["window"][0]
     first_hour = first.hour + first.minute / 60 if isinstance(first, datetime) else 0.0
@@ -722,7 +724,6 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     noise_sd = math.sqrt(sigma**2 + tau2 * float(space.conc[best]))
     se_shift = noise_sd / sized.own if sized.own > 0 else math.inf
     material = _material_shift(metric, sized.level, sized.shift, se_shift, sized.moved)
-    span = float(t_hours[rows][-1] - t_hours[rows][0])
     if material and not _weekly(grain_hours, span):
         # no weekly term in the design: a step of the floor's size, the way the shift went, must remain beside a
         # line through the log (step 5); whether that way is worse was judged above
@@ -733,7 +734,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     cycle = design_all @ sized.coef[: x.shape[1]]
     expected[: len(cycle)] = np.exp(cycle) if metric in LOG_SCALE else cycle
     return _Fit(metric, rows, space, r, y, sigma, tau2, severity, threshold, best, effect,
-                bool(severity >= threshold and material), sized.level, expected, se_shift)
+                bool(severity >= threshold and material), sized.level, expected, se_shift, span)
 
 
 def _floors(f: _Fit) -> float:
@@ -955,15 +956,13 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
         z[head.rows] = (head.y - (np.log(expected) if head.metric in LOG_SCALE else expected)) * head.space.sw / head.sigma
     table = table.with_columns(pl.Series("value", values).fill_nan(None), pl.Series("expected", head.expected).fill_nan(None),
                                pl.Series("z", z).fill_nan(None), pl.Series("used", used))
-    span_hours = ((table["window"][int(head.rows[-1])] - table["window"][int(head.rows[0])]) / timedelta(hours=1)
-                  if len(head.rows) else 0.0)
     method = (f"{', '.join(names)} per {grain_name}: WLS level + daily/weekly harmonics, weighted by each period's sampling "
               f"error; a shift on [onset, end) scanned over onsets and a ladder of lengths; robust z (MAD, floored at "
               f"sampling error, plus the day-to-day variance below a daily grain) vs the tail-extrapolated "
               f"{1 - level:.3%} quantile of its null maximum ({null_draws} draws); "
               f"family-wise alpha {alpha} over {len(names)} metric(s) (Bonferroni); materiality "
               + ", ".join(f"{m} {_floor_words(m)}" for m in names)
-              + ("" if _weekly(step / timedelta(hours=1), span_hours) else
+              + ("" if _weekly(step / timedelta(hours=1), head.span) else
                  "; and, with no weekly term in the design, the shift's estimate beside a line through the log"))
     return Onset(
         detected=bool(hits), metric=head.metric, onset=onset_time, baseline_value=pool(tb, head.metric),
