@@ -7,6 +7,7 @@ daily cycle, label delay and a break of a known kind, hour and end.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
@@ -21,7 +22,7 @@ from tests.conftest import dev_case, sample_case, sample_cases
 from tests.data.analysis_data import START, write_case
 from workbench import Window, detect_onset, diagnose, open_case, quality_between, quality_series
 from workbench.cli import main
-from workbench.data.onset import WATCHED, measure_windows
+from workbench.data.onset import WATCHED, _beside_a_line, _design, _log_ratios, measure_windows
 from workbench.errors import WorkbenchError
 
 
@@ -433,6 +434,43 @@ def test_a_log_of_a_few_days_estimates_its_slow_variation_from_parts_of_days(tmp
     found = detect_onset(open_case(path))
     assert not found.detected, str(found)
     assert found.verdict("calibration_ratio").day_sd > 0
+
+
+def test_a_periods_log_calibration_ratio_is_unbiased_at_a_few_clicks():
+    """At fine grains a period holds a few clicks. The per-period log ratio the detector fits must not be biased there:
+    the level a move away from 1 is judged from is its weighted mean. With half a count on the model's side too (as
+    before), a period expecting 5 clicks read 0.1 high in log (``0.5 / 5``), 10% on the ratio."""
+    rng = np.random.default_rng(0)
+    n = 400_000
+    for clicks, ratio in ((5.0, 1.0), (8.0, 0.9), (20.0, 1.2)):
+        expected = np.full(n, clicks * ratio)  # the model expects this many, the label rate gives ``clicks``
+        logs = _log_ratios(expected, rng.poisson(clicks, n).astype(float), np.full(n, 100.0))
+        assert abs(logs.mean() - math.log(ratio)) < 0.006, (clicks, ratio, logs.mean())
+    assert np.isfinite(_log_ratios(np.array([0.0, 3.0]), np.array([0.0, 0.0]), np.array([50.0, 50.0]))).all()
+
+
+def test_beside_a_line_a_step_is_judged_by_how_much_worse_it_leaves_the_ratio():
+    """Step 5's line check measures a step's worsening as the materiality does. Four days at an hourly grain, the
+    calibration ratio at 0.970 (log -0.03), a lasting step of +0.07 at hour 48 (to 1.041): beside a line the step
+    keeps its size, 0.07 over the floor of log 1.05 (0.049), but the ratio ends only 0.01 further from 1 than it was.
+    That is no regression when the label rate made the move, and the whole move when the served predictions made it
+    (over-prediction turned into under-prediction, :func:`worsening`); a step of +0.12 (to 1.094, 0.06 further from 1)
+    is one either way; a drift of +0.12 across the log, no step, is none beside the line."""
+    t = np.arange(96.0)
+    x, sw = _design(t, 1.0), np.ones(96)
+    step = (t >= 48).astype(float)
+    flat = np.full(96, math.log(0.05))  # the served predictions' own log series: they did not move
+
+    def judged(y, served):
+        return _beside_a_line("calibration_ratio", x, y, sw, 48, 96, served, t)
+
+    assert not judged(-0.03 + 0.07 * step, flat)  # the label rate moved the ratio across 1: 0.01 worse
+    assert judged(-0.03 + 0.07 * step, flat + 0.07 * step)  # the predictions moved it: the whole 0.07
+    assert judged(-0.03 + 0.12 * step, flat)
+    assert not judged(-0.03 + 0.12 * t / 96, flat)  # a slow drift is the line's
+    ne = functools.partial(_beside_a_line, "normalized_entropy", x, sw=sw, start=48, stop=96, served=None, t_hours=t)
+    assert ne(y=0.8 + 0.012 * step) and not ne(y=0.8 + 0.006 * step)  # NE: worse by 1.5% of 0.8, and by 0.75%
+    assert not ne(y=0.8 - 0.02 * step)  # better is never a regression
 
 
 def test_a_drift_across_a_short_log_is_no_regression_but_a_step_on_it_is(tmp_path):

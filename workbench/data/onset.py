@@ -16,8 +16,12 @@ Method, per metric:
    that removes the clicks does not remove the periods that show it, nor does one
    that collapses the predictions. For the same reason the calibration ratio's error
    is the binomial error at the larger of the two rates
-   (:func:`workbench.metrics.calibration_log_se`), and the ratio carries half a count
-   on each side (a period with no clicks left is still measured).
+   (:func:`workbench.metrics.calibration_log_se`), and the ratio's clicks carry half a
+   count (a period with no clicks left is still measured; ``log(k + 1/2)`` is nearly
+   unbiased for the log of a Poisson mean of 5 or more, Anscombe 1948). The model's
+   side is a sum of predictions, not a count, and takes none: half a count there
+   overstated a period expecting 5 clicks by 10% (``0.5 / 5``), so at fine grains the
+   level a move away from 1 is judged from sat 5-10% too high.
 2. **Cycle-aware baseline.** The metric is a level plus the harmonics of the day
    (two, at sub-daily grains) and of the week (two, at grains up to a day once the
    log spans four weeks: over fewer cycles a lasting shift would pass for part of
@@ -69,9 +73,9 @@ Method, per metric:
    improvement (a population the model ranks better) are not "a regression that
    recovered". Where the design holds no weekly term (a log under four weeks, or one read per week), the part of
    the weekly cycle a short log holds and a population drifting across the log are a slow curve the scan can take
-   for a lasting shift; so the shift
-   must also keep, by its estimate, the floor's size (the way it went) when a line through the log is fitted
-   beside it: a step keeps its size there, a drift does not. (A line in the scan itself would cost a shift at
+   for a lasting shift; so the shift's worsening
+   must also keep, by its estimate, the floor's size when a line through the log is fitted beside it (the same
+   :func:`worsening` as below): a step keeps its size there, a drift does not. (A line in the scan itself would cost a shift at
    mid-log half its statistic.)
    For calibration, material means *worse*: the served
    predictions moved at least 5% further from the label rate (``|log ratio|``
@@ -116,7 +120,7 @@ from workbench.case.grain import GrainChoice, grain_delta
 from workbench.case.loader import Case
 from workbench.data.quality import QualitySeries, pool, quality_between, quality_series
 from workbench.errors import WorkbenchError
-from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, reliable_end
+from workbench.metrics import CLIP, LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, reliable_end
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
@@ -670,13 +674,38 @@ def _size(x: np.ndarray, y: np.ndarray, sw: np.ndarray, start: int, stop: int, s
     return _Sized(coef, level, float(coef[k]), moved, own)
 
 
+def _beside_a_line(metric: str, x: np.ndarray, y: np.ndarray, sw: np.ndarray, start: int, stop: int,
+                   served: np.ndarray | None, t_hours: np.ndarray) -> bool:
+    """Whether the shift on ``[start, stop)`` still worsens ``metric`` by the floor when a line through the log is
+    fitted beside the design ``x`` (module docstring, step 5): where the design holds no weekly term, a slow curve
+    (the part of the week a short log holds, a population drifting across it) can pass for a lasting shift. A step
+    keeps its size beside a line, a drift does not. The worsening is :func:`worsening`'s, as for the shift without
+    the line: for the calibration ratio a move away from 1, or the whole move when the served predictions made it."""
+    line = _size(np.column_stack([x, t_hours / 168.0]), y, sw, start, stop, served)
+    return worsening(metric, line.level, line.shift, line.moved) >= _floor(metric, line.level)
+
+
+def _model_side(expected: np.ndarray, labelled: np.ndarray) -> np.ndarray:
+    """The clicks the model expects in each period (its labelled rows' predictions summed), with each prediction
+    counted at least ``CLIP`` as every metric clips it: predictions that collapsed to 0 keep a finite ratio."""
+    return np.maximum(expected, CLIP * labelled)
+
+
+def _log_ratios(expected: np.ndarray, positives: np.ndarray, labelled: np.ndarray) -> np.ndarray:
+    """Each period's log calibration ratio, ``log(expected / (clicks + 1/2))`` (module docstring, step 1): half a
+    click keeps a period whose clicks collapsed to 0 and leaves the log nearly unbiased from 5 clicks a period on
+    (Anscombe 1948); the model's side is a sum of predictions, which needs no such correction."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(_model_side(expected, labelled) / (positives + 0.5))
+
+
 def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: int, grain_hours: float) -> _Fit:
     raw = table[metric].cast(pl.Float64).fill_null(np.nan).to_numpy()
     labelled = table["labeled"].cast(pl.Float64).to_numpy()
     expected = table["pred_sum_labeled"].cast(pl.Float64).to_numpy()  # the positives the model expects
     with np.errstate(divide="ignore", invalid="ignore"):
-        if metric == "calibration_ratio":  # half a count each side: a period whose clicks collapsed to 0 still counts
-            values = np.log((expected + 0.5) / (table["positives"].cast(pl.Float64).to_numpy() + 0.5))
+        if metric == "calibration_ratio":
+            values = _log_ratios(expected, table["positives"].cast(pl.Float64).to_numpy(), labelled)
         else:
             values = np.log(raw) if metric in LOG_SCALE else raw
         weights = 1.0 / _sampling_se(table, metric) ** 2
@@ -714,7 +743,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     served = None
     if metric == "calibration_ratio":  # the served predictions' own move over the same shift (worsening)
         with np.errstate(divide="ignore", invalid="ignore"):
-            served = np.log((expected[rows] + 0.5) / labelled[rows])  # the ratio's half count: the two sides sum to it
+            served = np.log(_model_side(expected[rows], labelled[rows]) / labelled[rows])  # the ratio's model side
     sized = _size(x, y, space.sw, start, stop, served)
     effect = math.expm1(sized.shift) if metric in LOG_SCALE else sized.shift / abs(sized.level) if sized.level else math.inf
     # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor. The
@@ -725,10 +754,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     se_shift = noise_sd / sized.own if sized.own > 0 else math.inf
     material = _material_shift(metric, sized.level, sized.shift, se_shift, sized.moved)
     if material and not _weekly(grain_hours, span):
-        # no weekly term in the design: a step of the floor's size, the way the shift went, must remain beside a
-        # line through the log (step 5); whether that way is worse was judged above
-        line = _size(np.column_stack([x, t_hours[rows] / 168.0]), y, space.sw, start, stop, None)
-        material = line.shift * math.copysign(1.0, sized.shift) >= _floor(metric, sized.level)
+        material = _beside_a_line(metric, x, y, space.sw, start, stop, served, t_hours[rows])
     expected = np.full(table.height, np.nan)
     design_all = _design(t_hours, grain_hours, span=span)
     cycle = design_all @ sized.coef[: x.shape[1]]
