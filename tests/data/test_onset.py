@@ -444,9 +444,10 @@ def test_a_periods_log_calibration_ratio_is_unbiased_at_a_few_clicks():
     n = 400_000
     for clicks, ratio in ((5.0, 1.0), (8.0, 0.9), (20.0, 1.2)):
         expected = np.full(n, clicks * ratio)  # the model expects this many, the label rate gives ``clicks``
-        logs = _log_ratios(expected, rng.poisson(clicks, n).astype(float), np.full(n, 100.0))
+        logs = _log_ratios(expected, rng.poisson(clicks, n).astype(float))
         assert abs(logs.mean() - math.log(ratio)) < 0.006, (clicks, ratio, logs.mean())
-    assert np.isfinite(_log_ratios(np.array([0.0, 3.0]), np.array([0.0, 0.0]), np.array([50.0, 50.0]))).all()
+    # predictions that collapsed to 0 read as half a click against the clicks' half count: bounded, as before
+    assert _log_ratios(np.array([0.0, 0.0]), np.array([0.0, 20.0])) == pytest.approx([0.0, math.log(0.5 / 20.5)])
 
 
 def test_beside_a_line_a_step_is_judged_by_how_much_worse_it_leaves_the_ratio():
@@ -471,6 +472,21 @@ def test_beside_a_line_a_step_is_judged_by_how_much_worse_it_leaves_the_ratio():
     ne = functools.partial(_beside_a_line, "normalized_entropy", x, sw=sw, start=48, stop=96, served=None, t_hours=t)
     assert ne(y=0.8 + 0.012 * step) and not ne(y=0.8 + 0.006 * step)  # NE: worse by 1.5% of 0.8, and by 0.75%
     assert not ne(y=0.8 - 0.02 * step)  # better is never a regression
+
+
+def test_on_a_short_log_a_move_across_1_the_predictions_made_counts_whole(tmp_path):
+    """Four days at 10,000 rows an hour, a model over-predicting by about 10% (served logits +0.1) whose predictions
+    fall at hour 60 (logits -0.2): the ratio crosses 1 and ends about as far below it as it was above. Judged by the
+    distance from 1 alone that is no worse; the served predictions made the move, so it is a regression of its whole
+    size (:func:`worsening`), beside the line of a short log too (the detector hands the line check its own series
+    of the predictions)."""
+    found = detect_onset(open_case(write_case(tmp_path / "c", seed=1, hours=96, per_hour=10_000, bias=0.1, onset=60,
+                                              break_="calibration", offset=-0.2)))
+    v = found.verdict("calibration_ratio")
+    assert found.detected and v.regressed, str(found)
+    assert v.baseline > 1.04 and v.current < 0.97, str(found)  # across 1, about as far on the other side
+    assert "beside a line through the log" in found.method
+    assert abs(v.onset - (START + timedelta(hours=60))) <= timedelta(hours=1)
 
 
 def test_a_drift_across_a_short_log_is_no_regression_but_a_step_on_it_is(tmp_path):

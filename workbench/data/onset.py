@@ -18,10 +18,11 @@ Method, per metric:
    is the binomial error at the larger of the two rates
    (:func:`workbench.metrics.calibration_log_se`), and the ratio's clicks carry half a
    count (a period with no clicks left is still measured; ``log(k + 1/2)`` is nearly
-   unbiased for the log of a Poisson mean of 5 or more, Anscombe 1948). The model's
-   side is a sum of predictions, not a count, and takes none: half a count there
-   overstated a period expecting 5 clicks by 10% (``0.5 / 5``), so at fine grains the
-   level a move away from 1 is judged from sat 5-10% too high.
+   unbiased for the log of a Poisson mean of 5 or more: Haldane 1955, Anscombe 1956).
+   The model's side is a sum of predictions, not a count: it is only floored at half a
+   click (predictions that collapsed to 0 read as ``0.5 / (k + 1/2)``, bounded). Half a
+   count added there overstated a period expecting 5 clicks by 10% (``0.5 / 5``), so at
+   fine grains the level a move away from 1 is judged from sat 2-10% too high.
 2. **Cycle-aware baseline.** The metric is a level plus the harmonics of the day
    (two, at sub-daily grains) and of the week (two, at grains up to a day once the
    log spans four weeks: over fewer cycles a lasting shift would pass for part of
@@ -120,7 +121,7 @@ from workbench.case.grain import GrainChoice, grain_delta
 from workbench.case.loader import Case
 from workbench.data.quality import QualitySeries, pool, quality_between, quality_series
 from workbench.errors import WorkbenchError
-from workbench.metrics import CLIP, LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, reliable_end
+from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, reliable_end
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
@@ -680,23 +681,26 @@ def _beside_a_line(metric: str, x: np.ndarray, y: np.ndarray, sw: np.ndarray, st
     fitted beside the design ``x`` (module docstring, step 5): where the design holds no weekly term, a slow curve
     (the part of the week a short log holds, a population drifting across it) can pass for a lasting shift. A step
     keeps its size beside a line, a drift does not. The worsening is :func:`worsening`'s, as for the shift without
-    the line: for the calibration ratio a move away from 1, or the whole move when the served predictions made it."""
+    the line: for the calibration ratio a move away from 1, or the whole move when the served predictions made it;
+    the level it starts from (and the floor's, for NE and AUC) is the line fit's own level before the shift."""
     line = _size(np.column_stack([x, t_hours / 168.0]), y, sw, start, stop, served)
     return worsening(metric, line.level, line.shift, line.moved) >= _floor(metric, line.level)
 
 
-def _model_side(expected: np.ndarray, labelled: np.ndarray) -> np.ndarray:
-    """The clicks the model expects in each period (its labelled rows' predictions summed), with each prediction
-    counted at least ``CLIP`` as every metric clips it: predictions that collapsed to 0 keep a finite ratio."""
-    return np.maximum(expected, CLIP * labelled)
+def _model_side(expected: np.ndarray) -> np.ndarray:
+    """The clicks the model expects in each period (its labelled rows' predictions summed), floored at half a click as
+    the clicks carry half a count: predictions that collapsed to 0 read as a bounded ratio, ``0.5 / (k + 1/2)``, not
+    one that grows with the period's rows. Usable periods expect 5 clicks or show them (step 1), so only a collapse
+    reaches the floor."""
+    return np.maximum(expected, 0.5)
 
 
-def _log_ratios(expected: np.ndarray, positives: np.ndarray, labelled: np.ndarray) -> np.ndarray:
+def _log_ratios(expected: np.ndarray, positives: np.ndarray) -> np.ndarray:
     """Each period's log calibration ratio, ``log(expected / (clicks + 1/2))`` (module docstring, step 1): half a
     click keeps a period whose clicks collapsed to 0 and leaves the log nearly unbiased from 5 clicks a period on
-    (Anscombe 1948); the model's side is a sum of predictions, which needs no such correction."""
+    (Haldane 1955, Anscombe 1956); the model's side is a sum of predictions, which needs no such correction."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(_model_side(expected, labelled) / (positives + 0.5))
+        return np.log(_model_side(expected) / (positives + 0.5))
 
 
 def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: int, grain_hours: float) -> _Fit:
@@ -705,7 +709,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     expected = table["pred_sum_labeled"].cast(pl.Float64).to_numpy()  # the positives the model expects
     with np.errstate(divide="ignore", invalid="ignore"):
         if metric == "calibration_ratio":
-            values = _log_ratios(expected, table["positives"].cast(pl.Float64).to_numpy(), labelled)
+            values = _log_ratios(expected, table["positives"].cast(pl.Float64).to_numpy())
         else:
             values = np.log(raw) if metric in LOG_SCALE else raw
         weights = 1.0 / _sampling_se(table, metric) ** 2
@@ -743,7 +747,7 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     served = None
     if metric == "calibration_ratio":  # the served predictions' own move over the same shift (worsening)
         with np.errstate(divide="ignore", invalid="ignore"):
-            served = np.log(_model_side(expected[rows], labelled[rows]) / labelled[rows])  # the ratio's model side
+            served = np.log(_model_side(expected[rows]) / labelled[rows])  # the ratio's model side
     sized = _size(x, y, space.sw, start, stop, served)
     effect = math.expm1(sized.shift) if metric in LOG_SCALE else sized.shift / abs(sized.level) if sized.level else math.inf
     # material with confidence: the worsening less MATERIAL_Z of its standard error still reaches the floor. The
@@ -989,7 +993,7 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
               f"family-wise alpha {alpha} over {len(names)} metric(s) (Bonferroni); materiality "
               + ", ".join(f"{m} {_floor_words(m)}" for m in names)
               + ("" if _weekly(step / timedelta(hours=1), head.span) else
-                 "; and, with no weekly term in the design, the shift's estimate beside a line through the log"))
+                 "; and, with no weekly term in the design, the shift's worsening, by its estimate, beside a line through the log"))
     return Onset(
         detected=bool(hits), metric=head.metric, onset=onset_time, baseline_value=pool(tb, head.metric),
         current_value=pool(ti, head.metric), severity=head.severity, effect=head.effect, threshold=head.threshold,
