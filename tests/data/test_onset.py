@@ -295,7 +295,7 @@ def test_a_shift_that_ended_is_sized_against_the_level_before_it():
     shift's error is then the least-squares error of its coefficient in that fit, times the candidate's noise,
     cross-checked here by inverting the normal equations; it is wider than the scan's contrast against the outside
     (whose error the materiality test used before)."""
-    from workbench.data.onset import _design, _fit, _sampling_se
+    from workbench.data.onset import _fit, _sampling_se
 
     hours = 10 * 24
     t = np.arange(hours, dtype=float)

@@ -707,15 +707,15 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     raw = table[metric].cast(pl.Float64).fill_null(np.nan).to_numpy()
     labelled = table["labeled"].cast(pl.Float64).to_numpy()
     expected = table["pred_sum_labeled"].cast(pl.Float64).to_numpy()  # the positives the model expects
+    observed = table["positives"].cast(pl.Float64).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         if metric == "calibration_ratio":
-            values = _log_ratios(expected, table["positives"].cast(pl.Float64).to_numpy())
+            values = _log_ratios(expected, observed)
         else:
             values = np.log(raw) if metric in LOG_SCALE else raw
         weights = 1.0 / _sampling_se(table, metric) ** 2
     # usable periods by the larger of the expected and observed counts of each class: an incident on the labels
     # cannot censor the periods that show it, nor can predictions that collapsed
-    observed = table["positives"].cast(pl.Float64).to_numpy()
     positives, negatives = counted_classes(observed, expected, labelled)
     used = ((np.arange(table.height) < end_row) & np.isfinite(values) & np.isfinite(weights) & (weights > 0)
             & (positives >= MIN_FIT_COUNT) & (negatives >= MIN_FIT_COUNT))
