@@ -102,12 +102,12 @@ def test_a_regression_one_segment_holds_alone_is_timed_on_that_segments_series(t
 
 
 def test_a_regression_the_whole_traffic_holds_is_not_located_in_a_segment(tmp_path):
-    """Proving ground dev feature/coverage_null/0 (four slice columns): a break every segment carries keeps the whole
+    """Proving ground dev feature/coverage_null/4 (two slice columns): a break every segment carries keeps the whole
     traffic's timing."""
     from workbench.data.onset import detect_onset
     from workbench.data.segments import locate_in_segment
 
-    path, _ = dev_case(tmp_path, "feature", "coverage_null", 0)
+    path, _ = dev_case(tmp_path, "feature", "coverage_null", 4)
     case = open_case(path)
     whole = detect_onset(case)
     assert case.slices and whole.detected and locate_in_segment(case, whole) is None
