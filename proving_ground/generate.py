@@ -40,8 +40,8 @@ from proving_ground.world import DAY_US, HOUR_US, build_world, feature_logit, sa
 
 TRUTH_VERSION = 1
 #: Bump whenever the same scenario would generate a different case (benchmark caches check it).
-GENERATOR_VERSION = 6  # 6: routine refreshes hold the served calibration on live traffic (5: multi/two_features
-#                         never draws its two features from one pipeline; seeded MLP initialisation)
+GENERATOR_VERSION = 6  # 6: the first snapshot is calibrated like every refresh (5: multi/two_features never draws
+#                         its two features from one pipeline; seeded MLP initialisation)
 
 _SCALE_UP = [(2.0, "double counted"), (3.6, "m/s -> km/h"), (10.0, "x10"), (60.0, "minutes -> seconds"),
              (100.0, "ratio -> percent"), (1000.0, "seconds -> milliseconds")]
@@ -223,9 +223,13 @@ class _Gen:
         """Regular refreshes: publish times and states (independent of the incident)."""
         sc = self.sc
         self.pub = served.schedule(self.start, self.end, sc.refresh_hours, mrng)
-        states = [self.state0]
         cal_idx = mrng.permutation(len(self.pool))[:6000]
-        for t in self.pub[1:]:
+        # a training pipeline ships calibrated models: every snapshot's output bias is re-fit on training rows, the
+        # first one's too (version 5 left it as fitted, and the first refresh stepped the served predictions 3-21 %)
+        self.state0 = served.recalibrate(self.scorer, self.state0, self.pool.X[cal_idx], self.y_pool[cal_idx],
+                                         self.w_pool[cal_idx])
+        states = [self.state0]
+        for _ in self.pub[1:]:
             prev = states[-1]
             if mrng.random() < 0.25:
                 idx = mrng.integers(0, len(self.pool), 4000)
@@ -233,11 +237,7 @@ class _Gen:
                                       sample_weight=self.w_pool[idx])
             else:
                 st = served.perturb(prev, self.state0, 0.01, mrng)
-            # a training pipeline ships calibrated models: re-fit the output bias on training data, then hold
-            # the first snapshot's mean prediction on the week of live traffic before the publish (anchored to
-            # the first, not the previous: small misses would otherwise add up over a long log's refreshes)
-            st = served.recalibrate(self.scorer, st, self.pool.X[cal_idx], self.y_pool[cal_idx], self.w_pool[cal_idx])
-            states.append(served.keep_mean(self.scorer, st, self.state0, self._live_rows(t)))
+            states.append(served.recalibrate(self.scorer, st, self.pool.X[cal_idx], self.y_pool[cal_idx], self.w_pool[cal_idx]))
         self.states = states
         if self.fam == "label" and self.onset is not None and len(self.pub) > 1:
             # a routine (benign) refresh published near the onset: a distractor
@@ -248,22 +248,8 @@ class _Gen:
             self.pub[k] = int(min(max(t, lo), hi))
         self.id_prefix = str(mrng.choice(SPLITS[sc.split].vocab.snapshot_prefixes))
         self.id_seed = int(mrng.integers(2 ** 31))
-        fixed = served.recalibrate(self.scorer, served.perturb(states[-1], self.state0, 0.01, mrng),
-                                   self.pool.X[cal_idx], self.y_pool[cal_idx], self.w_pool[cal_idx])
-        self.next_good_state = served.keep_mean(self.scorer, fixed, self.state0,
-                                                self._live_rows(self.onset if self.onset is not None else self.end))
-
-    def _live_rows(self, t: int) -> np.ndarray:
-        """Clean feature rows of the week of traffic before ``t``, every hour of the week when the log holds it
-        (at most 20,000, evenly spaced; at least the 2,000 rows nearest before it, or the log's first 2,000 when
-        fewer precede it)."""
-        ts = self.rows.ts
-        a, b = int(np.searchsorted(ts, t - 7 * DAY_US)), int(np.searchsorted(ts, t))
-        if b - a < 2000:
-            a = max(0, b - 2000)
-            b = max(b, min(self.n, a + 2000))
-        idx = np.linspace(a, b - 1, min(b - a, 20_000)).astype(np.int64)
-        return self.rows.X[idx]
+        self.next_good_state = served.recalibrate(self.scorer, served.perturb(states[-1], self.state0, 0.01, mrng),
+                                                  self.pool.X[cal_idx], self.y_pool[cal_idx], self.w_pool[cal_idx])
 
     def _snapshots(self, end: int | None, bad_state: dict | None, bad_note: str = "", fallback: float | None = None):
         """(final list served, counterfactual list) of Snapshot objects for an incident lasting until ``end``."""

@@ -269,36 +269,12 @@ def recalibrate(scorer: Scorer, state: dict[str, torch.Tensor], X: np.ndarray, y
     Routine refreshes should differ in ranking detail, not in calibration: without this a
     perturbed MLP snapshot can move the calibration ratio by 20 %, which looks like an incident.
     """
+    z = scorer.logits(state, X)
     target = float((sample_weight * y).sum() / sample_weight.sum())
-    return _bias_shifted(state, scorer.logits(state, X), target, sample_weight)
-
-
-def keep_mean(scorer: Scorer, state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
-              X: np.ndarray) -> dict[str, torch.Tensor]:
-    """Shift the output bias so ``state``'s mean prediction on live rows X equals ``reference``'s.
-
-    A refresh re-fit on training data alone is calibrated there, not on the traffic it serves: on
-    generator version 5's development controls, routine refreshes moved the served calibration
-    (predictions over the noise-free click probability) by 9-13 % at a publish, a real snapshot
-    regression inside a case called a control. Holding the mean prediction on the traffic just before
-    the publish keeps a routine refresh to ranking detail, as a pipeline that checks its calibration
-    on live traffic before it publishes does.
-    """
-    target = float(np.mean(_sigmoid(scorer.logits(reference, X))))
-    return _bias_shifted(state, scorer.logits(state, X), target, np.ones(len(X)))
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
-
-
-def _bias_shifted(state: dict[str, torch.Tensor], z: np.ndarray, target: float,
-                  weight: np.ndarray) -> dict[str, torch.Tensor]:
-    """``state`` with the output bias moved by the shift (within ±3 logits) whose weighted mean prediction is ``target``."""
     lo, hi = -3.0, 3.0
     for _ in range(40):
         mid = 0.5 * (lo + hi)
-        if float((weight * _sigmoid(z + mid)).sum() / weight.sum()) < target:
+        if float((sample_weight / (1 + np.exp(-(z + mid)))).sum() / sample_weight.sum()) < target:
             lo = mid
         else:
             hi = mid

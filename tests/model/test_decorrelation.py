@@ -123,33 +123,20 @@ def test_a_modest_shuffle_is_named_as_decorrelated(tmp_path):
 
 
 def test_a_feature_loosened_in_one_segment_is_read_there_and_names_it(tmp_path):
-    """Proving ground dev feature/slice_confined, seed 28: user_cvr_28d shuffled among the rows of surface=feed only.
-    Over all the traffic the other surfaces dilute its drop and the segment was ranked first; read on the segment's
-    rows alone the drop is whole, and the cause names its segment."""
-    from workbench import diagnose, open_case
-
-    path, truth = dev_case(tmp_path, "feature", "slice_confined", 28)
-    assert truth["incident"]["inner"] == "decorrelated_shuffle" and truth["detectable"]
-    found = diagnose(open_case(path))
-    top = found.root_causes[0]
-    assert (top.kind, top.target, top.change, top.slice) == ("feature", truth["target"], "decorrelated", truth["slice"])
-    assert f"within {truth['slice']}" in found.evidence("feature_isolation").candidates[0].detail
-
-
-def test_a_feature_read_together_with_a_loosened_one_is_not_taken_for_labels_that_left(tmp_path):
     """Proving ground dev feature/slice_confined, seed 1: advertiser_is_premium shuffled among the rows of country=FR
-    only. The rate the binary multiplies in the model (the world's interaction) loses its signal there too; one such
-    feature is not the "every feature lost alike" of labels that left, so the binary's drop is read against no
-    reference (``SEGMENT_COMPARE_WITH`` is two) and both are named loose within the segment. (Generator version 6
-    leaves this incident under its own detectability bar, so the cause's rank is not held here; seed 28 holds it.)"""
+    only. Over all the traffic the other countries dilute its drop and the segment was ranked first; read on FR's
+    rows alone the drop is whole, and the cause names its segment. The rate the binary multiplies in the model
+    (the world's interaction) loses its signal there too; one such feature is not the "every feature lost alike" of
+    labels that left, so the binary's drop is read against no reference (``SEGMENT_COMPARE_WITH`` is two)."""
     from workbench import diagnose, open_case
     from workbench.model.isolation import SEGMENT_COMPARE_WITH
 
     path, truth = dev_case(tmp_path, "feature", "slice_confined", 1)
     assert truth["incident"]["inner"] == "decorrelated_shuffle"
     found = diagnose(open_case(path))
-    named = [(c.kind, c.target, c.change, c.slice) for c in found.root_causes[:3]]
-    assert ("feature", truth["target"], "decorrelated", truth["slice"]) in named
+    top = found.root_causes[0]
+    assert (top.kind, top.target, top.change, top.slice) == ("feature", truth["target"], "decorrelated", truth["slice"])
+    assert f"within {truth['slice']}" in found.evidence("feature_isolation").candidates[0].detail
     inside = found.results[("decorrelation", truth["slice"])].filter(pl.col("permutation_loss_baseline") > 0.01)
     assert inside.height == 2 and SEGMENT_COMPARE_WITH == 2  # the binary and its partner: one other each
     assert inside["decorrelated_reference"].to_list() == [0, 0]

@@ -320,9 +320,9 @@ def test_files_parse_as_the_contract_says(tmp_path_factory):
 
 def test_a_routine_refresh_serves_the_first_snapshots_mean_prediction(tmp_path_factory):
     """A control's refreshes differ in ranking detail, not in calibration: on the rows each one served, the
-    first snapshot's model predicts the same mean within 2 %. Version 5 re-fit refreshes on training data
-    alone, and its first refresh moved a control's served predictions by 3-21 %: real calibration steps
-    that the workbench rightly flagged in cases scored as controls."""
+    first snapshot's model predicts the same mean within 2 %. Version 5 re-fit every refresh's output bias on
+    training rows but left the first snapshot as fitted, so its first refresh moved a control's served
+    predictions by 3-21 %: real calibration steps that the workbench flagged in cases scored as controls."""
     from workbench import open_case
     from workbench.case.columns import PREDICTION, SNAPSHOT
     from workbench.model.load import feature_matrix, load_model, score
