@@ -225,7 +225,7 @@ class _Gen:
         self.pub = served.schedule(self.start, self.end, sc.refresh_hours, mrng)
         cal_idx = mrng.permutation(len(self.pool))[:6000]
         # a training pipeline ships calibrated models: every snapshot's output bias is re-fit on training rows, the
-        # first one's too (version 5 left it as fitted, and the first refresh stepped the served predictions 3-21 %)
+        # first one's too (version 5 left it as fitted, and the first refresh stepped the served predictions up to 21 %)
         self.state0 = served.recalibrate(self.scorer, self.state0, self.pool.X[cal_idx], self.y_pool[cal_idx],
                                          self.w_pool[cal_idx])
         states = [self.state0]
