@@ -7,6 +7,9 @@ the written case does not carry), and reports
 
 - per control, the range over days of the calibration Σ prediction / Σ probability on labelled rows,
   in log (6-hour blocks for logs under three days);
+- per routine refresh, its mean prediction over the first snapshot's on the rows it served (a refresh
+  should change ranking detail, not calibration: generator version 5 left the first snapshot
+  uncalibrated, and its first refresh stepped);
 - with ``--alarms RESULTS.json`` (a ``proving_ground.py`` run on the same controls), for each false
   alarm on the calibration ratio, the noise-free log move from the week before the flagged onset to the
   flagged window, beside the move the logged clicks show.
@@ -50,15 +53,33 @@ class _InMemory(_generate._Gen):
         self.served = self.p
 
 
-def noise_free(mode: str, seed: int, max_rows: int) -> dict[str, np.ndarray]:
-    """A development control's labelled rows: time, served prediction, noise-free probability, label."""
+def generated(mode: str, seed: int, max_rows: int) -> _InMemory:
     sc = draw("control", "dev", seed, mode=mode, max_rows=max_rows)
     with tempfile.TemporaryDirectory() as tmp:
         gen = _InMemory(sc, Path(tmp))
         gen.run()
+    return gen
+
+
+def noise_free(gen: _InMemory) -> dict[str, np.ndarray]:
+    """A control's labelled rows: time, served prediction, noise-free probability, label."""
     keep = gen.joined
     return {"ts": gen.rows.ts[keep], "p": gen.served[keep].astype(np.float64),
             "q": sigmoid(gen.rows.logit[keep]).astype(np.float64), "y": gen.y_clean[keep].astype(np.float64)}
+
+
+def refresh_ratios(gen: _InMemory, min_rows: int = 500) -> tuple[int, list[float]]:
+    """Rows the first snapshot served, and for each refresh serving ``min_rows`` or more, its mean prediction over
+    the first snapshot's on the rows it served: 1 when a routine refresh leaves the calibration where it was."""
+    ts, pub = gen.rows.ts, np.array(gen.pub)
+    served_by = np.maximum(np.searchsorted(pub, ts, side="right") - 1, 0)
+    ratios = []
+    for k in range(1, len(pub)):
+        rows = gen.rows.X[served_by == k]
+        if len(rows) >= min_rows:
+            ratios.append(float(np.mean(sigmoid(gen.scorer.logits(gen.states[k], rows)))
+                                / np.mean(sigmoid(gen.scorer.logits(gen.states[0], rows)))))
+    return int((served_by == 0).sum()), ratios
 
 
 def daily_range(rows: dict[str, np.ndarray]) -> float:
@@ -93,8 +114,11 @@ def window_move(rows: dict[str, np.ndarray], onset: str, end: str | None) -> dic
 
 
 def _one(mode: str, seed: int, max_rows: int, alarm: dict | None) -> dict:
-    rows = noise_free(mode, seed, max_rows)
-    out: dict = {"daily_range": round(daily_range(rows), 4)}
+    gen = generated(mode, seed, max_rows)
+    rows = noise_free(gen)
+    first_rows, ratios = refresh_ratios(gen)
+    out: dict = {"daily_range": round(daily_range(rows), 4), "first_snapshot_rows": first_rows,
+                 "refresh_ratios": [round(r, 4) for r in ratios]}
     if alarm is not None:
         out["alarm"] = {"metric": alarm["metric"], "grain": alarm["grain"], "segment": alarm.get("segment"),
                         **{k: round(v, 4) for k, v in window_move(rows, alarm["onset"], alarm["end"]).items()}}
@@ -130,6 +154,12 @@ def main() -> None:
     for mode in MODES:
         r = [v["daily_range"] for k, v in out.items() if k.split("/")[1] == mode]
         print(f"  {mode}: median range {np.median(r):.3f}, >= 0.10: {sum(x >= 0.10 for x in r)} of {len(r)}")
+    ratios = np.array([r for v in out.values() for r in v["refresh_ratios"]])
+    steps = np.array([v["refresh_ratios"][0] for v in out.values() if v["first_snapshot_rows"] >= 500 and v["refresh_ratios"]])
+    print(f"{len(ratios)} refreshes serving 500 rows or more: mean prediction over the first snapshot's on the rows "
+          f"they served within 3 %: {(np.abs(np.log(ratios)) <= 0.03).sum()}, largest |log| {np.abs(np.log(ratios)).max():.3f}; "
+          f"first refresh after a first snapshot that served 500 rows or more ({len(steps)} controls): "
+          f"within 3 %: {(np.abs(np.log(steps)) <= 0.03).sum()}, largest |log| {np.abs(np.log(steps)).max():.3f}")
     if alarms:
         for lo, hi in ((0, 0.05), (0.05, 0.10), (0.10, math.inf)):
             inside = [k for k, v in out.items() if lo <= v["daily_range"] < hi]
