@@ -225,10 +225,15 @@ class _Gen:
         sc = self.sc
         self.pub = served.schedule(self.start, self.end, sc.refresh_hours, mrng)
         cal_idx = mrng.permutation(len(self.pool))[:6000]
-        # a training pipeline ships calibrated models: every snapshot's output bias is re-fit on training rows, the
-        # first one's too (version 5 left it as fitted, and the first refresh stepped the served predictions, by up to 16 %)
-        self.state0 = served.recalibrate(self.scorer, self.state0, self.pool.X[cal_idx], self.y_pool[cal_idx],
-                                         self.w_pool[cal_idx])
+        cal_rows = (self.pool.X[cal_idx], self.y_pool[cal_idx], self.w_pool[cal_idx])
+
+        def calibrated(state: dict) -> dict:
+            # a training pipeline ships calibrated models: every routine snapshot's output bias is re-fit on the same
+            # training rows, the first one's too (version 5 left it as fitted, and the first refresh stepped the
+            # served predictions, by up to 16 %)
+            return served.recalibrate(self.scorer, state, *cal_rows)
+
+        self.state0 = calibrated(self.state0)
         states = [self.state0]
         for _ in self.pub[1:]:
             prev = states[-1]
@@ -238,7 +243,7 @@ class _Gen:
                                       sample_weight=self.w_pool[idx])
             else:
                 st = served.perturb(prev, self.state0, 0.01, mrng)
-            states.append(served.recalibrate(self.scorer, st, self.pool.X[cal_idx], self.y_pool[cal_idx], self.w_pool[cal_idx]))
+            states.append(calibrated(st))
         self.states = states
         if self.fam == "label" and self.onset is not None and len(self.pub) > 1:
             # a routine (benign) refresh published near the onset: a distractor
@@ -249,8 +254,7 @@ class _Gen:
             self.pub[k] = int(min(max(t, lo), hi))
         self.id_prefix = str(mrng.choice(SPLITS[sc.split].vocab.snapshot_prefixes))
         self.id_seed = int(mrng.integers(2 ** 31))
-        self.next_good_state = served.recalibrate(self.scorer, served.perturb(states[-1], self.state0, 0.01, mrng),
-                                                  self.pool.X[cal_idx], self.y_pool[cal_idx], self.w_pool[cal_idx])
+        self.next_good_state = calibrated(served.perturb(states[-1], self.state0, 0.01, mrng))
 
     def _snapshots(self, end: int | None, bad_state: dict | None, bad_note: str = "", fallback: float | None = None):
         """(final list served, counterfactual list) of Snapshot objects for an incident lasting until ``end``."""
