@@ -13,7 +13,7 @@
    only, in stages (world change -> logged features -> snapshot -> re-score ->
    serving transform -> label logging); its realized effect against the
    counterfactual (same rows, no incident) is measured. If it is not material or
-   under 6 standard errors, severity is raised within the split's bands, then the
+   under 6 standard errors (the window's and its history's, in quadrature), severity is raised within the split's bands, then the
    strongest target is used, then the incident is made to last; the attempts are
    recorded.
 6. **Files** (``writer``): the serving log and optional files, then ``truth.json``.
@@ -40,7 +40,8 @@ from proving_ground.world import DAY_US, HOUR_US, build_world, feature_logit, sa
 
 TRUTH_VERSION = 1
 #: Bump whenever the same scenario would generate a different case (benchmark caches check it).
-GENERATOR_VERSION = 6  # 6: the first snapshot is calibrated like every refresh (5: multi/two_features never draws
+GENERATOR_VERSION = 7  # 7: detectability counts the error of the history before the onset (metrics.effect);
+#                         6: the first snapshot is calibrated like every refresh (5: multi/two_features never draws
 #                         its two features from one pipeline; seeded MLP initialisation)
 
 _SCALE_UP = [(2.0, "double counted"), (3.6, "m/s -> km/h"), (10.0, "x10"), (60.0, "minutes -> seconds"),
@@ -578,7 +579,10 @@ class _Gen:
         if dup is not None:
             ps = np.concatenate([ps, pw[dup]])
             ys = np.concatenate([ys, np.ones(int(dup.sum()))])
-        eff = metrics.effect(ps, ys, p_clean[lab], ycf[lab].astype(np.float64))
+        # the labelled rows before the onset: the history a detector compares the window with (metrics.effect)
+        lab_before = self.joined[:a]
+        p_before, y_before = base["p"][:a][lab_before], self.y_clean[:a][lab_before].astype(np.float64)
+        eff = metrics.effect(ps, ys, p_clean[lab], ycf[lab].astype(np.float64), before=(p_before, y_before))
         eff_seg = None
         if seg is not None:
             sl = seg[lab]
@@ -586,7 +590,10 @@ class _Gen:
             if dup is not None:
                 ps2 = np.concatenate([ps2, pw[dup & seg]])
                 ys2 = np.concatenate([ys2, np.ones(int((dup & seg).sum()))])
-            eff_seg = metrics.effect(ps2, ys2, p_clean[lab][sl], ycf[lab][sl].astype(np.float64))
+            col, val = next(c["segment"] for c in causes if c.get("segment") is not None)
+            seg_before = rows.slices[:a, col][lab_before] == val
+            eff_seg = metrics.effect(ps2, ys2, p_clean[lab][sl], ycf[lab][sl].astype(np.float64),
+                                     before=(p_before[seg_before], y_before[seg_before]))
         ok = metrics.detectable(eff) or (eff_seg is not None and metrics.detectable(eff_seg))
         return {"effect": eff, "effect_segment": eff_seg, "detectable": ok, "window": (a, b), "p": pw, "y": yw,
                 "dup": dup, "cols": cols, "bad": bad, "params": params, "base": base, "end": end, "seg": seg,

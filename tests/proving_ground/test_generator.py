@@ -265,6 +265,29 @@ def test_label_bug_changes_labels_not_predictions(tmp_path_factory):
     assert abs(served["positives"] / clean["positives"] - (1 - truth["incident"]["share"])) < 0.06
 
 
+def test_detectability_counts_the_error_of_the_history_before_the_onset(tmp_path_factory):
+    # a detector estimates the level the window is compared with from the rows before the onset, so the z that makes
+    # an incident detectable is the window's error and the history's in quadrature. Recomputed here from the written
+    # log: a label bug leaves the predictions as the clean model served them, and the truth gives the clean clicks.
+    path, truth = _case(tmp_path_factory, "label", "positives_lost", seed=5)
+    df = _log(path).filter(pl.col("label").is_not_null())
+    onset = pl.lit(truth["onset"]).str.to_datetime(time_zone="UTC")
+    end = pl.lit(truth["end"] or truth["log_end"]).str.to_datetime(time_zone="UTC")
+    window = df.filter((pl.col("ts") >= onset) & (pl.col("ts") < end))
+    before = df.filter(pl.col("ts") < onset)
+
+    def binomial(p: np.ndarray, clicks: float) -> float:  # the error of log Σy
+        return math.sqrt(float((p * (1 - p)).sum())) / clicks
+
+    p_w = window["prediction"].to_numpy().astype(float)
+    p_b = before["prediction"].to_numpy().astype(float)
+    se_window = binomial(p_w, truth["counterfactual"]["clean"]["positives"])
+    se_before = binomial(p_b, float(before["label"].sum()))
+    e = truth["effect"]
+    assert e["z_cal"] == pytest.approx(abs(e["calibration_log"]) / math.hypot(se_window, se_before), rel=2e-3)
+    assert e["z_cal"] < abs(e["calibration_log"]) / se_window / 1.05  # the history's error is not negligible here
+
+
 def test_every_non_sparse_incident_is_detectable_by_construction(tmp_path_factory):
     for fam, mode in [("snapshot", "sign_flip"), ("upstream", "coverage"), ("slice", "collapse"), ("shift", "latent")]:
         _, truth = _case(tmp_path_factory, fam, mode, seed=0, max_rows=200_000)
