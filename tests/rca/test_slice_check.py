@@ -9,8 +9,9 @@ from workbench.rca.context import Context
 
 
 def test_a_feature_broken_in_one_segment_is_named_with_that_segment(tmp_path):
-    # a stale feature on platform=web only (dev seed 12, 150k rows): the segment holds the regression
-    path, truth = dev_case(tmp_path, "feature", "slice_confined", 12, max_rows=150_000)
+    # a stale feature on platform=web only (dev seed 12, 400k rows: at 150k the generator's version 7 finds the break
+    # under 6 standard errors against the segment's history and redraws it): the segment holds the regression
+    path, truth = dev_case(tmp_path, "feature", "slice_confined", 12, max_rows=400_000)
     ctx = Context(open_case(path))
     ev = slice_check(ctx)
     by_kind = {c.kind: c for c in ev.candidates}
