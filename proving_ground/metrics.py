@@ -67,9 +67,12 @@ def effect(p_served: np.ndarray, y_served: np.ndarray, p_clean: np.ndarray, y_cl
         out.update(ne_rel=0.0, calibration_log=0.0, auc_delta=0.0, z_ne=0.0, z_cal=0.0, z=0.0)
         return out
     se_ne, se_cal = _errors(p_served, y_served, p_clean, y_clean)
-    if before is not None and len(before[1]) and before[1].sum() > 0:
-        se_ne_before, se_cal_before = _errors(*before, *before)
-        se_ne, se_cal = math.hypot(se_ne, se_ne_before), math.hypot(se_cal, se_cal_before)
+    if before is not None:
+        if len(before[1]) and before[1].sum() > 0:
+            se_ne_before, se_cal_before = _errors(*before, *before)
+            se_ne, se_cal = math.hypot(se_ne, se_ne_before), math.hypot(se_cal, se_cal_before)
+        else:  # not one click before the onset (a thin segment): no level to compare the window with
+            se_ne = se_cal = math.inf
     ne_rel = qs["normalized_entropy"] / qc["normalized_entropy"] - 1
     cal_log = math.log(qs["calibration_ratio"] / qc["calibration_ratio"])
     z_ne = (qs["normalized_entropy"] - qc["normalized_entropy"]) / se_ne

@@ -288,6 +288,23 @@ def test_detectability_counts_the_error_of_the_history_before_the_onset(tmp_path
     assert e["z_cal"] < abs(e["calibration_log"]) / se_window / 1.05  # the history's error is not negligible here
 
 
+def test_an_incident_with_no_click_before_its_onset_is_not_detectable():
+    # a thin segment's history may hold no click at all: there is then no level to compare the window with, so the
+    # thinnest history must not be the most lenient (it would fall back to the window's error alone)
+    from proving_ground.metrics import detectable, effect
+
+    rng = np.random.default_rng(3)
+    clean = np.full(20_000, 0.05)
+    y = (rng.random(20_000) < 0.05).astype(float)
+    served = clean * 1.5  # a 50 % calibration step, hundreds of standard errors on the window alone
+    assert detectable(effect(served, y, clean, y))
+    history = (np.full(20_000, 0.05), (rng.random(20_000) < 0.05).astype(float))
+    assert detectable(effect(served, y, clean, y, before=history))  # as many clicks before: z / sqrt(2), still ≥ 6
+    no_click = (np.full(20_000, 0.05), np.zeros(20_000))
+    e = effect(served, y, clean, y, before=no_click)
+    assert e["z_cal"] == e["z_ne"] == 0.0 and not detectable(e)
+
+
 def test_every_non_sparse_incident_is_detectable_by_construction(tmp_path_factory):
     for fam, mode in [("snapshot", "sign_flip"), ("upstream", "coverage"), ("slice", "collapse"), ("shift", "latent")]:
         _, truth = _case(tmp_path_factory, fam, mode, seed=0, max_rows=200_000)
