@@ -40,7 +40,10 @@ from proving_ground.world import DAY_US, HOUR_US, build_world, feature_logit, sa
 
 TRUTH_VERSION = 1
 #: Bump whenever the same scenario would generate a different case (benchmark caches check it).
-GENERATOR_VERSION = 7  # 7: detectability counts the error of the history before the onset (metrics.effect; a
+GENERATOR_VERSION = 8  # 8: a redraw moves the onset to where the window and its history are best balanced
+#                         (_balanced_onset), no longer to the earliest allowed time; cases that need no redraw are
+#                         version 7's;
+#                         7: detectability counts the error of the history before the onset (metrics.effect; a
 #                         history without a click counts as none since the commit after ffbbf50, which writes the
 #                         same case as ffbbf50 unless no click precedes the onset: none of the 90 segment and sparse
 #                         incidents measured on dev seeds 0-5, 15-23 and held seeds 111-113, compared byte for byte);
@@ -95,7 +98,7 @@ def generate(scenario: Scenario, out_dir: str | Path) -> Path:
 
 
 class _Redraw(Exception):
-    """Not detectable even after escalation: regenerate with more traffic and an earlier, lasting incident."""
+    """Not detectable even after escalation: regenerate with more traffic and a lasting incident at a balanced onset."""
 
     def __init__(self, overrides: dict) -> None:
         super().__init__(str(overrides))
@@ -179,7 +182,7 @@ class _Gen:
         slice_names = [s.name for s in w.slices]
         self.cols = writer.column_names(w.names, slice_names, sc.format.get("odd_names", False), toml, frng)
         self._targets()
-        # realization with escalation; a redraw (more traffic, earlier and lasting) as the last resort
+        # realization with escalation; a redraw (more traffic, a balanced onset, lasting) as the last resort
         self._realize_with_escalation()
         if self.real is not None and not self.real["detectable"] and sc.family != "sparse" and len(self.redraws) < 2:
             over = self._redraw_overrides()
@@ -191,15 +194,36 @@ class _Gen:
     def _redraw_overrides(self) -> dict:
         sc = self.sc
         over: dict[str, Any] = {}
-        lo_on, _, _ = onset_bounds(sc.span_hours, sc.label_delay_hours)
-        if sc.onset_hours is not None and sc.onset_hours > lo_on + 1e-6:
-            over["onset_hours"] = round(lo_on, 4)
+        onset = self._balanced_onset()
+        if sc.onset_hours is not None and abs(sc.onset_hours - onset) > 1e-6:
+            over["onset_hours"] = onset
         if sc.end_hours is not None:
             over["end_hours"] = None
         cap = sc.max_rows / sc.span_hours
         if sc.rows_per_hour < cap * 0.99:
             over["rows_per_hour"] = round(min(cap, sc.rows_per_hour * 3), 6)
         return over
+
+    def _balanced_onset(self) -> float:
+        """The allowed onset (hours from the start) that makes the window's comparison with its history most precise.
+
+        The detectability z divides the effect by both windows' errors in quadrature (``metrics.effect``), and the
+        error of a log click count goes as ``1 / sqrt(k)``: the onset minimising ``1/k_before + 1/k_after`` over the
+        labelled clicks (the segment's, for a segment incident) balances the two. Version 6 and before moved a
+        redrawn onset to the earliest allowed time, which maximised the window when only its error counted and
+        starves the history now that it counts too (a fifth of the clicks before: variance 6.25/k against 4/k).
+        """
+        sc = self.sc
+        lo, hi, _ = onset_bounds(sc.span_hours, sc.label_delay_hours)
+        clicks = self.joined & (self.y_clean == 1)
+        segment = next((c["segment"] for c in self.causes if c.get("segment") is not None), None)
+        if segment is not None:
+            clicks &= self.rows.slices[:, segment[0]] == segment[1]
+        at = np.sort((self.rows.ts[clicks] - self.start) / HOUR_US)
+        grid = np.linspace(lo, hi, 41)
+        before = np.searchsorted(at, grid).astype(float)
+        variance = 1.0 / np.maximum(before, 1.0) + 1.0 / np.maximum(len(at) - before, 1.0)
+        return round(float(grid[int(np.argmin(variance))]), 4)
 
     # ------------------------------------------------------------------ nuisances
     def _nuisances(self) -> None:

@@ -288,6 +288,18 @@ def test_detectability_counts_the_error_of_the_history_before_the_onset(tmp_path
     assert e["z_cal"] < abs(e["calibration_log"]) / se_window / 1.05  # the history's error is not negligible here
 
 
+def test_a_redraw_balances_the_clicks_before_and_after_its_onset(tmp_path_factory):
+    # a calibration offset on 30k rows stays under the bar, so the case is redrawn: at the onset that splits the
+    # labelled clicks evenly, where the comparison of the window with its history is most precise (up to version 7:
+    # the earliest allowed onset, two days in, with about two fifths of the clicks before it)
+    path, truth = _case(tmp_path_factory, "calibration", "offset", seed=1)
+    assert truth["redraws"] and "onset_hours" in truth["redraws"][0]
+    clicks = _log(path).filter(pl.col("label") == 1)  # a calibration incident leaves the labels as they were
+    onset = pl.lit(truth["onset"]).str.to_datetime(time_zone="UTC")
+    share = clicks.filter(pl.col("ts") < onset).height / clicks.height
+    assert abs(share - 0.5) < 0.03, share
+
+
 def test_an_incident_with_no_click_before_its_onset_is_not_detectable():
     # a thin segment's history may hold no click at all: there is then no level to compare the window with, so the
     # thinnest history must not be the most lenient (it would fall back to the window's error alone)
