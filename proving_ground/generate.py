@@ -40,7 +40,10 @@ from proving_ground.world import DAY_US, HOUR_US, build_world, feature_logit, sa
 
 TRUTH_VERSION = 1
 #: Bump whenever the same scenario would generate a different case (benchmark caches check it).
-GENERATOR_VERSION = 8  # 8: a redraw moves the onset to where the window and its history are best balanced
+GENERATOR_VERSION = 9  # 9: for a population shift that ramps in, the redraw's onset weighs the share of the step the
+#                         window's clicks reached (8 moved a ramping shift to a later onset and lost its effect);
+#                         cases with no redraw of a shift are version 8's;
+#                         8: a redraw moves the onset to where the window and its history are best balanced
 #                         (_balanced_onset), no longer to the earliest allowed time; cases that need no redraw are
 #                         version 7's;
 #                         7: detectability counts the error of the history before the onset (metrics.effect; a
@@ -209,9 +212,13 @@ class _Gen:
 
         The detectability z divides the effect by both windows' errors in quadrature (``metrics.effect``), and the
         error of a log click count goes as ``1 / sqrt(k)``: the onset minimising ``1/k_before + 1/k_after`` over the
-        labelled clicks (the segment's, for a segment incident) balances the two. Version 6 and before moved a
-        redrawn onset to the earliest allowed time, which maximised the window when only its error counted and
-        starves the history now that it counts too (a fifth of the clicks before: variance 6.25/k against 4/k).
+        labelled clicks (the segment's, for a segment incident) balances the two; a population shift that ramps in
+        over ``ramp_hours`` carries, in the window, only the mean share of its step its clicks reached, so for it the
+        onset maximises that share over the same error. Up to version 7 a redrawn onset moved
+        to the earliest allowed time, which maximised the window when only its error counted and starves the history
+        now that it counts too (a fifth of the clicks before it, at best: variance 6.25/k against 4/k; 36 % in the
+        test's case). Version 8 weighed the clicks alone, which moved a ramping shift to a later onset, where a
+        shorter window holds less of its effect (dev ``shift/boolean_share/18``, the test's ``shift/latent/0``).
         """
         sc = self.sc
         lo, hi, _ = onset_bounds(sc.span_hours, sc.label_delay_hours)
@@ -222,8 +229,15 @@ class _Gen:
         at = np.sort((self.rows.ts[clicks] - self.start) / HOUR_US)
         grid = np.linspace(lo, hi, 41)
         before = np.searchsorted(at, grid).astype(float)
-        variance = 1.0 / np.maximum(before, 1.0) + 1.0 / np.maximum(len(at) - before, 1.0)
-        return round(float(grid[int(np.argmin(variance))]), 4)
+        after = len(at) - before
+        variance = 1.0 / np.maximum(before, 1.0) + 1.0 / np.maximum(after, 1.0)
+        # the share of a step the window's clicks carry: 1, or less for a shift that ramps in after the onset
+        ramp = float(sc.incident.get("ramp_hours") or 0.0) if sc.family == "shift" else 0.0
+        carried = np.ones(len(grid))
+        if ramp > 0 and len(at):
+            reached = np.clip((at[None, :] - grid[:, None]) / ramp, 0.0, 1.0)
+            carried = reached.sum(axis=1) / np.maximum(after, 1.0)
+        return round(float(grid[int(np.argmax(carried / np.sqrt(variance)))]), 4)
 
     # ------------------------------------------------------------------ nuisances
     def _nuisances(self) -> None:
