@@ -212,13 +212,16 @@ class _Gen:
 
         The detectability z divides the effect by both windows' errors in quadrature (``metrics.effect``), and the
         error of a log click count goes as ``1 / sqrt(k)``: the onset minimising ``1/k_before + 1/k_after`` over the
-        labelled clicks (the segment's, for a segment incident) balances the two; a population shift that ramps in
+        labelled clicks (the segment's, for a segment incident) balances the two. A population shift that ramps in
         over ``ramp_hours`` carries, in the window, only the mean share of its step its clicks reached, so for it the
-        onset maximises that share over the same error. Up to version 7 a redrawn onset moved
-        to the earliest allowed time, which maximised the window when only its error counted and starves the history
-        now that it counts too (a fifth of the clicks before it, at best: variance 6.25/k against 4/k; 36 % in the
-        test's case). Version 8 weighed the clicks alone, which moved a ramping shift to a later onset, where a
-        shorter window holds less of its effect (dev ``shift/boolean_share/18``, the test's ``shift/latent/0``).
+        onset maximises that share over the same error.
+
+        Up to version 7 a redrawn onset moved to the earliest allowed time, which maximised the window when only its
+        error counted and starves the history now that it counts too (a fifth of the clicks before it, at best:
+        variance 6.25/k against 4/k; 36 % in the test's case). Version 8 weighed the clicks alone, which moved a
+        ramping shift to a later onset, where a shorter window holds less of its effect (dev
+        ``shift/boolean_share/18``, the test's ``shift/latent/0``). The ramp's matrix is 41 onsets by the clicks:
+        some 200 MB for a shift redrawn at 2M rows and a 30 % click rate, the generator's largest.
         """
         sc = self.sc
         lo, hi, _ = onset_bounds(sc.span_hours, sc.label_delay_hours)
