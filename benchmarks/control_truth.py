@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -96,15 +95,11 @@ def daily_range(rows: dict[str, np.ndarray]) -> float:
     return 0.0
 
 
-def _us(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1_000_000)
-
-
 def window_move(rows: dict[str, np.ndarray], onset: str, end: str | None) -> dict[str, float]:
     """Noise-free and logged log-calibration move from the week before ``onset`` (or as long as the window) to it."""
     ts = rows["ts"]
-    a = _us(onset)
-    b = _us(end) if end else int(ts[-1]) + 1
+    a = _generate._us(onset)
+    b = _generate._us(end) if end else int(ts[-1]) + 1
     inc = (ts >= a) & (ts < b)
     base = (ts >= a - max(b - a, 7 * DAY_US)) & (ts < a)
     p, q, y = rows["p"], rows["q"], rows["y"]

@@ -67,6 +67,11 @@ def _us(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1_000_000)
 
 
+def _segment(causes: list[dict]) -> tuple[int, str] | None:
+    """The (slice column index, value) an incident is confined to, or None (one cause at most carries a segment)."""
+    return next((c["segment"] for c in causes if c.get("segment") is not None), None)
+
+
 def _iso(us: int | None) -> str | None:
     if us is None:
         return None
@@ -220,13 +225,12 @@ class _Gen:
         error counted and starves the history now that it counts too (a fifth of the clicks before it, at best:
         variance 6.25/k against 4/k; 36 % in the test's case). Version 8 weighed the clicks alone, which moved a
         ramping shift to a later onset, where a shorter window holds less of its effect (dev
-        ``shift/boolean_share/18``, the test's ``shift/latent/0``). The ramp's matrix is 41 onsets by the clicks:
-        some 200 MB for a shift redrawn at 2M rows and a 30 % click rate, the generator's largest.
+        ``shift/boolean_share/18``, the test's ``shift/latent/0``).
         """
         sc = self.sc
         lo, hi, _ = onset_bounds(sc.span_hours, sc.label_delay_hours)
         clicks = self.joined & (self.y_clean == 1)
-        segment = next((c["segment"] for c in self.causes if c.get("segment") is not None), None)
+        segment = _segment(self.causes)
         if segment is not None:
             clicks &= self.rows.slices[:, segment[0]] == segment[1]
         at = np.sort((self.rows.ts[clicks] - self.start) / HOUR_US)
@@ -234,12 +238,16 @@ class _Gen:
         before = np.searchsorted(at, grid).astype(float)
         after = len(at) - before
         variance = 1.0 / np.maximum(before, 1.0) + 1.0 / np.maximum(after, 1.0)
-        # the share of a step the window's clicks carry: 1, or less for a shift that ramps in after the onset
+        # the share of a step the window's clicks carry: 1, or less for a shift that ramps in after the onset. Summed
+        # from prefix sums of the click times: clicks past the ramp carry 1, those on it (t - onset) / ramp
         ramp = float(sc.incident.get("ramp_hours") or 0.0) if sc.family == "shift" else 0.0
         carried = np.ones(len(grid))
         if ramp > 0 and len(at):
-            reached = np.clip((at[None, :] - grid[:, None]) / ramp, 0.0, 1.0)
-            carried = reached.sum(axis=1) / np.maximum(after, 1.0)
+            on_ramp_end = np.searchsorted(at, grid + ramp)
+            cum = np.concatenate([[0.0], np.cumsum(at)])
+            start = before.astype(int)
+            on_ramp = (cum[on_ramp_end] - cum[start] - grid * (on_ramp_end - start)) / ramp
+            carried = (on_ramp + (len(at) - on_ramp_end)) / np.maximum(after, 1.0)
         return round(float(grid[int(np.argmax(carried / np.sqrt(variance)))]), 4)
 
     # ------------------------------------------------------------------ nuisances
@@ -634,7 +642,7 @@ class _Gen:
             if dup is not None:
                 ps2 = np.concatenate([ps2, pw[dup & seg]])
                 ys2 = np.concatenate([ys2, np.ones(int((dup & seg).sum()))])
-            col, val = next(c["segment"] for c in causes if c.get("segment") is not None)
+            col, val = _segment(causes)  # seg is set only by a segment cause
             seg_before = rows.slices[:a, col][lab_before] == val
             eff_seg = metrics.effect(ps2, ys2, p_clean[lab][sl], ycf[lab][sl].astype(np.float64),
                                      before=(p_before[seg_before], y_before[seg_before]))
