@@ -119,8 +119,9 @@ def test_a_regression_that_starts_late_in_the_window_trips_through_the_scan_and_
     report = monitors.guard(case, window)
     scanned = [m for m in report.monitors if m.status == "trip" and "change-point scan" in m.detail]
     assert report.tripped and scanned and "2026-11-20 02:00" in scanned[0].detail
-    assert monitors._change_points(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z")) == {}  # before the break
-    monkeypatch.setattr(monitors, "_change_points", lambda case, window: {})
+    assert monitors._change_points(case, Window("2026-11-18T00:00Z", "2026-11-19T00:00Z"),
+                                   Window("2026-11-19T00:00Z", "2026-11-20T00:00Z")) == {}  # before the break
+    monkeypatch.setattr(monitors, "_change_points", lambda case, baseline, window: {})
     late = monitors.guard(case, window)
     assert [(m.monitor, m.target) for m in late.trips] == [("feature_drift", "f_user_ctr_30d")]
     assert "last 6 h against the same hours before" in late.trips[0].detail
@@ -175,3 +176,66 @@ def test_a_broken_input_explains_its_prediction_shift():
     report = guard(case, Window("2026-11-20T00:00Z", "2026-11-21T00:00Z"))
     shift = next(m for m in report.monitors if m.target == "unexplained_prediction_shift")
     assert shift.status == "pass", shift.detail
+
+
+def test_a_segment_that_collapses_alone_trips_the_segment_scan_from_its_onset_day_only(monkeypatch):
+    """slice_shift: country=BR's clicks collapse from 11:00 on its last day, and the whole traffic's monitors pass that
+    day (BR's rows are diluted by the rest). The segment scan over the log up to the window's end finds BR regressing
+    from 11:00: the guard trips on that day through it alone, and passes the day before (the scan reads the log only
+    up to the window's end, so the later collapse is not seen from there)."""
+    from workbench.guardrails import monitors
+
+    case = open_case(sample_case("slice_shift"))
+    report = guard(case, Window("2026-11-20T00:00Z", "2026-11-21T00:00Z"))
+    assert [(m.monitor, m.target) for m in report.trips] == [("quality", "normalized_entropy in country=BR")]
+    trip = report.trips[0]
+    assert "from 2026-11-20 11:00 UTC" in trip.detail and trip.value > 1.5 and trip.threshold is None
+    jsonschema.validate({"case": case.name, "window": {"from": "2026-11-20T00:00:00Z", "to": "2026-11-21T00:00:00Z"},
+                         "tripped": True, "monitors": [trip.to_dict()]}, GUARD)
+    before = guard(case, Window("2026-11-19T00:00Z", "2026-11-20T00:00Z"))
+    assert not before.tripped
+    passed = next(m for m in before.monitors if m.target == "segments")
+    assert passed.status == "pass" and "since" not in passed.detail  # the log up to the window's end shows no collapse
+    monkeypatch.setattr(monitors, "_segment_change_point",
+                        lambda case, baseline, window: monitors.MonitorResult("quality", "segments", "pass", None, None, ""))
+    assert not guard(case, Window("2026-11-20T00:00Z", "2026-11-21T00:00Z")).tripped  # the segment scan is what trips it
+
+
+@pytest.mark.parametrize("name", ["calibration_shift", "feature_coverage_drop", "feature_scale_bug", "feature_slice_break",
+                                  "feature_stale", "label_drift", "slice_shift", "snapshot_bad_data", "snapshot_corrupt",
+                                  "upstream_break"])
+def test_every_sample_incident_trips_the_guard_on_the_day_of_its_onset(name):
+    """The acceptance of the guard: it trips on the newest window of every incident whose onset falls in it (the
+    day of the onset, as a daily scheduler would run it the evening after)."""
+    from datetime import datetime, timedelta
+
+    truth = json.loads((sample_case(name) / "truth.json").read_text())
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    day = onset.replace(hour=0, minute=0, second=0, microsecond=0)
+    report = guard(open_case(sample_case(name)), Window(day, day + timedelta(days=1)))
+    assert report.tripped, str(report)
+
+
+def test_a_regression_from_the_baseline_that_lasts_into_the_window_belongs_to_this_run():
+    """An onset in the last hours of yesterday's window is one the scan could not see yesterday (it needs three
+    periods of a shift), so today's run trips on it; one before the baseline, or one that ended before the window, was
+    the business of earlier runs."""
+    from datetime import UTC, datetime
+
+    from workbench.guardrails.monitors import _segment_change_point, _this_run
+
+    def t(day: int, hour: int) -> datetime:
+        return datetime(2026, 11, day, hour, tzinfo=UTC)
+
+    baseline, window = Window(t(19, 0), t(20, 0)), Window(t(20, 0), t(21, 0))
+    assert _this_run(t(20, 5), None, baseline, window) and _this_run(t(19, 22), None, baseline, window)
+    assert _this_run(t(19, 22), t(20, 3), baseline, window)
+    assert not _this_run(t(19, 22), t(20, 0), baseline, window)  # over before the window
+    assert not _this_run(t(18, 23), None, baseline, window) and not _this_run(None, None, baseline, window)
+    # slice_shift's BR collapses at 11:00. Half-day runs: the one ending at noon holds one hour of it, too few for
+    # the scan; the next one, whose baseline holds the onset, trips
+    case = open_case(sample_case("slice_shift"))
+    early = _segment_change_point(case, Window(t(20, 0) - (t(20, 12) - t(20, 0)), t(20, 0)), Window(t(20, 0), t(20, 12)))
+    assert early.status == "pass"
+    late = _segment_change_point(case, Window(t(20, 0), t(20, 12)), Window(t(20, 12), t(21, 0)))
+    assert late.status == "trip" and late.target == "normalized_entropy in country=BR"

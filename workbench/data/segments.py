@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from workbench.case.columns import TS
 from workbench.case.grain import GRAINS, choose_grain
 from workbench.case.loader import Case
 from workbench.data.onset import MIN_FIT_COUNT, WATCHED, Onset, detect_onset
@@ -35,6 +36,8 @@ from workbench.data.slices import find_slices, slice_filter
 from workbench.windows import Window
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from workbench.data.scan import LogScan
 
 __all__ = ["SegmentOnset", "detect_segment_onset", "locate_in_segment"]
@@ -93,10 +96,13 @@ def _exact_p(table: pl.DataFrame, onset: Onset) -> float:
 
 
 def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.001, min_share: float = 0.05,
-                         columns: tuple[str, ...] | None = None, scan: LogScan | None = None) -> SegmentOnset | None:
+                         columns: tuple[str, ...] | None = None, scan: LogScan | None = None,
+                         until: datetime | None = None) -> SegmentOnset | None:
     """The confirmed segment with the largest severity-to-threshold ratio, or None (see the module docstring).
 
-    ``scan`` (:func:`workbench.data.scan.log_scan`) gives every segment's series without reading the log.
+    ``scan`` (:func:`workbench.data.scan.log_scan`) gives every segment's series without reading the log. ``until``
+    reads the log up to that time only, as it stood then (``workbench guard``: a segment regressing from inside its
+    window; the scan covers the whole log and is not used).
 
     >>> from workbench import open_case
     >>> detect_segment_onset(open_case("sample_data/cases/slice_shift")).segment
@@ -108,9 +114,12 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
         return None
     every = case.grain.grain
     cols = case.slices if columns is None else columns
+    rows = None if until is None else pl.col(TS) < pl.lit(until)
+    if rows is not None:
+        scan = None
     candidates: list[tuple[str, QualitySeries]] = []
     for col in cols:
-        series = quality_series(case, by=col, every=every, scan=scan)
+        series = quality_series(case, by=col, every=every, rows=rows, scan=scan)
         shares = series.table.group_by(col).agg(pl.col("rows").sum()).with_columns(pl.col("rows") / pl.col("rows").sum())
         by_grain: dict[str, list[str]] = {}
         for value in shares.filter(pl.col("rows") >= min_share)[col].sort().to_list():
@@ -118,7 +127,7 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
             if grain is not None:
                 by_grain.setdefault(grain, []).append(value)
         for grain, values in sorted(by_grain.items()):
-            table = series.table if grain == every else quality_series(case, by=col, every=grain, scan=scan).table
+            table = series.table if grain == every else quality_series(case, by=col, every=grain, rows=rows, scan=scan).table
             for value in values:
                 sub = table.filter(pl.col(col) == value).drop(col)
                 candidates.append((f"{col}={value}", QualitySeries(table=sub, every=grain, by=())))

@@ -35,9 +35,19 @@ quality             normalized_entropy,     NE rose by more than ``ne_rise`` (2 
                     auc                     ``auc_drop`` (1 %), each by ``z`` standard errors (labels only)
 (both)                                      calibration_ratio and quality also trip when the diagnosis's change-point
                                             scan over the log up to the window's end finds the metric regressing
-                                            from a period inside the window (family-wise alpha 0.001: at most
-                                            0.1 % more false alarms per run), which a whole-window comparison
-                                            dilutes when the regression starts late in it
+                                            from a period inside the window, or inside the baseline and still in
+                                            the window (an onset in the last hours of yesterday's window, which
+                                            yesterday's scan could not see yet); family-wise alpha 0.001: at most
+                                            0.1 % more false alarms per run. A whole-window comparison dilutes a
+                                            regression that starts late in the window
+quality             METRIC in SEGMENT       one segment (``column=value``, 5 % of the rows or more) regresses
+                    (``segments`` when      alone from a period the same scan would count, on its own series
+                    none does)              (family-wise alpha 0.001 over every segment and metric, each confirmed
+                                            by the slice search;
+                                            :func:`workbench.data.segments.detect_segment_onset`): a segment's
+                                            collapse that the whole traffic's monitors dilute. ``calibration``
+                                            when the metric is the ratio; ``value`` the segment's metric after
+                                            over before, ``threshold`` null
 (features, label)                            the feature monitors and label_drift also trip when the window's
                                             last quarter, against the same hours one window earlier (the daily
                                             cycle stays out), trips them (each needs 2,000 rows): a feed frozen
@@ -64,7 +74,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -270,10 +280,12 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
         return [MonitorResult("label_drift", label, "skip", None, None, reason),
                 MonitorResult("calibration", "calibration_ratio", "skip", None, None, reason),
                 MonitorResult("quality", "normalized_entropy", "skip", None, None, reason),
-                MonitorResult("quality", "auc", "skip", None, None, reason)]
+                MonitorResult("quality", "auc", "skip", None, None, reason),
+                MonitorResult("quality", "segments", "skip", None, None, reason)]
     out = [_label_rate(label, labeled, positives, t)]
     m = measure_windows(case, baseline, window)
-    found = _change_points(case, window)
+    found = _change_points(case, baseline, window)
+    out.append(_segment_change_point(case, baseline, window))
     for v in m.metrics:
         if v.metric == "calibration_ratio":
             r = v.current / v.baseline if v.baseline > 0 else math.nan
@@ -354,9 +366,9 @@ def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardC
                          f"{u} (trips beyond ±{t.serving_change:.0%} in odds and {t.z:g} SE)")
 
 
-def _change_points(case: Case, window: Window) -> dict[str, str]:
-    """Metrics whose regression *starts inside* ``window``: ``metric -> why``, from the diagnosis's change-point scan
-    (:func:`workbench.data.onset.detect_onset`) over the log up to the window's end.
+def _change_points(case: Case, baseline: Window, window: Window) -> dict[str, str]:
+    """Metrics whose regression starts in this run (:func:`_this_run`): ``metric -> why``, from the diagnosis's
+    change-point scan (:func:`workbench.data.onset.detect_onset`) over the log up to the window's end.
 
     A window-against-baseline comparison dilutes a regression that starts late in the
     window (three bad hours of a day); the scan finds the period it starts in. Its
@@ -375,10 +387,48 @@ def _change_points(case: Case, window: Window) -> dict[str, str]:
     onset = detect_onset(series)
     out = {}
     for v in onset.metrics:
-        if v.regressed and v.onset is not None and window.start <= v.onset < window.end:
+        if v.regressed and _this_run(v.onset, v.end, baseline, window):
             out[v.metric] = (f"the change-point scan finds it regressing from {v.onset:%Y-%m-%d %H:%M} UTC (robust z "
                              f"{v.severity:.1f}, threshold {v.threshold:.1f}, family-wise alpha 0.001)")
     return out
+
+
+def _this_run(onset: datetime | None, end: datetime | None, baseline: Window, window: Window) -> bool:
+    """Whether a regression the scan found belongs to this run: it starts inside the window, or inside the baseline
+    and lasts into the window. The scan needs ``MIN_LENGTH`` periods of a shift, so an onset in the last hours of
+    yesterday's window was not yet visible to yesterday's run; today's sees it (a regression that started before the
+    baseline was the business of earlier runs)."""
+    return onset is not None and baseline.start <= onset < window.end and (end is None or end > window.start)
+
+
+def _segment_change_point(case: Case, baseline: Window, window: Window) -> MonitorResult:
+    """A regression one segment holds alone that starts in this run (:func:`_this_run`): the diagnosis's segment scan
+    (:func:`workbench.data.segments.detect_segment_onset`) over the log up to the window's end. A segment holding a
+    tenth of the traffic can collapse while the whole traffic's monitors stay within their limits (the sample case
+    ``slice_shift``: country=BR's clicks collapse, the whole day's NE and calibration pass). Its family-wise
+    false-alarm rate is the segment scan's (``alpha`` 0.001 over every segment and metric, each confirmed by the slice
+    search), so it adds at most 0.1 % of false alarms per guard run. ``value`` is the segment's metric in the incident
+    window over its baseline; the target names the metric and the segment."""
+    from workbench.data.segments import detect_segment_onset
+
+    if not case.slices:
+        return MonitorResult("quality", "segments", "skip", None, None, "the case has no slice columns")
+    if not case.grain.testable or case.grain.grain is None:
+        return MonitorResult("quality", "segments", "skip", None, None, "too few labelled rows per period to scan a segment")
+    found = detect_segment_onset(case, until=window.end)
+    if found is None or not _this_run(found.onset.onset, found.onset.end, baseline, window):
+        since = "" if found is None or found.onset.onset is None else \
+            f" ({found.segment} has been regressing since {found.onset.onset:%Y-%m-%d %H:%M} UTC, before the baseline)"
+        return MonitorResult("quality", "segments", "pass", None, None,
+                             f"no segment regressing from inside the window or the baseline{since}: "
+                             f"{', '.join(case.slices)} scanned (family-wise alpha 0.001)")
+    o = found.onset
+    ratio = o.current_value / o.baseline_value if o.baseline_value else math.nan
+    monitor = "calibration" if o.metric == "calibration_ratio" else "quality"
+    return MonitorResult(monitor, f"{o.metric} in {found.segment}", "trip", ratio, None,
+                         f"{found.segment} alone: {o.metric} {fmt(o.baseline_value)} → {fmt(o.current_value)} from "
+                         f"{o.onset:%Y-%m-%d %H:%M} UTC (robust z {o.severity:.1f}, threshold {o.threshold:.1f}; "
+                         f"{found.tested} segments tested, family-wise alpha {found.alpha:g}, confirmed by the slice search)")
 
 
 def _scanned(result: MonitorResult, found: dict[str, str]) -> MonitorResult:
