@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-__all__ = ["Window", "iso"]
+__all__ = ["Window", "as_utc", "iso"]
 
 
-def _utc(value: datetime | str) -> datetime:
+def as_utc(value: datetime | str) -> datetime:
+    """``value`` (a datetime or an ISO string, ``Z`` allowed) as an aware UTC datetime; a naive one is taken as UTC."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -28,14 +29,14 @@ class Window:
         def __init__(self, start: datetime | str, end: datetime | str) -> None: ...
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "start", _utc(self.start))
-        object.__setattr__(self, "end", _utc(self.end))
+        object.__setattr__(self, "start", as_utc(self.start))
+        object.__setattr__(self, "end", as_utc(self.end))
         if self.end <= self.start:
             raise ValueError(f"window end {self.end:%Y-%m-%d %H:%M} is not after its start {self.start:%Y-%m-%d %H:%M}")
 
     @classmethod
     def hours(cls, start: datetime | str, hours: float) -> Window:
-        start = _utc(start)
+        start = as_utc(start)
         return cls(start, start + timedelta(hours=hours))
 
     @property
@@ -55,4 +56,4 @@ class Window:
 
 def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with a ``Z``, as the JSON contract writes times."""
-    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")

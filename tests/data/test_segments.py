@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from tests.conftest import dev_case
+from tests.conftest import dev_case, sample_case
 from workbench import open_case
 from workbench.data.quality import pool, quality_between
 from workbench.data.segments import _segment_grain
@@ -111,3 +111,24 @@ def test_a_regression_the_whole_traffic_holds_is_not_located_in_a_segment(tmp_pa
     case = open_case(path)
     whole = detect_onset(case)
     assert case.slices and whole.detected and locate_in_segment(case, whole) is None
+
+
+def test_the_segment_scan_until_a_time_reads_no_row_served_after_it(monkeypatch):
+    """``until`` is what a guard run at that time could see: slice_shift's BR collapses at 11:00 on 11-20. Read up to
+    15:30 (mid-period), the scan finds it, and the slice search that confirms it is given windows that end at 15:30,
+    not at the end of the period 15:00-16:00; read up to 11:30 the collapse is half an hour old and not found. A naive
+    time is UTC. ``accept`` filters the onsets that compete."""
+    from workbench.data import segments
+
+    case = open_case(sample_case("slice_shift"))
+    seen = []
+    search = segments.find_slices
+    monkeypatch.setattr(segments, "find_slices", lambda case, baseline, incident, **kw: seen.append(incident) or
+                        search(case, baseline, incident, **kw))
+    found = segments.detect_segment_onset(case, until="2026-11-20T15:30")
+    assert found is not None and found.segment == "country=BR" and found.onset.onset.hour == 11
+    until = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)
+    assert seen and max(w.end for w in seen) <= until
+    assert segments.detect_segment_onset(case, until="2026-11-20T11:30Z") is None
+    assert segments.detect_segment_onset(case, accept=lambda onset: False) is None
+    assert segments.detect_segment_onset(case, accept=lambda onset: onset.onset.hour == 11).segment == "country=BR"

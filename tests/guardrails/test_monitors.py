@@ -239,3 +239,14 @@ def test_a_regression_from_the_baseline_that_lasts_into_the_window_belongs_to_th
     assert early.status == "pass"
     late = _segment_change_point(case, Window(t(20, 0), t(20, 12)), Window(t(20, 12), t(21, 0)))
     assert late.status == "trip" and late.target == "normalized_entropy in country=BR"
+
+
+def test_the_whole_traffics_scan_counts_an_onset_in_the_baseline_that_lasts_into_the_window():
+    """calibration_shift multiplies every logit by 1.71 from 02:00 on 11-20. A half-day run from noon holds none of the
+    onset, its baseline does: the scan's trip belongs to it. A run whose baseline ends before the onset sees nothing."""
+    from workbench.guardrails.monitors import _change_points
+
+    case = open_case(sample_case("calibration_shift"))
+    found = _change_points(case, Window("2026-11-20T00:00Z", "2026-11-20T12:00Z"), Window("2026-11-20T12:00Z", "2026-11-21T00:00Z"))
+    assert "calibration_ratio" in found and "from 2026-11-20 02:00 UTC" in found["calibration_ratio"]
+    assert _change_points(case, Window("2026-11-19T00:00Z", "2026-11-19T12:00Z"), Window("2026-11-19T12:00Z", "2026-11-20T00:00Z")) == {}

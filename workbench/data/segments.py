@@ -33,9 +33,10 @@ from workbench.data.onset import MIN_FIT_COUNT, WATCHED, Onset, detect_onset
 from workbench.data.quality import QualitySeries, quality_series
 from workbench.data.slices import DIRECTION as SEARCHABLE
 from workbench.data.slices import find_slices, slice_filter
-from workbench.windows import Window
+from workbench.windows import Window, as_utc
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import datetime
 
     from workbench.data.scan import LogScan
@@ -97,12 +98,14 @@ def _exact_p(table: pl.DataFrame, onset: Onset) -> float:
 
 def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.001, min_share: float = 0.05,
                          columns: tuple[str, ...] | None = None, scan: LogScan | None = None,
-                         until: datetime | None = None) -> SegmentOnset | None:
+                         until: datetime | str | None = None,
+                         accept: Callable[[Onset], bool] | None = None) -> SegmentOnset | None:
     """The confirmed segment with the largest severity-to-threshold ratio, or None (see the module docstring).
 
     ``scan`` (:func:`workbench.data.scan.log_scan`) gives every segment's series without reading the log. ``until``
-    reads the log up to that time only, as it stood then (``workbench guard``: a segment regressing from inside its
-    window; the scan covers the whole log and is not used).
+    reads only the rows served before that time (their labels as joined now), the slice search included: ``workbench
+    guard`` asks what a run at that time could see (the scan covers the whole log and is not used). ``accept`` keeps
+    only the segments whose onset it accepts, so a segment regressing for weeks does not hide one that starts now.
 
     >>> from workbench import open_case
     >>> detect_segment_onset(open_case("sample_data/cases/slice_shift")).segment
@@ -114,6 +117,7 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
         return None
     every = case.grain.grain
     cols = case.slices if columns is None else columns
+    until = None if until is None else as_utc(until)
     rows = None if until is None else pl.col(TS) < pl.lit(until)
     if rows is not None:
         scan = None
@@ -135,12 +139,13 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
         return None
     per_segment = alpha / len(candidates)
     found = [(segment, series, detect_onset(series, metrics, alpha=per_segment)) for segment, series in candidates]
-    for segment, series, onset in sorted((f for f in found if f[2].detected),
+    for segment, series, onset in sorted((f for f in found if f[2].detected and (accept is None or accept(f[2]))),
                                          key=lambda f: -f[2].severity / f[2].threshold):
         if onset.metric == "calibration_ratio" and _exact_p(series.table, onset) > per_segment:
             continue
         metric = onset.metric if onset.metric in SEARCHABLE else "normalized_entropy"  # AUC is not a sum
-        search = find_slices(case, onset.baseline, onset.incident, metric=metric)
+        incident = onset.incident if until is None else Window(onset.incident.start, min(onset.incident.end, until))
+        search = find_slices(case, onset.baseline, incident, metric=metric)  # the last period may reach past until
         confirmed = search.table.filter(pl.col("significant") & (pl.col("slice") == segment))
         if confirmed.height:
             return SegmentOnset(segment=segment, onset=onset, tested=len(candidates), alpha=alpha)

@@ -36,8 +36,9 @@ quality             normalized_entropy,     NE rose by more than ``ne_rise`` (2 
 (both)                                      calibration_ratio and quality also trip when the diagnosis's change-point
                                             scan over the log up to the window's end finds the metric regressing
                                             from a period inside the window, or inside the baseline and still in
-                                            the window (an onset in the last hours of yesterday's window, which
-                                            yesterday's scan could not see yet); family-wise alpha 0.001: at most
+                                            the window: an onset in yesterday's last hours, which yesterday's scan
+                                            could not see yet, trips today (and a regression yesterday's run saw
+                                            trips today's too while it lasts). Family-wise alpha 0.001: at most
                                             0.1 % more false alarms per run. A whole-window comparison dilutes a
                                             regression that starts late in the window
 quality             METRIC in SEGMENT       one segment (``column=value``, 5 % of the rows or more) regresses
@@ -57,10 +58,10 @@ snapshot_gate       the newest snapshot     it fails :func:`workbench.model.vali
 ==================  ======================  ==================================================================
 
 Ratios (``label_drift``, ``calibration``, ``quality``) have ``value`` = window / baseline and
-``threshold`` = 1 ± the allowed change. A monitor that cannot run says why (``skip``): no
-labelled rows in a window, no features, no model. Each label-based monitor needs both an
-effect size and a z, because on millions of rows every change is significant and on a
-hundred rows a large change can be noise.
+``threshold`` = 1 ± the allowed change (a segment's row: over its scan's windows, and no
+threshold). A monitor that cannot run says why (``skip``): no labelled rows in a window, no
+features, no model. Each label-based monitor needs both an effect size and a z, because on
+millions of rows every change is significant and on a hundred rows a large change can be noise.
 
 **False alarms.** The defaults were set on the proving ground's development controls only
 (quiet traffic, organic drift, traffic-mix drift; the held-back controls were never used), and
@@ -396,34 +397,37 @@ def _change_points(case: Case, baseline: Window, window: Window) -> dict[str, st
 def _this_run(onset: datetime | None, end: datetime | None, baseline: Window, window: Window) -> bool:
     """Whether a regression the scan found belongs to this run: it starts inside the window, or inside the baseline
     and lasts into the window. The scan needs ``MIN_LENGTH`` periods of a shift, so an onset in the last hours of
-    yesterday's window was not yet visible to yesterday's run; today's sees it (a regression that started before the
-    baseline was the business of earlier runs)."""
+    yesterday's window was not yet visible to yesterday's run; today's sees it. The rule takes any onset in the
+    baseline, so a regression yesterday's run already saw trips today's too while it lasts (a scheduler stays stopped
+    for a second window); one that started before the baseline was the business of earlier runs."""
     return onset is not None and baseline.start <= onset < window.end and (end is None or end > window.start)
 
 
 def _segment_change_point(case: Case, baseline: Window, window: Window) -> MonitorResult:
-    """A regression one segment holds alone that starts in this run (:func:`_this_run`): the diagnosis's segment scan
-    (:func:`workbench.data.segments.detect_segment_onset`) over the log up to the window's end. A segment holding a
-    tenth of the traffic can collapse while the whole traffic's monitors stay within their limits (the sample case
-    ``slice_shift``: country=BR's clicks collapse, the whole day's NE and calibration pass). Its family-wise
-    false-alarm rate is the segment scan's (``alpha`` 0.001 over every segment and metric, each confirmed by the slice
-    search), so it adds at most 0.1 % of false alarms per guard run. ``value`` is the segment's metric in the incident
-    window over its baseline; the target names the metric and the segment."""
+    """A regression one segment holds alone that belongs to this run (:func:`_this_run`): the diagnosis's segment scan
+    (:func:`workbench.data.segments.detect_segment_onset`) over the rows served before the window's end. A segment
+    holding a tenth of the traffic can collapse while the whole traffic's monitors stay within their limits (the sample
+    case ``slice_shift``: country=BR's clicks collapse, the whole day's NE and calibration pass). Only segments whose
+    onset belongs to the run compete, so one regressing for weeks does not hide one that starts now. Its family-wise
+    false-alarm rate is the segment scan's (``alpha`` 0.001 over every segment and metric if its Gaussian model holds;
+    a small segment's heavier tails are why each is confirmed by the slice search), so it adds at most 0.1 % of false
+    alarms per guard run. A trip's ``value`` is the segment's metric over the scan's own incident window against its
+    baseline (not the guard's windows), its ``threshold`` null, its target the metric and the segment (``METRIC in
+    column=value``); a run that finds none passes as ``segments``, so a scheduler that follows a row across runs keys
+    it on the monitor alone."""
     from workbench.data.segments import detect_segment_onset
 
     if not case.slices:
         return MonitorResult("quality", "segments", "skip", None, None, "the case has no slice columns")
     if not case.grain.testable or case.grain.grain is None:
         return MonitorResult("quality", "segments", "skip", None, None, "too few labelled rows per period to scan a segment")
-    found = detect_segment_onset(case, until=window.end)
-    if found is None or not _this_run(found.onset.onset, found.onset.end, baseline, window):
-        since = "" if found is None or found.onset.onset is None else \
-            f" ({found.segment} has been regressing since {found.onset.onset:%Y-%m-%d %H:%M} UTC, before the baseline)"
+    found = detect_segment_onset(case, until=window.end, accept=lambda o: _this_run(o.onset, o.end, baseline, window))
+    if found is None:
         return MonitorResult("quality", "segments", "pass", None, None,
-                             f"no segment regressing from inside the window or the baseline{since}: "
+                             f"no segment regressing alone from inside the window or, still in it, from the baseline: "
                              f"{', '.join(case.slices)} scanned (family-wise alpha 0.001)")
     o = found.onset
-    ratio = o.current_value / o.baseline_value if o.baseline_value else math.nan
+    ratio = o.current_value / o.baseline_value if o.baseline_value > 0 else math.nan
     monitor = "calibration" if o.metric == "calibration_ratio" else "quality"
     return MonitorResult(monitor, f"{o.metric} in {found.segment}", "trip", ratio, None,
                          f"{found.segment} alone: {o.metric} {fmt(o.baseline_value)} → {fmt(o.current_value)} from "
