@@ -18,6 +18,10 @@ the written case does not carry), and reports
     python benchmarks/control_truth.py --seeds 0 133 --alarms /tmp/rctl/proving_ground_dev.json \
         --out benchmarks/results/control_truth.json
 
+``--alarms-only RESULTS.json ...`` regenerates only the false alarms of one or more ``proving_ground.py`` control
+runs, of either split (a held-back draw that has been measured: its false alarms' headlines are what may be read),
+and prints each flagged window's noise-free and logged move, inside its segment when the alarm names one.
+
 The generator's incident bar is 0.10 in log (``proving_ground.metrics.CAL_MIN``): a control whose own
 move reaches it is, in the noise-free truth, as large as an incident the generator calls material.
 """
@@ -52,8 +56,8 @@ class _InMemory(_generate._Gen):
         self.served = self.p
 
 
-def generated(mode: str, seed: int, max_rows: int) -> _InMemory:
-    sc = draw("control", "dev", seed, mode=mode, max_rows=max_rows)
+def generated(mode: str, seed: int, max_rows: int, split: str = "dev") -> _InMemory:
+    sc = draw("control", split, seed, mode=mode, max_rows=max_rows)
     with tempfile.TemporaryDirectory() as tmp:
         gen = _InMemory(sc, Path(tmp))
         gen.run()
@@ -108,6 +112,46 @@ def window_move(rows: dict[str, np.ndarray], onset: str, end: str | None) -> dic
             "clicks": float(y[inc].sum()), "expected_clicks": float(q[inc].sum())}
 
 
+def in_segment(gen: _InMemory, rows: dict[str, np.ndarray], segment: str | None) -> dict[str, np.ndarray]:
+    """``rows`` (:func:`noise_free`) restricted to ``column=value`` (all of them without a segment)."""
+    if not segment:
+        return rows
+    column, value = segment.split("=", 1)
+    j = next(i for i, s in enumerate(gen.w.slices) if s.name == column)
+    keep = gen.rows.slices[gen.joined, j] == gen.w.slices[j].values.index(value)
+    return {key: v[keep] for key, v in rows.items()}
+
+
+def _alarm(split: str, scenario: str, anomaly: dict, max_rows: int) -> dict:
+    _, mode, seed = scenario.split("/")
+    gen = generated(mode, int(seed), max_rows, split)
+    rows = in_segment(gen, noise_free(gen), anomaly.get("segment"))
+    return {"split": split, "metric": anomaly["metric"], "grain": anomaly["grain"], "segment": anomaly.get("segment"),
+            **{k: round(v, 4) for k, v in window_move(rows, anomaly["onset"], anomaly.get("end")).items()}}
+
+
+def alarms_only(results: list[Path], max_rows: int, workers: int, out: Path | None) -> None:
+    """The noise-free move of every false alarm in ``results`` (module docstring)."""
+    todo = []
+    for path in results:
+        run = json.loads(path.read_text(encoding="utf-8"))
+        todo += [(run["meta"]["split"], c["scenario"], c["answer"]["anomaly"]) for c in run["cases"] if c.get("false_alarm")]
+    with ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(_alarm, split, scenario, anomaly, max_rows) for split, scenario, anomaly in todo]
+        found = {scenario: fut.result() for (_, scenario, _), fut in zip(todo, futures, strict=True)}
+    for key, a in found.items():
+        print(f"  {key}: {a['metric']} at {a['grain']}{' in ' + a['segment'] if a['segment'] else ''}; noise-free move "
+              f"{a['noise_free']:+.3f}, logged {a['logged']:+.3f} ({a['clicks']:.0f} clicks, {a['expected_clicks']:.0f} expected)")
+    moves = np.abs([a["noise_free"] for a in found.values()])
+    if len(moves):
+        print(f"{len(moves)} false alarms; noise-free move >= 0.10 (the generator's incident bar): {(moves >= 0.10).sum()}; "
+              f"median {np.median(moves):.3f}; logged move larger than the noise-free one: "
+              f"{sum(abs(a['logged']) > abs(a['noise_free']) for a in found.values())}")
+    if out:
+        out.write_text(json.dumps({"results": [str(p) for p in results], "max_rows": max_rows, "alarms": found},
+                                  indent=1) + "\n", encoding="utf-8")
+
+
 def _one(mode: str, seed: int, max_rows: int, alarm: dict | None) -> dict:
     gen = generated(mode, seed, max_rows)
     rows = noise_free(gen)
@@ -125,9 +169,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs=2, default=(0, 133), metavar=("FIRST", "END"))
     ap.add_argument("--max-rows", type=int, default=500_000)
     ap.add_argument("--alarms", type=Path, help="a proving_ground.py results JSON over the same controls")
+    ap.add_argument("--alarms-only", type=Path, nargs="+", metavar="RESULTS",
+                    help="only the false alarms of these proving_ground.py control runs (either split)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.alarms_only:
+        alarms_only(args.alarms_only, args.max_rows, args.workers, args.out)
+        return
     alarms = {}
     if args.alarms:
         for case in json.loads(args.alarms.read_text(encoding="utf-8"))["cases"]:
