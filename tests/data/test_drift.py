@@ -365,3 +365,21 @@ def test_a_change_is_timed_on_the_statistic_that_shows_it():
     never_null = shift.with_columns(pl.Series("coverage", np.where(after, 0.9999, 1.0)),
                                     pl.Series("rows", np.full(days, 5000)))
     assert 4 * 24 <= arrival_hours(never_null, onset, before) <= 8 * 24
+
+
+@pytest.mark.parametrize("step", [-1.0, 1.0])
+def test_a_reference_of_one_value_reads_a_move_down_as_a_move_up(step):
+    """A clock feature over a few hours holds one value (day_of_week = 3). Bins are closed on the right, so before
+    the fix a value below the reference's only value shared its bin: a day earlier read as JS 0 and a day later as
+    JS 1, and the guard's late-quarter check, whose usual drift (the day before) read 0, tripped on every run."""
+    xa = np.full(5_000, 3.0)
+    _, a, b = _profiles(xa, xa + step, bins=20)
+    assert js_distance(a.full, b.full) == pytest.approx(1.0)
+    _, a, same = _profiles(xa, xa, bins=20)
+    assert js_distance(a.full, same.full) == pytest.approx(0.0)
+    # a boolean: a default of -1 in place of its 0s is a move too, as a 2 in place of its 1s is
+    rng = np.random.default_rng(0)
+    flags = (rng.random(20_000) < 0.3).astype(float)
+    _, a, b = _profiles(flags, np.where(flags == 0, -1.0, flags), bins=20)
+    _, _, c = _profiles(flags, np.where(flags == 1, 2.0, flags), bins=20)
+    assert js_distance(a.full, b.full) > 0.5 and js_distance(a.full, c.full) > 0.5

@@ -124,6 +124,11 @@ def _reference(sample: dict[str, np.ndarray] | pl.DataFrame, features: tuple[str
             edges[f], band[f], spread[f] = np.array([]), (0.0, math.inf), 1.0
             continue
         edges[f] = np.unique(_q(xs, qs))
+        if edges[f][0] <= xs[0]:  # the lowest edge is the minimum itself: an atom (a boolean's 0, a clock feature
+            # that holds one value over a short window). Bins are closed on the right, so a value below it would share
+            # the atom's bin and read as no move, while the same move up leaves the top edge and reads as total; a
+            # bin of its own below the minimum, as above the maximum, makes the two directions alike
+            edges[f] = np.r_[np.nextafter(xs[0], -np.inf), edges[f]]
         # the scale band from the sorted values: |x| up to ten times its ~99th percentile, down to a tenth
         # of the ~1st percentile of the positive magnitudes (no second sort of |x|)
         hi = float(max(abs(_q(xs, 0.005)), abs(_q(xs, 0.995)))) * SCALE_BAND
