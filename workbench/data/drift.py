@@ -3,7 +3,9 @@
 The pass (mergeable partial aggregates, streaming):
 
 1. **Reference edges.** A hash sample (~50k rows) of the reference window gives
-   each numeric feature ``bins - 1`` quantile edges and its scale band (``|x|``
+   each numeric feature ``bins - 1`` quantile edges (and one just below its minimum
+   when the lowest edge is the minimum itself, an atom: a value below it then has a
+   bin of its own, as a value above the maximum has) and its scale band (``|x|``
    between a tenth of its ~1st and ten times its ~99th percentile).
 2. **Profiles.** One ``select`` per window counts, per feature, nulls,
    ``x <= edge`` for every edge (cumulative histogram), sums of ``x``, ``x^2``,
