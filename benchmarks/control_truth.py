@@ -122,12 +122,21 @@ def in_segment(gen: _InMemory, rows: dict[str, np.ndarray], segment: str | None)
     return {key: v[keep] for key, v in rows.items()}
 
 
+def alarm_move(rows: dict[str, np.ndarray], anomaly: dict) -> dict:
+    """A false alarm's headline (``anomaly`` of its answer) with :func:`window_move` over its flagged window."""
+    return {"metric": anomaly["metric"], "grain": anomaly["grain"], "segment": anomaly.get("segment"),
+            **{k: round(v, 4) for k, v in window_move(rows, anomaly["onset"], anomaly.get("end")).items()}}
+
+
+def _alarm_line(key: str, a: dict) -> str:
+    return (f"  {key}: {a['metric']} at {a['grain']}{' in ' + a['segment'] if a['segment'] else ''}; noise-free move "
+            f"{a['noise_free']:+.3f}, logged {a['logged']:+.3f} ({a['clicks']:.0f} clicks, {a['expected_clicks']:.0f} expected)")
+
+
 def _alarm(split: str, scenario: str, anomaly: dict, max_rows: int) -> dict:
     _, mode, seed = scenario.split("/")
     gen = generated(mode, int(seed), max_rows, split)
-    rows = in_segment(gen, noise_free(gen), anomaly.get("segment"))
-    return {"split": split, "metric": anomaly["metric"], "grain": anomaly["grain"], "segment": anomaly.get("segment"),
-            **{k: round(v, 4) for k, v in window_move(rows, anomaly["onset"], anomaly.get("end")).items()}}
+    return {"split": split, **alarm_move(in_segment(gen, noise_free(gen), anomaly.get("segment")), anomaly)}
 
 
 def alarms_only(results: list[Path], max_rows: int, workers: int, out: Path | None) -> None:
@@ -140,8 +149,7 @@ def alarms_only(results: list[Path], max_rows: int, workers: int, out: Path | No
         futures = [pool.submit(_alarm, split, scenario, anomaly, max_rows) for split, scenario, anomaly in todo]
         found = {scenario: fut.result() for (_, scenario, _), fut in zip(todo, futures, strict=True)}
     for key, a in found.items():
-        print(f"  {key}: {a['metric']} at {a['grain']}{' in ' + a['segment'] if a['segment'] else ''}; noise-free move "
-              f"{a['noise_free']:+.3f}, logged {a['logged']:+.3f} ({a['clicks']:.0f} clicks, {a['expected_clicks']:.0f} expected)")
+        print(_alarm_line(key, a))
     moves = np.abs([a["noise_free"] for a in found.values()])
     if len(moves):
         print(f"{len(moves)} false alarms; noise-free move >= 0.10 (the generator's incident bar): {(moves >= 0.10).sum()}; "
@@ -159,8 +167,7 @@ def _one(mode: str, seed: int, max_rows: int, alarm: dict | None) -> dict:
     out: dict = {"daily_range": round(daily_range(rows), 4), "first_snapshot_rows": first_rows,
                  "refresh_ratios": [round(r, 4) for r in ratios]}
     if alarm is not None:
-        out["alarm"] = {"metric": alarm["metric"], "grain": alarm["grain"], "segment": alarm.get("segment"),
-                        **{k: round(v, 4) for k, v in window_move(rows, alarm["onset"], alarm["end"]).items()}}
+        out["alarm"] = alarm_move(rows, alarm)  # over all the log's rows, as this report has always read them
     return out
 
 
@@ -210,10 +217,7 @@ def main() -> None:
             print(f"  range in [{lo}, {hi}): {len(inside)} controls, {sum(k in alarms for k in inside)} false alarms")
         for key, v in sorted(out.items()):
             if "alarm" in v:
-                a = v["alarm"]
-                print(f"  {key}: {a['metric']} at {a['grain']}{' in ' + a['segment'] if a['segment'] else ''}; "
-                      f"noise-free move {a['noise_free']:+.3f}, logged {a['logged']:+.3f} "
-                      f"({a['clicks']:.0f} clicks, {a['expected_clicks']:.0f} expected)")
+                print(_alarm_line(key, v["alarm"]))
     if args.out:
         args.out.write_text(json.dumps({"seeds": list(args.seeds), "max_rows": args.max_rows, "controls": out},
                                        indent=1) + "\n", encoding="utf-8")

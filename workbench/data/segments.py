@@ -118,9 +118,7 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
     every = case.grain.grain
     cols = case.slices if columns is None else columns
     until = None if until is None else as_utc(until)
-    rows = None if until is None else pl.col(TS) < pl.lit(until)
-    if rows is not None:
-        scan = None
+    rows = None if until is None else pl.col(TS) < pl.lit(until)  # quality_series reads the log, not the scan, for rows
     candidates: list[tuple[str, QualitySeries]] = []
     for col in cols:
         series = quality_series(case, by=col, every=every, rows=rows, scan=scan)

@@ -436,7 +436,7 @@ def _segment_change_point(case: Case, baseline: Window, window: Window) -> Monit
 
 
 def _scanned(result: MonitorResult, found: dict[str, str]) -> MonitorResult:
-    """``result``, tripped as well when the change-point scan found its metric regressing inside the window."""
+    """``result``, tripped as well when the change-point scan found its metric regressing in this run (:func:`_this_run`)."""
     why = found.get(result.target)
     if why is None or result.status == "skip":
         return result
