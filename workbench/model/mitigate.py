@@ -828,15 +828,32 @@ def _serve(z_logged: np.ndarray, served: np.ndarray, z_new: np.ndarray) -> np.nd
 
 
 def _fit_platt(z: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[float, float]:
-    """Maximum-likelihood ``(a, b)`` of ``sigmoid(a z + b)`` (Platt scaling by Newton's method / IRLS)."""
+    """Maximum-likelihood ``(a, b)`` of ``sigmoid(a z + b)`` (Platt scaling by damped Newton steps).
+
+    It starts at the odds fit ``(1, fit_offset(z, y))``, so the result is never worse than the odds factor it competes
+    with, and halves each Newton step until the log loss does not rise. The likelihood is concave, but a full step
+    from far away overshoots: on over-confident logits (a temperature above 1, ``z = 4 t``) undamped Newton from
+    ``(1, 0)`` ran to slopes of 1e14 on every try, so the logit-scale fix that would undo the temperature was never
+    proposed."""
     x = np.column_stack([z, np.ones_like(z)])
-    w = np.array([1.0, 0.0])
-    for _ in range(steps):  # Newton iterations on two parameters
+    w = np.array([1.0, fit_offset(z, y)])
+
+    def loss(v: np.ndarray) -> float:
+        return float(row_log_loss_logit(x @ v, y).sum())
+
+    current = loss(w)
+    for _ in range(steps):  # Newton iterations on two parameters, not a loop over rows
         p = sigmoid(x @ w)
         hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
         step = np.linalg.solve(hess, x.T @ (y - p))
-        w += step
-        if np.abs(step).max() < 1e-10:
+        t = 1.0
+        while t > 1e-6 and loss(w + t * step) > current:
+            t /= 2
+        if t <= 1e-6:
+            break
+        w = w + t * step
+        current = loss(w)
+        if np.abs(t * step).max() < 1e-10:
             break
     return float(w[0]), float(w[1])
 
