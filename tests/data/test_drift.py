@@ -243,10 +243,10 @@ def test_a_log_out_of_time_order_gives_the_same_answer(tmp_path):
 
 
 def test_a_boolean_whose_share_moved_is_not_stale_but_a_frozen_feature_is():
-    """Staleness is values that stopped changing: the top value took the moved mass and fewer distinct values remain.
-    A boolean whose share of ones went from 57% to 75% still takes both values (a mix that moved, the issue's "went
-    stale" misreading); the same boolean frozen at 1 does not."""
-    from workbench.data.drift import _kind, _sample_stats
+    """Staleness is values that stopped changing: the top value took the moved mass and half as many values are in
+    effective use. A boolean whose share of ones went from 57% to 75% still uses both values (a mix that moved, the
+    issue's "went stale" misreading); the same boolean frozen at 1 does not."""
+    from workbench.data.drift import _fewer_values, _kind, _sample_stats
 
     rng = np.random.default_rng(8)
     before = np.sort((rng.random(20_000) < 0.57).astype(float))
@@ -255,7 +255,7 @@ def test_a_boolean_whose_share_moved_is_not_stale_but_a_frozen_feature_is():
         ss = _sample_stats(before, np.sort(after), np.random.default_rng(0))
         top = ss["top_share_incident"] - ss["top_share_baseline"]
         moved = abs(after.mean() - before.mean())
-        return _kind(0.2, 0.0, 0.2, moved, 0.0, top, not ss["distinct_incident"] >= ss["distinct_baseline"])
+        return _kind(0.2, 0.0, 0.2, moved, 0.0, top, _fewer_values(ss))
 
     assert kind_of((rng.random(20_000) < 0.75).astype(float)) == "distribution"
     assert kind_of(np.ones(20_000)) == "stale"
@@ -287,6 +287,15 @@ def test_kind_of_samples_names_each_break_as_the_profiles_do():
     # nor is a few hundred rows of integers that narrowed (repeat share depends on the sample's size)
     ints = rng.integers(0, 1000, 300).astype(float)
     assert kind_of_samples(ints, rng.integers(300, 400, 300).astype(float)) != "stale"
+    # a feed frozen on one of the 51 values of its 0.1 grid for 93 % of its rows still shows all 51 in the other 7 %:
+    # fewer values in effective use, not fewer distinct ones (dev feature/stale_constant/20 read "drifted")
+    grid = np.round(rng.uniform(0, 5, 20_000), 1)
+    assert kind_of_samples(grid, np.where(rng.random(20_000) < 0.93, 4.8, np.round(rng.uniform(0, 5, 20_000), 1))) == "stale"
+    # a feed on a 0.001 grid repeats on most of 20,000 rows already; replaying 8 of its values it repeats on all of
+    # them, a rise of half of what it could rise, not of half the rows (dev feature/stale_block/19 read "drifted")
+    milli = np.round(rng.normal(0, 1, 20_000), 3)
+    assert kind_of_samples(milli, milli[-8:][rng.integers(0, 8, 20_000)]) == "stale"
+    assert kind_of_samples(milli, np.round(rng.normal(0.5, 1, 20_000), 3)) != "stale"  # the same grid, moved
 
 
 def test_a_default_served_in_place_of_values_is_a_coverage_loss_not_a_frozen_feed():

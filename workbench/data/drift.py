@@ -34,12 +34,15 @@ vs training has no placebo: severity is the plain JS distance.
 ``coverage`` when the null/non-null split moved more than the values did (or a window
 has no values left to compare);
 ``scale`` when at least half of the moved value mass left the scale band;
-``stale`` when fewer distinct values remain (a boolean whose mix moved is not stale)
-and at least half of the moved mass piled onto one value (the top value's share rose)
-or the values look replayed: at least half of the rows took a value that repeats (the
-repeat share of equal-size samples rose by half), an order of magnitude fewer distinct
-values remain, on a grid no coarser than before (a feed replaying a few dozen recent
-values, which no single value dominates; rounding is not staleness);
+``stale`` when at least half of the moved mass piled onto one value (the top value's share
+rose) and fewer values remain: fewer distinct ones, or at most half as many in effective use
+(the inverse Simpson index of equal-size samples: a boolean whose mix moved is not stale, a
+feed frozen on one of 51 grid values is, though the other 7 % of its rows still show all 51), or the values look
+replayed: at least half of the rows whose values did not repeat before now take a value
+that repeats (the repeat share of equal-size samples rose by half of what it could), an
+order of magnitude fewer distinct values remain, on a grid no coarser than before (a feed
+replaying a few dozen recent values, which no single value dominates; rounding is not
+staleness);
 ``default`` when the value that took the moved mass is a sentinel pipelines fill a missing value with (0
 or -1) and the baseline hardly held it (:func:`fill_value`): a coverage loss served as a default rather than
 as a null (checked before ``stale`` and ``distribution``, which it would otherwise read as);
@@ -267,7 +270,7 @@ def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> d
     m = min(len(xb), len(xi), STALE_ROWS)
     for tag, xs in (("baseline", xb), ("incident", xi)):
         if m < 20:
-            out[f"distinct_{tag}"] = out[f"repeat_share_{tag}"] = out[f"top_share_{tag}"] = math.nan
+            out[f"distinct_{tag}"] = out[f"repeat_share_{tag}"] = out[f"top_share_{tag}"] = out[f"effective_{tag}"] = math.nan
             continue
         sub = xs if len(xs) == m else xs[np.sort(rng.choice(len(xs), m, replace=False))]  # sorted stays sorted
         change = np.flatnonzero(np.diff(sub) != 0)
@@ -275,6 +278,7 @@ def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> d
         out[f"distinct_{tag}"] = float(len(runs))
         out[f"repeat_share_{tag}"] = 1.0 - len(runs) / m
         out[f"top_share_{tag}"] = float(runs.max()) / m
+        out[f"effective_{tag}"] = 1.0 / float(np.square(runs / m).sum())  # inverse Simpson: values in effective use
     return out
 
 
@@ -372,10 +376,11 @@ def relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, ..
 def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta: float, top_delta: float,
           fewer_values: bool = True, replayed: bool = False) -> str:
     """The drift kind (module docstring). Staleness is values that stopped changing: the top value took the moved mass
-    *and* fewer distinct values remain; a boolean whose share of ones went from 57% to 75% still takes both of its
-    values, which is a mix that moved, not a feed that froze. A feed that replays its last few dozen values has no
-    top value (dev feature/stale_block/30: 34 values, the top one 3% of the rows), but its rows' values became
-    repeats (``replayed``, :func:`_replayed`: repeat share 0.13 -> 0.997). A feature left with no values in a window (all null)
+    *and* fewer values remain (``fewer_values``, :func:`_fewer_values`); a boolean whose share of ones went from 57% to
+    75% still uses both of its values (1.96 -> 1.60 in effect), which is a mix that moved, not a feed that froze.
+    A feed that replays its last few dozen values has no top value (dev feature/stale_block/30: 34 values, the top
+    one 3% of the rows), but its rows' values became repeats (``replayed``, :func:`_replayed`: repeat share 0.13 ->
+    0.997), whatever their effective number. A feature left with no values in a window (all null)
     has no value distribution to compare (``js_val`` NaN): its whole move is coverage (dev feature/coverage_null/1,
     a feature 100% null, was "distribution" and its cause named no change)."""
     if not severity >= FLOOR:
@@ -384,7 +389,7 @@ def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta
         return "coverage"
     if oos_delta >= KIND_SHARE * moved:
         return "scale"
-    if fewer_values and (top_delta >= KIND_SHARE * moved or replayed):
+    if (fewer_values and top_delta >= KIND_SHARE * moved) or replayed:
         return "stale"
     return "distribution"
 
@@ -446,7 +451,7 @@ def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], x
     fill value and its shares before and after (:func:`fill_value`), else None."""
     js_cov = float(js_distance(np.array([b.nulls, b.n - b.nulls]), np.array([i.nulls, i.n - i.nulls])))
     top_delta = ss["top_share_incident"] - ss["top_share_baseline"]
-    fewer = not ss["distinct_incident"] >= ss["distinct_baseline"]  # NaN (too few rows to count): as before
+    fewer = _fewer_values(ss)
     moved = float(total_variation(b.hist, i.hist))
     kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), moved,
                  i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
@@ -486,19 +491,32 @@ def fill_value(xb: np.ndarray, xi: np.ndarray, moved: float) -> tuple[float, flo
     return best if best is not None and best[2] - best[1] >= KIND_SHARE * moved else None
 
 
+def _fewer_values(ss: dict[str, float]) -> bool:
+    """Whether fewer values remain in equal-size samples: fewer distinct ones (a boolean frozen on one of its two), or
+    at most half as many in effective use (``KIND_SHARE``), by the inverse Simpson index ``1 / sum p_v^2``, the number
+    of equally common values that would repeat as often. Distinct counts are made by the rarest values: a feed frozen
+    on 4.8 for 93 % of its rows (dev feature/stale_constant/20) still showed all 51 values of its grid in the other
+    7 %, and read "drifted". Too few rows to count (NaN): true, so the top value's share alone decides."""
+    return (not ss["distinct_incident"] >= ss["distinct_baseline"]
+            or not ss["effective_incident"] > (1 - KIND_SHARE) * ss["effective_baseline"])
+
+
 REPLAY_FEWER = 0.1  # a replayed feed keeps an order of magnitude fewer distinct values than it had (in equal samples)
 
 
 def _replayed(ss: dict[str, float], xb: np.ndarray, xi: np.ndarray) -> bool:
     """Whether the incident's values look replayed from a few earlier ones (a feed stuck on its recent past): at least
-    half of the rows took a value that repeats (``repeat_share`` of equal-size samples up by ``KIND_SHARE``), the
+    half of the rows whose values did not repeat before now take a value that repeats (``repeat_share`` of equal-size
+    samples up by ``KIND_SHARE`` of its room below 1: a feature on a grid of 0.001 repeats on 72 % of 20,000 rows
+    already, and dev feature/stale_block/19 replaying 8 of its values reached 99.96 %, 0.28 up, "drifted"), the
     samples hold an order of magnitude fewer distinct values (``REPLAY_FEWER``: the repeat share alone depends on
     the sample's size, and a window of a few hundred rows of integers that narrowed from 0-999 to 300-399 gains
     half its repeats), and the values are not on a coarser decimal grid than before (:func:`_decimals`: a feed
     that started rounding to whole numbers repeats its values too, but it is a change of precision, not staleness;
     both from a review)."""
+    room = 1.0 - ss["repeat_share_baseline"]
     repeats = ss["repeat_share_incident"] - ss["repeat_share_baseline"]
-    if not (repeats >= KIND_SHARE and ss["distinct_incident"] <= REPLAY_FEWER * ss["distinct_baseline"]):
+    if not (room > 0 and repeats >= KIND_SHARE * room and ss["distinct_incident"] <= REPLAY_FEWER * ss["distinct_baseline"]):
         return False
     return _decimals(xi) >= _decimals(xb)
 
