@@ -312,6 +312,12 @@ def test_a_default_served_in_place_of_values_is_a_coverage_loss_not_a_frozen_fee
     for fill in (0.0, -1.0):
         assert kind_of_samples(before, np.where(hit, fill, after)) == "default", fill
     assert kind_of_samples(before, np.where(hit, 2.71, after)) == "stale"  # a value of the feed's own
+    # a count of a few dozen to a few hundred served as -1 on 85 % of its rows: -1 is outside its scale band, which
+    # read as a unit change, and the backfill that divides by a scale ratio made every simulation worse (held-back
+    # feature/coverage_default/1000122, draw S); a real unit change puts no mass on a sentinel
+    counts = np.round(rng.lognormal(4.2, 0.8, 4_000))
+    assert kind_of_samples(counts, np.where(rng.random(4_000) < 0.85, -1.0, counts)) == "default"
+    assert kind_of_samples(counts, counts * 1000) == "scale"
     assert kind_of_samples(before, np.where(hit, round(float(before.mean()), 4), after)) == "stale"
     # a boolean whose rows took -1: three values where there were two, so not "fewer values", but a default
     flag_b, flag_i = (rng.random(4_000) < 0.2).astype(float), (rng.random(4_000) < 0.2).astype(float)

@@ -45,7 +45,8 @@ replaying a few dozen recent values, which no single value dominates; rounding i
 staleness);
 ``default`` when the value that took the moved mass is a sentinel pipelines fill a missing value with (0
 or -1) and the baseline hardly held it (:func:`fill_value`): a coverage loss served as a default rather than
-as a null (checked before ``stale`` and ``distribution``, which it would otherwise read as);
+as a null (checked before ``scale``, ``stale`` and ``distribution``, which it would otherwise read as: a
+count served as -1 leaves the scale band);
 ``scale`` too when one factor maps the baseline's values onto the incident's,
 taking away at least half of their KS distance (a unit change that stays inside
 the band, or whose heavy tail a cap kept from following); else ``distribution``.
@@ -456,7 +457,7 @@ def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], x
     kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), moved,
                  i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
                  fewer, _replayed(ss, xb, xi))
-    if kind in ("stale", "distribution"):
+    if kind in ("scale", "stale", "distribution"):  # a count served as -1 on 85 % of its rows left the scale band
         fill = fill_value(xb, xi, moved)
         if fill is not None:
             return "default", fill
