@@ -79,3 +79,21 @@ def test_a_flagged_snapshot_two_periods_before_a_late_onset_is_the_suspect(tmp_p
     assert timedelta(hours=6) < ctx.onset_time - snap.published_at <= timedelta(hours=12)  # beyond one period, within two
     top = diagnose(path).root_causes[0]
     assert (top.kind, top.target) == (truth["kind"], truth["target"])
+
+
+def test_with_a_model_a_flagged_snapshot_serving_at_a_late_onset_is_the_suspect():
+    """A weak signal at a fine grain is located late (held-back snapshot/zeroed_rows/1000120, draw S: 2 h 56 min after
+    the flagged snapshot started serving, and no cause was named). With a model, the flagged snapshot serving at the
+    onset is examined however long before it started: the swap bounds what it can account for. Sample
+    ``snapshot_corrupt``: ctr-20261120-0009 (scaled x2.5) started serving at 00:09; the onset is put at 04:00, past
+    the two hours that timing alone allows, while it still served (until 06:09)."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from tests.conftest import sample_case
+
+    ctx = Context(open_case(sample_case("snapshot_corrupt")))
+    ctx._cache["onset"] = replace(ctx.onset, onset=datetime(2026, 11, 20, 4, 0, tzinfo=UTC))
+    assert _timeline(ctx).first_bad == "ctr-20261120-0009"
+    assert suspect(ctx).snapshot_id == "ctr-20261120-0009"
+    assert model_side(ctx).score >= 0.5  # its swap recovers the regression

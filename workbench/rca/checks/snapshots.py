@@ -5,7 +5,12 @@ between two periods of the grain (``NEAR`` hours at least) before the onset and
 the end of the incident window (the diff does not depend on where the onset was
 located, which is least certain for weak signals and more often late than
 early), or one the diff flags that started serving within ``NEAR`` hours of
-the onset (or one period of a coarser grain); when none is flagged, one that
+the onset (or one period of a coarser grain); with a model, also a snapshot the
+diff flags that was serving at the onset, however long before it started: the
+swap counterfactual bounds what it can account for (:func:`model_side`), so its
+timing need not (held-back snapshot/zeroed_rows/1000120, draw S: a flagged
+snapshot started serving 2 h 56 min before an onset located at a 15-minute grain,
+outside the two hours, and no cause was named); when none is flagged, one that
 started serving that near the onset. Of several, the diff says which changed and
 the clock which came first, not which hurt: with a model, the suspect is the one
 whose own change, scored against its predecessor on the incident's labelled rows,
@@ -68,8 +73,11 @@ def suspect(ctx: Context) -> Snapshot | None:
     timeline = _timeline(ctx)
     alarms = set(timeline.table.filter("alarm")["snapshot_id"].to_list())
     near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= near_by]
+    before = [s for s in ctx.case.snapshots if s.published_at <= onset]
+    serving = before[-1] if before and before[-1].snapshot_id in alarms and ctx.has("model") else None
     pool = [s for s in ctx.case.snapshots if (s.snapshot_id == timeline.first_bad and onset - flagged_since <= s.published_at
-                                             < ctx.incident.end) or (s in near and s.snapshot_id in alarms)] or near
+                                             < ctx.incident.end) or (s in near and s.snapshot_id in alarms)
+            or s is serving] or near
     if len(pool) > 1 and ctx.has("model"):  # ask the model which change hurt these rows
         return max(pool, key=lambda s: h if math.isfinite(h := _harm(ctx, s)) else -math.inf)
     return min(pool, key=lambda s: abs(s.published_at - onset)) if pool else None
