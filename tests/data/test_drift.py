@@ -284,9 +284,18 @@ def test_kind_of_samples_names_each_break_as_the_profiles_do():
     # values that repeat because they were rounded are a change of precision, not a feed stuck on its past (a review)
     assert kind_of_samples(fine, np.round(fine)) != "stale"
     assert kind_of_samples(fine, np.round(fine * 2) / 2) != "stale"
-    # nor is a few hundred rows of integers that narrowed (repeat share depends on the sample's size)
+    # nor is a few hundred rows of integers that narrowed (repeat share depends on the sample's size), nor 20,000:
+    # a range that narrowed keeps the values the baseline had there (a review)
     ints = rng.integers(0, 1000, 300).astype(float)
     assert kind_of_samples(ints, rng.integers(300, 400, 300).astype(float)) != "stale"
+    many = rng.integers(0, 1000, 20_000).astype(float)
+    assert kind_of_samples(many, rng.integers(300, 400, 20_000).astype(float)) != "stale"
+    assert kind_of_samples(many, rng.integers(0, 80, 20_000).astype(float)) != "stale"
+    # a mix of a few values that moved is no freeze, though fewer are in effective use (7 -> 2.9; 2.6 -> 1.2)
+    seven = rng.integers(0, 7, 20_000).astype(float)
+    assert kind_of_samples(seven, np.where(rng.random(20_000) < 0.48, 3.0, rng.integers(0, 7, 20_000))) != "stale"
+    three = rng.choice([0.0, 1.0, 2.0], 20_000, p=[0.5, 0.3, 0.2])
+    assert kind_of_samples(three, rng.choice([0.0, 1.0, 2.0], 20_000, p=[0.9, 0.05, 0.05])) != "stale"
     # a feed frozen on one of the 51 values of its 0.1 grid for 93 % of its rows still shows all 51 in the other 7 %:
     # fewer values in effective use, not fewer distinct ones (dev feature/stale_constant/20 read "drifted")
     grid = np.round(rng.uniform(0, 5, 20_000), 1)

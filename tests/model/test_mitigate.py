@@ -128,22 +128,35 @@ def test_recalibration_is_fitted_and_scored_on_different_rows():
     assert "offset" in params and params["factor"] == pytest.approx(1 / 1.71, rel=0.15)  # the logit scale is undone
 
 
-@pytest.mark.parametrize(("temperature", "mean"), [(4.0, -1.0), (6.0, 0.5), (3.0, -3.0), (0.3, -2.0)])
-def test_platt_scaling_matches_sklearns_maximum_likelihood_on_over_and_under_confident_logits(temperature, mean):
+@pytest.mark.parametrize(("temperature", "mean", "pinned"),
+                         [(4.0, -1.0, None), (6.0, 0.5, None), (3.0, -3.0, None), (0.3, -2.0, None), (1.0, -2.0, 30.0)])
+def test_platt_scaling_matches_sklearns_maximum_likelihood_on_over_and_under_confident_logits(temperature, mean, pinned):
     """Served logits ``z = T t - 1`` for rows that click with ``sigmoid(t)``. Undamped Newton from (1, 0) ran to
     slopes of 1e14 for every T above about 3 (held calibration/temperature/1000123: NE 0.84 -> 1.51 got an odds
-    factor recovering 18 % instead of the logit map recovering all of it)."""
+    factor recovering 18 % instead of the logit map recovering all of it). ``pinned``: a third of the rows served a
+    constant logit beyond the loss's clip (a review: judged on the clipped loss, a step to a slope of 1e10 passed)."""
     from sklearn.linear_model import LogisticRegression
+
+    from workbench.metrics import fit_offset
 
     rng = np.random.default_rng(int(temperature * 10))
     t = rng.normal(mean, 1.5, 50_000)
     y = (rng.random(t.size) < 1 / (1 + np.exp(-t))).astype(float)
     z = temperature * t - 1.0
+    if pinned is not None:
+        z[: len(z) // 3] = pinned
     a, b = _fit_platt(z, y)
-    reference = LogisticRegression(penalty=None, tol=1e-12, max_iter=10_000).fit(z[:, None], y)
-    assert a == pytest.approx(reference.coef_[0, 0], rel=1e-3)
+    reference = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000).fit(z[:, None], y)
+    assert a == pytest.approx(reference.coef_[0, 0], rel=1e-3, abs=1e-6)
     assert b == pytest.approx(reference.intercept_[0], abs=1e-3)
-    assert a == pytest.approx(1 / temperature, rel=0.05)  # the temperature is undone
+
+    def loss(slope: float, offset: float) -> float:
+        s = slope * z + offset
+        return float((np.logaddexp(0.0, s) - y * s).sum())
+
+    assert loss(a, b) <= loss(1.0, fit_offset(z, y)) + 1e-6  # never worse than the odds factor it competes with
+    if pinned is None:
+        assert a == pytest.approx(1 / temperature, rel=0.05)  # the temperature is undone
 
 
 def test_last_good_snapshot_is_before_the_bad_one_and_passes_validation():

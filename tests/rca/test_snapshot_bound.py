@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.conftest import dev_case
-from workbench import diagnose, open_case
+from workbench import Window, diagnose, open_case
 from workbench.rca.checks.snapshots import TIMING_ONLY, _harm, _swap, _timeline, model_side, suspect
 from workbench.rca.context import Context
 
@@ -97,3 +97,12 @@ def test_with_a_model_a_flagged_snapshot_serving_at_a_late_onset_is_the_suspect(
     assert _timeline(ctx).first_bad == "ctr-20261120-0009"
     assert suspect(ctx).snapshot_id == "ctr-20261120-0009"
     assert model_side(ctx).score >= 0.5  # its swap recovers the regression
+    # ... but not one that served the baseline too: the swap would not replace it, so nothing would bound it (a
+    # review: windows 00:15-03:00 and 03:00-06:05 with the onset at 03:30 named it at 0.98)
+    ctx = Context(open_case(sample_case("snapshot_corrupt")))
+    ctx._cache["onset"] = replace(ctx.onset, onset=datetime(2026, 11, 20, 3, 30, tzinfo=UTC),
+                                  baseline=Window("2026-11-20T00:15Z", "2026-11-20T03:00Z"),
+                                  incident=Window("2026-11-20T03:00Z", "2026-11-20T06:05Z"))
+    assert _swap(ctx) is None
+    assert suspect(ctx) is None
+    assert model_side(ctx).score < 0.5

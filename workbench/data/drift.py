@@ -12,8 +12,9 @@ The pass (mergeable partial aggregates, streaming):
    ``|x|``, the tail sums beyond the outer edges and values out of the scale
    band. Profiles of disjoint parts add up.
 3. **Samples.** Hash samples of both windows, cut to equal size, give quantiles,
-   distinct counts, the share of repeated values and the top value's share
-   (distinct counts grow with sample size, so only equal sizes compare).
+   distinct counts, the share of repeated values, the top value's share and the
+   number of values in effective use (inverse Simpson; distinct counts grow with
+   sample size, so only equal sizes compare).
 
 Per feature: coverage (non-null share) before/after, PSI and Jensen-Shannon
 distance on the histogram *with a null bin* (only a null bin sees a coverage
@@ -35,14 +36,13 @@ vs training has no placebo: severity is the plain JS distance.
 has no values left to compare);
 ``scale`` when at least half of the moved value mass left the scale band;
 ``stale`` when at least half of the moved mass piled onto one value (the top value's share
-rose) and fewer values remain: fewer distinct ones, or at most half as many in effective use
-(the inverse Simpson index of equal-size samples: a boolean whose mix moved is not stale, a
-feed frozen on one of 51 grid values is, though the other 7 % of its rows still show all 51), or the values look
-replayed: at least half of the rows whose values did not repeat before now take a value
-that repeats (the repeat share of equal-size samples rose by half of what it could), an
-order of magnitude fewer distinct values remain, on a grid no coarser than before (a feed
-replaying a few dozen recent values, which no single value dominates; rounding is not
-staleness);
+rose) and fewer values remain: fewer distinct ones, or an order of magnitude fewer in
+effective use (the inverse Simpson index of equal-size samples: a boolean whose mix moved is
+not stale, a feed frozen on one of 51 grid values is, though the other 7 % of its rows still
+show all 51), or the values look replayed: an order of magnitude fewer distinct values than
+the baseline held in the same range, on a grid no coarser than before (a feed replaying a few
+dozen recent values, which no single value dominates; a range that narrowed keeps the
+values it had, and rounding is not staleness);
 ``default`` when the value that took the moved mass is a sentinel pipelines fill a missing value with (0
 or -1) and the baseline hardly held it (:func:`fill_value`): a coverage loss served as a default rather than
 as a null (checked before ``scale``, ``stale`` and ``distribution``, which it would otherwise read as: a
@@ -92,6 +92,7 @@ COLUMNS = ("feature", "type", "kind", "severity", "rank", "js", "js_usual", "psi
            "std_baseline", "std_incident", "p01_baseline", "p01_incident", "p50_baseline", "p50_incident",
            "p99_baseline", "p99_incident", "repeat_share_baseline", "repeat_share_incident",
            "distinct_baseline", "distinct_incident", "top_share_baseline", "top_share_incident",
+           "effective_baseline", "effective_incident",
            "scale_ratio", "out_of_scale_baseline", "out_of_scale_incident", "moved_share", "relation_baseline",
            "relation_incident", "relation_se", "label_relation_baseline", "label_relation_incident", "relation_drop",
            "fill_value", "fill_share_baseline", "fill_share_incident")
@@ -380,8 +381,8 @@ def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta
     *and* fewer values remain (``fewer_values``, :func:`_fewer_values`); a boolean whose share of ones went from 57% to
     75% still uses both of its values (1.96 -> 1.60 in effect), which is a mix that moved, not a feed that froze.
     A feed that replays its last few dozen values has no top value (dev feature/stale_block/30: 34 values, the top
-    one 3% of the rows), but its rows' values became repeats (``replayed``, :func:`_replayed`: repeat share 0.13 ->
-    0.997), whatever their effective number. A feature left with no values in a window (all null)
+    one 3% of the rows), but it holds few of the values the baseline held in its range (``replayed``,
+    :func:`_replayed`), whatever their effective number. A feature left with no values in a window (all null)
     has no value distribution to compare (``js_val`` NaN): its whole move is coverage (dev feature/coverage_null/1,
     a feature 100% null, was "distribution" and its cause named no change)."""
     if not severity >= FLOOR:
@@ -456,7 +457,7 @@ def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], x
     moved = float(total_variation(b.hist, i.hist))
     kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), moved,
                  i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
-                 fewer, _replayed(ss, xb, xi))
+                 fewer, _replayed(xb, xi, np.random.default_rng(1)))
     if kind in ("scale", "stale", "distribution"):  # a count served as -1 on 85 % of its rows left the scale band
         fill = fill_value(xb, xi, moved)
         if fill is not None:
@@ -492,34 +493,44 @@ def fill_value(xb: np.ndarray, xi: np.ndarray, moved: float) -> tuple[float, flo
     return best if best is not None and best[2] - best[1] >= KIND_SHARE * moved else None
 
 
+FEWER = 0.1  # "fewer values" by a share: an order of magnitude (in effective use; distinct, for a replay)
+
+
 def _fewer_values(ss: dict[str, float]) -> bool:
     """Whether fewer values remain in equal-size samples: fewer distinct ones (a boolean frozen on one of its two), or
-    at most half as many in effective use (``KIND_SHARE``), by the inverse Simpson index ``1 / sum p_v^2``, the number
-    of equally common values that would repeat as often. Distinct counts are made by the rarest values: a feed frozen
-    on 4.8 for 93 % of its rows (dev feature/stale_constant/20) still showed all 51 values of its grid in the other
-    7 %, and read "drifted". Too few rows to count (NaN): true, so the top value's share alone decides."""
+    an order of magnitude fewer in effective use (``FEWER``), by the inverse Simpson index ``1 / sum p_v^2``, the
+    number of equally common values that would repeat as often. Distinct counts are made by the rarest values: a feed
+    frozen on 4.8 for 93 % of its rows (dev feature/stale_constant/20, 51 grid values, 1.2 in effective use) still
+    showed all 51 values in the other 7 %, and read "drifted". Half as many was too loose (a review): seven equally
+    common values of which one rose to 55 % (7 -> 2.9), or a mix of three going 50/30/20 -> 90/5/5 (2.6 -> 1.2), are
+    mixes that moved. Too few rows to count (NaN): true, so the top value's share alone decides."""
     return (not ss["distinct_incident"] >= ss["distinct_baseline"]
-            or not ss["effective_incident"] > (1 - KIND_SHARE) * ss["effective_baseline"])
+            or not ss["effective_incident"] > FEWER * ss["effective_baseline"])
 
 
-REPLAY_FEWER = 0.1  # a replayed feed keeps an order of magnitude fewer distinct values than it had (in equal samples)
-
-
-def _replayed(ss: dict[str, float], xb: np.ndarray, xi: np.ndarray) -> bool:
-    """Whether the incident's values look replayed from a few earlier ones (a feed stuck on its recent past): at least
-    half of the rows whose values did not repeat before now take a value that repeats (``repeat_share`` of equal-size
-    samples up by ``KIND_SHARE`` of its room below 1: a feature on a grid of 0.001 repeats on 72 % of 20,000 rows
-    already, and dev feature/stale_block/19 replaying 8 of its values reached 99.96 %, 0.28 up, "drifted"), the
-    samples hold an order of magnitude fewer distinct values (``REPLAY_FEWER``: the repeat share alone depends on
-    the sample's size, and a window of a few hundred rows of integers that narrowed from 0-999 to 300-399 gains
-    half its repeats), and the values are not on a coarser decimal grid than before (:func:`_decimals`: a feed
-    that started rounding to whole numbers repeats its values too, but it is a change of precision, not staleness;
-    both from a review)."""
-    room = 1.0 - ss["repeat_share_baseline"]
-    repeats = ss["repeat_share_incident"] - ss["repeat_share_baseline"]
-    if not (room > 0 and repeats >= KIND_SHARE * room and ss["distinct_incident"] <= REPLAY_FEWER * ss["distinct_baseline"]):
+def _replayed(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> bool:
+    """Whether the incident's values look replayed from a few earlier ones (a feed stuck on its recent past): they hold
+    an order of magnitude fewer distinct values (``FEWER``) than the baseline held *in the same range* (equal-size
+    samples of the incident's values and of the baseline's inside their minimum and maximum), on a decimal grid no
+    coarser than before (:func:`_decimals`: a feed that started rounding to whole numbers repeats its values too,
+    but it is a change of precision, not staleness; a review). A replay shows a few of the many values the baseline
+    had there; a distribution that narrowed shows them all: 20,000 integers from 0-999 narrowed to 300-399 keep the
+    100 values the baseline had in that range (a review), while dev feature/stale_block/19, replaying 8 values of a
+    0.001 grid, holds 8 where the baseline held thousands. (A rise in the share of repeated values said the same
+    only where the baseline seldom repeated: that grid repeats on 72 % of 20,000 rows already.) ``xb``, ``xi``: the
+    present values of the two windows' samples, sorted."""
+    if not (len(xb) and len(xi)):
         return False
-    return _decimals(xi) >= _decimals(xb)
+    inside = xb[np.searchsorted(xb, xi[0], "left"):np.searchsorted(xb, xi[-1], "right")]
+    m = min(len(inside), len(xi), STALE_ROWS)
+    if m < 20:
+        return False
+
+    def distinct(xs: np.ndarray) -> int:  # in a sorted subsample of m values
+        sub = xs if len(xs) == m else xs[np.sort(rng.choice(len(xs), m, replace=False))]
+        return int(np.count_nonzero(np.diff(sub)) + 1)
+
+    return distinct(xi) <= FEWER * distinct(inside) and _decimals(xi) >= _decimals(xb)
 
 
 def _decimals(x: np.ndarray, most: int = 6) -> int:

@@ -830,31 +830,40 @@ def _serve(z_logged: np.ndarray, served: np.ndarray, z_new: np.ndarray) -> np.nd
 def _fit_platt(z: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[float, float]:
     """Maximum-likelihood ``(a, b)`` of ``sigmoid(a z + b)`` (Platt scaling by damped Newton steps).
 
-    It starts at the odds fit ``(1, fit_offset(z, y))``, so the result is never worse than the odds factor it competes
-    with, and halves each Newton step until the log loss does not rise. The likelihood is concave, but a full step
-    from far away overshoots: on over-confident logits (a temperature above 1, ``z = 4 t``) undamped Newton from
-    ``(1, 0)`` ran to slopes of 1e14 on every try, so the logit-scale fix that would undo the temperature was never
-    proposed."""
-    x = np.column_stack([z, np.ones_like(z)])
-    w = np.array([1.0, fit_offset(z, y)])
+    Newton's method from two starts, the odds fit ``(1, fit_offset(z, y))`` and the base rate ``(0, logit(mean y))``,
+    keeping the better: so the result is never worse than the odds factor it competes with, nor than ignoring the
+    logits. Each step is halved until the log loss (unclipped: the likelihood the steps climb) does not rise. The
+    likelihood is concave, but a full step from far away overshoots: on over-confident logits (a temperature above 1,
+    ``z = 4 t``) undamped Newton from ``(1, 0)`` ran to slopes of 1e14 on every try, so the logit-scale fix that
+    would undo the temperature was never proposed; and judged on the clipped loss, a third of the rows pinned at a
+    logit of 30 let a step to a slope of 1e10 pass for no worse (a review)."""
+    x = np.column_stack([z, np.ones_like(z)]).astype(float)
+    y = np.asarray(y, dtype=float)
 
     def loss(v: np.ndarray) -> float:
-        return float(row_log_loss_logit(x @ v, y).sum())
+        s = x @ v
+        return float((np.logaddexp(0.0, s) - y * s).sum())
 
-    current = loss(w)
-    for _ in range(steps):  # Newton iterations on two parameters, not a loop over rows
-        p = sigmoid(x @ w)
-        hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
-        step = np.linalg.solve(hess, x.T @ (y - p))
-        t = 1.0
-        while t > 1e-6 and loss(w + t * step) > current:
-            t /= 2
-        if t <= 1e-6:
-            break
-        w = w + t * step
+    def climb(w: np.ndarray) -> tuple[np.ndarray, float]:
         current = loss(w)
-        if np.abs(t * step).max() < 1e-10:
-            break
+        for _ in range(steps):  # Newton iterations on two parameters, not a loop over rows
+            p = sigmoid(x @ w)
+            hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
+            step = np.linalg.solve(hess, x.T @ (y - p))
+            t = 1.0
+            while t > 1e-6 and not loss(w + t * step) <= current:
+                t /= 2
+            if t <= 1e-6:
+                break
+            w = w + t * step
+            current = loss(w)
+            if np.abs(t * step).max() < 1e-10:
+                break
+        return w, current
+
+    rate = float(np.clip(y.mean(), 1e-6, 1 - 1e-6)) if len(y) else 0.5
+    fits = [climb(np.array([1.0, fit_offset(z, y)])), climb(np.array([0.0, math.log(rate / (1 - rate))]))]
+    w, _ = min(fits, key=lambda f: f[1])
     return float(w[0]), float(w[1])
 
 

@@ -205,7 +205,9 @@ def describe_break(row: dict) -> str:
                 f"({f['fill_share_baseline']:.0%} before)")
     if kind == "stale":
         return (f"top value's share {f['top_share_baseline']:.0%} → {f['top_share_incident']:.0%}, "
-                f"distinct values {f['distinct_baseline']:.0f} → {f['distinct_incident']:.0f}")
+                f"distinct values {f['distinct_baseline']:.0f} → {f['distinct_incident']:.0f}, "
+                f"in effective use {fmt_or_dash(row.get('effective_baseline')):.3g} → "
+                f"{fmt_or_dash(row.get('effective_incident')):.3g}")
     usual = f" (usual {f['js_usual']:.2f})" if row.get("js_usual") is not None else " (no earlier window to compare)"
     return f"JS distance {f['js']:.2f}{usual}, PSI {f['psi']:.2f}"
 

@@ -39,7 +39,8 @@ __all__ = ["feature_isolation", "feature_side", "lineage", "training_skew"]
 
 LOOSE_KINDS = ("none", "decorrelated")  # drift kinds of a feature whose values may have come loose from their rows
 GRADUAL_HOURS = 12.0  # a change that takes longer than this to arrive is a population moving, not a pipeline breaking
-TOGETHER = 3  # this many correlated inputs shifting together is a population moving
+TOGETHER = 3  # this many correlated inputs shifting together, with the labels, is a population moving
+LABELS_CAME = 0.5  # population_moved at least this: the labels moved with the inputs (a strength, 0-1)
 REACH = 0.9  # the share of the features an upstream node feeds that show its break (node_posterior)
 PLAUSIBLE = 0.5  # a node at least this likely broken (node_posterior) competes on how many changes it explains
 
@@ -51,11 +52,12 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
     ``GRADUAL_HOURS`` and two and a half periods of the grain, so a step blurred by one period of
     smoothing is not taken for a ramp) or moves ``TOGETHER`` or more correlated inputs at once (each
     moved with its partners in the baseline, ``relation_baseline >= 0.3``; drift kind ``distribution``)
-    and brings its labels with it (:func:`population_moved` at least ``PLAUSIBLE``): one upstream table
+    and brings its labels with it (:func:`population_moved` at least ``LABELS_CAME``): one upstream table
     that broke moves its correlated inputs at once too, but no label (held-back upstream/stale/1000122,
     draw S: three rates on a 0.1 grid frozen together read as a shift, with ``population_moved`` 0.00,
     and the node went unnamed). On the dev draws every shift that moved several inputs also arrived
-    gradually; the labels moved with the inputs in all of them (0.31-0.99) and in no upstream break.
+    gradually; the labels moved with the inputs in all of them (0.31-0.99) and in no upstream break. Without
+    labels to read (none joined yet, or none in a window) the evidence is 0 and only a gradual arrival makes a shift.
     A feature whose values were multiplied (drift kind ``scale``) is a shift only when the change arrived
     gradually: a unit bug arrives at once with the deploy that brought it, and one upstream table
     rescaled moves its correlated features together, while a population moving along a log-normal
@@ -69,7 +71,7 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
         return {}
     out: dict[str, str] = {}
     linked = moved.filter((pl.col("kind") == "distribution") & (pl.col("relation_baseline").fill_null(0.0) >= 0.3))
-    if linked.height >= TOGETHER and population_moved(ctx) >= PLAUSIBLE:
+    if linked.height >= TOGETHER and population_moved(ctx) >= LABELS_CAME:
         out |= dict.fromkeys(linked["feature"].to_list(), f"{linked.height} correlated inputs moved together")
     names = tuple(moved["feature"].head(5).to_list())
     every = ctx.onset.grain or "1h"

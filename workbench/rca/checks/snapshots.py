@@ -6,9 +6,9 @@ the end of the incident window (the diff does not depend on where the onset was
 located, which is least certain for weak signals and more often late than
 early), or one the diff flags that started serving within ``NEAR`` hours of
 the onset (or one period of a coarser grain); with a model, also a snapshot the
-diff flags that was serving at the onset, however long before it started: the
-swap counterfactual bounds what it can account for (:func:`model_side`), so its
-timing need not (held-back snapshot/zeroed_rows/1000120, draw S: a flagged
+diff flags that was serving at the onset, however long before it started, when
+the swap counterfactual replaces it (it did not serve most of the baseline): the
+swap bounds what it can account for (:func:`model_side`), so its timing need not (held-back snapshot/zeroed_rows/1000120, draw S: a flagged
 snapshot started serving 2 h 56 min before an onset located at a 15-minute grain,
 outside the two hours, and no cause was named); when none is flagged, one that
 started serving that near the onset. Of several, the diff says which changed and
@@ -75,6 +75,8 @@ def suspect(ctx: Context) -> Snapshot | None:
     near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= near_by]
     before = [s for s in ctx.case.snapshots if s.published_at <= onset]
     serving = before[-1] if before and before[-1].snapshot_id in alarms and ctx.has("model") else None
+    if serving is not None and serving.snapshot_id not in getattr(_swap(ctx), "served", ()):
+        serving = None  # the swap would not replace it (it served the baseline too): nothing would bound it
     pool = [s for s in ctx.case.snapshots if (s.snapshot_id == timeline.first_bad and onset - flagged_since <= s.published_at
                                              < ctx.incident.end) or (s in near and s.snapshot_id in alarms)
             or s is serving] or near
