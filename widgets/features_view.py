@@ -180,7 +180,9 @@ class FeaturesView(View):
         facts = {"kind": r["kind"], "severity": f"{_num(r['severity']):.3f}", "PSI": f"{_num(r['psi']):.3f}",
                  "coverage": f"{_num(r['coverage_baseline']):.1%} → {_num(r['coverage_incident']):.1%}",
                  "scale ratio": f"{_num(r['scale_ratio']):.3g}",
-                 "repeated values": f"{_num(r['repeat_share_baseline']):.1%} → {_num(r['repeat_share_incident']):.1%}"}
+                 "repeated values": f"{_num(r['repeat_share_baseline']):.1%} → {_num(r['repeat_share_incident']):.1%}",
+                 # what the staleness rule reads (workbench.data.drift._fewer_values): a frozen feed uses far fewer
+                 "values in effective use": f"{_num(r.get('effective_baseline')):.3g} → {_num(r.get('effective_incident')):.3g}"}
         self.facts.object = (f"<div class='wb-h'><span style='color:{color}'>&#9679;</span> {escape(f)} "
                              f"<span class='wb-muted'>(rank {r['rank']})</span></div>{kv(facts)}")
         # DynamicMaps over (feature, version): a new feature only updates the plots' data, no new figures.

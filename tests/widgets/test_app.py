@@ -244,6 +244,7 @@ def test_feature_view_ranks_and_opens_a_feature(app):
     assert set(fv.table.value["feature"]) == {"f_a", "f_b", "f_c", "country", "platform"}
     app.state.feature = "f_b"
     assert "f_b" in fv.facts.object
+    assert "values in effective use" in fv.facts.object and "nan → nan" not in fv.facts.object
     assert "f_b" in fv._time_figures["coverage"].title.text
     cov = fv.time_sources["coverage"].data["y"]
     assert np.nanmin(cov) == pytest.approx(1.0)  # the small case has no nulls
