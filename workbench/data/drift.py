@@ -263,6 +263,12 @@ def _stats(row: dict, j: int, edges: np.ndarray) -> _Stats:
 STALE_ROWS = 20_000  # equal-size samples for distinct counts and the top value's share
 
 
+def _equal_sample(xs: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """``m`` of the sorted values ``xs`` drawn without replacement, still sorted: counts of distinct or repeated values
+    grow with the sample's size, so only equal sizes compare."""
+    return xs if len(xs) == m else xs[np.sort(rng.choice(len(xs), m, replace=False))]
+
+
 def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
     """Quantiles (sorted samples) and staleness on equal-size subsamples."""
     out: dict[str, float] = {}
@@ -274,7 +280,7 @@ def _sample_stats(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> d
         if m < 20:
             out[f"distinct_{tag}"] = out[f"repeat_share_{tag}"] = out[f"top_share_{tag}"] = out[f"effective_{tag}"] = math.nan
             continue
-        sub = xs if len(xs) == m else xs[np.sort(rng.choice(len(xs), m, replace=False))]  # sorted stays sorted
+        sub = _equal_sample(xs, m, rng)
         change = np.flatnonzero(np.diff(sub) != 0)
         runs = np.diff(np.r_[-1, change, m - 1])
         out[f"distinct_{tag}"] = float(len(runs))
@@ -376,22 +382,22 @@ def relations(frame_b: pl.DataFrame, frame_i: pl.DataFrame, feats: tuple[str, ..
 
 
 def _kind(severity: float, js_cov: float, js_val: float, moved: float, oos_delta: float, top_delta: float,
-          fewer_values: bool = True, replayed: bool = False) -> str:
+          fewer_values: bool = True) -> str:
     """The drift kind (module docstring). Staleness is values that stopped changing: the top value took the moved mass
     *and* fewer values remain (``fewer_values``, :func:`_fewer_values`); a boolean whose share of ones went from 57% to
     75% still uses both of its values (1.96 -> 1.60 in effect), which is a mix that moved, not a feed that froze.
     A feed that replays its last few dozen values has no top value (dev feature/stale_block/30: 34 values, the top
-    one 3% of the rows), but it holds few of the values the baseline held in its range (``replayed``,
-    :func:`_replayed`), whatever their effective number. A feature left with no values in a window (all null)
-    has no value distribution to compare (``js_val`` NaN): its whole move is coverage (dev feature/coverage_null/1,
-    a feature 100% null, was "distribution" and its cause named no change)."""
+    one 3% of the rows), but it holds few of the values the baseline held in its range (:func:`_replayed`, read by
+    :func:`_numeric_kind` on the samples where this says "distribution"), whatever their effective number. A feature
+    left with no values in a window (all null) has no value distribution to compare (``js_val`` NaN): its whole move
+    is coverage (dev feature/coverage_null/1, a feature 100% null, was "distribution" and its cause named no change)."""
     if not severity >= FLOOR:
         return "none"
     if js_cov >= js_val or not math.isfinite(js_val):  # no values left on a side to compare: only coverage moved
         return "coverage"
     if oos_delta >= KIND_SHARE * moved:
         return "scale"
-    if (fewer_values and top_delta >= KIND_SHARE * moved) or replayed:
+    if fewer_values and top_delta >= KIND_SHARE * moved:
         return "stale"
     return "distribution"
 
@@ -457,7 +463,10 @@ def _numeric_kind(severity: float, b: _Stats, i: _Stats, ss: dict[str, float], x
     moved = float(total_variation(b.hist, i.hist))
     kind = _kind(severity, js_cov, float(js_distance(b.hist, i.hist)), moved,
                  i.oos - b.oos if math.isfinite(i.oos - b.oos) else 0.0, top_delta if math.isfinite(top_delta) else 0.0,
-                 fewer, _replayed(xb, xi, np.random.default_rng(1)))
+                 fewer)
+    # a replay, only where it decides: subsampling the samples costs ~1.5 ms a feature
+    if kind == "distribution" and _replayed(xb, xi, np.random.default_rng(1)):
+        kind = "stale"
     if kind in ("scale", "stale", "distribution"):  # a count served as -1 on 85 % of its rows left the scale band
         fill = fill_value(xb, xi, moved)
         if fill is not None:
@@ -526,9 +535,8 @@ def _replayed(xb: np.ndarray, xi: np.ndarray, rng: np.random.Generator) -> bool:
     if m < 20:
         return False
 
-    def distinct(xs: np.ndarray) -> int:  # in a sorted subsample of m values
-        sub = xs if len(xs) == m else xs[np.sort(rng.choice(len(xs), m, replace=False))]
-        return int(np.count_nonzero(np.diff(sub)) + 1)
+    def distinct(xs: np.ndarray) -> int:
+        return int(np.count_nonzero(np.diff(_equal_sample(xs, m, rng))) + 1)
 
     return distinct(xi) <= FEWER * distinct(inside) and _decimals(xi) >= _decimals(xb)
 
