@@ -18,17 +18,18 @@ import numpy as np
 import polars as pl
 
 from workbench._render import fmt, jsonable, records
+from workbench.case.columns import LABEL, PREDICTION
 from workbench.case.loader import Case
 from workbench.data._frames import PERIOD, collect_windows
 from workbench.data.quality import EB, SB, finish, quality_partial
 from workbench.errors import WorkbenchError
-from workbench.metrics import auc_se
+from workbench.metrics import auc, auc_se, calibration_log_se, counted_positives
 from workbench.windows import Window
 
 if TYPE_CHECKING:
     from workbench.data.scan import WindowScan
 
-__all__ = ["CalibrationShift", "Reliability", "calibration_shift", "reliability"]
+__all__ = ["CalibrationShift", "Reliability", "RowsCalibration", "calibration_of_rows", "calibration_shift", "reliability"]
 
 MATERIAL = math.log(1.05)  # calibration ratio moved by at least 5%
 AUC_MATERIAL = 0.01  # an AUC drop below this is not a ranking regression
@@ -223,3 +224,95 @@ def calibration_shift(case: Case, baseline: Window, incident: Window, *, alpha: 
         calibration_moved=moved, ranking_steady=steady, calibration_only=moved and steady and predictions_side,
         reliability_baseline=_reliability(parts["b"], baseline, bins, "quantile"),
         reliability_incident=_reliability(parts["i"], incident, bins, "quantile"), test=test)
+
+
+MIN_CLICKS = 20  # each window's rows must hold (or expect) this many clicks for their calibration to be read
+
+
+@dataclass(frozen=True, slots=True)
+class RowsCalibration:
+    """The calibration ratio's move between two sets of labelled rows (:func:`calibration_of_rows`).
+
+    ``ratio_baseline`` is the baseline rows' ``sum p / sum y`` reweighted to the incident rows' mix of slice cells;
+    ``z`` the log move over its binomial error (:func:`workbench.metrics.calibration_log_se`, both windows);
+    ``prediction_log_change`` and ``label_log_change`` the two sides of that move (log of the reweighted means);
+    ``auc_drop_z`` the AUC drop over its Hanley-McNeil error."""
+
+    rows_baseline: int
+    rows_incident: int
+    ratio_baseline: float
+    ratio_incident: float
+    z: float
+    prediction_log_change: float
+    label_log_change: float
+    auc_baseline: float
+    auc_incident: float
+    auc_drop_z: float
+
+    @property
+    def log_change(self) -> float:
+        return math.log(self.ratio_incident / self.ratio_baseline)
+
+    @property
+    def by_predictions(self) -> float:
+        """The share of the move the predictions made rather than the labels (``|Δ ln mean p|`` over the sum of
+        both sides): a label change moves the ratio too, and is not a calibration shift."""
+        p, y = abs(self.prediction_log_change), abs(self.label_log_change)
+        return p / (p + y) if p + y > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return jsonable({f: getattr(self, f) for f in self.__slots__})  # type: ignore[return-value]
+
+    def __str__(self) -> str:
+        return (f"on the {self.rows_incident:,} sampled incident rows it did not reach (against {self.rows_baseline:,} "
+                f"baseline rows, reweighted to their slice mix), the calibration ratio went {fmt(self.ratio_baseline)}"
+                f" -> {fmt(self.ratio_incident)} (z {fmt(self.z, 1)}) and AUC {fmt(self.auc_baseline)} -> "
+                f"{fmt(self.auc_incident)}")
+
+
+def calibration_of_rows(before: pl.DataFrame, after: pl.DataFrame, cells: tuple[str, ...] = ()) -> RowsCalibration | None:
+    """How the calibration ratio moved between the rows ``before`` and ``after`` (frames with the prediction, the label
+    and the slice columns ``cells``); None when either holds fewer than :data:`MIN_CLICKS` clicks, observed or
+    expected, on labelled rows.
+
+    Why: a break reaches only some rows (a feature that lost coverage leaves the rows that kept it as they were), so
+    a calibration shift beside it shows, undiluted by the break, on the rows it did not reach. Those rows may be a
+    different mix of traffic in the two windows (a partner that lost the feed), so the baseline's sums are
+    reweighted to the incident's share of each slice cell (post-stratification; cells the baseline lacks are left
+    out of both) before the two ratios are compared.
+    """
+    keys = list(cells)
+
+    def sums(rows: pl.DataFrame) -> pl.DataFrame:
+        labelled = rows.filter(pl.col(LABEL).is_not_null() & pl.col(PREDICTION).is_not_null())
+        if not keys:
+            labelled = labelled.with_columns(pl.lit(0).alias("_cell"))
+        by = keys or ["_cell"]
+        return labelled.group_by(by).agg(pl.len().alias("n"), pl.col(PREDICTION).cast(pl.Float64).sum().alias("p"),
+                                        pl.col(LABEL).cast(pl.Float64).sum().alias("y"))
+
+    by = keys or ["_cell"]
+    joined = sums(after).join(sums(before), on=by, how="inner", suffix="_b", nulls_equal=True)
+    if joined.is_empty():
+        return None
+    n_i, p_i, y_i = (joined[c].to_numpy().astype(float) for c in ("n", "p", "y"))
+    n_b, p_b, y_b = (joined[c].to_numpy().astype(float) for c in ("n_b", "p_b", "y_b"))
+    if min(counted_positives(y_i.sum(), p_i.sum()), counted_positives(y_b.sum(), p_b.sum())) < MIN_CLICKS:
+        return None
+    w = n_i / n_b  # the incident's rows per baseline row, per cell
+    wp, wy, wn = float((w * p_b).sum()), float((w * y_b).sum()), float((w * n_b).sum())
+    if min(wy, float(y_i.sum()), wp, float(p_i.sum())) <= 0:
+        return None
+    se = math.hypot(float(calibration_log_se(n_b.sum(), p_b.sum(), y_b.sum())),
+                    float(calibration_log_se(n_i.sum(), p_i.sum(), y_i.sum())))
+    ratio_b, ratio_i = wp / wy, float(p_i.sum() / y_i.sum())
+    ab, ai = (auc(rows[PREDICTION].cast(pl.Float64).to_numpy(), rows[LABEL].cast(pl.Float64).to_numpy())
+              for rows in (before, after))
+    drop_se = math.hypot(auc_se(ab, y_b.sum(), n_b.sum() - y_b.sum()), auc_se(ai, y_i.sum(), n_i.sum() - y_i.sum()))
+    return RowsCalibration(
+        rows_baseline=int(n_b.sum()), rows_incident=int(n_i.sum()), ratio_baseline=ratio_b, ratio_incident=ratio_i,
+        z=math.log(ratio_i / ratio_b) / se if se > 0 else math.nan,
+        prediction_log_change=math.log(float(p_i.sum() / n_i.sum()) / (wp / wn)),
+        label_log_change=math.log(float(y_i.sum() / n_i.sum()) / (wy / wn)),
+        auc_baseline=ab, auc_incident=ai,
+        auc_drop_z=(ab - ai) / drop_se if drop_se > 0 and math.isfinite(ab - ai) else math.nan)

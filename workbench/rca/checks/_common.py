@@ -19,7 +19,7 @@ from workbench.windows import iso
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["BROKEN", "CHANGE", "WORDS", "calendar", "change_words", "confined_segment", "confined_share", "coverage_delta",
+__all__ = ["BROKEN", "CHANGE", "CHANGED", "WORDS", "calendar", "change_words", "confined_segment", "confined_share", "coverage_delta",
            "describe_break", "drift", "feature_slices", "feature_strengths", "hhmm", "kind_inside", "label_change",
            "label_evidence", "move_size", "population_moved", "slices", "window_rows", "windows_shade"]
 

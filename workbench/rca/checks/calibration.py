@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import polars as pl
+
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, feature_strengths, hhmm, window_rows
+from workbench.rca.checks._common import BROKEN, CHANGED, coverage_delta, drift, feature_strengths, hhmm, window_rows
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
+    from workbench.data.calibration import RowsCalibration
     from workbench.model.rescore import UnexplainedShift
     from workbench.rca.context import Context
 
@@ -42,6 +45,12 @@ def calibration(ctx: Context) -> Evidence:
     1.0 unexplained), and a calibration shift in that direction is not told apart from that attenuation without the
     model. A residual *against* the inputs' move cannot be attenuation and keeps its strength (a feature that lost
     coverage pushed the predictions down while a calibration change pushed them up).
+
+    A feature that lost coverage (nulls, or a default served in place of its values) leaves the rows that kept their
+    values as they were. On those rows (:func:`_untouched`) a calibration shift beside the break shows undiluted, and
+    the break explains none of it: there the strength is judged as above (size, significance, who moved, a worse
+    ranking on those rows) without the broken features' weakening, and the larger of the two readings stands. Where
+    the rows the break spared show no move, the break explains the ratio's move, and that reading is near 0.
     """
     from workbench.data.calibration import calibration_shift
 
@@ -66,12 +75,18 @@ def calibration(ctx: Context) -> Evidence:
         along = unexplained.unexplained * unexplained.explained > 0
         attenuation = broken_feature * (1.0 - unexplained.share) if along else 0.0
         s = S.weaken(min(raw, own * by_predictions), ranking_worse * unexplained.share, attenuation, *others)
+    spared = _untouched(ctx) if raw > 0 else None
+    if spared is not None:
+        ranking_spared = S.from_excess(spared.auc_baseline - spared.auc_incident, 0.005, 0.01) if spared.auc_drop_z >= 3 else 0.0
+        alone = S.from_z(abs(spared.z)) * S.from_excess(abs(spared.log_change), math.log(1.05), 0.1) * spared.by_predictions
+        s = max(s, S.weaken(alone, ranking_spared, *others))
     serving = None
     if ctx.has("model"):
         from workbench.model.rescore import serving_consistency
 
         serving = ctx.cached("serving_consistency", lambda: serving_consistency(ctx.case, ctx.baseline, ctx.incident))
-    detail = str(cs) + (f"; {serving}" if serving is not None else "") + (f"; {unexplained}" if unexplained else "")
+    detail = (str(cs) + (f"; {serving}" if serving is not None else "") + (f"; {unexplained}" if unexplained else "")
+              + (f"; {spared}" if spared is not None else ""))
     if serving is not None and serving.changed > 0:
         s = 1 - (1 - s) * (1 - S.from_z(serving.changed / max(serving.gap_baseline, 1e-3)))
     summary = (f"Calibration ratio {cs.calibration_ratio_baseline:.3f} → {cs.calibration_ratio_incident:.3f} while AUC "
@@ -95,3 +110,33 @@ def _unexplained(ctx: Context) -> UnexplainedShift | None:
         return None
     u = ctx.cached("unexplained_shift", lambda: unexplained_shift(*window_rows(ctx), ctx.case.features))
     return u if u is not None and u.usable else None
+
+
+def _untouched(ctx: Context) -> RowsCalibration | None:
+    """The calibration move on the windows' sampled rows that no broken feature's lost coverage reached: rows where
+    every feature that lost coverage still holds a value (and not the default served in its place). None when no
+    broken feature lost coverage, when a feature changed otherwise (a scale, stale or drift break touches every row,
+    and spares none), or when too few spared rows hold labels."""
+    from workbench.data.calibration import calibration_of_rows
+
+    def compute() -> RowsCalibration | None:
+        strengths = feature_strengths(ctx)
+        changed = [row for row in drift(ctx).table.iter_rows(named=True) if strengths.get(row["feature"], 0.0) >= CHANGED]
+        if any(row["kind"] not in ("coverage", "default") for row in changed):
+            return None  # a scale, stale or drift break reaches every row: none is spared
+        lost = [row for row in changed if strengths[row["feature"]] >= BROKEN
+                and (row["kind"] == "default" or (coverage_delta(row) or 0.0) < 0)]
+        if not lost:
+            return None
+        spared = pl.all_horizontal([_kept(row) for row in lost])
+        before, after = (rows.filter(spared) for rows in window_rows(ctx))
+        return calibration_of_rows(before, after, ctx.case.slices)
+
+    return ctx.cached("calibration_spared", compute)
+
+
+def _kept(row: dict) -> pl.Expr:
+    """The rows where the feature of drift row ``row`` still holds a value (not null, not NaN, not its fill value)."""
+    value = pl.col(row["feature"])
+    held = value.is_not_null() & ~value.cast(pl.Float64).is_nan()
+    return held & (value != row["fill_value"]) if row["kind"] == "default" and row["fill_value"] is not None else held
