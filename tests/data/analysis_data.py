@@ -24,7 +24,9 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     ``break_`` after ``onset`` (hours from the start), inside ``slice_`` if given:
     ``signal`` (clicks follow the features half as much), ``coverage`` (95% of ``f_a`` goes
     null and the model scores it as 0; ``coverage_all``: every value), ``scale`` (``f_b`` x 100, scored as such),
-    ``stale`` (``f_a`` frozen), ``calibration`` (every logit + 0.8), ``labels``
+    ``stale`` (``f_a`` frozen), ``ramp`` (``f_a`` served ``offset`` SDs higher, reached linearly over the 72 hours
+    after the onset, while the clicks follow its true values: a serving bug that ramped in), ``calibration`` (every
+    logit + 0.8), ``labels``
     (40% of clicks logged as non-clicks); the break lasts until hour ``end`` when given
     (the incident recovers). ``offset`` is the calibration break's logit shift;
     ``round_to`` rounds the served predictions to that many decimals (exact 0s and 1s).
@@ -68,6 +70,9 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
         score_b = f_b
     elif break_ == "stale":
         f_a = np.where(after, f_a[np.flatnonzero(~after)[-1]], f_a)
+        score_a = f_a
+    elif break_ == "ramp":
+        f_a = np.where(after, f_a + offset * np.clip((ts / 3600 - (onset or 0)) / 72, 0, 1), f_a)
         score_a = f_a
     logit = -2.2 + 0.25 * cycle + np.vectorize(eff.get)(country) + 1.1 * score_a + 0.6 * np.log(score_b) + bias
     if break_ == "calibration":

@@ -85,7 +85,7 @@ def test_the_rows_a_lost_feature_spared_show_the_calibration_shift_beside_it(tmp
 def test_rows_spared_by_a_lost_feature_are_not_spared_by_a_scaled_one(tmp_path):
     # multi/two_features (dev seed 8): one input scaled, one lost coverage. The rows that kept the second still carry
     # the first's unit change, so they are not a calibration reading (they named "calibration" at 0.51)
-    path, truth = dev_case(tmp_path, "multi", "two_features", 8)
+    path, _ = dev_case(tmp_path, "multi", "two_features", 8)
     ctx = Context(open_case(path))
     calibration(ctx)
     assert ctx.cached("calibration_spared", lambda: None) is None

@@ -78,3 +78,21 @@ def test_correlated_inputs_that_moved_at_once_are_a_shift_only_when_the_labels_m
     assert features._shifted(ctx, table) == {}
     monkeypatch.setattr(features, "population_moved", lambda ctx: 0.9)
     assert features._shifted(ctx, table) == dict.fromkeys(names, "3 correlated inputs moved together")
+
+
+def test_inputs_that_drifted_in_while_the_labels_stayed_are_no_population_shift(tmp_path):
+    """An input served 2 SDs higher, reached over three days, while the clicks follow its true values (a serving bug
+    that ramped in): the change arrived gradually, like a population, but the predictions rose and the label rate did
+    not follow (``labels_followed`` near 0). A population that moved would have brought its clicks with it, so the
+    feature is named as drifted, with a pipeline's next steps."""
+    from tests.data.analysis_data import write_case
+    from workbench.rca.checks._common import label_change
+    from workbench.rca.context import Context
+
+    path = write_case(tmp_path / "ramp", seed=5, hours=240, per_hour=1500, onset=120, break_="ramp", offset=2.0)
+    ctx = Context(open_case(path))
+    ls, _ = label_change(ctx)
+    assert ls.prediction_log_change > 0.3 and ls.labels_followed is not None and ls.labels_followed < 0.2, str(ls)
+    top = diagnose(path).root_causes[0]
+    assert (top.kind, top.target) == ("feature", "f_a")
+    assert top.change != "shift"

@@ -71,6 +71,23 @@ class LabelShift:
     labels_moved_alone: bool
     test: str
 
+    @property
+    def labels_followed(self) -> float | None:
+        """The mirror of ``followed``: the share of the prediction mean's relative change that the label rate followed
+        in its direction, ``max(|Δ ln r| - 2 SE, 0) / |Δ ln p|`` clipped to [0, 1] (0 when it moved the other way);
+        None when the predictions did not move materially (``MATERIAL``, at 3 SE) or the label rate cannot be read.
+        A population that moved brings its labels with it; inputs that moved while the labels stayed were served
+        wrong."""
+        p, r = self.prediction_log_change, self.label_log_change
+        if not all(math.isfinite(v) for v in (p, r, self.prediction_z, self.label_z)):
+            return None
+        if abs(p) < MATERIAL or abs(self.prediction_z) < 3:
+            return None
+        if p * r <= 0:
+            return 0.0
+        se = abs(r / self.label_z) if self.label_z else 0.0
+        return min(1.0, max(abs(r) - 2 * se, 0.0) / abs(p))
+
     def to_dict(self) -> dict:
         return jsonable({f: getattr(self, f) for f in self.__slots__})  # type: ignore[return-value]
 

@@ -25,6 +25,7 @@ from workbench.rca.checks._common import (
     feature_strengths,
     hhmm,
     kind_inside,
+    label_change,
     population_moved,
     window_rows,
 )
@@ -62,6 +63,10 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
     gradually: a unit bug arrives at once with the deploy that brought it, and one upstream table
     rescaled moves its correlated features together, while a population moving along a log-normal
     input (revenue, counts) multiplies it over hours or days.
+
+    A gradual arrival is a shift only when the labels do not deny it (:func:`_labels_allow_a_shift`): served inputs
+    that drift over three days while the label rate stays put (the predictions +45 % in log, the labels +1 %) are a
+    serving bug that ramped in, not a population, whose clicks would have moved with it.
     """
     from workbench.case.grain import grain_delta
     from workbench.data.drift import arrival_hours, feature_timeline
@@ -73,6 +78,8 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
     linked = moved.filter((pl.col("kind") == "distribution") & (pl.col("relation_baseline").fill_null(0.0) >= 0.3))
     if linked.height >= TOGETHER and population_moved(ctx) >= LABELS_CAME:
         out |= dict.fromkeys(linked["feature"].to_list(), f"{linked.height} correlated inputs moved together")
+    if not _labels_allow_a_shift(ctx):
+        return out
     names = tuple(moved["feature"].head(5).to_list())
     every = ctx.onset.grain or "1h"
     grain_hours = grain_delta(every) / timedelta(hours=1)
@@ -83,6 +90,17 @@ def _shifted(ctx: Context, table: pl.DataFrame) -> dict[str, str]:
         if math.isfinite(hours) and hours > max(GRADUAL_HOURS, 2.5 * grain_hours):
             out.setdefault(f, f"the change arrived over {hours:.0f} h")
     return out
+
+
+def _labels_allow_a_shift(ctx: Context) -> bool:
+    """Whether the labels leave a population shift possible: the label rate followed at least ``LABELS_CAME`` of the
+    prediction mean's move (:attr:`workbench.data.labels.LabelShift.labels_followed`), or that cannot be read (the
+    predictions did not move materially, or no label joined yet). On the dev draws' detected shifts (seeds 0-2 and
+    18-23) whose predictions moved materially, the labels followed 0.6-1.0 of them, but for one whose located onset
+    was another event."""
+    ls, _ = label_change(ctx)
+    followed = ls.labels_followed
+    return followed is None or followed >= LABELS_CAME
 
 
 def feature_side(ctx: Context) -> Evidence:
