@@ -119,15 +119,16 @@ import polars as pl
 from workbench._render import fmt, jsonable, records
 from workbench.case.grain import GrainChoice, grain_delta
 from workbench.case.loader import Case
-from workbench.data.quality import QualitySeries, pool, quality_between, quality_series
+from workbench.data.quality import POOL_SUMS, QualitySeries, pool, quality_between, quality_series
 from workbench.errors import WorkbenchError
-from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, reliable_end
+from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, metric_from_sums, reliable_end
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
     from workbench.data.scan import LogScan
 
-__all__ = ["DIRECTION", "MIN_EFFECT", "WATCHED", "MetricVerdict", "Onset", "detect_onset", "measure_windows", "reliable_rows", "retimed"]
+__all__ = ["DIRECTION", "MIN_EFFECT", "WATCHED", "MetricVerdict", "Onset", "PendingLabels", "detect_onset", "measure_windows",
+           "pending_labels", "reliable_rows", "retimed"]
 
 WATCHED = ("normalized_entropy", "calibration_ratio", "auc")
 # +1: higher is worse, -1: lower is worse, 0: a move either way is a regression
@@ -881,6 +882,97 @@ def reliable_rows(series: pl.DataFrame) -> tuple[int, int]:
     (:func:`workbench.metrics.reliable_end` on its join rates)."""
     end = reliable_end(series["label_join_rate"].fill_null(0.0).to_numpy(), series["rows"].to_numpy())
     return end, series.height - end
+
+
+PENDING_CYCLES = 14  # earlier cycles whose same hours give the untested periods' normal prediction mean
+MIN_PENDING_CYCLES = 3  # fewer earlier cycles than this: no normal range to judge the prediction mean against
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLabels:
+    """The trailing periods still waiting for labels, which detection leaves out (:func:`reliable_rows`), and what can
+    be said of them without labels: their prediction mean against the same span shifted back by whole cycles (days;
+    weeks at a daily grain), up to ``PENDING_CYCLES`` of them that do not overlap it (the same hours, the same
+    length: the predictions' own daily cycle cancels), as a robust z over the
+    spread of those cycles (``1.4826 MAD``, floored at the sampling error): the served predictions move from day to
+    day, so their sampling error alone is not their normal range. ``prediction_z`` is NaN with fewer than
+    ``MIN_PENDING_CYCLES`` earlier cycles."""
+
+    window: Window
+    join_rate: float
+    typical_join_rate: float
+    cycles: int
+    prediction_mean_before: float  # the median over the earlier cycles
+    prediction_mean: float
+    prediction_z: float
+
+    @property
+    def moved(self) -> bool:
+        """The served predictions moved materially (5%) and beyond their normal range (robust z 3) in the untested
+        periods: those hours deserve a look with the labels they have."""
+        change = math.log(self.prediction_mean / self.prediction_mean_before) if self.prediction_mean_before > 0 else math.nan
+        return bool(math.isfinite(change) and abs(change) >= math.log(1.05) and abs(self.prediction_z) >= 3)
+
+    def to_dict(self) -> dict:
+        return {"window": self.window.to_dict(), "join_rate": jsonable(self.join_rate),
+                "typical_join_rate": jsonable(self.typical_join_rate), "cycles": self.cycles,
+                "prediction_mean_before": jsonable(self.prediction_mean_before),
+                "prediction_mean": jsonable(self.prediction_mean), "prediction_z": jsonable(self.prediction_z),
+                "moved": self.moved}
+
+    def __str__(self) -> str:
+        hours = self.window.duration / timedelta(hours=1)
+        head = (f"the latest {hours:.0f} h (from {self.window.start:%Y-%m-%d %H:%M} UTC) still wait for labels "
+                f"({self.join_rate:.0%} joined, {self.typical_join_rate:.0%} usually) and are not tested yet")
+        if not math.isfinite(self.prediction_z):
+            return head
+        return (f"{head}; without labels, their prediction mean is {fmt(self.prediction_mean, 4)} against "
+                f"{fmt(self.prediction_mean_before, 4)} in the same hours of {self.cycles} earlier cycles "
+                f"(robust z {self.prediction_z:+.1f})")
+
+
+def pending_labels(onset: Onset) -> PendingLabels | None:
+    """The periods of ``onset``'s series still waiting for labels (None when there are none, or all are).
+
+    Why: detection measures label metrics, so the trailing periods whose labels have not arrived are left out (their
+    joined labels are a biased sample when late labels are more often clicks). A break in those hours is then not
+    seen by the answer at all; saying which hours were left out, and whether the served predictions moved there
+    beyond their day-to-day range, keeps "no regression" from covering hours nobody tested."""
+    table = onset.series
+    if not onset.testable or table.is_empty() or onset.grain is None:
+        return None
+    table = table.sort("window")
+    end, delayed = reliable_rows(table)
+    if delayed == 0 or end == 0:
+        return None
+    pending = Window(table["window"][end], table["window"][-1] + grain_delta(onset.grain))
+    cycle = _cycle(onset.grain)
+    first = table["window"][0]
+    clear = math.ceil(pending.duration / cycle)  # the first whole-cycle shift that does not overlap the span itself
+    earlier = [Window(pending.start - k * cycle, pending.end - k * cycle) for k in range(clear, clear + PENDING_CYCLES)]
+    earlier = [w for w in earlier if w.start >= first]
+
+    def mean(window: Window) -> tuple[float, float, float, float]:
+        """The window's log prediction mean, its sampling error, its labelled rows and its rows."""
+        rows = table.filter(window.contains("window"))
+        sums = {c: np.array([float(rows[c].sum())]) for c in ("rows", "labeled", *POOL_SUMS)}
+        value, se = metric_from_sums(sums, "prediction_mean")
+        v = float(value[0])
+        return (math.log(v) if v > 0 else math.nan), float(se[0]), float(sums["labeled"][0]), float(sums["rows"][0])
+
+    now, se_now, labelled, rows = mean(pending)
+    logs = np.array([m for m, *_ in map(mean, earlier)], dtype=float)
+    logs = logs[np.isfinite(logs)]
+    reliable = table.head(end)["label_join_rate"].fill_null(0.0).to_numpy()
+    centre = float(np.median(logs)) if len(logs) else math.nan
+    z = math.nan
+    if len(logs) >= MIN_PENDING_CYCLES and math.isfinite(now):
+        spread = max(MAD_TO_SD * float(np.median(np.abs(logs - centre))), se_now)
+        z = (now - centre) / spread if spread > 0 else math.nan
+    return PendingLabels(window=pending, join_rate=labelled / rows if rows else math.nan,
+                         typical_join_rate=float(np.median(reliable)), cycles=len(logs),
+                         prediction_mean_before=math.exp(centre) if math.isfinite(centre) else math.nan,
+                         prediction_mean=math.exp(now) if math.isfinite(now) else math.nan, prediction_z=z)
 
 
 def _as_series(case_or_series: Case | QualitySeries, grain: str | None,

@@ -18,6 +18,7 @@ from typing import Any
 from workbench.case.loader import Case, open_case
 from workbench.data.onset import Onset
 from workbench.rca.checks import default_tree
+from workbench.rca.checks.quality import pending_command, pending_tail
 from workbench.rca.context import Context
 from workbench.rca.evidence import Evidence
 from workbench.rca.mitigations import plan_mitigations
@@ -121,6 +122,9 @@ class Diagnosis:
             lines.append(f"anomaly: none — prediction quality stayed within its normal variation per {a['grain']} ("
                          + "; ".join(f"{m['metric']} {m['baseline']:.3f} → {m['current']:.3f}" for m in a["metrics"]
                                      if m["baseline"] is not None and m["current"] is not None) + ")")
+        waiting = [s["reason"] for s in self.skipped if s["check"] == self.tree.root and not self.untested]
+        if waiting:  # hours no check saw, where the served predictions moved (see prediction_quality)
+            lines.append(f"         note: {waiting[0].split(';')[0]}; see prediction_quality")
         lines.append(f"windows: baseline {self.baseline}, incident {self.incident}")
         lines.append("")
         lines.append("investigation path:")
@@ -215,6 +219,10 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
         steps.append((path, ev))
 
     onset = ctx.onset
+    pending = pending_tail(ctx) if onset.testable else None
+    if pending is not None and pending.moved:  # hours no check saw, where the served predictions moved: say so
+        skipped.append({"check": tree.root, "reason": f"{pending}; test them with the labels they have: "
+                                                      f"{pending_command(ctx, pending)}"})
     anomaly = _anomaly(onset, ctx.segment)
     causes = rank(steps, case, onset.onset) if onset.detected else []
     causes = plan_mitigations(ctx, causes)  # each cause's actions, simulated; a plan that raises is an `errors` entry

@@ -13,7 +13,7 @@ from workbench.rca.evidence import Evidence
 from workbench.windows import iso
 
 if TYPE_CHECKING:
-    from workbench.data.onset import MetricVerdict, Onset
+    from workbench.data.onset import MetricVerdict, Onset, PendingLabels
     from workbench.rca.context import Context
 
 __all__ = ["NAMES", "describe_metric", "prediction_quality"]
@@ -56,12 +56,32 @@ def _plots(ctx: Context, on: Onset) -> tuple[dict, list[dict]]:
     return plot, others
 
 
+def pending_tail(ctx: Context) -> PendingLabels | None:
+    """The trailing periods still waiting for labels, left out of detection (:func:`workbench.data.onset.pending_labels`),
+    once per investigation; None when the windows were given (the user chose what to test)."""
+    from workbench.data.onset import pending_labels
+
+    return None if ctx.onset.forced else ctx.cached("pending_labels", lambda: pending_labels(ctx.onset))
+
+
+def pending_command(ctx: Context, pending: PendingLabels) -> str:
+    """The command that tests the untested periods with the labels they have."""
+    return (f"workbench diagnose {ctx.case.root} --incident "
+            f"{pending.window.start:%Y-%m-%dT%H:%M}/{pending.window.end:%Y-%m-%dT%H:%M}")
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def prediction_quality(ctx: Context) -> Evidence:
     """Strength: the headline metric's robust severity (σ beyond its cycle-aware normal range) through ``from_z``.
 
     The headline metric is the one that regressed most (:mod:`workbench.data.onset`);
     every watched metric is listed. A case too sparse to test at any grain is said
-    to be so, never reported as "no regression".
+    to be so, never reported as "no regression"; nor are the latest periods still waiting for labels, which detection
+    leaves out: the summary says which hours those are, and, when the served predictions moved there beyond their
+    day-to-day range, how to test them with the labels they have.
     """
     on = ctx.onset
     if not on.testable:
@@ -73,14 +93,18 @@ def prediction_quality(ctx: Context) -> Evidence:
     per = GRAIN_WORDS.get(on.grain or "1h", on.grain or "")
     head = on.verdict(on.metric)
     data = {"plot": plot, "plots": others, "onset": on.to_dict()}
+    pending = pending_tail(ctx)
+    untested = f" {_sentence(str(pending))}." if pending is not None else ""
+    if pending is not None and pending.moved:
+        untested += f" To test them with the labels they have: {pending_command(ctx, pending)}."
     if on.detected and head is not None:
         until = f" until {on.end:%Y-%m-%d %H:%M} UTC (it recovered)" if on.end else ""
         given = " in the given windows" if on.forced else f", {on.severity:.1f}σ beyond its normal variation"
         also = [_lower(describe_metric(v)) for v in on.metrics if v.regressed and v.metric != on.metric]
         summary = (f"{describe_metric(head)}{where} from {on.onset:%Y-%m-%d %H:%M} UTC{until}{given} (per {per}{timed})"
-                   + (f"; also {'; '.join(also)}" if also else "") + ".")
+                   + (f"; also {'; '.join(also)}" if also else "") + "." + untested)
         return Evidence("prediction_quality", "fail", S.from_z(on.severity) if not on.forced else 1.0, summary,
                         detail=on.method, data=data)
     steady = "; ".join(f"{SHORT.get(v.metric, v.metric)} {v.baseline:.3f} → {v.current:.3f}" for v in on.metrics if v.tested)
-    summary = f"Prediction quality stayed within its normal variation per {per} ({steady})."
+    summary = f"Prediction quality stayed within its normal variation per {per} ({steady})." + untested
     return Evidence("prediction_quality", "pass", 0.0, summary, detail=on.method, data=data)
