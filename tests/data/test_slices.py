@@ -163,3 +163,31 @@ def test_a_segment_whose_rest_moved_only_immaterially_is_confined(tmp_path):
     assert search.top["slice"] == truth["slice"] and search.confined
     top = found.root_causes[0]
     assert (top.kind, top.target) == ("slice", truth["slice"])
+
+
+def test_a_segment_new_in_the_incident_is_compared_with_the_traffic_it_joined(tmp_path):
+    # from hour 120, 30% of the traffic goes to a new arm that serves the predictions of other rows (a worse model).
+    # The arm has no baseline rows, so it used to be left out of the search (no support); against the rest of the
+    # traffic it joined, it holds the regression
+    path = write_case(tmp_path / "c", seed=9, hours=240, per_hour=600)
+    frame = pl.read_parquet(path / "predictions.parquet")
+    rng = np.random.default_rng(9)
+    after = (frame["ts"] >= frame["ts"].min() + np.timedelta64(120, "h")).to_numpy()
+    arm = after & (rng.random(frame.height) < 0.3)
+    p = frame["prediction"].to_numpy().copy()
+    p[arm] = rng.permutation(p[arm])
+    frame.with_columns(pl.Series("prediction", p), pl.Series("arm", np.where(arm, "treatment", "control"))) \
+        .write_parquet(path / "predictions.parquet")
+    (path / "workbench.toml").write_text('[columns]\nslices = ["arm", "country"]\n')
+    case = open_case(path)
+    start = frame["ts"].min()
+    baseline = Window(start + np.timedelta64(48, "h"), start + np.timedelta64(120, "h"))
+    incident = Window(start + np.timedelta64(120, "h"), start + np.timedelta64(192, "h"))
+    search = find_slices(case, baseline, incident)
+    top = search.top
+    assert top is not None and top["slice"] == "arm=treatment" and top["new"] and top["significant"], str(search)
+    assert search.confined
+    rest = quality_between(case, baseline, by="arm").filter(pl.col("arm") == "control")  # the baseline is all control
+    assert top["baseline_value"] == pytest.approx(rest["normalized_entropy"][0], rel=1e-6)
+    old = find_slices(case, incident, incident)  # in windows where the arm is not new, it is read as before
+    assert not old.table.filter(pl.col("slice") == "arm=treatment")["new"].any()

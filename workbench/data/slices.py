@@ -29,7 +29,9 @@ standard errors of the four (slice, rest) x (baseline, incident) metrics; a slic
 is significant when its one-sided p-value, Bonferroni-corrected for the number of
 slices tested, is below ``alpha``. Slices with fewer than ``MIN_LABELED`` labeled
 rows or ``MIN_POSITIVES`` positives in either period are not tested (SliceLine's
-minimum support), so tiny slices cannot win on noise; the positives are the observed or, when more, the
+minimum support), so tiny slices cannot win on noise, except a slice *new* in the incident (under a tenth of
+``MIN_LABELED`` labelled baseline rows: a new A/B arm, app version or market), which is compared with the traffic
+it joined (its baseline is the rest's, column ``new``); the positives are the observed or, when more, the
 expected ones (``sum p``), so a slice whose clicks collapsed stays testable. The calibration ratio's
 error is the binomial error at the rate the model expects
 (:func:`workbench.metrics.calibration_log_se`, the detector's too). Lattice rule: when a
@@ -262,6 +264,13 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     wi, swi = metric_from_sums(ri, metric)
     tb, _ = metric_from_sums({s: np.array([tot["baseline"][s]]) for s in SUMS}, metric)
     ti, _ = metric_from_sums({s: np.array([tot["incident"][s]]) for s in SUMS}, metric)
+    # a segment new in the incident (too few baseline rows to read it there: a new A/B arm, app version or market) is
+    # compared with the traffic it joined: its baseline is the rest's, so its difference is its incident value
+    # against the rest's, with the errors of those two
+    enough_b = (b["labeled"] >= MIN_LABELED) & (counted_positives(b["positives"], b["pred_sum_labeled"]) >= MIN_POSITIVES)
+    new = ~enough_b & (b["labeled"] < 0.1 * MIN_LABELED) & np.isfinite(wb)
+    vb, sb = np.where(new, wb, vb), np.where(new, 0.0, sb)
+    swb = np.where(new, 0.0, swb)
     delta_s = _scale(metric, vi) - _scale(metric, vb)
     delta_r = _scale(metric, wi) - _scale(metric, wb)
     total = float((_scale(metric, ti) - _scale(metric, tb))[0])
@@ -278,8 +287,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
         z = oriented / se
     # support counts the positives the model expects where that is more than were observed: a slice whose clicks
     # collapsed (one left of twenty expected) must stay testable, it is the slice that holds the change
-    support = ((b["labeled"] >= MIN_LABELED) & (i["labeled"] >= MIN_LABELED)
-               & (counted_positives(b["positives"], b["pred_sum_labeled"]) >= MIN_POSITIVES)
+    support = ((enough_b | new) & (i["labeled"] >= MIN_LABELED)
                & (counted_positives(i["positives"], i["pred_sum_labeled"]) >= MIN_POSITIVES)
                & (rb["labeled"] >= MIN_LABELED) & (ri["labeled"] >= MIN_LABELED) & np.isfinite(z))
     tested = int(support.sum())
@@ -295,7 +303,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
         pl.Series("_rest_z", (delta_r * d if d else np.abs(delta_r)) / np.sqrt(swb**2 + swi**2)),
         pl.Series("_rest_b", wb), pl.Series("_rest_i", wi),
         pl.Series("_rest_moved", served_move(rb["pred_sum_labeled"], rb["labeled"], ri["pred_sum_labeled"], ri["labeled"])),
-        pl.Series("_tested", support),
+        pl.Series("new", new), pl.Series("_tested", support),
     ).filter(pl.col("_tested")).with_columns(pl.col(pl.Float64).fill_nan(None))
     table = _demote_parents(table)
     table = table.sort(["significant", "_demoted", "score"], descending=[True, False, True], nulls_last=True)

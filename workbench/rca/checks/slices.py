@@ -49,8 +49,10 @@ def slice_check(ctx: Context) -> Evidence:
                    f"the traffic ({name} {top['baseline_value']:.3f} → {top['incident_value']:.3f}).")
     else:
         s = share if search.confined or alone else 0.5 * share  # not confined: the rest of the traffic regressed too
+        joined = " (new in the incident: against the rest of the traffic before it)" if top.get("new") else ""
         summary = (f"The regression concentrates in {top['slice']} ({top['share']:.0%} of traffic): {name} "
-                   f"{top['baseline_value']:.3f} → {top['incident_value']:.3f}; it holds {share:.0%} of the total regression"
+                   f"{top['baseline_value']:.3f} → {top['incident_value']:.3f}{joined}; it holds {share:.0%} of the "
+                   "total regression"
                    + (" and the rest of the traffic did not regress." if search.confined or alone
                       else ", but the rest regressed too."))
     verdict = "warn" if s >= 0.2 else "pass"
