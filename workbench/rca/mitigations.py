@@ -298,7 +298,10 @@ def _repairs(ctx: Context, features: Sequence[str], target: str, within: str | N
     breaks = _breaks(ctx, features)
     if within and kind in ("coverage", "scale", "stale"):
         breaks = {f: replace(b, kind=kind) for f, b in breaks.items()}
-    out = [_made("backfill", target, f"Backfill {what} ({names}) for {span}{place} once {target} is fixed.",
+    # without lineage the target is the feature's own node: name the pipeline that produces it, and the features once
+    fixed = f"the pipeline that produces {names}" if target == f"feature:{names}" else target
+    listed = "" if what == names else f" ({names})"
+    out = [_made("backfill", target, f"Backfill {what}{listed} for {span}{place} once {fixed} is fixed.",
                  sim.backfill(features, breaks, within=within, target=target), window=span, slice=within)]
     fb = sim.fallback(features, within=within, target=names)
     from workbench.model.mitigate import HOWS, NotSimulated
@@ -306,7 +309,7 @@ def _repairs(ctx: Context, features: Sequence[str], target: str, within: str | N
     serve = None if isinstance(fb, NotSimulated) else HOWS[int(dict(fb.parameters)["with"])]
     words = SERVE_WORDS.get(serve or "default", "its default")
     out.append(_made("fallback", names if len(features) > 1 else features[0],
-                     f"Serve {names} as {words}{place} until {target} is fixed.", fb, slice=within, serve=serve))
+                     f"Serve {names} as {words}{place} until {fixed} is fixed.", fb, slice=within, serve=serve))
     return out
 
 
