@@ -27,7 +27,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     ``stale`` (``f_a`` frozen), ``ramp`` (``f_a`` served ``offset`` SDs higher, reached linearly over the 72 hours
     after the onset, while the clicks follow its true values: a serving bug that ramped in), ``calibration`` (every
     logit + 0.8), ``labels``
-    (40% of clicks logged as non-clicks); the break lasts until hour ``end`` when given
+    (40% of clicks logged as non-clicks), ``loose_labels`` (half the labels shuffled between incident rows); the break
+    lasts until hour ``end`` when given
     (the incident recovers). ``offset`` is the calibration break's logit shift;
     ``round_to`` rounds the served predictions to that many decimals (exact 0s and 1s).
     ``day_sd`` gives each calendar day a common logit offset on the clicks (drawn with this standard deviation,
@@ -87,6 +88,9 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     y = (rng.random(n) < 1 / (1 + np.exp(-true))).astype(float)
     if break_ == "labels":
         y = np.where(after & (y == 1) & (rng.random(n) < 0.4), 0.0, y)
+    elif break_ == "loose_labels":  # half the incident's labels joined to other incident rows: the rate stays
+        moved = np.flatnonzero(after & (rng.random(n) < 0.5))
+        y[moved] = y[rng.permutation(moved)]
     age = hours - ts / 3600
     missing = np.where(age < delay_hours, np.clip(1.1 * np.exp(-age / 1.6), 0, 1), 0.0)
     missing = np.clip(missing * (1 + delay_bias * (2 * y - 1)), 0, 1)

@@ -35,6 +35,9 @@ def label_side(ctx: Context) -> Evidence:
     the same map as the label change's size) speak against labels that changed on their
     own, whatever share of the label change they reached (a latent shift the model sees
     only in part: labels -62%, predictions -31%).
+
+    Labels can also change without their rate: joined on the wrong key, or shuffled between rows, they keep their
+    rate and lose their relation to the rows (:func:`_loose`).
     """
     ls, inputs = label_change(ctx)
     top_feature = max(feature_strengths(ctx).values(), default=0.0)
@@ -46,9 +49,36 @@ def label_side(ctx: Context) -> Evidence:
     summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
                f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ), "
                f"following {ls.followed:.0%} of the label change" + (f"; {inputs}." if inputs is not None else "."))
-    verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
     label = ctx.case.columns.label
-    cands = (Candidate("label", label, s, f"labels changed on their own at {hhmm(ctx)}: {summary[0].lower()}{summary[1:]}",
-                       detail=summary),) if s > 0 else ()
+    why = f"labels changed on their own at {hhmm(ctx)}: {summary[0].lower()}{summary[1:]}"
+    loose, ranking = _loose(ctx, top_feature, confined, move_size(ls.prediction_log_change), label_evidence(ls))
+    if loose > s:  # the labels kept their rate but no longer belong to their rows
+        s, why = loose, f"labels came loose from their rows at {hhmm(ctx)}: {ranking}"
+        summary = f"{summary[:-1]}; {ranking}."
+    verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
+    cands = (Candidate("label", label, s, why, detail=summary),) if s > 0 else ()
     return Evidence("label_side", verdict, s, summary, detail=str(ls), data={"plot": plotspec.bars(
         ["label rate", "prediction mean"], [ls.label_z, ls.prediction_z], title="Shift at the onset (σ)", y="σ")}, candidates=cands)
+
+
+def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved: float, rate_moved: float
+           ) -> tuple[float, str]:
+    """Strength and words for labels that came loose from their rows: the ranking collapsed (the AUC drop, significant
+    through ``from_z`` of its z and large through ``from_excess`` beyond ``AUC_MATERIAL``, scale 0.03) while nothing
+    that scores the rows changed. Every other explanation of a worse ranking weakens it: a broken input, a snapshot
+    (:func:`~workbench.rca.checks.snapshots.model_side`), a segment that holds the regression alone, predictions that
+    moved (:func:`~workbench.rca.checks._common.move_size`), a label rate that moved (the label change above owns
+    that). What is left is a label join on the wrong key, or an outcome that changed its relation to every input."""
+    from workbench.data.calibration import AUC_MATERIAL, calibration_shift
+
+    cs = ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
+    drop = cs.auc_baseline - cs.auc_incident
+    if not (drop > AUC_MATERIAL and cs.auc_drop_z >= 3):
+        return 0.0, ""
+    snapshot = ctx.evidence_of("model_side")
+    strength = S.weaken(S.from_z(cs.auc_drop_z) * S.from_excess(drop, AUC_MATERIAL, 0.03), top_feature, confined,
+                        predictions_moved, rate_moved, snapshot.score if snapshot is not None else 0.0)
+    words = (f"AUC {cs.auc_baseline:.3f} → {cs.auc_incident:.3f} ({cs.auc_drop_z:.1f} SE) with the inputs, the "
+             "predictions and the snapshot unchanged: the labels no longer match their rows (a label join on the wrong "
+             "key, or an outcome that changed)")
+    return strength, words
