@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import polars as pl
+
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, confined_share, feature_strengths, hhmm, label_change, label_evidence, move_size
+from workbench.rca.checks._common import (
+    BROKEN,
+    CHANGED,
+    confined_share,
+    drift,
+    feature_strengths,
+    hhmm,
+    label_change,
+    label_evidence,
+    move_size,
+)
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -65,7 +77,10 @@ def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved:
            ) -> tuple[float, str]:
     """Strength and words for labels that came loose from their rows: the ranking collapsed (the AUC drop, significant
     through ``from_z`` of its z and large through ``from_excess`` beyond ``AUC_MATERIAL``, scale 0.03) while nothing
-    that scores the rows changed. Every other explanation of a worse ranking weakens it: a broken input, a snapshot
+    that scores the rows changed. An input that came loose from its rows (drift kind ``decorrelated``, or a
+    ``decorrelated`` isolation candidate of at least ``CHANGED``) rules it out:
+    it loses the ranking the same way, and is the more specific finding (dev feature/decorrelated_shuffle/0 and /1
+    named the labels first). Every other explanation of a worse ranking weakens it: a broken input, a snapshot
     (:func:`~workbench.rca.checks.snapshots.model_side`), a segment that holds the regression alone, predictions that
     moved (:func:`~workbench.rca.checks._common.move_size`), a label rate that moved (the label change above owns
     that). What is left is a label join on the wrong key, or an outcome that changed its relation to every input."""
@@ -75,6 +90,10 @@ def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved:
     drop = cs.auc_baseline - cs.auc_incident
     if not (drop > AUC_MATERIAL and cs.auc_drop_z >= 3):
         return 0.0, ""
+    isolation = ctx.evidence_of("feature_isolation")
+    if drift(ctx).table.filter(pl.col("kind") == "decorrelated").height or (isolation is not None and any(
+            c.change == "decorrelated" and c.strength >= CHANGED for c in isolation.candidates)):
+        return 0.0, ""  # an input that came loose from its rows explains a ranking lost with every marginal in place
     snapshot = ctx.evidence_of("model_side")
     strength = S.weaken(S.from_z(cs.auc_drop_z) * S.from_excess(drop, AUC_MATERIAL, 0.03), top_feature, confined,
                         predictions_moved, rate_moved, snapshot.score if snapshot is not None else 0.0)
