@@ -80,7 +80,9 @@ def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved:
     that scores the rows changed. An input that came loose from its rows (drift kind ``decorrelated``, or a
     ``decorrelated`` isolation candidate of at least ``CHANGED``) rules it out:
     it loses the ranking the same way, and is the more specific finding (dev feature/decorrelated_shuffle/0 and /1
-    named the labels first). Every other explanation of a worse ranking weakens it: a broken input, a snapshot
+    named the labels first). Every other explanation of a worse ranking weakens it: a broken input, an input the
+    isolation finds behind the change (dev feature/stale_block/23: a block of one value, drift strength 0.2, isolation
+    0.94, named the labels second at 0.33), a snapshot
     (:func:`~workbench.rca.checks.snapshots.model_side`), a segment that holds the regression alone, predictions that
     moved (:func:`~workbench.rca.checks._common.move_size`), a label rate that moved (the label change above owns
     that). What is left is a label join on the wrong key, or an outcome that changed its relation to every input."""
@@ -96,7 +98,8 @@ def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved:
         return 0.0, ""  # an input that came loose from its rows explains a ranking lost with every marginal in place
     snapshot = ctx.evidence_of("model_side")
     strength = S.weaken(S.from_z(cs.auc_drop_z) * S.from_excess(drop, AUC_MATERIAL, 0.03), top_feature, confined,
-                        predictions_moved, rate_moved, snapshot.score if snapshot is not None else 0.0)
+                        predictions_moved, rate_moved, snapshot.score if snapshot is not None else 0.0,
+                        isolation.score if isolation is not None else 0.0)
     words = (f"AUC {cs.auc_baseline:.3f} → {cs.auc_incident:.3f} ({cs.auc_drop_z:.1f} SE) with the inputs, the "
              "predictions and the snapshot unchanged: the labels no longer match their rows (a label join on the wrong "
              "key, or an outcome that changed)")
