@@ -60,3 +60,17 @@ def test_a_ranking_lost_through_a_broken_input_is_not_loose_labels(tmp_path):
     found = diagnose(write_case(tmp_path / "c", seed=13, hours=168, per_hour=800, onset=120, break_="stale"))
     assert (found.top.kind, found.top.target) == ("feature", "f_a")
     assert all(c.kind != "label" for c in found.root_causes)
+
+
+def test_a_weak_loose_labels_reading_is_not_stated(tmp_path):
+    """Dev feature/stale_block/23: a block served as one value lost the ranking (AUC 0.72 -> 0.51); the input explains
+    it, and what is left for the labels (0.12 once weakened) named them a second cause. A reading under the warn
+    level is not stated."""
+    from tests.conftest import dev_case
+    from workbench import diagnose
+
+    path, truth = dev_case(tmp_path, "feature", "stale_block", 23)
+    found = diagnose(path)
+    assert found.top.target == truth["target"]
+    assert all(c.kind != "label" for c in found.root_causes)
+    assert "came loose" not in found.evidence("label_side").summary

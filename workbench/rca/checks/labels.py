@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["label_side"]
 
+WARN = 0.2  # the strength from which the check warns; a loose-labels reading below it is not stated
+
 
 def label_side(ctx: Context) -> Evidence:
     """Strength: how significant and how large the label change is (:func:`~workbench.rca.checks._common.label_evidence`),
@@ -60,14 +62,15 @@ def label_side(ctx: Context) -> Evidence:
     s = S.weaken(label_evidence(ls) * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined, inputs_moved)
     summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
                f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ), "
-               f"following {ls.followed:.0%} of the label change" + (f"; {inputs}." if inputs is not None else "."))
+               + (f"following {ls.followed:.0%} of the label change" if same_way or ls.followed == 0
+                  else "moving against the label change") + (f"; {inputs}." if inputs is not None else "."))
     label = ctx.case.columns.label
     why = f"labels changed on their own at {hhmm(ctx)}: {summary[0].lower()}{summary[1:]}"
     loose, ranking = _loose(ctx, top_feature, confined, move_size(ls.prediction_log_change), label_evidence(ls))
-    if loose > s:  # the labels kept their rate but no longer belong to their rows
+    if loose > max(s, WARN):  # the labels kept their rate but no longer belong to their rows (a weak reading says nothing)
         s, why = loose, f"labels came loose from their rows at {hhmm(ctx)}: {ranking}"
         summary = f"{summary[:-1]}; {ranking}."
-    verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
+    verdict = "fail" if s >= BROKEN else "warn" if s >= WARN else "pass"
     cands = (Candidate("label", label, s, why, detail=summary),) if s > 0 else ()
     return Evidence("label_side", verdict, s, summary, detail=str(ls), data={"plot": plotspec.bars(
         ["label rate", "prediction mean"], [ls.label_z, ls.prediction_z], title="Shift at the onset (σ)", y="σ")}, candidates=cands)
