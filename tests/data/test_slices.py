@@ -187,6 +187,17 @@ def test_a_segment_new_in_the_incident_is_compared_with_the_traffic_it_joined(tm
     top = search.top
     assert top is not None and top["slice"] == "arm=treatment" and top["new"] and top["significant"], str(search)
     assert search.confined
+    # the rest's own z keeps its baseline error (the new slice's difference drops it, the rest's change does not)
+    from workbench.data._frames import PERIOD
+    from workbench.data._sums import SUMS
+    from workbench.data.slices import slice_cells
+    from workbench.metrics import metric_from_sums
+
+    cells = slice_cells(case, baseline, incident, ("arm",)).filter(pl.col("arm") == "control")
+    rest = {w: metric_from_sums({s: np.array([float(cells.filter(pl.col(PERIOD) == w)[s].sum())]) for s in SUMS},
+                                "normalized_entropy") for w in ("baseline", "incident")}
+    (vb, sb), (vi, si) = rest["baseline"], rest["incident"]
+    assert search.rest_z == pytest.approx(float((vi - vb)[0] / np.hypot(sb, si)[0]), rel=1e-6)
     rest = quality_between(case, baseline, by="arm").filter(pl.col("arm") == "control")  # the baseline is all control
     assert top["baseline_value"] == pytest.approx(rest["normalized_entropy"][0], rel=1e-6)
     old = find_slices(case, incident, incident)  # in windows where the arm is not new, it is read as before

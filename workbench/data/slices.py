@@ -270,7 +270,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     enough_b = (b["labeled"] >= MIN_LABELED) & (counted_positives(b["positives"], b["pred_sum_labeled"]) >= MIN_POSITIVES)
     new = ~enough_b & (b["labeled"] < 0.1 * MIN_LABELED) & np.isfinite(wb)
     vb, sb = np.where(new, wb, vb), np.where(new, 0.0, sb)
-    swb = np.where(new, 0.0, swb)
+    swb_diff = np.where(new, 0.0, swb)  # the rest's baseline cancels from a new slice's difference (not from the rest's own z)
     delta_s = _scale(metric, vi) - _scale(metric, vb)
     delta_r = _scale(metric, wi) - _scale(metric, wb)
     total = float((_scale(metric, ti) - _scale(metric, tb))[0])
@@ -282,7 +282,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     d = d or int(np.sign(total))
     diff = delta_s - delta_r
     oriented = diff * d if d else np.abs(diff)
-    se = np.sqrt(sb**2 + si**2 + swb**2 + swi**2)
+    se = np.sqrt(sb**2 + si**2 + swb_diff**2 + swi**2)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = oriented / se
     # support counts the positives the model expects where that is more than were observed: a slice whose clicks
