@@ -29,7 +29,8 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.data.scan import WindowScan
 
-__all__ = ["CalibrationShift", "Reliability", "RowsCalibration", "calibration_of_rows", "calibration_shift", "reliability"]
+__all__ = ["CalibrationShift", "Reliability", "RowsCalibration", "calibration_of_rows", "calibration_shift", "moved_by_predictions",
+           "reliability"]
 
 MATERIAL = math.log(1.05)  # calibration ratio moved by at least 5%
 AUC_MATERIAL = 0.01  # an AUC drop below this is not a ranking regression
@@ -226,6 +227,13 @@ def calibration_shift(case: Case, baseline: Window, incident: Window, *, alpha: 
         reliability_incident=_reliability(parts["i"], incident, bins, "quantile"), test=test)
 
 
+def moved_by_predictions(prediction_log_change: float, label_log_change: float) -> float:
+    """The share of a calibration ratio's move the predictions made rather than the labels (``|Δ ln mean p|`` over
+    the sum of both sides): a label change moves the ratio too, and is not a calibration shift."""
+    p, y = abs(prediction_log_change), abs(label_log_change)
+    return p / (p + y) if p + y > 0 else 0.0
+
+
 MIN_CLICKS = 20  # each window's rows must hold (or expect) this many clicks for their calibration to be read
 
 
@@ -255,10 +263,7 @@ class RowsCalibration:
 
     @property
     def by_predictions(self) -> float:
-        """The share of the move the predictions made rather than the labels (``|Δ ln mean p|`` over the sum of
-        both sides): a label change moves the ratio too, and is not a calibration shift."""
-        p, y = abs(self.prediction_log_change), abs(self.label_log_change)
-        return p / (p + y) if p + y > 0 else 0.0
+        return moved_by_predictions(self.prediction_log_change, self.label_log_change)
 
     def to_dict(self) -> dict:
         return jsonable({f: getattr(self, f) for f in self.__slots__})  # type: ignore[return-value]
@@ -281,17 +286,15 @@ def calibration_of_rows(before: pl.DataFrame, after: pl.DataFrame, cells: tuple[
     reweighted to the incident's share of each slice cell (post-stratification; cells the baseline lacks are left
     out of both) before the two ratios are compared.
     """
-    keys = list(cells)
+    by = list(cells) or ["_cell"]
 
     def sums(rows: pl.DataFrame) -> pl.DataFrame:
         labelled = rows.filter(pl.col(LABEL).is_not_null() & pl.col(PREDICTION).is_not_null())
-        if not keys:
+        if not cells:
             labelled = labelled.with_columns(pl.lit(0).alias("_cell"))
-        by = keys or ["_cell"]
         return labelled.group_by(by).agg(pl.len().alias("n"), pl.col(PREDICTION).cast(pl.Float64).sum().alias("p"),
                                         pl.col(LABEL).cast(pl.Float64).sum().alias("y"))
 
-    by = keys or ["_cell"]
     joined = sums(after).join(sums(before), on=by, how="inner", suffix="_b", nulls_equal=True)
     if joined.is_empty():
         return None
@@ -300,7 +303,7 @@ def calibration_of_rows(before: pl.DataFrame, after: pl.DataFrame, cells: tuple[
     if min(counted_positives(y_i.sum(), p_i.sum()), counted_positives(y_b.sum(), p_b.sum())) < MIN_CLICKS:
         return None
     w = n_i / n_b  # the incident's rows per baseline row, per cell
-    wp, wy, wn = float((w * p_b).sum()), float((w * y_b).sum()), float((w * n_b).sum())
+    wp, wy = float((w * p_b).sum()), float((w * y_b).sum())  # reweighted, the baseline holds the incident's rows per cell
     if min(wy, float(y_i.sum()), wp, float(p_i.sum())) <= 0:
         return None
     se = math.hypot(float(calibration_log_se(n_b.sum(), p_b.sum(), y_b.sum())),
@@ -312,7 +315,6 @@ def calibration_of_rows(before: pl.DataFrame, after: pl.DataFrame, cells: tuple[
     return RowsCalibration(
         rows_baseline=int(n_b.sum()), rows_incident=int(n_i.sum()), ratio_baseline=ratio_b, ratio_incident=ratio_i,
         z=math.log(ratio_i / ratio_b) / se if se > 0 else math.nan,
-        prediction_log_change=math.log(float(p_i.sum() / n_i.sum()) / (wp / wn)),
-        label_log_change=math.log(float(y_i.sum() / n_i.sum()) / (wy / wn)),
+        prediction_log_change=math.log(float(p_i.sum()) / wp), label_log_change=math.log(float(y_i.sum()) / wy),
         auc_baseline=ab, auc_incident=ai,
         auc_drop_z=(ab - ai) / drop_se if drop_se > 0 and math.isfinite(ab - ai) else math.nan)

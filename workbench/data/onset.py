@@ -920,10 +920,15 @@ class PendingLabels:
                 "prediction_mean": jsonable(self.prediction_mean), "prediction_z": jsonable(self.prediction_z),
                 "moved": self.moved}
 
-    def __str__(self) -> str:
+    @property
+    def headline(self) -> str:
+        """Which hours were not tested, and why."""
         hours = self.window.duration / timedelta(hours=1)
-        head = (f"the latest {hours:.0f} h (from {self.window.start:%Y-%m-%d %H:%M} UTC) still wait for labels "
+        return (f"the latest {hours:.0f} h (from {self.window.start:%Y-%m-%d %H:%M} UTC) still wait for labels "
                 f"({self.join_rate:.0%} joined, {self.typical_join_rate:.0%} usually) and are not tested yet")
+
+    def __str__(self) -> str:
+        head = self.headline
         if not math.isfinite(self.prediction_z):
             return head
         return (f"{head}; without labels, their prediction mean is {fmt(self.prediction_mean, 4)} against "

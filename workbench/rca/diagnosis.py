@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from workbench.case.loader import Case, open_case
-from workbench.data.onset import Onset
+from workbench.data.onset import Onset, PendingLabels
 from workbench.rca.checks import default_tree
 from workbench.rca.checks.quality import pending_command, pending_tail
 from workbench.rca.context import Context
@@ -122,9 +122,9 @@ class Diagnosis:
             lines.append(f"anomaly: none — prediction quality stayed within its normal variation per {a['grain']} ("
                          + "; ".join(f"{m['metric']} {m['baseline']:.3f} → {m['current']:.3f}" for m in a["metrics"]
                                      if m["baseline"] is not None and m["current"] is not None) + ")")
-        waiting = [s["reason"] for s in self.skipped if s["check"] == self.tree.root and not self.untested]
-        if waiting:  # hours no check saw, where the served predictions moved (see prediction_quality)
-            lines.append(f"         note: {waiting[0].split(';')[0]}; see prediction_quality")
+        pending = self.results.get("pending_labels")
+        if isinstance(pending, PendingLabels) and pending.moved and not self.untested:  # hours no check saw, predictions moved
+            lines.append(f"         note: {pending.headline}; see prediction_quality")
         lines.append(f"windows: baseline {self.baseline}, incident {self.incident}")
         lines.append("")
         lines.append("investigation path:")

@@ -52,24 +52,22 @@ def calibration(ctx: Context) -> Evidence:
     ranking on those rows) without the broken features' weakening, and the larger of the two readings stands. Where
     the rows the break spared show no move, the break explains the ratio's move, and that reading is near 0.
     """
-    from workbench.data.calibration import calibration_shift
+    from workbench.data.calibration import calibration_shift, moved_by_predictions
 
     cs = ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
     # the other explanations, read from the evidence those checks returned (run now if they have not run yet)
     broken_feature = max(feature_strengths(ctx).values(), default=0.0)
     others = [ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("label_side")) if ev is not None]
-    moved_p, moved_y = abs(math.log1p(cs.prediction_change)), abs(math.log1p(cs.label_rate_change))
-    by_predictions = moved_p / (moved_p + moved_y) if moved_p + moved_y > 0 else 0.0
-    size = S.from_excess(abs(math.log(cs.calibration_ratio_incident / cs.calibration_ratio_baseline))
-                         if cs.calibration_ratio_baseline > 0 and cs.calibration_ratio_incident > 0 else 0.0, math.log(1.05), 0.1)
-    auc_drop = cs.auc_baseline - cs.auc_incident
-    ranking_worse = S.from_excess(auc_drop, 0.005, 0.01) if cs.auc_drop_z >= 3 else 0.0
+    by_predictions = moved_by_predictions(math.log1p(cs.prediction_change), math.log1p(cs.label_rate_change))
+    size = _size(math.log(cs.calibration_ratio_incident / cs.calibration_ratio_baseline)
+                 if cs.calibration_ratio_baseline > 0 and cs.calibration_ratio_incident > 0 else 0.0)
+    ranking_worse = _ranking_worse(cs.auc_baseline - cs.auc_incident, cs.auc_drop_z)
     raw = S.from_z(abs(cs.calibration_z)) * size * by_predictions
     unexplained = _unexplained(ctx) if raw > 0 and not ctx.has("model") else None
     if unexplained is None:
         s = S.weaken(raw, ranking_worse, broken_feature, *others)
     else:
-        own = S.from_z(unexplained.z) * S.from_excess(unexplained.margin, math.log(1.05), 0.1)
+        own = S.from_z(unexplained.z) * _size(unexplained.margin)
         # a residual along the inputs' move may be the surrogate's attenuation of it (trees do not extrapolate); one
         # against it cannot be
         along = unexplained.unexplained * unexplained.explained > 0
@@ -77,9 +75,8 @@ def calibration(ctx: Context) -> Evidence:
         s = S.weaken(min(raw, own * by_predictions), ranking_worse * unexplained.share, attenuation, *others)
     spared = _untouched(ctx) if raw > 0 else None
     if spared is not None:
-        ranking_spared = S.from_excess(spared.auc_baseline - spared.auc_incident, 0.005, 0.01) if spared.auc_drop_z >= 3 else 0.0
-        alone = S.from_z(abs(spared.z)) * S.from_excess(abs(spared.log_change), math.log(1.05), 0.1) * spared.by_predictions
-        s = max(s, S.weaken(alone, ranking_spared, *others))
+        alone = S.from_z(abs(spared.z)) * _size(spared.log_change) * spared.by_predictions
+        s = max(s, S.weaken(alone, _ranking_worse(spared.auc_baseline - spared.auc_incident, spared.auc_drop_z), *others))
     serving = None
     if ctx.has("model"):
         from workbench.model.rescore import serving_consistency
@@ -100,6 +97,16 @@ def calibration(ctx: Context) -> Evidence:
     cands = (Candidate("calibration", "calibration", s, f"predictions shifted in scale at {hhmm(ctx)} with inputs and "
                        f"snapshot unchanged ({summary[0].lower()}{summary[1:-1]})", detail=detail),) if s > 0 else ()
     return Evidence("calibration", verdict, s, summary, detail=detail, data={"plot": plot}, candidates=cands)
+
+
+def _size(log_move: float) -> float:
+    """How large a calibration move is, as evidence: ``from_excess`` of ``|log move|`` beyond 5%, scale 10%."""
+    return S.from_excess(abs(log_move), math.log(1.05), 0.1)
+
+
+def _ranking_worse(auc_drop: float, drop_z: float) -> float:
+    """A ranking that got worse (AUC down by more than 0.005 at 3 SE): evidence against a calibration-only shift."""
+    return S.from_excess(auc_drop, 0.005, 0.01) if drop_z >= 3 else 0.0
 
 
 def _unexplained(ctx: Context) -> UnexplainedShift | None:

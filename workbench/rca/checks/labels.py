@@ -59,14 +59,15 @@ def label_side(ctx: Context) -> Evidence:
     came_with_inputs = inputs.share if inputs is not None else 0.0
     same_way = ls.prediction_log_change * ls.label_log_change > 0
     inputs_moved = move_size(ls.prediction_log_change) if same_way else 0.0
-    s = S.weaken(label_evidence(ls) * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined, inputs_moved)
+    rate_moved = label_evidence(ls)
+    s = S.weaken(rate_moved * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined, inputs_moved)
     summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
                f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ), "
                + (f"following {ls.followed:.0%} of the label change" if same_way or ls.followed == 0
                   else "moving against the label change") + (f"; {inputs}." if inputs is not None else "."))
     label = ctx.case.columns.label
     why = f"labels changed on their own at {hhmm(ctx)}: {summary[0].lower()}{summary[1:]}"
-    loose, ranking = _loose(ctx, top_feature, confined, move_size(ls.prediction_log_change), label_evidence(ls))
+    loose, ranking = _loose(ctx, top_feature, confined, move_size(ls.prediction_log_change), rate_moved)
     if loose > max(s, WARN):  # the labels kept their rate but no longer belong to their rows (a weak reading says nothing)
         s, why = loose, f"labels came loose from their rows at {hhmm(ctx)}: {ranking}"
         summary = f"{summary[:-1]}; {ranking}."
