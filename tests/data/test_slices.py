@@ -202,3 +202,45 @@ def test_a_segment_new_in_the_incident_is_compared_with_the_traffic_it_joined(tm
     assert top["baseline_value"] == pytest.approx(rest["normalized_entropy"][0], rel=1e-6)
     old = find_slices(case, incident, incident)  # in windows where the arm is not new, it is read as before
     assert not old.table.filter(pl.col("slice") == "arm=treatment")["new"].any()
+
+
+def _moved_apart(tmp_path, up: str, down: str | None, seed: int = 21):
+    """A clean log whose served logits move +0.6 in segment ``up`` and -0.6 in ``down`` from hour 48 on: a change
+    made per segment, or rows mixed up between two (their calibration moves apart, the whole traffic's holds)."""
+    path = write_case(tmp_path / "c", seed=seed, hours=96, per_hour=1500)
+    frame = pl.read_parquet(path / "predictions.parquet")
+    after = frame["ts"] >= frame["ts"].min() + np.timedelta64(48, "h")
+    shift = pl.when(after & (pl.col("country") == up)).then(0.6).when(after & (pl.col("country") == (down or ""))).then(-0.6) \
+        .otherwise(0.0)
+    logit = (pl.col("prediction") / (1 - pl.col("prediction"))).log() + shift
+    frame.with_columns((1 / (1 + (-logit).exp())).alias("prediction")).write_parquet(path / "predictions.parquet")
+    start = frame["ts"].min()
+    return open_case(path), Window(start + np.timedelta64(12, "h"), start + np.timedelta64(48, "h")), \
+        Window(start + np.timedelta64(48, "h"), start + np.timedelta64(96, "h"))
+
+
+def test_two_segments_whose_calibration_moved_apart_are_both_named(tmp_path):
+    case, baseline, incident = _moved_apart(tmp_path, "MX", "PL")
+    search = find_slices(case, baseline, incident, metric="calibration_ratio")
+    assert search.top is not None and search.counter is not None, str(search)
+    assert {search.top["slice"], search.counter["slice"]} == {"country=MX", "country=PL"}, str(search)
+    # each moved on its own: against its own baseline, the other way from the top slice
+    assert (search.top["incident_value"] - search.top["baseline_value"]) * \
+        (search.counter["incident_value"] - search.counter["baseline_value"]) < 0
+    assert not search.confined  # the rest (which holds the other segment) moved too
+    from workbench import diagnose
+
+    found = diagnose(case.root)
+    causes = [(c.kind, c.target) for c in found.root_causes[:2]]
+    assert sorted(causes) == [("slice", "country=MX"), ("slice", "country=PL")], found.root_causes
+    assert "opposite directions" in found.next_steps()[0]
+    # the second segment's recalibration is simulated on its own rows, not on the first one's (none of them)
+    second = found.root_causes[1]
+    assert second.mitigations[0].action == "recalibrate" and second.mitigations[0].predicted is not None
+
+
+def test_one_segment_whose_calibration_moved_has_no_counter(tmp_path):
+    case, baseline, incident = _moved_apart(tmp_path, "MX", None)
+    search = find_slices(case, baseline, incident, metric="calibration_ratio")
+    assert search.top is not None and search.top["slice"] == "country=MX" and search.confined, str(search)
+    assert search.counter is None, str(search)

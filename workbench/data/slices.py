@@ -189,7 +189,9 @@ class SliceSearch:
     regression alone: it is significant, a minority of the traffic (``share`` below
     ``MINORITY``) and the rest of the traffic did not regress: its change is below the
     one-sided ``alpha`` quantile (``rest_z``) or below the detector's materiality floor
-    (:func:`workbench.data.onset.material`).
+    (:func:`workbench.data.onset.material`); for a metric that regresses either way, a rest that moved the other
+    way regressed too. ``counter``: for such a metric, the segment that moved most the other way (:func:`_counter`),
+    or None.
     """
 
     table: pl.DataFrame
@@ -201,6 +203,7 @@ class SliceSearch:
     alpha: float
     confined: bool
     rest_z: float
+    counter: dict | None = None
 
     @property
     def top(self) -> dict | None:
@@ -213,6 +216,7 @@ class SliceSearch:
         return {"metric": self.metric, "baseline": self.baseline.to_dict(), "incident": self.incident.to_dict(),
                 "total_delta": jsonable(self.total_delta), "tested": self.tested, "alpha": self.alpha,
                 "top": jsonable(self.top), "confined": self.confined, "rest_z": jsonable(self.rest_z),
+                "counter": jsonable(self.counter),
                 "table": records(self.table)}
 
     def __str__(self) -> str:
@@ -225,6 +229,10 @@ class SliceSearch:
             lines.append(f"  {r['slice']:<40} {fmt(r['baseline_value'])} -> {fmt(r['incident_value'])}, share {fmt(r['share'], 2)}, "
                          f"explains {fmt(r['explained_share'], 2)}, z {fmt(r['z'], 1)}")
         lines.append(f"  {'confined to' if self.confined else 'not confined to'} {top['slice']} (rest z {fmt(self.rest_z, 1)})")
+        if self.counter is not None:
+            c = self.counter
+            lines.append(f"  moved the other way: {c['slice']} {fmt(c['baseline_value'])} -> {fmt(c['incident_value'])}, "
+                         f"share {fmt(c['share'], 2)}")
         return "\n".join(lines)
 
 
@@ -304,19 +312,50 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
         pl.Series("_rest_b", wb), pl.Series("_rest_i", wi),
         pl.Series("_rest_moved", served_move(rb["pred_sum_labeled"], rb["labeled"], ri["pred_sum_labeled"], ri["labeled"])),
         pl.Series("new", new), pl.Series("_tested", support),
+        pl.Series("_own_z", (delta_s * d if d else np.abs(delta_s)) / np.sqrt(sb**2 + si**2)),
+        pl.Series("_own_moved", served_move(b["pred_sum_labeled"], b["labeled"], i["pred_sum_labeled"], i["labeled"])),
     ).filter(pl.col("_tested")).with_columns(pl.col(pl.Float64).fill_nan(None))
     table = _demote_parents(table)
     table = table.sort(["significant", "_demoted", "score"], descending=[True, False, True], nulls_last=True)
     rest_z = float(table["_rest_z"][0]) if table.height and table["_rest_z"][0] is not None else math.nan
     # confined: the top slice is significant, a minority of the traffic, and the rest did not regress: its change is
-    # not both significant and material (on millions of rows a mix effect of 1% is significant; it is no regression)
-    rest_regressed = bool(table.height and rest_z >= NormalDist().inv_cdf(1 - alpha)
+    # not both significant and material (on millions of rows a mix effect of 1% is significant; it is no regression).
+    # A metric that regresses either way has regressed in the rest when it moved the other way, too
+    two_sided = not DIRECTION[metric]
+    rest_regressed = bool(table.height and (abs(rest_z) if two_sided else rest_z) >= NormalDist().inv_cdf(1 - alpha / (1 + two_sided))
                           and material(metric, _value(table["_rest_b"][0]), _value(table["_rest_i"][0]),
                                        moved=_value(table["_rest_moved"][0])))
     confined = bool(table.height and table["significant"][0] and table["share"][0] < MINORITY and not rest_regressed)
-    return SliceSearch(table=table.drop("_rest_z", "_rest_b", "_rest_i", "_rest_moved", "_tested", "_demoted").head(k), metric=metric,
-                       baseline=baseline, incident=incident, total_delta=total, tested=tested, alpha=alpha,
-                       confined=confined, rest_z=rest_z)
+    counter = _counter(table, metric, alpha, tested) if two_sided and table.height and table["significant"][0] else None
+    return SliceSearch(table=table.drop("_rest_z", "_rest_b", "_rest_i", "_rest_moved", "_tested", "_demoted", "_own_z",
+                                        "_own_moved").head(k),
+                       metric=metric, baseline=baseline, incident=incident, total_delta=total, tested=tested, alpha=alpha,
+                       confined=confined, rest_z=rest_z, counter=counter)
+
+
+def _counter(table: pl.DataFrame, metric: str, alpha: float, tested: int) -> dict | None:
+    """The segment that moved most the other way, for a metric that regresses either way, or None.
+
+    Two segments whose calibration moved in opposite directions (one country's ratio 1.0 → 0.6, another's 1.0 → 1.7)
+    both regressed, and can cancel on the whole traffic: the rows of the two were mixed up (a swapped mapping), or a
+    per-segment change went both ways. The search is oriented by the whole traffic's move, so the other one scores
+    below zero. It counts when its *own* change (against its own baseline, not against the rest: the complement of
+    the top slice differs from it without moving) is significant, two-sided and Bonferroni-corrected like the
+    search, and material, and when it neither contains the top slice nor lies inside it.
+    """
+    top = set(table["slice"][0].split(" & "))
+    crit = NormalDist().inv_cdf(1 - alpha / (2 * max(tested, 1)))
+    best = None
+    for row in table.filter(pl.col("_own_z") <= -crit).iter_rows(named=True):
+        parts = set(row["slice"].split(" & "))
+        if parts <= top or top <= parts or not material(metric, _value(row["baseline_value"]),
+                                                         _value(row["incident_value"]), moved=_value(row["_own_moved"])):
+            continue
+        if best is None or row["_own_z"] < best["_own_z"]:
+            best = row
+    if best is None:
+        return None
+    return {k: v for k, v in best.items() if not k.startswith("_")}
 
 
 def _demote_parents(table: pl.DataFrame) -> pl.DataFrame:

@@ -41,6 +41,8 @@ NEXT_STEPS = {
                    "calibration/post-processing config pushed near the onset.",
     "slice": "The regression is confined to {target}: look for a product change, outage or partner issue in that "
              "segment; the model inputs look healthy.",
+    "slice/apart": "{target} and {other} moved in opposite directions while the rest of the traffic held: check what "
+                   "assigns rows to these segments (a lookup or join that swapped them) and any change made per segment.",
     "feature/decorrelated": "The values of {target} no longer belong to their rows (a join on the wrong key, a lag or a "
                             "shuffle): check its pipeline's join keys and timestamps; serving its default is safer than "
                             "its current values.",
@@ -96,7 +98,11 @@ class Diagnosis:
         return self.top.path if self.top else (self.tree.root,)
 
     def next_steps(self) -> list[str]:
-        return [NEXT_STEPS.get(f"{c.kind}/{c.change}", NEXT_STEPS[c.kind]).format(target=c.target) for c in self.root_causes[:2]]
+        causes = self.root_causes[:2]
+        segments = [c.target for c in causes if c.kind == "slice"]
+        if len(segments) == 2:  # the slice check names a second segment only when it moved the other way
+            return [NEXT_STEPS["slice/apart"].format(target=segments[0], other=segments[1])]
+        return [NEXT_STEPS.get(f"{c.kind}/{c.change}", NEXT_STEPS[c.kind]).format(target=c.target) for c in causes]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``workbench diagnose --json`` (keys exactly as specified)."""

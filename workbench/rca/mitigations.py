@@ -207,8 +207,20 @@ def _incident_span(ctx: Context) -> Window:
     return Window(start, end) if end > start else ctx.incident
 
 
+def segment_simulator(ctx: Context, segment: str) -> Simulator:
+    """A simulator of one segment's rows: the investigation's own when it already reads that segment or the whole
+    traffic, else one confined to ``segment`` (a segment that moved the other way lies outside the one the regression
+    was found in, whose simulator holds none of its rows)."""
+    from workbench.model.mitigate import Simulator
+
+    if ctx.segment in (None, segment):
+        return simulator(ctx)
+    return ctx.cached(f"simulator:{segment}", lambda: Simulator(ctx.case, ctx.baseline, ctx.incident, metric=ctx.onset.metric,
+                                                                segment=segment, drawn=ctx.sampled))
+
+
 def _recalibrate(ctx: Context, within: str | None = None) -> Mitigation:
-    result = simulator(ctx).recalibrate(within)
+    result = (simulator(ctx) if within is None else segment_simulator(ctx, within)).recalibrate(within)
     place = f" on {within}" if within else ""
     from workbench.model.mitigate import NotSimulated
 

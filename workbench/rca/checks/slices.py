@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -48,19 +49,40 @@ def slice_check(ctx: Context) -> Evidence:
         summary = (f"No traffic segment holds the regression: it is largest in {top['slice']}, which is {top['share']:.0%} of "
                    f"the traffic ({name} {top['baseline_value']:.3f} → {top['incident_value']:.3f}).")
     else:
-        s = share if search.confined or alone else 0.5 * share  # not confined: the rest of the traffic regressed too
+        counter = search.counter
+        s = share if search.confined or alone or counter else 0.5 * share  # not confined: the rest regressed too
         joined = " (new in the incident: against the rest of the traffic before it)" if top.get("new") else ""
         summary = (f"The regression concentrates in {top['slice']} ({top['share']:.0%} of traffic): {name} "
                    f"{top['baseline_value']:.3f} → {top['incident_value']:.3f}{joined}; it holds {share:.0%} of the "
-                   "total regression"
-                   + (" and the rest of the traffic did not regress." if search.confined or alone
-                      else ", but the rest regressed too."))
+                   "total regression")
+        if counter is not None:
+            summary += (f", and {counter['slice']} ({counter['share']:.0%}) moved the other way, "
+                        f"{counter['baseline_value']:.3f} → {counter['incident_value']:.3f}: two segments moving apart "
+                        "while the rest held point to rows mixed up between them (a swapped mapping) or a change made "
+                        "per segment.")
+        else:
+            summary += (" and the rest of the traffic did not regress." if search.confined or alone
+                        else ", but the rest regressed too.")
     verdict = "warn" if s >= 0.2 else "pass"
     cands: tuple[Candidate, ...] = ()
     if s > 0:
-        cands = (Candidate("slice", top["slice"], s, f"the regression is confined to {top['slice']}", detail=summary,
-                           fallback=True), *_broken_there(ctx, top["slice"], share))
+        reason = (f"{top['slice']} moved one way and {search.counter['slice']} the other" if search.counter
+                  else f"the regression is confined to {top['slice']}")
+        cands = (Candidate("slice", top["slice"], s, reason, detail=summary,
+                           fallback=True), *_other_way(search, top, s, summary), *_broken_there(ctx, top["slice"], share))
     return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot}, candidates=cands)
+
+
+def _other_way(search, top: dict, strength: float, summary: str) -> tuple[Candidate, ...]:
+    """The segment that moved the other way (:attr:`SliceSearch.counter`) as a cause beside the top one, weighed by
+    the size of its own move against the top slice's (log scale: the calibration ratio's two directions are alike)."""
+    c = search.counter
+    if c is None:
+        return ()
+    size = abs(math.log(c["incident_value"] / c["baseline_value"]))
+    ref = abs(math.log(top["incident_value"] / top["baseline_value"]))
+    return (Candidate("slice", c["slice"], strength * min(1.0, size / ref) if ref > 0 else strength,
+                      f"{c['slice']} moved the other way", detail=summary, fallback=True),)
 
 
 SUSPECTS = 5  # features, by drift severity on the whole traffic, checked for a break inside a confined segment
