@@ -84,6 +84,7 @@ class Context:
             return case.model is not None and bool(case.snapshots) and model_problem(case) is None
         return {
             "snapshots": bool(case.snapshots),
+            "snapshot_column": bool(case.columns.snapshot),
             "lineage": case.lineage is not None,
             "training": case.training is not None,
             "events": case.events is not None and case.events.height > 0,

@@ -243,6 +243,8 @@ def _snapshot(ctx: Context, cause: RootCause) -> list[Mitigation]:
     from workbench.model.validation import Validation, validate_snapshot
 
     case = ctx.case
+    if cause.target not in {s.snapshot_id for s in case.snapshots}:
+        return _route_back(ctx, cause)
     out: list[Mitigation] = []
     sim = simulator(ctx)
     if sim.model_problem is None:
@@ -270,6 +272,28 @@ def _snapshot(ctx: Context, cause: RootCause) -> list[Mitigation]:
                               f"{before[-1].snapshot_id} ({window}) out of the next refresh, and do not warm-start from it.",
                               window=window, reason="it concerns the next refresh, not the served rows"))
     return out
+
+
+def _route_back(ctx: Context, cause: RootCause) -> list[Mitigation]:
+    """A snapshot the log names but the index does not (a canary or an A/B arm, found by
+    :func:`~workbench.rca.checks.snapshots.served_beside`): route its traffic back to the snapshot serving beside it,
+    predicted from the log alone by serving its rows as the rows beside them were in the same hours."""
+    from workbench.model.mitigate import WATCHED, Simulation, recovery
+
+    found = ctx.results.get("served_side_by_side")
+    back = found.beside_of(cause.target) if found is not None else None
+    if found is None or back is None:
+        return [Mitigation("investigate", cause.target, f"Stop serving {cause.target} and find what changed in it.",
+                           proposes="rollback", reason="no snapshot served beside it to route its traffic to")]
+    values = {m: found.served_as_beside(cause.target, m) for m in WATCHED if m != "auc"}
+    metric = ctx.onset.metric if ctx.onset.metric in values else found.metric
+    base, inc, after, rows = values[metric]
+    result = Simulation("rollback", back, metric, base, inc, after, recovery(metric, base, inc, after), rows,
+                        f"the {rows:,} labelled incident rows {cause.target} served, served as the rows {back} and the "
+                        "others served beside them in the same hours were (a prediction from the log alone)",
+                        after=tuple((m, v[2]) for m, v in values.items()))
+    return [Mitigation("rollback", back, f"Route the traffic of {cause.target} back to {back}, which served beside it, "
+                       f"and validate {cause.target} before serving it again.", predicted=result)]
 
 
 def _breaks(ctx: Context, features: Sequence[str]) -> dict[str, Break]:

@@ -37,6 +37,7 @@ Check = Callable[["Context"], "Evidence"]
 # What a node may need, and the file that provides it (said when the check is skipped).
 REQUIREMENTS = {
     "snapshots": "no snapshots/index.csv",
+    "snapshot_column": "no snapshot column in the serving log ([columns] snapshot)",
     "model": "no model.py (or [model] factory)",
     "lineage": "no lineage.json",
     "training": "no training.parquet",

@@ -12,20 +12,23 @@ from workbench.rca.checks.features import feature_isolation, feature_side, linea
 from workbench.rca.checks.labels import label_side
 from workbench.rca.checks.quality import prediction_quality
 from workbench.rca.checks.slices import slice_check
-from workbench.rca.checks.snapshots import activation_trace, model_side, snapshot_validation
+from workbench.rca.checks.snapshots import activation_trace, model_side, served_beside, snapshot_validation
 from workbench.rca.tree import Node, Tree, registered
 
 __all__ = ["DEFAULT_NODES", "default_tree"]
 
 DEFAULT_NODES = (
     Node("prediction_quality", "Did prediction quality regress beyond its normal variation, and when?", prediction_quality,
-         children=("label_side", "model_side", "feature_side", "calibration", "slice"),
+         children=("label_side", "model_side", "served_beside", "feature_side", "calibration", "slice"),
          read="fail means normalized entropy rose beyond the hour-of-day-aware normal range; the onset is the first bad hour."),
     Node("label_side", "Did the labels move while predictions and features did not?", label_side,
          read="fail means the label rate shifted on its own: a logging or join problem, not the model."),
     Node("model_side", "Was a snapshot published near the onset, and is it different from the benign refreshes?", model_side,
          children=("snapshot_validation", "activation_trace"), requires=("snapshots",),
          read="fail means a snapshot started serving at the onset and its weights changed unlike a routine refresh."),
+    Node("served_beside", "Did a snapshot serving beside others do worse than the rows served beside it?", served_beside,
+         requires=("snapshot_column",),
+         read="fail means the rows of a canary or A/B snapshot are worse than the other snapshots' rows in the same hours."),
     Node("snapshot_validation", "Does the suspect snapshot fail the gates on holdout data?", snapshot_validation,
          requires=("snapshots", "model"),
          read="fail means re-scoring holdout rows with it is measurably worse than with the stable snapshot."),

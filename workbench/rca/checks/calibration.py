@@ -57,7 +57,8 @@ def calibration(ctx: Context) -> Evidence:
     cs = ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
     # the other explanations, read from the evidence those checks returned (run now if they have not run yet)
     broken_feature = max(feature_strengths(ctx).values(), default=0.0)
-    others = [ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("label_side")) if ev is not None]
+    others = [ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("served_beside"), ctx.evidence_of("label_side"))
+              if ev is not None]
     by_predictions = moved_by_predictions(math.log1p(cs.prediction_change), math.log1p(cs.label_rate_change))
     size = _size(math.log(cs.calibration_ratio_incident / cs.calibration_ratio_baseline)
                  if cs.calibration_ratio_baseline > 0 and cs.calibration_ratio_incident > 0 else 0.0)

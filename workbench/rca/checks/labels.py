@@ -100,9 +100,10 @@ def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved:
     if drift(ctx).table.filter(pl.col("kind") == "decorrelated").height or (isolation is not None and any(
             c.change == "decorrelated" and c.strength >= CHANGED for c in isolation.candidates)):
         return 0.0, ""  # an input that came loose from its rows explains a ranking lost with every marginal in place
-    snapshot = ctx.evidence_of("model_side")
+    snapshot = max((ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("served_beside")) if ev is not None),
+                   default=0.0)
     strength = S.weaken(S.from_z(cs.auc_drop_z) * S.from_excess(drop, AUC_MATERIAL, 0.03), top_feature, confined,
-                        predictions_moved, rate_moved, snapshot.score if snapshot is not None else 0.0,
+                        predictions_moved, rate_moved, snapshot,
                         isolation.score if isolation is not None else 0.0)
     words = (f"AUC {cs.auc_baseline:.3f} → {cs.auc_incident:.3f} ({cs.auc_drop_z:.1f} SE) with the inputs, the "
              "predictions and the snapshot unchanged: the labels no longer match their rows (a label join on the wrong "

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from workbench.case.snapshots import Snapshot
     from workbench.rca.context import Context
 
-__all__ = ["activation_trace", "model_side", "snapshot_validation", "suspect"]
+__all__ = ["activation_trace", "model_side", "served_beside", "snapshot_validation", "suspect"]
 
 
 NEAR = timedelta(hours=2)
@@ -228,3 +228,37 @@ def activation_trace(ctx: Context) -> Evidence:
                f"robust z {row['z']:.1f}, gate {row['gate']:.1f}).")
     return Evidence("activation_trace", "fail", s, summary, detail=str(diff), data={"plot": plot},
                     candidates=(Candidate("snapshot", snap.snapshot_id, s, summary, layer=diff.first_divergent_parameter),))
+
+
+def served_beside(ctx: Context) -> Evidence:
+    """A snapshot that served beside others (a canary, an A/B arm, a partial rollout) and did worse than the rows
+    beside it in the same hours (:func:`workbench.data.served_by.served_side_by_side`): the log alone shows it, with
+    no model file and no snapshot index.
+
+    Strength: the share of the regression its rows carry (its share of the rows times the change of its excess over
+    the rows beside it since the baseline, over the whole change; all of it when the regression was found in one
+    segment alone), for a snapshot whose change is significant (Bonferroni over the snapshots tested) and material.
+    """
+    from workbench.data.served_by import served_side_by_side
+    from workbench.rca.checks._common import slice_metric
+
+    metric = slice_metric(ctx)
+    found = ctx.cached("served_side_by_side", lambda: served_side_by_side(ctx.case, ctx.baseline, ctx.incident, metric))
+    worse = found.worse
+    if found.table.is_empty():
+        return Evidence("served_beside", "pass", 0.0, "No two snapshots served side by side in the incident.",
+                        detail=str(found))
+    if worse is None:
+        return Evidence("served_beside", "pass", 0.0, "No snapshot did worse than the rows served beside it in the same "
+                        "hours.", detail=str(found))
+    from workbench.rca.checks.quality import SHORT
+
+    s = S.from_share(1.0 if ctx.segment is not None else worse["explained_share"])
+    before = ("new in the incident" if worse["new"] else
+              f"{worse['baseline_share']:.0%} in the baseline too, where its rows were closer to those beside them")
+    summary = (f"{worse['snapshot_id']} served {worse['share']:.0%} of the incident's labelled rows ({before}) and did "
+               f"worse than the rows beside it in the same hours: {SHORT.get(metric, metric)} {worse['value']:.3f} "
+               f"against {worse['beside']:.3f} (z {worse['z']:.1f}); its rows carry {s:.0%} of the regression.")
+    verdict = "fail" if s >= 0.5 else "warn" if s >= 0.2 else "pass"
+    return Evidence("served_beside", verdict, s, summary, detail=str(found),
+                    candidates=(Candidate("snapshot", worse["snapshot_id"], s, summary),) if s > 0 else ())
