@@ -58,6 +58,7 @@ __all__ = [
     "Reliability",
     "RootCause",
     "SegmentOnset",
+    "ServedSide",
     "ServingConsistency",
     "Simulation",
     "Simulator",
@@ -110,6 +111,7 @@ __all__ = [
     "register",
     "reliability",
     "render_report",
+    "served_side_by_side",
     "serving_consistency",
     "slice_deltas",
     "snapshot_swap",
@@ -155,6 +157,8 @@ _EXPORTS = {
     "SliceSearch": "workbench.data.slices",
     "find_slices": "workbench.data.slices",
     "slice_deltas": "workbench.data.slices",
+    "ServedSide": "workbench.data.served_by",
+    "served_side_by_side": "workbench.data.served_by",
     "LabelDelay": "workbench.data.labels",
     "LabelShift": "workbench.data.labels",
     "label_delay": "workbench.data.labels",
@@ -233,6 +237,7 @@ if TYPE_CHECKING:
     from workbench.data.onset import MetricVerdict, Onset, detect_onset, measure_windows
     from workbench.data.quality import QualitySeries, quality_between, quality_series
     from workbench.data.segments import SegmentOnset, detect_segment_onset
+    from workbench.data.served_by import ServedSide, served_side_by_side
     from workbench.data.slices import SliceDeltas, SliceSearch, find_slices, slice_deltas
     from workbench.errors import CaseError, SnapshotError, WorkbenchError
     from workbench.guardrails.monitors import GuardReport, MonitorResult, guard

@@ -90,3 +90,47 @@ def test_rows_spared_by_a_lost_feature_are_not_spared_by_a_scaled_one(tmp_path):
     calibration(ctx)
     assert ctx.cached("calibration_spared", lambda: None) is None
     assert "calibration" not in {c.kind for c in diagnose(path).root_causes}
+
+
+def _serving_changed(tmp_path, how: str):
+    """A clean 96-hour log whose served predictions change row by row from hour 50, with the inputs and the labels as
+    they were: ``constant`` (serving falls back to the window's mean prediction) or ``lookup`` (each row gets the
+    prediction of another row with the same country: a lookup on the wrong key, the mean and the marginal kept)."""
+    import numpy as np
+    import polars as pl
+
+    from tests.data.analysis_data import write_case
+
+    path = write_case(tmp_path / "c", seed=31, hours=96, per_hour=1200)
+    frame = pl.read_parquet(path / "predictions.parquet")
+    after = (frame["ts"] >= frame["ts"].min() + np.timedelta64(50, "h")).to_numpy()
+    p = frame["prediction"].to_numpy().copy()
+    if how == "constant":
+        p[after] = p[after].mean()
+    else:
+        p[after] = np.random.default_rng(31).permutation(p[after])
+    frame.with_columns(pl.Series("prediction", p)).write_parquet(path / "predictions.parquet")
+    return path
+
+
+def test_predictions_that_came_loose_from_their_inputs_are_a_serving_change_not_labels(tmp_path):
+    for how in ("constant", "lookup"):
+        found = diagnose(_serving_changed(tmp_path / how, how))
+        top = found.root_causes[0]
+        assert (top.kind, top.target) == ("calibration", "calibration"), (how, found.root_causes)
+        assert "came loose from their logged inputs" in top.summary
+        assert all(c.kind != "label" for c in found.root_causes), (how, found.root_causes)
+        u = found.results["unexplained_shift"]
+        assert u.came_loose > 0.3 and u.came_loose_z > 10, (how, u.to_dict())
+
+
+def test_labels_that_came_loose_leave_the_predictions_following_their_inputs(tmp_path):
+    from tests.rca.test_label_check import _balanced_case
+    from workbench.model.rescore import unexplained_shift
+    from workbench.rca.checks.calibration import came_loose
+
+    found = diagnose(_balanced_case(tmp_path / "c", 12, loose=True))
+    base, inc = found.results["window_rows"]
+    u = unexplained_shift(base, inc, found.case.features)
+    assert u is not None and u.came_loose < 0.02 and came_loose(u) == 0.0, u.to_dict()
+    assert found.root_causes[0].kind == "label"

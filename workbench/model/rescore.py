@@ -233,6 +233,29 @@ class UnexplainedShift:
     support: float  # share of the incident's rows inside the baseline's support
     r2: float  # the surrogate's R^2 on held-out baseline rows
     rows: int  # incident rows in support
+    spread_baseline: float = math.nan  # variance of the residual on held-out baseline rows
+    spread_incident: float = math.nan  # variance of the residual on the incident's rows in support
+    spread_logit: float = math.nan  # variance of the logged logit on held-out baseline rows
+    baseline_rows: int = 0  # held-out baseline rows
+
+    @property
+    def came_loose(self) -> float:
+        """The share of the logged logit's variance the inputs explained before and no longer do: the residual's
+        variance grew by that much, in units of the logit's own variance (0 when it did not grow). A serving path
+        that changes row by row (a constant fallback, a lookup on the wrong key, a transform the log does not hold)
+        leaves the mean where it was and this large; a broken input moves the predictions through the surrogate
+        and leaves it near 0, and so do labels that came loose (the predictions still follow their inputs)."""
+        if not (self.spread_logit > 0 and math.isfinite(self.spread_incident) and math.isfinite(self.spread_baseline)):
+            return 0.0
+        return max(self.spread_incident - self.spread_baseline, 0.0) / self.spread_logit
+
+    @property
+    def came_loose_z(self) -> float:
+        """The residual variance's growth over its sampling error (the log variance ratio, normal approximation:
+        error sqrt(2/n) on each side)."""
+        if not (self.spread_baseline > 0 and self.spread_incident > 0 and self.rows > 1 and self.baseline_rows > 1):
+            return 0.0
+        return math.log(self.spread_incident / self.spread_baseline) / math.sqrt(2 / self.rows + 2 / self.baseline_rows)
 
     @property
     def explained(self) -> float:
@@ -271,7 +294,7 @@ class UnexplainedShift:
 
     def to_dict(self) -> dict:
         return {"total": self.total, "unexplained": self.unexplained, "se": self.se, "support": self.support,
-                "r2": self.r2, "rows": self.rows}
+                "r2": self.r2, "rows": self.rows, "came_loose": self.came_loose, "came_loose_z": self.came_loose_z}
 
     def __str__(self) -> str:
         return (f"the inputs explain {self.explained:+.3f} of the {self.total:+.3f} logit shift of the predictions, "
@@ -337,7 +360,8 @@ def unexplained_shift(base: pl.DataFrame, inc: pl.DataFrame, features: tuple[str
     r2 = float(1 - rb.var() / zb[held].var()) if zb[held].var() > 0 else math.nan
     return UnexplainedShift(total=float(zi.mean() - zb.mean()), unexplained=float(ri.mean() - rb.mean()),
                             se=math.sqrt(ri.var() / len(ri) + rb.var() / len(rb)), support=float(ok.mean()), r2=r2,
-                            rows=int(ok.sum()))
+                            rows=int(ok.sum()), spread_baseline=float(rb.var()), spread_incident=float(ri.var()),
+                            spread_logit=float(zb[held].var()), baseline_rows=int(held.sum()))
 
 
 LABEL_EVENTS = 100  # labelled rows of each class the fitting rows need before a label model is fitted (as a refit)

@@ -37,8 +37,8 @@ NEXT_STEPS = {
                 "backfill or fall back to the last good partition.",
     "label": "The labels changed, not the model: check the label join/logging job for the onset hour "
              "before retraining on these labels.",
-    "calibration": "Predictions moved in scale while inputs and snapshot did not: check the serving-side "
-                   "calibration/post-processing config pushed near the onset.",
+    "calibration": "The served predictions changed while inputs and snapshot did not: check the serving-side "
+                   "calibration, post-processing or fallback config pushed near the onset.",
     "slice": "The regression is confined to {target}: look for a product change, outage or partner issue in that "
              "segment; the model inputs look healthy.",
     "slice/apart": "{target} and {other} moved in opposite directions while the rest of the traffic held: check what "

@@ -410,8 +410,8 @@ def _label(ctx: Context, cause: RootCause) -> list[Mitigation]:
 
 def _calibration(ctx: Context, cause: RootCause) -> list[Mitigation]:
     return [_recalibrate(ctx), Mitigation(
-        "investigate", "calibration", "Predictions moved in scale while inputs and snapshot did not: revert the serving-side "
-        "calibration or post-processing change pushed near the onset.", proposes="revert the serving config",
+        "investigate", "calibration", "The served predictions changed while inputs and snapshot did not: revert the "
+        "serving-side calibration, post-processing or fallback change pushed near the onset.", proposes="revert the serving config",
         reason="the serving config is not part of the case")]
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from workbench.model.rescore import UnexplainedShift
     from workbench.rca.context import Context
 
-__all__ = ["calibration"]
+__all__ = ["calibration", "came_loose", "unexplained_of"]
 
 
 def calibration(ctx: Context) -> Evidence:
@@ -64,7 +64,10 @@ def calibration(ctx: Context) -> Evidence:
                  if cs.calibration_ratio_baseline > 0 and cs.calibration_ratio_incident > 0 else 0.0)
     ranking_worse = _ranking_worse(cs.auc_baseline - cs.auc_incident, cs.auc_drop_z)
     raw = S.from_z(abs(cs.calibration_z)) * size * by_predictions
-    unexplained = _unexplained(ctx) if raw > 0 and not ctx.has("model") else None
+    unexplained = unexplained_of(ctx) if (raw > 0 or ranking_worse > 0) and not ctx.has("model") else None
+    # a broken input weakens it: its rows crowd where the baseline was thin and the surrogate least sure (two inputs
+    # x1000, dev multi/two_features/0: the residual variance grew by 0.11 of the logit's on the rows still in range)
+    loose = S.weaken(came_loose(unexplained), broken_feature, *others)
     if unexplained is None:
         s = S.weaken(raw, ranking_worse, broken_feature, *others)
     else:
@@ -87,17 +90,43 @@ def calibration(ctx: Context) -> Evidence:
               + (f"; {spared}" if spared is not None else ""))
     if serving is not None and serving.changed > 0:
         s = 1 - (1 - s) * (1 - S.from_z(serving.changed / max(serving.gap_baseline, 1e-3)))
-    summary = (f"Calibration ratio {cs.calibration_ratio_baseline:.3f} → {cs.calibration_ratio_incident:.3f} while AUC "
-               f"{cs.auc_baseline:.3f} → {cs.auc_incident:.3f}.")
+    scale_only = s
+    s = 1 - (1 - s) * (1 - loose)
+    head = (f"Calibration ratio {cs.calibration_ratio_baseline:.3f} → {cs.calibration_ratio_incident:.3f} while AUC "
+            f"{cs.auc_baseline:.3f} → {cs.auc_incident:.3f}")
+    summary = head + "."
+    if loose >= 0.2 and unexplained is not None:
+        summary += (f" The served predictions came loose from their logged inputs: the inputs explain "
+                    f"{unexplained.came_loose:.0%} less of their variance than before (z {unexplained.came_loose_z:.0f}).")
     rel_b, rel_i = cs.reliability_baseline, cs.reliability_incident
     plot = plotspec.table(["bin", "mean prediction (baseline)", "label rate (baseline)", "mean prediction (incident)",
                            "label rate (incident)"],
                           [[i, *a, *b] for i, (a, b) in enumerate(zip(rel_b.pairs(), rel_i.pairs(), strict=False))],
                           title="Reliability: mean prediction vs label rate per bin (equal labeled mass)")
     verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
-    cands = (Candidate("calibration", "calibration", s, f"predictions shifted in scale at {hhmm(ctx)} with inputs and "
-                       f"snapshot unchanged ({summary[0].lower()}{summary[1:-1]})", detail=detail),) if s > 0 else ()
+    if loose > scale_only and unexplained is not None:
+        reason = (f"the served predictions came loose from their logged inputs at {hhmm(ctx)} (the inputs explain "
+                  f"{unexplained.came_loose:.0%} less of their variance) with the inputs unchanged: a serving path that "
+                  "changed row by row (a fallback, a lookup on the wrong key, or a transform the log does not hold)")
+    else:
+        reason = f"predictions shifted in scale at {hhmm(ctx)} with inputs and snapshot unchanged ({head[0].lower()}{head[1:]})"
+    cands = (Candidate("calibration", "calibration", s, reason, detail=detail),) if s > 0 else ()
     return Evidence("calibration", verdict, s, summary, detail=detail, data={"plot": plot}, candidates=cands)
+
+
+LOOSE_FLOOR, LOOSE_SCALE = 0.05, 0.1  # a share of the logit's variance the inputs no longer explain
+
+
+def came_loose(u: UnexplainedShift | None) -> float:
+    """Strength of "the served predictions came loose from their logged inputs" (model-free): ``from_z`` of the
+    residual variance's growth (:attr:`~workbench.model.rescore.UnexplainedShift.came_loose_z`) times ``from_excess``
+    of the share of the logit's variance it stands for, beyond ``LOOSE_FLOOR`` (scale ``LOOSE_SCALE``). A serving
+    path that changed row by row (outside tests: a constant fallback for five hours 0.39, a lookup on the wrong key
+    0.47) reads near 1; labels that came loose and inputs that broke leave the predictions following their inputs
+    (0.00 on the outside tests' shuffled labels and remapped codes)."""
+    if u is None:
+        return 0.0
+    return S.from_z(u.came_loose_z) * S.from_excess(u.came_loose, LOOSE_FLOOR, LOOSE_SCALE)
 
 
 def _size(log_move: float) -> float:
@@ -110,7 +139,7 @@ def _ranking_worse(auc_drop: float, drop_z: float) -> float:
     return S.from_excess(auc_drop, 0.005, 0.01) if drop_z >= 3 else 0.0
 
 
-def _unexplained(ctx: Context) -> UnexplainedShift | None:
+def unexplained_of(ctx: Context) -> UnexplainedShift | None:
     """The model-free unexplained prediction shift on the isolation's rows, when it can be measured."""
     from workbench.model.rescore import unexplained_shift
 
