@@ -79,14 +79,25 @@ from workbench.windows import Window
 if TYPE_CHECKING:
     from workbench.data.scan import WindowScan
 
-__all__ = ["FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift", "feature_timeline",
-           "kind_of_samples", "relations", "training_skew"]
+__all__ = ["OUT_OF_BAND", "FeatureDrift", "FeatureSlices", "arrival_hours", "feature_by_slice", "feature_drift",
+           "feature_timeline", "kind_of_samples", "out_of_band", "relations", "training_skew"]
 
 BINS = 20
 SAMPLE_ROWS = 50_000  # edges and quantiles; bins are 5% wide, a 50k sample places them within ~0.2%
 FLOOR = 0.1  # JS distance of a small effect (Cohen's d ~ 0.24)
 KIND_SHARE = 0.5  # share of the moved mass a kind must explain
 SCALE_BAND = 10.0
+# Values out of the scale band on this much more of the rows than in the baseline are a unit error on a minority of
+# them (a parser bug that multiplies a twentieth of a field by 1,000 or more), whatever the distance says: moving 5% of
+# the mass to a bin of its own is a JS distance of ~0.08, under FLOOR, as a 5% coverage loss is. No organic drift puts
+# values ten times beyond the baseline's ~99th percentile.
+OUT_OF_BAND = 0.01
+
+
+def out_of_band(row: dict) -> float:
+    """The share of a drift table row's values that left the scale band beyond the baseline's share (0 when none)."""
+    b, i = row.get("out_of_scale_baseline"), row.get("out_of_scale_incident")
+    return max(float(i) - float(b), 0.0) if b is not None and i is not None and math.isfinite(b) and math.isfinite(i) else 0.0
 COLUMNS = ("feature", "type", "kind", "severity", "rank", "js", "js_usual", "psi", "ks", "wasserstein",
            "coverage_baseline", "coverage_incident", "coverage_delta", "mean_baseline", "mean_incident",
            "std_baseline", "std_incident", "p01_baseline", "p01_incident", "p50_baseline", "p50_incident",

@@ -236,7 +236,7 @@ def _feature_monitors(case: Case, baseline: Window, window: Window, t: GuardConf
     if not case.features:
         return [MonitorResult(m, "*", "skip", None, None, "no feature columns mapped ([columns] features)")
                 for m in ("feature_coverage", "feature_scale", "feature_drift")]
-    from workbench.data.drift import FLOOR, feature_drift
+    from workbench.data.drift import FLOOR, OUT_OF_BAND, feature_drift, out_of_band
 
     table = feature_drift(case, baseline, window, categorical=False).table.filter(pl.col("type") == "numeric")
     out: list[MonitorResult] = []
@@ -254,10 +254,13 @@ def _feature_monitors(case: Case, baseline: Window, window: Window, t: GuardConf
         if ratio is None or not math.isfinite(ratio) or ratio <= 0:
             out.append(MonitorResult("feature_scale", f, "skip", None, t.scale_factor, "no magnitude to compare (no values)"))
         else:
-            new = sev is not None and math.isfinite(sev) and sev >= FLOOR
+            # a break is new when it moved the distribution, or put values out of scale on a share of the rows
+            new = (sev is not None and math.isfinite(sev) and sev >= FLOOR) or out_of_band(r) >= OUT_OF_BAND
             trip = max(ratio, 1 / ratio) > t.scale_factor and new
             usual = "" if new or max(ratio, 1 / ratio) <= t.scale_factor else "; it moves this much usually (drift severity " \
                 f"{fmt(sev, 2)} < {FLOOR:g}), e.g. a clock feature"
+            if out_of_band(r) >= OUT_OF_BAND:
+                usual = f"; {out_of_band(r):.1%} of its values out of scale"
             out.append(MonitorResult("feature_scale", f, "trip" if trip else "pass", ratio, t.scale_factor,
                                      f"typical magnitude x{ratio:.3g} (trips beyond x{t.scale_factor:g} either way{usual})"))
         if sev is None or not math.isfinite(sev):
@@ -459,6 +462,8 @@ def _pct(ratio: float) -> str:
 def _snapshot_gate(case: Case, window: Window, t: GuardConfig) -> MonitorResult:
     if not t.snapshot_gate:
         return MonitorResult("snapshot_gate", "*", "skip", None, None, "turned off ([guard] snapshot_gate = false)")
+    if not case.snapshots:
+        return MonitorResult("snapshot_gate", "*", "skip", None, None, "no snapshots/index.csv")
     published = [s for s in case.snapshots if s.published_at < window.end]
     if not published:
         return MonitorResult("snapshot_gate", "*", "skip", None, None, "no snapshot published before the window's end "

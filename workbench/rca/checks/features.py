@@ -390,11 +390,18 @@ def feature_isolation(ctx: Context) -> Evidence:
     baseline; labels -66%, two thirds of it with the inputs; the feature carries 86% of the change and no cause was
     named; dev shift/boolean_share/12: an excess of 0.099, a hair under the floor, kind ``none``). A logging bug
     moves the labels alone and a broken input moves no label, so neither reads as one.
+
+    Or its values left the scale band on a minority of the rows (``out_of_band`` at least ``OUT_OF_BAND`` beyond the
+    baseline's share: a parser bug that multiplies a twentieth of the values by 1,000 or more, under the distance
+    floor): a ``scale`` break of evidence ``from_excess`` of that share beyond ``OUT_OF_BAND``, scale 0.02 (outside
+    test 2: 5% of a session length x1e3-1e7 carried all of an 11% NE rise and no cause was named).
     """
-    from workbench.data.drift import FLOOR
+    from workbench.data.drift import FLOOR, OUT_OF_BAND, out_of_band
     from workbench.model.isolation import CANDIDATES, isolate_features
 
     drifted = drift(ctx).table
+    tails = {row["feature"]: out_of_band(row) for row in drifted.iter_rows(named=True)}
+    out_of_scale = {f: S.from_excess(t, OUT_OF_BAND, 0.02) for f, t in tails.items() if t >= OUT_OF_BAND}
     kinds, js = (dict(zip(drifted["feature"], drifted[c], strict=True)) for c in ("kind", "js"))
     steady = {f for f, kind in kinds.items() if kind in LOOSE_KINDS}
     iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=window_rows(ctx),
@@ -415,6 +422,8 @@ def feature_isolation(ctx: Context) -> Evidence:
         loose = S.from_excess(perm.get("decorrelated_drop"), perm.get("decorrelated_floor") or math.inf, 0.25)
         if kinds.get(f) in LOOSE_KINDS and loose > changed and not _partners_disagree(perm):
             changed, change = loose, "decorrelated"
+        elif f in unbroken and out_of_scale.get(f, 0.0) > changed:
+            changed, change = out_of_scale[f], "scale"
         elif f in unbroken and (js.get(f) or 0.0) >= FLOOR and population > changed:
             changed, change = population, "shift"
         s = S.from_share(row["score"]) * changed
@@ -423,7 +432,10 @@ def feature_isolation(ctx: Context) -> Evidence:
                    f"{perm['permutation_loss_incident']:.3f} after" if change == "decorrelated" else
                    f"; it moved (JS {js[f]:.2f}) and the label rate moved with the inputs" if change == "shift" else "")
             came = (f", came loose from its rows{where}" if change == "decorrelated" else
-                    ", shifted with the population (the labels moved with the inputs)" if change == "shift" else "")
+                    ", shifted with the population (the labels moved with the inputs)" if change == "shift" else
+                    f", its values out of scale on {tails[f]:.1%} of the rows" if change == "scale" else "")
+            why = why or (f"; {tails[f]:.1%} more of its values lie ten times beyond its baseline range"
+                          if change == "scale" else "")
             cands.append(Candidate("feature", f, s, f"{f} explains {row['score']:.0%} of the change{came}",
                                    detail=f"{iso.method}: {f} explains {row['score']:.0%} of the change{why}", change=change,
                                    slice=segment if change == "decorrelated" else None))
