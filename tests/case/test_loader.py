@@ -199,3 +199,18 @@ def test_model_scores_rows(small_case):
     frame = case.predictions.head(50).collect()
     p = score(load_model(case, "s1"), feature_matrix(frame, case.features))
     assert p.shape == (50,) and ((p > 0) & (p < 1)).all()
+
+
+def test_a_slice_or_feature_the_log_lacks_names_its_list_and_a_free_column(small_case):
+    from workbench.errors import CaseError
+
+    (small_case / "workbench.toml").write_text('[columns]\nfeatures = ["f_a", "f_b", "f_c"]\nslices = ["region", "platform"]\n')
+    with pytest.raises(CaseError) as info:
+        open_case(small_case)
+    text = str(info.value)
+    assert "'region' (listed in [columns] slices) not found" in text and "remove 'region'" in text, text
+    assert "prediction" not in text.split("available:")[-1].split("\n")[0]  # a column another role holds is not offered
+    (small_case / "workbench.toml").write_text('[columns]\nfeatures = ["f_a", "f_bb"]\n')
+    with pytest.raises(CaseError, match=r"'f_bb' \(listed in \[columns\] features\) not found") as info:
+        open_case(small_case)
+    assert "replace 'f_bb' with 'f_b'" in str(info.value)

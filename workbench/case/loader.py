@@ -185,7 +185,10 @@ def _required_column(source: Source, toml: Path, schema: pl.Schema, role: str, n
     return column
 
 
-def _resolve_features(source: Source, toml: Path, names: list[str], patterns: tuple[str, ...], taken: set[str]) -> tuple[str, ...]:
+def _resolve_features(source: Source, toml: Path, names: list[str], patterns: tuple[str, ...], taken: set[str],
+                      role: str = "features") -> tuple[str, ...]:
+    """The columns a ``[columns] features`` (or ``slices``) list names, globs expanded; a name the log does not hold is
+    an error that names the list it is in and suggests a column of the log no other role has taken."""
     out: list[str] = []
     for pattern in patterns:
         if any(ch in pattern for ch in "*?["):
@@ -194,7 +197,12 @@ def _resolve_features(source: Source, toml: Path, names: list[str], patterns: tu
             if pattern not in out:
                 out.append(pattern)
         else:
-            raise CaseError.missing_column(source, "features", pattern, names, toml)
+            free = [n for n in names if n not in taken]
+            close = suggest(pattern, free)
+            fix = (f"in {toml}, [columns] {role}: replace '{pattern}' with '{close}', or remove it" if close else
+                   f"in {toml}, [columns] {role}: remove '{pattern}', or add that column to the log")
+            raise CaseError(source, f"column '{pattern}' (listed in [columns] {role}) not found.", fix,
+                            [f"available: {', '.join(free[:12])}{' ...' if len(free) > 12 else ''}"])
     return tuple(out)
 
 
@@ -219,7 +227,7 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
     if cfg.slices is None:
         slices = tuple(n for n in schema.names() if n not in roles and n not in features and _is_categorical(schema[n]))
     else:
-        slices = _resolve_features(source, toml, schema.names(), cfg.slices, roles | set(features))
+        slices = _resolve_features(source, toml, schema.names(), cfg.slices, roles | set(features), "slices")
 
     for name in features:
         dtype = schema[name]
