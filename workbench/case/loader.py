@@ -27,9 +27,9 @@ from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS, Columns
 from workbench.case.config import Config, ModelConfig, read_config
 from workbench.case.grain import GrainChoice, choose_grain, profile_at
 from workbench.case.lineage import Lineage, read_lineage
-from workbench.case.snapshots import Snapshot, read_snapshot_index
+from workbench.case.snapshots import Snapshot, inspect_snapshot_file, read_snapshot_index
 from workbench.case.sources import Source, resolve
-from workbench.errors import CaseError, suggest
+from workbench.errors import CaseError, SnapshotError, suggest
 from workbench.metrics import labelled_prediction_sum_expr, reliable_end
 
 __all__ = ["Case", "open_case"]
@@ -61,6 +61,8 @@ class Case:
     # The canonical rows of [start, end) read with the range pushed to the source (a WHERE, pruned files); None when
     # the source is local files, which workbench.data._frames reads by row range instead.
     window_scan: Callable[[datetime, datetime], pl.LazyFrame] | None = field(default=None, repr=False, compare=False)
+    # why snapshots/ was set aside (a file missing, unreadable or unsafe: the first one met), or None
+    snapshot_problem: str | None = None
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -89,6 +91,9 @@ class Case:
         for snap in self.snapshots:
             if snap.snapshot_id == snapshot_id:
                 return snap
+        if self.snapshot_problem:
+            raise CaseError(self.root / "snapshots", f"the snapshots were set aside: {self.snapshot_problem}",
+                            "fix or remove that file (and its row in snapshots/index.csv).")
         ids = [s.snapshot_id for s in self.snapshots]
         close = suggest(snapshot_id, ids)
         raise CaseError(self.root / "snapshots" / "index.csv", f"no snapshot '{snapshot_id}'.",
@@ -417,8 +422,18 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
     sources: dict[str, Path | str] = {"predictions": source.path or source.display}
 
     snapshots: tuple[Snapshot, ...] = ()
+    snapshot_problem = None
     if (root / "snapshots" / "index.csv").exists():
-        snapshots = read_snapshot_index(root)
+        snapshots = read_snapshot_index(root, check_files=False)
+        # a snapshot file that is missing, truncated or unsafe leaves the log's checks to run: the snapshots are set
+        # aside (with one of them gone, the rows it served would be put down to its predecessor) and every check that
+        # needs them says why it was skipped
+        for snap in snapshots:
+            try:
+                inspect_snapshot_file(snap.path)
+            except SnapshotError as exc:
+                snapshot_problem, snapshots = f"{exc.source}: {exc.fact}" + (f" ({exc.hint})" if exc.hint else ""), ()
+                break
     elif (root / "snapshots").is_dir():
         raise CaseError(root / "snapshots", "directory has no index.csv.",
                         "list the snapshots in snapshots/index.csv: snapshot_id,published_at,file[,stable]")
@@ -437,6 +452,8 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
             rows = window(start, end)
             return rows.with_columns(pl.coalesce(pl.col(SNAPSHOT), _served_snapshot(snapshots)).alias(SNAPSHOT)) if snapshots else rows
     rows = int(hourly["rows"].sum())
+    if snapshot_problem:
+        warnings.append(f"snapshots/ set aside, the checks that need them are skipped: {snapshot_problem}")
     warnings += _all_null_features(source, lf, cols.features, rows)
     if not cols.features:
         warnings.append(f"no feature columns match {list(cfg.features)}: feature checks are skipped. "
@@ -455,4 +472,4 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
                         "add the file, or remove the [model] table to run model-free.")
     return Case(root=root, name=cfg.name or root.name, config=cfg, columns=cols, predictions=lf, training=training,
                 snapshots=snapshots, lineage=lineage, events=events, model=model, hourly=hourly, profile=profile, grain=grain, rows=rows,
-                warnings=tuple(warnings), sources=sources, window_scan=window_scan)
+                warnings=tuple(warnings), sources=sources, window_scan=window_scan, snapshot_problem=snapshot_problem)

@@ -463,7 +463,8 @@ def _snapshot_gate(case: Case, window: Window, t: GuardConfig) -> MonitorResult:
     if not t.snapshot_gate:
         return MonitorResult("snapshot_gate", "*", "skip", None, None, "turned off ([guard] snapshot_gate = false)")
     if not case.snapshots:
-        return MonitorResult("snapshot_gate", "*", "skip", None, None, "no snapshots/index.csv")
+        return MonitorResult("snapshot_gate", "*", "skip", None, None, f"snapshots/ set aside: {case.snapshot_problem}"
+                             if case.snapshot_problem else "no snapshots/index.csv")
     published = [s for s in case.snapshots if s.published_at < window.end]
     if not published:
         return MonitorResult("snapshot_gate", "*", "skip", None, None, "no snapshot published before the window's end "

@@ -99,6 +99,8 @@ class Context:
             from workbench.model.load import model_problem
 
             return model_problem(self.case)  # model.py is there but cannot be used: say why, naming it
+        if absent and absent[0] in ("snapshots", "model") and self.case.snapshot_problem:
+            return f"snapshots/ set aside: {self.case.snapshot_problem}"
         return REQUIREMENTS[absent[0]] if absent else None
 
     # ------------------------------------------------------------ running checks
