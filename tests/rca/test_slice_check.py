@@ -45,3 +45,34 @@ def test_a_unit_change_in_one_segment_is_a_scale_break_there_and_its_backfill_di
     assert first.slice == truth["slice"] and first.recovery is not None and first.recovery >= 0.5
     backfill = next(m for m in top.mitigations if (m.action, m.slice) == ("backfill", truth["slice"]))
     assert backfill.recovery is not None and backfill.recovery >= 0.6
+
+
+def test_traffic_that_joined_a_segment_is_named_and_not_its_features(tmp_path):
+    """From hour 50, KR serves three times its rows: the new ones (bots) carry f_a two SD higher, are scored as such,
+    and almost never click. A pipeline that broke would leave the row count alone; these rows joined the segment."""
+    import numpy as np
+    import polars as pl
+
+    from tests.data.analysis_data import write_case
+    from workbench import diagnose
+
+    path = write_case(tmp_path / "c", seed=51, hours=96, per_hour=1200)
+    frame = pl.read_parquet(path / "predictions.parquet")
+    rng = np.random.default_rng(51)
+    kr = frame.filter((pl.col("country") == "KR") & (pl.col("ts") >= frame["ts"].min() + np.timedelta64(50, "h")))
+    bots = pl.concat([kr, kr]).with_columns(
+        (pl.col("f_a") + 2.0).alias("f_a"),
+        (pl.col("ts") + pl.duration(seconds=pl.Series(rng.integers(1, 60, 2 * kr.height)))).alias("ts"))
+    z = np.log(bots["prediction"].to_numpy() / (1 - bots["prediction"].to_numpy())) + 1.1 * 2.0
+    bots = bots.with_columns(pl.Series("prediction", 1 / (1 + np.exp(-z))),
+                             pl.when(pl.col("label").is_null()).then(None).otherwise(
+                                 pl.Series((rng.random(bots.height) < 0.002).astype(float))).alias("label"))
+    pl.concat([frame, bots]).sort("ts").write_parquet(path / "predictions.parquet")
+    found = diagnose(path)
+    top = found.root_causes[0]
+    assert (top.kind, top.target) == ("slice", "country=KR") and top.summary.startswith("traffic joined"), found.root_causes
+    assert all(not (c.kind == "feature" and c.target == "f_a" and c.confidence > top.confidence) for c in found.root_causes)
+    assert found.next_steps()[0].startswith("New rows joined country=KR")
+    search = found.results["find_slices"]
+    kr_row = search.table.filter(pl.col("slice") == "country=KR").row(0, named=True)
+    assert 2.5 < kr_row["volume_ratio"] < 3.5  # three times its rows against the rest's

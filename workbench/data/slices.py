@@ -184,8 +184,8 @@ class SliceSearch:
 
     ``table``: ``slice``, ``level``, ``share``, ``baseline_value``, ``incident_value``,
     ``delta``, ``rest_delta``, ``score``, ``z``, ``p_value`` (Bonferroni-adjusted),
-    ``significant``, ``explained_share`` (score / total regression). Significant
-    slices come first. ``confined`` says whether the top slice holds the
+    ``significant``, ``explained_share`` (score / total regression), ``new``, ``volume_ratio``
+    (:func:`_volume_ratio`). Significant slices come first. ``confined`` says whether the top slice holds the
     regression alone: it is significant, a minority of the traffic (``share`` below
     ``MINORITY``) and the rest of the traffic did not regress: its change is below the
     one-sided ``alpha`` quantile (``rest_z``) or below the detector's materiality floor
@@ -312,6 +312,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
         pl.Series("_rest_b", wb), pl.Series("_rest_i", wi),
         pl.Series("_rest_moved", served_move(rb["pred_sum_labeled"], rb["labeled"], ri["pred_sum_labeled"], ri["labeled"])),
         pl.Series("new", new), pl.Series("_tested", support),
+        pl.Series("volume_ratio", _volume_ratio(b["rows"], rb["rows"], i["rows"], ri["rows"])),
         pl.Series("_own_z", (delta_s * d if d else np.abs(delta_s)) / np.sqrt(sb**2 + si**2)),
         pl.Series("_own_moved", served_move(b["pred_sum_labeled"], b["labeled"], i["pred_sum_labeled"], i["labeled"])),
     ).filter(pl.col("_tested")).with_columns(pl.col(pl.Float64).fill_nan(None))
@@ -331,6 +332,14 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
                                         "_own_moved").head(k),
                        metric=metric, baseline=baseline, incident=incident, total_delta=total, tested=tested, alpha=alpha,
                        confined=confined, rest_z=rest_z, counter=counter)
+
+
+def _volume_ratio(slice_b, rest_b, slice_i, rest_i) -> np.ndarray:
+    """How many times more rows the slice served against the rest of the traffic in the incident than in the baseline
+    (the odds of its share of the rows): traffic that joined a segment (bots, a new source or placement) raises it, a
+    pipeline that broke on the segment's own rows does not. Window lengths and the whole traffic's own rise cancel."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (np.asarray(slice_i, dtype=float) / rest_i) / (np.asarray(slice_b, dtype=float) / rest_b)
 
 
 def _counter(table: pl.DataFrame, metric: str, alpha: float, tested: int) -> dict | None:

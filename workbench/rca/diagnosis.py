@@ -41,6 +41,9 @@ NEXT_STEPS = {
                    "calibration, post-processing or fallback config pushed near the onset.",
     "slice": "The regression is confined to {target}: look for a product change, outage or partner issue in that "
              "segment; the model inputs look healthy.",
+    "slice/joined": "New rows joined {target} (its traffic rose against the rest's, with values unlike its own): find "
+                    "where they come from (bots, a new source, placement or partner); filter or reweight them rather "
+                    "than backfill the features they moved.",
     "slice/apart": "{target} and {other} moved in opposite directions while the rest of the traffic held: check what "
                    "assigns rows to these segments (a lookup or join that swapped them) and any change made per segment.",
     "feature/decorrelated": "The values of {target} no longer belong to their rows (a join on the wrong key, a lag or a "
@@ -102,7 +105,11 @@ class Diagnosis:
         segments = [c.target for c in causes if c.kind == "slice"]
         if len(segments) == 2:  # the slice check names a second segment only when it moved the other way
             return [NEXT_STEPS["slice/apart"].format(target=segments[0], other=segments[1])]
-        return [NEXT_STEPS.get(f"{c.kind}/{c.change}", NEXT_STEPS[c.kind]).format(target=c.target) for c in causes]
+        from workbench.rca.checks.slices import JOINED_WORDS
+
+        return [NEXT_STEPS["slice/joined" if c.kind == "slice" and c.summary.startswith(JOINED_WORDS) else
+                           f"{c.kind}/{c.change}" if f"{c.kind}/{c.change}" in NEXT_STEPS else c.kind].format(target=c.target)
+                for c in causes]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``workbench diagnose --json`` (keys exactly as specified)."""

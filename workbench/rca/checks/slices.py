@@ -17,7 +17,7 @@ from workbench.rca.evidence import Candidate, Evidence
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["slice_check"]
+__all__ = ["JOINED_WORDS", "slice_check"]
 
 
 def slice_check(ctx: Context) -> Evidence:
@@ -63,6 +63,10 @@ def slice_check(ctx: Context) -> Evidence:
         else:
             summary += (" and the rest of the traffic did not regress." if search.confined or alone
                         else ", but the rest regressed too.")
+    arrived = _joined(ctx, top, share, s, summary) if s > 0 else None
+    if arrived is not None:
+        return Evidence("slice", "warn", arrived.strength, arrived.detail or summary, detail=str(search),
+                        data={"plot": plot}, candidates=(arrived,))
     verdict = "warn" if s >= 0.2 else "pass"
     cands: tuple[Candidate, ...] = ()
     if s > 0:
@@ -86,6 +90,35 @@ def _other_way(search, top: dict, strength: float, summary: str) -> tuple[Candid
 
 
 SUSPECTS = 5  # features, by drift severity on the whole traffic, checked for a break inside a confined segment
+JOINED = 2.0  # a segment whose rows at least doubled against the rest's: at least half its incident rows are new
+JOINED_WORDS = "traffic joined"  # how a joined-traffic cause begins (the diagnosis words its next step by it)
+
+
+def _joined(ctx: Context, top: dict, share: float, strength: float, summary: str) -> Candidate | None:
+    """Traffic that joined the segment, or None: its rows rose at least ``JOINED`` times against the rest of the
+    traffic's (``volume_ratio``), and the features that moved there moved only there (:func:`_broken_there`). A
+    pipeline that breaks leaves the row count alone; rows that joined (bots, a new source, a new placement) bring their
+    own values, which the feature checks read as breaks confined to the segment (outside test 2: Brazil's rows x4 for
+    18 hours of near-zero-click bot traffic read as six broken features and a backfill of a healthy pipeline).
+
+    The segment is then the cause, not a fallback, and it explains those features and the lineage nodes above them:
+    their moves are the new rows' values. Its strength is the noisy-OR of the segment's own (``strength``, its share
+    of the regression) with those features', since each moved feature is evidence of rows unlike the segment's own.
+    """
+    volume = top.get("volume_ratio")
+    if top.get("new") or volume is None or not volume >= JOINED:
+        return None
+    moved = _broken_there(ctx, top["slice"], share)
+    if not moved:
+        return None
+    features = [c.target for c in moved]
+    above = set().union(*(ctx.case.lineage.upstream_of_feature(f) for f in features)) if ctx.case.lineage else set()
+    s = 1.0 - (1.0 - strength) * math.prod(1.0 - c.strength for c in moved)
+    words = (f"{JOINED_WORDS} {top['slice']} at {hhmm(ctx)}: its rows rose x{volume:.1f} against the rest of the traffic, "
+             f"with values unlike its own before ({', '.join(features[:3])}{' ...' if len(features) > 3 else ''} moved "
+             "there only): new rows (bots, a new source or placement), not a pipeline that broke")
+    return Candidate("slice", top["slice"], s, words, detail=f"{words}. {summary}",
+                     explains=tuple(("feature", f) for f in features) + tuple(("upstream", n) for n in sorted(above)))
 
 
 def _parts(description: str) -> set[str]:
