@@ -134,3 +134,18 @@ def test_labels_that_came_loose_leave_the_predictions_following_their_inputs(tmp
     u = unexplained_shift(base, inc, found.case.features)
     assert u is not None and u.came_loose < 0.02 and came_loose(u) == 0.0, u.to_dict()
     assert found.root_causes[0].kind == "label"
+
+
+def test_a_segment_whose_scale_moved_as_one_did_not_come_loose(tmp_path):
+    # every logit in KR +0.8 from hour 50: the residual moves with the segment's cell, and within cells it holds
+    from tests.data.analysis_data import write_case
+    from workbench.model.rescore import unexplained_shift
+
+    found = diagnose(write_case(tmp_path / "c", seed=33, hours=96, per_hour=1200, onset=50, break_="calibration",
+                                slice_=("country", "KR")))
+    base, inc = found.results["window_rows"]
+    within = unexplained_shift(base, inc, found.case.features, by=found.case.slices)
+    pooled = unexplained_shift(base, inc, found.case.features)
+    assert within is not None and pooled is not None
+    assert within.came_loose < 0.01 < pooled.came_loose, (within.to_dict(), pooled.to_dict())
+    assert found.root_causes[0].kind == "slice" and found.root_causes[0].target == "country=KR", found.root_causes

@@ -233,8 +233,8 @@ class UnexplainedShift:
     support: float  # share of the incident's rows inside the baseline's support
     r2: float  # the surrogate's R^2 on held-out baseline rows
     rows: int  # incident rows in support
-    spread_baseline: float = math.nan  # variance of the residual on held-out baseline rows
-    spread_incident: float = math.nan  # variance of the residual on the incident's rows in support
+    spread_baseline: float = math.nan  # variance of the residual within slice cells, held-out baseline rows
+    spread_incident: float = math.nan  # variance of the residual within slice cells, the incident's rows in support
     spread_logit: float = math.nan  # variance of the logged logit on held-out baseline rows
     baseline_rows: int = 0  # held-out baseline rows
 
@@ -326,8 +326,19 @@ def _with_clock(frame: pl.DataFrame, x: np.ndarray) -> np.ndarray:
     return np.column_stack([x, hour])
 
 
+def _within_cells(residual: np.ndarray, frame: pl.DataFrame, by: tuple[str, ...]) -> np.ndarray:
+    """``residual`` less the mean of its slice cell (the combination of the ``by`` columns' values): what neither the
+    inputs nor the segment a row belongs to explain."""
+    cols = [c for c in by if c in frame.columns]
+    if not cols:
+        return residual - residual.mean()
+    keys = frame.select(pl.struct(cols).rank("dense")).to_series().to_numpy().astype(np.int64)
+    sums, counts = np.bincount(keys, weights=residual), np.bincount(keys)
+    return residual - sums[keys] / np.maximum(counts[keys], 1)
+
+
 def unexplained_shift(base: pl.DataFrame, inc: pl.DataFrame, features: tuple[str, ...], *, seed: int = 0,
-                      min_rows: int = 500) -> UnexplainedShift | None:
+                      min_rows: int = 500, by: tuple[str, ...] = ()) -> UnexplainedShift | None:
     """How much of the logged prediction shift between two windows' rows the logged inputs do not explain.
 
     A gradient-boosted surrogate of the logged logit (the feature isolation's,
@@ -358,9 +369,12 @@ def unexplained_shift(base: pl.DataFrame, inc: pl.DataFrame, features: tuple[str
         rb = zb[held] - surrogate.predict(xb[held])
         ri = zi[ok] - surrogate.predict(xi[ok])
     r2 = float(1 - rb.var() / zb[held].var()) if zb[held].var() > 0 else math.nan
+    # the residual's spread within slice cells: a segment's calibration shifted as one moves its cell's mean, a serving
+    # path that changed row by row spreads the residual inside every cell
+    wb, wi = _within_cells(rb, base.filter(pl.Series(held)), by), _within_cells(ri, inc.filter(pl.Series(ok)), by)
     return UnexplainedShift(total=float(zi.mean() - zb.mean()), unexplained=float(ri.mean() - rb.mean()),
                             se=math.sqrt(ri.var() / len(ri) + rb.var() / len(rb)), support=float(ok.mean()), r2=r2,
-                            rows=int(ok.sum()), spread_baseline=float(rb.var()), spread_incident=float(ri.var()),
+                            rows=int(ok.sum()), spread_baseline=float(np.mean(wb**2)), spread_incident=float(np.mean(wi**2)),
                             spread_logit=float(zb[held].var()), baseline_rows=int(held.sum()))
 
 

@@ -9,7 +9,16 @@ import polars as pl
 
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BROKEN, CHANGED, coverage_delta, drift, feature_strengths, hhmm, window_rows
+from workbench.rca.checks._common import (
+    BROKEN,
+    CHANGED,
+    confined_share,
+    coverage_delta,
+    drift,
+    feature_strengths,
+    hhmm,
+    window_rows,
+)
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -66,8 +75,10 @@ def calibration(ctx: Context) -> Evidence:
     raw = S.from_z(abs(cs.calibration_z)) * size * by_predictions
     unexplained = unexplained_of(ctx) if (raw > 0 or ranking_worse > 0) and not ctx.has("model") else None
     # a broken input weakens it: its rows crowd where the baseline was thin and the surrogate least sure (two inputs
-    # x1000, dev multi/two_features/0: the residual variance grew by 0.11 of the logit's on the rows still in range)
-    loose = S.weaken(came_loose(unexplained), broken_feature, *others)
+    # x1000, dev multi/two_features/0: the residual variance grew by 0.11 of the logit's on the rows still in range);
+    # so does a segment that holds the regression alone: the segment is the finding, and its own change of scale
+    # spreads the residual inside its cells (outside test 1: a temperature change inside one country, 0.16)
+    loose = S.weaken(came_loose(unexplained), broken_feature, confined_share(ctx), *others)
     if unexplained is None:
         s = S.weaken(raw, ranking_worse, broken_feature, *others)
     else:
@@ -107,7 +118,8 @@ def calibration(ctx: Context) -> Evidence:
     if loose > scale_only and unexplained is not None:
         reason = (f"the served predictions came loose from their logged inputs at {hhmm(ctx)} (the inputs explain "
                   f"{unexplained.came_loose:.0%} less of their variance) with the inputs unchanged: a serving path that "
-                  "changed row by row (a fallback, a lookup on the wrong key, or a transform the log does not hold)")
+                  "changed row by row (a fallback, a lookup on the wrong key, a recalibration, or a transform the log "
+                  "does not hold)")
     else:
         reason = f"predictions shifted in scale at {hhmm(ctx)} with inputs and snapshot unchanged ({head[0].lower()}{head[1:]})"
     cands = (Candidate("calibration", "calibration", s, reason, detail=detail),) if s > 0 else ()
@@ -145,7 +157,7 @@ def unexplained_of(ctx: Context) -> UnexplainedShift | None:
 
     if not ctx.case.features:
         return None
-    u = ctx.cached("unexplained_shift", lambda: unexplained_shift(*window_rows(ctx), ctx.case.features))
+    u = ctx.cached("unexplained_shift", lambda: unexplained_shift(*window_rows(ctx), ctx.case.features, by=ctx.case.slices))
     return u if u is not None and u.usable else None
 
 
