@@ -59,3 +59,32 @@ def test_without_a_model_a_feature_never_null_before_is_not_served_as_null(tmp_p
     fallbacks = [m for m in found.root_causes[0].mitigations if m.action == "fallback"]
     assert fallbacks and all(m.serve in ("median", "baseline") for m in fallbacks), fallbacks
     assert all("best of 2 serving choices" in m.predicted.method for m in fallbacks)
+
+
+def test_a_clock_feature_out_of_a_short_baselines_band_is_not_a_scale_break(tmp_path):
+    # hour_of_week over a two-day baseline holds two days of the week; the next day's values (Monday after Sunday: 0-23
+    # against 144-167) fall under a tenth of its ~1st percentile by the calendar alone. The diagnosis and the guard
+    # leave it out of the out-of-scale reading
+    from workbench.data.calendar import calendar_features
+    from workbench.model.rescore import sample_window
+
+    path = write_case(tmp_path / "c", seed=43, hours=96, per_hour=1200)
+    frame = pl.read_parquet(path / "predictions.parquet").with_columns(pl.col("ts") + pl.duration(days=5))  # Sat-Tue
+    how = (frame["ts"].dt.weekday().cast(pl.Int32) - 1) * 24 + frame["ts"].dt.hour().cast(pl.Int32)
+    frame.with_columns(how.cast(pl.Float64).alias("hour_of_week")).write_parquet(path / "predictions.parquet")
+    (path / "workbench.toml").write_text('[columns]\nfeatures = ["f_a", "f_b", "f_c", "hour_of_week"]\n')
+    case = open_case(path)
+    saturday = frame["ts"].min().replace(minute=0, second=0, microsecond=0)
+    assert saturday.weekday() == 5
+    # a Saturday-and-Sunday baseline against the Monday after it
+    baseline = Window(saturday, saturday + np.timedelta64(48, "h"))
+    monday = Window(saturday + np.timedelta64(48, "h"), saturday + np.timedelta64(72, "h"))
+    rows = sample_window(case, baseline, 20_000, seed=0)
+    assert calendar_features(rows, rows, case.features, follow=False) == {"hour_of_week": "hour of week"}
+    from workbench.data.drift import feature_drift
+
+    row = feature_drift(case, baseline, monday).table.filter(pl.col("feature") == "hour_of_week").row(0, named=True)
+    assert out_of_band(row) > 0.3  # out of the weekend's band by the calendar alone
+    report = guard(case, monday)
+    scale = next(m for m in report.monitors if m.monitor == "feature_scale" and m.target == "hour_of_week")
+    assert scale.status == "pass" and "out of scale" not in scale.detail, scale

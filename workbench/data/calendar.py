@@ -30,9 +30,12 @@ KEYS = {
 }
 
 
-def calendar_features(baseline: pl.DataFrame, incident: pl.DataFrame, features: tuple[str, ...] | list[str]) -> dict[str, str]:
+def calendar_features(baseline: pl.DataFrame, incident: pl.DataFrame, features: tuple[str, ...] | list[str],
+                      follow: bool = True) -> dict[str, str]:
     """The ``features`` that are a function of the timestamp's calendar in both windows' rows (``TS`` and the
-    features), with the key each follows (``"hour of week"``); see the module docstring."""
+    features), with the key each follows (``"hour of week"``); see the module docstring. With ``follow`` False, those
+    that are one in the baseline's rows alone: a clock whose incident values the baseline's hours could not show
+    (a baseline of two days holds 48 of the week's 168 hours), which may still have broken."""
     feats = [f for f in features if f in baseline.columns and f in incident.columns]
     if not feats or baseline.height < 2 or incident.height == 0:
         return {}
@@ -49,6 +52,9 @@ def calendar_features(baseline: pl.DataFrame, incident: pl.DataFrame, features: 
             continue
         mapped = [f for f in left if groups[f"{f}|u"].max() == 1 and groups[f].n_unique() > 1]
         if not mapped:
+            continue
+        if not follow:
+            out |= dict.fromkeys(mapped, name)
             continue
         joined = incident.select(key.alias("_key"), *mapped).join(
             groups.select("_key", *(pl.col(f).alias(f"{f}|b") for f in mapped)), on="_key", how="inner")

@@ -239,6 +239,23 @@ def _feature_monitors(case: Case, baseline: Window, window: Window, t: GuardConf
     from workbench.data.drift import FLOOR, OUT_OF_BAND, feature_drift, out_of_band
 
     table = feature_drift(case, baseline, window, categorical=False).table.filter(pl.col("type") == "numeric")
+    clocks: dict[str, str] | None = None
+
+    def out_of_scale(row: dict) -> float:
+        """Values out of scale beyond the baseline's (:func:`out_of_band`), 0 for a clock feature: a short baseline's
+        hours put the next day's hour of the week out of its band by the calendar alone."""
+        nonlocal clocks
+        share = out_of_band(row)
+        if share < OUT_OF_BAND:
+            return share
+        if clocks is None:
+            from workbench.data.calendar import calendar_features
+            from workbench.model.rescore import sample_window
+
+            rows = sample_window(case, baseline, UNEXPLAINED_ROWS, seed=0)
+            clocks = calendar_features(rows, rows, case.features, follow=False)
+        return 0.0 if row["feature"] in clocks else share
+
     out: list[MonitorResult] = []
     for r in table.sort("feature").iter_rows(named=True):  # one row per feature: the result table, not the data
         f = r["feature"]
@@ -255,12 +272,12 @@ def _feature_monitors(case: Case, baseline: Window, window: Window, t: GuardConf
             out.append(MonitorResult("feature_scale", f, "skip", None, t.scale_factor, "no magnitude to compare (no values)"))
         else:
             # a break is new when it moved the distribution, or put values out of scale on a share of the rows
-            new = (sev is not None and math.isfinite(sev) and sev >= FLOOR) or out_of_band(r) >= OUT_OF_BAND
+            new = (sev is not None and math.isfinite(sev) and sev >= FLOOR) or out_of_scale(r) >= OUT_OF_BAND
             trip = max(ratio, 1 / ratio) > t.scale_factor and new
             usual = "" if new or max(ratio, 1 / ratio) <= t.scale_factor else "; it moves this much usually (drift severity " \
                 f"{fmt(sev, 2)} < {FLOOR:g}), e.g. a clock feature"
-            if out_of_band(r) >= OUT_OF_BAND:
-                usual = f"; {out_of_band(r):.1%} of its values out of scale"
+            if out_of_scale(r) >= OUT_OF_BAND:
+                usual = f"; {out_of_scale(r):.1%} of its values out of scale"
             out.append(MonitorResult("feature_scale", f, "trip" if trip else "pass", ratio, t.scale_factor,
                                      f"typical magnitude x{ratio:.3g} (trips beyond x{t.scale_factor:g} either way{usual})"))
         if sev is None or not math.isfinite(sev):

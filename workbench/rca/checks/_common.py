@@ -123,6 +123,20 @@ def calendar(ctx: Context) -> dict[str, str]:
     return ctx.cached("calendar_features", compute)
 
 
+def clock_like(ctx: Context) -> dict[str, str]:
+    """The features that are a function of the timestamp's calendar in the baseline's sampled rows, whether or not the
+    incident's hours let that be checked (:func:`workbench.data.calendar.calendar_features` with ``follow`` off)."""
+    from workbench.case.columns import TS
+    from workbench.data.calendar import calendar_features
+
+    def compute() -> dict[str, str]:
+        cols = [TS, *ctx.case.features]
+        before, after = (ctx.sampled.window_sample(w, None, cols) for w in (ctx.baseline, ctx.incident))
+        return calendar_features(before, after, ctx.case.features, follow=False)
+
+    return ctx.cached("clock_like", compute)
+
+
 def window_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The baseline's and the incident's rows of the windows' hash sample (uniform, no read), in time order, as many
     as the model-side checks read (:func:`workbench.model.isolation.rows_for_positives`: fewer on wide logs, more
