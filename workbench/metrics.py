@@ -66,6 +66,7 @@ __all__ = [
     "calibration_ratio",
     "clip_probability",
     "clipped_expr",
+    "comparison_scale",
     "counted_classes",
     "counted_positives",
     "ece",
@@ -97,6 +98,13 @@ LOGIT_CLIP = math.log((1 - CLIP) / CLIP)  # 16.1: the logit of the clip
 MAD_TO_SD = 1.4826  # a normal's standard deviation per median absolute deviation (1 / the normal's 0.75 quantile)
 RELIABLE_JOIN = 0.9  # share of the typical join rate below which a trailing hour is still waiting for labels
 LOG_SCALE = frozenset({"calibration_ratio", "prediction_mean", "label_rate"})  # compared as relative changes
+
+
+def comparison_scale(metric: str, value):
+    """``value`` of ``metric`` on the scale changes are compared on: the log for ``LOG_SCALE`` ratios (NaN where not
+    positive), else as it is. Scalars or arrays."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(value) if metric in LOG_SCALE else value
 
 
 # ---------------------------------------------------------------- polars expressions

@@ -34,7 +34,7 @@ from workbench.case.columns import SNAPSHOT, TS
 from workbench.data._frames import PERIOD, collect_windows
 from workbench.data._sums import SUMS, sum_aggs
 from workbench.data.onset import DIRECTION, material, served_move
-from workbench.metrics import LOG_SCALE, counted_positives, metric_from_sums, norm_sf
+from workbench.metrics import LOG_SCALE, comparison_scale, counted_positives, metric_from_sums, norm_sf
 
 if TYPE_CHECKING:
     from workbench.case.loader import Case
@@ -117,12 +117,8 @@ class ServedSide:
         return "\n".join(lines)
 
 
-def _scale(metric: str, value: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(value) if metric in LOG_SCALE else value
 
-
-def _beside(cells: pl.DataFrame, metric: str) -> pl.DataFrame:
+def _beside(cells: pl.DataFrame) -> pl.DataFrame:
     """Per snapshot: its sums in the hours where another served labelled rows too, and the others' sums in those
     hours reweighted to its own labelled rows hour by hour (``<sum>_o``)."""
     cells = cells.filter(pl.col("labeled") > 0)
@@ -141,7 +137,7 @@ def _excess(own: pl.DataFrame, metric: str, suffix: str = "") -> tuple:
     o = {s: own[f"{s}_o{suffix}"].cast(pl.Float64).fill_null(0).to_numpy() for s in SUMS}
     va, sa = metric_from_sums(a, metric)
     vo, so = metric_from_sums(o, metric)
-    excess = _scale(metric, va) - _scale(metric, vo)
+    excess = comparison_scale(metric, va) - comparison_scale(metric, vo)
     supported = ((a["labeled"] >= MIN_LABELED) & (counted_positives(a["positives"], a["pred_sum_labeled"]) >= MIN_POSITIVES)
                  & (o["labeled"] >= MIN_LABELED) & (counted_positives(o["positives"], o["pred_sum_labeled"]) >= MIN_POSITIVES)
                  & np.isfinite(excess))
@@ -159,10 +155,10 @@ def served_side_by_side(case: Case, baseline: Window, incident: Window, metric: 
                             lambda rows: rows.group_by(PERIOD, pl.col(TS).dt.truncate("1h").alias(HOUR), SNAPSHOT)
                             .agg(sum_aggs()))
     cells = cells.filter(pl.col(SNAPSHOT).is_not_null())
-    inc = _beside(cells.filter(pl.col(PERIOD) == "incident"), metric)
+    inc = _beside(cells.filter(pl.col(PERIOD) == "incident"))
     if inc.is_empty():
         return empty
-    own = inc.join(_beside(cells.filter(pl.col(PERIOD) == "baseline"), metric), on=SNAPSHOT, how="left", suffix="_b")
+    own = inc.join(_beside(cells.filter(pl.col(PERIOD) == "baseline")), on=SNAPSHOT, how="left", suffix="_b")
     own = own.join(cells.filter(pl.col(PERIOD) == "baseline").group_by(SNAPSHOT).agg(pl.col("labeled").sum().alias("_rows_b")),
                    on=SNAPSHOT, how="left").with_columns(pl.col("_rows_b").fill_null(0)).sort(SNAPSHOT)
     va, vo, excess, se, support, a, o = _excess(own, metric)
@@ -184,8 +180,8 @@ def served_side_by_side(case: Case, baseline: Window, incident: Window, metric: 
                    for ok, b, i, m in zip(support, before, va, moved, strict=True)]
     window = {w: {s: np.array([float(cells.filter(pl.col(PERIOD) == w)[s].sum())]) for s in SUMS}
               for w in ("baseline", "incident")}
-    total = float((_scale(metric, metric_from_sums(window["incident"], metric)[0])
-                   - _scale(metric, metric_from_sums(window["baseline"], metric)[0]))[0])
+    total = float((comparison_scale(metric, metric_from_sums(window["incident"], metric)[0])
+                   - comparison_scale(metric, metric_from_sums(window["baseline"], metric)[0]))[0])
     share = a["labeled"] / max(float(window["incident"]["labeled"][0]), 1.0)
     toward = d or (np.sign(total) if np.isfinite(total) and total else 1.0)  # a two-sided metric: the way it moved
     with np.errstate(divide="ignore", invalid="ignore"):

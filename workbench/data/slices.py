@@ -60,7 +60,7 @@ from workbench.data._frames import PERIOD, check_columns, collect_windows
 from workbench.data._sums import SUM_METRICS, SUMS, sum_aggs
 from workbench.data.onset import material, served_move
 from workbench.errors import WorkbenchError
-from workbench.metrics import LOG_SCALE, counted_positives, metric_from_sums, norm_sf
+from workbench.metrics import comparison_scale, counted_positives, metric_from_sums, norm_sf
 from workbench.windows import Window
 
 if TYPE_CHECKING:
@@ -121,10 +121,6 @@ def _totals(cells: pl.DataFrame) -> dict[str, dict[str, float]]:
 def _arrays(wide: pl.DataFrame, suffix: str) -> dict[str, np.ndarray]:
     return {s: wide[f"{s}_{suffix}"].cast(pl.Float64).to_numpy() for s in SUMS}
 
-
-def _scale(metric: str, value: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(value) if metric in LOG_SCALE else value
 
 
 # ---------------------------------------------------------------- deltas
@@ -279,9 +275,9 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     new = ~enough_b & (b["labeled"] < 0.1 * MIN_LABELED) & np.isfinite(wb)
     vb, sb = np.where(new, wb, vb), np.where(new, 0.0, sb)
     swb_diff = np.where(new, 0.0, swb)  # the rest's baseline cancels from a new slice's difference (not from the rest's own z)
-    delta_s = _scale(metric, vi) - _scale(metric, vb)
-    delta_r = _scale(metric, wi) - _scale(metric, wb)
-    total = float((_scale(metric, ti) - _scale(metric, tb))[0])
+    delta_s = comparison_scale(metric, vi) - comparison_scale(metric, vb)
+    delta_r = comparison_scale(metric, wi) - comparison_scale(metric, wb)
+    total = float((comparison_scale(metric, ti) - comparison_scale(metric, tb))[0])
     size_col = "rows" if metric == "prediction_mean" else "labeled"
     share = i[size_col] / max(tot["incident"][size_col], 1.0)
     # a metric that regresses either way (the calibration ratio) is oriented by the way the whole traffic moved: the
