@@ -244,7 +244,7 @@ investigate(case, diagnosis=d)"""),
     },
     "snapshots": {
         "default": "snapshot_corrupt",
-        "workflows": ["model_side", "snapshot_validation", "activation_trace"],
+        "workflows": ["model_side", "snapshot_validation", "activation_trace", "served_beside"],
         "cells": [
             md("""
 # Snapshot diagnosis: diff, validation, activation tracing
@@ -300,6 +300,16 @@ else:
     print(f"{previous} -> {suspect}: first divergent layer", act.first_divergent_layer or "none",
           f"({act.first_divergent_parameter})" if act.first_divergent_parameter else "")
     display(act.table.select("layer", "parameter", "rel_diff", "z", "gate", "diverged"))"""),
+            md("""
+## 4. A canary or an A/B arm: the rows served beside it
+
+When the serving log names each row's snapshot and two served in the same hours, each
+snapshot's rows are compared with the rows the others served in those hours (reweighted
+hour by hour), against the same comparison in the baseline. No model file is needed."""),
+            code("""from workbench import detect_onset, served_side_by_side
+
+onset = detect_onset(case)
+print(served_side_by_side(case, onset.baseline, onset.incident))"""),
             code("""d = diagnose(case)
 """ + VERDICT + """
 if d.top is not None and d.top.layer:

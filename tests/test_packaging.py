@@ -60,7 +60,7 @@ PUBLIC = [
     "Columns", "Config", "Context", "DependencyAudit", "Diagnosis", "Estimate", "Evidence", "FeatureDrift",
     "FeatureIsolation", "FeatureSlices", "GrainChoice", "GuardReport", "LabelDelay", "LabelShift", "Lineage",
     "MetricVerdict", "Mitigation", "MonitorResult", "Node", "Onset", "QualitySeries", "Reliability", "RootCause",
-    "SegmentOnset", "ServingConsistency", "Simulation", "Simulator", "SliceDeltas", "SliceSearch", "Snapshot",
+    "SegmentOnset", "ServedSide", "ServingConsistency", "Simulation", "Simulator", "SliceDeltas", "SliceSearch", "Snapshot",
     "SnapshotDiff", "SnapshotError", "SnapshotSwap", "SnapshotTimeline", "Tree", "UnexplainedShift", "Validation", "Window",
     "WorkbenchError", "attribution_shift", "audit_dependencies", "build_model", "calibration_shift", "choose_grain",
     "compare_activations", "default_batch", "default_holdout", "default_tree", "detect_onset", "detect_segment_onset",
@@ -68,7 +68,7 @@ PUBLIC = [
     "find_slices", "guard", "isolate_features", "label_delay", "label_shift", "last_good_snapshot", "load_model",
     "load_plugins", "load_state_dict", "measure_windows", "open_case", "permutation_shap", "quality_between",
     "quality_series", "read_config", "read_lineage", "read_snapshot_index", "register", "reliability",
-    "render_report", "serving_consistency", "slice_deltas", "snapshot_swap", "snapshot_timeline", "trace_activations",
+    "render_report", "served_side_by_side", "serving_consistency", "slice_deltas", "snapshot_swap", "snapshot_timeline", "trace_activations",
     "training_skew", "unexplained_shift", "unit_importance", "validate_snapshot", "write_report",
 ]
 
