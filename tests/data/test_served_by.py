@@ -108,3 +108,21 @@ def test_sums_of_the_rows_beside_are_reweighted_hour_by_hour(tmp_path):
     assert abs(canary["value"] - canary["beside"]) < 0.03 and found.worse is None
     sums = found.sums.filter(pl.col("snapshot_id") == "canary")
     assert float(sums["labeled_o"][0]) == pytest.approx(float(sums["labeled"][0]), rel=1e-9)
+
+
+def test_on_a_dask_cluster_the_comparison_is_the_in_process_one(tmp_path, dask_client):
+    from tests.data.test_scan import split_case
+    from workbench.data import _dask
+
+    case, baseline, incident = _arm(tmp_path, worse_from=48)
+    case = open_case(split_case(case.root, tmp_path / "split", row_group=20_000))  # a folder per day: one task a part
+
+    assert len(_dask.parts(case)) > 3
+    here = served_side_by_side(case, baseline, incident)
+    there = served_side_by_side(case, baseline, incident, scheduler=dask_client)
+    assert there.worse is not None and there.worse["snapshot_id"] == here.worse["snapshot_id"] == "canary"
+    cols = ["share", "value", "beside", "z"]
+    a, b = here.table.sort("snapshot_id"), there.table.sort("snapshot_id")
+    assert a["snapshot_id"].to_list() == b["snapshot_id"].to_list()
+    for c in cols:
+        assert np.allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-9), c

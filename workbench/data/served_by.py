@@ -31,7 +31,7 @@ import polars as pl
 
 from workbench._render import fmt, jsonable, records
 from workbench.case.columns import SNAPSHOT, TS
-from workbench.data._frames import PERIOD, collect_windows
+from workbench.data._frames import PERIOD, collect_sums
 from workbench.data._sums import SUMS, sum_aggs
 from workbench.data.onset import DIRECTION, material, served_move
 from workbench.metrics import LOG_SCALE, comparison_scale, counted_positives, metric_from_sums, norm_sf
@@ -144,16 +144,20 @@ def _excess(own: pl.DataFrame, metric: str, suffix: str = "") -> tuple:
     return va, vo, excess, np.hypot(sa, so), supported, a, o
 
 
+def _cells(rows: pl.LazyFrame) -> pl.LazyFrame:
+    return rows.group_by(PERIOD, pl.col(TS).dt.truncate("1h").alias(HOUR), SNAPSHOT).agg(sum_aggs())
+
+
 def served_side_by_side(case: Case, baseline: Window, incident: Window, metric: str = "normalized_entropy",
-                        alpha: float = 0.01) -> ServedSide:
+                        alpha: float = 0.01, scheduler: object = None) -> ServedSide:
     """Compare each snapshot's rows with the rows other snapshots served in the same hours, in the incident and in the
-    baseline (one pass over the two windows' labelled rows, grouped by hour and snapshot)."""
+    baseline (one pass over the two windows' rows, grouped by hour and snapshot; with ``scheduler``, one task per part
+    of the log on a Dask cluster, their sums added on the client)."""
     empty = ServedSide(pl.DataFrame(schema={"snapshot_id": pl.String}), metric, 0, alpha)
     if not case.columns.snapshot or metric not in DIRECTION:
         return empty
-    cells = collect_windows(case, {"baseline": baseline, "incident": incident},
-                            lambda rows: rows.group_by(PERIOD, pl.col(TS).dt.truncate("1h").alias(HOUR), SNAPSHOT)
-                            .agg(sum_aggs()))
+    cells = collect_sums(case, _cells, [PERIOD, HOUR, SNAPSHOT], windows={"baseline": baseline, "incident": incident},
+                         scheduler=scheduler)
     cells = cells.filter(pl.col(SNAPSHOT).is_not_null())
     inc = _beside(cells.filter(pl.col(PERIOD) == "incident"))
     if inc.is_empty():

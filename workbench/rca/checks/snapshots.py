@@ -243,7 +243,8 @@ def served_beside(ctx: Context) -> Evidence:
     from workbench.rca.checks._common import slice_metric
 
     metric = slice_metric(ctx)
-    found = ctx.cached("served_side_by_side", lambda: served_side_by_side(ctx.case, ctx.baseline, ctx.incident, metric))
+    found = ctx.cached("served_side_by_side", lambda: served_side_by_side(ctx.case, ctx.baseline, ctx.incident, metric,
+                                                                          scheduler=ctx.scheduler))
     worse = found.worse
     if found.table.is_empty():
         return Evidence("served_beside", "pass", 0.0, "No two snapshots served side by side in the incident.",
