@@ -67,6 +67,16 @@ class CaseError(WorkbenchError):
         return cls(source, fact, fix, [f"available: {_preview(available)}"])
 
     @classmethod
+    def missing_listed_column(cls, source: object, role: str, column: str, free: Iterable[str], toml: Path) -> CaseError:
+        """A column a ``[columns]`` list (``features``, ``slices``) names and the log does not hold; ``free`` are the
+        log's columns no other role has taken, the ones worth suggesting."""
+        free = list(free)
+        close = suggest(column, free)
+        fix = (f"in {toml}, [columns] {role}: replace '{column}' with '{close}', or remove it" if close else
+               f"in {toml}, [columns] {role}: remove '{column}', or add that column to the log")
+        return cls(source, f"column '{column}' (listed in [columns] {role}) not found.", fix, [f"available: {_preview(free)}"])
+
+    @classmethod
     def wrong_type(cls, source: object, column: str, role: str, found: object, expected: str, fix: str) -> CaseError:
         return cls(source, f"column '{column}' ({role}) has type {found}, expected {expected}.", fix)
 

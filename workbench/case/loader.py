@@ -202,12 +202,7 @@ def _resolve_features(source: Source, toml: Path, names: list[str], patterns: tu
             if pattern not in out:
                 out.append(pattern)
         else:
-            free = [n for n in names if n not in taken]
-            close = suggest(pattern, free)
-            fix = (f"in {toml}, [columns] {role}: replace '{pattern}' with '{close}', or remove it" if close else
-                   f"in {toml}, [columns] {role}: remove '{pattern}', or add that column to the log")
-            raise CaseError(source, f"column '{pattern}' (listed in [columns] {role}) not found.", fix,
-                            [f"available: {', '.join(free[:12])}{' ...' if len(free) > 12 else ''}"])
+            raise CaseError.missing_listed_column(source, role, pattern, (n for n in names if n not in taken), toml)
     return tuple(out)
 
 

@@ -67,7 +67,7 @@ class ServedSide:
     alpha: float
     total_delta: float = float("nan")
     sums: pl.DataFrame | None = None  # per snapshot: its shared hours' sums and the reweighted ones beside it (``_o``)
-    windows: dict | None = None  # the whole windows' sums, {"baseline": {sum: value}, "incident": {...}}
+    windows: dict[str, dict[str, float]] | None = None  # the whole windows' sums, {"baseline": {sum: value}, ...}
 
     @property
     def worse(self) -> dict | None:
@@ -94,10 +94,9 @@ class ServedSide:
         if row.is_empty():
             raise ValueError(f"snapshot {snapshot_id!r} did not serve beside another")
         inc = self.windows["incident"]
-        after = {s: np.array([inc[s] - float(row[s][0]) + float(row[f"{s}_o"][0])]) for s in SUMS}
-        value = {w: float(metric_from_sums({s: np.array([self.windows[w][s]]) for s in SUMS}, metric)[0][0])
-                 for w in ("baseline", "incident")}
-        return value["baseline"], value["incident"], float(metric_from_sums(after, metric)[0][0]), int(row["labeled"][0])
+        after = {s: inc[s] - float(row[s][0]) + float(row[f"{s}_o"][0]) for s in SUMS}
+        return (_metric_of(self.windows["baseline"], metric), _metric_of(inc, metric), _metric_of(after, metric),
+                int(row["labeled"][0]))
 
     def to_dict(self) -> dict:
         return {"metric": self.metric, "tested": self.tested, "alpha": self.alpha, "total_delta": jsonable(self.total_delta),
@@ -116,6 +115,11 @@ class ServedSide:
                          + (" *" if r["significant"] and r["material"] else ""))
         return "\n".join(lines)
 
+
+
+def _metric_of(sums: dict[str, float], metric: str) -> float:
+    """``metric`` of one group's sums (a window's, or one with a snapshot's rows served otherwise)."""
+    return float(metric_from_sums({s: np.array([sums[s]]) for s in SUMS}, metric)[0][0])
 
 
 def _beside(cells: pl.DataFrame) -> pl.DataFrame:
@@ -159,11 +163,13 @@ def served_side_by_side(case: Case, baseline: Window, incident: Window, metric: 
     cells = collect_sums(case, _cells, [PERIOD, HOUR, SNAPSHOT], windows={"baseline": baseline, "incident": incident},
                          scheduler=scheduler)
     cells = cells.filter(pl.col(SNAPSHOT).is_not_null())
-    inc = _beside(cells.filter(pl.col(PERIOD) == "incident"))
+    period = {w: cells.filter(pl.col(PERIOD) == w) for w in ("baseline", "incident")}
+    window = {w: rows.select(pl.col(s).sum().cast(pl.Float64) for s in SUMS).row(0, named=True) for w, rows in period.items()}
+    inc = _beside(period["incident"])
     if inc.is_empty():
         return empty
-    own = inc.join(_beside(cells.filter(pl.col(PERIOD) == "baseline")), on=SNAPSHOT, how="left", suffix="_b")
-    own = own.join(cells.filter(pl.col(PERIOD) == "baseline").group_by(SNAPSHOT).agg(pl.col("labeled").sum().alias("_rows_b")),
+    own = inc.join(_beside(period["baseline"]), on=SNAPSHOT, how="left", suffix="_b")
+    own = own.join(period["baseline"].group_by(SNAPSHOT).agg(pl.col("labeled").sum().alias("_rows_b")),
                    on=SNAPSHOT, how="left").with_columns(pl.col("_rows_b").fill_null(0)).sort(SNAPSHOT)
     va, vo, excess, se, support, a, o = _excess(own, metric)
     _, _, excess_b, se_b, known_b, _, _ = _excess(own, metric, "_b")
@@ -182,21 +188,18 @@ def served_side_by_side(case: Case, baseline: Window, incident: Window, metric: 
     moved = served_move(o["pred_sum_labeled"], o["labeled"], a["pred_sum_labeled"], a["labeled"])
     is_material = [bool(ok) and material(metric, float(b), float(i), moved=float(m))
                    for ok, b, i, m in zip(support, before, va, moved, strict=True)]
-    window = {w: {s: np.array([float(cells.filter(pl.col(PERIOD) == w)[s].sum())]) for s in SUMS}
-              for w in ("baseline", "incident")}
-    total = float((comparison_scale(metric, metric_from_sums(window["incident"], metric)[0])
-                   - comparison_scale(metric, metric_from_sums(window["baseline"], metric)[0]))[0])
-    share = a["labeled"] / max(float(window["incident"]["labeled"][0]), 1.0)
+    level = {w: comparison_scale(metric, _metric_of(window[w], metric)) for w in window}
+    total = float(level["incident"] - level["baseline"])
+    share = a["labeled"] / max(window["incident"]["labeled"], 1.0)
     toward = d or (np.sign(total) if np.isfinite(total) and total else 1.0)  # a two-sided metric: the way it moved
     with np.errstate(divide="ignore", invalid="ignore"):
         explained = share * change * toward / (total * toward) if np.isfinite(total) and total * toward > 0 else \
             np.full(len(share), np.nan)
-    base_share = own["_rows_b"].cast(pl.Float64).to_numpy() / max(float(window["baseline"]["labeled"][0]), 1.0)
+    base_share = own["_rows_b"].cast(pl.Float64).to_numpy() / max(window["baseline"]["labeled"], 1.0)
     table = pl.DataFrame({
         "snapshot_id": own[SNAPSHOT], "share": share, "baseline_share": base_share, "value": va, "beside": vo,
         "baseline_excess": np.where(known_b, excess_b, np.nan), "z": z, "explained_share": explained, "p_value": p,
         "significant": support & (p < alpha), "material": is_material, "new": ~known_b, "_tested": support,
     }).filter(pl.col("_tested")).drop("_tested").with_columns(pl.col(pl.Float64).fill_nan(None))
     return ServedSide(table.sort("z", descending=True, nulls_last=True), metric, tested, alpha, total,
-                      own.select(SNAPSHOT, *SUMS, *(f"{s}_o" for s in SUMS)),
-                      {w: {s: float(v[0]) for s, v in sums.items()} for w, sums in window.items()})
+                      own.select(SNAPSHOT, *SUMS, *(f"{s}_o" for s in SUMS)), window)

@@ -272,12 +272,13 @@ def _feature_monitors(case: Case, baseline: Window, window: Window, t: GuardConf
             out.append(MonitorResult("feature_scale", f, "skip", None, t.scale_factor, "no magnitude to compare (no values)"))
         else:
             # a break is new when it moved the distribution, or put values out of scale on a share of the rows
-            new = (sev is not None and math.isfinite(sev) and sev >= FLOOR) or out_of_scale(r) >= OUT_OF_BAND
+            tail = out_of_scale(r)
+            new = (sev is not None and math.isfinite(sev) and sev >= FLOOR) or tail >= OUT_OF_BAND
             trip = max(ratio, 1 / ratio) > t.scale_factor and new
             usual = "" if new or max(ratio, 1 / ratio) <= t.scale_factor else "; it moves this much usually (drift severity " \
                 f"{fmt(sev, 2)} < {FLOOR:g}), e.g. a clock feature"
-            if out_of_scale(r) >= OUT_OF_BAND:
-                usual = f"; {out_of_scale(r):.1%} of its values out of scale"
+            if tail >= OUT_OF_BAND:
+                usual = f"; {tail:.1%} of its values out of scale"
             out.append(MonitorResult("feature_scale", f, "trip" if trip else "pass", ratio, t.scale_factor,
                                      f"typical magnitude x{ratio:.3g} (trips beyond x{t.scale_factor:g} either way{usual})"))
         if sev is None or not math.isfinite(sev):

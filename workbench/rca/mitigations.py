@@ -143,18 +143,22 @@ def _plan_check(ctx: Context, cause: RootCause) -> Evidence:
                     data={"mitigations": plans})
 
 
-def simulator(ctx: Context) -> Simulator:
-    """The investigation's simulator (cached): the incident's labelled rows, measured on the headline metric."""
+def simulator(ctx: Context, within: str | None = None) -> Simulator:
+    """The investigation's simulator (cached): the incident's labelled rows, measured on the headline metric. With
+    ``within``, one of that segment's rows, unless the investigation's own already reads them or the whole traffic
+    (a segment that moved the other way lies outside the one the regression was found in, whose simulator holds none
+    of its rows)."""
     from workbench.model.mitigate import Simulator
 
+    segment = ctx.segment if within is None or ctx.segment in (None, within) else within
     # the whole windows' values of each metric (the detector's pooled values), unless the regression is a segment's
-    anchors = {v.metric: (v.baseline, v.current) for v in ctx.onset.metrics} if ctx.segment is None else None
+    anchors = {v.metric: (v.baseline, v.current) for v in ctx.onset.metrics} if segment is None else None
     iso = ctx.results.get("isolation")  # the model-free surrogate feature isolation fitted on the same windows, if it ran
     surrogate = getattr(iso, "surrogate", None)
     stand_in = (surrogate, float(getattr(iso, "surrogate_r2", math.nan))) if surrogate is not None else None
-    return ctx.cached("simulator", lambda: Simulator(ctx.case, ctx.baseline, ctx.incident, metric=ctx.onset.metric,
-                                                     segment=ctx.segment, drawn=ctx.sampled, anchors=anchors,
-                                                     stand_in=stand_in))
+    key = "simulator" if segment == ctx.segment else f"simulator:{segment}"
+    return ctx.cached(key, lambda: Simulator(ctx.case, ctx.baseline, ctx.incident, metric=ctx.onset.metric,
+                                             segment=segment, drawn=ctx.sampled, anchors=anchors, stand_in=stand_in))
 
 
 def plan(ctx: Context, cause: RootCause) -> tuple[Mitigation, ...]:
@@ -207,20 +211,8 @@ def _incident_span(ctx: Context) -> Window:
     return Window(start, end) if end > start else ctx.incident
 
 
-def segment_simulator(ctx: Context, segment: str) -> Simulator:
-    """A simulator of one segment's rows: the investigation's own when it already reads that segment or the whole
-    traffic, else one confined to ``segment`` (a segment that moved the other way lies outside the one the regression
-    was found in, whose simulator holds none of its rows)."""
-    from workbench.model.mitigate import Simulator
-
-    if ctx.segment in (None, segment):
-        return simulator(ctx)
-    return ctx.cached(f"simulator:{segment}", lambda: Simulator(ctx.case, ctx.baseline, ctx.incident, metric=ctx.onset.metric,
-                                                                segment=segment, drawn=ctx.sampled))
-
-
 def _recalibrate(ctx: Context, within: str | None = None) -> Mitigation:
-    result = (simulator(ctx) if within is None else segment_simulator(ctx, within)).recalibrate(within)
+    result = simulator(ctx, within).recalibrate(within)
     place = f" on {within}" if within else ""
     from workbench.model.mitigate import NotSimulated
 

@@ -109,32 +109,19 @@ def feature_strengths(ctx: Context) -> dict[str, float]:
     return ctx.cached("feature_strengths", compute)
 
 
-def calendar(ctx: Context) -> dict[str, str]:
+def calendar(ctx: Context, follow: bool = True) -> dict[str, str]:
     """The features that are a function of the timestamp's calendar in both windows' sampled rows, with the key
-    (:func:`workbench.data.calendar.calendar_features`)."""
+    (:func:`workbench.data.calendar.calendar_features`); with ``follow`` off, in the baseline's rows whether or not
+    the incident's hours let that be checked."""
     from workbench.case.columns import TS
     from workbench.data.calendar import calendar_features
 
     def compute() -> dict[str, str]:
         cols = [TS, *ctx.case.features]
         before, after = (ctx.sampled.window_sample(w, None, cols) for w in (ctx.baseline, ctx.incident))
-        return calendar_features(before, after, ctx.case.features)
+        return calendar_features(before, after, ctx.case.features, follow=follow)
 
-    return ctx.cached("calendar_features", compute)
-
-
-def clock_like(ctx: Context) -> dict[str, str]:
-    """The features that are a function of the timestamp's calendar in the baseline's sampled rows, whether or not the
-    incident's hours let that be checked (:func:`workbench.data.calendar.calendar_features` with ``follow`` off)."""
-    from workbench.case.columns import TS
-    from workbench.data.calendar import calendar_features
-
-    def compute() -> dict[str, str]:
-        cols = [TS, *ctx.case.features]
-        before, after = (ctx.sampled.window_sample(w, None, cols) for w in (ctx.baseline, ctx.incident))
-        return calendar_features(before, after, ctx.case.features, follow=False)
-
-    return ctx.cached("clock_like", compute)
+    return ctx.cached("calendar_features" if follow else "calendar_features_baseline", compute)
 
 
 def window_rows(ctx: Context) -> tuple[pl.DataFrame, pl.DataFrame]:

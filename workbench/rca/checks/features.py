@@ -17,7 +17,6 @@ from workbench.rca.checks._common import (
     CHANGED,
     calendar,
     change_words,
-    clock_like,
     confined_segment,
     coverage_delta,
     describe_break,
@@ -405,7 +404,7 @@ def feature_isolation(ctx: Context) -> Evidence:
     # a clock's values leave the band of a short baseline's hours by the calendar alone (dev label/spurious_positives/3:
     # hour_of_week 29 % out of a two-day baseline's band), so a feature that follows the calendar there is left out
     out_of_scale = {f: S.from_excess(t, OUT_OF_BAND, 0.02) for f, t in tails.items()
-                    if t >= OUT_OF_BAND and f not in clock_like(ctx)}
+                    if t >= OUT_OF_BAND and f not in calendar(ctx, follow=False)}
     kinds, js = (dict(zip(drifted["feature"], drifted[c], strict=True)) for c in ("kind", "js"))
     steady = {f for f, kind in kinds.items() if kind in LOOSE_KINDS}
     iso = ctx.cached("isolation", lambda: isolate_features(ctx.case, ctx.baseline, ctx.incident, rows=window_rows(ctx),

@@ -63,7 +63,8 @@ def slice_check(ctx: Context) -> Evidence:
         else:
             summary += (" and the rest of the traffic did not regress." if search.confined or alone
                         else ", but the rest regressed too.")
-    arrived = _joined(ctx, top, share, s, summary) if s > 0 else None
+    broken = _broken_there(ctx, top["slice"], share) if s > 0 else []
+    arrived = _joined(ctx, top, s, summary, broken) if broken else None
     if arrived is not None:
         return Evidence("slice", "warn", arrived.strength, arrived.detail or summary, detail=str(search),
                         data={"plot": plot}, candidates=(arrived,))
@@ -73,7 +74,7 @@ def slice_check(ctx: Context) -> Evidence:
         reason = (f"{top['slice']} moved one way and {search.counter['slice']} the other" if search.counter
                   else f"the regression is confined to {top['slice']}")
         cands = (Candidate("slice", top["slice"], s, reason, detail=summary,
-                           fallback=True), *_other_way(search, top, s, summary), *_broken_there(ctx, top["slice"], share))
+                           fallback=True), *_other_way(search, top, s, summary), *broken)
     return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot}, candidates=cands)
 
 
@@ -94,9 +95,10 @@ JOINED = 2.0  # a segment whose rows at least doubled against the rest's: at lea
 JOINED_WORDS = "traffic joined"  # how a joined-traffic cause begins (the diagnosis words its next step by it)
 
 
-def _joined(ctx: Context, top: dict, share: float, strength: float, summary: str) -> Candidate | None:
+def _joined(ctx: Context, top: dict, strength: float, summary: str, moved: list[Candidate]) -> Candidate | None:
     """Traffic that joined the segment, or None: its rows rose at least ``JOINED`` times against the rest of the
-    traffic's (``volume_ratio``), and the features that moved there moved only there (:func:`_broken_there`). A
+    traffic's (``volume_ratio``), and the features that moved there moved only there (``moved``, from
+    :func:`_broken_there`). A
     pipeline that breaks leaves the row count alone; rows that joined (bots, a new source, a new placement) bring their
     own values, which the feature checks read as breaks confined to the segment (outside test 2: Brazil's rows x4 for
     18 hours of near-zero-click bot traffic read as six broken features and a backfill of a healthy pipeline).
@@ -107,9 +109,6 @@ def _joined(ctx: Context, top: dict, share: float, strength: float, summary: str
     """
     volume = top.get("volume_ratio")
     if top.get("new") or volume is None or not volume >= JOINED:
-        return None
-    moved = _broken_there(ctx, top["slice"], share)
-    if not moved:
         return None
     features = [c.target for c in moved]
     above = set().union(*(ctx.case.lineage.upstream_of_feature(f) for f in features)) if ctx.case.lineage else set()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from workbench.errors import NotEnoughData
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import confined_segment
+from workbench.rca.checks._common import confined_segment, slice_metric
 from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
@@ -240,7 +240,6 @@ def served_beside(ctx: Context) -> Evidence:
     segment alone), for a snapshot whose change is significant (Bonferroni over the snapshots tested) and material.
     """
     from workbench.data.served_by import served_side_by_side
-    from workbench.rca.checks._common import slice_metric
 
     metric = slice_metric(ctx)
     found = ctx.cached("served_side_by_side", lambda: served_side_by_side(ctx.case, ctx.baseline, ctx.incident, metric,
