@@ -161,6 +161,14 @@ def feature_slices(ctx: Context, feature: str):
     return ctx.cached(("feature_by_slice", feature), compute)
 
 
+def calibration_reading(ctx: Context):
+    """The windows' calibration shift (:func:`workbench.data.calibration.calibration_shift`), once per investigation
+    whichever check asks (the calibration check, and the label check's loose-labels reading)."""
+    from workbench.data.calibration import calibration_shift
+
+    return ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
+
+
 def slices(ctx: Context):
     from workbench.data.slices import find_slices
 

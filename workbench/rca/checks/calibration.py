@@ -12,6 +12,7 @@ from workbench.rca import plotspec
 from workbench.rca.checks._common import (
     BROKEN,
     CHANGED,
+    calibration_reading,
     confined_share,
     coverage_delta,
     drift,
@@ -61,9 +62,9 @@ def calibration(ctx: Context) -> Evidence:
     ranking on those rows) without the broken features' weakening, and the larger of the two readings stands. Where
     the rows the break spared show no move, the break explains the ratio's move, and that reading is near 0.
     """
-    from workbench.data.calibration import calibration_shift, moved_by_predictions
+    from workbench.data.calibration import moved_by_predictions
 
-    cs = ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
+    cs = calibration_reading(ctx)
     # the other explanations, read from the evidence those checks returned (run now if they have not run yet)
     broken_feature = max(feature_strengths(ctx).values(), default=0.0)
     others = [ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("served_beside"), ctx.evidence_of("label_side"))

@@ -11,6 +11,7 @@ from workbench.rca import plotspec
 from workbench.rca.checks._common import (
     BROKEN,
     CHANGED,
+    calibration_reading,
     confined_share,
     drift,
     feature_strengths,
@@ -90,10 +91,10 @@ def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved:
     (:func:`~workbench.rca.checks.snapshots.model_side`), a segment that holds the regression alone, predictions that
     moved (:func:`~workbench.rca.checks._common.move_size`), a label rate that moved (the label change above owns
     that). What is left is a label join on the wrong key, or an outcome that changed its relation to every input."""
-    from workbench.data.calibration import AUC_MATERIAL, calibration_shift
+    from workbench.data.calibration import AUC_MATERIAL
     from workbench.rca.checks.calibration import came_loose, unexplained_of
 
-    cs = ctx.cached("calibration_shift", lambda: calibration_shift(ctx.case, ctx.baseline, ctx.incident, scan=ctx.scan))
+    cs = calibration_reading(ctx)
     drop = cs.auc_baseline - cs.auc_incident
     if not (drop > AUC_MATERIAL and cs.auc_drop_z >= 3):
         return 0.0, ""
