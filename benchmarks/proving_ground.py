@@ -165,14 +165,15 @@ def _table(title: str, groups: dict[str, list[dict]]) -> list[str]:
     from proving_ground.score import summarize
 
     lines = [f"### {title}", "", "| group | cases | fail | incidents | detected | first | top-3 | change | slice named | "
-             "onset \\|err\\| (periods, median) | onset ≤1 | end found | mitigation ≥0.5 | controls | false alarms | sparse | "
-             "sparse handled | errors |", "|" + " --- |" * 19]
+             "onset \\|err\\| (periods, median) | onset ≤1 | end found | mitigation ≥0.5 | where possible | controls | "
+             "false alarms | sparse | sparse handled | errors |", "|" + " --- |" * 20]
     for name, rows in groups.items():
         s = summarize(rows)
         lines.append(f"| {name} | {s['cases']} | {s['failures']} | {s['incidents']} | {_pct(s['detected'])} | {_pct(s['first'])} | "
                      f"{_pct(s['top3'])} | {_pct(s['change_correct'])} | {_pct(s['slice_named'])} | "
                      f"{_num(s['onset_abs_error_median'])} | {_pct(s['onset_within_1'])} | {_pct(s['end_found'])} | "
-                     f"{_pct(s['mitigation_recovers'])} | {s['controls']} | {_pct(s['false_alarm'])} | {s['sparse']} | "
+                     f"{_pct(s['mitigation_recovers'])} | {_pct(s['mitigation_recovers_possible'])} | "
+                     f"{s['controls']} | {_pct(s['false_alarm'])} | {s['sparse']} | "
                      f"{_pct(s['sparse_handled'])} | {s['errors']} |")
     return [*lines, ""]
 
@@ -188,7 +189,9 @@ def report(rows: list[dict], meta: dict) -> str:
              f"{meta['seconds']:.0f} s wall on {meta['workers']} workers. "
              "Rates count only the cases where the score applies (detection and causes: incidents the generator made detectable "
              "by construction; false alarms: controls; sparse handled: too-sparse logs). A case whose run raised is a failure and "
-             "counts as missed. Score definitions: `proving_ground/score.py`.", ""]
+             "counts as missed. \"Where possible\" leaves out the incidents where no action could recover half of the regression "
+             "(a segment's change corrected exactly in the served predictions recovers less: `proving_ground.score.ceiling`). "
+             "Score definitions: `proving_ground/score.py`.", ""]
     if meta.get("libraries"):  # results written before provenance was recorded have none
         lines += [f"Code {str(meta.get('commit'))[:12]}, Python {meta['python']}, "
                   + ", ".join(f"{k} {v}" for k, v in meta["libraries"].items()) + ".", ""]

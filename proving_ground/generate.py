@@ -40,7 +40,8 @@ from proving_ground.world import DAY_US, HOUR_US, build_world, feature_logit, sa
 
 TRUTH_VERSION = 1
 #: Bump whenever the same scenario would generate a different case (benchmark caches check it).
-GENERATOR_VERSION = 9  # 9: for a population shift that ramps in, the redraw's onset weighs the share of the step the
+GENERATOR_VERSION = 10  # 10: truth.json adds counterfactual.ideal (the logs are version 9's);
+#                         9: for a population shift that ramps in, the redraw's onset weighs the share of the step the
 #                         window's clicks reached (8 moved a ramping shift to a later onset and lost its effect);
 #                         cases with no redraw of a shift are version 8's;
 #                         8: a redraw moves the onset to where the window and its history are best balanced
@@ -532,6 +533,9 @@ class _Gen:
         dup = None
         params: dict[str, Any] = {}
         rescore = bad is not None
+        # a segment's change is known exactly here: the served predictions corrected by it are the best any action
+        # could serve in the window (the ceiling of a mitigation; none for other causes)
+        best_p = None
         # stage A: the world changes (slice, shift)
         for c in causes:
             if c["family"] == "slice":
@@ -542,6 +546,9 @@ class _Gen:
                     k = 0.3 + 1.9 * sev
                     logit[seg] -= k
                     params["logit_drop"] = round(k, 4)
+                    best_p = p_clean.copy()
+                    q_seg = np.clip(p_clean[seg], 1e-7, 1 - 1e-7)
+                    best_p[seg] = sigmoid(np.log(q_seg / (1 - q_seg)) - k)
                 else:
                     q = 0.4 + 0.6 * sev
                     pos = np.flatnonzero(seg & (rr.random(m) < q))
@@ -549,6 +556,11 @@ class _Gen:
                     feat[pos] = feat[rr.permutation(pos)] if len(pos) else feat[pos]
                     logit = rows.b0 + feat + rows.ctx[a:b] + rows.hidden[a:b]
                     params["share_decoupled"] = round(q, 4)
+                    # a row does not show whether it was swapped: its click rate is about q parts the segment's mean
+                    # and 1 - q its own (the swapped part keeps the row's context and hidden term: an approximation)
+                    best_p = p_clean.copy()
+                    if seg.any():
+                        best_p[seg] = (1 - q) * p_clean[seg] + q * float(p_clean[seg].mean())
                 yw = (self.u[a:b] < sigmoid(logit)).astype(np.int8)
             elif c["family"] == "shift":
                 Rw = rows.R[a:b].copy()
@@ -647,7 +659,8 @@ class _Gen:
             eff_seg = metrics.effect(ps2, ys2, p_clean[lab][sl], ycf[lab][sl].astype(np.float64),
                                      before=(p_before[seg_before], y_before[seg_before]))
         ok = metrics.detectable(eff) or (eff_seg is not None and metrics.detectable(eff_seg))
-        return {"effect": eff, "effect_segment": eff_seg, "detectable": ok, "window": (a, b), "p": pw, "y": yw,
+        ideal = metrics.quality(best_p[lab], yw[lab].astype(np.float64)) if best_p is not None and len(causes) == 1 else None
+        return {"effect": eff, "ideal": ideal, "effect_segment": eff_seg, "detectable": ok, "window": (a, b), "p": pw, "y": yw,
                 "dup": dup, "cols": cols, "bad": bad, "params": params, "base": base, "end": end, "seg": seg,
                 "causes": causes, "severity": sev}
 
@@ -964,7 +977,7 @@ class _Gen:
                 causes = [self._cause_truth(self.causes[0], 1.0, None)]
             _a, _b = self.real["window"]
             cf = {"window": {"from": _iso(self.onset), "to": _iso(self.real["end"] or self.end)},
-                  "clean": effect["clean"], "served": effect["served"]}
+                  "clean": effect["clean"], "served": effect["served"], "ideal": self.real.get("ideal")}
         head = causes[0] if causes else {"kind": "none", "target": None, "target_equivalents": [], "change": None,
                                          "changes_accepted": [], "slice": None}
         lab = self.joined

@@ -32,6 +32,12 @@ The rules, so that every figure in a report means one thing:
 * **mitigation**: the top cause's first mitigation recovers >= 0.5 (``predicted.recovery``)
   and its ``predicted.value`` minus the counterfactual value of the same metric (what
   the model would have scored on the incident window without the incident).
+  ``mitigation_ceiling``: the share of the regression the best action could recover on that
+  metric (the answer's headline metric when the first action has no prediction), where the
+  generator knows the best action: a segment's change alone, corrected exactly in the served
+  predictions (``counterfactual.ideal``, :func:`ceiling`). Where it is under one half (a
+  segment whose clicks no longer follow the inputs), the one-half bar cannot be met, and
+  ``summarize`` counts those cases apart.
 * **errors**: entries of ``errors`` (v2), plus ``skipped`` entries whose reason says a
   check failed (how v1 reports a check that raised).
 """
@@ -149,6 +155,7 @@ def score(case_dir: str | Path, answer: dict, truth: dict | None = None) -> dict
         "confidence": None, "confidence_band": None,
         "causes_right": [incident and any(match(rc, tc) for tc in (truth.get("causes") or [])) for rc in causes],
         "mitigation_recovers": None, "mitigation_metric": None, "mitigation_value_error": None,
+        "mitigation_ceiling": None,
         "errors": len(answer.get("errors") or []),
         "check_failures": sum(1 for s in skipped if "check failed" in str(s.get("reason", "")).lower()),
     }
@@ -213,7 +220,31 @@ def score(case_dir: str | Path, answer: dict, truth: dict | None = None) -> dict
             out["mitigation_metric"] = metric
             if metric in clean and isinstance(pred.get("value"), (int, float)) and clean[metric] is not None:
                 out["mitigation_value_error"] = round(float(pred["value"]) - float(clean[metric]), 6)
+        out["mitigation_ceiling"] = ceiling(truth, (out["mitigation_metric"] or a.get("metric")))
     return out
+
+
+def ceiling(truth: dict, metric: str | None) -> float | None:
+    """The share of the regression on ``metric`` that the best action could recover (see the module docstring).
+
+    ``counterfactual.ideal`` is the quality of the served predictions corrected by the segment's change exactly
+    (a collapse's logit drop; for a segment whose clicks no longer follow the inputs, each prediction mixed with
+    the segment's mean in the share of rows swapped, which no row shows): against the baseline before the onset
+    and the served window (the calibration ratio in logs, a regression being a move away from 1). None where the
+    generator knows no such correction (every cause but a segment's alone) or the metric did not regress."""
+    cf = truth.get("counterfactual") or {}
+    vals = [d.get(metric) if isinstance(d, dict) and metric else None
+            for d in (truth.get("baseline"), cf.get("served"), cf.get("ideal"))]
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):
+        return None
+    b, i, after = (float(v) for v in vals)  # type: ignore[arg-type]
+    if metric == "calibration_ratio":
+        if min(b, i, after) <= 0:
+            return None
+        b, i, after = abs(math.log(b)), abs(math.log(i)), abs(math.log(after))
+    sign = -1.0 if metric == "auc" else 1.0
+    regression = (i - b) * sign
+    return round((i - after) * sign / regression, 4) if regression > 1e-12 else None
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -236,6 +267,10 @@ def summarize(rows: list[dict]) -> dict:
         n, v = _rate(inc, k)
         out[k] = v
         out[f"{k}_n"] = n
+    # the cases where some action could recover half (the ceiling allows it, or the truth cannot say)
+    possible = [r for r in inc if r.get("mitigation_recovers") is not None and not (
+        isinstance(r.get("mitigation_ceiling"), (int, float)) and r["mitigation_ceiling"] < 0.5)]
+    out["mitigation_possible_n"], out["mitigation_recovers_possible"] = _rate(possible, "mitigation_recovers")
     ctl = [r for r in rows if r.get("control")]
     out["controls"] = len(ctl)
     out["false_alarm"] = _rate(ctl, "false_alarm")[1]

@@ -491,3 +491,34 @@ def test_score_controls_and_sparse():
             "skipped": [{"check": "prediction_quality", "reason": "too sparse to test at any grain"}]}
     assert pg.score("c", quiet, truth=sp)["sparse_handled"] is False
     assert pg.score("c", said, truth=sp)["sparse_handled"] is True
+
+
+def test_ceiling_is_the_share_the_exact_correction_recovers():
+    from proving_ground.score import ceiling, summarize
+
+    t = _truth_stub(baseline={"normalized_entropy": 0.80, "auc": 0.76, "calibration_ratio": 1.0},
+                    counterfactual={"served": {"normalized_entropy": 0.90, "auc": 0.70, "calibration_ratio": 0.5},
+                                    "ideal": {"normalized_entropy": 0.86, "auc": 0.73, "calibration_ratio": 0.8}})
+    assert ceiling(t, "normalized_entropy") == pytest.approx(0.4)
+    assert ceiling(t, "auc") == pytest.approx(0.5)
+    assert ceiling(t, "calibration_ratio") == pytest.approx(1 - math.log(1.25) / math.log(2), abs=1e-4)
+    assert ceiling(_truth_stub(), "auc") is None  # no ideal: the generator knows no exact correction
+    # a miss under the ceiling's half is counted apart, a miss above it is not
+    rows = [{"incident": True, "detectable": True, "mitigation_recovers": False, "mitigation_ceiling": 0.3},
+            {"incident": True, "detectable": True, "mitigation_recovers": False, "mitigation_ceiling": 0.8},
+            {"incident": True, "detectable": True, "mitigation_recovers": True, "mitigation_ceiling": None}]
+    s = summarize(rows)
+    assert (s["mitigation_recovers_n"], s["mitigation_possible_n"], s["mitigation_recovers_possible"]) == (3, 2, 0.5)
+
+
+def test_a_segment_whose_clicks_came_loose_cannot_be_recovered_whole(tmp_path_factory):
+    """The exact correction of a collapse (its logit drop) recovers the segment; that of a decoupled segment (each
+    prediction mixed with the segment's mean) cannot restore what the swapped rows lost."""
+    from proving_ground.score import ceiling
+
+    _, loose = _case(tmp_path_factory, "slice", "decoupled", seed=1)
+    _, collapse = _case(tmp_path_factory, "slice", "collapse", seed=3)
+    served, ideal = loose["counterfactual"]["served"], loose["counterfactual"]["ideal"]
+    assert ideal["normalized_entropy"] < served["normalized_entropy"]  # the correction helps, but less than half
+    assert ceiling(loose, "normalized_entropy") < 0.5 and ceiling(loose, "auc") < 0.5
+    assert ceiling(collapse, "calibration_ratio") > 1.0
