@@ -101,6 +101,44 @@ def test_a_regression_one_segment_holds_alone_is_timed_on_that_segments_series(t
     assert timed.current_value == pytest.approx(pool(quality_between(case, timed.incident), whole.metric), rel=1e-9)
 
 
+def test_a_short_collapse_in_a_thin_segment_is_found_at_the_cases_grain(tmp_path):
+    """Proving ground dev slice/collapse/13: AU (12 % of the traffic, a base rate of 0.5 %) loses most of its clicks
+    for the log's last two and a half days. The segment's own grain is a day (too few clicks in most of its six-hour
+    periods), where the incident's labelled days are under the three periods a shift needs; at the case's six hours it
+    is a 5x calibration change. The whole traffic shows nothing."""
+    from workbench.case.grain import GRAINS
+    from workbench.data.onset import detect_onset
+    from workbench.data.quality import quality_series
+    from workbench.data.segments import _segment_grain, detect_segment_onset
+
+    path, truth = dev_case(tmp_path, "slice", "collapse", 13)
+    case = open_case(path)
+    col, value = truth["slice"].split("=")
+    own = _segment_grain(quality_series(case, by=col, every=case.grain.grain).table.filter(pl.col(col) == value),
+                         case.grain.grain)
+    assert case.grain.grain == "6h" and own is not None and GRAINS.index(own) > GRAINS.index("6h")
+    assert not detect_onset(case).detected
+    found = detect_segment_onset(case)
+    assert found is not None and found.segment == truth["slice"] and found.onset.grain == "6h", str(found)
+    assert found.onset.metric == "calibration_ratio" and found.onset.current_value > 3 * found.onset.baseline_value
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    assert abs(found.onset.onset - onset) <= timedelta(hours=12)
+
+
+def test_below_its_own_grain_a_segment_is_tested_on_its_calibration_alone(tmp_path):
+    """Proving ground dev control/quiet/18: ipad's own grain is six hours; at the case's hour its NE rose 33 % for 19
+    hours on a few clicks an hour, robust z 6.4 against a threshold of 5.9, and the slice search agreed. Below its
+    own grain a segment's NE and AUC rest on normal approximations its clicks do not support: only its calibration
+    ratio, which has an exact test, is scanned there."""
+    from workbench.data.segments import detect_segment_onset
+
+    path, truth = dev_case(tmp_path, "control", "quiet", 18)
+    case = open_case(path)
+    assert truth["kind"] == "none" and case.grain.grain == "1h"
+    assert detect_segment_onset(case) is None
+    assert detect_segment_onset(case, ("normalized_entropy",)) is None  # and none at all without the calibration
+
+
 def test_a_regression_the_whole_traffic_holds_is_not_located_in_a_segment(tmp_path):
     """Proving ground dev feature/coverage_null/4 (two slice columns): a break every segment carries keeps the whole
     traffic's timing."""

@@ -453,7 +453,7 @@ def _segment_change_point(case: Case, baseline: Window, window: Window) -> Monit
     return MonitorResult(monitor, f"{o.metric} in {found.segment}", "trip", ratio, None,
                          f"{found.segment} alone: {o.metric} {fmt(o.baseline_value)} → {fmt(o.current_value)} from "
                          f"{o.onset:%Y-%m-%d %H:%M} UTC (robust z {o.severity:.1f}, threshold {o.threshold:.1f}; "
-                         f"{found.tested} segments tested, family-wise alpha {found.alpha:g}, confirmed by the slice search)")
+                         f"{found.tested} segment series tested, family-wise alpha {found.alpha:g}, confirmed by the slice search)")
 
 
 def _scanned(result: MonitorResult, found: dict[str, str]) -> MonitorResult:
