@@ -166,7 +166,8 @@ def _table(title: str, groups: dict[str, list[dict]]) -> list[str]:
 
     lines = [f"### {title}", "", "| group | cases | fail | incidents | detected | first | top-3 | change | slice named | "
              "onset \\|err\\| (periods, median) | onset ≤1 | end found | mitigation ≥0.5 | where possible | controls | "
-             "false alarms | sparse | sparse handled | errors |", "|" + " --- |" * 20]
+             "false alarms | sparse | sparse handled | errors |"]
+    lines.append("|" + " --- |" * (len(lines[-1].replace("\\|", "").split("|")) - 2))  # a separator cell per header cell
     for name, rows in groups.items():
         s = summarize(rows)
         lines.append(f"| {name} | {s['cases']} | {s['failures']} | {s['incidents']} | {_pct(s['detected'])} | {_pct(s['first'])} | "

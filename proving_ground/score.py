@@ -52,6 +52,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from proving_ground.metrics import CAL_MIN, NE_MIN
+
 _GRAIN = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
 
 
@@ -224,14 +226,22 @@ def score(case_dir: str | Path, answer: dict, truth: dict | None = None) -> dict
     return out
 
 
+AUC_MIN = 0.01  # an AUC fall that counts as material for a ceiling (NE and calibration: metrics.NE_MIN, CAL_MIN)
+
+
 def ceiling(truth: dict, metric: str | None) -> float | None:
     """The share of the regression on ``metric`` that the best action could recover (see the module docstring).
 
     ``counterfactual.ideal`` is the quality of the served predictions corrected by the segment's change exactly
     (a collapse's logit drop; for a segment whose clicks no longer follow the inputs, each prediction mixed with
     the segment's mean in the share of rows swapped, which no row shows): against the baseline before the onset
-    and the served window (the calibration ratio in logs, a regression being a move away from 1). None where the
-    generator knows no such correction (every cause but a segment's alone) or the metric did not regress."""
+    and the served window. None where the generator knows no such correction (every cause but a segment's alone),
+    or where the move from the baseline to the served window is not material on ``metric`` (NE by ``NE_MIN``
+    relative, AUC by ``AUC_MIN``, the calibration ratio ``CAL_MIN`` further from 1 in logs): a ratio over a move
+    that small is mostly noise (a segment's collapse the whole traffic barely shows read 8.5 and 0.48), and a
+    ceiling under one half must not leave a case out on noise. The calibration ratio's distances from 1 are plain:
+    the workbench counts a correction that overshoots past 1 against it, so there a ceiling can sit above what
+    the workbench could report."""
     cf = truth.get("counterfactual") or {}
     vals = [d.get(metric) if isinstance(d, dict) and metric else None
             for d in (truth.get("baseline"), cf.get("served"), cf.get("ideal"))]
@@ -244,7 +254,8 @@ def ceiling(truth: dict, metric: str | None) -> float | None:
         b, i, after = abs(math.log(b)), abs(math.log(i)), abs(math.log(after))
     sign = -1.0 if metric == "auc" else 1.0
     regression = (i - b) * sign
-    return round((i - after) * sign / regression, 4) if regression > 1e-12 else None
+    floor = {"normalized_entropy": NE_MIN * b, "auc": AUC_MIN, "calibration_ratio": CAL_MIN}.get(metric or "", math.inf)
+    return round((i - after) * sign / regression, 4) if regression >= floor else None
 
 
 # --------------------------------------------------------------------------- aggregation

@@ -503,6 +503,8 @@ def test_ceiling_is_the_share_the_exact_correction_recovers():
     assert ceiling(t, "auc") == pytest.approx(0.5)
     assert ceiling(t, "calibration_ratio") == pytest.approx(1 - math.log(1.25) / math.log(2), abs=1e-4)
     assert ceiling(_truth_stub(), "auc") is None  # no ideal: the generator knows no exact correction
+    tiny = _truth_stub(baseline={"auc": 0.760}, counterfactual={"served": {"auc": 0.755}, "ideal": {"auc": 0.759}})
+    assert ceiling(tiny, "auc") is None  # a move under the materiality floor: the ratio would be noise
     # a miss under the ceiling's half is counted apart, a miss above it is not
     rows = [{"incident": True, "detectable": True, "mitigation_recovers": False, "mitigation_ceiling": 0.3},
             {"incident": True, "detectable": True, "mitigation_recovers": False, "mitigation_ceiling": 0.8},
@@ -512,8 +514,9 @@ def test_ceiling_is_the_share_the_exact_correction_recovers():
 
 
 def test_a_segment_whose_clicks_came_loose_cannot_be_recovered_whole(tmp_path_factory):
-    """The exact correction of a collapse (its logit drop) recovers the segment; that of a decoupled segment (each
-    prediction mixed with the segment's mean) cannot restore what the swapped rows lost."""
+    """The exact correction of a collapse (its logit drop) gives the window back its calibration without the incident;
+    that of a decoupled segment (each prediction mixed with the segment's mean) cannot restore what the swapped rows
+    lost. Only a segment's change alone has an exact correction."""
     from proving_ground.score import ceiling
 
     _, loose = _case(tmp_path_factory, "slice", "decoupled", seed=1)
@@ -521,4 +524,9 @@ def test_a_segment_whose_clicks_came_loose_cannot_be_recovered_whole(tmp_path_fa
     served, ideal = loose["counterfactual"]["served"], loose["counterfactual"]["ideal"]
     assert ideal["normalized_entropy"] < served["normalized_entropy"]  # the correction helps, but less than half
     assert ceiling(loose, "normalized_entropy") < 0.5 and ceiling(loose, "auc") < 0.5
-    assert ceiling(collapse, "calibration_ratio") > 1.0
+    cf = collapse["counterfactual"]
+    assert abs(math.log(cf["ideal"]["calibration_ratio"] / cf["clean"]["calibration_ratio"])) < 0.05
+    assert abs(math.log(cf["served"]["calibration_ratio"] / cf["clean"]["calibration_ratio"])) > 0.1
+    _, feature = _case(tmp_path_factory, "feature", "scale", seed=1)
+    _, both = _case(tmp_path_factory, "multi", "coverage_plus_calibration", seed=1)
+    assert feature["counterfactual"]["ideal"] is None and both["counterfactual"]["ideal"] is None

@@ -139,7 +139,7 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
             by_grain.setdefault(own, []).append((value, tuple(metrics)))
             for grain in GRAINS[GRAINS.index(every):GRAINS.index(own)] if finer else ():
                 by_grain.setdefault(grain, []).append((value, finer))
-        for grain, values in sorted(by_grain.items()):
+        for grain, values in sorted(by_grain.items(), key=lambda kv: GRAINS.index(kv[0])):
             table = series.table if grain == every else quality_series(case, by=col, every=grain, rows=rows, scan=scan).table
             for value, watched in values:
                 sub = table.filter(pl.col(col) == value).drop(col)
