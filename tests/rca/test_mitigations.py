@@ -115,6 +115,24 @@ def test_a_population_shift_is_fixed_by_a_refresh_on_the_new_population(tmp_path
     assert [m.action for m in top.mitigations] == ["exclude_training", "recalibrate"]  # never a backfill or fallback
 
 
+def test_without_a_snapshot_a_refresh_is_investigated_and_its_prediction_told_in_words(tmp_path):
+    """The same shift without snapshots: the contract's ``exclude_training`` names the snapshot a refresh replaces, so
+    the action stays ``investigate`` (``predicted`` null), and its words carry the refit's simulated recovery."""
+    import re
+
+    from tests.model.test_mitigate import shift_case
+    from workbench import diagnose
+
+    shift_case(tmp_path, ramp_hours=36, snapshot=False)
+    top = diagnose(tmp_path).root_causes[0]
+    assert (top.kind, top.target, top.change) == ("feature", "f_b", "shift")
+    refresh = next(m for m in top.mitigations if m.proposes == "exclude_training")
+    assert refresh.action == "investigate" and refresh.predicted is None and "no snapshot" in (refresh.reason or "")
+    share = re.search(r"refit on the new population would move .* (\d+)% of the regression \(predicted", refresh.how)
+    assert share is not None and int(share.group(1)) > 50, refresh.how
+    jsonschema.validate(refresh.to_dict(), MITIGATION)
+
+
 def test_several_likely_causes_are_ordered_by_the_share_their_own_fix_recovers():
     """Rule 7 of the ranking: a scale break (calibration, its recalibration recovers 7%) stated as likely as a coverage
     loss (its backfill recovers 89%) follows it; a feature's recalibration is a stop-gap, not its share; an unlikely
