@@ -161,13 +161,15 @@ def _num(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
+COLUMNS = ("group", "cases", "fail", "incidents", "detected", "first", "top-3", "change", "slice named",
+           "onset \\|err\\| (periods, median)", "onset ≤1", "end found", "mitigation ≥0.5", "where possible", "controls",
+           "false alarms", "sparse", "sparse handled", "errors")  # a report table's header, one separator cell each
+
+
 def _table(title: str, groups: dict[str, list[dict]]) -> list[str]:
     from proving_ground.score import summarize
 
-    lines = [f"### {title}", "", "| group | cases | fail | incidents | detected | first | top-3 | change | slice named | "
-             "onset \\|err\\| (periods, median) | onset ≤1 | end found | mitigation ≥0.5 | where possible | controls | "
-             "false alarms | sparse | sparse handled | errors |"]
-    lines.append("|" + " --- |" * (len(lines[-1].replace("\\|", "").split("|")) - 2))  # a separator cell per header cell
+    lines = [f"### {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
     for name, rows in groups.items():
         s = summarize(rows)
         lines.append(f"| {name} | {s['cases']} | {s['failures']} | {s['incidents']} | {_pct(s['detected'])} | {_pct(s['first'])} | "

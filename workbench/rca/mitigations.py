@@ -365,15 +365,15 @@ def _refit(ctx: Context, feature: str) -> Mitigation:
     how = (f"The population behind {feature} moved and nothing broke: refresh the model on data from {iso(span.start)} on, "
            "leaving the older population out or reweighting it toward the new mix; a backfill or fallback would not help.")
     serving = [s for s in ctx.case.snapshots if s.published_at < span.end]
-    if not serving:  # the refit needs no snapshot: its prediction is told in words, the contract's target is missing
-        from workbench.model.mitigate import NotSimulated
+    sid = serving[-1].snapshot_id if serving else None
+    result = simulator(ctx).refit(sid or "the serving model")  # the refit needs no snapshot, only the log
+    if sid is not None:
+        return _made("exclude_training", sid, how, result, window=old)
+    from workbench.model.mitigate import NotSimulated
 
-        result = simulator(ctx).refit("the serving model")
-        told = "" if isinstance(result, NotSimulated) else f" A model refit on the new population would move {result.sentence()}."
-        return Mitigation("investigate", feature, how + told, proposes="exclude_training",
-                          reason="no snapshot is known to have served the incident, so there is no refresh to name")
-    sid = serving[-1].snapshot_id
-    return _made("exclude_training", sid, how, simulator(ctx).refit(sid), window=old)
+    told = "" if isinstance(result, NotSimulated) else f" A model refit on the new population would move {result.sentence()}."
+    return Mitigation("investigate", feature, how + told, proposes="exclude_training",
+                      reason="no snapshot is known to have served the incident, so there is no refresh to name")
 
 
 def _upstream(ctx: Context, cause: RootCause) -> list[Mitigation]:
