@@ -116,6 +116,11 @@ class Results:
         found = self._from_diagnosis("onset", None)
         return found if found is not None else self.cached("onset", lambda: wb.detect_onset(self.quality()))
 
+    @property
+    def segment(self) -> str | None:
+        """``column=value`` when the diagnosis read the onset on one segment's series (the whole traffic showed none)."""
+        return self._from_diagnosis("segment", None)
+
     def slices(self, baseline: Window, incident: Window) -> SliceSearch:
         """``workbench.data.slices.find_slices``: the segments the search found, best first."""
         return self._windowed("find_slices", wb.find_slices, baseline, incident)

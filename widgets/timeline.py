@@ -176,14 +176,16 @@ class QualityTimeline(View):
         return layers
 
     def _expected(self, metric: str) -> np.ndarray | None:
+        """The onset's expectation of ``metric`` per period (natural units: the detector fits ratios on the log scale
+        and reports them back), when the onset was read on the traffic drawn here: a segment's expectation over the
+        whole traffic's curve would be another series' line."""
         o = self.onset
         if o is None or getattr(o, "metric", None) != metric or "expected" not in getattr(o, "series", pl.DataFrame()).columns:
             return None
+        if self.results.segment is not None:
+            return None
         s = o.series.select("window", "expected")
-        ex = self.series.select("window").join(s, on="window", how="left")["expected"].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        if o.metric in ("calibration_ratio", "prediction_mean", "label_rate"):  # fitted on the log scale
-            ex = np.exp(ex)
-        return ex
+        return self.series.select("window").join(s, on="window", how="left")["expected"].cast(pl.Float64).fill_null(np.nan).to_numpy()
 
     def _overlay(self, metric: str) -> hv.Overlay:
         """The static drawing of one metric: curves (estimated hours dashed), expected NE, onset."""

@@ -346,3 +346,21 @@ def test_a_log_too_sparse_to_test_is_never_shown_as_healthy(tmp_path):
     assert "nothing was tested" in card and "wb-card minor" in card  # grey, not the green of a healthy log
     caption = inv.views["timeline"]._caption()
     assert "not tested" in caption and "too sparse" in caption and "no onset detected" not in caption
+
+
+def test_the_expected_calibration_is_drawn_in_the_ratios_own_units():
+    """feature_coverage_drop's headline is the calibration ratio. The detector fits ratios on the log scale and reports
+    the expectation back in the ratio's units; the timeline drew exp() of it (a ratio of 1.0 expected at 2.7). The
+    dotted line now sits on the curve before the onset."""
+    from tests.conftest import sample_case
+
+    case = open_case(sample_case("feature_coverage_drop"))
+    inv = investigate(case)
+    tl = inv.views["timeline"]
+    assert tl.onset is not None and tl.onset.metric == "calibration_ratio" and tl.onset.detected
+    curves = {el.label: el for el in tl.overlays["calibration_ratio"]}
+    expected = curves["expected"].dimension_values(1)
+    drawn = curves["all traffic"].dimension_values(1)
+    before = tl.x < np.datetime64(tl.onset.onset.replace(tzinfo=None))
+    level = np.nanmedian(drawn[before])
+    assert np.nanmedian(expected[before]) == pytest.approx(level, rel=0.1)
