@@ -381,6 +381,20 @@ def _ladder(n: int) -> np.ndarray:
     return np.array(sorted(x for x in lengths if x < n), dtype=np.int64)
 
 
+def candidate_shifts(n: int, before: int) -> tuple[np.ndarray, np.ndarray]:
+    """The shifts scanned on ``n`` periods (step 3): ``(start, stop)`` index pairs, stop exclusive, for every start with
+    ``before`` periods of history and every length of the ladder that ends before the data do, and "to the end"."""
+    starts_l, stops_l = [], []
+    taus = np.arange(before, n - MIN_LENGTH + 1)
+    for length in _ladder(n):
+        ok = taus[taus + length < n]  # shifts that end before the data do
+        starts_l.append(ok)
+        stops_l.append(ok + length)
+    starts_l.append(taus)
+    stops_l.append(np.full(len(taus), n))  # to the end
+    return np.concatenate(starts_l), np.concatenate(stops_l)
+
+
 @dataclass(frozen=True)
 class _Space:
     """The weighted, cycle-projected space of one metric's usable periods and its candidate shifts."""
@@ -499,18 +513,7 @@ def _space(t_hours: np.ndarray, weights: np.ndarray, grain_hours: float, pairs: 
     sw = np.sqrt(weights)
     q, _ = np.linalg.qr(_design(t_hours, grain_hours) * sw[:, None])
     before = min_before(grain_hours)
-    if pairs is None:
-        starts_l, stops_l = [], []
-        taus = np.arange(before, n - MIN_LENGTH + 1)
-        for length in _ladder(n):
-            ok = taus[taus + length < n]  # shifts that end before the data do
-            starts_l.append(ok)
-            stops_l.append(ok + length)
-        starts_l.append(taus)
-        stops_l.append(np.full(len(taus), n))  # to the end
-        starts, stops = np.concatenate(starts_l), np.concatenate(stops_l)
-    else:
-        starts, stops = pairs
+    starts, stops = candidate_shifts(n, before) if pairs is None else pairs
     w_pre = np.concatenate([[0.0], np.cumsum(weights)])
     g = np.concatenate([np.zeros((1, q.shape[1])), np.cumsum(q * sw[:, None], axis=0)])
     qs = g[stops] - g[starts]
@@ -769,13 +772,18 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
 
 
 def _floors(f: _Fit) -> float:
-    """The effect in units of the metric's materiality floor (how many times material it is)."""
-    if not f.tested or not math.isfinite(f.effect):
+    """The effect of a fit in units of the metric's materiality floor (how many times material it is)."""
+    return floors_of(f.metric, f.effect) if f.tested else 0.0
+
+
+def floors_of(metric: str, effect: float) -> float:
+    """A relative ``effect`` on ``metric`` in units of its materiality floor (step 6: what the headline ranks by)."""
+    if not math.isfinite(effect):
         return 0.0
-    if f.metric in LOG_SCALE:
-        return abs(math.log1p(f.effect)) / MIN_EFFECT[f.metric]
-    d = DIRECTION[f.metric]
-    return (f.effect * d if d else abs(f.effect)) / MIN_EFFECT[f.metric]
+    if metric in LOG_SCALE:
+        return abs(math.log1p(effect)) / MIN_EFFECT[metric]
+    d = DIRECTION[metric]
+    return (effect * d if d else abs(effect)) / MIN_EFFECT[metric]
 
 
 # ---------------------------------------------------------------- onset, end, windows

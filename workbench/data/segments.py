@@ -5,19 +5,20 @@ stays within its noise. Every value of every slice column with at least
 ``min_share`` of the rows is tested with :func:`workbench.data.onset.detect_onset` on its
 own series at its own grain (never finer than the case's: a segment holds a share of the
 traffic, so it may need longer periods to hold enough labelled rows), and on its
-calibration ratio alone at each grain from the case's to its own (a segment whose own
-grain is a day cannot show a collapse of two days, which the case's six hours can on
-fewer clicks a period: dev ``slice/collapse/13``; below its own grain NE and AUC rest
-on normal approximations its few clicks do not support, and at the case's hour a
-quiet segment's NE read robust z 6.4 against a threshold of 5.9, dev
-``control/quiet/18``, where the calibration ratio has the exact test below), at
-``alpha / m`` (Bonferroni over the ``m`` segment-and-grain series tested, on top of
+calibration ratio alone at each grain from the case's to its own, on its clicks' counts
+(:func:`workbench.data.counts.detect_count_shift`: a segment whose own grain is a day
+cannot show a collapse of two days, which the case's six hours can on fewer clicks a
+period, dev ``slice/collapse/13``; and periods expecting a few clicks each, too thin for
+the per-period fit, are counted, not dropped, dev ``slice/collapse/27``. Below its own
+grain NE and AUC rest on normal approximations its few clicks do not support: at the
+case's hour a quiet segment's NE read robust z 6.4 against a threshold of 5.9, dev
+``control/quiet/18``), at ``alpha / m`` (Bonferroni over the ``m`` segment-and-grain series tested, on top of
 the detector's own Bonferroni over the metrics), so the chance that
 a case with no regression alarms in *some* segment stays below ``alpha`` (family-wise,
 0.001 by default: with the whole traffic's 0.001, a quiet case alarms anywhere with
 probability at most 0.002, if the model holds).
 
-That null is Gaussian, and the metrics of a small segment (a few positives a
+At its own grain that null is Gaussian, and the metrics of a small segment (a few positives a
 period) have heavier tails, so a change point alone over-alarms. A segment therefore
 stands only when a second, independent test agrees: the slice search
 (:func:`workbench.data.slices.find_slices`, its own Bonferroni control over the whole
@@ -36,6 +37,7 @@ import polars as pl
 from workbench.case.columns import TS
 from workbench.case.grain import GRAINS, choose_grain
 from workbench.case.loader import Case
+from workbench.data.counts import detect_count_shift
 from workbench.data.onset import MIN_FIT_COUNT, WATCHED, Onset, detect_onset
 from workbench.data.quality import QualitySeries, quality_series
 from workbench.data.slices import DIRECTION as SEARCHABLE
@@ -78,6 +80,11 @@ def _segment_grain(table: pl.DataFrame, every: str) -> str | None:
     if choice.grain is None:
         return None
     return choice.grain if GRAINS.index(choice.grain) >= GRAINS.index(every) else every
+
+
+def _count_test(series: QualitySeries, level: float) -> Onset:
+    """A segment's calibration below its own grain: on its clicks' counts (:mod:`workbench.data.counts`)."""
+    return detect_count_shift(series, alpha=level)
 
 
 def _exact_p(table: pl.DataFrame, onset: Onset) -> float:
@@ -126,28 +133,32 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
     cols = case.slices if columns is None else columns
     until = None if until is None else as_utc(until)
     rows = None if until is None else pl.col(TS) < pl.lit(until)  # quality_series reads the log, not the scan, for rows
-    finer = tuple(m for m in metrics if m == "calibration_ratio")  # the one metric with an exact test of thin periods
-    candidates: list[tuple[str, QualitySeries, tuple[str, ...]]] = []
+    finer = "calibration_ratio" in metrics  # the one metric whose thin periods have an exact law: their clicks' counts
+
+    def own_grain(series: QualitySeries, level: float) -> Onset:
+        return detect_onset(series, metrics, alpha=level)
+
+    candidates: list[tuple[str, QualitySeries, Callable[[QualitySeries, float], Onset]]] = []
     for col in cols:
         series = quality_series(case, by=col, every=every, rows=rows, scan=scan)
         shares = series.table.group_by(col).agg(pl.col("rows").sum()).with_columns(pl.col("rows") / pl.col("rows").sum())
-        by_grain: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        by_grain: dict[str, list[tuple[str, Callable[[QualitySeries, float], Onset]]]] = {}
         for value in shares.filter(pl.col("rows") >= min_share)[col].sort().to_list():
             own = _segment_grain(series.table.filter(pl.col(col) == value), every)
             if own is None:
                 continue
-            by_grain.setdefault(own, []).append((value, tuple(metrics)))
+            by_grain.setdefault(own, []).append((value, own_grain))
             for grain in GRAINS[GRAINS.index(every):GRAINS.index(own)] if finer else ():
-                by_grain.setdefault(grain, []).append((value, finer))
+                by_grain.setdefault(grain, []).append((value, _count_test))
         for grain, values in sorted(by_grain.items(), key=lambda kv: GRAINS.index(kv[0])):
             table = series.table if grain == every else quality_series(case, by=col, every=grain, rows=rows, scan=scan).table
-            for value, watched in values:
+            for value, test in values:
                 sub = table.filter(pl.col(col) == value).drop(col)
-                candidates.append((f"{col}={value}", QualitySeries(table=sub, every=grain, by=()), watched))
+                candidates.append((f"{col}={value}", QualitySeries(table=sub, every=grain, by=()), test))
     if not candidates:
         return None
     per_segment = alpha / len(candidates)
-    found = [(segment, series, detect_onset(series, watched, alpha=per_segment)) for segment, series, watched in candidates]
+    found = [(segment, series, test(series, per_segment)) for segment, series, test in candidates]
     for segment, series, onset in sorted((f for f in found if f[2].detected and (accept is None or accept(f[2]))),
                                          key=lambda f: -f[2].severity / f[2].threshold):
         if onset.metric == "calibration_ratio" and _exact_p(series.table, onset) > per_segment:
