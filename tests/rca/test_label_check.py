@@ -74,3 +74,29 @@ def test_a_weak_loose_labels_reading_is_not_stated(tmp_path):
     assert found.top.target == truth["target"]
     assert all(c.kind != "label" for c in found.root_causes)
     assert "came loose" not in found.evidence("label_side").summary
+
+
+def test_every_click_lost_over_the_whole_traffic_is_a_label_incident(tmp_path):
+    """Sample control with every label 0 from 11-20 06:00 (a click logger that stopped): the scan found the shift, but
+    a window without clicks had no calibration ratio, its materiality read False and the answer was "no regression";
+    the label check's change was undefined too, so it passed. A window now counts at least half a click, and the
+    labels are named."""
+    import shutil
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from tests.conftest import sample_case
+    from workbench import diagnose, open_case
+
+    root = shutil.copytree(sample_case("control"), tmp_path / "case")
+    log = root / "predictions.parquet"
+    rows = pl.read_parquet(log)
+    stopped = (pl.col("ts") >= datetime(2026, 11, 20, 6, tzinfo=UTC)) & pl.col("label").is_not_null()
+    rows.with_columns(pl.when(stopped).then(0).otherwise(pl.col("label")).cast(rows["label"].dtype).alias("label")
+                      ).write_parquet(log)
+    result = diagnose(open_case(root))
+    anomaly = result.anomaly
+    assert anomaly["detected"] and anomaly["metric"] == "calibration_ratio" and anomaly["onset"] == "2026-11-20T06:00:00Z"
+    assert result.top is not None and result.top.kind == "label", [c.to_dict() for c in result.root_causes]
+    assert not result.errors

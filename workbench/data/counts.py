@@ -22,15 +22,22 @@ Method (:func:`detect_count_shift`):
    all (the temporal scan statistic of Kulldorff 1997, binomial given ``N``), ``sqrt(2 LLR)``; negative when the
    window holds fewer clicks than its expected share: its calibration ratio rose.
 3. **Over-dispersion**: the calibration also wanders from day to day (a population the model does not see), which a
-   thick segment's counts show. Pearson's ``X^2`` of the best window's two-rate fit over its degrees of freedom,
-   floored at 1 (sampling error is the floor, never the measure), is the quasi-Poisson scale ``phi``; the severity is
-   the best ``|statistic| / sqrt(phi)``.
+   thick segment's counts show. The deviance of the best window's two-rate fit over its degrees of freedom, floored
+   at 1 (sampling error is the floor, never the measure), is the quasi-Poisson scale ``phi``; the severity is the
+   best ``|statistic| / sqrt(phi)``. The deviance, not Pearson's ``X^2``: one click in a night hour expecting 0.005
+   adds 199 to ``X^2`` and 8.6 to the deviance, so a single stray click no longer hides a collapse elsewhere. It
+   costs nothing: the deviance of the two-rate fit is the one-rate fit's less ``2 LLR``.
 4. **Decision**: the statistic is a maximum over many windows, so it is compared with the ``1 - alpha`` quantile of
-   the same maximum over ``null_draws`` multinomial series with the same ``N`` and shares, put through steps 1-3
-   (their tail extrapolated as the detector's, :func:`workbench.data.onset._critical`). Under the Poisson model the
-   false-alarm rate is ``alpha``, the choice of the window included. The move must also be material as the
-   detector's (:func:`workbench.data.onset.material`: 5% further from 1, by the lower one-sided 95% bound, its
-   error the windows' binomial errors times ``sqrt(phi)``), between the windows the detector would report for it.
+   the same maximum over ``null_draws`` series of no change put through steps 1-3 (their tail extrapolated as the
+   detector's, :func:`workbench.data.onset._critical`): multinomial with the same ``N`` and shares when ``phi`` is
+   1, else with the dispersion the series shows, each period's clicks Poisson with a gamma-distributed mean (negative
+   binomial, variance ``phi`` times the mean). The draws estimate their own ``phi`` as the series did, so the noise
+   of that estimate is paid for too: a null of pure multinomial draws alarmed on 0.8 % of series whose calibration
+   wanders 10 % a day at a nominal 0.1 % (a review's count). Under that model the false-alarm rate is ``alpha``, the
+   choice of the window included. The move must also be material as the detector's
+   (:func:`workbench.data.onset.material`: 5% further from 1, by the lower one-sided 95% bound, its error the
+   windows' binomial errors times ``sqrt(phi)``), between the windows the detector would report for it, each
+   window's ratio counting at least half a click a side (:func:`workbench.data.quality.pool`).
 5. **Onset and end**: the best window's start; its stop when it stops ``MIN_AFTER_END`` periods or more before the
    data do (the rate after it is the rate before: it is one of the two), else the incident lasts.
 
@@ -72,49 +79,51 @@ STRIDE = 8  # a shift of L periods that ends before the data do starts on every 
 CHUNK = 4_000_000  # candidate-by-draw cells per chunk of null draws (memory: 32 MB a float array)
 
 
+def _xlogx(n: int) -> np.ndarray:
+    """``T(k) = k log k`` for ``k = 0 .. n`` (``T(0) = 0``)."""
+    k = np.arange(n + 1, dtype=float)
+    return k * np.log(np.maximum(k, 1.0))
+
+
 class _Ratio:
-    """Step 2's likelihood ratio for windows of fixed expected shares ``P`` of ``N`` clicks. Counts are whole, so
-    ``LLR = T(Y) + T(N - Y) - T(N) - Y log P - (N - Y) log(1 - P)`` with ``T(k) = k log k`` read from a table: the
-    null's hundred million windows cost gathers and products, not four logarithms each."""
+    """Step 2's likelihood ratio for windows of fixed expected shares ``P``. Counts are whole, so ``LLR = T(Y) +
+    T(N - Y) - T(N) - Y log P - (N - Y) log(1 - P)`` with ``T(k) = k log k`` read from a table: the null's hundred
+    million windows cost gathers and products, not four logarithms each."""
 
-    def __init__(self, total: int, share: np.ndarray) -> None:
-        k = np.arange(total + 1, dtype=float)
-        with np.errstate(divide="ignore"):
-            self.table = np.where(k > 0, k * np.log(np.maximum(k, 1.0)), 0.0)
-            self.share = np.clip(share, 1e-300, 1 - 1e-16)
-            self.log_in, self.log_out = np.log(self.share), np.log1p(-self.share)
-        self.total = total
+    def __init__(self, share: np.ndarray) -> None:
+        self.share = np.clip(share, 1e-300, 1 - 1e-16)
+        self.log_in, self.log_out = np.log(self.share), np.log1p(-self.share)
 
-    def llr(self, inside: np.ndarray) -> np.ndarray:
-        """``LLR`` of integer window counts (arrays broadcast with the shares: candidates, or candidates by draws)."""
-        n = self.total
-        out = self.table[inside] + self.table[n - inside]
+    def llr(self, inside: np.ndarray, total: np.ndarray | int, table: np.ndarray) -> np.ndarray:
+        """``LLR`` of integer window counts out of ``total`` (a scalar, or one per draw: a row) clicks (arrays broadcast
+        with the shares: candidates, or candidates by draws); ``table`` is :func:`_xlogx` up to the largest total."""
+        out = table[inside] + table[total - inside]
         out -= inside * self.log_in
-        out -= (n - inside) * self.log_out
-        out -= self.table[n]
+        out -= (total - inside) * self.log_out
+        out -= table[total]
         return out
-
-    def signed_root(self, inside: np.ndarray) -> np.ndarray:
-        """``sign(Y - N P) sqrt(2 LLR)``: negative when a window holds fewer clicks than its share."""
-        return np.sign(inside - self.total * self.share) * np.sqrt(2 * np.maximum(self.llr(inside), 0.0))
 
 
 def _signed_root(inside: np.ndarray, total: float, share: np.ndarray) -> np.ndarray:
-    """Step 2 for whole counts ``inside`` out of ``total`` in windows of expected ``share``."""
-    return _Ratio(round(total), share).signed_root(np.rint(inside).astype(np.int64))
+    """Step 2, ``sign(Y - N P) sqrt(2 LLR)`` of whole counts ``inside`` out of ``total`` in windows of expected
+    ``share``: negative when a window holds fewer clicks than its share."""
+    n = round(total)
+    ratio = _Ratio(share)
+    llr = ratio.llr(np.rint(inside).astype(np.int64), n, _xlogx(n))
+    return np.sign(inside - n * ratio.share) * np.sqrt(2 * np.maximum(llr, 0.0))
 
 
-def _dispersion(inside: np.ndarray, share: np.ndarray, q_inside: np.ndarray, q_total: np.ndarray, total: float,
-                df: int) -> np.ndarray:
-    """Step 3: Pearson's ``X^2 / df`` of the two-rate fit of a window (floored at 1). With ``mu_t = N pi_t c`` (``c``
-    the window's or the rest's rate relative to one rate for all), ``X^2 = sum y^2 / mu - N``; ``q`` are the sums of
-    ``y^2 / pi`` inside the window and over all periods, so it costs two prefix sums, not a pass per window."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c_in = inside / (total * share)
-        c_out = (total - inside) / (total * (1 - share))
-        x2 = (np.where(inside > 0, q_inside / (total * c_in), 0.0)
-              + np.where(total - inside > 0, (q_total - q_inside) / (total * c_out), 0.0) - total)
-    return np.maximum(np.nan_to_num(x2 / max(df, 1), nan=1.0), 1.0)
+def _dispersion(one_rate_deviance: np.ndarray, llr: np.ndarray, df: int) -> np.ndarray:
+    """Step 3: the two-rate fit's deviance (the one-rate fit's, ``2 (sum T(y) - sum y log pi - T(N))``, less ``2 LLR``)
+    over ``df``, floored at 1."""
+    return np.maximum((one_rate_deviance - 2 * llr) / max(df, 1), 1.0)
+
+
+def _one_rate_deviance(counts: np.ndarray, log_shares: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``2 (sum T(y) - sum y log pi - T(N))`` per column of integer ``counts`` (periods by draws, or one series)."""
+    total = counts.sum(axis=0)
+    return 2 * (table[counts].sum(axis=0) - (counts * (log_shares if counts.ndim == 1 else log_shares[:, None])).sum(axis=0)
+                - table[total])
 
 
 def _strided(starts: np.ndarray, stops: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,25 +144,31 @@ def _refined(cum: np.ndarray, cum_share: np.ndarray, total: float, start: int, s
     return int(near[int(np.argmax(np.abs(stat)))]), stop
 
 
-def _null_maxima(shares: np.ndarray, total: int, starts: np.ndarray, stops: np.ndarray, draws: int) -> np.ndarray:
-    """Step 4: the best scaled statistic of ``draws`` multinomial series (sorted)."""
+def _null_maxima(shares: np.ndarray, total: int, phi: float, starts: np.ndarray, stops: np.ndarray, draws: int
+                 ) -> np.ndarray:
+    """Step 4: the best scaled statistic of ``draws`` series of no change (sorted): multinomial when ``phi`` is 1,
+    else negative binomial with variance ``phi`` times the mean."""
     rng = np.random.default_rng(20261207)
     cum_share = np.concatenate([[0.0], np.cumsum(shares)])
-    ratio = _Ratio(total, (cum_share[stops] - cum_share[starts])[:, None])
+    ratio = _Ratio((cum_share[stops] - cum_share[starts])[:, None])
+    log_shares = np.log(shares)
+    mean = total * shares
     df = len(shares) - 2
     out = np.empty(draws)
     chunk = max(1, min(draws, CHUNK // max(len(starts) + len(shares), 1)))
     for lo in range(0, draws, chunk):
-        counts = rng.multinomial(total, shares, size=min(chunk, draws - lo)).T  # periods x draws
-        cum = np.vstack([np.zeros((1, counts.shape[1]), dtype=np.int64), np.cumsum(counts, axis=0)])
-        sq = np.vstack([np.zeros((1, counts.shape[1])), np.cumsum(counts**2 / shares[:, None], axis=0)])
-        inside = cum[stops] - cum[starts]
-        llr = ratio.llr(inside)
+        size = min(chunk, draws - lo)
+        if phi > 1:  # a gamma-distributed mean per period: shape mean / (phi - 1), scale phi - 1
+            counts = rng.poisson(rng.gamma(mean[:, None] / (phi - 1), phi - 1, size=(len(shares), size)))
+        else:
+            counts = rng.multinomial(total, shares, size=size).T  # periods x draws
+        table = _xlogx(int(counts.sum(axis=0).max()))
+        cum = np.vstack([np.zeros((1, size), dtype=np.int64), np.cumsum(counts, axis=0)])
+        llr = ratio.llr(cum[stops] - cum[starts], cum[-1][None, :], table)
         best = np.argmax(llr, axis=0)
-        cols = np.arange(llr.shape[1])
-        q_inside = sq[stops[best], cols] - sq[starts[best], cols]
-        phi = _dispersion(inside[best, cols].astype(float), ratio.share[best, 0], q_inside, sq[-1], total, df)
-        out[lo: lo + len(cols)] = np.sqrt(2 * np.maximum(llr[best, cols], 0.0) / phi)
+        top = llr[best, np.arange(size)]
+        scale = _dispersion(_one_rate_deviance(counts, log_shares, table), top, df)
+        out[lo: lo + size] = np.sqrt(2 * np.maximum(top, 0.0) / scale)
     return np.sort(out)
 
 
@@ -190,17 +205,18 @@ def detect_count_shift(series: QualitySeries, *, alpha: float = 0.001, null_draw
                      baseline=baseline, incident=incident, label_delay_hours=delay_hours, series=table, grain=every,
                      metrics=(verdict,), method="calibration_ratio per count: too few periods or clicks to scan")
     shares = e / e.sum()
-    cum = np.concatenate([[0.0], np.cumsum(y)])
+    counts = np.rint(y).astype(np.int64)
+    n_clicks = int(counts.sum())
+    cum = np.concatenate([[0], np.cumsum(counts)])
     cum_share = np.concatenate([[0.0], np.cumsum(shares)])
-    sq = np.concatenate([[0.0], np.cumsum(y**2 / shares)])
-    inside, window_share = cum[stops] - cum[starts], cum_share[stops] - cum_share[starts]
-    stat = _signed_root(inside, total, window_share)
-    best = int(np.argmax(np.abs(stat)))
-    phi = float(_dispersion(inside[best:best + 1], window_share[best:best + 1], sq[stops[best]:stops[best] + 1]
-                            - sq[starts[best]:starts[best] + 1], sq[-1], total, len(rows) - 2)[0])
-    severity = abs(float(stat[best])) / math.sqrt(phi)
-    threshold = _critical(_null_maxima(shares, round(total), starts, stops, null_draws), alpha)
-    start, stop = _refined(cum, cum_share, total, int(starts[best]), int(stops[best]), len(rows), min_before(grain_hours))
+    ratio, table_k = _Ratio(cum_share[stops] - cum_share[starts]), _xlogx(n_clicks)
+    inside = cum[stops] - cum[starts]
+    llr = ratio.llr(inside, n_clicks, table_k)
+    best = int(np.argmax(llr))
+    phi = float(_dispersion(_one_rate_deviance(counts, np.log(shares), table_k), llr[best], len(rows) - 2))
+    severity = math.sqrt(2 * max(float(llr[best]), 0.0) / phi)
+    threshold = _critical(_null_maxima(shares, n_clicks, phi, starts, stops, null_draws), alpha)
+    start, stop = _refined(cum, cum_share, n_clicks, int(starts[best]), int(stops[best]), len(rows), min_before(grain_hours))
     onset_time = table["window"][int(rows[start])]
     ended = stop <= len(rows) - MIN_AFTER_END
     end_time = table["window"][int(rows[stop])] if ended else None
@@ -228,9 +244,9 @@ def detect_count_shift(series: QualitySeries, *, alpha: float = 0.001, null_draw
     table = table.with_columns(*(pl.Series(k, v).fill_nan(None) for k, v in columns.items()), pl.Series("used", used))
     method = (f"calibration_ratio per {every}, on its clicks' counts: a shift on [onset, end) scanned over onsets and a "
               f"ladder of lengths by the signed root of its likelihood ratio (Poisson, given the total), over the "
-              f"quasi-Poisson dispersion {fmt(phi, 2)} (floored at 1) vs the {1 - alpha:.3%} quantile of its null "
-              f"maximum ({null_draws} multinomial draws); materiality x1.05 further from 1 (or moved across it by the "
-              f"predictions)")
+              f"quasi-Poisson dispersion {fmt(phi, 2)} (deviance, floored at 1) vs the {1 - alpha:.3%} quantile of its "
+              f"null maximum ({null_draws} draws of no change with that dispersion); materiality x1.05 further from 1 "
+              f"(or moved across it by the predictions)")
     return Onset(detected=regressed, metric=METRIC, onset=onset_time if regressed else None, baseline_value=before,
                  current_value=after, severity=severity, effect=effect, threshold=threshold, baseline=baseline,
                  incident=incident, label_delay_hours=delay_hours, series=table, method=method,

@@ -23,6 +23,7 @@ from workbench.case.loader import Case
 from workbench.data._frames import PERIOD, collect_windows
 from workbench.data._sums import SUMS, sum_aggs
 from workbench.data.drift import FeatureDrift, feature_drift
+from workbench.data.quality import HALF_CLICK, pool_sums
 from workbench.metrics import metric_from_sums, reliable_end
 from workbench.windows import Window, iso
 
@@ -125,13 +126,16 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
     rate = {p: float(metric_from_sums(side[p], "label_rate")[0][0]) for p in side}
     pred = {p: float(metric_from_sums(side[p], "prediction_mean")[0][0]) for p in side}
     pred_se = {p: float(metric_from_sums(side[p], "prediction_mean")[1][0]) for p in side}  # of log(mean)
-    cal = {p: float(metric_from_sums(side[p], "calibration_ratio")[0][0]) for p in side}
+    cal = {p: pool_sums(side[p], "calibration_ratio") for p in side}
     nb, ni = side["b"]["labeled"][0], side["i"]["labeled"][0]
     pooled = (side["b"]["positives"][0] + side["i"]["positives"][0]) / max(nb + ni, 1)
     se = math.sqrt(pooled * (1 - pooled) * (1 / max(nb, 1) + 1 / max(ni, 1))) if 0 < pooled < 1 else math.nan
     z = (rate["i"] - rate["b"]) / se if se and math.isfinite(se) else math.nan
     with np.errstate(divide="ignore", invalid="ignore"):
-        lab = math.log(rate["i"] / rate["b"]) if rate["b"] > 0 and rate["i"] > 0 else math.nan
+        # a window whose clicks all stopped counts half a click, as the detector's do: a label rate gone to 0 is a
+        # label change of at least log(2 k_b n_i / n_b), not an undefined one that let the check pass
+        half = {p: max(side[p]["positives"][0], HALF_CLICK) / side[p]["labeled"][0] for p in side}
+        lab = math.log(half["i"] / half["b"]) if nb > 0 and ni > 0 and rate["b"] + rate["i"] > 0 else math.nan
         prd = math.log(pred["i"] / pred["b"]) if pred["b"] > 0 and pred["i"] > 0 else math.nan
     pz = prd / math.sqrt(pred_se["b"] ** 2 + pred_se["i"] ** 2) if math.isfinite(prd) else math.nan
     if drift is None:

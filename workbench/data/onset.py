@@ -583,6 +583,8 @@ def _critical(maxima: np.ndarray, level: float) -> float:
         return float(np.quantile(maxima, 1 - level))
     u = float(np.quantile(maxima, 1 - TAIL))
     excess = maxima[maxima > u] - u
+    if not len(excess):  # the top draws tie (a count series of a few clicks can reach only a few values): no tail
+        return float(maxima[-1])
     return u + float(excess.mean()) * math.log(TAIL / level)
 
 
@@ -781,7 +783,7 @@ def floors_of(metric: str, effect: float) -> float:
     if not math.isfinite(effect):
         return 0.0
     if metric in LOG_SCALE:
-        return abs(math.log1p(effect)) / MIN_EFFECT[metric]
+        return abs(math.log1p(effect)) / MIN_EFFECT[metric] if effect > -1 else math.inf
     d = DIRECTION[metric]
     return (effect * d if d else abs(effect)) / MIN_EFFECT[metric]
 

@@ -31,6 +31,8 @@ from workbench.metrics import ECE_BINS, clipped_expr, ece_bin, metric_from_sums,
 from workbench.windows import Window
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from workbench.data.scan import LogScan
 
 __all__ = ["QUALITY_COLUMNS", "QualitySeries", "finish", "merge_partials", "quality_between", "quality_partial",
@@ -39,6 +41,7 @@ __all__ = ["QUALITY_COLUMNS", "QualitySeries", "finish", "merge_partials", "qual
 SB, EB = "_score_bin", "_ece_bin"
 SUMS = ("rows", "labeled", "positives", "pred_sum", "pred_sq_sum", "pred_sum_labeled", "ll_sum", "ll_sq_sum",
         "ll_pos_sum", "logp_sum", "log1mp_sum")
+HALF_CLICK = 0.5  # a window's calibration ratio counts each side as at least this many clicks (pool)
 POOL_SUMS = ("positives", "pred_sum", "pred_sq_sum", "pred_sum_labeled", "ll_sum", "ll_sq_sum", "ll_pos_sum")  # kept in finished tables
 QUALITY_COLUMNS = ("rows", "labeled", "label_join_rate", "label_rate", "prediction_mean", "log_loss",
                    "normalized_entropy", "auc", "calibration_ratio", "ece", "ne_se", "auc_bound")
@@ -174,7 +177,12 @@ def pool(table: pl.DataFrame, metric: str) -> float:
     """One window's metric pooled exactly from rows of a quality table (AUC/ECE: labeled-weighted mean).
 
     The headline's figure: the same sums and the same definition
-    (:func:`workbench.metrics.metric_from_sums`) as every period of the detector's series.
+    (:func:`workbench.metrics.metric_from_sums`) as every period of the detector's series, except that a window's
+    calibration ratio counts each side as at least half a click, as the detector's periods do
+    (:func:`workbench.data.onset._log_ratios`): a window whose clicks all stopped, or whose predictions all fell to
+    0, is a ratio of at least twice its expected clicks (or at most half a click over its clicks), not an undefined
+    one. Undefined, a total loss of clicks over the whole traffic read as "no regression": the scan found it, and
+    the materiality of a NaN ratio was False.
     """
     if table.is_empty():
         return float("nan")
@@ -183,5 +191,13 @@ def pool(table: pl.DataFrame, metric: str) -> float:
     if metric in ("auc", "ece"):
         w = table.select(pl.col("labeled").filter(pl.col(metric).is_not_null()).sum()).item()
         return float(table.select((pl.col(metric) * pl.col("labeled")).sum()).item() / w) if w else float("nan")
-    s = table.select(pl.col("rows", "labeled", *POOL_SUMS).sum()).row(0, named=True)
-    return float(metric_from_sums({k: np.array([float(v)]) for k, v in s.items()}, metric)[0][0])
+    return pool_sums(table.select(pl.col("rows", "labeled", *POOL_SUMS).sum()).row(0, named=True), metric)
+
+
+def pool_sums(sums: Mapping[str, float | np.ndarray], metric: str) -> float:
+    """One window's ``metric`` from its summed columns (``rows``, ``labeled`` and :data:`POOL_SUMS`; scalars or
+    one-element arrays): :func:`pool`'s definition, the half click included."""
+    s = {k: float(np.asarray(v, dtype=float).reshape(-1)[0]) for k, v in sums.items()}
+    if metric == "calibration_ratio" and s["labeled"]:
+        return max(s["pred_sum_labeled"], HALF_CLICK) / max(s["positives"], HALF_CLICK)
+    return float(metric_from_sums({k: np.array([v]) for k, v in s.items()}, metric)[0][0])

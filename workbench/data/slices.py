@@ -283,7 +283,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     # a metric that regresses either way (the calibration ratio) is oriented by the way the whole traffic moved: the
     # slice that holds the change moved further that way than the rest. Orienting by |diff| let the complement of the
     # slice that collapsed win (a country whose ratio held differs from a rest that holds the collapse).
-    d = d or int(np.sign(total))
+    d = d or (int(np.sign(total)) if math.isfinite(total) else 0)  # no clicks left anywhere: no way to orient, nor a slice
     diff = delta_s - delta_r
     oriented = diff * d if d else np.abs(diff)
     se = np.sqrt(sb**2 + si**2 + swb_diff**2 + swi**2)
