@@ -364,3 +364,15 @@ def test_the_expected_calibration_is_drawn_in_the_ratios_own_units():
     before = tl.x < np.datetime64(tl.onset.onset.replace(tzinfo=None))
     level = np.nanmedian(drawn[before])
     assert np.nanmedian(expected[before]) == pytest.approx(level, rel=0.1)
+
+
+def test_a_segments_expectation_is_not_drawn_over_the_whole_traffic(monkeypatch):
+    """When the diagnosis read the onset on one segment's series, its expected line belongs to that segment: drawn
+    over the whole traffic's curve it would be another series' line."""
+    from tests.conftest import sample_case
+    from workbench_widgets._results import Results
+
+    tl = investigate(open_case(sample_case("feature_coverage_drop"))).views["timeline"]
+    assert tl._expected("calibration_ratio") is not None
+    monkeypatch.setattr(Results, "segment", property(lambda self: "country=BR"))
+    assert tl._expected("calibration_ratio") is None
