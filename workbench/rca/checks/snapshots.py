@@ -164,6 +164,10 @@ def model_side(ctx: Context) -> Evidence:
                  + (f", most in {layer}" if layer else "") if row["alarm"] else "its weight change looks like a routine refresh")
     swap_s = 0.0
     swap = _swap(ctx)
+    if swap is not None and not math.isfinite(swap.recovered):  # no clicks left to measure the regression on
+        parts.append("what swapping it out recovers cannot be measured (the incident's rows define no regression to "
+                     "recover: no clicks, or no labels)")
+        swap = None
     if swap is not None:
         # significant (paired z through from_z) and material (its share of the regression): both must hold
         swap_s = S.from_z(swap.z) * S.from_share(swap.recovered)
