@@ -104,3 +104,29 @@ def test_every_click_lost_over_the_whole_traffic_is_a_label_incident(tmp_path):
     # the snapshot swap has no regression to measure on rows without clicks: said in words, not as "nan%"
     model_side = result.evidence("model_side")
     assert model_side is not None and math.isfinite(model_side.score) and "nan" not in model_side.summary
+
+
+def test_predictions_that_all_fell_to_zero_are_not_labels_that_came_loose(tmp_path):
+    """Sample control with every served prediction 0 from 11-20 06:00 (a serving path that returns 0): the AUC fell to
+    0.5 and the prediction mean's change was undefined (log 0), so nothing said the predictions had moved, and the
+    answer was "labels came loose from their rows ... with the predictions unchanged" at 0.99. The prediction mean now
+    counts half a click's worth, as a window's calibration ratio does, and the labels are not blamed."""
+    import shutil
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from tests.conftest import sample_case
+    from workbench import diagnose, open_case
+
+    root = shutil.copytree(sample_case("control"), tmp_path / "case")
+    log = root / "predictions.parquet"
+    rows = pl.read_parquet(log)
+    broken = pl.col("ts") >= datetime(2026, 11, 20, 6, tzinfo=UTC)
+    rows.with_columns(pl.when(broken).then(0.0).otherwise(pl.col("prediction")).cast(rows["prediction"].dtype)
+                      .alias("prediction")).write_parquet(log)
+    result = diagnose(open_case(root))
+    assert result.anomaly["detected"] and result.anomaly["onset"] == "2026-11-20T06:00:00Z"
+    assert not any(c.kind == "label" for c in result.root_causes), [c.to_dict() for c in result.root_causes]
+    assert result.evidence("label_side").verdict == "pass"
+    assert not result.errors

@@ -136,7 +136,9 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
         # label change of at least log(2 k_b n_i / n_b), not an undefined one that let the check pass
         half = {p: max(side[p]["positives"][0], HALF_CLICK) / side[p]["labeled"][0] for p in side}
         lab = math.log(half["i"] / half["b"]) if nb > 0 and ni > 0 and rate["b"] + rate["i"] > 0 else math.nan
-        prd = math.log(pred["i"] / pred["b"]) if pred["b"] > 0 and pred["i"] > 0 else math.nan
+        # and predictions that all fell to 0 count half a click's worth, as a window's calibration ratio does
+        served = {p: max(side[p]["pred_sum"][0], HALF_CLICK) / side[p]["rows"][0] for p in side}
+        prd = math.log(served["i"] / served["b"]) if side["b"]["rows"][0] > 0 and side["i"]["rows"][0] > 0 else math.nan
     pz = prd / math.sqrt(pred_se["b"] ** 2 + pred_se["i"] ** 2) if math.isfinite(prd) else math.nan
     if drift is None:
         drift = feature_drift(case, baseline, incident, categorical=False, scan=scan)
