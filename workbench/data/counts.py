@@ -191,12 +191,14 @@ def detect_count_shift(series: QualitySeries, *, alpha: float = 0.001, null_draw
     y = clicks[rows]
     # a period whose predictions collapsed to nothing still expects a little: its clicks are then the evidence
     e = np.maximum(expected[rows], 1e-9 * labelled[rows])
-    total = float(y.sum())
-    starts, stops = _strided(*candidate_shifts(len(rows), min_before(grain_hours)), len(rows))
+    counts = np.rint(y).astype(np.int64)
+    n_clicks = int(counts.sum())
+    before = min_before(grain_hours)
+    starts, stops = _strided(*candidate_shifts(len(rows), before), len(rows))
     first = table["window"][0]
     last_end = table["window"][max(label_end - 1, 0)] + step
     delay_hours = round(delayed * grain_hours)
-    if not len(starts) or total < 1:
+    if not len(starts) or n_clicks < 1:
         baseline, incident = _windows(None, last_end, first, every)
         verdict = MetricVerdict(METRIC, pool(table.filter(baseline.contains("window")), METRIC),
                                 pool(table.filter(incident.contains("window")), METRIC), False, tested=False)
@@ -205,8 +207,6 @@ def detect_count_shift(series: QualitySeries, *, alpha: float = 0.001, null_draw
                      baseline=baseline, incident=incident, label_delay_hours=delay_hours, series=table, grain=every,
                      metrics=(verdict,), method="calibration_ratio per count: too few periods or clicks to scan")
     shares = e / e.sum()
-    counts = np.rint(y).astype(np.int64)
-    n_clicks = int(counts.sum())
     cum = np.concatenate([[0], np.cumsum(counts)])
     cum_share = np.concatenate([[0.0], np.cumsum(shares)])
     windows, table_k = _Ratio(cum_share[stops] - cum_share[starts]), _xlogx(n_clicks)
@@ -215,23 +215,23 @@ def detect_count_shift(series: QualitySeries, *, alpha: float = 0.001, null_draw
     phi = float(_dispersion(_one_rate_deviance(counts, np.log(shares), table_k), llr[best], len(rows) - 2))
     severity = math.sqrt(2 * max(float(llr[best]), 0.0) / phi)
     threshold = _critical(_null_maxima(shares, n_clicks, phi, starts, stops, null_draws), alpha)
-    start, stop = _refined(cum, cum_share, n_clicks, int(starts[best]), int(stops[best]), len(rows), min_before(grain_hours))
+    start, stop = _refined(cum, cum_share, n_clicks, int(starts[best]), int(stops[best]), len(rows), before)
     onset_time = table["window"][int(rows[start])]
     ended = stop <= len(rows) - MIN_AFTER_END
     end_time = table["window"][int(rows[stop])] if ended else None
     baseline, incident = _windows(onset_time, end_time or last_end, first, every)
     tb, ti = table.filter(baseline.contains("window")), table.filter(incident.contains("window"))
-    before, after = pool(tb, METRIC), pool(ti, METRIC)
+    level, after = pool(tb, METRIC), pool(ti, METRIC)
     errors = [float(calibration_log_se(np.array([float(t["labeled"].sum())]), np.array([float(t["pred_sum_labeled"].sum())]),
                                        np.array([float(t["positives"].sum())]))[0]) if t.height else math.nan for t in (tb, ti)]
     se = math.sqrt(phi * (errors[0] ** 2 + errors[1] ** 2))
     significant = severity >= threshold
-    regressed = bool(significant and math.isfinite(se) and material(METRIC, before, after, se, prediction_move(tb, ti)))
-    effect = after / before - 1 if before > 0 and math.isfinite(after) else math.nan
-    verdict = MetricVerdict(METRIC, before, after, regressed, severity, threshold, effect, floors_of(METRIC, effect),
+    regressed = bool(significant and math.isfinite(se) and material(METRIC, level, after, se, prediction_move(tb, ti)))
+    effect = after / level - 1 if level > 0 and math.isfinite(after) else math.nan
+    verdict = MetricVerdict(METRIC, level, after, regressed, severity, threshold, effect, floors_of(METRIC, effect),
                             onset_time if regressed else None, end_time if regressed else None, True, math.sqrt(phi))
     # per period: the ratio, the one the model of no change expects (one rate for all), the Pearson residual
-    rate = total / e.sum()
+    rate = n_clicks / e.sum()
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(y > 0, e / y, np.nan)
     columns = {name: np.full(table.height, np.nan) for name in ("value", "expected", "z")}
@@ -246,7 +246,7 @@ def detect_count_shift(series: QualitySeries, *, alpha: float = 0.001, null_draw
               f"quasi-Poisson dispersion {fmt(phi, 2)} (deviance, floored at 1) vs the {1 - alpha:.3%} quantile of its "
               f"null maximum ({null_draws} draws of no change with that dispersion); materiality x1.05 further from 1 "
               f"(or moved across it by the predictions)")
-    return Onset(detected=regressed, metric=METRIC, onset=onset_time if regressed else None, baseline_value=before,
+    return Onset(detected=regressed, metric=METRIC, onset=onset_time if regressed else None, baseline_value=level,
                  current_value=after, severity=severity, effect=effect, threshold=threshold, baseline=baseline,
                  incident=incident, label_delay_hours=delay_hours, series=table, method=method,
                  end=end_time if regressed else None, grain=every, metrics=(verdict,))

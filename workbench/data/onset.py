@@ -119,7 +119,7 @@ import polars as pl
 from workbench._render import fmt, jsonable, records
 from workbench.case.grain import GrainChoice, grain_delta
 from workbench.case.loader import Case
-from workbench.data.quality import POOL_SUMS, QualitySeries, pool, quality_between, quality_series
+from workbench.data.quality import HALF_CLICK, POOL_SUMS, QualitySeries, pool, quality_between, quality_series
 from workbench.errors import WorkbenchError
 from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, metric_from_sums, reliable_end
 from workbench.windows import Window, iso
@@ -698,7 +698,7 @@ def _model_side(expected: np.ndarray) -> np.ndarray:
     the clicks carry half a count: predictions that collapsed to 0 read as a bounded ratio, ``0.5 / (k + 1/2)``, not
     one that grows with the period's rows. Usable periods expect 5 clicks or show them (step 1), so only a collapse
     reaches the floor."""
-    return np.maximum(expected, 0.5)
+    return np.maximum(expected, HALF_CLICK)
 
 
 def _log_ratios(expected: np.ndarray, positives: np.ndarray) -> np.ndarray:
@@ -706,7 +706,7 @@ def _log_ratios(expected: np.ndarray, positives: np.ndarray) -> np.ndarray:
     click keeps a period whose clicks collapsed to 0 and leaves the log nearly unbiased from 5 clicks a period on
     (Haldane 1955, Anscombe 1956); the model's side is a sum of predictions, which needs no such correction."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(_model_side(expected) / (positives + 0.5))
+        return np.log(_model_side(expected) / (positives + HALF_CLICK))
 
 
 def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: int, grain_hours: float) -> _Fit:

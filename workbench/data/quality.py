@@ -41,7 +41,7 @@ __all__ = ["QUALITY_COLUMNS", "QualitySeries", "finish", "merge_partials", "qual
 SB, EB = "_score_bin", "_ece_bin"
 SUMS = ("rows", "labeled", "positives", "pred_sum", "pred_sq_sum", "pred_sum_labeled", "ll_sum", "ll_sq_sum",
         "ll_pos_sum", "logp_sum", "log1mp_sum")
-HALF_CLICK = 0.5  # a window's calibration ratio counts each side as at least this many clicks (pool)
+HALF_CLICK = 0.5  # half a click: added to a period's clicks (onset._log_ratios), the floor of a window's sides (pool)
 POOL_SUMS = ("positives", "pred_sum", "pred_sq_sum", "pred_sum_labeled", "ll_sum", "ll_sq_sum", "ll_pos_sum")  # kept in finished tables
 QUALITY_COLUMNS = ("rows", "labeled", "label_join_rate", "label_rate", "prediction_mean", "log_loss",
                    "normalized_entropy", "auc", "calibration_ratio", "ece", "ne_se", "auc_bound")
