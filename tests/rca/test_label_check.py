@@ -110,7 +110,10 @@ def test_predictions_that_all_fell_to_zero_are_not_labels_that_came_loose(tmp_pa
     """Sample control with every served prediction 0 from 11-20 06:00 (a serving path that returns 0): the AUC fell to
     0.5 and the prediction mean's change was undefined (log 0), so nothing said the predictions had moved, and the
     answer was "labels came loose from their rows ... with the predictions unchanged" at 0.99. The prediction mean now
-    counts half a click's worth, as a window's calibration ratio does, and the labels are not blamed."""
+    counts half a click's worth, as a window's calibration ratio does, and the labels are not blamed. The case has its
+    model, and the serving consistency dropped every row whose logged logit was saturated, so nothing was left to
+    compare and no cause was named: each side now reads at most 15 logits, and the served predictions are named as
+    no longer what the snapshot computes from the logged inputs."""
     import shutil
     from datetime import UTC, datetime
 
@@ -128,5 +131,8 @@ def test_predictions_that_all_fell_to_zero_are_not_labels_that_came_loose(tmp_pa
     result = diagnose(open_case(root))
     assert result.anomaly["detected"] and result.anomaly["onset"] == "2026-11-20T06:00:00Z"
     assert not any(c.kind == "label" for c in result.root_causes), [c.to_dict() for c in result.root_causes]
-    assert result.evidence("label_side").verdict == "pass"
+    label_side = result.evidence("label_side")
+    assert label_side.verdict == "pass" and "nan" not in label_side.summary, label_side.summary
+    assert result.top is not None and result.top.kind == "calibration" and result.top.confidence >= 0.9, result.top
+    assert "stopped matching what the serving snapshot computes" in result.top.summary, result.top.summary
     assert not result.errors

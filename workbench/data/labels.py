@@ -125,7 +125,8 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
     side = {p: {s: np.array([float(sums.filter(pl.col(PERIOD) == p)[s].sum())]) for s in SUMS} for p in ("b", "i")}
     rate = {p: float(metric_from_sums(side[p], "label_rate")[0][0]) for p in side}
     pred = {p: float(metric_from_sums(side[p], "prediction_mean")[0][0]) for p in side}
-    pred_se = {p: float(metric_from_sums(side[p], "prediction_mean")[1][0]) for p in side}  # of log(mean)
+    # of log(mean); predictions that are all 0 have no spread, and their mean no sampling error (0/0 in the formula)
+    pred_se = {p: float(np.nan_to_num(metric_from_sums(side[p], "prediction_mean")[1][0])) for p in side}
     cal = {p: pool_sums(side[p], "calibration_ratio") for p in side}
     nb, ni = side["b"]["labeled"][0], side["i"]["labeled"][0]
     pooled = (side["b"]["positives"][0] + side["i"]["positives"][0]) / max(nb + ni, 1)

@@ -206,14 +206,17 @@ def serving_consistency(case: Case, baseline: Window, incident: Window, *, sampl
         if frame.height == 0:
             return None
         rescored = _rescore_by_snapshot(case, frame, frame[SNAPSHOT].unique().to_list())
-        logged = frame[PREDICTION].to_numpy()
-        # a probability within float32 resolution of 0 or 1 has no resolvable logit: a logged 1.0 and a re-scored
-        # 1 - 1e-7 differ by 0.18 logits with the same model; such rows say nothing about the serving path
-        with np.errstate(invalid="ignore"):
-            ok = np.isfinite(rescored) & (np.abs(logit(logged)) < RESOLVABLE) & (np.abs(logit(np.nan_to_num(rescored))) < RESOLVABLE)
-        if ok.sum() == 0:
-            return None
-        gaps.append(logit(logged[ok]) - logit(rescored[ok]))
+        logged = frame[PREDICTION].to_numpy().astype(np.float64)
+        # a probability within float32 resolution of 0 or 1 has no resolvable logit (a logged 1.0 and a re-scored
+        # 1 - 1e-7 differ by 0.18 logits with the same model), so each side reads at most RESOLVABLE logits: two
+        # saturated values agree, and a serving path that logs 0 where the model says 0.12 differs by 13 logits at
+        # least (dropping saturated rows left nothing to compare, and the answer named no cause)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ok = np.isfinite(rescored) & np.isfinite(logged)
+            if ok.sum() == 0:
+                return None
+            gaps.append(np.clip(logit(logged[ok]), -RESOLVABLE, RESOLVABLE)
+                        - np.clip(logit(rescored[ok]), -RESOLVABLE, RESOLVABLE))
     return ServingConsistency(gap_baseline=float(np.median(np.abs(gaps[0]))), gap_incident=float(np.median(np.abs(gaps[1]))),
                               shift_incident=float(np.median(gaps[1])), rows=len(gaps[1]))
 

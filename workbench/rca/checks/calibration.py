@@ -100,8 +100,9 @@ def calibration(ctx: Context) -> Evidence:
         serving = ctx.cached("serving_consistency", lambda: serving_consistency(ctx.case, ctx.baseline, ctx.incident))
     detail = (str(cs) + (f"; {serving}" if serving is not None else "") + (f"; {unexplained}" if unexplained else "")
               + (f"; {spared}" if spared is not None else ""))
-    if serving is not None and serving.changed > 0:
-        s = 1 - (1 - s) * (1 - S.from_z(serving.changed / max(serving.gap_baseline, 1e-3)))
+    off_model = S.from_z(serving.changed / max(serving.gap_baseline, 1e-3)) if serving is not None else 0.0
+    by_scale = s
+    s = 1 - (1 - s) * (1 - off_model)
     scale_only = s
     s = 1 - (1 - s) * (1 - loose)
     head = (f"Calibration ratio {cs.calibration_ratio_baseline:.3f} → {cs.calibration_ratio_incident:.3f} while AUC "
@@ -116,7 +117,12 @@ def calibration(ctx: Context) -> Evidence:
                           [[i, *a, *b] for i, (a, b) in enumerate(zip(rel_b.pairs(), rel_i.pairs(), strict=False))],
                           title="Reliability: mean prediction vs label rate per bin (equal labeled mass)")
     verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
-    if loose > scale_only and unexplained is not None:
+    if off_model > max(by_scale, loose) and serving is not None:
+        reason = (f"the served predictions stopped matching what the serving snapshot computes from the logged inputs at "
+                  f"{hhmm(ctx)} (median gap {serving.gap_baseline:.2f} logits before, {serving.gap_incident:.2f} after; "
+                  f"{head[0].lower()}{head[1:]}): the serving path after the model changed (a calibration or "
+                  "post-processing layer, a fallback)")
+    elif loose > scale_only and unexplained is not None:
         reason = (f"the served predictions came loose from their logged inputs at {hhmm(ctx)} (the inputs explain "
                   f"{unexplained.came_loose:.0%} less of their variance) with the inputs unchanged: a serving path that "
                   "changed row by row (a fallback, a lookup on the wrong key, a recalibration, or a transform the log "

@@ -64,8 +64,7 @@ def label_side(ctx: Context) -> Evidence:
     s = S.weaken(rate_moved * (1.0 - max(ls.followed, came_with_inputs)), top_feature, confined, inputs_moved)
     summary = (f"Label rate {ls.label_rate_baseline:.2%} → {ls.label_rate_incident:.2%} ({ls.label_z:+.1f}σ) while the "
                f"prediction mean went {ls.prediction_mean_baseline:.2%} → {ls.prediction_mean_incident:.2%} ({ls.prediction_z:+.1f}σ), "
-               + (f"following {ls.followed:.0%} of the label change" if same_way or ls.followed == 0
-                  else "moving against the label change") + (f"; {inputs}." if inputs is not None else "."))
+               + _followed_words(ls, same_way) + (f"; {inputs}." if inputs is not None else "."))
     label = ctx.case.columns.label
     why = f"labels changed on their own at {hhmm(ctx)}: {summary[0].lower()}{summary[1:]}"
     loose, ranking = _loose(ctx, top_feature, confined, move_size(ls.prediction_log_change), rate_moved)
@@ -76,6 +75,16 @@ def label_side(ctx: Context) -> Evidence:
     cands = (Candidate("label", label, s, why, detail=summary),) if s > 0 else ()
     return Evidence("label_side", verdict, s, summary, detail=str(ls), data={"plot": plotspec.bars(
         ["label rate", "prediction mean"], [ls.label_z, ls.prediction_z], title="Shift at the onset (σ)", y="σ")}, candidates=cands)
+
+
+def _followed_words(ls, same_way: bool) -> str:
+    """How the prediction mean moved beside the label rate, in words: a share of the label change it followed, or
+    further than it (a serving path that logged 0: the predictions -100%, the labels -8%), or against it."""
+    if not (same_way or ls.followed == 0):
+        return "moving against the label change"
+    if ls.followed >= 1 and abs(ls.prediction_log_change) > 2 * abs(ls.label_log_change):
+        return "moving much further than the label change"
+    return f"following {ls.followed:.0%} of the label change"
 
 
 def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved: float, rate_moved: float
