@@ -68,7 +68,8 @@ def label_change(ctx: Context):
     ls = ctx.cached("label_shift", lambda: label_shift(ctx.case, ctx.baseline, ctx.incident, drift(ctx), scan=ctx.scan))
     inputs = None
     if ctx.case.features and abs(ls.label_log_change) >= MATERIAL:
-        inputs = ctx.cached("labels_from_inputs", lambda: labels_from_inputs(*window_rows(ctx), ctx.case.features))
+        inputs = ctx.cached("labels_from_inputs", lambda: labels_from_inputs(*window_rows(ctx), ctx.case.features,
+                                                                                      slices=ctx.case.slices))
     return ls, inputs
 
 
