@@ -215,8 +215,10 @@ def report(rows: list[dict], meta: dict) -> str:
     lines += _table("By grain the workbench chose", dict(sorted(by_grain.items())))
     lines += _table("Incidents by realized magnitude", {k: by_mag[k] for k in ("small", "medium", "large", "None") if k in by_mag})
     rel = reliability(rows)
-    lines += ["### Confidence reliability (top cause right, by its confidence)", "", "| band | n | right |", "| --- | --- | --- |"]
-    lines += [f"| {b['band']} | {b['n']} | {_pct(b['right'])} |" for b in rel] or ["| – | 0 | – |"]
+    lines += ["### Confidence reliability (top cause right, by its confidence)", "",
+              "| band | n | right | stated (mean) | right, exact 95 % interval |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {b['band']} | {b['n']} | {_pct(b['right'])} | {b['stated']:.3f} | "
+              f"{b['interval'][0]:.2f}-{b['interval'][1]:.2f} |" for b in rel] or ["| – | 0 | – | – | – |"]
     fails = [r for r in rows if r.get("failure")]
     if fails:
         lines += ["", "### Failures", ""] + [f"- {r['scenario']}: {r['failure'][:300]}" for r in fails]

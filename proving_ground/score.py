@@ -298,9 +298,20 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def reliability(rows: list[dict]) -> list[dict]:
-    """Fraction right per confidence band of the top cause (incidents only)."""
-    bands: dict[str, list[bool]] = {}
+    """Per confidence band of the top cause (incidents only): how many, the fraction right, the mean confidence stated,
+    and the fraction right's exact 95 % interval (Clopper-Pearson). A band of three answers all right at a stated
+    0.76 is 24 points off, and its interval, 0.29-1, holds the stated value: a thin band cannot show a confidence
+    wrong by 0.1, and the interval says how far it can."""
+    from scipy.stats import beta
+
+    bands: dict[str, list[tuple[bool, float]]] = {}
     for r in rows:
         if r.get("incident") and r.get("confidence_band") and r.get("first") is not None:
-            bands.setdefault(r["confidence_band"], []).append(bool(r["first"]))
-    return [{"band": b, "n": len(v), "right": sum(v) / len(v)} for b, v in sorted(bands.items())]
+            bands.setdefault(r["confidence_band"], []).append((bool(r["first"]), float(r["confidence"])))
+    out = []
+    for b, v in sorted(bands.items()):
+        n, k = len(v), sum(right for right, _ in v)
+        low = float(beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
+        high = float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0
+        out.append({"band": b, "n": n, "right": k / n, "stated": sum(c for _, c in v) / n, "interval": [low, high]})
+    return out

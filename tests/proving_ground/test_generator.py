@@ -493,6 +493,23 @@ def test_score_controls_and_sparse():
     assert pg.score("c", said, truth=sp)["sparse_handled"] is True
 
 
+def test_reliability_gives_each_band_its_stated_mean_and_exact_interval():
+    from scipy.stats import binomtest
+
+    from proving_ground.score import reliability
+
+    rows = ([{"incident": True, "confidence_band": "0.7-0.8", "confidence": c, "first": True} for c in (0.72, 0.76, 0.81)]
+            + [{"incident": True, "confidence_band": "0.9-1.0", "confidence": 0.95, "first": i < 18} for i in range(20)]
+            + [{"incident": False, "confidence_band": "0.9-1.0", "confidence": 0.99, "first": None}])
+    thin, wide = reliability(rows)
+    assert (thin["n"], thin["right"], wide["n"], wide["right"]) == (3, 1.0, 20, 0.9)
+    assert thin["stated"] == pytest.approx(0.7633, abs=1e-4) and wide["stated"] == pytest.approx(0.95)
+    # Clopper-Pearson, as scipy's exact binomial test gives it
+    assert thin["interval"] == pytest.approx(list(binomtest(3, 3).proportion_ci(0.95)))
+    assert wide["interval"] == pytest.approx(list(binomtest(18, 20).proportion_ci(0.95)))
+    assert thin["interval"][0] < thin["stated"] < thin["interval"][1]
+
+
 def test_ceiling_is_the_share_the_exact_correction_recovers():
     from proving_ground.score import ceiling, summarize
 
