@@ -49,6 +49,43 @@ def test_serving_consistency_sees_a_calibration_change_only():
     assert still.changed < 1e-3  # a broken feature changes logged and re-scored predictions alike
 
 
+def test_serving_consistency_reads_a_rounded_log_no_finer_than_it_holds(tmp_path):
+    """Serving is healthy (every logged prediction is the model's own score, rounded to three decimals), and a feature
+    x5 pushes many predictions under 0.0005, logged as 0. Read at the float32 limit, those zeros sat 5-7 logits from
+    the model's scores and a serving path that changed was named beside the break (a review). Read no further out
+    than the log resolves, they agree; a serving path that logs 0 on the same rounded log is still 5 logits off."""
+    import shutil
+    from datetime import UTC, datetime
+
+    from workbench.model.load import feature_matrix, load_model, score
+    from workbench.windows import Window
+
+    broken = pl.col("ts") >= datetime(2026, 11, 20, 6, tzinfo=UTC)
+    baseline = Window(datetime(2026, 11, 19, 6, tzinfo=UTC), datetime(2026, 11, 19, 18, tzinfo=UTC))
+    incident = Window(datetime(2026, 11, 20, 6, tzinfo=UTC), datetime(2026, 11, 20, 18, tzinfo=UTC))
+
+    def rounded_log(name: str, factor: float, served_zero: bool):
+        root = shutil.copytree(sample_case("control"), tmp_path / name)
+        rows = pl.read_parquet(root / "predictions.parquet")
+        rows = rows.with_columns(pl.when(broken).then(pl.col("f_position") * factor).otherwise(pl.col("f_position")))
+        case = open_case(root)
+        p = np.full(rows.height, np.nan)
+        for sid in rows["snapshot_id"].unique().to_list():
+            mask = (rows["snapshot_id"] == sid).to_numpy()
+            p[mask] = score(load_model(case, sid), feature_matrix(rows.filter(pl.Series(mask)), case.features), "logit")
+        rows = rows.with_columns(pl.Series("prediction", np.round(p, 3)).cast(pl.Float32))
+        if served_zero:
+            rows = rows.with_columns(pl.when(broken).then(0.0).otherwise(pl.col("prediction")).cast(pl.Float32).alias("prediction"))
+        rows.write_parquet(root / "predictions.parquet")
+        zeros = float((rows.filter(broken)["prediction"] == 0).mean())
+        return serving_consistency(open_case(root), baseline, incident), zeros
+
+    healthy, zeros = rounded_log("break", 5.0, served_zero=False)
+    assert zeros > 0.1 and healthy is not None and healthy.changed < 0.02, (zeros, healthy)
+    logs_zero, _ = rounded_log("zero", 1.0, served_zero=True)
+    assert logs_zero is not None and logs_zero.changed > 4, logs_zero
+
+
 def test_row_log_loss_matches_normalized_entropy():
     rng = np.random.default_rng(0)
     p, y = rng.uniform(0.01, 0.99, 1000), (rng.uniform(size=1000) < 0.3).astype(float)
@@ -197,16 +234,43 @@ def test_labels_from_inputs_reads_the_segments_a_traffic_mix_moved():
 
     base, inc = draw(0.5, "2026-06-01"), draw(0.75, "2026-06-02")
     without = labels_from_inputs(base, inc, ("a", "b", "c"))
-    with_segments = labels_from_inputs(base, inc, ("a", "b", "c"), slices=("platform", "date"))
+    # a slice may carry any name, those of the columns the coding makes too (a review: `count` raised)
+    base, inc = (frame.rename({"platform": "count"}) for frame in (base, inc))
+    with_segments = labels_from_inputs(base, inc, ("a", "b", "c"), slices=("count", "date"))
     assert without is not None and with_segments is not None
     assert with_segments.observed < -0.15 and without.share < 0.2, (str(without), str(with_segments))
     # the mix carries -18% of the -20% (a share of 0.9); the label model's early stopping shrinks a segment's effect
     # (its two rates 1.7x apart, not 1.9x), so it predicts about two thirds
     assert with_segments.share > 0.5 and with_segments.support > 0.95, str(with_segments)
     # a click logger that dropped 40% of the clicks on the old mix: the segments explain none of it
-    lost = draw(0.5, "2026-06-02").with_columns(label=pl.col("label") * (pl.Series(rng.random(n)) >= 0.4).cast(pl.Float64))
-    alone = labels_from_inputs(base, lost, ("a", "b", "c"), slices=("platform", "date"))
+    lost = (draw(0.5, "2026-06-02").rename({"platform": "count"})
+            .with_columns(label=pl.col("label") * (pl.Series(rng.random(n)) >= 0.4).cast(pl.Float64)))
+    alone = labels_from_inputs(base, lost, ("a", "b", "c"), slices=("count", "date"))
     assert alone is not None and alone.observed < -0.3 and alone.share < 0.15, str(alone)
+
+
+def test_a_segment_the_baseline_never_had_is_outside_its_support_not_its_nulls():
+    """A review's case: a click logger drops 40% of the clicks while a new platform takes 45% of the traffic, and the
+    baseline's 3% of rows without a platform click less. Coded as a null, the new platform's rows took the nulls' click
+    rate and 28% of the label bug was credited to the inputs; coded as a value of its own, they are outside the
+    baseline's support."""
+    from workbench.model.rescore import labels_from_inputs
+
+    rng = np.random.default_rng(7)
+    n = 40_000
+
+    def draw(null_share: float, new_share: float, lost: float) -> pl.DataFrame:
+        u = rng.random(n)
+        platform = np.where(u > 1 - new_share, "vision", np.where(u < 0.5, "ipad", "ios")).astype(object)
+        null = rng.random(n) < null_share
+        x = rng.standard_normal((n, 3))
+        z = np.where(null, -5.5, np.where(platform == "ipad", -3.6, -3.4)) + 0.3 * x[:, 1]
+        y = (rng.random(n) < sigmoid(z)).astype(float) * (rng.random(n) >= lost)
+        platform[null] = None
+        return _labelled(x, y).with_columns(platform=pl.Series(platform, dtype=pl.String))
+
+    bug = labels_from_inputs(draw(0.03, 0.0, 0.0), draw(0.0, 0.45, 0.4), ("a", "b", "c"), slices=("platform",))
+    assert bug is not None and bug.observed < -0.3 and bug.share < 0.15 and bug.support < 0.7, str(bug)
 
 
 def test_a_snapshot_whose_output_is_nan_is_compared_on_what_serving_logged(tmp_path):

@@ -140,7 +140,9 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
         # and predictions that all fell to 0 count half a click's worth, as a window's calibration ratio does
         served = {p: max(side[p]["pred_sum"][0], HALF_CLICK) / side[p]["rows"][0] for p in side}
         prd = math.log(served["i"] / served["b"]) if side["b"]["rows"][0] > 0 and side["i"]["rows"][0] > 0 else math.nan
-    pz = prd / math.sqrt(pred_se["b"] ** 2 + pred_se["i"] ** 2) if math.isfinite(prd) else math.nan
+    # no error on either side (predictions constant in both windows): no z, as before the error's 0/0 was read as 0
+    pz = (prd / math.sqrt(pred_se["b"] ** 2 + pred_se["i"] ** 2)
+          if math.isfinite(prd) and pred_se["b"] + pred_se["i"] > 0 else math.nan)
     if drift is None:
         drift = feature_drift(case, baseline, incident, categorical=False, scan=scan)
     broken = tuple(drift.table.filter((pl.col("kind") != "none") & (pl.col("type") == "numeric"))["feature"].to_list())

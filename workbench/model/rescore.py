@@ -199,26 +199,40 @@ class ServingConsistency:
 
 
 def serving_consistency(case: Case, baseline: Window, incident: Window, *, sample: int = 5_000) -> ServingConsistency | None:
-    """Compare logged predictions with the serving snapshot's own scores in both windows."""
+    """Compare logged predictions with the serving snapshot's own scores in both windows.
+
+    A logged probability is only as fine as the log holds it: within float32 resolution of 0 or 1 it has no logit
+    (a logged 1.0 and a re-scored 1 - 1e-7 differ by 0.18 logits with the same model), and a log rounded to three
+    decimals writes 0 for anything under 0.0005. So both sides are read no further out than the log can resolve
+    (:func:`_resolvable`): two values beyond it agree, and a serving path that logs 0 where the model says 0.12
+    differs by 13 logits at the float32 limit (dropping saturated rows left nothing to compare there, and the answer
+    named no cause).
+    """
+    frames = [_rows(case, window, sample, labeled=False, seed=2 + i) for i, window in enumerate((baseline, incident))]
+    if any(frame.height == 0 for frame in frames):
+        return None
+    limit = _resolvable(np.concatenate([frame[PREDICTION].to_numpy().astype(np.float64) for frame in frames]))
     gaps = []
-    for i, window in enumerate((baseline, incident)):
-        frame = _rows(case, window, sample, labeled=False, seed=2 + i)
-        if frame.height == 0:
-            return None
+    for frame in frames:
         rescored = _rescore_by_snapshot(case, frame, frame[SNAPSHOT].unique().to_list())
         logged = frame[PREDICTION].to_numpy().astype(np.float64)
-        # a probability within float32 resolution of 0 or 1 has no resolvable logit (a logged 1.0 and a re-scored
-        # 1 - 1e-7 differ by 0.18 logits with the same model), so each side reads at most RESOLVABLE logits: two
-        # saturated values agree, and a serving path that logs 0 where the model says 0.12 differs by 13 logits at
-        # least (dropping saturated rows left nothing to compare, and the answer named no cause)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ok = np.isfinite(rescored) & np.isfinite(logged)
-            if ok.sum() == 0:
-                return None
-            gaps.append(np.clip(logit(logged[ok]), -RESOLVABLE, RESOLVABLE)
-                        - np.clip(logit(rescored[ok]), -RESOLVABLE, RESOLVABLE))
+        ok = np.isfinite(rescored) & np.isfinite(logged)
+        if ok.sum() == 0:
+            return None
+        gaps.append(np.clip(logit(logged[ok]), -limit, limit) - np.clip(logit(rescored[ok]), -limit, limit))
     return ServingConsistency(gap_baseline=float(np.median(np.abs(gaps[0]))), gap_incident=float(np.median(np.abs(gaps[1]))),
                               shift_incident=float(np.median(gaps[1])), rows=len(gaps[1]))
+
+
+def _resolvable(logged: np.ndarray) -> float:
+    """How far out, in logits, the logged probabilities resolve: ``RESOLVABLE`` (float32), or less when the log
+    holds them coarser: half its finest step from 0 or 1 (the smallest positive ``p`` or ``1 - p`` it holds; a log
+    rounded to three decimals resolves to 0.0005, 7.6 logits)."""
+    inner = logged[np.isfinite(logged) & (logged > 0) & (logged < 1)]
+    if inner.size == 0:
+        return RESOLVABLE
+    step = float(min(inner.min(), 1.0 - inner.max()))
+    return float(min(RESOLVABLE, math.log((1.0 - step / 2) / (step / 2))))
 
 
 SUPPORT_QUANTILE = 0.001  # a value inside the baseline's [0.1%, 99.9%] range is one the surrogate has seen
@@ -402,33 +416,41 @@ MAX_SEGMENT_CODES = 254  # a segment column with more values than this is no inp
 
 def _recurring(base: pl.DataFrame, inc: pl.DataFrame, slices: tuple[str, ...]) -> tuple[str, ...]:
     """The slice columns whose values recur: at most ``MAX_SEGMENT_CODES`` of them in the baseline, and at least half
-    of the incident's rows on a value the baseline holds. A column that follows the calendar (a date partition, the
-    day of the week against a baseline of other days) describes when a row came, not who it is, and would leave every
-    incident row outside the baseline's support."""
+    of the incident's rows on a value the baseline holds (a null counts as held when the baseline's nulls were common,
+    ``SUPPORT_NULLS``). A column that follows the calendar (a date partition, the day of the week against a baseline
+    of other days) describes when a row came, not who it is, and would leave every incident row outside the
+    baseline's support."""
     out = []
     for name in slices:
         if name not in base.columns or name not in inc.columns:
             continue
-        seen = base[name].cast(pl.String).drop_nulls().unique()
-        recurring = inc.select(pl.col(name).cast(pl.String).is_in(seen.implode()).mean()).item() or 0.0
-        if 0 < seen.len() <= MAX_SEGMENT_CODES and recurring >= 0.5:
+        column = base[name].cast(pl.String)
+        seen = column.drop_nulls().unique()
+        nulls_seen = column.null_count() >= SUPPORT_NULLS * max(base.height, 1)
+        recurring = inc.select(pl.col(name).cast(pl.String).is_in(seen.implode()).fill_null(nulls_seen).mean()).item()
+        if 0 < seen.len() <= MAX_SEGMENT_CODES and (recurring or 0.0) >= 0.5:
             out.append(name)
     return tuple(out)
 
 
 def _segment_codes(base: pl.DataFrame, inc: pl.DataFrame, segments: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Each segment column as codes 0, 1, ... of the baseline's values (most frequent first); a value the baseline
-    never had, or a null, is NaN (outside the support unless the baseline's nulls were common)."""
+    """Each segment column as codes 0, 1, ... of the baseline's values (most frequent first). A value the baseline
+    never had takes a code of its own past them, so it lies outside the baseline's support (:func:`_in_support`); a
+    null is NaN, inside the support only where the baseline's nulls were common."""
     if not segments:
         return np.empty((base.height, 0)), np.empty((inc.height, 0))
     cols_b: list[np.ndarray] = []
     cols_i: list[np.ndarray] = []
     for name in segments:
-        values = base[name].cast(pl.String).drop_nulls().value_counts(sort=True)[name]
-        codes = pl.DataFrame({name: values, "_code": np.arange(values.len(), dtype=np.float64)})
-        for frame, out in ((base, cols_b), (inc, cols_i)):
-            out.append(frame.select(pl.col(name).cast(pl.String)).join(codes, on=name, how="left", maintain_order="left")
-                       ["_code"].fill_null(float("nan")).to_numpy())
+        rows = f"{name}_rows"  # value_counts names its count column; never the column's own name
+        values = (base[name].cast(pl.String).drop_nulls().value_counts(name=rows)
+                  .sort([rows, name], descending=[True, False])[name])
+        column = pl.col(name).cast(pl.String)
+        coded = (pl.when(column.is_null()).then(float("nan"))
+                 .otherwise(column.replace_strict(values, np.arange(values.len(), dtype=np.float64),
+                                                  default=float(values.len()), return_dtype=pl.Float64)))
+        cols_b.append(base.select(coded).to_series().to_numpy())
+        cols_i.append(inc.select(coded).to_series().to_numpy())
     return np.column_stack(cols_b), np.column_stack(cols_i)
 
 
