@@ -110,6 +110,8 @@ from workbench.model.rescore import LABEL_EVENTS, SUPPORT_NULLS, label_classifie
 from workbench.model.validation import sample_rows
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from workbench.case.loader import Case
     from workbench.data.scan import LogScan
     from workbench.model.validation import Validation
@@ -875,7 +877,7 @@ def _fit_platt(z: np.ndarray, y: np.ndarray, steps: int = 50) -> tuple[float, fl
 
 # ---------------------------------------------------------------- the last good snapshot
 def last_good_snapshot(case: Case, bad: str, validate: Callable[[str], Validation] | None = None, *,
-                       tries: int = 3) -> tuple[str, str] | None:
+                       tries: int = 3, since: datetime | None = None) -> tuple[str, str] | None:
     """The latest snapshot published before ``bad`` that is in fact good, and why; None when there is none.
 
     Walking back from ``bad``'s predecessor, a snapshot is good when it is marked ``stable``
@@ -883,9 +885,13 @@ def last_good_snapshot(case: Case, bad: str, validate: Callable[[str], Validatio
     stable snapshot on holdout rows published before it); at most ``tries`` are validated.
     Snapshots published after ``bad`` are never proposed: they may be warm-started from it.
     When none of those passes, the latest stable snapshot before ``bad`` is, with that said.
+    ``since``, when ``bad`` started serving later than it was published (the log shows an old snapshot pinned back),
+    takes the place of its publish time: the snapshots that served before the pin are the ones to return to.
     """
     snap = case.snapshot(bad)
-    earlier = sorted((s for s in case.snapshots if s.published_at < snap.published_at), key=lambda s: s.published_at)
+    until = max(since, snap.published_at) if since is not None else snap.published_at
+    earlier = sorted((s for s in case.snapshots if s.published_at < until and s.snapshot_id != bad),
+                     key=lambda s: s.published_at)
     if not earlier:
         return None
     if validate is None:
@@ -902,7 +908,9 @@ def last_good_snapshot(case: Case, bad: str, validate: Callable[[str], Validatio
         except CaseError:  # too few labelled rows to validate on: this snapshot is not known to be good
             continue
         if result.passed:
-            return s.snapshot_id, f"published before {snap.snapshot_id} and passes validation against {result.reference_id}"
+            when = (f"published before {snap.snapshot_id} was pinned back at {until:%Y-%m-%d %H:%M}"
+                    if until > snap.published_at else f"published before {snap.snapshot_id}")
+            return s.snapshot_id, f"{when} and passes validation against {result.reference_id}"
     stable = [s for s in earlier if s.stable]
     if stable:
         return stable[-1].snapshot_id, f"the latest stable snapshot before {snap.snapshot_id} (the {tries} before it fail validation)"

@@ -233,6 +233,7 @@ def _recalibrate(ctx: Context, within: str | None = None) -> Mitigation:
 def _snapshot(ctx: Context, cause: RootCause) -> list[Mitigation]:
     from workbench.model.mitigate import NotSimulated, last_good_snapshot
     from workbench.model.validation import Validation, validate_snapshot
+    from workbench.rca.checks.snapshots import started
 
     case = ctx.case
     if cause.target not in {s.snapshot_id for s in case.snapshots}:
@@ -243,7 +244,7 @@ def _snapshot(ctx: Context, cause: RootCause) -> list[Mitigation]:
         def validate(sid: str) -> Validation:
             return ctx.cached(("validation", sid), lambda: validate_snapshot(case, sid))
 
-        good = last_good_snapshot(case, cause.target, validate)
+        good = last_good_snapshot(case, cause.target, validate, since=started(ctx, case.snapshot(cause.target)))
     else:  # without the model only a snapshot marked stable is known to be good
         stable = [s for s in case.snapshots if s.stable and s.published_at < case.snapshot(cause.target).published_at]
         good = (stable[-1].snapshot_id, "marked stable") if stable else None

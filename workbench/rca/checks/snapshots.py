@@ -25,8 +25,10 @@ baseline's snapshot recovers the quality).
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
+
+import polars as pl
 
 from workbench.errors import NotEnoughData
 from workbench.rca import _strength as S
@@ -72,7 +74,7 @@ def suspect(ctx: Context) -> Snapshot | None:
     near_by, flagged_since = _near(ctx), _near(ctx, 2)
     timeline = _timeline(ctx)
     alarms = set(timeline.table.filter("alarm")["snapshot_id"].to_list())
-    near = [s for s in ctx.case.snapshots if abs(s.published_at - onset) <= near_by]
+    near = [s for s in ctx.case.snapshots if abs(started(ctx, s) - onset) <= near_by]
     before = [s for s in ctx.case.snapshots if s.published_at <= onset]
     serving = before[-1] if before and before[-1].snapshot_id in alarms and ctx.has("model") else None
     if serving is not None and serving.snapshot_id not in getattr(_swap(ctx), "served", ()):
@@ -80,9 +82,47 @@ def suspect(ctx: Context) -> Snapshot | None:
     pool = [s for s in ctx.case.snapshots if (s.snapshot_id == timeline.first_bad and onset - flagged_since <= s.published_at
                                              < ctx.incident.end) or (s in near and s.snapshot_id in alarms)
             or s is serving] or near
+    served = _served(ctx)
+    if served:  # the log names each row's snapshot: one that served none of the incident's rows is no suspect
+        pool = [s for s in pool if s.snapshot_id in served] or [s for s in near if s.snapshot_id in served]
     if len(pool) > 1 and ctx.has("model"):  # ask the model which change hurt these rows
         return max(pool, key=lambda s: h if math.isfinite(h := _harm(ctx, s)) else -math.inf)
-    return min(pool, key=lambda s: abs(s.published_at - onset)) if pool else None
+    return min(pool, key=lambda s: abs(started(ctx, s) - onset)) if pool else None
+
+
+def _log_rows(ctx: Context) -> tuple[set[str], dict[str, datetime]]:
+    """With a snapshot column (``[columns] snapshot``): the snapshots of the index that served the incident's sampled
+    rows, and of those that served none of the baseline's, the first incident row each served. Empty when the log does
+    not name them, or names none the index holds."""
+    from workbench.case.columns import SNAPSHOT, TS
+    from workbench.rca.checks._common import window_rows
+
+    def compute() -> tuple[set[str], dict[str, datetime]]:
+        if not ctx.case.columns.snapshot:
+            return set(), {}
+        base, inc = window_rows(ctx)
+        known = {s.snapshot_id for s in ctx.case.snapshots}
+        served = set(inc[SNAPSHOT].drop_nulls().cast(pl.String).unique().to_list()) & known
+        if not served:
+            return set(), {}
+        before = set(base[SNAPSHOT].drop_nulls().cast(pl.String).unique().to_list())
+        first = (inc.filter(pl.col(SNAPSHOT).cast(pl.String).is_in(sorted(served - before)))
+                 .group_by(pl.col(SNAPSHOT).cast(pl.String)).agg(pl.col(TS).min()))
+        return served, dict(zip(first[SNAPSHOT].to_list(), first[TS].to_list(), strict=True))
+
+    return ctx.cached("snapshots_in_log", compute)
+
+
+def _served(ctx: Context) -> set[str]:
+    return _log_rows(ctx)[0]
+
+
+def started(ctx: Context, snap: Snapshot) -> datetime:
+    """When ``snap`` started serving: its first row in the incident when the log names each row's snapshot and it served
+    none of the baseline's rows (a pin back to an old snapshot publishes nothing: outside test 3, an old snapshot
+    re-pinned at 02:00 served every incident row while the refresh published at 02:03 served none, and the refresh was
+    named), else its publish time in the index."""
+    return _log_rows(ctx)[1].get(snap.snapshot_id, snap.published_at)
 
 
 def _harm(ctx: Context, snap: Snapshot) -> float:
@@ -159,7 +199,7 @@ def model_side(ctx: Context) -> Evidence:
     layer = None
     if row["alarm"]:
         layer = timeline.bad_parameters[0] if timeline.first_bad == snap.snapshot_id and timeline.bad_parameters else row["top_parameter"]
-    parts = [f"{snap.snapshot_id} started serving at {snap.published_at:%Y-%m-%d %H:%M}"]
+    parts = [f"{snap.snapshot_id} started serving at {started(ctx, snap):%Y-%m-%d %H:%M}"]
     parts.append(f"its weights changed unlike routine refreshes (robust z {row['z']:.1f}, gate {row['gate']:.1f})"
                  + (f", most in {layer}" if layer else "") if row["alarm"] else "its weight change looks like a routine refresh")
     swap_s = 0.0
