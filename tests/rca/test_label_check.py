@@ -136,3 +136,33 @@ def test_predictions_that_all_fell_to_zero_are_not_labels_that_came_loose(tmp_pa
     assert result.top is not None and result.top.kind == "calibration" and result.top.confidence >= 0.9, result.top
     assert "stopped matching what the serving snapshot computes" in result.top.summary, result.top.summary
     assert not result.errors
+
+
+def test_a_constant_fallback_on_part_of_the_traffic_is_a_serving_path_not_labels(tmp_path):
+    """Sample control with 30 % of the rows from 11-20 06:00 served a constant (the mean prediction: a fallback the
+    serving stack used when a call timed out). The median row still matched the model, so the serving check saw
+    nothing, and an outside test's case of the kind named no cause, or labels that came loose. The share of rows off
+    the model's output, beyond the baseline's 99th percentile gap, names the serving path."""
+    import shutil
+    from datetime import UTC, datetime
+
+    import numpy as np
+    import polars as pl
+
+    from tests.conftest import sample_case
+    from workbench import diagnose, open_case
+
+    root = shutil.copytree(sample_case("control"), tmp_path / "case")
+    log = root / "predictions.parquet"
+    rows = pl.read_parquet(log)
+    fallback = (rows["ts"] >= datetime(2026, 11, 20, 6, tzinfo=UTC)).to_numpy() & (
+        np.random.default_rng(0).random(rows.height) < 0.3)
+    constant = float(rows["prediction"].mean())
+    rows.with_columns(pl.when(pl.Series(fallback)).then(constant).otherwise(pl.col("prediction"))
+                      .cast(rows["prediction"].dtype).alias("prediction")).write_parquet(log)
+    result = diagnose(open_case(root))
+    assert result.anomaly["detected"], result.anomaly
+    assert result.top is not None and result.top.kind == "calibration", [c.to_dict() for c in result.root_causes]
+    assert "of the rows" in result.top.summary and "stopped matching" in result.top.summary, result.top.summary
+    assert not any(c.kind == "label" for c in result.root_causes[:1])
+    assert not result.errors

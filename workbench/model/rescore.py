@@ -183,19 +183,39 @@ class ServingConsistency:
     gap_incident: float
     shift_incident: float  # median signed logit(logged) - logit(rescored) in the incident
     rows: int
+    off_baseline: float = 0.0  # share of the baseline's rows whose |gap| exceeds ``tolerance``
+    off_incident: float = 0.0  # the same share in the incident
+    tolerance: float = 0.0  # the baseline's OFF_QUANTILE of |gap| (logits)
+    baseline_rows: int = 0
 
     @property
     def changed(self) -> float:
         """How much the serving path moved, in logits, beyond its baseline gap."""
         return max(self.gap_incident - self.gap_baseline, 0.0)
 
+    @property
+    def off_changed(self) -> float:
+        """The share of rows the serving path no longer scores as the model does, beyond the baseline's: a fallback or a
+        transform on a part of the traffic (a constant for 30 % of the rows) leaves the median row as it was."""
+        return max(self.off_incident - self.off_baseline, 0.0)
+
+    @property
+    def off_z(self) -> float:
+        """``off_changed`` over its two-proportion standard error."""
+        n_b, n_i = max(self.baseline_rows, 1), max(self.rows, 1)
+        pooled = (self.off_baseline * n_b + self.off_incident * n_i) / (n_b + n_i)
+        se = math.sqrt(pooled * (1 - pooled) * (1 / n_b + 1 / n_i))
+        return self.off_changed / se if se > 0 else 0.0
+
     def to_dict(self) -> dict:
         return {"gap_baseline": self.gap_baseline, "gap_incident": self.gap_incident,
-                "shift_incident": self.shift_incident, "changed": self.changed, "rows": self.rows}
+                "shift_incident": self.shift_incident, "changed": self.changed, "rows": self.rows,
+                "off_baseline": self.off_baseline, "off_incident": self.off_incident, "tolerance": self.tolerance}
 
     def __str__(self) -> str:
         return (f"logged vs re-scored predictions differ by {self.gap_baseline:.3f} logits in the baseline and "
-                f"{self.gap_incident:.3f} in the incident (median)")
+                f"{self.gap_incident:.3f} in the incident (median); {self.off_incident:.1%} of the incident's rows and "
+                f"{self.off_baseline:.1%} of the baseline's beyond the baseline's 99th percentile gap ({self.tolerance:.3f})")
 
 
 def serving_consistency(case: Case, baseline: Window, incident: Window, *, sample: int = 5_000) -> ServingConsistency | None:
@@ -220,8 +240,16 @@ def serving_consistency(case: Case, baseline: Window, incident: Window, *, sampl
         if ok.sum() == 0:
             return None
         gaps.append(np.clip(logit(logged[ok]), -limit, limit) - np.clip(logit(rescored[ok]), -limit, limit))
+    tolerance = max(float(np.quantile(np.abs(gaps[0]), OFF_QUANTILE)), OFF_FLOOR)
     return ServingConsistency(gap_baseline=float(np.median(np.abs(gaps[0]))), gap_incident=float(np.median(np.abs(gaps[1]))),
-                              shift_incident=float(np.median(gaps[1])), rows=len(gaps[1]))
+                              shift_incident=float(np.median(gaps[1])), rows=len(gaps[1]),
+                              off_baseline=float(np.mean(np.abs(gaps[0]) > tolerance)),
+                              off_incident=float(np.mean(np.abs(gaps[1]) > tolerance)), tolerance=tolerance,
+                              baseline_rows=len(gaps[0]))
+
+
+OFF_QUANTILE = 0.99  # a row is off the model when its gap exceeds the baseline's 99th percentile gap ...
+OFF_FLOOR = 1e-3  # ... and a thousandth of a logit (float32 noise in a path that logs the model's output)
 
 
 def _resolvable(logged: np.ndarray) -> float:

@@ -24,10 +24,10 @@ from workbench.rca.evidence import Candidate, Evidence
 
 if TYPE_CHECKING:
     from workbench.data.calibration import RowsCalibration
-    from workbench.model.rescore import UnexplainedShift
+    from workbench.model.rescore import ServingConsistency, UnexplainedShift
     from workbench.rca.context import Context
 
-__all__ = ["calibration", "came_loose", "unexplained_of"]
+__all__ = ["calibration", "came_loose", "served_off_model", "unexplained_of"]
 
 
 def calibration(ctx: Context) -> Evidence:
@@ -93,14 +93,9 @@ def calibration(ctx: Context) -> Evidence:
     if spared is not None:
         alone = S.from_z(abs(spared.z)) * _size(spared.log_change) * spared.by_predictions
         s = max(s, S.weaken(alone, _ranking_worse(spared.auc_baseline - spared.auc_incident, spared.auc_drop_z), *others))
-    serving = None
-    if ctx.has("model"):
-        from workbench.model.rescore import serving_consistency
-
-        serving = ctx.cached("serving_consistency", lambda: serving_consistency(ctx.case, ctx.baseline, ctx.incident))
+    off_model, serving = served_off_model(ctx)
     detail = (str(cs) + (f"; {serving}" if serving is not None else "") + (f"; {unexplained}" if unexplained else "")
               + (f"; {spared}" if spared is not None else ""))
-    off_model = S.from_z(serving.changed / max(serving.gap_baseline, 1e-3)) if serving is not None else 0.0
     by_scale = s
     s = 1 - (1 - s) * (1 - off_model)
     scale_only = s
@@ -118,10 +113,13 @@ def calibration(ctx: Context) -> Evidence:
                           title="Reliability: mean prediction vs label rate per bin (equal labeled mass)")
     verdict = "fail" if s >= BROKEN else "warn" if s >= 0.2 else "pass"
     if off_model > max(by_scale, loose) and serving is not None:
+        where = (f"median gap {serving.gap_baseline:.2f} logits before, {serving.gap_incident:.2f} after"
+                 if serving.off_incident >= 0.5 else
+                 f"on {serving.off_incident:.0%} of the rows, {serving.off_baseline:.0%} before, beyond the baseline's "
+                 f"gap of {serving.tolerance:.3f} logits")
         reason = (f"the served predictions stopped matching what the serving snapshot computes from the logged inputs at "
-                  f"{hhmm(ctx)} (median gap {serving.gap_baseline:.2f} logits before, {serving.gap_incident:.2f} after; "
-                  f"{head[0].lower()}{head[1:]}): the serving path after the model changed (a calibration or "
-                  "post-processing layer, a fallback)")
+                  f"{hhmm(ctx)} ({where}; {head[0].lower()}{head[1:]}): the serving path after the model changed (a "
+                  "calibration or post-processing layer, a fallback)")
     elif loose > scale_only and unexplained is not None:
         reason = (f"the served predictions came loose from their logged inputs at {hhmm(ctx)} (the inputs explain "
                   f"{unexplained.came_loose:.0%} less of their variance) with the inputs unchanged: a serving path that "
@@ -131,6 +129,28 @@ def calibration(ctx: Context) -> Evidence:
         reason = f"predictions shifted in scale at {hhmm(ctx)} with inputs and snapshot unchanged ({head[0].lower()}{head[1:]})"
     cands = (Candidate("calibration", "calibration", s, reason, detail=detail),) if s > 0 else ()
     return Evidence("calibration", verdict, s, summary, detail=detail, data={"plot": plot}, candidates=cands)
+
+
+OFF_FLOOR, OFF_SCALE = 0.05, 0.1  # a share of rows the serving path no longer scores as the model does
+
+
+def served_off_model(ctx: Context) -> tuple[float, ServingConsistency | None]:
+    """Strength of "the served predictions no longer are what the serving snapshot computes from the logged inputs"
+    (with the model; 0 and None without it), and the reading: the larger of two. The median row's gap grew (a
+    calibration layer on every row: ``from_z`` of its growth over the baseline's gap), or a share of rows left the
+    baseline's gap (a fallback or a transform on part of the traffic, which leaves the median row as it was: outside
+    test 3, a constant for 30 % of the rows named no cause): ``from_z`` of the share's two-proportion z times
+    ``from_excess`` of the share beyond ``OFF_FLOOR``, scale ``OFF_SCALE``."""
+    if not ctx.has("model"):
+        return 0.0, None
+    from workbench.model.rescore import serving_consistency
+
+    serving = ctx.cached("serving_consistency", lambda: serving_consistency(ctx.case, ctx.baseline, ctx.incident))
+    if serving is None:
+        return 0.0, None
+    median = S.from_z(serving.changed / max(serving.gap_baseline, 1e-3))
+    share = S.from_z(serving.off_z) * S.from_excess(serving.off_changed, OFF_FLOOR, OFF_SCALE)
+    return max(median, share), serving
 
 
 LOOSE_FLOOR, LOOSE_SCALE = 0.05, 0.1  # a share of the logit's variance the inputs no longer explain

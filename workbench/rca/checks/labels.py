@@ -101,7 +101,7 @@ def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved:
     moved (:func:`~workbench.rca.checks._common.move_size`), a label rate that moved (the label change above owns
     that). What is left is a label join on the wrong key, or an outcome that changed its relation to every input."""
     from workbench.data.calibration import AUC_MATERIAL
-    from workbench.rca.checks.calibration import came_loose, unexplained_of
+    from workbench.rca.checks.calibration import came_loose, served_off_model, unexplained_of
 
     cs = calibration_reading(ctx)
     drop = cs.auc_baseline - cs.auc_incident
@@ -113,6 +113,8 @@ def _loose(ctx: Context, top_feature: float, confined: float, predictions_moved:
         return 0.0, ""  # an input that came loose from its rows explains a ranking lost with every marginal in place
     if not ctx.has("model") and came_loose(unexplained_of(ctx)) >= BROKEN:
         return 0.0, ""  # the predictions no longer follow their inputs: the serving path changed, not the labels
+    if served_off_model(ctx)[0] >= BROKEN:
+        return 0.0, ""  # the served predictions are no longer the model's: the serving path changed, not the labels
     snapshot = max((ev.score for ev in (ctx.evidence_of("model_side"), ctx.evidence_of("served_beside")) if ev is not None),
                    default=0.0)
     strength = S.weaken(S.from_z(cs.auc_drop_z) * S.from_excess(drop, AUC_MATERIAL, 0.03), top_feature, confined,
