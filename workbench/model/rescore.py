@@ -442,44 +442,40 @@ def label_classifier(rows: int, seed: int = 0, categorical: np.ndarray | None = 
 MAX_SEGMENT_CODES = 254  # a segment column with more values than this is no input of the label model (HGB's bins)
 
 
-def _recurring(base: pl.DataFrame, inc: pl.DataFrame, slices: tuple[str, ...]) -> tuple[str, ...]:
-    """The slice columns whose values recur: at most ``MAX_SEGMENT_CODES`` of them in the baseline, and at least half
-    of the incident's rows on a value the baseline holds (a null counts as held when the baseline's nulls were common,
-    ``SUPPORT_NULLS``). A column that follows the calendar (a date partition, the day of the week against a baseline
-    of other days) describes when a row came, not who it is, and would leave every incident row outside the
-    baseline's support."""
-    out = []
+def _segment_codes(base: pl.DataFrame, inc: pl.DataFrame, slices: tuple[str, ...]
+                   ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The slice columns whose values recur, and each as codes 0, 1, ... of the baseline's values (most frequent
+    first), in both windows.
+
+    A column recurs when the baseline holds at most ``MAX_SEGMENT_CODES`` values and at least half of the incident's
+    rows lie on one of them (a null counts as held when the baseline's nulls were common, ``SUPPORT_NULLS``). A column
+    that follows the calendar (a date partition, the day of the week against a baseline of other days) describes when
+    a row came, not who it is, and would leave every incident row outside the baseline's support. A value the
+    baseline never had takes a code of its own past them, so it lies outside the baseline's support
+    (:func:`_in_support`); a null is NaN, inside the support only where the baseline's nulls were common."""
+    names: list[str] = []
+    cols_b: list[np.ndarray] = []
+    cols_i: list[np.ndarray] = []
     for name in slices:
         if name not in base.columns or name not in inc.columns:
             continue
-        column = base[name].cast(pl.String)
-        seen = column.drop_nulls().unique()
-        nulls_seen = column.null_count() >= SUPPORT_NULLS * max(base.height, 1)
-        recurring = inc.select(pl.col(name).cast(pl.String).is_in(seen.implode()).fill_null(nulls_seen).mean()).item()
-        if 0 < seen.len() <= MAX_SEGMENT_CODES and (recurring or 0.0) >= 0.5:
-            out.append(name)
-    return tuple(out)
-
-
-def _segment_codes(base: pl.DataFrame, inc: pl.DataFrame, segments: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Each segment column as codes 0, 1, ... of the baseline's values (most frequent first). A value the baseline
-    never had takes a code of its own past them, so it lies outside the baseline's support (:func:`_in_support`); a
-    null is NaN, inside the support only where the baseline's nulls were common."""
-    if not segments:
-        return np.empty((base.height, 0)), np.empty((inc.height, 0))
-    cols_b: list[np.ndarray] = []
-    cols_i: list[np.ndarray] = []
-    for name in segments:
+        column = pl.col(name).cast(pl.String)
         rows = f"{name}_rows"  # value_counts names its count column; never the column's own name
         values = (base[name].cast(pl.String).drop_nulls().value_counts(name=rows)
                   .sort([rows, name], descending=[True, False])[name])
-        column = pl.col(name).cast(pl.String)
+        nulls_seen = base[name].null_count() >= SUPPORT_NULLS * max(base.height, 1)
+        recurring = inc.select(column.is_in(values.implode()).fill_null(nulls_seen).mean()).item()
+        if not (0 < values.len() <= MAX_SEGMENT_CODES and (recurring or 0.0) >= 0.5):
+            continue
         coded = (pl.when(column.is_null()).then(float("nan"))
                  .otherwise(column.replace_strict(values, np.arange(values.len(), dtype=np.float64),
                                                   default=float(values.len()), return_dtype=pl.Float64)))
+        names.append(name)
         cols_b.append(base.select(coded).to_series().to_numpy())
         cols_i.append(inc.select(coded).to_series().to_numpy())
-    return np.column_stack(cols_b), np.column_stack(cols_i)
+    if not names:
+        return (), np.empty((base.height, 0)), np.empty((inc.height, 0))
+    return tuple(names), np.column_stack(cols_b), np.column_stack(cols_i)
 
 
 def varying(x: np.ndarray) -> np.ndarray:
@@ -532,8 +528,7 @@ def labels_from_inputs(base: pl.DataFrame, inc: pl.DataFrame, features: tuple[st
     base, inc = base.filter(pl.col(LABEL).is_not_null()), inc.filter(pl.col(LABEL).is_not_null())
     if not features or base.is_empty() or inc.is_empty():
         return None
-    segments = _recurring(base, inc, slices)
-    sb, si = _segment_codes(base, inc, segments)
+    segments, sb, si = _segment_codes(base, inc, slices)
     xb, xi = _with_clock(base, np.column_stack([_raw(base, features), sb])), _with_clock(inc, np.column_stack([_raw(inc, features), si]))
     categorical = np.zeros(xb.shape[1], dtype=bool)
     categorical[len(features):len(features) + len(segments)] = True
