@@ -240,13 +240,16 @@ def _snapshot(ctx: Context, cause: RootCause) -> list[Mitigation]:
         return _route_back(ctx, cause)
     out: list[Mitigation] = []
     sim = simulator(ctx)
+    bad = case.snapshot(cause.target)
+    since = started(ctx, bad)  # a snapshot pinned back started serving after it was published (last_good_snapshot)
     if sim.model_problem is None:
         def validate(sid: str) -> Validation:
             return ctx.cached(("validation", sid), lambda: validate_snapshot(case, sid))
 
-        good = last_good_snapshot(case, cause.target, validate, since=started(ctx, case.snapshot(cause.target)))
+        good = last_good_snapshot(case, cause.target, validate, since=since)
     else:  # without the model only a snapshot marked stable is known to be good
-        stable = [s for s in case.snapshots if s.stable and s.published_at < case.snapshot(cause.target).published_at]
+        until = max(since, bad.published_at)
+        stable = [s for s in case.snapshots if s.stable and s.published_at < until and s.snapshot_id != bad.snapshot_id]
         good = (stable[-1].snapshot_id, "marked stable") if stable else None
     if good is None:
         out.append(Mitigation("investigate", cause.target, f"No snapshot before {cause.target} is known to be good: retrain "
@@ -257,7 +260,6 @@ def _snapshot(ctx: Context, cause: RootCause) -> list[Mitigation]:
         result = sim.rollback(sid) if sim.model_problem is None else NotSimulated(sim.model_problem)
         out.append(_made("rollback", sid, f"Roll serving back to {sid} ({why}), and gate the next snapshot with "
                          "`workbench validate CASE --snapshot ID` before publishing.", result))
-    bad = case.snapshot(cause.target)
     before = [s for s in case.snapshots if s.published_at < bad.published_at]
     if before:
         window = Window(before[-1].published_at, bad.published_at)
