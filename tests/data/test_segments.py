@@ -170,3 +170,63 @@ def test_the_segment_scan_until_a_time_reads_no_row_served_after_it(monkeypatch)
     assert segments.detect_segment_onset(case, until="2026-11-20T11:30Z") is None
     assert segments.detect_segment_onset(case, accept=lambda onset: False) is None
     assert segments.detect_segment_onset(case, accept=lambda onset: onset.onset.hour == 11).segment == "country=BR"
+
+
+def _new_platform(tmp_path, click_factor: float):
+    """Sample `control` where a tenth of the rows from 11-20 06:00 come from a platform the log has not seen before,
+    ``visionos``; their clicks are drawn again at ``click_factor`` times the served prediction (a population the
+    model has not seen: its true click rate is not the one the model predicts)."""
+    import shutil
+
+    import numpy as np
+
+    root = shutil.copytree(sample_case("control"), tmp_path / f"case_{click_factor}")
+    rows = pl.read_parquet(root / "predictions.parquet")
+    rng = np.random.default_rng(7)
+    late = (rows["ts"] >= datetime(2026, 11, 20, 6, tzinfo=UTC)).to_numpy()
+    new = late & (rng.random(rows.height) < 0.1)
+    p = rows["prediction"].cast(pl.Float64).to_numpy()
+    redrawn = (rng.random(rows.height) < np.clip(click_factor * p, 0, 0.99)).astype(np.int64)
+    rows.with_columns(pl.when(pl.Series(new)).then(pl.lit("visionos")).otherwise(pl.col("platform")).alias("platform"),
+                      pl.when(pl.Series(new) & pl.col("label").is_not_null()).then(pl.Series(redrawn))
+                      .otherwise(pl.col("label")).cast(rows["label"].dtype).alias("label")
+                      ).write_parquet(root / "predictions.parquet")
+    return root
+
+
+def test_a_segment_new_to_the_log_is_compared_with_the_traffic_it_joined(tmp_path):
+    """Outside test i15: a new app version with a click rate the model did not know read "no regression", since a
+    value without history has no series of its own to shift from. Its calibration is now scanned on one series, the
+    rest of the traffic's until it appeared and its own from there. Here its clicks are twice what the model predicts
+    (calibration about 0.5 against 1.0 before); the same new platform at the model's own click rate is no
+    regression."""
+    from workbench.data.segments import _first_seen, detect_segment_onset
+    from workbench.data.quality import quality_series
+
+    case = open_case(_new_platform(tmp_path, 2.0))
+    table = quality_series(case, by="platform", every="1h").table
+    assert _first_seen(table, "platform", "1h") == {"visionos": datetime(2026, 11, 20, 6, tzinfo=UTC)}
+    found = detect_segment_onset(case)
+    assert found is not None and found.segment == "platform=visionos", str(found)
+    assert found.onset.metric == "calibration_ratio" and found.onset.current_value < 0.7 * found.onset.baseline_value
+    assert abs(found.onset.onset - datetime(2026, 11, 20, 6, tzinfo=UTC)) <= timedelta(hours=1)
+    assert detect_segment_onset(open_case(_new_platform(tmp_path, 1.0))) is None
+
+
+def test_a_new_segment_is_named_as_new_and_recalibrated_against_the_traffic_it_joined(tmp_path):
+    """The diagnosis of the same case: the new platform is the cause, worded as new (its next step is not a hunt for
+    a product change in a segment that has always been there), and its recalibration is measured against the
+    traffic it joined (before: "not simulated: too few labelled baseline rows"). The platform column's move away
+    from the training mix is a population change, never a broken feature."""
+    from workbench import diagnose
+    from workbench.rca.checks.slices import NEW_WORDS
+
+    result = diagnose(open_case(_new_platform(tmp_path, 2.0)))
+    assert result.anomaly["detected"], result.anomaly
+    top = result.top
+    assert top is not None and top.kind == "slice" and top.target == "platform=visionos", [c.to_dict() for c in result.root_causes]
+    assert top.summary.endswith(NEW_WORDS) and "is new in the incident" in result.next_steps()[0]
+    assert not any(c.kind == "feature" and c.target in result.case.slices for c in result.root_causes)
+    fix = next(m for m in top.mitigations if m.action == "recalibrate")
+    assert fix.predicted is not None and fix.predicted.recovery > 0.5, fix
+    assert not result.errors

@@ -358,10 +358,13 @@ class Simulator:
         self._models: dict[str, object] = {}
 
     # ------------------------------------------------------------ rows and model
-    def _fetch(self, window: Window, seed: int, sample: int | None = None, within: str | None = None) -> _Rows:
+    def _fetch(self, window: Window, seed: int, sample: int | None = None, within: str | None = None,
+               joined: bool = False) -> _Rows:
+        """A sample of ``window``'s labelled rows in the simulator's segment and ``within``; ``joined``: of the whole
+        traffic (what a segment new in the incident joined)."""
         case = self.case
         sample = self.sample if sample is None else sample
-        where = _segment_filter(" & ".join(s for s in (self.segment, within) if s) or None)
+        where = _segment_filter(" & ".join(s for s in ((None if joined else self.segment), within) if s) or None)
         cols = list(dict.fromkeys([TS, PREDICTION, LABEL, SNAPSHOT, *case.features, *case.slices]))
         frame = self._drawn(window, where, cols, sample)
         if frame is None:
@@ -426,7 +429,13 @@ class Simulator:
 
     @functools.cached_property
     def base(self) -> _Rows:
-        return self._fetch(self.baseline_window, self.seed)
+        """The baseline's labelled rows: the segment's own, or, for a segment new in the incident (too few of its own
+        rows to measure), the traffic it joined, as the slice search compares it (:mod:`workbench.data.slices`): a
+        new app version's recalibration was "not simulated: too few labelled baseline rows" (outside test ``i15``)."""
+        own = self._fetch(self.baseline_window, self.seed)
+        if self.segment is None or own.enough():
+            return own
+        return self._fetch(self.baseline_window, self.seed, joined=True)
 
     def baseline_value(self, metric: str) -> float:
         return quality(metric, self.base.p, self.base.y) if self.base.enough() else math.nan

@@ -44,6 +44,9 @@ NEXT_STEPS = {
     "slice/joined": "New rows joined {target} (its traffic rose against the rest's, with values unlike its own): find "
                     "where they come from (bots, a new source, placement or partner); filter or reweight them rather "
                     "than backfill the features they moved.",
+    "slice/new": "{target} is new in the incident, and the model does worse on it than on the traffic before it: the "
+                 "model has not seen its traffic. Check that its rows carry the inputs the model expects; recalibrate it "
+                 "on its own labelled rows until a snapshot trained on it is published.",
     "slice/apart": "{target} and {other} moved in opposite directions while the rest of the traffic held: check what "
                    "assigns rows to these segments (a lookup or join that swapped them) and any change made per segment.",
     "feature/decorrelated": "The values of {target} no longer belong to their rows (a join on the wrong key, a lag or a "
@@ -105,9 +108,10 @@ class Diagnosis:
         segments = [c.target for c in causes if c.kind == "slice"]
         if len(segments) == 2:  # the slice check names a second segment only when it moved the other way
             return [NEXT_STEPS["slice/apart"].format(target=segments[0], other=segments[1])]
-        from workbench.rca.checks.slices import JOINED_WORDS
+        from workbench.rca.checks.slices import JOINED_WORDS, NEW_WORDS
 
         return [NEXT_STEPS["slice/joined" if c.kind == "slice" and c.summary.startswith(JOINED_WORDS) else
+                           "slice/new" if c.kind == "slice" and c.summary.endswith(NEW_WORDS) else
                            f"{c.kind}/{c.change}" if f"{c.kind}/{c.change}" in NEXT_STEPS else c.kind].format(target=c.target)
                 for c in causes]
 

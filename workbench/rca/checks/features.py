@@ -183,7 +183,9 @@ def training_skew(ctx: Context) -> Evidence:
     """Supporting evidence only: a feature skewed against training in the incident but not the baseline.
 
     Strength: half the ``from_js`` of the *increase* in JS distance to training, so it can
-    confirm a break but not outvote the drift check.
+    confirm a break but not outvote the drift check. A slice column that moved away from training is the traffic
+    mix moving, a population change, never a broken feature: it is named in the summary and proposes no cause
+    (outside test ``i15``: a new app version was a cause "feature app_version", with a backfill as its fix).
     """
     from workbench.data.drift import training_skew as skew
 
@@ -194,9 +196,14 @@ def training_skew(ctx: Context) -> Evidence:
     cands = tuple(Candidate("feature", r["feature"], 0.5 * S.from_js(r["increase"]),
                             f"{r['feature']} no longer matches the training data",
                             detail=f"JS distance to training.parquet rose by {r['increase']:.2f} at the onset")
-                  for r in joined.head(5).iter_rows(named=True) if S.from_js(r["increase"]) > 0.2)
+                  for r in joined.filter(~pl.col("feature").is_in(ctx.case.slices)).head(5).iter_rows(named=True)
+                  if S.from_js(r["increase"]) > 0.2)
+    mix = [f"{r['feature']} (JS +{r['increase']:.2f})" for r in joined.filter(pl.col("feature").is_in(ctx.case.slices))
+           .iter_rows(named=True) if S.from_js(r["increase"]) > 0.2]
     summary = (f"{len(cands)} feature(s) started to differ from training: " + ", ".join(c.target for c in cands) + "."
                if cands else "No feature moved away from the training data at the onset.")
+    if mix:
+        summary += f" The traffic mix moved away from training in {', '.join(mix)} (a population change, not a break)."
     top = joined.head(10)
     return Evidence("training_skew", "warn" if cands else "pass", max((c.strength for c in cands), default=0.0), summary,
                     data={"plot": plotspec.bars(top["feature"].to_list(), top["increase"].to_list(),

@@ -17,7 +17,7 @@ from workbench.rca.evidence import Candidate, Evidence
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["JOINED_WORDS", "slice_check"]
+__all__ = ["JOINED_WORDS", "NEW_WORDS", "slice_check"]
 
 
 def slice_check(ctx: Context) -> Evidence:
@@ -51,7 +51,7 @@ def slice_check(ctx: Context) -> Evidence:
     else:
         counter = search.counter
         s = share if search.confined or alone or counter else 0.5 * share  # not confined: the rest regressed too
-        joined = " (new in the incident: against the rest of the traffic before it)" if top.get("new") else ""
+        joined = f" ({NEW_WORDS}: against the rest of the traffic before it)" if top.get("new") else ""
         summary = (f"The regression concentrates in {top['slice']} ({top['share']:.0%} of traffic): {name} "
                    f"{top['baseline_value']:.3f} → {top['incident_value']:.3f}{joined}; it holds {share:.0%} of the "
                    "total regression")
@@ -72,7 +72,7 @@ def slice_check(ctx: Context) -> Evidence:
     cands: tuple[Candidate, ...] = ()
     if s > 0:
         reason = (f"{top['slice']} moved one way and {search.counter['slice']} the other" if search.counter
-                  else f"the regression is confined to {top['slice']}")
+                  else f"the regression is confined to {top['slice']}" + (f", {NEW_WORDS}" if top.get("new") else ""))
         cands = (Candidate("slice", top["slice"], s, reason, detail=summary,
                            fallback=True), *_other_way(search, top, s, summary), *broken)
     return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot}, candidates=cands)
@@ -93,6 +93,7 @@ def _other_way(search, top: dict, strength: float, summary: str) -> tuple[Candid
 SUSPECTS = 5  # features, by drift severity on the whole traffic, checked for a break inside a confined segment
 JOINED = 2.0  # a segment whose rows at least doubled against the rest's: at least half its incident rows are new
 JOINED_WORDS = "traffic joined"  # how a joined-traffic cause begins (the diagnosis words its next step by it)
+NEW_WORDS = "new in the incident"  # how a segment new in the incident is named (the diagnosis words its next step by it)
 
 
 def _joined(ctx: Context, top: dict, strength: float, summary: str, moved: list[Candidate]) -> Candidate | None:
