@@ -200,8 +200,8 @@ def test_a_segment_new_to_the_log_is_compared_with_the_traffic_it_joined(tmp_pat
     rest of the traffic's until it appeared and its own from there. Here its clicks are twice what the model predicts
     (calibration about 0.5 against 1.0 before); the same new platform at the model's own click rate is no
     regression."""
-    from workbench.data.segments import _first_seen, detect_segment_onset
     from workbench.data.quality import quality_series
+    from workbench.data.segments import _first_seen, detect_segment_onset
 
     case = open_case(_new_platform(tmp_path, 2.0))
     table = quality_series(case, by="platform", every="1h").table

@@ -24,7 +24,9 @@ Method, per metric:
    count added there overstated a period expecting 5 clicks by 10% (``0.5 / 5``), so at
    fine grains the level a move away from 1 is judged from sat 2-10% too high.
 2. **Cycle-aware baseline.** The metric is a level plus the harmonics of the day
-   (two, at sub-daily grains) and of the week (two, at grains up to a day once the
+   (two, at sub-daily grains once the log spans two days: over less than two cycles
+   a harmonic is a free curve that takes in a step, an outside test's seven-hour log
+   at 15 minutes lost an AUC fall of 2 % to it) and of the week (two, at grains up to a day once the
    log spans four weeks: over fewer cycles a lasting shift would pass for part of
    one), fitted by weighted least squares with each period weighted by its own
    sampling variance (NE: delta method from the period's sums; AUC:
@@ -353,13 +355,13 @@ def _sampling_se(table: pl.DataFrame, metric: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- the shift scan
 def _design(t_hours: np.ndarray, grain_hours: float, span: float | None = None) -> np.ndarray:
-    """Level, plus two harmonics of the day below a daily grain, and of the week up to a daily grain once the
-    data spans four weeks; a harmonic is kept only when the grain resolves it (at least two periods per cycle).
-    ``span`` (hours) decides the terms when the rows evaluated are not the rows fitted."""
+    """Level, plus two harmonics of the day below a daily grain once the data spans two days, and of the week up to
+    a daily grain once it spans four weeks; a harmonic is kept only when the grain resolves it (at least two periods
+    per cycle). ``span`` (hours) decides the terms when the rows evaluated are not the rows fitted."""
     cols = [np.ones_like(t_hours)]
     if span is None:
         span = float(t_hours[-1] - t_hours[0]) if len(t_hours) else 0.0
-    cycles = [24.0] if grain_hours < 24 else []
+    cycles = [24.0] if _daily(grain_hours, span) else []
     if _weekly(grain_hours, span):
         cycles.append(168.0)
     for period in cycles:
@@ -367,6 +369,13 @@ def _design(t_hours: np.ndarray, grain_hours: float, span: float | None = None) 
             if period / k >= 2 * grain_hours:
                 cols += [np.cos(2 * np.pi * k * t_hours / period), np.sin(2 * np.pi * k * t_hours / period)]
     return np.column_stack(cols)
+
+
+def _daily(grain_hours: float, span: float) -> bool:
+    """Whether the design holds the daily cycle: below a daily grain, once the data spans two days (each hour of the
+    day seen twice). Over less, the day's harmonics are free curves, not a cycle: in an outside test's seven-hour log
+    at 15 minutes they took in a step at 10:30 (AUC 0.777 -> 0.761 on 150k rows) and the answer was "no regression"."""
+    return grain_hours < 24 and span >= 2 * 24
 
 
 def _weekly(grain_hours: float, span: float) -> bool:
