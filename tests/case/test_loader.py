@@ -62,6 +62,23 @@ def test_mapping_with_user_column_names(small_case):
     assert set(case.training.collect_schema().names()) >= {TS, LABEL, "x_a"}
 
 
+def test_a_training_sample_under_the_contracts_own_names_opens_with_a_mapped_log(small_case):
+    """The contract names the training sample's columns ``ts`` and ``label``; a serving log whose columns are mapped
+    (``clicked``, ``event_time``) must not make them unreadable (outside test 4: "column 'clicked' (label) not found",
+    with a hint to map the log's label to ``label``, which would break the log). The mapped names work too (above)."""
+    df = pl.read_parquet(small_case / "predictions.parquet").rename(
+        {"ts": "event_time", "prediction": "p_click", "label": "clicked"})
+    df.write_parquet(small_case / "predictions.parquet")
+    (small_case / "workbench.toml").write_text(
+        '[case]\nname = "mapped"\n[columns]\ntimestamp = "event_time"\nprediction = "p_click"\n'
+        'label = "clicked"\nfeatures = ["f_*"]\nslices = ["platform"]\n')
+    case = open_case(small_case)
+    training = case.training.collect()
+    source = pl.read_parquet(small_case / "training.parquet")
+    assert {TS, LABEL} <= set(training.columns) and training.height == source.height
+    assert training[LABEL].sum() == source["label"].sum() and training[TS].dtype == pl.Datetime("us", "UTC")
+
+
 def test_partitioned_and_csv_sources(small_case):
     df = pl.read_parquet(small_case / "predictions.parquet")
     (small_case / "predictions.parquet").unlink()

@@ -362,16 +362,21 @@ def _all_null_features(source: Source, lf: pl.LazyFrame, features: tuple[str, ..
 
 # ---------------------------------------------------------------- other files
 def _prepare_training(root: Path, cfg: Config, cols: Columns) -> tuple[pl.LazyFrame | None, list[str], Source | None]:
+    """The training sample, its label and timestamp under the serving log's mapped names or, when those are absent,
+    the contract's own (``ts``, ``label``: the contract names the sample's columns so, and a sample written that way
+    beside a log whose label is ``clicked`` was refused, with a hint to map the log's label to ``label``)."""
     source = resolve(root, "training", cfg.sources.get("training"), required=False)
     if source is None:
         return None, [], None
     lf = source.scan()
     schema = lf.collect_schema()
-    label = _resolve_column(source, root / "workbench.toml", schema, "label", cols.label, True)
+    named = cols.label if cols.label in schema or LABEL not in schema else LABEL
+    label = _resolve_column(source, root / "workbench.toml", schema, "label", named, True)
     assert label is not None
     exprs = [pl.col(label).cast(pl.Float64).alias(LABEL)]
-    if cols.timestamp in schema:
-        exprs.insert(0, _time_expr(source, schema, cols.timestamp, lf)[0].alias(TS))
+    stamp = cols.timestamp if cols.timestamp in schema else TS if TS in schema else None
+    if stamp is not None:
+        exprs.insert(0, _time_expr(source, schema, stamp, lf)[0].alias(TS))
     present = [f for f in cols.features if f in schema]
     missing = [f for f in cols.features if f not in schema]
     exprs += [pl.col(f).cast(pl.Float64).fill_nan(None) for f in present]  # NaN is missing, as in the log
