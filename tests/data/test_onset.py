@@ -515,6 +515,7 @@ def test_a_log_shorter_than_two_days_fits_no_daily_cycle(tmp_path):
     from workbench.data.onset import _daily
 
     assert not _daily(0.25, 10.0) and _daily(0.25, 48.0) and not _daily(24.0, 96.0)
+    assert _daily(1.0, 47.0) and not _daily(1.0, 46.0)  # 48 hourly periods are two days (the span is start to start)
     for seed in (0, 1, 2):
         found = detect_onset(open_case(write_case(tmp_path / f"s{seed}", seed=seed, hours=10, per_hour=20_000, onset=6,
                                                   break_="calibration", offset=0.15, delay_hours=1)))

@@ -213,6 +213,28 @@ def test_a_segment_new_to_the_log_is_compared_with_the_traffic_it_joined(tmp_pat
     assert detect_segment_onset(open_case(_new_platform(tmp_path, 1.0))) is None
 
 
+def test_null_slice_values_beside_a_new_segment_are_no_value(tmp_path):
+    """A review's case: a slice column that starts logging nulls when the new platform arrives made a null a new
+    value, and sorting it beside the new platform raised (the diagnosis and the guard call the scan unguarded)."""
+    import numpy as np
+
+    from workbench.data.quality import quality_series
+    from workbench.data.segments import _first_seen, detect_segment_onset
+
+    root = _new_platform(tmp_path, 2.0)
+    rows = pl.read_parquet(root / "predictions.parquet")
+    rng = np.random.default_rng(3)
+    late = (rows["ts"] >= datetime(2026, 11, 20, 6, tzinfo=UTC)).to_numpy() & (rows["platform"] != "visionos").to_numpy()
+    blank = late & (rng.random(rows.height) < 0.1)
+    platform = pl.when(pl.Series(blank)).then(pl.lit(None)).otherwise(pl.col("platform"))
+    rows.with_columns(platform.alias("platform")).write_parquet(root / "predictions.parquet")
+    case = open_case(root)
+    table = quality_series(case, by="platform", every="1h").table
+    assert _first_seen(table, "platform", "1h") == {"visionos": datetime(2026, 11, 20, 6, tzinfo=UTC)}
+    found = detect_segment_onset(case)
+    assert found is not None and found.segment == "platform=visionos", str(found)
+
+
 def test_a_new_segment_is_named_as_new_and_recalibrated_against_the_traffic_it_joined(tmp_path):
     """The diagnosis of the same case: the new platform is the cause, worded as new (its next step is not a hunt for
     a product change in a segment that has always been there), and its recalibration is measured against the

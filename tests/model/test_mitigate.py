@@ -445,3 +445,20 @@ def test_a_segment_whose_clicks_collapsed_is_recalibrated_on_the_clicks_it_expec
     sim = _segment_simulator(tmp_path / "no_even_clicks", log, sample=20_000)
     result = sim.recalibrate(within="surface=a")
     assert isinstance(result, Simulation) and "scored on the even hours (fitted on the odd ones)" in result.method, result
+
+
+def test_a_thin_segment_keeps_its_own_baseline_and_only_a_new_one_takes_the_traffic_it_joined():
+    """A review's case: sample control's web platform holds 141 labelled rows in half an hour of baseline, too few to
+    measure alone, and its recalibration was measured against the whole traffic's baseline (calibration 0.999
+    against its own 0.797). Only a segment new in the incident (under ``NEW_BELOW`` labelled baseline rows) takes
+    the traffic it joined; a thin one keeps its own rows."""
+    from workbench.model.mitigate import Simulator
+
+    case = open_case(sample_case("control"))
+    incident = Window("2026-11-20T02:00Z", "2026-11-20T20:00Z")
+    thin = Simulator(case, Window("2026-11-19T02:00Z", "2026-11-19T02:30Z"), incident, metric="calibration_ratio",
+                     segment="platform=web")
+    assert not thin.base.enough() and set(thin.base.frame["platform"].unique()) == {"web"}
+    absent = Simulator(case, Window("2026-11-19T02:00Z", "2026-11-19T02:30Z"), incident, metric="calibration_ratio",
+                       segment="platform=visionos")
+    assert absent.base.enough() and set(absent.base.frame["platform"].unique()) == {"web", "ios", "android"}

@@ -93,12 +93,13 @@ def _segment_grain(table: pl.DataFrame, every: str) -> str | None:
 
 def _first_seen(table: pl.DataFrame, col: str, every: str) -> dict[str, datetime]:
     """The values of ``col`` first served after the history a shift needs (``min_before`` periods of ``every`` from
-    the log's first period), each with its first period: the values new to the log (module docstring)."""
+    the log's first period), each with its first period: the values new to the log (module docstring). A null is no
+    value (a slice column that starts logging nulls made one, and sorting it beside the values raised)."""
     if table.is_empty():
         return {}
     step = grain_delta(every)
     since = table["window"].min() + step * min_before(step / timedelta(hours=1))  # type: ignore[operator]
-    first = table.filter(pl.col("rows") > 0).group_by(col).agg(pl.col("window").min())
+    first = table.filter((pl.col("rows") > 0) & pl.col(col).is_not_null()).group_by(col).agg(pl.col("window").min())
     return dict(first.filter(pl.col("window") >= since).iter_rows())
 
 
@@ -107,7 +108,7 @@ def _joined(table: pl.DataFrame, col: str, value: str, since: datetime) -> pl.Da
     first period), the value's own from it (module docstring). Only what the count test reads: the sums, and the
     join rate that tells which periods are reliably labelled."""
     sums = ["rows", "labeled", *POOL_SUMS]
-    rest = (table.filter((pl.col(col) != value) & (pl.col("window") < since)).group_by("window").agg(pl.col(sums).sum())
+    rest = (table.filter(pl.col(col).ne_missing(value) & (pl.col("window") < since)).group_by("window").agg(pl.col(sums).sum())
             .with_columns((pl.col("labeled") / pl.col("rows")).alias("label_join_rate")))
     own = table.filter((pl.col(col) == value) & (pl.col("window") >= since)).select("window", *sums, "label_join_rate")
     return pl.concat([rest.select(own.columns), own], how="vertical_relaxed").sort("window")

@@ -70,6 +70,7 @@ __all__ = ["SliceDeltas", "SliceSearch", "find_slices", "slice_cells", "slice_de
 
 DIRECTION = {"normalized_entropy": 1, "log_loss": 1, "calibration_ratio": 0, "label_rate": 0, "prediction_mean": 0}
 MIN_LABELED, MIN_POSITIVES = 50, 5
+NEW_BELOW = 0.1 * MIN_LABELED  # labelled baseline rows under which a slice is new in the incident (module docstring)
 MINORITY = 0.5  # a segment holding half the traffic or more is not "confined": it is most of the traffic
 PARENT_SHARE = 0.9
 
@@ -272,7 +273,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     # compared with the traffic it joined: its baseline is the rest's, so its difference is its incident value
     # against the rest's, with the errors of those two
     enough_b = (b["labeled"] >= MIN_LABELED) & (counted_positives(b["positives"], b["pred_sum_labeled"]) >= MIN_POSITIVES)
-    new = ~enough_b & (b["labeled"] < 0.1 * MIN_LABELED) & np.isfinite(wb)
+    new = ~enough_b & (b["labeled"] < NEW_BELOW) & np.isfinite(wb)
     vb, sb = np.where(new, wb, vb), np.where(new, 0.0, sb)
     swb_diff = np.where(new, 0.0, swb)  # the rest's baseline cancels from a new slice's difference (not from the rest's own z)
     delta_s = comparison_scale(metric, vi) - comparison_scale(metric, vb)

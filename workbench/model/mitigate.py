@@ -429,11 +429,14 @@ class Simulator:
 
     @functools.cached_property
     def base(self) -> _Rows:
-        """The baseline's labelled rows: the segment's own, or, for a segment new in the incident (too few of its own
-        rows to measure), the traffic it joined, as the slice search compares it (:mod:`workbench.data.slices`): a
-        new app version's recalibration was "not simulated: too few labelled baseline rows" (outside test ``i15``)."""
+        """The baseline's labelled rows: the segment's own, or, for a segment new in the incident (under
+        :data:`~workbench.data.slices.NEW_BELOW` labelled rows of its own there), the traffic it joined, as the slice
+        search compares it (:mod:`workbench.data.slices`): a new app version's recalibration was "not simulated: too
+        few labelled baseline rows" (outside test ``i15``). A segment that was there but thin keeps its own rows."""
+        from workbench.data.slices import NEW_BELOW
+
         own = self._fetch(self.baseline_window, self.seed)
-        if self.segment is None or own.enough():
+        if self.segment is None or own.enough() or len(own.y) >= NEW_BELOW:
             return own
         return self._fetch(self.baseline_window, self.seed, joined=True)
 
