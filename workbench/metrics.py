@@ -87,6 +87,7 @@ __all__ = [
     "row_log_loss_logit",
     "score_bin",
     "sigmoid",
+    "two_proportion_se",
 ]
 
 CLIP = 1e-7
@@ -409,6 +410,12 @@ def reliable_end(join_rates: np.ndarray, rows: np.ndarray | None = None) -> int:
     while end > 0 and join[end - 1] < floor[end - 1]:
         end -= 1
     return end
+
+
+def two_proportion_se(pooled: float, n_a: float, n_b: float) -> float:
+    """The standard error of a difference of two proportions under their pooled proportion (the two-proportion z
+    test's), ``sqrt(p (1 - p) (1 / n_a + 1 / n_b))``, each count at least 1; 0 when ``pooled`` is 0 or 1."""
+    return math.sqrt(pooled * (1 - pooled) * (1 / max(n_a, 1) + 1 / max(n_b, 1)))
 
 
 def norm_sf(z: float) -> float:

@@ -24,7 +24,7 @@ from workbench.data._frames import PERIOD, collect_windows
 from workbench.data._sums import SUMS, sum_aggs
 from workbench.data.drift import FeatureDrift, feature_drift
 from workbench.data.quality import HALF_CLICK, pool_sums
-from workbench.metrics import metric_from_sums, reliable_end
+from workbench.metrics import metric_from_sums, reliable_end, two_proportion_se
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ def label_shift(case: Case, baseline: Window, incident: Window, drift: FeatureDr
     cal = {p: pool_sums(side[p], "calibration_ratio") for p in side}
     nb, ni = side["b"]["labeled"][0], side["i"]["labeled"][0]
     pooled = (side["b"]["positives"][0] + side["i"]["positives"][0]) / max(nb + ni, 1)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / max(nb, 1) + 1 / max(ni, 1))) if 0 < pooled < 1 else math.nan
+    se = two_proportion_se(pooled, nb, ni) if 0 < pooled < 1 else math.nan
     z = (rate["i"] - rate["b"]) / se if se and math.isfinite(se) else math.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         # a window whose clicks all stopped counts half a click, as the detector's do: a label rate gone to 0 is a

@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from workbench._render import fmt
+from workbench.metrics import two_proportion_se
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
@@ -351,7 +352,7 @@ def _label_rate(label: str, labeled: dict[str, float], positives: dict[str, floa
     """``label_drift`` from the labelled rows and positives of the baseline (``b``) and the window (``w``)."""
     rate_b, rate_w = positives["b"] / labeled["b"], positives["w"] / labeled["w"]
     pooled = (positives["b"] + positives["w"]) / (labeled["b"] + labeled["w"])
-    se = math.sqrt(pooled * (1 - pooled) * (1 / labeled["b"] + 1 / labeled["w"]))
+    se = two_proportion_se(pooled, labeled["b"], labeled["w"])
     z = (rate_w - rate_b) / se if se > 0 else 0.0
     ratio = rate_w / rate_b if rate_b > 0 else math.nan
     return _ratio("label_drift", label, ratio, t.label_change, abs(z), t.z,

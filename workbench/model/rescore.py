@@ -34,7 +34,7 @@ import polars as pl
 
 from workbench.case.columns import LABEL, PREDICTION, SNAPSHOT, TS
 from workbench.case.loader import Case
-from workbench.metrics import entropy, logit, normalized_entropy, row_log_loss
+from workbench.metrics import entropy, logit, normalized_entropy, row_log_loss, two_proportion_se
 from workbench.model.load import feature_matrix, load_model, score
 from workbench.windows import Window
 
@@ -203,8 +203,7 @@ class ServingConsistency:
     def off_z(self) -> float:
         """``off_changed`` over its two-proportion standard error."""
         n_b, n_i = max(self.baseline_rows, 1), max(self.rows, 1)
-        pooled = (self.off_baseline * n_b + self.off_incident * n_i) / (n_b + n_i)
-        se = math.sqrt(pooled * (1 - pooled) * (1 / n_b + 1 / n_i))
+        se = two_proportion_se((self.off_baseline * n_b + self.off_incident * n_i) / (n_b + n_i), n_b, n_i)
         return self.off_changed / se if se > 0 else 0.0
 
     def to_dict(self) -> dict:
