@@ -131,7 +131,7 @@ def calibration(ctx: Context) -> Evidence:
     return Evidence("calibration", verdict, s, summary, detail=detail, data={"plot": plot}, candidates=cands)
 
 
-OFF_FLOOR, OFF_SCALE = 0.05, 0.1  # a share of rows the serving path no longer scores as the model does
+OFF_SHARE_FLOOR, OFF_SHARE_SCALE = 0.05, 0.1  # a share of rows the serving path no longer scores as the model does
 
 
 def served_off_model(ctx: Context) -> tuple[float, ServingConsistency | None]:
@@ -140,7 +140,7 @@ def served_off_model(ctx: Context) -> tuple[float, ServingConsistency | None]:
     calibration layer on every row: ``from_z`` of its growth over the baseline's gap), or a share of rows left the
     baseline's gap (a fallback or a transform on part of the traffic, which leaves the median row as it was: outside
     test 3, a constant for 30 % of the rows named no cause): ``from_z`` of the share's two-proportion z times
-    ``from_excess`` of the share beyond ``OFF_FLOOR``, scale ``OFF_SCALE``."""
+    ``from_excess`` of the share beyond ``OFF_SHARE_FLOOR``, scale ``OFF_SHARE_SCALE``."""
     if not ctx.has("model"):
         return 0.0, None
     from workbench.model.rescore import serving_consistency
@@ -149,7 +149,7 @@ def served_off_model(ctx: Context) -> tuple[float, ServingConsistency | None]:
     if serving is None:
         return 0.0, None
     median = S.from_z(serving.changed / max(serving.gap_baseline, 1e-3))
-    share = S.from_z(serving.off_z) * S.from_excess(serving.off_changed, OFF_FLOOR, OFF_SCALE)
+    share = S.from_z(serving.off_z) * S.from_excess(serving.off_changed, OFF_SHARE_FLOOR, OFF_SHARE_SCALE)
     return max(median, share), serving
 
 
