@@ -241,13 +241,13 @@ def test_a_new_segment_is_named_as_new_and_recalibrated_against_the_traffic_it_j
     traffic it joined (before: "not simulated: too few labelled baseline rows"). The platform column's move away
     from the training mix is a population change, never a broken feature."""
     from workbench import diagnose
-    from workbench.rca.checks.slices import NEW_WORDS
 
     result = diagnose(open_case(_new_platform(tmp_path, 2.0)))
     assert result.anomaly["detected"], result.anomaly
     top = result.top
     assert top is not None and top.kind == "slice" and top.target == "platform=visionos", [c.to_dict() for c in result.root_causes]
-    assert top.summary.endswith(NEW_WORDS) and "is new in the incident" in result.next_steps()[0]
+    assert top.situation == "new" and "new in the incident" in top.summary
+    assert "is new in the incident" in result.next_steps()[0] and "situation" not in top.to_dict()
     assert not any(c.kind == "feature" and c.target in result.case.slices for c in result.root_causes)
     fix = next(m for m in top.mitigations if m.action == "recalibrate")
     assert fix.predicted is not None and fix.predicted.recovery > 0.5, fix

@@ -72,7 +72,7 @@ def test_traffic_that_joined_a_segment_is_named_and_not_its_features(tmp_path):
     top = found.root_causes[0]
     assert (top.kind, top.target) == ("slice", "country=KR") and top.summary.startswith("traffic joined"), found.root_causes
     assert all(not (c.kind == "feature" and c.target == "f_a" and c.confidence > top.confidence) for c in found.root_causes)
-    assert found.next_steps()[0].startswith("New rows joined country=KR")
+    assert top.situation == "joined" and found.next_steps()[0].startswith("New rows joined country=KR")
     search = found.results["find_slices"]
     kr_row = search.table.filter(pl.col("slice") == "country=KR").row(0, named=True)
     assert 2.5 < kr_row["volume_ratio"] < 3.5  # three times its rows against the rest's

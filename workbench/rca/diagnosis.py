@@ -59,6 +59,14 @@ NEXT_STEPS = {
 }
 
 
+def _step_key(cause: RootCause) -> str:
+    """The most specific entry of ``NEXT_STEPS`` for a cause: by its situation, else its change, else its kind."""
+    for key in (f"{cause.kind}/{cause.situation}", f"{cause.kind}/{cause.change}"):
+        if key in NEXT_STEPS:
+            return key
+    return cause.kind
+
+
 @dataclass(frozen=True)
 class Diagnosis:
     """Everything one investigation found, ready to render."""
@@ -108,12 +116,7 @@ class Diagnosis:
         segments = [c.target for c in causes if c.kind == "slice"]
         if len(segments) == 2:  # the slice check names a second segment only when it moved the other way
             return [NEXT_STEPS["slice/apart"].format(target=segments[0], other=segments[1])]
-        from workbench.rca.checks.slices import JOINED_WORDS, NEW_WORDS
-
-        return [NEXT_STEPS["slice/joined" if c.kind == "slice" and c.summary.startswith(JOINED_WORDS) else
-                           "slice/new" if c.kind == "slice" and c.summary.endswith(NEW_WORDS) else
-                           f"{c.kind}/{c.change}" if f"{c.kind}/{c.change}" in NEXT_STEPS else c.kind].format(target=c.target)
-                for c in causes]
+        return [NEXT_STEPS[_step_key(c)].format(target=c.target) for c in causes]
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``workbench diagnose --json`` (keys exactly as specified)."""

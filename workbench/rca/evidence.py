@@ -38,6 +38,9 @@ class Candidate:
     explains: tuple[tuple[str, str], ...] = ()
     fallback: bool = False
     change: str | None = None  # a feature cause's change (contract v2): coverage, scale, stale, decorrelated, skew, shift
+    # a finer reading than kind and change that picks the next step (Diagnosis.next_steps), never printed in the JSON:
+    # a slice cause is "joined" (new rows joined the segment) or "new" (the segment is new in the incident)
+    situation: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -64,6 +64,7 @@ class RootCause:
     slice: str | None = None
     events: tuple[str, ...] = field(default=())
     change: str | None = None
+    situation: str | None = None  # the strongest candidate's finer reading (Candidate.situation); not in the JSON
     mitigations: tuple[Mitigation, ...] = field(default=())  # best first; attached after ranking (rca/mitigations.py)
 
     def to_dict(self) -> dict:
@@ -154,7 +155,7 @@ def rank(found: list[tuple[tuple[str, ...], Evidence]], case: Case, onset: datet
         out.append(RootCause(kind=key[0], target=key[1], confidence=calibrated(s * s / total, first=i == 0), strength=s,
                              summary=best.summary,
                              evidence=tuple(evidence), path=m["path"], layer=m["layer"], slice=m["slice"],
-                             events=tuple(notes.get(key, [])), change=m["change"]))
+                             events=tuple(notes.get(key, [])), change=m["change"], situation=best.situation))
     return out
 
 

@@ -17,7 +17,7 @@ from workbench.rca.evidence import Candidate, Evidence
 if TYPE_CHECKING:
     from workbench.rca.context import Context
 
-__all__ = ["JOINED_WORDS", "NEW_WORDS", "slice_check"]
+__all__ = ["slice_check"]
 
 
 def slice_check(ctx: Context) -> Evidence:
@@ -73,8 +73,8 @@ def slice_check(ctx: Context) -> Evidence:
     if s > 0:
         reason = (f"{top['slice']} moved one way and {search.counter['slice']} the other" if search.counter
                   else f"the regression is confined to {top['slice']}" + (f", {NEW_WORDS}" if top.get("new") else ""))
-        cands = (Candidate("slice", top["slice"], s, reason, detail=summary,
-                           fallback=True), *_other_way(search, top, s, summary), *broken)
+        cands = (Candidate("slice", top["slice"], s, reason, detail=summary, fallback=True,
+                           situation="new" if top.get("new") else None), *_other_way(search, top, s, summary), *broken)
     return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot}, candidates=cands)
 
 
@@ -92,8 +92,8 @@ def _other_way(search, top: dict, strength: float, summary: str) -> tuple[Candid
 
 SUSPECTS = 5  # features, by drift severity on the whole traffic, checked for a break inside a confined segment
 JOINED = 2.0  # a segment whose rows at least doubled against the rest's: at least half its incident rows are new
-JOINED_WORDS = "traffic joined"  # how a joined-traffic cause begins (the diagnosis words its next step by it)
-NEW_WORDS = "new in the incident"  # how a segment new in the incident is named (the diagnosis words its next step by it)
+JOINED_WORDS = "traffic joined"  # how a joined-traffic cause begins
+NEW_WORDS = "new in the incident"  # how a segment new in the incident is named
 
 
 def _joined(ctx: Context, top: dict, strength: float, summary: str, moved: list[Candidate]) -> Candidate | None:
@@ -117,7 +117,7 @@ def _joined(ctx: Context, top: dict, strength: float, summary: str, moved: list[
     words = (f"{JOINED_WORDS} {top['slice']} at {hhmm(ctx)}: its rows rose x{volume:.1f} against the rest of the traffic, "
              f"with values unlike its own before ({', '.join(features[:3])}{' ...' if len(features) > 3 else ''} moved "
              "there only): new rows (bots, a new source or placement), not a pipeline that broke")
-    return Candidate("slice", top["slice"], s, words, detail=f"{words}. {summary}",
+    return Candidate("slice", top["slice"], s, words, detail=f"{words}. {summary}", situation="joined",
                      explains=tuple(("feature", f) for f in features) + tuple(("upstream", n) for n in sorted(above)))
 
 
