@@ -35,6 +35,20 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else np.nan
 
 
+def _shown(v: Any, spec: str) -> str:
+    """A number as text, an en dash where it is undefined (a calibration ratio over a window without clicks)."""
+    x = _num(v)
+    return "–" if math.isnan(x) else format(x, spec)
+
+
+def found_line(r: dict) -> str:
+    """One found slice's figures beside its button (HTML)."""
+    sig = "<b style='color:#991b1b'>significant</b>" if r["significant"] else "<span class='wb-muted'>not significant</span>"
+    return (f"{sig} · {_shown(r['baseline_value'], '.3f')} → {_shown(r['incident_value'], '.3f')} "
+            f"(rest {_shown(r['rest_delta'], '+.3f')}) · share {_shown(r['share'], '.0%')} · explains "
+            f"{_shown(r['explained_share'], '.0%')} · z {_shown(r['z'], '.1f')}")
+
+
 class SlicesView(View):
     """Found slices first, then per-slice deltas (bars for one column, heatmap for two); a click selects a slice."""
 
@@ -157,10 +171,7 @@ class SlicesView(View):
 
                 btn.on_click(click)
                 self._found_buttons[r["slice"]] = btn
-                sig = "<b style='color:#991b1b'>significant</b>" if r["significant"] else "<span class='wb-muted'>not significant</span>"
-                text = (f"{sig} · {_num(r['baseline_value']):.3f} → {_num(r['incident_value']):.3f} "
-                        f"(rest {_num(r['rest_delta']):+.3f}) · share {_num(r['share']):.0%} · explains "
-                        f"{_num(r['explained_share']):.0%} · z {_num(r['z']):.1f}")
+                text = found_line(r)
                 items.append(pn.Row(btn, pn.pane.HTML(f"<span style='font-size:12px'>{text}</span>", stylesheets=[CSS], margin=(10, 4)),
                                     sizing_mode="stretch_width", margin=0))
             self.found_box.objects = items
@@ -259,10 +270,10 @@ class SlicesView(View):
         r = row.row(0, named=True)
         m = self.metric
         return (f"<div class='wb-summary'>Selected <b style='color:#7c3aed'>{escape(label)}</b>: "
-                f"{METRIC_LABELS[m]} {_num(r[m + '_baseline']):.4f} → {_num(r[m + '_incident']):.4f} "
-                f"(Δ {_num(r[m + '_delta']):+.4f})</div>" +
+                f"{METRIC_LABELS[m]} {_shown(r[m + '_baseline'], '.4f')} → {_shown(r[m + '_incident'], '.4f')} "
+                f"(Δ {_shown(r[m + '_delta'], '+.4f')})</div>" +
                 kv({"rows (baseline)": f"{r['rows_baseline']:,}", "rows (incident)": f"{r['rows_incident']:,}",
-                    "share of incident traffic": f"{_num(r['share_incident']):.1%}"}))
+                    "share of incident traffic": _shown(r['share_incident'], '.1%')}))
 
     # ------------------------------------------------------------------ selecting
     @guarded("selecting the slice")
