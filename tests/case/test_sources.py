@@ -19,7 +19,7 @@ from tests.servers import READER, READER_PASSWORD, S3, Postgres, free_port
 from workbench.case import _database
 from workbench.case.columns import TS
 from workbench.case.loader import open_case
-from workbench.case.sources import ObjectStore, mask
+from workbench.case.sources import LocalFiles, ObjectStore, mask
 from workbench.errors import CaseError
 
 DAY = (datetime(2026, 11, 18, 12, tzinfo=UTC), datetime(2026, 11, 19, 12, tzinfo=UTC))
@@ -135,6 +135,37 @@ def test_partitioned_parts_that_disagree_on_a_type_are_named(small_case):
     assert "rewrite the odd parts so 'prediction' has one type in every part" in err.hint
     assert any("string in 1 part(s): date=2026-11-19/part-0.parquet" in d for d in err.details)
     assert any("float in 1 part(s): date=2026-11-18/part-0.parquet" in d for d in err.details)
+
+
+def _evolving_parts(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Day parts where the log gained a column on its second day ("creative_score", a float neither feature nor slice
+    in the toml) and the feature f_c only from its second day: the first part, which readers take the schema from,
+    holds neither."""
+    days = frame.with_columns(pl.col(TS).dt.date().cast(pl.String).alias("d")).partition_by("d", as_dict=True, include_key=False)
+    parts = {f"date={key[0]}/part-0.parquet": part.with_columns(pl.lit(0.5).alias("creative_score"))
+             for key, part in sorted(days.items())}
+    first = sorted(parts)[0]
+    parts[first] = parts[first].drop("creative_score", "f_c")
+    return parts
+
+
+def test_partitioned_parts_written_before_a_column_was_added_read_it_as_null(small_case):
+    """Outside test 5, c03: a log that gained a column on a later day was refused ("missing from 3 of 6 parquet
+    parts"). A column the earlier parts lack is null there, as a lakehouse table reads a column added later."""
+    frame = pl.read_parquet(small_case / "predictions.parquet")
+    (small_case / "predictions.parquet").unlink()
+    for rel, part in _evolving_parts(frame).items():
+        (small_case / "predictions" / rel).parent.mkdir(parents=True, exist_ok=True)
+        part.write_parquet(small_case / "predictions" / rel)
+    case = open_case(small_case)
+    rows = case.predictions.collect()
+    first_day = rows[TS].dt.date() == rows[TS].dt.date().min()
+    assert case.rows == frame.height and "f_c" in case.features
+    assert rows.filter(first_day)["f_c"].null_count() == int(first_day.sum()) > 0
+    assert rows.filter(~first_day)["f_c"].null_count() == frame.filter(
+        frame[TS].dt.date() > frame[TS].dt.date().min())["f_c"].null_count()
+    raw = LocalFiles(small_case / "predictions").scan().collect()
+    assert raw["creative_score"].null_count() == int(first_day.sum()) and raw["creative_score"].drop_nulls().eq(0.5).all()
 
 
 # ---------------------------------------------------------------- SQLite and DuckDB (files)
@@ -314,6 +345,16 @@ def test_s3_parts_that_disagree_on_a_type_are_named(small_case, s3_env):
         s3_put(s3_env, "mixed", f"log/{rel}", part)
     err = raises(point(small_case, 'uri = "s3://mixed/log/"'), "the parquet parts disagree on the type of column 'prediction'")
     assert any("date=2026-11-19/part-0.parquet" in d and d.startswith("string") for d in err.details), err.details
+
+
+def test_s3_parts_written_before_a_column_was_added_read_it_as_null(small_case, s3_env):
+    frame = pl.read_parquet(small_case / "predictions.parquet")
+    for rel, part in _evolving_parts(frame).items():
+        s3_put(s3_env, "evolving", f"log/{rel}", part)
+    case = open_case(point(small_case, 'uri = "s3://evolving/log/"'))
+    rows = case.predictions.collect()
+    first_day = rows[TS].dt.date() == rows[TS].dt.date().min()
+    assert case.rows == frame.height and rows.filter(first_day)["f_c"].null_count() == int(first_day.sum()) > 0
 
 
 def test_postgres_table_dropped_after_open_names_the_fix(pg_case, pg_env):

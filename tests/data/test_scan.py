@@ -257,6 +257,22 @@ def test_a_reader_reads_a_features_nan_as_missing_as_the_loader_does(tmp_path):
     assert rows.sort(TS, "prediction").equals(case.predictions.collect().sort(TS, "prediction"))
 
 
+def test_a_reader_reads_a_column_a_part_lacks_as_null_as_the_loader_does(small_case):
+    """A log that gained a feature column on its second day (the first part lacks it): the workers' rows are the
+    loader's, the feature null in the first day's rows."""
+    from tests.case.test_sources import _evolving_parts
+
+    frame = pl.read_parquet(small_case / "predictions.parquet")
+    (small_case / "predictions.parquet").unlink()
+    for rel, part in _evolving_parts(frame).items():
+        (small_case / "predictions" / rel).parent.mkdir(parents=True, exist_ok=True)
+        part.write_parquet(small_case / "predictions" / rel)
+    case = open_case(small_case)
+    rows = pl.concat([_dask.reader(case).frame(p).collect() for p in _dask.parts(case)])
+    assert rows["f_c"].null_count() > frame.height // 3  # the first of two days
+    assert rows.sort(TS, "prediction").equals(case.predictions.collect().sort(TS, "prediction"))
+
+
 def test_dask_scans_equal_the_in_process_scans(split_upstream, dask_client):
     case = open_case(split_upstream)
     log, log_d = S.log_scan(case, sample_rows=5000), S.log_scan(case, sample_rows=5000, scheduler=dask_client)

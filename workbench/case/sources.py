@@ -133,8 +133,12 @@ class LocalFiles(Source):
                 if not parts:
                     raise self.error("directory holds no *.parquet parts.",
                                      "write the table as parquet parts (e.g. date=2026-11-20/part-0.parquet).")
-                _check_parts(self, [(str(p.relative_to(path)), _footer_schema(p)) for p in parts])
-                lf = pl.scan_parquet(path / "**/*.parquet", hive_partitioning=True)
+                union = _check_parts(self, [(str(p.relative_to(path)), _footer_schema(p)) for p in parts])
+                if union is None:
+                    lf = pl.scan_parquet(path / "**/*.parquet", hive_partitioning=True)
+                else:
+                    lf = pl.scan_parquet(path / "**/*.parquet", hive_partitioning=True, missing_columns="insert",
+                                         schema=pl.from_arrow(union.empty_table()).schema)  # type: ignore[union-attr]
             elif path.suffix == ".csv":
                 lf = pl.scan_csv(path, infer_schema_length=10_000)
             else:
@@ -180,30 +184,30 @@ def _footer_nulls(metas: Iterable[Any], columns: list[str]) -> dict[str, int] | 
     return nulls
 
 
-def _check_parts(source: Source, schemas: list[tuple[str, Any]]) -> None:
-    """Refuse parts that disagree on a column's type (or lack a column): name the column and the parts.
+def _check_parts(source: Source, schemas: list[tuple[str, Any]]) -> Any:
+    """Refuse parts that disagree on a column's type: name the column and the parts. Return the schema every part
+    is read with (pyarrow), or None when the parts agree on their columns.
 
     Polars reads a directory with the first part's schema and fails mid-pass on a part
-    that differs, with a SchemaError that names neither the file nor the fix.
-    """
+    that differs, with a SchemaError that names neither the file nor the fix. A column only some parts hold is the log's
+    schema evolving (a column added on a later day, outside test 5's first control, refused before): it reads as
+    null in the parts written without it, as lakehouse tables read an added column."""
     types: dict[str, dict[str, list[str]]] = {}
     for part, schema in schemas:
         for field in schema:
             name = str(field.type).replace("large_", "")  # polars writes large_string; readers differ in showing it
             types.setdefault(field.name, {}).setdefault(name, []).append(part)
     for column, by_type in types.items():
-        present = sum(len(v) for v in by_type.values())
         if len(by_type) > 1:
             details = [f"{t} in {len(ps)} part(s): {', '.join(ps[:3])}{', ...' if len(ps) > 3 else ''}" for t, ps in by_type.items()]
             raise source.error(f"the parquet parts disagree on the type of column '{column}'.",
                                f"rewrite the odd parts so '{column}' has one type in every part "
                                f"(e.g. cast it with pyarrow or polars and write the part again).", details)
-        if present < len(schemas):
-            have = {p for ps in by_type.values() for p in ps}
-            lacking = [p for p, _ in schemas if p not in have]
-            raise source.error(f"column '{column}' is missing from {len(lacking)} of {len(schemas)} parquet parts.",
-                               f"write '{column}' (null where unknown) into every part, or drop it from the parts that have it.",
-                               [f"missing in: {', '.join(lacking[:3])}{', ...' if len(lacking) > 3 else ''}"])
+    if all(sum(len(v) for v in by_type.values()) == len(schemas) for by_type in types.values()):
+        return None
+    import pyarrow as pa
+
+    return pa.unify_schemas([schema for _, schema in schemas])
 
 
 # ---------------------------------------------------------------- object storage (fsspec)
@@ -273,7 +277,12 @@ class ObjectStore(Source):
                     raise self.error("prefix holds no *.parquet parts.",
                                      "write the table as parquet parts (e.g. date=2026-11-20/part-0.parquet).")
                 dataset = ds.dataset(self.key, filesystem=fs, format="parquet", partitioning="hive")
-                _check_parts(self, [(f.path[len(self.key) + 1:], f.physical_schema) for f in dataset.get_fragments()])
+                union = _check_parts(self, [(f.path[len(self.key) + 1:], f.physical_schema) for f in dataset.get_fragments()])
+                if union is not None:  # the discovered schema is the first part's: read every part with all columns
+                    import pyarrow as pa
+
+                    dataset = ds.dataset(self.key, filesystem=fs, format="parquet", partitioning="hive",
+                                         schema=pa.unify_schemas([dataset.schema, union]))
             else:
                 fmt = "csv" if self.key.endswith(".csv") else "parquet"
                 dataset = ds.dataset(self.key, filesystem=fs, format=fmt)

@@ -61,11 +61,12 @@ class Part:
 
 @dataclass(frozen=True, slots=True)
 class Reader:
-    """How a worker turns a part into the case's canonical rows: the loader's select (``exprs``), the hive columns'
-    types and the served-snapshot fill, all fixed on the client from the whole source's schema."""
+    """How a worker turns a part into the case's canonical rows: the loader's select (``exprs``), the whole source's
+    column types (a hive value is typed by them, and a column a part lacks, written before the log gained it, is null
+    of its type, as the loader reads it) and the served-snapshot fill, all fixed on the client."""
 
     exprs: tuple[pl.Expr, ...]
-    hive_types: Mapping[str, pl.DataType]
+    types: Mapping[str, pl.DataType]
     snapshot: pl.Expr | None
 
     def frame(self, part: Part) -> pl.LazyFrame:
@@ -79,8 +80,10 @@ class Reader:
         else:
             path = part.uri.removeprefix("file://")
             lf = pl.scan_parquet(path).slice(part.offset, part.rows)  # the slice reaches the scan: only these row groups
-        hive = [_hive_value(v, self.hive_types[k]).alias(k) for k, v in part.hive if k in self.hive_types]
-        out = (lf.with_columns(hive) if hive else lf).select(self.exprs)
+        hive = [_hive_value(v, self.types[k]).alias(k) for k, v in part.hive if k in self.types]
+        have = set(lf.collect_schema().names()) | {k for k, _ in part.hive}
+        absent = [pl.lit(None, dtype=t).alias(c) for c, t in self.types.items() if c not in have]
+        out = (lf.with_columns(hive + absent) if hive or absent else lf).select(self.exprs)
         return out.with_columns(pl.coalesce(pl.col(SNAPSHOT), self.snapshot).alias(SNAPSHOT)) if self.snapshot is not None else out
 
 
@@ -118,7 +121,7 @@ def reader(case: Case) -> Reader:
     raw = source.scan()
     schema = raw.collect_schema()
     ts, _ = _time_expr(source, schema, case.columns.timestamp, raw)
-    return Reader(exprs=tuple(_canonical_exprs(ts, schema, case.columns)), hive_types=dict(schema.items()),
+    return Reader(exprs=tuple(_canonical_exprs(ts, schema, case.columns)), types=dict(schema.items()),
                   snapshot=_served_snapshot(case.snapshots) if case.snapshots else None)
 
 
