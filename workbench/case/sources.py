@@ -207,7 +207,7 @@ def _check_parts(source: Source, schemas: list[tuple[str, Any]]) -> Any:
         return None
     import pyarrow as pa
 
-    return pa.unify_schemas([schema for _, schema in schemas])
+    return pa.unify_schemas([schema for _, schema in schemas], promote_options="permissive")  # string beside large_string
 
 
 # ---------------------------------------------------------------- object storage (fsspec)
@@ -282,7 +282,7 @@ class ObjectStore(Source):
                     import pyarrow as pa
 
                     dataset = ds.dataset(self.key, filesystem=fs, format="parquet", partitioning="hive",
-                                         schema=pa.unify_schemas([dataset.schema, union]))
+                                         schema=pa.unify_schemas([dataset.schema, union], promote_options="permissive"))
             else:
                 fmt = "csv" if self.key.endswith(".csv") else "parquet"
                 dataset = ds.dataset(self.key, filesystem=fs, format=fmt)
