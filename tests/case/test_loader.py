@@ -7,6 +7,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -145,9 +146,8 @@ BROKEN = {
                    "store the joined outcome as 0/1 or true/false"),
     "prediction_out_of_range": (lambda c: _rewrite(c, lambda d: d.with_columns(pl.col("prediction") * 3)),
                                 "if you logged logits, store sigmoid(logit)"),
-    "prediction_nan": (lambda c: _rewrite(c, lambda d: d.with_columns(
-        pl.when(pl.int_range(pl.len()) == 7).then(float("nan")).otherwise(pl.col("prediction")).alias("prediction"))),
-        "every served row needs a finite probability"),
+    "prediction_all_nan": (lambda c: _rewrite(c, lambda d: d.with_columns(pl.lit(float("nan")).alias("prediction"))),
+                           "log the served probability in every row the model scored"),
     "empty_table": (lambda c: _rewrite(c, lambda d: d.head(0)), "needs at least one row per hour"),
     "misspelled_toml_key": (lambda c: (c / "workbench.toml").write_text('[columns]\npredicton = "p"\n'),
                             "did you mean 'prediction'?"),
@@ -257,3 +257,28 @@ def test_a_slice_or_feature_the_log_lacks_names_its_list_and_a_free_column(small
     with pytest.raises(CaseError, match=r"'f_bb' \(listed in \[columns\] features\) not found") as info:
         open_case(small_case)
     assert "replace 'f_bb' with 'f_b'" in str(info.value)
+
+
+def test_rows_without_a_finite_prediction_are_left_out_and_said(small_case):
+    """Outside test 5, i15: a serving build that wrote NaN for 5 % of its rows (timeouts) beside a post-processing
+    change was refused outright, so neither fault could be diagnosed. Rows without a finite prediction (NaN, inf,
+    null) are now left out of every figure, and the case says how many and when."""
+    frame = pl.read_parquet(small_case / "predictions.parquet")
+    late = pl.col("ts") >= datetime(2026, 11, 19, 6, tzinfo=UTC)
+    odd = pl.int_range(pl.len()) % 20
+    _rewrite(small_case, lambda d: d.with_columns(
+        pl.when(late & (odd == 0)).then(float("nan")).when(late & (odd == 1)).then(None)
+        .when(late & (odd == 2)).then(float("inf")).otherwise(pl.col("prediction")).alias("prediction")))
+    lost = frame.with_columns(odd.alias("k")).filter(late & (pl.col("k") < 3))
+    case = open_case(small_case)
+    assert case.unscored is not None and case.unscored.rows == lost.height > 0
+    assert case.unscored.first == lost["ts"].min() and case.unscored.last == lost["ts"].max()
+    assert case.rows == frame.height - lost.height == case.predictions.select(pl.len()).collect().item()
+    assert case.predictions.select(pl.col("prediction").is_finite().all()).collect().item()
+    assert int(case.profile["rows"].sum()) == case.rows
+    said = [w for w in case.warnings if "carry no finite prediction" in w]
+    assert said and f"{lost.height:,} served row(s)" in said[0] and "2026-11-19 06:0" in said[0]
+    from workbench import diagnose
+
+    summary = diagnose(case).evidence("prediction_quality").summary
+    assert f"{lost.height:,} served row(s)" in summary and "left out of every figure" in summary

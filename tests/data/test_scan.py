@@ -257,6 +257,19 @@ def test_a_reader_reads_a_features_nan_as_missing_as_the_loader_does(tmp_path):
     assert rows.sort(TS, "prediction").equals(case.predictions.collect().sort(TS, "prediction"))
 
 
+def test_a_reader_leaves_out_rows_without_a_finite_prediction_as_the_loader_does(tmp_path):
+    from tests.data.analysis_data import write_case
+
+    root = write_case(tmp_path / "c", seed=22, onset=50, break_="coverage")
+    path = root / "predictions.parquet"
+    pl.read_parquet(path).with_columns(pl.when(pl.int_range(pl.len()) % 50 == 0).then(float("nan"))
+                                       .otherwise(pl.col("prediction")).alias("prediction")).write_parquet(path, row_group_size=5000)
+    case = open_case(root)
+    rows = pl.concat([_dask.reader(case).frame(p).collect() for p in _dask.parts(case)])
+    assert case.unscored is not None and rows.height == case.rows == pl.read_parquet(path).height - case.unscored.rows
+    assert rows.sort(TS, "prediction").equals(case.predictions.collect().sort(TS, "prediction"))
+
+
 def test_a_reader_reads_a_column_a_part_lacks_as_null_as_the_loader_does(small_case):
     """A log that gained a feature column on its second day (the first part lacks it): the workers' rows are the
     loader's, the feature null in the first day's rows."""

@@ -38,6 +38,24 @@ EVENT_COLUMNS = ("ts", "kind", "target", "description")
 UTC_US = pl.Datetime("us", "UTC")
 
 
+@dataclass(frozen=True, slots=True)
+class Unscored:
+    """Served rows that carry no finite prediction (NaN, inf or null). A serving path that stops scoring some rows (a
+    timeout, a model error) writes them so; refusing the log would hide that fault and every other (outside test 5:
+    5 % NaN predictions beside a post-processing change). They are left out of every figure, and said."""
+
+    rows: int
+    share: float
+    first: datetime
+    last: datetime
+
+    def __str__(self) -> str:
+        return (f"{self.rows:,} served row(s) ({self.share:.1%} of the log) carry no finite prediction (NaN, inf or null), "
+                f"from {self.first:%Y-%m-%d %H:%M} to {self.last:%Y-%m-%d %H:%M} UTC; they are left out of every figure. "
+                "A serving path that stopped scoring rows is a fault of its own: check the scoring service's errors and "
+                "timeouts in those hours")
+
+
 @dataclass(frozen=True)
 class Case:
     """An opened case: lazy tables plus the small validated metadata around them."""
@@ -63,6 +81,7 @@ class Case:
     window_scan: Callable[[datetime, datetime], pl.LazyFrame] | None = field(default=None, repr=False, compare=False)
     # why snapshots/ was set aside (a file missing, unreadable or unsafe: the first one met), or None
     snapshot_problem: str | None = None
+    unscored: Unscored | None = None  # served rows without a finite prediction, left out of ``predictions``
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -291,20 +310,23 @@ def _served_snapshot(snapshots: tuple[Snapshot, ...]) -> pl.Expr:
     return expr
 
 
-def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataFrame, list[str]]:
+def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataFrame, list[str], Unscored | None]:
     """One aggregate pass: value errors raise, soft problems become warnings; returns the 15-minute profile
-    (``period``, ``rows``, ``labeled``, ``positives``, ``pred_sum_labeled``), from which every grain's counts are sums."""
+    (``period``, ``rows``, ``labeled``, ``positives``, ``pred_sum_labeled``) of the scored rows, from which every
+    grain's counts are sums, and the rows without a finite prediction (None when every row has one)."""
     p, y = pl.col(PREDICTION), pl.col(LABEL)
+    scored = p.is_finite().fill_null(False)
     checks = lf.select(
         pl.len().alias("rows"),
         pl.col(TS).is_null().sum().alias("ts_null"),
-        (p.is_nan() | p.is_infinite()).sum().alias("p_nonfinite"),
-        p.is_null().sum().alias("p_null"),
-        ((p < 0) | (p > 1)).sum().alias("p_out"),
+        (~scored).sum().alias("unscored"),
+        pl.col(TS).filter(~scored).min().alias("unscored_first"),
+        pl.col(TS).filter(~scored).max().alias("unscored_last"),
+        (scored & ((p < 0) | (p > 1))).sum().alias("p_out"),
         (y.is_not_null() & ~y.is_in([0.0, 1.0])).sum().alias("y_bad"),
         (pl.col(TS).diff() < pl.duration(microseconds=0)).sum().alias("unsorted"),
     )
-    profile = (lf.group_by(pl.col(TS).dt.truncate("15m").alias("period"))
+    profile = (lf.filter(scored).group_by(pl.col(TS).dt.truncate("15m").alias("period"))
                .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"), (y == 1.0).sum().alias("positives"),
                     labelled_prediction_sum_expr())
                .drop_nulls("period").sort("period"))
@@ -315,10 +337,11 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
     if s["ts_null"]:
         raise CaseError.bad_values(source, cols.timestamp, f"{s['ts_null']:,} timestamps are missing.",
                                    "every served row needs its serving time; drop rows without one.")
-    if s["p_nonfinite"] or s["p_null"]:
-        raise CaseError.bad_values(source, cols.prediction,
-                                   f"{s['p_nonfinite']:,} NaN/inf and {s['p_null']:,} null predictions.",
-                                   "every served row needs a finite probability; drop the rows the model did not score.")
+    if s["unscored"] == s["rows"]:
+        raise CaseError.bad_values(source, cols.prediction, "no row carries a finite prediction (every one is NaN, inf or null).",
+                                   "log the served probability in every row the model scored.")
+    unscored = Unscored(s["unscored"], s["unscored"] / s["rows"], s["unscored_first"], s["unscored_last"]) \
+        if s["unscored"] else None
     if s["p_out"]:
         raise CaseError.bad_values(source, cols.prediction, f"{s['p_out']:,} predictions are outside [0, 1].",
                                    "the prediction must be a probability; if you logged logits, store sigmoid(logit).")
@@ -330,7 +353,9 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
         warnings.append(f"{source.name}: rows are not sorted by time ({s['unsorted']:,} steps back); that is fine, "
                         "but sorting by ts makes scans faster.")
     warnings += _label_delay(_hourly(profile_df))
-    return profile_df, warnings
+    if unscored is not None:
+        warnings.append(f"{source.name}: {unscored}.")
+    return profile_df, warnings, unscored
 
 
 def _hourly(profile: pl.DataFrame) -> pl.DataFrame:
@@ -438,7 +463,9 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
         raise CaseError(root / "snapshots", "directory has no index.csv.",
                         "list the snapshots in snapshots/index.csv: snapshot_id,published_at,file[,stable]")
     say("validating timestamps, predictions and labels")
-    profile, warnings = _validate(lf, source, cols)
+    profile, warnings, unscored = _validate(lf, source, cols)
+    if unscored is not None:  # left out of every read, as the profile left them out
+        lf = lf.filter(pl.col(PREDICTION).is_finite())
     hourly = _hourly(profile)
     grain = choose_grain(profile, cfg.grain)
     if not grain.testable:
@@ -449,7 +476,7 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
     window_scan = None
     if source.pushes_windows:
         def window_scan(start: datetime, end: datetime) -> pl.LazyFrame:
-            rows = window(start, end)
+            rows = window(start, end) if unscored is None else window(start, end).filter(pl.col(PREDICTION).is_finite())
             return rows.with_columns(pl.coalesce(pl.col(SNAPSHOT), _served_snapshot(snapshots)).alias(SNAPSHOT)) if snapshots else rows
     rows = int(hourly["rows"].sum())
     if snapshot_problem:
@@ -472,4 +499,5 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
                         "add the file, or remove the [model] table to run model-free.")
     return Case(root=root, name=cfg.name or root.name, config=cfg, columns=cols, predictions=lf, training=training,
                 snapshots=snapshots, lineage=lineage, events=events, model=model, hourly=hourly, profile=profile, grain=grain, rows=rows,
-                warnings=tuple(warnings), sources=sources, window_scan=window_scan, snapshot_problem=snapshot_problem)
+                warnings=tuple(warnings), sources=sources, window_scan=window_scan, snapshot_problem=snapshot_problem,
+                unscored=unscored)

@@ -27,7 +27,7 @@ from typing import Any
 
 import polars as pl
 
-from workbench.case.columns import SNAPSHOT
+from workbench.case.columns import PREDICTION, SNAPSHOT
 from workbench.case.loader import Case
 from workbench.errors import WorkbenchError
 
@@ -67,6 +67,7 @@ class Reader:
 
     exprs: tuple[pl.Expr, ...]
     types: Mapping[str, pl.DataType]
+    scored_only: bool  # the log has rows without a finite prediction: the loader leaves them out, so do the workers
     snapshot: pl.Expr | None
 
     def frame(self, part: Part) -> pl.LazyFrame:
@@ -84,6 +85,7 @@ class Reader:
         have = set(lf.collect_schema().names()) | {k for k, _ in part.hive}
         absent = [pl.lit(None, dtype=t).alias(c) for c, t in self.types.items() if c not in have]
         out = (lf.with_columns(hive + absent) if hive or absent else lf).select(self.exprs)
+        out = out.filter(pl.col(PREDICTION).is_finite()) if self.scored_only else out
         return out.with_columns(pl.coalesce(pl.col(SNAPSHOT), self.snapshot).alias(SNAPSHOT)) if self.snapshot is not None else out
 
 
@@ -122,6 +124,7 @@ def reader(case: Case) -> Reader:
     schema = raw.collect_schema()
     ts, _ = _time_expr(source, schema, case.columns.timestamp, raw)
     return Reader(exprs=tuple(_canonical_exprs(ts, schema, case.columns)), types=dict(schema.items()),
+                  scored_only=case.unscored is not None,
                   snapshot=_served_snapshot(case.snapshots) if case.snapshots else None)
 
 

@@ -81,7 +81,8 @@ def prediction_quality(ctx: Context) -> Evidence:
     every watched metric is listed. A case too sparse to test at any grain is said
     to be so, never reported as "no regression"; nor are the latest periods still waiting for labels, which detection
     leaves out: the summary says which hours those are, and, when the served predictions moved there beyond their
-    day-to-day range, how to test them with the labels they have.
+    day-to-day range, how to test them with the labels they have. Served rows without a finite prediction, which the
+    loader leaves out of every figure (:class:`workbench.case.loader.Unscored`), are said too.
     """
     on = ctx.onset
     if not on.testable:
@@ -97,6 +98,8 @@ def prediction_quality(ctx: Context) -> Evidence:
     untested = f" {_sentence(str(pending))}." if pending is not None else ""
     if pending is not None and pending.moved:
         untested += f" To test them with the labels they have: {pending_command(ctx, pending)}."
+    if ctx.case.unscored is not None:  # left out of every figure above, and a fault of their own
+        untested += f" {_sentence(str(ctx.case.unscored))}."
     if on.detected and head is not None:
         until = f" until {on.end:%Y-%m-%d %H:%M} UTC (it recovered)" if on.end else ""
         given = " in the given windows" if on.forced else f", {on.severity:.1f}σ beyond its normal variation"
