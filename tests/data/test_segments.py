@@ -252,3 +252,49 @@ def test_a_new_segment_is_named_as_new_and_recalibrated_against_the_traffic_it_j
     fix = next(m for m in top.mitigations if m.action == "recalibrate")
     assert fix.predicted is not None and fix.predicted.recovery > 0.5, fix
     assert not result.errors
+
+
+def _recovering_segment(tmp_path, factors: tuple[float, float, float]):
+    """A week of the small case at 500 rows an hour with a slice column ``surface``, ``sidebar`` on 15 % of the rows;
+    from hour 96 the sidebar's clicks are drawn again at ``factors`` times the served prediction, one factor a day
+    (outside test 4, ``i15``: a redesign raised the sidebar's click rate x1.8, and the model's daily refreshes took
+    some of it back)."""
+    import numpy as np
+
+    from tests.conftest import write_small_case
+
+    root = write_small_case(tmp_path / f"case_{factors[0]}", hours=168, per_hour=500, seed=3)
+    rows = pl.read_parquet(root / "predictions.parquet")
+    rng = np.random.default_rng(11)
+    hours = ((rows["ts"] - datetime(2026, 11, 18, tzinfo=UTC)).dt.total_seconds() / 3600).to_numpy()
+    factor = np.select([hours < 96, hours < 120, hours < 144], [1.0, *factors[:2]], factors[2])
+    rows = rows.with_columns(pl.Series("surface", rng.choice(["sidebar", "feed"], rows.height, p=[0.15, 0.85])))
+    moved = (rows["surface"] == "sidebar").to_numpy() & (factor != 1.0)
+    redrawn = (rng.random(rows.height) < np.clip(factor * rows["prediction"].to_numpy(), 0, 0.99)).astype(np.int8)
+    rows.with_columns(pl.when(pl.Series(moved)).then(pl.Series(redrawn)).otherwise(pl.col("label")).cast(pl.Int8)
+                      .alias("label")).write_parquet(root / "predictions.parquet")
+    return root
+
+
+def test_at_its_own_grain_a_segments_calibration_is_also_scanned_on_its_counts(tmp_path):
+    """The per-period fit pays for the day-to-day variance it estimates from what the best shift leaves: a change that
+    partly recovers leaves its own days apart, and hides itself (outside test 4, ``i15``: the sidebar's calibration
+    0.93 -> 0.59 read robust z 5.0 against 6.1 at its own hour, and "no regression"). Its clicks' counts show it
+    (7.2 against 5.8), so a segment's calibration is scanned on them at its own grain too, not only below it."""
+    from workbench.data.onset import detect_onset
+    from workbench.data.quality import QualitySeries, quality_series
+    from workbench.data.segments import detect_segment_onset
+    from workbench.data.slices import slice_filter
+
+    case = open_case(_recovering_segment(tmp_path, (1.8, 1.4, 1.2)))
+    own = quality_series(case, every="1h", rows=slice_filter("surface=sidebar")).table
+    assert case.grain.grain == "1h" and _segment_grain(own, "1h") == "1h"
+    assert not detect_onset(case).detected
+    found = detect_segment_onset(case)
+    assert found is not None and found.segment == "surface=sidebar" and found.onset.grain == "1h", str(found)
+    assert found.onset.metric == "calibration_ratio" and found.onset.onset == datetime(2026, 11, 22, tzinfo=UTC)
+    assert found.onset.current_value < 0.75 * found.onset.baseline_value
+    # the fit alone, at the level the scan gives each of its series, does not see it
+    fit = detect_onset(QualitySeries(table=own, every="1h", by=()), alpha=found.alpha / found.tested)
+    assert not fit.detected, str(fit)
+    assert detect_segment_onset(open_case(_recovering_segment(tmp_path, (1.0, 1.0, 1.0)))) is None
