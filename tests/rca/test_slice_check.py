@@ -76,3 +76,55 @@ def test_traffic_that_joined_a_segment_is_named_and_not_its_features(tmp_path):
     search = found.results["find_slices"]
     kr_row = search.table.filter(pl.col("slice") == "country=KR").row(0, named=True)
     assert 2.5 < kr_row["volume_ratio"] < 3.5  # three times its rows against the rest's
+
+
+def _new_platform_with(tmp_path, values: str):
+    """Sample `control` where a tenth of the rows from 11-20 06:00 come from a platform the log has not seen,
+    ``visionos``, whose clicks run at twice the served prediction, and whose ``f_ctx_relevance`` is 0 on every row
+    (``values="default"``: a source that never fills it) or drawn from the upper half of its values (``"upper"``:
+    a population of its own, nothing broken)."""
+    import shutil
+    from datetime import UTC, datetime
+
+    import numpy as np
+    import polars as pl
+
+    from tests.conftest import sample_case
+
+    root = shutil.copytree(sample_case("control"), tmp_path / values)
+    rows = pl.read_parquet(root / "predictions.parquet")
+    rng = np.random.default_rng(7)
+    new = (rows["ts"] >= datetime(2026, 11, 20, 6, tzinfo=UTC)).to_numpy() & (rng.random(rows.height) < 0.1)
+    clicks = (rng.random(rows.height) < np.clip(2.0 * rows["prediction"].to_numpy(), 0, 0.99)).astype(np.int64)
+    seen = rows["f_ctx_relevance"].drop_nulls().to_numpy()
+    upper = pl.Series(rng.choice(seen[seen > np.median(seen)], rows.height))
+    rows.with_columns(pl.when(pl.Series(new)).then(pl.lit("visionos")).otherwise(pl.col("platform")).alias("platform"),
+                      pl.when(pl.Series(new) & pl.col("label").is_not_null()).then(pl.Series(clicks))
+                      .otherwise(pl.col("label")).cast(rows["label"].dtype).alias("label"),
+                      pl.when(pl.Series(new)).then(pl.lit(0.0) if values == "default" else upper)
+                      .otherwise(pl.col("f_ctx_relevance")).alias("f_ctx_relevance")).write_parquet(root / "predictions.parquet")
+    return root
+
+
+def test_a_feature_broken_in_a_segment_new_to_the_log_is_named_against_the_traffic_it_joined(tmp_path):
+    """Outside test 5, i17: a partner source new in the incident served f_ctx_relevance as 0 on all its rows. The
+    segment was found, but the feature cause named no slice: inside a new value there is no baseline to compare with.
+    It is compared with the traffic it joined now, and only a break counts there: a population of its own, whose
+    values differ from the rest's (the upper half here), is not a broken feature."""
+    from workbench.data.drift import feature_by_slice
+
+    broken = diagnose(_new_platform_with(tmp_path, "default"))
+    assert broken.anomaly["segment"] == "platform=visionos", broken.anomaly
+    top = broken.root_causes[0]
+    assert (top.kind, top.target, top.slice, top.change) == ("feature", "f_ctx_relevance", "platform=visionos", "coverage")
+    assert "a default served in place of its values" in top.summary and "new in the incident" in top.summary
+    # no row of its own before to reproduce the break on: the backfill there is not simulated (it read 0 % before)
+    there = next(m for m in top.mitigations if m.proposes == "backfill" and m.slice == "platform=visionos")
+    assert there.action == "investigate" and "no labelled baseline rows to reproduce the break on" in there.reason
+
+    moved = diagnose(_new_platform_with(tmp_path, "upper"))
+    by = feature_by_slice(moved.case, "f_ctx_relevance", moved.baseline, moved.incident)
+    assert by.concentrated and by.top["slice"] == "platform=visionos" and by.top["new"]  # its values differ ...
+    assert moved.anomaly["segment"] == "platform=visionos"
+    assert (moved.top.kind, moved.top.target) == ("slice", "platform=visionos")  # ... but nothing broke there
+    assert not any(c.kind == "feature" and c.target == "f_ctx_relevance" for c in moved.root_causes)

@@ -851,7 +851,8 @@ class FeatureSlices:
     ``table``: ``slice``, ``level``, ``share``, ``js`` (inside), ``js_rest`` (outside),
     ``p`` (the G test's p-value that the slice's two windows share one distribution),
     ``coverage_baseline``, ``coverage_incident``, ``mean_baseline``, ``mean_incident``,
-    ``score = js - js_rest``. ``concentrated`` is true when a slice holding less than
+    ``score = js - js_rest``, ``new`` (a single value without baseline rows, new in the incident: compared with the
+    whole baseline, the traffic it joined). ``concentrated`` is true when a slice holding less than
     ``MOST`` of the traffic broke (``js >= 0.1``, and ``p`` below ``SLICE_ALPHA`` over the
     slices compared: sampling error is the floor) and the rest did not (``js_rest < 0.1``);
     such slices rank first, the smallest description first (a single value before a pair).
@@ -915,18 +916,23 @@ def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Windo
         for r in wide.iter_rows(named=True):
             inside = {p: {s: float(r.get(f"{s}_{p}", 0) or 0) for s in sums} for p in ("b", "i")}
             rest = {p: {s: (tot[p][s] or 0) - inside[p][s] for s in sums} for p in ("b", "i")}
-            cells_in = _cells(inside["b"], len(e)), _cells(inside["i"], len(e))
+            # a value with nothing of its own before is compared with the traffic it joined (one column only: a pair
+            # holding a new value would be compared with traffic of every value of its other column)
+            new = len(g) == 1 and inside["b"]["n"] == 0 < inside["i"]["n"]
+            before = {s: float(tot["b"][s] or 0) for s in sums} if new else inside["b"]
+            cells_in = _cells(before, len(e)), _cells(inside["i"], len(e))
             js_in = _js_of(*cells_in)
             js_out = _js_of(_cells(rest["b"], len(e)), _cells(rest["i"], len(e)))
             n_i = tot["i"]["n"] or 1
             out.append({"slice": r["slice"], "level": len(g), "share": inside["i"]["n"] / n_i, "js": js_in, "js_rest": js_out,
                         "p": _changed_p(*cells_in),
-                        "coverage_baseline": _cov(inside["b"]), "coverage_incident": _cov(inside["i"]),
-                        "mean_baseline": _mean(inside["b"]), "mean_incident": _mean(inside["i"]), "score": js_in - js_out})
+                        "coverage_baseline": _cov(before), "coverage_incident": _cov(inside["i"]),
+                        "mean_baseline": _mean(before), "mean_incident": _mean(inside["i"]), "score": js_in - js_out,
+                        "new": new})
     table = pl.DataFrame(out, schema={"slice": pl.String, "level": pl.Int64, "share": pl.Float64, "js": pl.Float64,
                                       "js_rest": pl.Float64, "p": pl.Float64, "coverage_baseline": pl.Float64,
                                       "coverage_incident": pl.Float64, "mean_baseline": pl.Float64,
-                                      "mean_incident": pl.Float64, "score": pl.Float64})
+                                      "mean_incident": pl.Float64, "score": pl.Float64, "new": pl.Boolean})
     table = table.with_columns(pl.col(pl.Float64).fill_nan(None))
     # the smallest description that holds the break: among slices where the feature broke inside (js >= FLOOR, and
     # beyond sampling error: a slice of a few dozen rows reaches JS 0.4 by chance) and not outside (js_rest < FLOOR)

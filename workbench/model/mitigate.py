@@ -683,6 +683,8 @@ class Simulator:
         if not base.enough() or not inc.enough():
             return NotSimulated("too few labelled rows in a window to measure the break's damage")
         where = _in_segment(base.frame, within)
+        if not where.any():  # a segment new in the incident: no row of its own to reproduce the break on
+            return NotSimulated(f"{within} has no labelled baseline rows to reproduce the break on (it is new in the incident)")
         rng = np.random.default_rng(self.seed + 11)
         draw = _resample_within(_cells(base.frame, self.case.slices), _cells(inc.frame, self.case.slices), rng)
         lose = rng.random(len(base.y))

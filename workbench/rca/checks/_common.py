@@ -249,15 +249,18 @@ SLICE_SAMPLE = 200  # sample rows per window inside a slice needed to say how a 
 
 def kind_inside(ctx: Context, feature: str, where: str) -> str:
     """How ``feature`` broke inside the slice ``where`` (:func:`workbench.data.drift.kind_of_samples` on the windows'
-    sampled rows there); ``distribution`` when the sample holds too few of its rows to say. Once per investigation
-    whichever check asks (the feature check and the slice check both name a break's slice)."""
+    sampled rows there); ``distribution`` when the sample holds too few of its rows to say. A slice without baseline
+    rows (a value new in the incident) is compared with the whole baseline, the traffic it joined. Once per
+    investigation whichever check asks (the feature check and the slice check both name a break's slice)."""
     from workbench.data.drift import kind_of_samples
     from workbench.data.slices import slice_filter
 
     def compute() -> str:
         columns = [feature, *ctx.case.slices]
-        before, after = (ctx.sampled.window_sample(w, None, columns).filter(slice_filter(where))[feature]
-                         .cast(pl.Float64).to_numpy() for w in (ctx.baseline, ctx.incident))
+        base, inc = (ctx.sampled.window_sample(w, None, columns) for w in (ctx.baseline, ctx.incident))
+        before, after = (frame.filter(slice_filter(where))[feature].cast(pl.Float64).to_numpy() for frame in (base, inc))
+        if not len(before):
+            before = base[feature].cast(pl.Float64).to_numpy()
         return kind_of_samples(before, after) if min(len(before), len(after)) >= SLICE_SAMPLE else "distribution"
 
     return ctx.cached(("kind_inside", feature, where), compute)

@@ -94,6 +94,7 @@ SUSPECTS = 5  # features, by drift severity on the whole traffic, checked for a 
 JOINED = 2.0  # a segment whose rows at least doubled against the rest's: at least half its incident rows are new
 JOINED_WORDS = "traffic joined"  # how a joined-traffic cause begins
 NEW_WORDS = "new in the incident"  # how a segment new in the incident is named
+BREAKS = ("coverage", "scale", "stale")  # how a feature breaks, as against a population's mix of values moving
 
 
 def _joined(ctx: Context, top: dict, strength: float, summary: str, moved: list[Candidate]) -> Candidate | None:
@@ -134,7 +135,10 @@ def _broken_there(ctx: Context, segment: str, share: float) -> list[Candidate]:
     outside it; a feature whose break concentrates in the segment (or in a part of it, or the segment in a part of its
     slice) is a candidate with that slice: strength ``from_js(JS inside - JS outside)`` (the break beyond the rest of
     the traffic's drift) times the share of the regression the segment holds. It explains the segment, which is where
-    it broke, so the ranking demotes the segment by it.
+    it broke, so the ranking demotes the segment by it. A segment new in the incident has no baseline of its own, so its
+    rows are compared with the traffic it joined, and only a break (``BREAKS``: a default, a unit, a frozen value)
+    counts there: a new population's own mix of values is not one (outside test 5, ``i17``: a partner source serving
+    f_ctx_relevance as 0 on all its rows was named without its slice).
     """
     table = drift(ctx).table.filter(pl.col("type") == "numeric").sort("severity", descending=True, nulls_last=True)
     out = []
@@ -147,9 +151,13 @@ def _broken_there(ctx: Context, segment: str, share: float) -> list[Candidate]:
         strength = S.from_js((where["js"] or 0.0) - (where["js_rest"] or 0.0)) * share
         if strength <= 0:
             continue
-        change = CHANGE.get(kind_inside(ctx, f, where["slice"]))
-        what = change_words(change, coverage_delta(where), "broke")
-        out.append(Candidate("feature", f, strength, f"{f} {what} only for {where['slice']} at "
+        kind = kind_inside(ctx, f, where["slice"])
+        change = CHANGE.get(kind)
+        if where.get("new") and change not in BREAKS:  # a new population's own mix of values is not a break
+            continue
+        what = change_words("default" if kind == "default" else change, coverage_delta(where), "broke")
+        joined = f" ({NEW_WORDS}: against the traffic it joined)" if where.get("new") else ""
+        out.append(Candidate("feature", f, strength, f"{f} {what} only for {where['slice']}{joined} at "
                              f"{hhmm(ctx)}", detail=f"{by} (the segment holding the regression: {segment})",
                              slice=where["slice"], change=change, explains=(("slice", segment),)))
     return out
