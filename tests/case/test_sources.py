@@ -116,6 +116,14 @@ def test_a_missing_path_names_the_fix(small_case):
     assert "a path relative to the case directory" in err.hint
 
 
+def write_parts(case_dir: Path, parts: dict[str, pl.DataFrame]) -> None:
+    """Replace the case's predictions.parquet by a directory of parts (``relative path -> rows``)."""
+    (case_dir / "predictions.parquet").unlink()
+    for rel, part in parts.items():
+        (case_dir / "predictions" / rel).parent.mkdir(parents=True, exist_ok=True)
+        part.write_parquet(case_dir / "predictions" / rel)
+
+
 def _disagreeing_parts(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
     days = frame.with_columns(pl.col(TS).dt.date().cast(pl.String).alias("d")).partition_by("d", as_dict=True, include_key=False)
     parts = {f"date={key[0]}/part-0.parquet": part for key, part in sorted(days.items())}
@@ -127,10 +135,7 @@ def _disagreeing_parts(frame: pl.DataFrame) -> dict[str, pl.DataFrame]:
 def test_partitioned_parts_that_disagree_on_a_type_are_named(small_case):
     """Issue 14: today a polars SchemaError traceback; now the column, the types and the parts."""
     frame = pl.read_parquet(small_case / "predictions.parquet")
-    (small_case / "predictions.parquet").unlink()
-    for rel, part in _disagreeing_parts(frame).items():
-        (small_case / "predictions" / rel).parent.mkdir(parents=True, exist_ok=True)
-        part.write_parquet(small_case / "predictions" / rel)
+    write_parts(small_case, _disagreeing_parts(frame))
     err = raises(small_case, "the parquet parts disagree on the type of column 'prediction'")
     assert "rewrite the odd parts so 'prediction' has one type in every part" in err.hint
     assert any("string in 1 part(s): date=2026-11-19/part-0.parquet" in d for d in err.details)
@@ -153,10 +158,7 @@ def test_partitioned_parts_written_before_a_column_was_added_read_it_as_null(sma
     """Outside test 5, c03: a log that gained a column on a later day was refused ("missing from 3 of 6 parquet
     parts"). A column the earlier parts lack is null there, as a lakehouse table reads a column added later."""
     frame = pl.read_parquet(small_case / "predictions.parquet")
-    (small_case / "predictions.parquet").unlink()
-    for rel, part in _evolving_parts(frame).items():
-        (small_case / "predictions" / rel).parent.mkdir(parents=True, exist_ok=True)
-        part.write_parquet(small_case / "predictions" / rel)
+    write_parts(small_case, _evolving_parts(frame))
     case = open_case(small_case)
     rows = case.predictions.collect()
     first_day = rows[TS].dt.date() == rows[TS].dt.date().min()

@@ -273,13 +273,10 @@ def test_a_reader_leaves_out_rows_without_a_finite_prediction_as_the_loader_does
 def test_a_reader_reads_a_column_a_part_lacks_as_null_as_the_loader_does(small_case):
     """A log that gained a feature column on its second day (the first part lacks it): the workers' rows are the
     loader's, the feature null in the first day's rows."""
-    from tests.case.test_sources import _evolving_parts
+    from tests.case.test_sources import _evolving_parts, write_parts
 
     frame = pl.read_parquet(small_case / "predictions.parquet")
-    (small_case / "predictions.parquet").unlink()
-    for rel, part in _evolving_parts(frame).items():
-        (small_case / "predictions" / rel).parent.mkdir(parents=True, exist_ok=True)
-        part.write_parquet(small_case / "predictions" / rel)
+    write_parts(small_case, _evolving_parts(frame))
     case = open_case(small_case)
     rows = pl.concat([_dask.reader(case).frame(p).collect() for p in _dask.parts(case)])
     assert rows["f_c"].null_count() > frame.height // 3  # the first of two days
