@@ -282,3 +282,15 @@ def test_rows_without_a_finite_prediction_are_left_out_and_said(small_case):
 
     summary = diagnose(case).evidence("prediction_quality").summary
     assert f"{lost.height:,} served row(s)" in summary and "left out of every figure" in summary
+
+
+def test_a_feature_with_values_on_scored_rows_is_not_called_all_null(small_case):
+    """A review: parquet footers count a feature's nulls over every row, the unscored ones too, while the case's rows
+    are the scored ones; a feature null on the unscored rows and on most scored ones read as "null in every row"."""
+    k = pl.int_range(pl.len()) % 10
+    _rewrite(small_case, lambda d: d.with_columns(
+        pl.when(k < 3).then(float("nan")).otherwise(pl.col("prediction")).alias("prediction"),
+        pl.when(k < 9).then(None).otherwise(pl.col("f_c")).alias("f_c")))
+    case = open_case(small_case)
+    assert case.unscored is not None and case.predictions.select(pl.col("f_c").is_not_null().sum()).collect().item() > 0
+    assert not [w for w in case.warnings if "'f_c' is null in every row" in w], case.warnings

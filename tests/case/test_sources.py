@@ -170,6 +170,17 @@ def test_partitioned_parts_written_before_a_column_was_added_read_it_as_null(sma
     assert raw["creative_score"].null_count() == int(first_day.sum()) and raw["creative_score"].drop_nulls().eq(0.5).all()
 
 
+def test_a_part_lacking_a_role_column_is_refused_naming_the_parts(small_case):
+    """A feature or slice may be missing from parts written before the log gained it; the label may not: its rows
+    would read as never labelled (a review: two thirds of the labels gone with no word)."""
+    parts = _evolving_parts(pl.read_parquet(small_case / "predictions.parquet"))
+    first = sorted(parts)[0]
+    parts[first] = parts[first].rename({"label": "clicked"})
+    write_parts(small_case, parts)
+    err = raises(small_case, r"column 'label' \(label\) is missing from 1 of 2 parquet parts")
+    assert "write 'label' into every part" in err.hint and any(first in d for d in err.details)
+
+
 # ---------------------------------------------------------------- SQLite and DuckDB (files)
 @pytest.fixture
 def sqlite_case(small_case) -> Path:

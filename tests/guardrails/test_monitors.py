@@ -250,3 +250,38 @@ def test_the_whole_traffics_scan_counts_an_onset_in_the_baseline_that_lasts_into
     found = _change_points(case, Window("2026-11-20T00:00Z", "2026-11-20T12:00Z"), Window("2026-11-20T12:00Z", "2026-11-21T00:00Z"))
     assert "calibration_ratio" in found and "from 2026-11-20 02:00 UTC" in found["calibration_ratio"]
     assert _change_points(case, Window("2026-11-19T00:00Z", "2026-11-19T12:00Z"), Window("2026-11-19T12:00Z", "2026-11-20T00:00Z")) == {}
+
+
+def _unscored_tail(tmp_path, share: float):
+    """Sample `control` whose serving path wrote NaN for ``share`` of the rows of its last 12 hours."""
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    root = shutil.copytree(sample_case("control"), tmp_path / f"nan_{share}")
+    rows = pl.read_parquet(root / "predictions.parquet")
+    late = pl.col("ts") >= datetime(2026, 11, 20, 12, tzinfo=UTC)
+    lost = late & (pl.int_range(pl.len()) % 100 < round(share * 100))
+    rows.with_columns(pl.when(lost).then(float("nan")).otherwise(pl.col("prediction")).alias("prediction")
+                      ).write_parquet(root / "predictions.parquet")
+    return root
+
+
+def test_rows_served_without_a_prediction_trip_the_guard(tmp_path):
+    """A review: with NaN predictions left out of every figure, a scoring service timing out in the newest hours passed
+    the guard, and with every row of those hours unscored the newest window even ended before them. The window keeps
+    the log's last hour of traffic, scored or not, and ``unscored_rows`` trips on the share's rise."""
+    def unscored(report):
+        return next(m for m in report.monitors if (m.monitor, m.target) == ("quality", "unscored_rows"))
+
+    quiet = guard(open_case(sample_case("control")))
+    assert unscored(quiet).status == "pass" and unscored(quiet).value == 0.0
+    for share in (0.2, 1.0):
+        case = open_case(_unscored_tail(tmp_path, share))
+        report = guard(case)
+        assert report.window.end == quiet.window.end  # the hours without any scored row still end the log
+        m = unscored(report)
+        assert report.tripped and m.status == "trip", m
+        scored = case.hourly.filter(report.window.contains("hour"))["rows"].sum()
+        assert m.value == pytest.approx(case.unscored.rows / (case.unscored.rows + scored))  # every one in the window
+        assert f"{case.unscored.rows:,} in the window" in m.detail

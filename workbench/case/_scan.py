@@ -89,10 +89,13 @@ class Source:
     """A table of the case and how to read it; ``str()`` is the masked URI that messages name."""
 
     path: Path | None = None  # a local file or directory; None for other sources
+    # columns some parquet parts lack (read as null there): column -> (the parts lacking it, the number of parts)
+    lacking: dict[str, tuple[tuple[str, ...], int]]
     pushes_windows = True  # scan_window narrows the read; local files are read by row range instead (workbench.data._frames)
 
     def __init__(self, display: str) -> None:
         self.display = display
+        self.lacking = {}
 
     def __str__(self) -> str:
         return self.display

@@ -34,7 +34,8 @@ SCHEMA: dict[str, dict[str, object]] = {
     "model": {"factory": "model.py:build", "output": "logit"},
     # `workbench guard` thresholds (contract v2); the defaults and their measured false-alarm rate: workbench/guardrails/
     "guard": {"window": "1d", "coverage_drop": 0.1, "scale_factor": 2.0, "drift_severity": 0.25, "label_change": 0.1,
-              "calibration_change": 0.1, "serving_change": 0.25, "ne_rise": 0.02, "auc_drop": 0.01, "z": 4.0, "snapshot_gate": True},
+              "calibration_change": 0.1, "serving_change": 0.25, "ne_rise": 0.02, "auc_drop": 0.01, "unscored_rise": 0.01,
+              "z": 4.0, "snapshot_gate": True},
 }
 # [source.NAME]: where a table lives when it is not the default file in the case directory (contract v2).
 SOURCE_NAMES = ("predictions", "training")
@@ -63,6 +64,7 @@ class GuardConfig:
     serving_change: float = 0.25  # the odds of the predictions moved by more than this that no input explains
     ne_rise: float = 0.02  # NE rose by more than this (relative)
     auc_drop: float = 0.01  # AUC fell by more than this (relative)
+    unscored_rise: float = 0.01  # the share of rows served without a finite prediction rose by more than this (absolute)
     z: float = 4.0  # a label-based monitor's change must also exceed this many standard errors
     snapshot_gate: bool = True  # validate the newest snapshot (needs model.py)
 
@@ -81,7 +83,8 @@ def _read_guard(path: Path, raw: dict) -> GuardConfig:
             if not isinstance(value, bool):
                 raise CaseError(path, f"[guard] {key} must be true or false, found {value!r}.", f"write {key} = true")
         else:
-            low, high = (1.0, None) if key == "scale_factor" else (0.0, 1.0 if key in ("coverage_drop", "drift_severity") else None)
+            shares = ("coverage_drop", "drift_severity", "unscored_rise")  # at most 1
+            low, high = (1.0, None) if key == "scale_factor" else (0.0, 1.0 if key in shares else None)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= low or (high and value > high):
                 bounds = f"above {low:g}" + (f" and at most {high:g}" if high else "")
                 raise CaseError(path, f"[guard] {key} must be a number {bounds}, found {value!r}.",

@@ -48,6 +48,10 @@ class Unscored:
     share: float
     first: datetime
     last: datetime
+    hourly: pl.DataFrame  # hour, unscored: the rows per hour (``workbench guard`` compares their share between windows)
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "share": round(self.share, 6), "first": self.first.isoformat(), "last": self.last.isoformat()}
 
     def __str__(self) -> str:
         return (f"{self.rows:,} served row(s) ({self.share:.1%} of the log) carry no finite prediction (NaN, inf or null), "
@@ -93,18 +97,22 @@ class Case:
 
     @property
     def start(self) -> datetime:
+        """The first hour with traffic (scored or not)."""
         first = self.hourly["hour"].min()
-        assert isinstance(first, datetime)  # a case has at least one row (the loader checks)
-        return first
+        assert isinstance(first, datetime)  # a case has at least one scored row (the loader checks)
+        lost = self.unscored.hourly["hour"].min() if self.unscored is not None else None
+        return min(first, lost) if isinstance(lost, datetime) else first
 
     @property
     def end(self) -> datetime:
-        """The end (exclusive) of the last hour with traffic."""
+        """The end (exclusive) of the last hour with traffic, scored or not: hours whose rows the serving path left
+        without a prediction are the newest window ``workbench guard`` must see."""
         from datetime import timedelta
 
         last = self.hourly["hour"].max()
         assert isinstance(last, datetime)
-        return last + timedelta(hours=1)
+        lost = self.unscored.hourly["hour"].max() if self.unscored is not None else None
+        return (max(last, lost) if isinstance(lost, datetime) else last) + timedelta(hours=1)
 
     def snapshot(self, snapshot_id: str) -> Snapshot:
         for snap in self.snapshots:
@@ -128,6 +136,7 @@ class Case:
             "training": self.training is not None, "model": self.model is not None,
             "warnings": list(self.warnings), "sources": {k: str(v) for k, v in self.sources.items()},
             "grain": self.grain.grain, "grain_reason": self.grain.reason,
+            "unscored": self.unscored.to_dict() if self.unscored is not None else None,
         }
 
     def __str__(self) -> str:
@@ -241,6 +250,13 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
     label = _required_column(source, toml, schema, "label", cfg.label)
     # snapshot_id is optional, unless the user mapped it explicitly
     snap = _resolve_column(source, toml, schema, "snapshot", cfg.snapshot, "columns.snapshot" in cfg.explicit)
+    for role, column in (("timestamp", ts), ("prediction", pred), ("label", label), ("snapshot", snap)):
+        if column in source.lacking:  # a role every row needs, not a column the log gained later
+            parts, total = source.lacking[column]
+            raise source.error(f"column '{column}' ({role}) is missing from {len(parts)} of {total} parquet parts.",
+                               f"write '{column}' into every part (null where a label is not joined yet); only a feature "
+                               "or a slice column may be missing from parts written before the log gained it.",
+                               [f"missing in: {', '.join(parts[:3])}{', ...' if len(parts) > 3 else ''}"])
     roles: set[str] = {ts, pred, label} | ({snap} if snap else set())
     features = _resolve_features(source, toml, schema.names(), cfg.features, roles)
     if cfg.slices is None:
@@ -330,7 +346,9 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
                .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"), (y == 1.0).sum().alias("positives"),
                     labelled_prediction_sum_expr())
                .drop_nulls("period").sort("period"))
-    stats, profile_df = pl.collect_all([checks, profile], engine="streaming")
+    lost = (lf.filter(~scored).group_by(pl.col(TS).dt.truncate("1h").alias("hour")).agg(pl.len().alias("unscored"))
+            .drop_nulls("hour").sort("hour"))
+    stats, profile_df, lost_df = pl.collect_all([checks, profile, lost], engine="streaming")
     s = stats.row(0, named=True)
     if s["rows"] == 0:
         raise CaseError(source, "the table is empty.", "the serving log needs at least one row per hour you want to analyse.")
@@ -340,7 +358,7 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
     if s["unscored"] == s["rows"]:
         raise CaseError.bad_values(source, cols.prediction, "no row carries a finite prediction (every one is NaN, inf or null).",
                                    "log the served probability in every row the model scored.")
-    unscored = Unscored(s["unscored"], s["unscored"] / s["rows"], s["unscored_first"], s["unscored_last"]) \
+    unscored = Unscored(s["unscored"], s["unscored"] / s["rows"], s["unscored_first"], s["unscored_last"], lost_df) \
         if s["unscored"] else None
     if s["p_out"]:
         raise CaseError.bad_values(source, cols.prediction, f"{s['p_out']:,} predictions are outside [0, 1].",
@@ -375,11 +393,13 @@ def _label_delay(hourly: pl.DataFrame) -> list[str]:
             "Label metrics there are estimated, not measured."]
 
 
-def _all_null_features(source: Source, lf: pl.LazyFrame, features: tuple[str, ...], rows: int) -> list[str]:
-    """Features with no value at all, from the source's metadata where possible (parquet footers: no data read)."""
+def _all_null_features(source: Source, lf: pl.LazyFrame, features: tuple[str, ...], rows: int, every_row: bool = True
+                       ) -> list[str]:
+    """Features with no value at all, from the source's metadata where possible (parquet footers: no data read), which
+    counts every row: when ``lf`` leaves rows out (``every_row`` false: unscored rows), only a scan of it can tell."""
     if not features:
         return []
-    nulls = source.null_counts(features)
+    nulls = source.null_counts(features) if every_row else None
     if nulls is None:
         nulls = lf.select(pl.col(features).null_count()).collect().row(0, named=True)
     return [f"feature '{f}' is null in every row: its checks are skipped." for f in features if nulls[f] >= rows]
@@ -481,7 +501,7 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
     rows = int(hourly["rows"].sum())
     if snapshot_problem:
         warnings.append(f"snapshots/ set aside, the checks that need them are skipped: {snapshot_problem}")
-    warnings += _all_null_features(source, lf, cols.features, rows)
+    warnings += _all_null_features(source, lf, cols.features, rows, every_row=unscored is None)
     if not cols.features:
         warnings.append(f"no feature columns match {list(cfg.features)}: feature checks are skipped. "
                         "Map them in workbench.toml: [columns] features = [\"f_*\"]")

@@ -191,7 +191,8 @@ def _check_parts(source: Source, schemas: list[tuple[str, Any]]) -> Any:
     Polars reads a directory with the first part's schema and fails mid-pass on a part
     that differs, with a SchemaError that names neither the file nor the fix. A column only some parts hold is the log's
     schema evolving (a column added on a later day, outside test 5's first control, refused before): it reads as
-    null in the parts written without it, as lakehouse tables read an added column."""
+    null in the parts written without it, as lakehouse tables read an added column, and ``source.lacking`` names the
+    parts, so the loader refuses a role column (timestamp, prediction, label) that some parts lack."""
     types: dict[str, dict[str, list[str]]] = {}
     for part, schema in schemas:
         for field in schema:
@@ -203,7 +204,10 @@ def _check_parts(source: Source, schemas: list[tuple[str, Any]]) -> Any:
             raise source.error(f"the parquet parts disagree on the type of column '{column}'.",
                                f"rewrite the odd parts so '{column}' has one type in every part "
                                f"(e.g. cast it with pyarrow or polars and write the part again).", details)
-    if all(sum(len(v) for v in by_type.values()) == len(schemas) for by_type in types.values()):
+    have = {column: {p for ps in by_type.values() for p in ps} for column, by_type in types.items()}
+    source.lacking = {column: (tuple(p for p, _ in schemas if p not in parts), len(schemas))
+                      for column, parts in have.items() if len(parts) < len(schemas)}
+    if not source.lacking:
         return None
     import pyarrow as pa
 

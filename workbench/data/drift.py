@@ -851,8 +851,9 @@ class FeatureSlices:
     ``table``: ``slice``, ``level``, ``share``, ``js`` (inside), ``js_rest`` (outside),
     ``p`` (the G test's p-value that the slice's two windows share one distribution),
     ``coverage_baseline``, ``coverage_incident``, ``mean_baseline``, ``mean_incident``,
-    ``score = js - js_rest``, ``new`` (a single value without baseline rows, new in the incident: compared with the
-    whole baseline, the traffic it joined). ``concentrated`` is true when a slice holding less than
+    ``score = js - js_rest``, ``new`` (a single value with under ``NEW_BELOW`` baseline rows, new in the incident, as
+    the slice search counts it: compared with the whole baseline, the traffic it joined). ``concentrated`` is true
+    when a slice holding less than
     ``MOST`` of the traffic broke (``js >= 0.1``, and ``p`` below ``SLICE_ALPHA`` over the
     slices compared: sampling error is the floor) and the rest did not (``js_rest < 0.1``);
     such slices rank first, the smallest description first (a single value before a pair).
@@ -893,6 +894,8 @@ def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Windo
     or from a sample of the baseline drawn here; with ``scheduler`` the pass runs on a Dask
     cluster (:func:`workbench.data._frames.collect_sums`).
     """
+    from workbench.data.slices import NEW_BELOW
+
     check_columns(case, [feature], "feature", case.features)
     cols = case.slices if columns is None else check_columns(case, columns, "slice", case.slices)
     sample = reference if reference is not None and reference.height else \
@@ -918,7 +921,7 @@ def feature_by_slice(case: Case, feature: str, baseline: Window, incident: Windo
             rest = {p: {s: (tot[p][s] or 0) - inside[p][s] for s in sums} for p in ("b", "i")}
             # a value with nothing of its own before is compared with the traffic it joined (one column only: a pair
             # holding a new value would be compared with traffic of every value of its other column)
-            new = len(g) == 1 and inside["b"]["n"] == 0 < inside["i"]["n"]
+            new = len(g) == 1 and inside["b"]["n"] < NEW_BELOW <= inside["i"]["n"]
             before = {s: float(tot["b"][s] or 0) for s in sums} if new else inside["b"]
             cells_in = _cells(before, len(e)), _cells(inside["i"], len(e))
             js_in = _js_of(*cells_in)

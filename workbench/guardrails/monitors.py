@@ -33,6 +33,11 @@ calibration         unexplained_            the predictions moved by more than `
                                             up to 18 % on the dev controls: hence a wider limit than the ratio's
 quality             normalized_entropy,     NE rose by more than ``ne_rise`` (2 %), or AUC fell by more than
                     auc                     ``auc_drop`` (1 %), each by ``z`` standard errors (labels only)
+quality             unscored_rows           the share of rows served without a finite prediction (NaN, inf,
+                                            null), which every other monitor leaves out, rose by more than
+                                            ``unscored_rise`` (1 point) and by ``z`` standard errors
+                                            (two-proportion z; by the hours the windows cover); ``value`` the
+                                            window's share, ``threshold`` the baseline's plus the rise
 (both)                                      calibration_ratio and quality also trip when the diagnosis's change-point
                                             scan over the log up to the window's end finds the metric regressing
                                             from a period inside the window, or inside the baseline and still in
@@ -188,7 +193,8 @@ def guard(case: Case, window: Window | None = None, *, thresholds: GuardConfig |
                              f"pick a window that starts after {case.start:%Y-%m-%d %H:%M} UTC, e.g. --window latest.")
     baseline = Window(window.start - length, window.start)
     results = [*_feature_monitors(case, baseline, window, t), *_label_monitors(case, baseline, window, t),
-               _unexplained_monitor(case, baseline, window, t), _snapshot_gate(case, window, t)]
+               _unexplained_monitor(case, baseline, window, t), _unscored_monitor(case, baseline, window, t),
+               _snapshot_gate(case, window, t)]
     late = _late_part(case, baseline, window)
     if late is not None:
         results = _with_late(results, [*_feature_monitors(case, *late, t), _label_drift(case, *late, t)], late[1])
@@ -387,6 +393,30 @@ def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardC
     trip = u.margin > math.log(threshold) and u.z >= t.z
     return MonitorResult("calibration", target, "trip" if trip else "pass", odds, threshold,
                          f"{u} (trips beyond ±{t.serving_change:.0%} in odds and {t.z:g} SE)")
+
+
+def _unscored_monitor(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
+    """Rows the serving path wrote without a finite prediction, which the loader leaves out of every other monitor
+    (:class:`workbench.case.loader.Unscored`): a scoring service timing out writes NaN, and the rest of the traffic
+    looks healthy. Counted by the hours the windows cover (the loader keeps them per hour)."""
+    def hours(table: pl.DataFrame, column: str, w: Window) -> float:
+        return float(table.filter((pl.col("hour") >= w.start) & (pl.col("hour") < w.end))[column].sum())
+
+    lost = case.unscored.hourly if case.unscored is not None else pl.DataFrame(
+        {"hour": [], "unscored": []}, schema={"hour": case.hourly.schema["hour"], "unscored": pl.UInt32})
+    counts = {k: (hours(lost, "unscored", w), hours(case.hourly, "rows", w)) for k, w in (("b", baseline), ("w", window))}
+    total = {k: lost_k + scored for k, (lost_k, scored) in counts.items()}
+    if min(total.values()) <= 0:
+        return MonitorResult("quality", "unscored_rows", "skip", None, None, "no rows in a window")
+    share = {k: counts[k][0] / total[k] for k in counts}
+    se = two_proportion_se((counts["b"][0] + counts["w"][0]) / (total["b"] + total["w"]), total["b"], total["w"])
+    z = (share["w"] - share["b"]) / se if se > 0 else 0.0
+    threshold = share["b"] + t.unscored_rise
+    trip = share["w"] > threshold and z >= t.z
+    return MonitorResult("quality", "unscored_rows", "trip" if trip else "pass", share["w"], threshold,
+                         f"rows without a finite prediction {share['b']:.2%} → {share['w']:.2%} of the rows served "
+                         f"({int(counts['w'][0]):,} in the window, z {z:+.1f}; trips {t.unscored_rise:.0%} above the "
+                         f"baseline's share and beyond {t.z:g} SE)")
 
 
 def _change_points(case: Case, baseline: Window, window: Window) -> dict[str, str]:

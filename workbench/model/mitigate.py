@@ -670,6 +670,9 @@ class Simulator:
         kinds = [breaks.get(f, Break("distribution")) for f in features]
         if within is not None:  # the drift check measured the whole traffic, which dilutes a segment's break
             seg_b, seg_i = _in_segment(base.frame, within), _in_segment(inc.frame, within)
+            if not seg_b.any():  # a segment new in the incident: no row of its own to measure or reproduce the break on
+                return NotSimulated(f"{within} has no labelled baseline rows to reproduce the break on (it is new in the "
+                                    "incident)")
             kinds = [_measured_within(b, base.x[seg_b, j], inc.x[seg_i, j]) for b, j in zip(kinds, idx, strict=True)]
         if all(b.kind == "scale" and b.scale_ratio and math.isfinite(b.scale_ratio) and b.scale_ratio > 0 for b in kinds):
             where = _in_segment(inc.frame, within)
@@ -683,8 +686,6 @@ class Simulator:
         if not base.enough() or not inc.enough():
             return NotSimulated("too few labelled rows in a window to measure the break's damage")
         where = _in_segment(base.frame, within)
-        if not where.any():  # a segment new in the incident: no row of its own to reproduce the break on
-            return NotSimulated(f"{within} has no labelled baseline rows to reproduce the break on (it is new in the incident)")
         rng = np.random.default_rng(self.seed + 11)
         draw = _resample_within(_cells(base.frame, self.case.slices), _cells(inc.frame, self.case.slices), rng)
         lose = rng.random(len(base.y))

@@ -28,6 +28,9 @@ CHANGED = 0.2  # a feature with strength at least this changed at the onset (the
 BROKEN = 0.5  # a feature with strength at least this counts as broken
 # the contract's ``change`` of a feature cause, by drift kind (a drift of another kind names none)
 CHANGE = {"coverage": "coverage", "default": "coverage", "scale": "scale", "stale": "stale", "decorrelated": "decorrelated"}
+# how a feature breaks, as against a population's mix of values moving: all a segment new in the incident can show
+# against the traffic it joined (its own mix of values is no break)
+BREAKS = ("coverage", "scale", "stale")
 WORDS = {"coverage": "lost coverage", "default": "lost coverage (a default served in place of its values)",
          "scale": "changed scale", "stale": "went stale", "distribution": "drifted",
          "decorrelated": "came loose from its rows (same values, no longer theirs)", "shift": "shifted (the population moved)"}
@@ -249,17 +252,18 @@ SLICE_SAMPLE = 200  # sample rows per window inside a slice needed to say how a 
 
 def kind_inside(ctx: Context, feature: str, where: str) -> str:
     """How ``feature`` broke inside the slice ``where`` (:func:`workbench.data.drift.kind_of_samples` on the windows'
-    sampled rows there); ``distribution`` when the sample holds too few of its rows to say. A slice without baseline
-    rows (a value new in the incident) is compared with the whole baseline, the traffic it joined. Once per
-    investigation whichever check asks (the feature check and the slice check both name a break's slice)."""
+    sampled rows there); ``distribution`` when the sample holds too few of its rows to say. A slice with under
+    ``NEW_BELOW`` baseline rows in the sample (a value new in the incident) is compared with the whole baseline, the
+    traffic it joined. Once per investigation whichever check asks (the feature check and the slice check both name a
+    break's slice)."""
     from workbench.data.drift import kind_of_samples
-    from workbench.data.slices import slice_filter
+    from workbench.data.slices import NEW_BELOW, slice_filter
 
     def compute() -> str:
         columns = [feature, *ctx.case.slices]
         base, inc = (ctx.sampled.window_sample(w, None, columns) for w in (ctx.baseline, ctx.incident))
         before, after = (frame.filter(slice_filter(where))[feature].cast(pl.Float64).to_numpy() for frame in (base, inc))
-        if not len(before):
+        if len(before) < NEW_BELOW:
             before = base[feature].cast(pl.Float64).to_numpy()
         return kind_of_samples(before, after) if min(len(before), len(after)) >= SLICE_SAMPLE else "distribution"
 

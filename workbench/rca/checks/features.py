@@ -12,6 +12,7 @@ import polars as pl
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
 from workbench.rca.checks._common import (
+    BREAKS,
     BROKEN,
     CHANGE,
     CHANGED,
@@ -135,16 +136,19 @@ def feature_side(ctx: Context) -> Evidence:
         if s < CHANGED:
             continue
         change = "shift" if f in shifted else CHANGE.get(row["kind"])
-        where, delta = None, row["coverage_delta"]
+        where, delta, new = None, row["coverage_delta"], False
         if ctx.case.slices and change != "shift":
             by = feature_slices(ctx, f)
             where = by.top["slice"] if by.concentrated and by.top else None
+            new = bool(where and by.top and by.top["new"])
+            if where and new and CHANGE.get(kind_inside(ctx, f, where), "") not in BREAKS:
+                where, new = None, False  # a segment new in the incident, whose own mix of values is no break there
             if where and change is None:  # diluted on the whole traffic: say how it broke where it broke
                 change = CHANGE.get(kind_inside(ctx, f, where))
             if where:  # the slice's own coverage change: the traffic's mix can turn the whole's the other way
                 delta = coverage_delta(by.top)
         what = change_words(row["kind"] if CHANGE.get(row["kind"]) == change else change or row["kind"], delta)  # the kind says it finer
-        place = f" only for {where}" if where else ""
+        place = (f" only for {where}" + (" (new in the incident: against the traffic it joined)" if new else "")) if where else ""
         why = f"; {shifted[f]}" if f in shifted else ""
         cands.append(Candidate("feature", f, s, f"{f} {what}{place} at {hhmm(ctx)}",
                                detail=f"{f}: {describe_break(row)} (severity {row['severity']:.2f}){why}",

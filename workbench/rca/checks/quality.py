@@ -85,8 +85,9 @@ def prediction_quality(ctx: Context) -> Evidence:
     loader leaves out of every figure (:class:`workbench.case.loader.Unscored`), are said too.
     """
     on = ctx.onset
+    lost = f" {_sentence(str(ctx.case.unscored))}." if ctx.case.unscored is not None else ""
     if not on.testable:
-        return Evidence("prediction_quality", "skip", 0.0, f"Prediction quality cannot be tested: {on.reason}.",
+        return Evidence("prediction_quality", "skip", 0.0, f"Prediction quality cannot be tested: {on.reason}.{lost}",
                         reason=f"{on.reason}", data={"onset": on.to_dict()})
     plot, others = _plots(ctx, on)
     where = f" in {ctx.segment} (the whole traffic stayed within its noise)" if ctx.segment else ""
@@ -98,8 +99,7 @@ def prediction_quality(ctx: Context) -> Evidence:
     untested = f" {_sentence(str(pending))}." if pending is not None else ""
     if pending is not None and pending.moved:
         untested += f" To test them with the labels they have: {pending_command(ctx, pending)}."
-    if ctx.case.unscored is not None:  # left out of every figure above, and a fault of their own
-        untested += f" {_sentence(str(ctx.case.unscored))}."
+    untested += lost  # rows without a prediction: left out of every figure above, and a fault of their own
     if on.detected and head is not None:
         until = f" until {on.end:%Y-%m-%d %H:%M} UTC (it recovered)" if on.end else ""
         given = " in the given windows" if on.forced else f", {on.severity:.1f}σ beyond its normal variation"

@@ -10,7 +10,7 @@ import polars as pl
 from workbench.data.slices import MINORITY
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import CHANGE, change_words, coverage_delta, drift, feature_slices, hhmm, kind_inside, slices
+from workbench.rca.checks._common import BREAKS, CHANGE, change_words, coverage_delta, drift, feature_slices, hhmm, kind_inside, slices
 from workbench.rca.checks.quality import SHORT as NAMES
 from workbench.rca.evidence import Candidate, Evidence
 
@@ -73,8 +73,9 @@ def slice_check(ctx: Context) -> Evidence:
     if s > 0:
         reason = (f"{top['slice']} moved one way and {search.counter['slice']} the other" if search.counter
                   else f"the regression is confined to {top['slice']}" + (f", {NEW_WORDS}" if top.get("new") else ""))
+        new = top.get("new") and not search.counter  # two segments moving apart have a step of their own
         cands = (Candidate("slice", top["slice"], s, reason, detail=summary, fallback=True,
-                           situation="new" if top.get("new") else None), *_other_way(search, top, s, summary), *broken)
+                           situation="new" if new else None), *_other_way(search, top, s, summary), *broken)
     return Evidence("slice", verdict, s, summary, detail=str(search), data={"plot": plot}, candidates=cands)
 
 
@@ -94,7 +95,6 @@ SUSPECTS = 5  # features, by drift severity on the whole traffic, checked for a 
 JOINED = 2.0  # a segment whose rows at least doubled against the rest's: at least half its incident rows are new
 JOINED_WORDS = "traffic joined"  # how a joined-traffic cause begins
 NEW_WORDS = "new in the incident"  # how a segment new in the incident is named
-BREAKS = ("coverage", "scale", "stale")  # how a feature breaks, as against a population's mix of values moving
 
 
 def _joined(ctx: Context, top: dict, strength: float, summary: str, moved: list[Candidate]) -> Candidate | None:
