@@ -181,6 +181,17 @@ def test_a_part_lacking_a_role_column_is_refused_naming_the_parts(small_case):
     assert "write 'label' into every part" in err.hint and any(first in d for d in err.details)
 
 
+def test_a_snapshot_id_the_log_gained_later_is_filled_from_the_snapshots(small_case):
+    """A second review: the snapshot id is no role every part needs (the loader fills a missing one from
+    snapshots/index.csv), so parts written before the log gained it open as before."""
+    parts = _evolving_parts(pl.read_parquet(small_case / "predictions.parquet").with_columns(pl.lit("s1").alias("snapshot_id")))
+    first = sorted(parts)[0]
+    parts[first] = parts[first].drop("snapshot_id")
+    write_parts(small_case, parts)
+    case = open_case(small_case)
+    assert case.predictions.select(pl.col("snapshot_id").null_count()).collect().item() == 0
+
+
 # ---------------------------------------------------------------- SQLite and DuckDB (files)
 @pytest.fixture
 def sqlite_case(small_case) -> Path:

@@ -14,6 +14,7 @@ from tests.conftest import sample_case
 from workbench import CaseError, Window, open_case
 from workbench.case.config import GuardConfig
 from workbench.cli import main
+from workbench.errors import WorkbenchError
 from workbench.guardrails import guard
 
 # The contract (v2) of `workbench guard CASE --json`, as a JSON schema.
@@ -285,3 +286,21 @@ def test_rows_served_without_a_prediction_trip_the_guard(tmp_path):
         scored = case.hourly.filter(report.window.contains("hour"))["rows"].sum()
         assert m.value == pytest.approx(case.unscored.rows / (case.unscored.rows + scored))  # every one in the window
         assert f"{case.unscored.rows:,} in the window" in m.detail
+
+
+def test_a_baseline_of_unscored_rows_is_no_baseline(tmp_path):
+    """A second review: with the case's start counting unscored hours, a log whose first day the serving path left
+    unscored gave the guard an empty baseline, and a monitor raised. The case's start and end are its scored rows'
+    again (only the newest window reaches the unscored hours past them), so the run is refused as before."""
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    root = shutil.copytree(sample_case("control"), tmp_path / "head")
+    rows = pl.read_parquet(root / "predictions.parquet").filter(pl.col("ts") >= datetime(2026, 11, 19, tzinfo=UTC))
+    rows.with_columns(pl.when(pl.col("ts") < datetime(2026, 11, 20, tzinfo=UTC)).then(float("nan"))
+                      .otherwise(pl.col("prediction")).alias("prediction")).write_parquet(root / "predictions.parquet")
+    case = open_case(root)
+    assert case.start == datetime(2026, 11, 20, tzinfo=UTC) and case.unscored is not None
+    with pytest.raises(WorkbenchError, match="no data before the window"):
+        guard(case)

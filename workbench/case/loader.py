@@ -48,7 +48,16 @@ class Unscored:
     share: float
     first: datetime
     last: datetime
-    hourly: pl.DataFrame  # hour, unscored: the rows per hour (``workbench guard`` compares their share between windows)
+    profile: pl.DataFrame  # period (15 minutes), unscored: the rows per period (``workbench guard`` compares their share)
+
+    @property
+    def last_served(self) -> datetime:
+        """The end (exclusive) of the last 15 minutes holding an unscored row."""
+        from datetime import timedelta
+
+        last = self.profile["period"].max()
+        assert isinstance(last, datetime)
+        return last + timedelta(minutes=15)
 
     def to_dict(self) -> dict:
         return {"rows": self.rows, "share": round(self.share, 6), "first": self.first.isoformat(), "last": self.last.isoformat()}
@@ -97,22 +106,30 @@ class Case:
 
     @property
     def start(self) -> datetime:
-        """The first hour with traffic (scored or not)."""
+        """The first hour with scored traffic (every analysis reads scored rows)."""
         first = self.hourly["hour"].min()
         assert isinstance(first, datetime)  # a case has at least one scored row (the loader checks)
-        lost = self.unscored.hourly["hour"].min() if self.unscored is not None else None
-        return min(first, lost) if isinstance(lost, datetime) else first
+        return first
 
     @property
     def end(self) -> datetime:
-        """The end (exclusive) of the last hour with traffic, scored or not: hours whose rows the serving path left
-        without a prediction are the newest window ``workbench guard`` must see."""
+        """The end (exclusive) of the last hour with scored traffic."""
         from datetime import timedelta
 
         last = self.hourly["hour"].max()
         assert isinstance(last, datetime)
-        lost = self.unscored.hourly["hour"].max() if self.unscored is not None else None
-        return (max(last, lost) if isinstance(lost, datetime) else last) + timedelta(hours=1)
+        return last + timedelta(hours=1)
+
+    @property
+    def last_served(self) -> datetime:
+        """The end (exclusive) of the last hour with traffic, scored or not: hours whose every row the serving path left
+        without a prediction end the newest window ``workbench guard`` must see, and nothing else reads them."""
+        from datetime import timedelta
+
+        if self.unscored is None:
+            return self.end
+        lost = self.unscored.last_served
+        return max(self.end, lost.replace(minute=0, second=0, microsecond=0) + (timedelta(hours=1) if lost.minute else timedelta(0)))
 
     def snapshot(self, snapshot_id: str) -> Snapshot:
         for snap in self.snapshots:
@@ -250,12 +267,13 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
     label = _required_column(source, toml, schema, "label", cfg.label)
     # snapshot_id is optional, unless the user mapped it explicitly
     snap = _resolve_column(source, toml, schema, "snapshot", cfg.snapshot, "columns.snapshot" in cfg.explicit)
-    for role, column in (("timestamp", ts), ("prediction", pred), ("label", label), ("snapshot", snap)):
-        if column in source.lacking:  # a role every row needs, not a column the log gained later
+    for role, column in (("timestamp", ts), ("prediction", pred), ("label", label)):
+        if column in source.lacking:  # a role every row needs (a missing snapshot id is filled from snapshots/)
             parts, total = source.lacking[column]
+            null_ok = " (null where a label is not joined yet)" if role == "label" else ""
             raise source.error(f"column '{column}' ({role}) is missing from {len(parts)} of {total} parquet parts.",
-                               f"write '{column}' into every part (null where a label is not joined yet); only a feature "
-                               "or a slice column may be missing from parts written before the log gained it.",
+                               f"write '{column}' into every part{null_ok}; only a feature, a slice or the snapshot id may "
+                               "be missing from parts written before the log gained it.",
                                [f"missing in: {', '.join(parts[:3])}{', ...' if len(parts) > 3 else ''}"])
     roles: set[str] = {ts, pred, label} | ({snap} if snap else set())
     features = _resolve_features(source, toml, schema.names(), cfg.features, roles)
@@ -346,8 +364,8 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
                .agg(pl.len().alias("rows"), y.is_not_null().sum().alias("labeled"), (y == 1.0).sum().alias("positives"),
                     labelled_prediction_sum_expr())
                .drop_nulls("period").sort("period"))
-    lost = (lf.filter(~scored).group_by(pl.col(TS).dt.truncate("1h").alias("hour")).agg(pl.len().alias("unscored"))
-            .drop_nulls("hour").sort("hour"))
+    lost = (lf.filter(~scored).group_by(pl.col(TS).dt.truncate("15m").alias("period")).agg(pl.len().alias("unscored"))
+            .drop_nulls("period").sort("period"))
     stats, profile_df, lost_df = pl.collect_all([checks, profile, lost], engine="streaming")
     s = stats.row(0, named=True)
     if s["rows"] == 0:

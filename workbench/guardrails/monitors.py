@@ -163,10 +163,11 @@ class GuardReport:
 
 
 def newest_window(case: Case, length: str = "1d") -> Window:
-    """The last ``length`` of the case's data (``1h``, ``6h``, ``1d``, ``1w``), ending with its last hour of traffic."""
+    """The last ``length`` of the case's data (``1h``, ``6h``, ``1d``, ``1w``), ending with its last hour of traffic
+    (scored or not: :attr:`workbench.case.loader.Case.last_served`)."""
     from workbench.case.grain import grain_delta
 
-    end = case.end
+    end = case.last_served  # hours the serving path left wholly unscored are the newest, for unscored_rows to see
     return Window(max(end - grain_delta(length), case.start), end)
 
 
@@ -398,13 +399,14 @@ def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardC
 def _unscored_monitor(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
     """Rows the serving path wrote without a finite prediction, which the loader leaves out of every other monitor
     (:class:`workbench.case.loader.Unscored`): a scoring service timing out writes NaN, and the rest of the traffic
-    looks healthy. Counted by the hours the windows cover (the loader keeps them per hour)."""
-    def hours(table: pl.DataFrame, column: str, w: Window) -> float:
-        return float(table.filter((pl.col("hour") >= w.start) & (pl.col("hour") < w.end))[column].sum())
+    looks healthy. Counted by the 15 minutes the windows start (the loader keeps both counts per 15 minutes): exact for
+    windows on a quarter hour, as the default ones are."""
+    def periods(table: pl.DataFrame, column: str, w: Window) -> float:
+        return float(table.filter(w.contains("period"))[column].sum())
 
-    lost = case.unscored.hourly if case.unscored is not None else pl.DataFrame(
-        {"hour": [], "unscored": []}, schema={"hour": case.hourly.schema["hour"], "unscored": pl.UInt32})
-    counts = {k: (hours(lost, "unscored", w), hours(case.hourly, "rows", w)) for k, w in (("b", baseline), ("w", window))}
+    lost = case.unscored.profile if case.unscored is not None else pl.DataFrame(
+        {"period": [], "unscored": []}, schema={"period": case.profile.schema["period"], "unscored": pl.UInt32})
+    counts = {k: (periods(lost, "unscored", w), periods(case.profile, "rows", w)) for k, w in (("b", baseline), ("w", window))}
     total = {k: lost_k + scored for k, (lost_k, scored) in counts.items()}
     if min(total.values()) <= 0:
         return MonitorResult("quality", "unscored_rows", "skip", None, None, "no rows in a window")
