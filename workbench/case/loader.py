@@ -28,7 +28,7 @@ from workbench.case.config import Config, ModelConfig, read_config
 from workbench.case.grain import GrainChoice, choose_grain, profile_at
 from workbench.case.lineage import Lineage, read_lineage
 from workbench.case.snapshots import Snapshot, inspect_snapshot_file, read_snapshot_index
-from workbench.case.sources import Source, resolve
+from workbench.case.sources import Source, listed_parts, resolve
 from workbench.errors import CaseError, SnapshotError, suggest
 from workbench.metrics import labelled_prediction_sum_expr, reliable_end
 
@@ -36,6 +36,8 @@ __all__ = ["Case", "open_case"]
 
 EVENT_COLUMNS = ("ts", "kind", "target", "description")
 UTC_US = pl.Datetime("us", "UTC")
+# a row the serving path scored: a finite prediction (NaN, inf and null are rows it left unscored: Unscored)
+SCORED = pl.col(PREDICTION).is_finite().fill_null(False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,23 +52,17 @@ class Unscored:
     last: datetime
     profile: pl.DataFrame  # period (15 minutes), unscored: the rows per period (``workbench guard`` compares their share)
 
-    @property
-    def last_served(self) -> datetime:
-        """The end (exclusive) of the last 15 minutes holding an unscored row."""
-        from datetime import timedelta
-
-        last = self.profile["period"].max()
-        assert isinstance(last, datetime)
-        return last + timedelta(minutes=15)
-
     def to_dict(self) -> dict:
         return {"rows": self.rows, "share": round(self.share, 6), "first": self.first.isoformat(), "last": self.last.isoformat()}
 
-    def __str__(self) -> str:
+    @property
+    def headline(self) -> str:
         return (f"{self.rows:,} served row(s) ({self.share:.1%} of the log) carry no finite prediction (NaN, inf or null), "
-                f"from {self.first:%Y-%m-%d %H:%M} to {self.last:%Y-%m-%d %H:%M} UTC; they are left out of every figure. "
-                "A serving path that stopped scoring rows is a fault of its own: check the scoring service's errors and "
-                "timeouts in those hours")
+                f"from {self.first:%Y-%m-%d %H:%M} to {self.last:%Y-%m-%d %H:%M} UTC, left out of every figure")
+
+    def __str__(self) -> str:
+        return (f"{self.headline}. A serving path that stopped scoring rows is a fault of its own: check the scoring "
+                "service's errors and timeouts in those hours")
 
 
 @dataclass(frozen=True)
@@ -126,10 +122,10 @@ class Case:
         without a prediction end the newest window ``workbench guard`` must see, and nothing else reads them."""
         from datetime import timedelta
 
-        if self.unscored is None:
+        last = self.unscored.profile["period"].max() if self.unscored is not None else None
+        if not isinstance(last, datetime):
             return self.end
-        lost = self.unscored.last_served
-        return max(self.end, lost.replace(minute=0, second=0, microsecond=0) + (timedelta(hours=1) if lost.minute else timedelta(0)))
+        return max(self.end, last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
 
     def snapshot(self, snapshot_id: str) -> Snapshot:
         for snap in self.snapshots:
@@ -274,7 +270,7 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
             raise source.error(f"column '{column}' ({role}) is missing from {len(parts)} of {total} parquet parts.",
                                f"write '{column}' into every part{null_ok}; only a feature, a slice or the snapshot id may "
                                "be missing from parts written before the log gained it.",
-                               [f"missing in: {', '.join(parts[:3])}{', ...' if len(parts) > 3 else ''}"])
+                               [f"missing in: {listed_parts(parts)}"])
     roles: set[str] = {ts, pred, label} | ({snap} if snap else set())
     features = _resolve_features(source, toml, schema.names(), cfg.features, roles)
     if cfg.slices is None:
@@ -348,8 +344,7 @@ def _validate(lf: pl.LazyFrame, source: Source, cols: Columns) -> tuple[pl.DataF
     """One aggregate pass: value errors raise, soft problems become warnings; returns the 15-minute profile
     (``period``, ``rows``, ``labeled``, ``positives``, ``pred_sum_labeled``) of the scored rows, from which every
     grain's counts are sums, and the rows without a finite prediction (None when every row has one)."""
-    p, y = pl.col(PREDICTION), pl.col(LABEL)
-    scored = p.is_finite().fill_null(False)
+    p, y, scored = pl.col(PREDICTION), pl.col(LABEL), SCORED
     checks = lf.select(
         pl.len().alias("rows"),
         pl.col(TS).is_null().sum().alias("ts_null"),
@@ -503,7 +498,7 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
     say("validating timestamps, predictions and labels")
     profile, warnings, unscored = _validate(lf, source, cols)
     if unscored is not None:  # left out of every read, as the profile left them out
-        lf = lf.filter(pl.col(PREDICTION).is_finite())
+        lf = lf.filter(SCORED)
     hourly = _hourly(profile)
     grain = choose_grain(profile, cfg.grain)
     if not grain.testable:
@@ -514,7 +509,7 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
     window_scan = None
     if source.pushes_windows:
         def window_scan(start: datetime, end: datetime) -> pl.LazyFrame:
-            rows = window(start, end) if unscored is None else window(start, end).filter(pl.col(PREDICTION).is_finite())
+            rows = window(start, end) if unscored is None else window(start, end).filter(SCORED)
             return rows.with_columns(pl.coalesce(pl.col(SNAPSHOT), _served_snapshot(snapshots)).alias(SNAPSHOT)) if snapshots else rows
     rows = int(hourly["rows"].sum())
     if snapshot_problem:

@@ -30,7 +30,7 @@ every URI is shown with secrets masked. Each system reads its own usual configur
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -184,6 +184,11 @@ def _footer_nulls(metas: Iterable[Any], columns: list[str]) -> dict[str, int] | 
     return nulls
 
 
+def listed_parts(parts: Sequence[str]) -> str:
+    """Parts named in a message: the first three, then an ellipsis."""
+    return ", ".join(parts[:3]) + (", ..." if len(parts) > 3 else "")
+
+
 def _check_parts(source: Source, schemas: list[tuple[str, Any]]) -> Any:
     """Refuse parts that disagree on a column's type: name the column and the parts. Return the schema every part
     is read with (pyarrow), or None when the parts agree on their columns.
@@ -200,7 +205,7 @@ def _check_parts(source: Source, schemas: list[tuple[str, Any]]) -> Any:
             types.setdefault(field.name, {}).setdefault(name, []).append(part)
     for column, by_type in types.items():
         if len(by_type) > 1:
-            details = [f"{t} in {len(ps)} part(s): {', '.join(ps[:3])}{', ...' if len(ps) > 3 else ''}" for t, ps in by_type.items()]
+            details = [f"{t} in {len(ps)} part(s): {listed_parts(ps)}" for t, ps in by_type.items()]
             raise source.error(f"the parquet parts disagree on the type of column '{column}'.",
                                f"rewrite the odd parts so '{column}' has one type in every part "
                                f"(e.g. cast it with pyarrow or polars and write the part again).", details)

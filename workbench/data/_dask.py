@@ -27,8 +27,8 @@ from typing import Any
 
 import polars as pl
 
-from workbench.case.columns import PREDICTION, SNAPSHOT
-from workbench.case.loader import Case
+from workbench.case.columns import SNAPSHOT
+from workbench.case.loader import SCORED, Case
 from workbench.errors import WorkbenchError
 
 __all__ = ["INSTALL", "Part", "Reader", "client", "map_parts", "parts", "reader"]
@@ -67,6 +67,7 @@ class Reader:
 
     exprs: tuple[pl.Expr, ...]
     types: Mapping[str, pl.DataType]
+    lacking: frozenset[str]  # columns some parts lack (the source's ``lacking``): only then is a part's schema read
     scored_only: bool  # the log has rows without a finite prediction: the loader leaves them out, so do the workers
     snapshot: pl.Expr | None
 
@@ -82,10 +83,10 @@ class Reader:
             path = part.uri.removeprefix("file://")
             lf = pl.scan_parquet(path).slice(part.offset, part.rows)  # the slice reaches the scan: only these row groups
         hive = [_hive_value(v, self.types[k]).alias(k) for k, v in part.hive if k in self.types]
-        have = set(lf.collect_schema().names()) | {k for k, _ in part.hive}
-        absent = [pl.lit(None, dtype=t).alias(c) for c, t in self.types.items() if c not in have]
+        have = set(lf.collect_schema().names()) if self.lacking else set()
+        absent = [pl.lit(None, dtype=self.types[c]).alias(c) for c in sorted(self.lacking - have)]
         out = (lf.with_columns(hive + absent) if hive or absent else lf).select(self.exprs)
-        out = out.filter(pl.col(PREDICTION).is_finite()) if self.scored_only else out
+        out = out.filter(SCORED) if self.scored_only else out
         return out.with_columns(pl.coalesce(pl.col(SNAPSHOT), self.snapshot).alias(SNAPSHOT)) if self.snapshot is not None else out
 
 
@@ -124,7 +125,7 @@ def reader(case: Case) -> Reader:
     schema = raw.collect_schema()
     ts, _ = _time_expr(source, schema, case.columns.timestamp, raw)
     return Reader(exprs=tuple(_canonical_exprs(ts, schema, case.columns)), types=dict(schema.items()),
-                  scored_only=case.unscored is not None,
+                  lacking=frozenset(source.lacking), scored_only=case.unscored is not None,
                   snapshot=_served_snapshot(case.snapshots) if case.snapshots else None)
 
 

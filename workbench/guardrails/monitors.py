@@ -36,7 +36,7 @@ quality             normalized_entropy,     NE rose by more than ``ne_rise`` (2 
 quality             unscored_rows           the share of rows served without a finite prediction (NaN, inf,
                                             null), which every other monitor leaves out, rose by more than
                                             ``unscored_rise`` (1 point) and by ``z`` standard errors
-                                            (two-proportion z; by the hours the windows cover); ``value`` the
+                                            (two-proportion z; by the quarter hours the windows cover); ``value`` the
                                             window's share, ``threshold`` the baseline's plus the rise
 (both)                                      calibration_ratio and quality also trip when the diagnosis's change-point
                                             scan over the log up to the window's end finds the metric regressing

@@ -145,11 +145,8 @@ class Diagnosis:
         pending = self.results.get("pending_labels")
         if isinstance(pending, PendingLabels) and pending.moved and not self.untested:  # hours no check saw, predictions moved
             lines.append(f"         note: {pending.headline}; see prediction_quality")
-        lost = self.case.unscored
-        if lost is not None:  # rows no check saw: the serving path wrote no prediction for them
-            lines.append(f"         note: {lost.rows:,} served rows ({lost.share:.1%}) carry no finite prediction, from "
-                         f"{lost.first:%Y-%m-%d %H:%M} to {lost.last:%Y-%m-%d %H:%M} UTC, left out of every figure; "
-                         "see prediction_quality")
+        if self.case.unscored is not None:  # rows no check saw: the serving path wrote no prediction for them
+            lines.append(f"         note: {self.case.unscored.headline}; see prediction_quality")
         lines.append(f"windows: baseline {self.baseline}, incident {self.incident}")
         lines.append("")
         lines.append("investigation path:")
