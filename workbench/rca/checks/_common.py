@@ -31,6 +31,7 @@ CHANGE = {"coverage": "coverage", "default": "coverage", "scale": "scale", "stal
 # how a feature breaks, as against a population's mix of values moving: all a segment new in the incident can show
 # against the traffic it joined (its own mix of values is no break)
 BREAKS = ("coverage", "scale", "stale")
+NEW_AGAINST_JOINED = "new in the incident: against the traffic it joined"  # how such a segment's reading is worded
 WORDS = {"coverage": "lost coverage", "default": "lost coverage (a default served in place of its values)",
          "scale": "changed scale", "stale": "went stale", "distribution": "drifted",
          "decorrelated": "came loose from its rows (same values, no longer theirs)", "shift": "shifted (the population moved)"}
@@ -248,6 +249,12 @@ def windows_shade(ctx: Context) -> list:
 
 
 SLICE_SAMPLE = 200  # sample rows per window inside a slice needed to say how a feature broke there
+
+
+def broke_in_new_segment(ctx: Context, feature: str, where: str) -> bool:
+    """Whether ``feature``, read in ``where``, a segment new in the incident, against the traffic it joined, broke
+    there: only a break (``BREAKS``) counts; a new population's own mix of values is none."""
+    return CHANGE.get(kind_inside(ctx, feature, where), "") in BREAKS
 
 
 def kind_inside(ctx: Context, feature: str, where: str) -> str:

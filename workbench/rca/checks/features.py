@@ -12,10 +12,11 @@ import polars as pl
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
 from workbench.rca.checks._common import (
-    BREAKS,
     BROKEN,
     CHANGE,
     CHANGED,
+    NEW_AGAINST_JOINED,
+    broke_in_new_segment,
     calendar,
     change_words,
     confined_segment,
@@ -141,14 +142,14 @@ def feature_side(ctx: Context) -> Evidence:
             by = feature_slices(ctx, f)
             where = by.top["slice"] if by.concentrated and by.top else None
             new = bool(where and by.top and by.top["new"])
-            if where and new and CHANGE.get(kind_inside(ctx, f, where), "") not in BREAKS:
-                where, new = None, False  # a segment new in the incident, whose own mix of values is no break there
+            if where and new and not broke_in_new_segment(ctx, f, where):
+                where, new = None, False
             if where and change is None:  # diluted on the whole traffic: say how it broke where it broke
                 change = CHANGE.get(kind_inside(ctx, f, where))
             if where:  # the slice's own coverage change: the traffic's mix can turn the whole's the other way
                 delta = coverage_delta(by.top)
         what = change_words(row["kind"] if CHANGE.get(row["kind"]) == change else change or row["kind"], delta)  # the kind says it finer
-        place = (f" only for {where}" + (" (new in the incident: against the traffic it joined)" if new else "")) if where else ""
+        place = (f" only for {where}" + (f" ({NEW_AGAINST_JOINED})" if new else "")) if where else ""
         why = f"; {shifted[f]}" if f in shifted else ""
         cands.append(Candidate("feature", f, s, f"{f} {what}{place} at {hhmm(ctx)}",
                                detail=f"{f}: {describe_break(row)} (severity {row['severity']:.2f}){why}",

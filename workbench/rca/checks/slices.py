@@ -10,7 +10,18 @@ import polars as pl
 from workbench.data.slices import MINORITY
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
-from workbench.rca.checks._common import BREAKS, CHANGE, change_words, coverage_delta, drift, feature_slices, hhmm, kind_inside, slices
+from workbench.rca.checks._common import (
+    CHANGE,
+    NEW_AGAINST_JOINED,
+    broke_in_new_segment,
+    change_words,
+    coverage_delta,
+    drift,
+    feature_slices,
+    hhmm,
+    kind_inside,
+    slices,
+)
 from workbench.rca.checks.quality import SHORT as NAMES
 from workbench.rca.evidence import Candidate, Evidence
 
@@ -151,12 +162,12 @@ def _broken_there(ctx: Context, segment: str, share: float) -> list[Candidate]:
         strength = S.from_js((where["js"] or 0.0) - (where["js_rest"] or 0.0)) * share
         if strength <= 0:
             continue
+        if where.get("new") and not broke_in_new_segment(ctx, f, where["slice"]):
+            continue
         kind = kind_inside(ctx, f, where["slice"])
         change = CHANGE.get(kind)
-        if where.get("new") and change not in BREAKS:  # a new population's own mix of values is not a break
-            continue
         what = change_words("default" if kind == "default" else change, coverage_delta(where), "broke")
-        joined = f" ({NEW_WORDS}: against the traffic it joined)" if where.get("new") else ""
+        joined = f" ({NEW_AGAINST_JOINED})" if where.get("new") else ""
         out.append(Candidate("feature", f, strength, f"{f} {what} only for {where['slice']}{joined} at "
                              f"{hhmm(ctx)}", detail=f"{by} (the segment holding the regression: {segment})",
                              slice=where["slice"], change=change, explains=(("slice", segment),)))
