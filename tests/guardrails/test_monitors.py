@@ -103,6 +103,10 @@ def test_guard_thresholds_come_from_workbench_toml_with_spelling_hints(tmp_path)
     toml.write_text(base + "\n[guard]\ncoverage_drop = 2\n")
     with pytest.raises(CaseError, match=r"coverage_drop must be a number above 0 and at most 1.*\nHint: write coverage_drop = 0.1"):
         open_case(case_dir)
+    for odd in ("nan", "inf"):  # TOML numbers that compare false with every bound
+        toml.write_text(base + f"\n[guard]\nne_rise = {odd}\n")
+        with pytest.raises(CaseError, match=rf"ne_rise must be a number above 0, found {odd}"):
+            open_case(case_dir)
     toml.write_text(base + "\n[guard]\nwindow = \"1day\"\n")
     with pytest.raises(CaseError, match="Hint: write window = \"1d\""):
         open_case(case_dir)

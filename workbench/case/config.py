@@ -7,6 +7,7 @@ default is the worst kind of wrong answer.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,8 @@ def _read_guard(path: Path, raw: dict) -> GuardConfig:
         else:
             shares = ("coverage_drop", "drift_severity", "unscored_rise")  # at most 1
             low, high = (1.0, None) if key == "scale_factor" else (0.0, 1.0 if key in shares else None)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= low or (high and value > high):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not number or value <= low or (high and value > high):  # TOML's nan and inf are floats too
                 bounds = f"above {low:g}" + (f" and at most {high:g}" if high else "")
                 raise CaseError(path, f"[guard] {key} must be a number {bounds}, found {value!r}.",
                                 f"write {key} = {default} (the default) or another number {bounds}.")
