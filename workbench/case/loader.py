@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import polars as pl
 
@@ -29,8 +29,11 @@ from workbench.case.grain import GrainChoice, choose_grain, profile_at
 from workbench.case.lineage import Lineage, read_lineage
 from workbench.case.snapshots import Snapshot, inspect_snapshot_file, read_snapshot_index
 from workbench.case.sources import Source, listed_parts, resolve
-from workbench.errors import CaseError, SnapshotError, suggest
+from workbench.errors import CaseError, SnapshotError, WorkbenchError, suggest
 from workbench.metrics import labelled_prediction_sum_expr, reliable_end
+
+if TYPE_CHECKING:
+    from workbench.windows import Window
 
 __all__ = ["Case", "open_case"]
 
@@ -126,6 +129,19 @@ class Case:
         if not isinstance(last, datetime):
             return self.end
         return max(self.end, last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
+
+    def require_rows(self, window: Window, what: str, hint: str, *, unscored_too: bool = False) -> None:
+        """Refuse ``window`` (``what`` names it: a flag, an argument) when no hour of it holds a scored row (or with
+        ``unscored_too``, any served row): every measure over it would be empty, a "nan → nan" where an answer belongs."""
+        from datetime import timedelta
+
+        hours = [self.hourly["hour"]]
+        if unscored_too and self.unscored is not None:
+            hours.append(self.unscored.profile["period"].dt.truncate("1h").alias("hour"))
+        inside = (pl.concat(hours).is_between(window.start - timedelta(hours=1), window.end, closed="none")).any()
+        if not inside:
+            raise WorkbenchError(what, f"{window} holds no {'served' if unscored_too else 'scored'} row: the log runs "
+                                       f"{self.start:%Y-%m-%d %H:%M} to {self.last_served:%Y-%m-%d %H:%M} UTC.", hint)
 
     def snapshot(self, snapshot_id: str) -> Snapshot:
         for snap in self.snapshots:

@@ -64,6 +64,10 @@ class Context:
         self._cache: dict[Any, Any] = {}
         self._running: set[str] = set()
         self._windows = (baseline, incident) if baseline and incident else None
+        if baseline and incident:  # a window without a row would read "NE nan → nan" in every check: refuse it up front
+            case.require_rows(incident, "incident window", "give a window inside the log (ISO times, START/END).")
+            case.require_rows(baseline, "baseline window", "give --baseline START/END inside the log: alone, --incident "
+                                                      "takes the span of equal length before it as the baseline.")
         self.scheduler = scheduler
 
     @property
