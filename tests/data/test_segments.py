@@ -298,3 +298,72 @@ def test_at_its_own_grain_a_segments_calibration_is_also_scanned_on_its_counts(t
     fit = detect_onset(QualitySeries(table=own, every="1h", by=()), alpha=found.alpha / found.tested)
     assert not fit.detected, str(fit)
     assert detect_segment_onset(open_case(_recovering_segment(tmp_path, (1.0, 1.0, 1.0)))) is None
+
+
+def _small_segment(tmp_path, segment_factor: float, rest_factor: float):
+    """A week of the small case at 500 rows an hour with a slice column ``client``, ``beta`` on 3 % of the rows (under
+    ``min_share``); from hour 96 the beta rows' clicks are drawn again at ``segment_factor`` times the served
+    prediction and the rest's at ``rest_factor`` (outside test 6, ``i14``: a beta client holding 2.5 % of the traffic
+    sent placeholder context, calibration 0.95 -> 2.76 in it, while the rest drifted 4 % the other way)."""
+    import numpy as np
+
+    from tests.conftest import write_small_case
+
+    root = write_small_case(tmp_path / f"case_{segment_factor}", hours=168, per_hour=500, seed=5)
+    rows = pl.read_parquet(root / "predictions.parquet")
+    rng = np.random.default_rng(13)
+    late = (((rows["ts"] - datetime(2026, 11, 18, tzinfo=UTC)).dt.total_seconds() / 3600) >= 96).to_numpy()
+    rows = rows.with_columns(pl.Series("client", rng.choice(["beta", "stable"], rows.height, p=[0.03, 0.97])))
+    factor = np.where((rows["client"] == "beta").to_numpy(), segment_factor, rest_factor)
+    redrawn = (rng.random(rows.height) < np.clip(factor * rows["prediction"].to_numpy(), 0, 0.99)).astype(np.int8)
+    rows.with_columns(pl.when(pl.Series(late)).then(pl.Series(redrawn)).otherwise(pl.col("label")).cast(pl.Int8)
+                      .alias("label")).write_parquet(root / "predictions.parquet")
+    return root
+
+
+def test_a_segment_under_min_share_is_scanned_on_its_clicks_with_a_tenth_of_the_alpha(tmp_path):
+    """A segment under ``min_share`` was not tested at all, however far its calibration went; it is now tested on its
+    clicks' counts (an exact law, the one its few clicks support) with ``MINORITY_ALPHA`` of the segments' alpha. The
+    slice search that confirms it is oriented the way the segment's own series moved: the whole traffic's calibration
+    fell (the rest's clicks rose 4 %), and oriented that way the segment whose calibration rose x2.5 was no slice."""
+    from workbench.data.onset import detect_onset
+    from workbench.data.segments import MINORITY_ALPHA, detect_segment_onset
+    from workbench.data.slices import find_slices
+
+    case = open_case(_small_segment(tmp_path, 0.4, 1.04))
+    assert not detect_onset(case).detected
+    found = detect_segment_onset(case)
+    assert found is not None and found.segment == "client=beta", str(found)
+    assert found.onset.metric == "calibration_ratio" and found.onset.current_value > 2 * found.onset.baseline_value
+    assert abs(found.onset.onset - datetime(2026, 11, 22, tzinfo=UTC)) <= timedelta(hours=6), str(found)
+    assert 0 < MINORITY_ALPHA < 1
+    onset = found.onset
+    whole_way = find_slices(case, onset.baseline, onset.incident, metric="calibration_ratio")
+    assert whole_way.total_delta < 0 and not whole_way.table.filter(pl.col("slice") == "client=beta")["significant"].any()
+    its_way = find_slices(case, onset.baseline, onset.incident, metric="calibration_ratio", direction=1)
+    assert its_way.top is not None and its_way.top["slice"] == "client=beta" and its_way.top["significant"]
+    assert detect_segment_onset(open_case(_small_segment(tmp_path, 1.0, 1.04))) is None
+
+
+def test_a_segments_onset_is_dated_by_the_finest_grain_that_found_it_inside_the_leading_period(tmp_path):
+    """The segment's series with the best severity-to-threshold ratio leads; when it is coarse, its onset is its
+    period's first hour, and a finer series of the same segment that also found the change inside that period dates
+    it closer (outside test 6, ``i14``: 12:00 by six hours, 16:00 by the hour, the client changed at 16:00)."""
+    import dataclasses
+
+    from workbench.data.quality import QualitySeries, quality_series
+    from workbench.data.segments import _finest, detect_segment_onset
+
+    case = open_case(_small_segment(tmp_path, 0.4, 1.04))
+    found = detect_segment_onset(case)
+    assert found is not None
+    onset = found.onset
+    hourly = quality_series(case, every="1h", rows=pl.col("client") == "beta").table
+    coarse = dataclasses.replace(onset, grain="6h", onset=datetime(2026, 11, 21, 18, tzinfo=UTC))
+    fine = dataclasses.replace(onset, grain="1h", onset=datetime(2026, 11, 21, 22, tzinfo=UTC))
+    level = {False: 1e-4, True: 1e-4}
+    series = QualitySeries(table=hourly, every="1h", by=())
+    assert _finest(coarse, "client=beta", [("client=beta", series, fine, True)], level) is fine
+    outside = dataclasses.replace(fine, onset=datetime(2026, 11, 22, 0, tzinfo=UTC))  # past the leading period
+    assert _finest(coarse, "client=beta", [("client=beta", series, outside, True)], level) is coarse
+    assert _finest(coarse, "client=other", [("client=beta", series, fine, True)], level) is coarse

@@ -19,8 +19,15 @@ stays within its noise. Every value of every slice column with at least
     (outside test 4, ``i15``: the sidebar's calibration 0.93 -> 0.59 at robust z 5.0 against 6.1 by the fit, 7.2
     against 5.8 by its counts; on 399 dev controls the counts at the own grain added no false alarm).
 
-Every series is tested at ``alpha / m`` (Bonferroni over the ``m`` segment-and-grain series tested, on top of
-the detector's own Bonferroni over the metrics), so the chance that
+A value under ``min_share`` (a beta client, a small market) is tested too, on its calibration's counts alone (the
+exact law its few clicks support), at the grains from the case's to its own, when it has an own grain at all. These
+values are many and each matters less, so they share ``MINORITY_ALPHA`` (a tenth) of the alpha among themselves,
+and the segments over ``min_share`` the rest: a value's count raises no threshold of a larger segment's beyond a
+tenth of its alpha (about 0.03 sigma). Outside test 6, ``i14``: a client holding 2.5 % of the traffic whose
+calibration went 0.95 -> 2.76 was never tested.
+
+Every series is tested at ``alpha / m`` (Bonferroni over the ``m`` segment-and-grain series tested of its family,
+the values over ``min_share`` or under it, on top of the detector's own Bonferroni over the metrics), so the chance that
 a case with no regression alarms in *some* segment stays below ``alpha`` (family-wise,
 0.001 by default: with the whole traffic's 0.001, a quiet case alarms anywhere with
 probability at most 0.002, if the model holds).
@@ -30,8 +37,9 @@ period) have heavier tails, so a change point alone over-alarms. A segment there
 stands only when a second, independent test agrees: the slice search
 (:func:`workbench.data.slices.find_slices`, its own Bonferroni control over the whole
 slice lattice) between the windows that onset implies must find that very segment
-significant; and a calibration regression must also pass the exact test of its clicks
-(:func:`_exact_p`), since the slice search's scale is Gaussian too.
+significant, its calibration oriented the way the segment's own series moved (oriented by the whole traffic, a
+segment whose calibration rose within a traffic that drifted down is no slice); and a calibration regression must
+also pass the exact test of its clicks (:func:`_exact_p`), since the slice search's scale is Gaussian too.
 
 A value *new* to the log (its first row comes after the history a shift needs, ``min_before`` periods of the
 case's grain: a new app version, A/B arm or market) has no series of its own before it, so nothing of its own to
@@ -67,6 +75,9 @@ if TYPE_CHECKING:
     from workbench.data.scan import LogScan
 
 __all__ = ["SegmentOnset", "detect_segment_onset", "locate_in_segment"]
+
+# the share of the segments' alpha spent on the values under ``min_share``, tested on their clicks' counts alone
+MINORITY_ALPHA = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,43 +189,66 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
         return detect_onset(series, metrics, alpha=level)
 
     candidates: list[tuple[str, QualitySeries, Callable[[QualitySeries, float], Onset]]] = []
+    minority: list[tuple[str, QualitySeries, Callable[[QualitySeries, float], Onset]]] = []  # under min_share: counts
     for col in cols:
         series = quality_series(case, by=col, every=every, rows=rows, scan=scan)
         shares = series.table.group_by(col).agg(pl.col("rows").sum()).with_columns(pl.col("rows") / pl.col("rows").sum())
-        by_grain: dict[str, list[tuple[str, Callable[[QualitySeries, float], Onset]]]] = {}
+        by_grain: dict[str, list[tuple[str, Callable[[QualitySeries, float], Onset], bool]]] = {}  # bool: under min_share
         new = _first_seen(series.table, col, every) if finer else {}
         for value, since in sorted(new.items()):
             lifetime = series.table.filter(pl.col("window") >= since)
             if float(lifetime.filter(pl.col(col) == value)["rows"].sum()) >= min_share * float(lifetime["rows"].sum()):
                 candidates.append((f"{col}={value}", QualitySeries(table=_joined(series.table, col, value, since),
                                                                    every=every, by=()), _count_test))
-        for value in shares.filter(pl.col("rows") >= min_share)[col].sort().to_list():
+        for value, share in shares.filter(pl.col(col).is_not_null()).sort(col).iter_rows():
             own = _segment_grain(series.table.filter(pl.col(col) == value), every)
-            if own is None:
+            if own is None or not (share >= min_share or finer):
                 continue
-            by_grain.setdefault(own, []).append((value, own_grain))
+            if share >= min_share:
+                by_grain.setdefault(own, []).append((value, own_grain, False))
             for grain in GRAINS[GRAINS.index(every):GRAINS.index(own) + 1] if finer else ():
-                by_grain.setdefault(grain, []).append((value, _count_test))
+                by_grain.setdefault(grain, []).append((value, _count_test, share < min_share))
         for grain, values in sorted(by_grain.items(), key=lambda kv: GRAINS.index(kv[0])):
             table = series.table if grain == every else quality_series(case, by=col, every=grain, rows=rows, scan=scan).table
-            for value, test in values:
+            for value, test, small in values:
                 sub = table.filter(pl.col(col) == value).drop(col)
-                candidates.append((f"{col}={value}", QualitySeries(table=sub, every=grain, by=()), test))
-    if not candidates:
+                (minority if small else candidates).append((f"{col}={value}", QualitySeries(table=sub, every=grain, by=()), test))
+    if not candidates and not minority:
         return None
-    per_segment = alpha / len(candidates)
-    found = [(segment, series, test(series, per_segment)) for segment, series, test in candidates]
-    for segment, series, onset in sorted((f for f in found if f[2].detected and (accept is None or accept(f[2]))),
-                                         key=lambda f: -f[2].severity / f[2].threshold):
-        if onset.metric == "calibration_ratio" and _exact_p(series.table, onset) > per_segment:
+    spent = MINORITY_ALPHA if candidates and minority else float(bool(minority))
+    level = {False: alpha * (1 - spent) / max(len(candidates), 1), True: alpha * spent / max(len(minority), 1)}
+    found = [(segment, series, test(series, level[small]), small)
+             for small, family in ((False, candidates), (True, minority)) for segment, series, test in family]
+    for segment, series, onset, small in sorted((f for f in found if f[2].detected and (accept is None or accept(f[2]))),
+                                                key=lambda f: -f[2].severity / f[2].threshold):
+        if onset.metric == "calibration_ratio" and _exact_p(series.table, onset) > level[small]:
             continue
         metric = onset.metric if onset.metric in SEARCHABLE else "normalized_entropy"  # AUC is not a sum
         incident = onset.incident if until is None else Window(onset.incident.start, min(onset.incident.end, until))
-        search = find_slices(case, onset.baseline, incident, metric=metric)  # the last period may reach past until
+        # the last period may reach past until; a calibration is oriented the way the segment's own series moved
+        rose = onset.current_value > onset.baseline_value
+        search = find_slices(case, onset.baseline, incident, metric=metric, direction=1 if rose else -1)
         confirmed = search.table.filter(pl.col("significant") & (pl.col("slice") == segment))
         if confirmed.height:
-            return SegmentOnset(segment=segment, onset=onset, tested=len(candidates), alpha=alpha)
+            return SegmentOnset(segment=segment, onset=_finest(onset, segment, found, level), alpha=alpha,
+                                tested=len(candidates) + len(minority))
     return None
+
+
+def _finest(onset: Onset, segment: str, found: list, level: dict[bool, float]) -> Onset:
+    """``onset``, or the same segment's change as a finer grain's series found it, when that one starts inside
+    ``onset``'s first period: a period's first hour is all a coarse grain can say, and a finer series that also
+    found the change, at its own level, dates it closer (outside test 6, ``i14``: the six-hour count test led, its
+    onset 12:00; the hourly one, also found, said 16:00, the hour the client changed)."""
+    from workbench.case.grain import grain_delta
+
+    if onset.onset is None or onset.grain is None:
+        return onset
+    first = Window(onset.onset, onset.onset + grain_delta(onset.grain))
+    finer = [o for seg, series, o, small in found if seg == segment and o.detected and o.onset is not None
+             and o.grain is not None and GRAINS.index(o.grain) < GRAINS.index(onset.grain) and first.start <= o.onset < first.end
+             and (o.metric != "calibration_ratio" or _exact_p(series.table, o) <= level[small])]
+    return min(finer, key=lambda o: GRAINS.index(o.grain)) if finer else onset
 
 
 def locate_in_segment(case: Case, whole: Onset, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.001) -> SegmentOnset | None:

@@ -235,12 +235,15 @@ class SliceSearch:
 
 def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "normalized_entropy", max_level: int = 2,
                 k: int = 5, alpha: float = 0.01, columns: tuple[str, ...] | list[str] | None = None,
-                scan: WindowScan | None = None) -> SliceSearch:
+                scan: WindowScan | None = None, direction: int | None = None) -> SliceSearch:
     """Search the slice lattice (up to ``max_level``) for where the change of ``metric`` concentrates.
 
     Returns the ``k`` best slices by explained regression (significant first);
     see the module docstring for the objective and the significance control. ``scan``
     (:func:`workbench.data.scan.window_scan` over these windows) supplies the cells without reading the log.
+    ``direction`` (+1 up, -1 down) orients a metric that regresses either way when the way is known beforehand (a
+    segment's own series said which way it moved), instead of the way the whole traffic moved: a small segment whose
+    calibration rose x2.8 within a traffic that drifted 4 % down is a rise (outside test 6, ``i14``).
 
     >>> from workbench import open_case
     >>> from workbench import detect_onset
@@ -284,7 +287,7 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     # a metric that regresses either way (the calibration ratio) is oriented by the way the whole traffic moved: the
     # slice that holds the change moved further that way than the rest. Orienting by |diff| let the complement of the
     # slice that collapsed win (a country whose ratio held differs from a rest that holds the collapse).
-    d = d or (int(np.sign(total)) if math.isfinite(total) else 0)  # no clicks left anywhere: no way to orient, nor a slice
+    d = d or direction or (int(np.sign(total)) if math.isfinite(total) else 0)  # no clicks anywhere: no way, nor a slice
     diff = delta_s - delta_r
     oriented = diff * d if d else np.abs(diff)
     se = np.sqrt(sb**2 + si**2 + swb_diff**2 + swi**2)
