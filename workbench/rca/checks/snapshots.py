@@ -5,7 +5,9 @@ between two periods of the grain (``NEAR`` hours at least) before the onset and
 the end of the incident window (the diff does not depend on where the onset was
 located, which is least certain for weak signals and more often late than
 early), or one the diff flags that started serving within ``NEAR`` hours of
-the onset (or one period of a coarser grain); with a model, also a snapshot the
+the onset (or one period of a coarser grain), or with a model any that started serving that near (outside test 6,
+``i07``: a broken hotfix served a quarter of the rows from the onset, unflagged, while the next day's refresh, diffed
+against it, read as the alarm); with a model, also a snapshot the
 diff flags that was serving at the onset, however long before it started, when
 the swap counterfactual replaces it (it did not serve most of the baseline): the
 swap bounds what it can account for (:func:`model_side`), so its timing need not (held-back snapshot/zeroed_rows/1000120, draw S: a flagged
@@ -81,7 +83,7 @@ def suspect(ctx: Context) -> Snapshot | None:
         serving = None  # the swap would not replace it (it served the baseline too): nothing would bound it
     pool = [s for s in ctx.case.snapshots if (s.snapshot_id == timeline.first_bad and onset - flagged_since <= s.published_at
                                              < ctx.incident.end) or (s in near and s.snapshot_id in alarms)
-            or s is serving] or near
+            or s is serving or (s in near and ctx.has("model"))] or near
     served = _served(ctx)
     if served:  # the log names each row's snapshot: one that served none of the incident's rows is no suspect
         pool = [s for s in pool if s.snapshot_id in served] or [s for s in near if s.snapshot_id in served]
@@ -92,8 +94,11 @@ def suspect(ctx: Context) -> Snapshot | None:
 
 def _log_rows(ctx: Context) -> tuple[set[str], dict[str, datetime]]:
     """With a snapshot column (``[columns] snapshot``): the snapshots of the index that served the incident's sampled
-    rows, and of those that served none of the baseline's, the first incident row each served. Empty when the log does
-    not name them, or names none the index holds."""
+    rows, and of those that served none of the baseline's last rows (its last ``_near`` span, or the whole baseline
+    when that span holds none), the first incident row each served. Empty when the log does not name them, or names
+    none the index holds. The baseline's *last* rows, not all of it: a snapshot rolled back and later re-deployed
+    served some of the baseline, long before the onset its return caused (outside test 6, ``i16``: re-applied 37 h
+    after its publish and 30 h after its rollback, it read "no snapshot published near the onset")."""
     from workbench.case.columns import SNAPSHOT, TS
     from workbench.rca.checks._common import window_rows
 
@@ -105,7 +110,8 @@ def _log_rows(ctx: Context) -> tuple[set[str], dict[str, datetime]]:
         served = set(inc[SNAPSHOT].drop_nulls().cast(pl.String).unique().to_list()) & known
         if not served:
             return set(), {}
-        before = set(base[SNAPSHOT].drop_nulls().cast(pl.String).unique().to_list())
+        last = base.filter(pl.col(TS) >= ctx.baseline.end - _near(ctx))
+        before = set((last if last.height else base)[SNAPSHOT].drop_nulls().cast(pl.String).unique().to_list())
         first = (inc.filter(pl.col(SNAPSHOT).cast(pl.String).is_in(sorted(served - before)))
                  .group_by(pl.col(SNAPSHOT).cast(pl.String)).agg(pl.col(TS).min()))
         return served, dict(zip(first[SNAPSHOT].to_list(), first[TS].to_list(), strict=True))
