@@ -344,26 +344,3 @@ def test_a_segment_under_min_share_is_scanned_on_its_clicks_with_a_tenth_of_the_
     assert its_way.top is not None and its_way.top["slice"] == "client=beta" and its_way.top["significant"]
     assert detect_segment_onset(open_case(_small_segment(tmp_path, 1.0, 1.04))) is None
 
-
-def test_a_segments_onset_is_dated_by_the_finest_grain_that_found_it_inside_the_leading_period(tmp_path):
-    """The segment's series with the best severity-to-threshold ratio leads; when it is coarse, its onset is its
-    period's first hour, and a finer series of the same segment that also found the change inside that period dates
-    it closer (outside test 6, ``i14``: 12:00 by six hours, 16:00 by the hour, the client changed at 16:00)."""
-    import dataclasses
-
-    from workbench.data.quality import QualitySeries, quality_series
-    from workbench.data.segments import _finest, detect_segment_onset
-
-    case = open_case(_small_segment(tmp_path, 0.4, 1.04))
-    found = detect_segment_onset(case)
-    assert found is not None
-    onset = found.onset
-    hourly = quality_series(case, every="1h", rows=pl.col("client") == "beta").table
-    coarse = dataclasses.replace(onset, grain="6h", onset=datetime(2026, 11, 21, 18, tzinfo=UTC))
-    fine = dataclasses.replace(onset, grain="1h", onset=datetime(2026, 11, 21, 22, tzinfo=UTC))
-    level = {False: 1e-4, True: 1e-4}
-    series = QualitySeries(table=hourly, every="1h", by=())
-    assert _finest(coarse, "client=beta", [("client=beta", series, fine, True)], level) is fine
-    outside = dataclasses.replace(fine, onset=datetime(2026, 11, 22, 0, tzinfo=UTC))  # past the leading period
-    assert _finest(coarse, "client=beta", [("client=beta", series, outside, True)], level) is coarse
-    assert _finest(coarse, "client=other", [("client=beta", series, fine, True)], level) is coarse

@@ -230,25 +230,8 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
         search = find_slices(case, onset.baseline, incident, metric=metric, direction=1 if rose else -1)
         confirmed = search.table.filter(pl.col("significant") & (pl.col("slice") == segment))
         if confirmed.height:
-            return SegmentOnset(segment=segment, onset=_finest(onset, segment, found, level), alpha=alpha,
-                                tested=len(candidates) + len(minority))
+            return SegmentOnset(segment=segment, onset=onset, tested=len(candidates) + len(minority), alpha=alpha)
     return None
-
-
-def _finest(onset: Onset, segment: str, found: list, level: dict[bool, float]) -> Onset:
-    """``onset``, or the same segment's change as a finer grain's series found it, when that one starts inside
-    ``onset``'s first period: a period's first hour is all a coarse grain can say, and a finer series that also
-    found the change, at its own level, dates it closer (outside test 6, ``i14``: the six-hour count test led, its
-    onset 12:00; the hourly one, also found, said 16:00, the hour the client changed)."""
-    from workbench.case.grain import grain_delta
-
-    if onset.onset is None or onset.grain is None:
-        return onset
-    first = Window(onset.onset, onset.onset + grain_delta(onset.grain))
-    finer = [o for seg, series, o, small in found if seg == segment and o.detected and o.onset is not None
-             and o.grain is not None and GRAINS.index(o.grain) < GRAINS.index(onset.grain) and first.start <= o.onset < first.end
-             and (o.metric != "calibration_ratio" or _exact_p(series.table, o) <= level[small])]
-    return min(finer, key=lambda o: GRAINS.index(o.grain)) if finer else onset
 
 
 def locate_in_segment(case: Case, whole: Onset, metrics: tuple[str, ...] = WATCHED, *, alpha: float = 0.001) -> SegmentOnset | None:
