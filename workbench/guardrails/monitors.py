@@ -46,9 +46,10 @@ quality             unscored_rows           the share of rows served without a f
                                             trips today's too while it lasts). Family-wise alpha 0.001: at most
                                             0.1 % more false alarms per run. A whole-window comparison dilutes a
                                             regression that starts late in the window
-quality             METRIC in SEGMENT       one segment (``column=value``, 5 % of the rows or more) regresses
-                    (``segments`` when      alone from a period the same scan would count, on its own series
-                    none does)              (family-wise alpha 0.001 over every segment and metric, each confirmed
+quality             METRIC in SEGMENT       one segment (``column=value``; under 5 % of the rows, on its clicks'
+                    (``segments`` when      counts alone) regresses alone from a period the same scan would count,
+                    none does)              on its own series
+                                            (family-wise alpha 0.001 over every segment and metric, each confirmed
                                             by the slice search;
                                             :func:`workbench.data.segments.detect_segment_onset`): a segment's
                                             collapse that the whole traffic's monitors dilute. ``calibration``
