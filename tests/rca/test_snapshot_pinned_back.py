@@ -57,7 +57,8 @@ def test_a_snapshot_pinned_back_is_named_from_the_log_and_rolled_back_to_what_se
     assert "started serving at 2026-11-20 06:0" in top.summary, top.summary
     first = top.mitigations[0]
     assert first.action == "rollback" and first.target != OLD and first.target.startswith("ctr-202611"), first
-    assert "pinned back" in first.how and first.predicted is not None and first.predicted.recovery > 0.5, first
+    assert "started serving at 2026-11-20 06:0" in first.how and "h after it was published" in first.how, first.how
+    assert first.predicted is not None and first.predicted.recovery > 0.5, first
     assert not result.errors
 
 
@@ -128,3 +129,7 @@ def test_with_a_model_a_snapshot_that_started_serving_at_the_onset_is_weighed_th
     monkeypatch.setattr(snapshots, "_timeline", lambda ctx: flagged_later)
     assert flagged_later.first_bad == "ctr-20261120-1210"
     assert snapshots.suspect(ctx) == case.snapshot(HOTFIX)
+    from workbench.model.mitigate import last_good_snapshot
+
+    good = last_good_snapshot(case, HOTFIX, since=snapshots.started(ctx, case.snapshot(HOTFIX)))
+    assert good is not None and good[0] == "ctr-20261120-0009" and "started serving" not in good[1], good

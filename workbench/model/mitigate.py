@@ -900,8 +900,10 @@ def last_good_snapshot(case: Case, bad: str, validate: Callable[[str], Validatio
     stable snapshot on holdout rows published before it); at most ``tries`` are validated.
     Snapshots published after ``bad`` are never proposed: they may be warm-started from it.
     When none of those passes, the latest stable snapshot before ``bad`` is, with that said.
-    ``since``, when ``bad`` started serving later than it was published (the log shows an old snapshot pinned back),
-    takes the place of its publish time: the snapshots that served before the pin are the ones to return to.
+    ``since``, when ``bad`` started serving later than it was published (the log shows an old snapshot pinned back,
+    or one re-deployed after a rollback), takes the place of its publish time: the snapshots that served before it
+    came are the ones to return to. The reason states that start only when it came an hour or more after the publish
+    (a snapshot whose first sampled row came a minute after it was published was not "pinned back": outside test 6).
     """
     snap = case.snapshot(bad)
     until = max(since, snap.published_at) if since is not None else snap.published_at
@@ -923,8 +925,9 @@ def last_good_snapshot(case: Case, bad: str, validate: Callable[[str], Validatio
         except CaseError:  # too few labelled rows to validate on: this snapshot is not known to be good
             continue
         if result.passed:
-            when = (f"published before {snap.snapshot_id} was pinned back at {until:%Y-%m-%d %H:%M}"
-                    if until > snap.published_at else f"published before {snap.snapshot_id}")
+            late = (until - snap.published_at).total_seconds() / 3600  # a pin back, a re-deploy: not a minute's lag
+            when = (f"published before {snap.snapshot_id} started serving at {until:%Y-%m-%d %H:%M}, {late:.0f} h after "
+                    "it was published" if late >= 1 else f"published before {snap.snapshot_id}")
             return s.snapshot_id, f"{when} and passes validation against {result.reference_id}"
     stable = [s for s in earlier if s.stable]
     if stable:
