@@ -11,7 +11,7 @@ import functools
 import io
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +244,25 @@ def test_incident_alone_takes_the_preceding_span_as_baseline(small_case_template
         with contextlib.redirect_stderr(err):
             assert main(["diagnose", str(small_case_template), "-q", "--incident", window]) == 2
         assert said in err.getvalue() and f"the log runs {case.start:%Y-%m-%d %H:%M}" in err.getvalue()
+
+
+def test_a_window_in_a_gap_of_the_log_is_refused_as_one(tmp_path):
+    """A review's case: the check read the hourly profile, which holds an hour with no row for every hour of a gap, so
+    a window inside a gap passed and read "NE 0.888 → nan" (``guard``: "pass" with no row to judge)."""
+    from tests.conftest import write_small_case
+    from workbench.guardrails.monitors import guard
+
+    root = write_small_case(tmp_path / "gap", hours=96, per_hour=200)
+    rows = pl.read_parquet(root / "predictions.parquet")
+    gap = rows["ts"].is_between(datetime(2026, 11, 19, 12, tzinfo=UTC), datetime(2026, 11, 20, 12, tzinfo=UTC), closed="left")
+    rows.filter(~gap).write_parquet(root / "predictions.parquet")
+    case = open_case(root)
+    inside = Window("2026-11-19T18:00Z", "2026-11-20T06:00Z")
+    with pytest.raises(WorkbenchError, match=r"incident window: .* holds no scored row \(a gap in the log\)"):
+        diagnose(case, baseline=Window("2026-11-18T18:00Z", "2026-11-19T06:00Z"), incident=inside)
+    with pytest.raises(WorkbenchError, match=r"holds no served row \(a gap in the log\)"):
+        guard(case, inside)
+    case.require_rows(Window("2026-11-20T11:45Z", "2026-11-20T18:00Z"), "w", "h")  # from the gap's last quarter on: rows
 
 
 def test_series_reuse_json_and_errors(small_case_template):

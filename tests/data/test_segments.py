@@ -327,7 +327,7 @@ def test_a_segment_under_min_share_is_scanned_on_its_clicks_with_a_tenth_of_the_
     slice search that confirms it is oriented the way the segment's own series moved: the whole traffic's calibration
     fell (the rest's clicks rose 4 %), and oriented that way the segment whose calibration rose x2.5 was no slice."""
     from workbench.data.onset import detect_onset
-    from workbench.data.segments import MINORITY_ALPHA, detect_segment_onset
+    from workbench.data.segments import detect_segment_onset
     from workbench.data.slices import find_slices
 
     case = open_case(_small_segment(tmp_path, 0.4, 1.04))
@@ -336,7 +336,6 @@ def test_a_segment_under_min_share_is_scanned_on_its_clicks_with_a_tenth_of_the_
     assert found is not None and found.segment == "client=beta", str(found)
     assert found.onset.metric == "calibration_ratio" and found.onset.current_value > 2 * found.onset.baseline_value
     assert abs(found.onset.onset - datetime(2026, 11, 22, tzinfo=UTC)) <= timedelta(hours=6), str(found)
-    assert 0 < MINORITY_ALPHA < 1
     onset = found.onset
     whole_way = find_slices(case, onset.baseline, onset.incident, metric="calibration_ratio")
     assert whole_way.total_delta < 0 and not whole_way.table.filter(pl.col("slice") == "client=beta")["significant"].any()

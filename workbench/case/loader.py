@@ -131,17 +131,20 @@ class Case:
         return max(self.end, last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1))
 
     def require_rows(self, window: Window, what: str, hint: str, *, unscored_too: bool = False) -> None:
-        """Refuse ``window`` (``what`` names it: a flag, an argument) when no hour of it holds a scored row (or with
-        ``unscored_too``, any served row): every measure over it would be empty, a "nan → nan" where an answer belongs."""
+        """Refuse ``window`` (``what`` names it: a flag, an argument) when no quarter hour of it holds a scored row (or
+        with ``unscored_too``, any served row): every measure over it would be empty, a "nan → nan" where an answer
+        belongs. Outside the log's span or in a gap inside it alike (the profile's periods with rows, not its span)."""
         from datetime import timedelta
 
-        hours = [self.hourly["hour"]]
+        quarter = timedelta(minutes=15)
+        periods = [self.profile.filter(pl.col("rows") > 0)["period"]]
         if unscored_too and self.unscored is not None:
-            hours.append(self.unscored.profile["period"].dt.truncate("1h").alias("hour"))
-        inside = (pl.concat(hours).is_between(window.start - timedelta(hours=1), window.end, closed="none")).any()
+            periods.append(self.unscored.profile.filter(pl.col("unscored") > 0)["period"].alias("period"))
+        inside = pl.concat(periods).is_between(window.start - quarter, window.end, closed="none").any()
         if not inside:
-            raise WorkbenchError(what, f"{window} holds no {'served' if unscored_too else 'scored'} row: the log runs "
-                                       f"{self.start:%Y-%m-%d %H:%M} to {self.last_served:%Y-%m-%d %H:%M} UTC.", hint)
+            where = "a gap in the log" if window.start < self.end and self.start < window.end else "outside the log"
+            raise WorkbenchError(what, f"{window} holds no {'served' if unscored_too else 'scored'} row ({where}): the log "
+                                       f"runs {self.start:%Y-%m-%d %H:%M} to {self.last_served:%Y-%m-%d %H:%M} UTC.", hint)
 
     def snapshot(self, snapshot_id: str) -> Snapshot:
         for snap in self.snapshots:

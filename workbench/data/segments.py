@@ -22,9 +22,9 @@ stays within its noise. Every value of every slice column with at least
 A value under ``min_share`` (a beta client, a small market) is tested too, on its calibration's counts alone (the
 exact law its few clicks support), at the grains from the case's to its own, when it has an own grain at all. These
 values are many and each matters less, so they share ``MINORITY_ALPHA`` (a tenth) of the alpha among themselves,
-and the segments over ``min_share`` the rest: a value's count raises no threshold of a larger segment's beyond a
-tenth of its alpha (about 0.03 sigma). Outside test 6, ``i14``: a client holding 2.5 % of the traffic whose
-calibration went 0.95 -> 2.76 was never tested.
+and the segments over ``min_share`` the rest (either family takes the whole alpha when the other is empty): a
+value's count raises no threshold of a larger segment's beyond a tenth of its alpha (about 0.03 sigma). Outside
+test 6, ``i14``: a client holding 2.5 % of the traffic whose calibration went 0.95 -> 2.76 was never tested.
 
 Every series is tested at ``alpha / m`` (Bonferroni over the ``m`` segment-and-grain series tested of its family,
 the values over ``min_share`` or under it, on top of the detector's own Bonferroni over the metrics), so the chance that

@@ -347,10 +347,11 @@ def _counter(table: pl.DataFrame, metric: str, alpha: float, tested: int) -> dic
 
     Two segments whose calibration moved in opposite directions (one country's ratio 1.0 → 0.6, another's 1.0 → 1.7)
     both regressed, and can cancel on the whole traffic: the rows of the two were mixed up (a swapped mapping), or a
-    per-segment change went both ways. The search is oriented by the whole traffic's move, so the other one scores
-    below zero. It counts when its *own* change (against its own baseline, not against the rest: the complement of
-    the top slice differs from it without moving) is significant, two-sided and Bonferroni-corrected like the
-    search, and material, and when it neither contains the top slice nor lies inside it.
+    per-segment change went both ways. The search is oriented by the whole traffic's move (or the ``direction``
+    given), so the other one scores below zero. It counts when its *own* change (against its own baseline, not
+    against the rest: the complement of the top slice differs from it without moving) is significant, two-sided and
+    Bonferroni-corrected like the search, and material, and when it neither contains the top slice nor lies inside
+    it.
     """
     top = set(table["slice"][0].split(" & "))
     crit = NormalDist().inv_cdf(1 - alpha / (2 * max(tested, 1)))

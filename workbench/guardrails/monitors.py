@@ -185,7 +185,8 @@ def guard(case: Case, window: Window | None = None, *, thresholds: GuardConfig |
     """
     t = thresholds or case.config.guard
     window = window or newest_window(case, t.window)
-    case.require_rows(window, "--window", "pick a window inside the log, or --window latest (its last day).", unscored_too=True)
+    case.require_rows(window, "--window", "pick a window inside the log, or --window latest (the newest [guard] window, "
+                      "a day by default).", unscored_too=True)
     length = window.duration
     if window.start - length < case.start:
         length = max(window.start - case.start, timedelta(0))

@@ -88,19 +88,24 @@ def suspect(ctx: Context) -> Snapshot | None:
     if served:  # the log names each row's snapshot: one that served none of the incident's rows is no suspect
         pool = [s for s in pool if s.snapshot_id in served] or [s for s in near if s.snapshot_id in served]
     if len(pool) > 1 and ctx.has("model"):  # ask the model which change hurt these rows
-        return max(pool, key=lambda s: h if math.isfinite(h := _harm(ctx, s)) else -math.inf)
+        return max(pool, key=lambda s: -math.inf if math.isnan(h := _harm(ctx, s)) else h)
     return min(pool, key=lambda s: abs(started(ctx, s) - onset)) if pool else None
 
 
 def _log_rows(ctx: Context) -> tuple[set[str], dict[str, datetime]]:
     """With a snapshot column (``[columns] snapshot``): the snapshots of the index that served the incident's sampled
-    rows, and of those that served none of the baseline's last rows (its last ``_near`` span, or the whole baseline
-    when that span holds none), the first incident row each served. Empty when the log does not name them, or names
-    none the index holds. The baseline's *last* rows, not all of it: a snapshot rolled back and later re-deployed
-    served some of the baseline, long before the onset its return caused (outside test 6, ``i16``: re-applied 37 h
-    after its publish and 30 h after its rollback, it read "no snapshot published near the onset")."""
+    rows, and of those that served none of the rows just before the incident (its ``_near`` span; the baseline's when
+    that span holds none), the first incident row each served. Empty when the log does not name them, or names none
+    the index holds. The rows just before, not the whole baseline: a snapshot rolled back and later re-deployed served
+    some of the baseline, long before the onset its return caused (outside test 6, ``i16``: re-applied 37 h after its
+    publish and 30 h after its rollback, it read "no snapshot published near the onset"); and a baseline of the same
+    hours a day before ends hours before the incident, while a refresh published between them was serving already.
+    That span is read whole from the log, not from the sample: a canary on 1 % of the rows would hold a couple of
+    sampled rows there, and missing by chance it would "start" at the onset."""
     from workbench.case.columns import SNAPSHOT, TS
+    from workbench.data._frames import PERIOD, collect_windows
     from workbench.rca.checks._common import window_rows
+    from workbench.windows import Window
 
     def compute() -> tuple[set[str], dict[str, datetime]]:
         if not ctx.case.columns.snapshot:
@@ -110,7 +115,9 @@ def _log_rows(ctx: Context) -> tuple[set[str], dict[str, datetime]]:
         served = set(inc[SNAPSHOT].drop_nulls().cast(pl.String).unique().to_list()) & known
         if not served:
             return set(), {}
-        last = base.filter(pl.col(TS) >= ctx.baseline.end - _near(ctx))
+        span = Window(ctx.incident.start - _near(ctx), ctx.incident.start)
+        last = collect_windows(ctx.case, {"last": span}, lambda rows: rows.group_by(PERIOD, pl.col(SNAPSHOT).cast(pl.String))
+                               .agg(pl.len().alias("rows")))
         before = set((last if last.height else base)[SNAPSHOT].drop_nulls().cast(pl.String).unique().to_list())
         first = (inc.filter(pl.col(SNAPSHOT).cast(pl.String).is_in(sorted(served - before)))
                  .group_by(pl.col(SNAPSHOT).cast(pl.String)).agg(pl.col(TS).min()))
@@ -125,18 +132,25 @@ def _served(ctx: Context) -> set[str]:
 
 def started(ctx: Context, snap: Snapshot) -> datetime:
     """When ``snap`` started serving: its first row in the incident when the log names each row's snapshot and it served
-    none of the baseline's rows (a pin back to an old snapshot publishes nothing: outside test 3, an old snapshot
-    re-pinned at 02:00 served every incident row while the refresh published at 02:03 served none, and the refresh was
-    named), else its publish time in the index."""
+    none of the rows just before the incident (:func:`_log_rows`; a pin back to an old snapshot publishes nothing:
+    outside test 3, an old snapshot re-pinned at 02:00 served every incident row while the refresh published at 02:03
+    served none, and the refresh was named), else its publish time in the index."""
     return _log_rows(ctx)[1].get(snap.snapshot_id, snap.published_at)
 
 
 def _harm(ctx: Context, snap: Snapshot) -> float:
     """How much ``snap``'s own change raised the loss of the incident's labelled rows (NE units): its loss there minus
-    its predecessor's on the same rows (:func:`~workbench.model.rescore.snapshot_loss`). The rows are drawn once and
-    each snapshot scored once, however many are weighed."""
+    its predecessor's on the same rows (:func:`~workbench.model.rescore.snapshot_loss`); infinite when its own loss is
+    not a number (a NaN in its weights scores every row NaN; weighed beside a routine refresh that started near the
+    onset, the corrupt snapshot lost to it). The rows are drawn once and each snapshot scored once, however many are
+    weighed."""
     previous = _previous(ctx, snap)
-    return math.nan if previous is None else _loss(ctx, snap.snapshot_id) - _loss(ctx, previous.snapshot_id)
+    if previous is None:
+        return math.nan
+    own = _loss(ctx, snap.snapshot_id)
+    if not math.isfinite(own):  # it scores no number on these rows (a NaN in its weights): nothing hurts them more
+        return math.inf
+    return own - _loss(ctx, previous.snapshot_id)
 
 
 def _loss(ctx: Context, snapshot_id: str) -> float:
