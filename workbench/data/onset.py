@@ -301,6 +301,12 @@ class Onset:
     def verdict(self, metric: str) -> MetricVerdict | None:
         return next((m for m in self.metrics if m.metric == metric), None)
 
+    @property
+    def direction(self) -> int:
+        """Which way the headline metric moved between the windows: +1 up, -1 down (or not at all). For a metric that
+        regresses either way (the calibration ratio) this is the way it regressed."""
+        return 1 if self.current_value > self.baseline_value else -1
+
     def to_dict(self) -> dict:
         return {
             "detected": self.detected, "metric": self.metric, "onset": iso(self.onset) if self.onset else None,

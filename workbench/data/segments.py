@@ -201,13 +201,14 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
                 candidates.append((f"{col}={value}", QualitySeries(table=_joined(series.table, col, value, since),
                                                                    every=every, by=()), _count_test))
         for value, share in shares.filter(pl.col(col).is_not_null()).sort(col).iter_rows():
+            small = share < min_share  # tested on its calibration's counts alone
             own = _segment_grain(series.table.filter(pl.col(col) == value), every)
-            if own is None or not (share >= min_share or finer):
+            if own is None or (small and not finer):
                 continue
-            if share >= min_share:
+            if not small:
                 by_grain.setdefault(own, []).append((value, own_grain, False))
             for grain in GRAINS[GRAINS.index(every):GRAINS.index(own) + 1] if finer else ():
-                by_grain.setdefault(grain, []).append((value, _count_test, share < min_share))
+                by_grain.setdefault(grain, []).append((value, _count_test, small))
         for grain, values in sorted(by_grain.items(), key=lambda kv: GRAINS.index(kv[0])):
             table = series.table if grain == every else quality_series(case, by=col, every=grain, rows=rows, scan=scan).table
             for value, test, small in values:
@@ -226,8 +227,7 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
         metric = onset.metric if onset.metric in SEARCHABLE else "normalized_entropy"  # AUC is not a sum
         incident = onset.incident if until is None else Window(onset.incident.start, min(onset.incident.end, until))
         # the last period may reach past until; a calibration is oriented the way the segment's own series moved
-        rose = onset.current_value > onset.baseline_value
-        search = find_slices(case, onset.baseline, incident, metric=metric, direction=1 if rose else -1)
+        search = find_slices(case, onset.baseline, incident, metric=metric, direction=onset.direction)
         confirmed = search.table.filter(pl.col("significant") & (pl.col("slice") == segment))
         if confirmed.height:
             return SegmentOnset(segment=segment, onset=onset, tested=len(candidates) + len(minority), alpha=alpha)

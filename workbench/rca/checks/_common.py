@@ -179,9 +179,7 @@ def slices(ctx: Context):
 
     # a regression found in one segment's own series is oriented the way that series moved (a small segment's
     # calibration can rise while the whole traffic drifted down), else by the whole traffic's move
-    onset = ctx.onset
-    rose = onset.current_value > onset.baseline_value
-    direction = (1 if rose else -1) if ctx.segment is not None else None
+    direction = ctx.onset.direction if ctx.segment is not None else None
     return ctx.cached("find_slices", lambda: find_slices(ctx.case, ctx.baseline, ctx.incident, metric=slice_metric(ctx),
                                                           scan=ctx.scan, direction=direction))
 
