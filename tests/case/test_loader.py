@@ -221,8 +221,8 @@ def test_malicious_snapshot_never_runs(small_case):
     with pytest.raises(SnapshotError, match="nothing was run"):
         load_state_dict(small_case / "snapshots" / "s2.pt")
     assert not (small_case.parent / "PWNED").exists()
-    # the same file through the real CLI in a fresh process: the case opens without it, and says so
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "info", str(small_case)], capture_output=True, text=True)
+    # the same file through the real CLI (`python -m workbench`) in a fresh process: the case opens without it, and says so
+    proc = subprocess.run([sys.executable, "-m", "workbench", "info", str(small_case)], capture_output=True, text=True)
     assert proc.returncode == 0 and "would execute code" in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
     assert not (small_case.parent / "PWNED").exists()
 
