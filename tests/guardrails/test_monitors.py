@@ -310,3 +310,27 @@ def test_a_baseline_of_unscored_rows_is_no_baseline(tmp_path):
     assert case.start == datetime(2026, 11, 20, tzinfo=UTC) and case.unscored is not None
     with pytest.raises(WorkbenchError, match="no data before the window"):
         guard(case)
+
+
+def test_a_gate_that_fails_on_calibration_reports_the_calibration_gates_value_and_threshold(monkeypatch):
+    """The gate's value and threshold are those of the gate that failed, the one its detail names: an outside test's
+    snapshot failed on calibration (0.127 worse in log units, tolerance 0.085) while value and threshold showed NE's
+    passing pair (0.0212 under 0.0218), a trip whose numbers said pass."""
+    import polars as pl
+
+    import workbench.model.validation as validation
+    from workbench.guardrails.monitors import _snapshot_gate
+
+    case = open_case(sample_case("control"))
+    rows = [("nan_rate", 0.0, 0.0, 0.0, 0.0, True), ("ne", 0.90, 0.88, 0.0212, 0.0218, True),
+            ("auc", 0.77, 0.78, -0.01, 0.02, True), ("calibration_ratio", 0.897, 1.018, 0.127, 0.085, False)]
+    failed = validation.Validation("cand", "ref", False, pl.DataFrame(rows, schema=validation.METRIC_SCHEMA, orient="row"),
+                                   ("calibration ratio 0.897 vs 1.018: worse by 0.127 in log units", "NE within"), "rows", 1000)
+    monkeypatch.setattr(validation, "validate_snapshot", lambda *a, **k: failed)
+    window = Window("2026-11-20T00:00:00Z", "2026-11-21T00:00:00Z")
+    result = _snapshot_gate(case, window, case.config.guard)
+    assert result.status == "trip" and (result.value, result.threshold) == (0.127, 0.085) and "calibration" in result.detail
+    passed = dataclasses.replace(failed, passed=True, metrics=failed.metrics.with_columns(pl.lit(True).alias("passed")))
+    monkeypatch.setattr(validation, "validate_snapshot", lambda *a, **k: passed)
+    result = _snapshot_gate(case, window, case.config.guard)
+    assert result.status == "pass" and (result.value, result.threshold) == (0.0212, 0.0218)  # NE's, as before

@@ -149,3 +149,6 @@ def test_a_calibration_flip_across_one_fails_the_gate_and_a_move_towards_one_pas
     assert cal["flip"]["passed"] is False and not flipped.passed
     assert any("calibration ratio 0.930 vs 1.060" in r and "worse by 0.131" in r and "beyond" in r for r in flipped.reasons)
     assert cal["toward"]["passed"] is True
+    # delta is the worsening in the tolerance's own log units (it was the ratio's difference, -0.13 against 0.016)
+    assert cal["flip"]["delta"] == pytest.approx(0.131, abs=1e-3) and cal["flip"]["delta"] > cal["flip"]["tolerance"]
+    assert cal["toward"]["delta"] < 0  # better: closer to 1

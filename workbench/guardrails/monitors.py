@@ -539,7 +539,9 @@ def _snapshot_gate(case: Case, window: Window, t: GuardConfig) -> MonitorResult:
         if not isinstance(exc, WorkbenchError):
             raise
         return MonitorResult("snapshot_gate", newest.snapshot_id, "skip", None, None, str(exc).splitlines()[0])
-    ne = v.metrics.filter(pl.col("metric") == "ne")
-    delta, tol = (ne["delta"][0], ne["tolerance"][0]) if ne.height else (None, None)
+    # the value and threshold of the gate that failed (the first, as the detail's reason), else of NE's
+    gated = v.metrics.filter(pl.col("passed").not_()) if not v.passed else pl.DataFrame()
+    gate = gated if gated.height else v.metrics.filter(pl.col("metric") == "ne")
+    delta, tol = (gate["delta"][0], gate["tolerance"][0]) if gate.height else (None, None)
     return MonitorResult("snapshot_gate", newest.snapshot_id, "pass" if v.passed else "trip", delta, tol,
                          f"{'passes' if v.passed else 'fails'} validation against {v.reference_id}: {v.reasons[0]}")

@@ -333,7 +333,7 @@ def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.
     tol_c = math.hypot(Z * se["log_cal"], spread["log_cal"])
     worse = _calibration_worse(p_c, p_r, y)
     cal_ok = not (worse > tol_c)
-    rows.append(("calibration_ratio", cal_c, cal_r, cal_c - cal_r, tol_c, cal_ok))
+    rows.append(("calibration_ratio", cal_c, cal_r, worse, tol_c, cal_ok))  # delta: the worsening, in its tolerance's log units
     (passes if cal_ok else fails).append(
         f"calibration ratio {cal_c:.3f} vs {cal_r:.3f} (mean prediction / mean label): {'worse' if worse > 0 else 'better'} "
         f"by {abs(worse):.3f} in log units, {'beyond' if not cal_ok else 'within'} the tolerance of {tol_c:.3f} ({noise})")
@@ -347,5 +347,8 @@ def _verdict(cand_id: str, ref_id: str, y: np.ndarray, p_r: np.ndarray, p_c: np.
     return Validation(cand_id, ref_id, not fails, metrics, tuple(fails + passes), where, len(keep))
 
 
+#: One row per measure: ``delta`` is candidate - reference, except the calibration ratio's, which is how much worse
+#: it is in log units (:func:`_calibration_worse`), the units of its ``tolerance``; ``passed`` is null for a measure
+#: that is shown but not gated.
 METRIC_SCHEMA = {"metric": pl.String, "candidate": pl.Float64, "reference": pl.Float64, "delta": pl.Float64,
                  "tolerance": pl.Float64, "passed": pl.Boolean}
