@@ -155,3 +155,15 @@ def test_help_and_info_import_no_torch():
             "print(after_help, 'torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.split() == ["False", "False"], out
+
+
+def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback():
+    """`workbench info CASE | head -1`: the reader closes the pipe before the output is written; the command ends with
+    141 (the exit of a process the pipe's signal ended) and says nothing on stderr. Before, a BrokenPipeError
+    traceback, exit 1."""
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "info", "sample_data/cases/control", "-q"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes a line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err and err == "", err

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -66,6 +68,9 @@ def dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `workbench diagnose CASE | head -1`: the reader left; nothing more to say to anyone
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit does not raise again
+        return 128 + signal.SIGPIPE  # 141, as a process the pipe's signal ended
 
 
 if __name__ == "__main__":
