@@ -151,6 +151,8 @@ BROKEN = {
     "empty_table": (lambda c: _rewrite(c, lambda d: d.head(0)), "needs at least one row per hour"),
     "misspelled_toml_key": (lambda c: (c / "workbench.toml").write_text('[columns]\npredicton = "p"\n'),
                             "did you mean 'prediction'?"),
+    "one_column_two_roles": (lambda c: (c / "workbench.toml").write_text('[columns]\nprediction = "label"\n'),
+                             "column 'label' is mapped twice: as the prediction and as the label"),
     "invalid_toml": (lambda c: (c / "workbench.toml").write_text('[columns\nprediction = "p"\n'), "fix the syntax"),
     "feature_not_numeric": (lambda c: _rewrite(c, lambda d: d.with_columns(pl.col("f_b").cast(pl.String))),
                             "list 'f_b' under [columns] slices instead"),

@@ -290,6 +290,12 @@ def _prepare_predictions(root: Path, cfg: Config) -> tuple[pl.LazyFrame, Columns
                                f"write '{column}' into every part{null_ok}; only a feature, a slice or the snapshot id may "
                                "be missing from parts written before the log gained it.",
                                [f"missing in: {listed_parts(parts)}"])
+    named = [("timestamp", ts), ("prediction", pred), ("label", label), *((("snapshot", snap),) if snap else ())]
+    for i, (role, column) in enumerate(named):  # `prediction = "label"` scored the labels against themselves: NE 0
+        twice = [other for other, c in named[i + 1:] if c == column]
+        if twice:
+            raise CaseError(toml, f"column '{column}' is mapped twice: as the {role} and as the {twice[0]}.",
+                            "map each role to its own column under [columns].")
     roles: set[str] = {ts, pred, label} | ({snap} if snap else set())
     features = _resolve_features(source, toml, schema.names(), cfg.features, roles)
     if cfg.slices is None:
