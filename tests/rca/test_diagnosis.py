@@ -189,6 +189,21 @@ def test_report_cli_writes_self_contained_html(tmp_path):
     assert "<svg" in html and "table:" in html and out.stat().st_size < 3_000_000
 
 
+def test_report_and_audit_refuse_to_write_over_a_file_of_the_case(tmp_path):
+    """`-o CASE/predictions.parquet` replaced the serving log with a web page; refused now, the file unchanged. A new
+    page inside the case is fine."""
+    import shutil
+
+    case = tmp_path / "case"
+    shutil.copytree(sample_case("control"), case)
+    log = (case / "predictions.parquet").read_bytes()
+    for args in (("report", str(case), "-o", str(case / "predictions.parquet"), "-q"),
+                 ("audit", str(case), "--html", str(case / "workbench.toml"), "-q")):
+        proc = _cli(*args)
+        assert proc.returncode == 2 and "is a file of the case" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert (case / "predictions.parquet").read_bytes() == log and "[columns]" in (case / "workbench.toml").read_text()
+
+
 
 
 def test_a_coverage_change_says_which_way_it_went(tmp_path):

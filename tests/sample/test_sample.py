@@ -7,6 +7,7 @@ import csv
 import hashlib
 import importlib.util
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -199,6 +200,23 @@ def test_cli_writes_a_case_and_prints_its_path(tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out.strip()
     assert out == str(tmp_path / "x")
     assert _truth(Path(out))["kind"] == "label"
+
+
+def test_cli_refuses_to_write_over_a_case_it_did_not_generate(tmp_path: Path) -> None:
+    """`workbench sample --out` into a user's case deleted its snapshots/ and replaced its serving log; it is refused,
+    nothing changed. Over a case it generated (truth.json) it writes again, as `make samples` does."""
+    from workbench.cli import main
+
+    users = tmp_path / "mine"
+    shutil.copytree(REPO / "sample_data" / "cases" / "control", users)
+    (users / "truth.json").unlink()
+    before = {p.relative_to(users): p.read_bytes() for p in users.rglob("*") if p.is_file()}
+    assert main(["sample", "--incident", "control", "--out", str(users), "--rows", "2000"]) == 2
+    assert {p.relative_to(users): p.read_bytes() for p in users.rglob("*") if p.is_file()} == before
+    ours = tmp_path / "ours"
+    assert main(["sample", "--incident", "control", "--out", str(ours), "--rows", "2000"]) == 0
+    assert main(["sample", "--incident", "label_drift", "--out", str(ours), "--rows", "2000"]) == 0
+    assert _truth(ours)["kind"] == "label"
 
 
 def test_model_py_is_self_contained() -> None:

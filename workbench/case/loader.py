@@ -35,7 +35,7 @@ from workbench.metrics import labelled_prediction_sum_expr, reliable_end
 if TYPE_CHECKING:
     from workbench.windows import Window
 
-__all__ = ["Case", "open_case"]
+__all__ = ["Case", "open_case", "refuse_case_file"]
 
 EVENT_COLUMNS = ("ts", "kind", "target", "description")
 UTC_US = pl.Datetime("us", "UTC")
@@ -483,6 +483,17 @@ def _read_events(path: Path) -> pl.DataFrame:
         raise CaseError(path, f"{bad.height} event timestamp(s) not parseable, e.g. {bad['ts'][0]!r} (line {bad['line'][0]}).",
                         "use ISO 8601, e.g. 2026-11-20T14:00:00Z.")
     return raw.select(ts.alias("ts"), *(pl.col(c).fill_null("") for c in EVENT_COLUMNS[1:])).sort("ts")
+
+
+def refuse_case_file(output: str | Path, case: str | Path, flag: str) -> None:
+    """Refuse to write ``output`` (given by ``flag``) over a file or folder of the case at ``case``: nothing the user gave
+    is modified, and `workbench report CASE -o CASE/predictions.parquet` replaced the serving log with a web page. A
+    new file, or an existing HTML page (an earlier report), may be written inside the case."""
+    out, root = Path(output).resolve(), Path(case).resolve()
+    inside = out == root or root in out.parents
+    if inside and out.exists() and (out.is_dir() or out.suffix.lower() not in (".html", ".htm")):
+        raise WorkbenchError(flag, f"{output} is a file of the case at {case}; nothing was written.",
+                             "write the output elsewhere, or to a new .html file.")
 
 
 def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None) -> Case:

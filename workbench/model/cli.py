@@ -46,11 +46,13 @@ def _audit(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from workbench.case.loader import open_case
+    from workbench.case.loader import open_case, refuse_case_file
     from workbench.cli import progress
     from workbench.guardrails.cli import parse_window
     from workbench.model.audit import audit_dependencies
 
+    if args.html:
+        refuse_case_file(args.html, args.case, "--html")
     say = progress(args.quiet)
     window = parse_window(args.window)
     with contextlib.redirect_stdout(sys.stderr):  # nothing but the answer reaches stdout

@@ -56,8 +56,10 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from workbench.case.loader import refuse_case_file
     from workbench.report.html import write_report
 
+    refuse_case_file(args.output, args.case, "-o/--output")
     result = _run(args)
     out = write_report(result, Path(args.output))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", file=sys.stderr)

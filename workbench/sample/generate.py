@@ -143,6 +143,12 @@ def generate_case(
     cols = columns or ColumnNames()
     say = progress or (lambda _msg: None)
     out = Path(out)
+    ours = [name for name in _OUTPUTS if (out / name).exists()]
+    if ours and not (out / "truth.json").exists():  # a case the user wrote: nothing the user gave is modified
+        from workbench.errors import WorkbenchError
+
+        raise WorkbenchError("--out", f"{out} holds a case this generator did not write ({', '.join(ours)}; no "
+                             "truth.json); nothing was changed.", "choose a new or empty folder for --out.")
     out.mkdir(parents=True, exist_ok=True)
     for name in _OUTPUTS:
         path = out / name
