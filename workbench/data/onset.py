@@ -1161,7 +1161,8 @@ def measure_windows(case: Case, baseline: Window, incident: Window, detected: On
     ``z_(1 - alpha/m)`` of its sampling error scaled by the over-dispersion the
     detector measured on the whole series (``detected``, when given), plus the
     day-to-day variation it measured, averaged over each window's days. The onset is
-    the incident's start; its end when it stops before the data does.
+    the incident's start; the end is None: the user chose where the window stops, and nothing here says that quality
+    recovered there (a window that stopped before the data did read "until 10:00 (recovered)" of a break that lasted).
     """
     parts = {name: quality_between(case, w) for name, w in (("b", baseline), ("i", incident))}
     crit = NormalDist().inv_cdf(1 - alpha / len(metrics))
@@ -1186,12 +1187,11 @@ def measure_windows(case: Case, baseline: Window, incident: Window, detected: On
                                       incident.start if regressed else None, None))
     hits = [v for v in verdicts if v.regressed]
     head = max(hits, key=lambda v: v.floors) if hits else verdicts[0]
-    end = incident.end if incident.end < case.end else None
     series = detected.series if detected is not None else pl.DataFrame()
     return Onset(detected=bool(hits), metric=head.metric, onset=incident.start, baseline_value=head.baseline,
                  current_value=head.current, severity=head.severity, effect=head.effect, threshold=head.threshold,
                  baseline=baseline, incident=incident,
                  label_delay_hours=detected.label_delay_hours if detected is not None else 0, series=series,
                  method=f"given windows: change of each metric against z_(1 - {alpha}/{len(metrics)}) of its sampling error",
-                 end=end if hits else None, grain=detected.grain if detected is not None else None, metrics=tuple(verdicts),
+                 end=None, grain=detected.grain if detected is not None else None, metrics=tuple(verdicts),
                  testable=True, forced=True)

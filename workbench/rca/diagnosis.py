@@ -130,7 +130,9 @@ class Diagnosis:
         if self.untested:
             lines.append(f"anomaly: cannot be tested — {self.untested}")
         elif a["detected"]:
-            until = f" until {a['end']} (recovered)" if a["end"] else " (still lasting)"
+            forced = getattr(self.results.get("onset"), "forced", False)  # --incident: the user's window, not a finding
+            until = (f" in the window given, to {iso(self.incident.end)}" if forced else
+                     f" until {a['end']} (recovered)" if a["end"] else " (still lasting)")
             where = f" in {a['segment']}" if a["segment"] else ""
             moved = "rose" if (a["current"] or 0) > (a["baseline"] or 0) else "fell"
             lines.append(f"anomaly: {a['metric']}{where} {moved} from {a['baseline']:.3f} to {a['current']:.3f} "
