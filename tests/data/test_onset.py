@@ -180,6 +180,31 @@ def test_a_log_whose_clicks_an_incident_removed_stays_testable():
     assert choose_grain(collapsed.drop("pred_sum_labeled")).grain is None  # 15 observed negatives on 20 of 60 days
 
 
+def test_a_requested_grain_too_coarse_to_test_says_so(small_case_template, tmp_path):
+    """`[case] grain = "1w"` on a three-day log read "stayed within its normal variation per 1w ()", its incident
+    window a week after the log; "6h" (12 periods, 11 before the last) read "no regression" of a break no metric was
+    tested on. A requested grain needs the detector's MIN_PERIODS testable periods, as the automatic choice does;
+    short of that the case is untestable at it, and says which grain can be tested."""
+    import shutil
+
+    from workbench.case.grain import MIN_PERIODS, choose_grain
+
+    hours = [START + timedelta(hours=h) for h in range(72)]
+    busy = pl.DataFrame({"period": hours, "rows": [2_000] * 72, "labeled": [2_000] * 72, "positives": [100] * 72})
+    week, six = choose_grain(busy, "1w"), choose_grain(busy, "6h")
+    assert week.grain is None and week.requested and "the finest that can is '1h'" in week.reason, week.reason
+    assert six.grain == "6h" and six.table.filter(pl.col("grain") == "6h")["testable"][0] == MIN_PERIODS
+    case = tmp_path / "weekly"
+    shutil.copytree(small_case_template, case)
+    toml = case / "workbench.toml"
+    toml.write_text('[case]\ngrain = "1w"\n' + (toml.read_text() if toml.exists() else ""))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["diagnose", str(case), "-q"]) == 0
+    assert "cannot be tested" in out.getvalue() and "[case] grain = '1w'" in out.getvalue(), out.getvalue()
+    assert "normal variation" not in out.getvalue()
+
+
 def test_positives_lost_in_a_long_sparse_log_is_tested_and_found(tmp_path):
     """Proving ground dev label/positives_lost, seed 23: two months at ~336 rows an hour and a 0.5 % click rate, of
     which the labels lose half from day 61 (truth: calibration x2). Per day 46 of 61 periods held 20 observed clicks,

@@ -15,7 +15,8 @@ the two agree, and an incident that removes the clicks (or collapses the
 predictions) must not make the log untestable by its own symptom. The grain is the
 finest of ``GRAINS`` that qualifies, capped so the series has at most ``MAX_PERIODS`` periods (a six-month log is scanned hourly or
 coarser, not every 15 minutes). ``[case] grain`` in ``workbench.toml`` overrides
-the choice. When no grain qualifies the case is *too sparse to test*: the
+the choice when at least ``MIN_PERIODS`` of its periods are testable (else the case is untestable at it, and says
+which grain would do: a weekly grain over three days read "no regression" for a window after the log). When no grain qualifies the case is *too sparse to test*: the
 workbench says so instead of reporting "no regression".
 
 Everything here reads the case's 15-minute profile (rows, labelled rows,
@@ -119,12 +120,16 @@ def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_cou
         r["fits"] = bool(r["testable"] >= MIN_PERIODS and r["share"] >= MIN_SHARE and r.get("all_periods", 0) <= MAX_PERIODS)
     table = pl.DataFrame(rows, schema={"grain": pl.String, "periods": pl.Int64, "testable": pl.Int64, "share": pl.Float64,
                                        "all_periods": pl.Int64, "fits": pl.Boolean})
+    fit = next((r for r in rows if r["fits"]), None)
     if requested is not None:
         r = next(r for r in rows if r["grain"] == requested)
         why = (f"[case] grain = {requested!r}: {r['testable']} of {r['periods']} periods hold at least {min_count} "
                "positives and negatives (observed or, when more, expected by the model)")
-        return GrainChoice(requested, why, table, requested=True)
-    fit = next((r for r in rows if r["fits"]), None)
+        if r["testable"] >= MIN_PERIODS:  # the share and the cap are the automatic choice's; a request is honoured
+            return GrainChoice(requested, why, table, requested=True)
+        instead = f"the finest that can is {fit['grain']!r}" if fit is not None else "no grain can"
+        return GrainChoice(None, f"{why}, and a test needs {MIN_PERIODS}: choose another [case] grain ({instead}) or "
+                           "remove it to let the workbench choose", table, requested=True)
     if fit is not None:
         return GrainChoice(fit["grain"], f"the finest period at which {fit['testable']} of {fit['periods']} periods hold at "
                            f"least {min_count} positives and {min_count} negatives (observed or, when more, expected)", table)
