@@ -86,3 +86,32 @@ def test_the_node_that_explains_every_changed_feature_is_preferred_to_a_pipeline
                           len(open_case(path).features)) >= PLAUSIBLE
     top = found.root_causes[0]
     assert (top.kind, top.target, top.change) == ("upstream", truth["target"], "stale")
+
+
+def test_a_table_broken_in_one_segment_names_the_segment(tmp_path, monkeypatch):
+    """Dev upstream/coverage seed 0 with its break confined to one segment (the generator's segment, a tenth to a
+    third of the traffic; an outside test's catalog replica was empty for one country only): each feature the table
+    feeds broke there alone, so the table did too. The cause named the table and never the segment, nor did its
+    backfill; both name it now, and the same repairs over all the traffic follow."""
+    import json
+    import sys
+
+    import proving_ground as pg
+    from workbench import diagnose, open_case
+
+    generator = sys.modules["proving_ground.generate"]
+    targets = generator._Gen._targets
+
+    def confined(self):
+        targets(self)
+        self.causes[0]["segment"] = self._pick_segment(self.rng("segment"), 0.1, 0.3)
+
+    monkeypatch.setattr(generator._Gen, "_targets", confined)
+    path = pg.generate(pg.draw("upstream", "dev", 0, mode="coverage", max_rows=200_000), tmp_path / "case")
+    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    found = diagnose(open_case(path))
+    top = found.root_causes[0]
+    assert top.kind == "upstream" and truth["slice"] and top.slice == truth["slice"], (top, truth["slice"])
+    assert f"only for {truth['slice']}" in top.summary
+    plan = [m for m in top.mitigations if m.action == "backfill"]
+    assert [m.slice for m in plan] == [truth["slice"], None], plan

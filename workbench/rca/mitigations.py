@@ -393,7 +393,9 @@ def _upstream(ctx: Context, cause: RootCause) -> list[Mitigation]:
     if not covered:
         return [Mitigation("investigate", node, f"Open the incident with the owners of {node}: no broken feature below it "
                            "was found to restore.", proposes="backfill", reason="no broken feature below the node")]
-    out = _repairs(ctx, covered, node, None, f"{node}'s broken outputs")
+    out = _repairs(ctx, covered, node, cause.slice, f"{node}'s broken outputs", kind=cause.change)
+    if cause.slice:  # the features broke in one segment: the same repairs everywhere too, as for a feature
+        out += _repairs(ctx, covered, node, None, f"{node}'s broken outputs")
     out.append(_recalibrate(ctx))
     return out
 

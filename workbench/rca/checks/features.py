@@ -297,7 +297,13 @@ def lineage(ctx: Context) -> Evidence:
     least_gain = drift(ctx).table.filter(pl.col("feature").is_in(list(covered)))["coverage_delta"].min()
     what = change_words(common, least_gain if isinstance(least_gain, float) else None, "broke") if alike == 1 else "broke"
     s = posterior * (1.0 - math.prod(1.0 - changed[f] for f in covered)) * alike**2
-    summary = f"{len(covered)} features fed by {node} {what} at {hhmm(ctx)}"
+    # where the features broke is where the node broke: the segment every one of them broke in alone, if they agree
+    # (outside test 7: a catalog replica empty for one country read "3 features fed by table:ad_catalog lost
+    # coverage", the country named nowhere; the feature check had found each break there)
+    where = {c.slice for c in (side.candidates if side is not None else ()) if c.kind == "feature" and c.target in covered}
+    segment = where.pop() if len(where) == 1 else None
+    place = f" only for {segment}" if segment else ""
+    summary = f"{len(covered)} features fed by {node} {what}{place} at {hhmm(ctx)}"
     detail = (f"{node} feeds {len(fed)} feature(s), {len(covered)} of them changed ({', '.join(sorted(covered))}); "
               f"{len(changed) - len(covered)} changed feature(s) lie elsewhere; a break there explains this pattern with "
               f"probability {posterior:.2f} against {len(changed)} of {len(known)} features changing on their own.")
@@ -305,7 +311,7 @@ def lineage(ctx: Context) -> Evidence:
                     data={"node": node, "covered": sorted(covered), "fed": sorted(fed), "broken": sorted(broken),
                           "changed": sorted(changed)},
                     candidates=(Candidate("upstream", node, s, summary, detail=detail, change=CHANGE.get(common),
-                                          explains=tuple(("feature", f) for f in covered)),))
+                                          slice=segment, explains=tuple(("feature", f) for f in covered)),))
 
 
 def _loose_readings(ctx: Context, iso, steady: set[str]) -> dict[str, tuple[dict, str | None]]:
