@@ -16,8 +16,8 @@ predictions) must not make the log untestable by its own symptom. The grain is t
 finest of ``GRAINS`` that qualifies, capped so the series has at most ``MAX_PERIODS`` periods (a six-month log is scanned hourly or
 coarser, not every 15 minutes). ``[case] grain`` in ``workbench.toml`` overrides
 the choice when at least ``MIN_PERIODS`` of its periods are testable (else the case is untestable at it, and says
-which grain would do: a weekly grain over three days read "no regression" for a window after the log). When no grain qualifies the case is *too sparse to test*: the
-workbench says so instead of reporting "no regression".
+which grain would do: a weekly grain over three days read "no regression" for a window after the log). When no
+grain qualifies the case is *too sparse to test*: the workbench says so instead of reporting "no regression".
 
 Everything here reads the case's 15-minute profile (rows, labelled rows,
 positives and the predictions' sum over the labelled rows per 15 minutes, from the
