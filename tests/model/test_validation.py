@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
@@ -152,3 +153,31 @@ def test_a_calibration_flip_across_one_fails_the_gate_and_a_move_towards_one_pas
     # delta is the worsening in the tolerance's own log units (it was the ratio's difference, -0.13 against 0.016)
     assert cal["flip"]["delta"] == pytest.approx(0.131, abs=1e-3) and cal["flip"]["delta"] > cal["flip"]["tolerance"]
     assert cal["toward"]["delta"] < 0  # better: closer to 1
+
+
+def test_the_holdout_holds_enough_of_the_rarer_class_to_see_a_calibration_step():
+    """At a 0.2 % click rate 50,000 rows hold about 100 clicks: the calibration gate's tolerance (3.5 SE of its log) is
+    about 0.35, and a snapshot whose predictions are 1.4 times too high (0.34) passed (an outside test's). The holdout
+    is sized to hold 1,000 of the rarer class, up to MAX_HOLDOUT rows; there the same snapshot fails."""
+    from types import SimpleNamespace
+
+    from workbench.model.validation import CLASS_ROWS, MAX_HOLDOUT, _verdict, holdout_size
+
+    def profile(rate: float) -> SimpleNamespace:
+        periods = pl.datetime_range(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC), "15m", eager=True)
+        return SimpleNamespace(profile=pl.DataFrame({"period": periods, "labeled": [10_000] * len(periods),
+                                                     "positives": [10_000 * rate] * len(periods)}))
+
+    before = datetime(2026, 6, 3, tzinfo=UTC)
+    assert holdout_size(profile(0.05), before) == 50_000  # 1,000 clicks in 20,000 rows: the default stands
+    assert holdout_size(profile(0.01), before) == CLASS_ROWS * 100
+    assert holdout_size(profile(0.002), before) == MAX_HOLDOUT
+    assert holdout_size(profile(0.9), before) == 50_000  # the rarer class is the non-click: 5,000 of them
+    rng = np.random.default_rng(3)
+    verdicts = {}
+    for n in (50_000, MAX_HOLDOUT):
+        logit = rng.normal(-6.8, 1.0, n)
+        p = 1 / (1 + np.exp(-logit))
+        y = (rng.random(n) < p).astype(float)
+        verdicts[n] = _verdict("cand", "ref", y, p, np.minimum(p * 1.4, 1.0), "test rows", seed=0)
+    assert verdicts[50_000].passed and not verdicts[MAX_HOLDOUT].passed, {n: v.reasons for n, v in verdicts.items()}
