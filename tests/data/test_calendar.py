@@ -55,3 +55,28 @@ def test_a_clock_feature_whose_windows_cover_different_hours_is_not_named_a_caus
     assert "hour_of_week" not in {c.target for c in found.root_causes}
     top = found.root_causes[0]
     assert (top.kind, top.target, top.change) == ("feature", truth["target"], "shift")
+
+
+def test_a_smooth_clock_is_calendar_and_one_an_hour_off_is_not():
+    """A prior for the time of day computed from the timestamp to the second holds no value twice, so no key maps it
+    exactly; the minute of the day explains all but a millionth of it. An incident window from 14:00 holds other
+    hours than its baseline, and such a prior "drifted" (an outside test named it the cause at 0.95): it is calendar
+    now. The same prior an hour off in the incident (a time-zone bug), a daily pattern with noise on it, and a
+    feature with nulls are not."""
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def rows(begin: datetime, hours: float, seed: int, lag_hours: float = 0.0) -> pl.DataFrame:
+        rng = np.random.default_rng(seed)
+        n = int(hours * 600)
+        ts = [begin + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, hours * 3600, n))]
+        frame = pl.DataFrame({TS: ts}).with_columns(pl.col(TS).dt.replace_time_zone("UTC"))
+        hour = (frame[TS].dt.hour() + frame[TS].dt.minute() / 60 + frame[TS].dt.second() / 3600).to_numpy() - lag_hours
+        prior = 0.2 * np.cos(2 * np.pi * (hour - 20) / 24)
+        return frame.with_columns(pl.Series("hour_prior", prior.astype(np.float32)),
+                                  pl.Series("busy", (prior + rng.normal(0, 0.05, n)).astype(np.float32)),
+                                  pl.Series("gappy", np.where(rng.random(n) < 0.1, np.nan, prior)).fill_nan(None))
+
+    baseline, incident = rows(start, 38, 0), rows(start + timedelta(hours=38), 34, 1)
+    assert calendar_features(baseline, incident, ["hour_prior", "busy", "gappy"]) == {"hour_prior": "time of day"}
+    late = rows(start + timedelta(hours=38), 34, 1, lag_hours=1.0)
+    assert calendar_features(baseline, late, ["hour_prior"]) == {}

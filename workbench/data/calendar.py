@@ -11,6 +11,14 @@ holds one value) and the incident's rows still follow that same function (at lea
 the incident's timestamps imply, and nothing about it broke. A clock that did break
 (a time-zone bug, a feed that stopped updating) no longer follows the function, so
 it stays a candidate like any other feature.
+
+A clock can also be smooth: a prior for the time of day computed from the timestamp to the second (``0.2 cos(2 pi
+(h - 20) / 24)`` of the fractional hour) holds hundreds of values in an hour and none twice. It is calendar when the
+key explains all but ``WITHIN_SHARE`` of its variance in the baseline (the minute of the day: a cosine over the
+day leaves a millionth within a minute) and the incident's rows lie within ``TOLERANCE_SD`` of the baseline's
+spread at their key of the baseline's mean there (outside test 7: such a prior "drifted" as an incident window from
+14:00 held other hours than its baseline, and was named the cause of a snapshot's miscalibration at 0.95). A clock
+off by an hour is far outside that spread.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import polars as pl
 
 from workbench.case.columns import TS
 
-__all__ = ["FOLLOWS", "KEYS", "calendar_features"]
+__all__ = ["FOLLOWS", "KEYS", "TOLERANCE_SD", "WITHIN_SHARE", "calendar_features"]
 
 FOLLOWS = 0.99  # share of the incident's rows (with a key the baseline saw) that must hold the baseline's value
 MIN_SEEN = 0.5  # share of the incident's rows whose key the baseline saw, below which nothing can be said
@@ -27,7 +35,10 @@ KEYS = {
     "hour of day": pl.col(TS).dt.hour().cast(pl.Int32),
     "day of week": pl.col(TS).dt.weekday().cast(pl.Int32),
     "hour of week": (pl.col(TS).dt.weekday().cast(pl.Int32) - 1) * 24 + pl.col(TS).dt.hour().cast(pl.Int32),
+    "time of day": pl.col(TS).dt.hour().cast(pl.Int32) * 60 + pl.col(TS).dt.minute().cast(pl.Int32),  # to the minute
 }
+WITHIN_SHARE = 1e-3  # a smooth clock: the share of its baseline variance its key leaves unexplained, at most
+TOLERANCE_SD = 4.0  # ... and an incident row within this many of the baseline's standard deviations at its key
 
 
 def calendar_features(baseline: pl.DataFrame, incident: pl.DataFrame, features: tuple[str, ...] | list[str],
@@ -44,22 +55,39 @@ def calendar_features(baseline: pl.DataFrame, incident: pl.DataFrame, features: 
         left = [f for f in feats if f not in out]
         if not left:
             break
-        groups = (baseline.select(key.alias("_key"), *left).drop_nulls("_key").group_by("_key")
+        keyed = baseline.select(key.alias("_key"), *left).drop_nulls("_key")
+        groups = (keyed.group_by("_key")
                   .agg(pl.len().alias("_rows"), *(pl.col(f).n_unique().alias(f"{f}|u") for f in left),
-                       *(pl.col(f).first().alias(f) for f in left))
+                       *(pl.col(f).first().alias(f) for f in left), *(pl.col(f).mean().alias(f"{f}|m") for f in left),
+                       *(pl.col(f).var(ddof=0).alias(f"{f}|v") for f in left))
                   .filter(pl.col("_rows") >= 2))
         if groups.height < 2:
             continue
-        mapped = [f for f in left if groups[f"{f}|u"].max() == 1 and groups[f].n_unique() > 1]
-        if not mapped:
+        exact = [f for f in left if groups[f"{f}|u"].max() == 1 and groups[f].n_unique() > 1]
+        smooth = [f for f in left if f not in exact and _smooth(keyed.filter(pl.col("_key").is_in(groups["_key"].implode())),
+                                                                groups, f)]
+        if not exact and not smooth:
             continue
         if not follow:
-            out |= dict.fromkeys(mapped, name)
+            out |= dict.fromkeys([*exact, *smooth], name)
             continue
-        joined = incident.select(key.alias("_key"), *mapped).join(
-            groups.select("_key", *(pl.col(f).alias(f"{f}|b") for f in mapped)), on="_key", how="inner")
+        joined = incident.select(key.alias("_key"), *exact, *smooth).join(
+            groups.select("_key", *(pl.col(f).alias(f"{f}|b") for f in exact),
+                          *(pl.col(f"{f}|{s}") for f in smooth for s in "mv")), on="_key", how="inner")
         if joined.height < MIN_SEEN * incident.height:
             continue
-        follows = joined.select(pl.col(f).eq_missing(pl.col(f"{f}|b")).mean().alias(f) for f in mapped).row(0, named=True)
-        out |= {f: name for f in mapped if follows[f] is not None and follows[f] >= FOLLOWS}
+        follows = joined.select(*(pl.col(f).eq_missing(pl.col(f"{f}|b")).mean().alias(f) for f in exact),
+                                *((pl.col(f) - pl.col(f"{f}|m")).abs().le(TOLERANCE_SD * pl.col(f"{f}|v").sqrt())
+                                  .fill_null(False).mean().alias(f) for f in smooth)).row(0, named=True)
+        out |= {f: name for f in (*exact, *smooth) if follows[f] is not None and follows[f] >= FOLLOWS}
     return out
+
+
+def _smooth(keyed: pl.DataFrame, groups: pl.DataFrame, feature: str) -> bool:
+    """Whether ``feature`` is a non-constant function of the key up to ``WITHIN_SHARE`` of its variance in the baseline's
+    rows (``keyed``: the key and the features, of the keys ``groups`` holds twice or more)."""
+    total = keyed[feature].var(ddof=0)
+    if not isinstance(total, float) or not total > 0 or keyed[feature].null_count():
+        return False
+    within = float((groups["_rows"] * groups[f"{feature}|v"]).sum()) / float(groups["_rows"].sum())
+    return within <= WITHIN_SHARE * total
