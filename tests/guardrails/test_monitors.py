@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import shutil
+from datetime import UTC, datetime
 
 import jsonschema
 import pytest
@@ -146,6 +147,11 @@ def test_the_late_quarter_is_compared_with_the_same_hours_before():
     assert (before.start, before.end) == (late.start - window.duration, late.end - window.duration)
     assert monitors._late_part(case, Window("2026-11-18T05:00Z", "2026-11-19T05:00Z"),
                                Window("2026-11-19T05:00Z", "2026-11-19T08:00Z")) is None  # 45 minutes: too short
+    # a window that is not whole days: the same hours a day earlier, not one window earlier (another time of day)
+    window = Window("2026-11-19T06:00Z", "2026-11-20T00:00Z")
+    before, late = monitors._late_part(case, Window("2026-11-18T12:00Z", "2026-11-19T06:00Z"), window)
+    assert (late.start, before.start, before.end) == (datetime(2026, 11, 19, 19, 30, tzinfo=UTC),
+                                                      datetime(2026, 11, 18, 19, 30, tzinfo=UTC), datetime(2026, 11, 19, tzinfo=UTC))
 
 
 def _without_labels(tmp_path, name: str, start: str):

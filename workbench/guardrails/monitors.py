@@ -207,17 +207,20 @@ def guard(case: Case, window: Window | None = None, *, thresholds: GuardConfig |
 
 # ---------------------------------------------------------------- a break late in the window
 def _late_part(case: Case, baseline: Window, window: Window) -> tuple[Window, Window] | None:
-    """The window's last ``1 / LATE`` and the same hours one baseline length earlier, when both hold ``LATE_ROWS``
-    rows: a feature that broke or labels that changed in the window's last hours are diluted in a whole-day
-    comparison (a feed frozen at 19:00 is a fifth of the day), and the same hours of the day before keep the daily
-    cycle out of the comparison. None when the window is too short or too thin to split."""
+    """The window's last ``1 / LATE`` and the same hours of the day as many whole days earlier as the window spans
+    (one at least), when both hold ``LATE_ROWS`` rows: a feature that broke or labels that changed in the window's last
+    hours are diluted in a whole-day comparison (a feed frozen at 19:00 is a fifth of the day), and the same hours of
+    an earlier day keep the daily cycle out of the comparison. (One window earlier, as this read before, is another
+    time of day for a window that is not whole days: an outside test's 18-hour window compared 19:30-24:00 with
+    01:30-06:00 and tripped a time-of-day prior at x2.14.) None when the window is too short or too thin to split."""
     from workbench.case.columns import TS
 
     part = window.duration / LATE
     if part < timedelta(hours=1) or baseline.duration < window.duration:
         return None
     late = Window(window.end - part, window.end)
-    before = Window(late.start - window.duration, late.end - window.duration)
+    back = timedelta(days=max(1, math.ceil(window.duration / timedelta(days=1))))
+    before = Window(late.start - back, late.end - back)
     counts = case.predictions.select(*(late_or_before.contains(TS).sum().alias(str(i))
                                        for i, late_or_before in enumerate((before, late)))).collect(engine="streaming")
     return (before, late) if min(counts.row(0)) >= LATE_ROWS else None
