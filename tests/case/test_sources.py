@@ -395,3 +395,15 @@ def test_training_sample_from_its_own_source(small_case, sqlite_case):
     case = open_case(point(small_case, 'uri = "train_export.parquet"', name="training"))
     assert case.training is not None and case.training.collect().height == 2000
     assert case.to_dict()["sources"]["training"] == str(small_case / "train_export.parquet")
+
+
+def test_a_delta_table_on_s3_without_credentials_says_so(small_case, s3_env, monkeypatch, tmp_path, capfd):
+    """Without AWS_* keys deltalake's reader failed with "Kernel error -> Operation not supported" and the hint to point
+    the uri at the table's root, after three 600-character WARN lines of its Rust logger (an outside test's). The plain
+    s3:// reader said "no credentials"; the Delta one says so too, and quietly."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "RUST_LOG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws files
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    err = raises(point(small_case, 'uri = "delta+s3://lake/ctr_serving"'), "no credentials for s3://")
+    assert "AWS_ACCESS_KEY_ID" in err.hint and "WARN" not in capfd.readouterr().err

@@ -29,6 +29,7 @@ every URI is shown with secrets masked. Each system reads its own usual configur
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -406,12 +407,24 @@ def _arrow_condition(column: str, op: str, value: object, arrow_type: Any) -> An
 
 
 # ---------------------------------------------------------------- lakehouse tables
+def _s3_credentials() -> bool:
+    """Whether the environment names any S3 credentials the usual way (keys, a profile, a web identity, a container
+    role, or a credentials file); without them a Delta table on S3 fails with a message about something else."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+             "AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    files = (os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"), "~/.aws/config")
+    return any(os.environ.get(n) for n in names) or any(Path(f).expanduser().is_file() for f in files)
+
+
 class Delta(Source):
     """A Delta Lake table (``delta+URL``), pinned to the version current at open; polars' scan skips files by their stats."""
 
     def __init__(self, uri: str, location: str) -> None:
         super().__init__(mask(uri))
         self.location = location
+        # deltalake's Rust logger otherwise prints each failed cloud-metadata probe (three 600-character WARN lines
+        # before an error that already says what went wrong); a user's own RUST_LOG stands
+        os.environ.setdefault("RUST_LOG", "error")
         try:
             from deltalake import DeltaTable
         except ImportError as exc:
@@ -419,6 +432,10 @@ class Delta(Source):
         try:
             self.table = DeltaTable(location)
         except Exception as exc:  # deltalake's TableNotFoundError and object-store errors
+            family = _family(location.split("://", 1)[0].lower()) if "://" in location else "file"
+            if family == "s3" and not _s3_credentials():  # the Rust reader says "Operation not supported"
+                raise self.error(f"no credentials for {location.split('://', 1)[0]}:// ({_one_line(exc)}).",
+                                 f"{CREDENTIALS['s3']}.") from None
             raise self.error(f"no readable Delta table: {_one_line(exc)}",
                              "point the uri at the table's root directory (the one holding _delta_log/).") from None
         self.version = self.table.version()
