@@ -154,3 +154,19 @@ def test_several_likely_causes_are_ordered_by_the_share_their_own_fix_recovers()
     assert by_share([feature, other]) == [feature, other]
     unsimulated = _cause("label", "label", mitigations=(Mitigation("investigate", "label", "Check the join.", reason="x"),))
     assert by_share([calibration, unsimulated]) == [calibration, unsimulated]
+
+
+def test_an_upstream_node_falls_back_feature_by_feature():
+    """The contract's fallback targets a feature; a node's four features came as one action, "f_ad_embed_0,
+    f_ad_embed_1, f_ad_quality_score, f_ctx_relevance", which a team's automation cannot serve. Each is its own action
+    now, simulated alone (here one of them recovers 26 % of the regression where the four together recovered 24 %; a
+    fallback that would make things worse is not proposed), and the node's backfill, which restores them all, comes
+    first."""
+    from workbench import diagnose, open_case
+
+    case = open_case(sample_case("upstream_break"))
+    top = diagnose(case).root_causes[0]
+    fallbacks = [m for m in top.mitigations if m.action == "fallback"]
+    assert top.kind == "upstream" and fallbacks
+    assert all(m.target in case.features for m in fallbacks), [m.target for m in fallbacks]
+    assert top.mitigations[0].action == "backfill" and top.mitigations[0].target == top.target

@@ -334,13 +334,16 @@ def _repairs(ctx: Context, features: Sequence[str], target: str, within: str | N
     listed = "" if what == names else f" ({names})"
     out = [_made("backfill", target, f"Backfill {what}{listed} for {span}{place} once {fixed} is fixed.",
                  sim.backfill(features, breaks, within=within, target=target), window=span, slice=within)]
-    fb = sim.fallback(features, within=within, target=names)
     from workbench.model.mitigate import HOWS, NotSimulated
 
-    serve = None if isinstance(fb, NotSimulated) else HOWS[int(dict(fb.parameters)["with"])]
-    words = SERVE_WORDS.get(serve or "default", "its default")
-    out.append(_made("fallback", names if len(features) > 1 else features[0],
-                     f"Serve {names} as {words}{place} until {fixed} is fixed.", fb, slice=within, serve=serve))
+    # one fallback per feature, each simulated alone: the contract's fallback targets a feature, and a team's
+    # automation serves one feature's default at a time (a node's features as one action read "f_a, f_b, f_c")
+    for f in features:
+        fb = sim.fallback([f], within=within, target=f)
+        serve = None if isinstance(fb, NotSimulated) else HOWS[int(dict(fb.parameters)["with"])]
+        words = SERVE_WORDS.get(serve or "default", "its default")
+        out.append(_made("fallback", f, f"Serve {f} as {words}{place} until {fixed} is fixed.", fb, slice=within,
+                         serve=serve))
     return out
 
 
