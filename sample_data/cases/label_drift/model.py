@@ -21,6 +21,11 @@ N_FEATURES = 24
 class CTRModel(nn.Module):
     """A small MLP, 24 -> 32 -> 16 -> 1, returning click logits of shape [n]."""
 
+    # the buffers registered below (typed here: nn.Module's attribute lookup says Tensor | Module)
+    log_mask: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, n_features: int = N_FEATURES) -> None:
         super().__init__()
         # 1.0 where the column is log-transformed before standardisation.
