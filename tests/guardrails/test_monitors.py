@@ -79,6 +79,8 @@ def test_an_unreadable_case_or_window_exits_2_with_a_message(capsys, tmp_path):
     assert code == 2 and out == "" and "Hint: e.g. --window 2026-11-20T00:00/2026-11-21T00:00" in err
     code, out, err = _run(capsys, str(sample_case("control")), "--window", "2026-11-22T00:00/2026-11-23T00:00", "--json")
     assert code == 2 and out == "" and "holds no served row (outside the log): the log runs 2026-11-18 00:00 to 2026-11-21 00:00 UTC" in err
+    code, out, err = _run(capsys, str(sample_case("control")), "--window", "2026-11-18T00:00/2026-11-18T06:00")
+    assert code == 2 and "no data before the window" in err and "or a shorter [guard] window (now 1d)" in err, err
 
 
 def test_labels_that_moved_trip_the_label_monitor_only_on_the_label_side():

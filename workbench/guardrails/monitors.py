@@ -194,7 +194,8 @@ def guard(case: Case, window: Window | None = None, *, thresholds: GuardConfig |
         from workbench.errors import WorkbenchError
 
         raise WorkbenchError(case.sources.get("predictions", case.root), f"no data before the window {window} to compare it with.",
-                             f"pick a window that starts after {case.start:%Y-%m-%d %H:%M} UTC, e.g. --window latest.")
+                             f"pick a window that starts after {case.start:%Y-%m-%d %H:%M} UTC, or a shorter [guard] "
+                             f"window (now {t.window}) in workbench.toml: the newest window needs one as long before it.")
     baseline = Window(window.start - length, window.start)
     results = [*_feature_monitors(case, baseline, window, t), *_label_monitors(case, baseline, window, t),
                _unexplained_monitor(case, baseline, window, t), _unscored_monitor(case, baseline, window, t),
