@@ -82,7 +82,13 @@ def _rescore_by_snapshot(case: Case, frame: pl.DataFrame, snapshots: Iterable[st
 
 @dataclass(frozen=True, slots=True)
 class SnapshotSwap:
-    """Incident NE as logged, and re-scored with the serving snapshot(s) and with the baseline's snapshot."""
+    """Incident NE (or calibration) as logged, and re-scored with the serving snapshot(s) and with the baseline's.
+
+    ``metric`` is the one the share is measured on: NE by default; the calibration ratio for a regression the
+    calibration carries (NE hardly moves when the predictions are 1.4 times too high at a 0.2 % click rate, and a
+    share of an NE rise of 0.9 % is noise: an outside test's snapshot "accounted for at most 21 %" of it). Then ``z``
+    and ``se`` are the calibration's, the worsening is :func:`workbench.data.onset.worsening`'s on the log scale, and
+    the paired difference has no label noise: the same rows and labels under both snapshots."""
 
     served: tuple[str, ...]
     replacement: str
@@ -91,47 +97,67 @@ class SnapshotSwap:
     ne_rescored: float  # incident rows re-scored with the snapshot(s) that served them
     ne_swapped: float  # incident rows re-scored with the baseline's snapshot
     rows: int
-    z: float  # paired z of (rescored - swapped): the same rows under both snapshots
-    se: float = math.nan  # standard error of ne_rescored - ne_swapped (NE units, paired)
+    z: float  # paired z of (rescored - swapped) on ``metric``: the same rows under both snapshots
+    se: float = math.nan  # standard error of that paired difference (NE units; log units for the calibration)
+    metric: str = "normalized_entropy"
+    cal_baseline: float = math.nan  # calibration ratios (mean prediction / label rate), as the NE fields
+    cal_logged: float = math.nan
+    cal_rescored: float = math.nan
+    cal_swapped: float = math.nan
+    cal_worse: float = math.nan  # the logged incident's calibration worsening over the baseline (log units)
+    cal_gain: float = math.nan  # how much worse the rescored calibration is than the swapped one (log units)
+
+    @property
+    def calibration(self) -> bool:
+        return self.metric == "calibration_ratio"
 
     @property
     def regression(self) -> float:
-        """The incident's NE rise over the baseline, logged: what the snapshot's share is a share of."""
-        return self.ne_logged - self.ne_baseline
+        """The incident's NE rise (or calibration worsening) over the baseline, logged: what the share is a share of."""
+        return self.cal_worse if self.calibration else self.ne_logged - self.ne_baseline
 
     @property
     def recovered(self) -> float:
         """The snapshot's share of the regression: (rescored − swapped) / (logged − baseline); ~1 means it is the cause."""
-        if self.regression <= 1e-9:
+        if not self.regression > 1e-9:
             return 0.0
-        return float((self.ne_rescored - self.ne_swapped) / self.regression)
+        gain = self.cal_gain if self.calibration else self.ne_rescored - self.ne_swapped
+        return float(gain / self.regression)
 
     @property
     def recovered_bound(self) -> float:
         """An upper bound of :attr:`recovered`, two paired standard errors above it: the most of the regression the
         snapshot can account for (infinite when there is no NE regression to share or no error to bound it with)."""
-        if self.regression <= 1e-9 or not math.isfinite(self.se):
+        if not self.regression > 1e-9 or not math.isfinite(self.se):
             return math.inf
         return self.recovered + 2.0 * self.se / self.regression
 
     def to_dict(self) -> dict:
         return {"served": list(self.served), "replacement": self.replacement, "ne_baseline": self.ne_baseline,
                 "ne_logged": self.ne_logged, "ne_rescored": self.ne_rescored, "ne_swapped": self.ne_swapped,
-                "recovered": self.recovered, "rows": self.rows, "z": self.z, "se": self.se}
+                "recovered": self.recovered, "rows": self.rows, "z": self.z, "se": self.se, "metric": self.metric,
+                "cal_baseline": self.cal_baseline, "cal_logged": self.cal_logged, "cal_rescored": self.cal_rescored,
+                "cal_swapped": self.cal_swapped}
 
     def __str__(self) -> str:
+        if self.calibration:
+            return (f"incident calibration ratio {self.cal_rescored:.3f} with {', '.join(self.served)} vs "
+                    f"{self.cal_swapped:.3f} with {self.replacement} (logged {self.cal_logged:.3f}, baseline "
+                    f"{self.cal_baseline:.3f}): the snapshot accounts for {self.recovered:.0%} of the regression "
+                    f"(paired z {self.z:.1f})")
         return (f"incident NE {self.ne_rescored:.4f} with {', '.join(self.served)} vs {self.ne_swapped:.4f} with "
                 f"{self.replacement} (logged {self.ne_logged:.4f}, baseline {self.ne_baseline:.4f}): the snapshot accounts "
                 f"for {self.recovered:.0%} of the regression (paired z {self.z:.1f})")
 
 
 def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int = 20_000,
-                  where: pl.Expr | None = None) -> SnapshotSwap | None:
+                  where: pl.Expr | None = None, metric: str = "normalized_entropy") -> SnapshotSwap | None:
     """Score labeled incident rows with the snapshot that served most of the baseline.
 
     Returns None when the incident was served by that same snapshot (nothing to swap).
     Rows whose snapshot is unknown are left out of both re-scorings. ``where`` keeps the
-    rows of one segment in both windows (where a regression confined to it lives).
+    rows of one segment in both windows (where a regression confined to it lives). ``metric``: the share is measured
+    on NE, or on the calibration ratio (``"calibration_ratio"``, :class:`SnapshotSwap`).
     """
     base = _rows(case, baseline, sample, labeled=True, where=where)
     inc = _rows(case, incident, sample, labeled=True, seed=1, where=where)
@@ -154,12 +180,46 @@ def snapshot_swap(case: Case, baseline: Window, incident: Window, *, sample: int
     # Paired: the same rows under both snapshots, so the per-row loss difference has a plain standard error.
     diff = row_log_loss(rescored[ok], y[ok]) - row_log_loss(swapped[ok], y[ok])
     se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.inf
-    return SnapshotSwap(served=served, replacement=replacement,
+    swap = SnapshotSwap(served=served, replacement=replacement,
                         ne_baseline=normalized_entropy(base[PREDICTION].to_numpy(), base[LABEL].to_numpy()),
                         ne_logged=normalized_entropy(inc[PREDICTION].to_numpy(), y),
                         ne_rescored=normalized_entropy(rescored[ok], y[ok]), ne_swapped=normalized_entropy(swapped[ok], y[ok]),
                         rows=int(ok.sum()), z=float(diff.mean() / se) if len(diff) > 1 and se > 0 else 0.0,
                         se=float(se / entropy(float(y[ok].mean()))) if ok.any() else math.nan)
+    if metric != "calibration_ratio":
+        return swap
+    return _on_calibration(swap, base[PREDICTION].to_numpy(), base[LABEL].to_numpy(), inc[PREDICTION].to_numpy(), y,
+                           rescored[ok], swapped[ok], y[ok])
+
+
+def _on_calibration(swap: SnapshotSwap, p_base: np.ndarray, y_base: np.ndarray, p_inc: np.ndarray, y_inc: np.ndarray,
+                    rescored: np.ndarray, swapped: np.ndarray, y: np.ndarray) -> SnapshotSwap:
+    """``swap`` measured on the calibration ratio (:class:`SnapshotSwap`): each reading's worsening over the baseline
+    by :func:`workbench.data.onset.worsening` (the predictions' own move beside it), and the paired difference of the
+    re-scored and swapped log ratios, whose standard error (the delta method over the rows) carries no label noise."""
+    from dataclasses import replace
+
+    from workbench.data.onset import worsening
+
+    def ratio(p: np.ndarray, labels: np.ndarray) -> float:
+        return float(p.mean() / labels.mean()) if len(p) and labels.mean() > 0 else math.nan
+
+    cal_b = ratio(p_base, y_base)
+    level, mean_b = math.log(cal_b) if cal_b > 0 else math.nan, float(p_base.mean()) if len(p_base) else math.nan
+
+    def worse(p: np.ndarray, labels: np.ndarray) -> float:
+        cal = ratio(p, labels)
+        if not (cal > 0 and math.isfinite(level) and mean_b > 0 and p.mean() > 0):
+            return math.nan
+        return worsening("calibration_ratio", level, math.log(cal) - level, moved=math.log(p.mean() / mean_b))
+
+    n = len(y)
+    mr, ms = (float(rescored.mean()), float(swapped.mean())) if n else (math.nan, math.nan)
+    se = float(np.std(rescored / mr - swapped / ms, ddof=1) / math.sqrt(n)) if n > 1 and mr > 0 and ms > 0 else math.nan
+    gain = worse(rescored, y) - worse(swapped, y)
+    return replace(swap, metric="calibration_ratio", cal_baseline=cal_b, cal_logged=ratio(p_inc, y_inc),
+                   cal_rescored=ratio(rescored, y), cal_swapped=ratio(swapped, y), cal_worse=worse(p_inc, y_inc),
+                   cal_gain=gain, se=se, z=gain / se if se > 0 and math.isfinite(gain) else 0.0)
 
 
 def snapshot_loss(case: Case, rows: pl.DataFrame, snapshot_id: str) -> float:

@@ -178,7 +178,11 @@ def _swap(ctx: Context):
 
     segment = confined_segment(ctx)
     where = slice_filter(segment) if segment else None
-    return ctx.cached(("snapshot_swap", segment), lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident, where=where))
+    # measured on the metric that regressed when it is the calibration: a calibration-only regression moves NE by
+    # little, and a share of that little is noise (:class:`workbench.model.rescore.SnapshotSwap`)
+    metric = "calibration_ratio" if ctx.onset.metric == "calibration_ratio" else "normalized_entropy"
+    return ctx.cached(("snapshot_swap", segment, metric),
+                      lambda: snapshot_swap(ctx.case, ctx.baseline, ctx.incident, where=where, metric=metric))
 
 
 def _bounded(ctx: Context, strength: float) -> float:
@@ -233,7 +237,8 @@ def model_side(ctx: Context) -> Evidence:
         swap_s = S.from_z(swap.z) * S.from_share(swap.recovered)
         segment = confined_segment(ctx)
         where = f" in {segment}, where it lives" if segment else ""
-        parts.append(f"swapping it out recovers {swap.recovered:.0%} of the regression{where} (paired z {swap.z:.1f})")
+        which = "calibration " if swap.calibration else ""
+        parts.append(f"swapping it out recovers {swap.recovered:.0%} of the {which}regression{where} (paired z {swap.z:.1f})")
         if swap.recovered_bound < 0.5:
             parts.append(f"so it accounts for at most {max(swap.recovered_bound, 0.0):.0%} of it")
     s = _bounded(ctx, 1 - (1 - TIMING_ONLY) * (1 - diff_s) * (1 - swap_s))
