@@ -576,3 +576,20 @@ def test_a_log_shorter_than_two_days_fits_no_daily_cycle(tmp_path):
         quiet = detect_onset(open_case(write_case(tmp_path / f"q{seed}", seed=seed, hours=10, per_hour=20_000,
                                                   delay_hours=1)))
         assert not quiet.detected, str(quiet)
+
+
+def test_a_log_with_no_regression_says_what_came_closest(small_case_template):
+    """Without a detection the headline's windows are the last cycle and the one before, which may both lie inside a
+    regression the scan did not call (an outside test read "calibration 0.980 → 0.601, regressed: false" as stable).
+    The answer now names the metric whose best shift came closest, where it starts and how far under its threshold it
+    stayed; a detection says nothing of the kind."""
+    found = detect_onset(open_case(small_case_template))
+    closest = found.closest()
+    best = max((v for v in found.metrics if v.tested), key=lambda v: v.severity / v.threshold)
+    assert not found.detected and closest is not None and closest.startswith(f"closest to a regression: {best.metric}")
+    assert best.start is not None and f"{best.start:%Y-%m-%d %H:%M} UTC" in closest and f"{best.threshold:.1f}" in closest
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["diagnose", str(small_case_template), "-q"]) == 0
+    assert "closest to a regression:" in out.getvalue()
+    assert detect_onset(open_case(sample_case("upstream_break"))).closest() is None

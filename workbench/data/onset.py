@@ -256,6 +256,7 @@ class MetricVerdict:
     tested: bool = True
     sigma: float = math.nan  # the over-dispersion: residual spread in units of sampling error (>= 1)
     day_sd: float = 0.0  # a calendar day's own deviation beyond sampling error (metric units; log units for ratios)
+    start: datetime | None = None  # where its best shift starts, significant or not (``severity`` is that shift's)
 
     def to_dict(self) -> dict:
         return {"metric": self.metric, "baseline": jsonable(self.baseline), "current": jsonable(self.current),
@@ -300,6 +301,18 @@ class Onset:
 
     def verdict(self, metric: str) -> MetricVerdict | None:
         return next((m for m in self.metrics if m.metric == metric), None)
+
+    def closest(self) -> str | None:
+        """Without a detection, the metric that came closest and where its best shift starts, in words; None when no
+        metric was tested or nothing was scanned. The windows of a non-detection are the last cycle and the one before,
+        which may both lie inside a regression the scan did not call (an outside test read "calibration 0.980 → 0.601"
+        with ``regressed: false`` as stable): this says what the scan saw and how far from its threshold it was."""
+        near = [m for m in self.metrics if m.tested and m.start is not None and m.threshold > 0 and math.isfinite(m.severity)]
+        if self.detected or not near:
+            return None
+        m = max(near, key=lambda v: v.severity / v.threshold)
+        return (f"closest to a regression: {m.metric}, a shift from {m.start:%Y-%m-%d %H:%M} UTC at robust z "
+                f"{m.severity:.1f} against its threshold {m.threshold:.1f} (effect {m.effect:+.1%})")
 
     @property
     def direction(self) -> int:
@@ -1096,7 +1109,7 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
     verdicts = tuple(MetricVerdict(
         f.metric, pool(tb, f.metric), pool(ti, f.metric), f.metric in significant, f.severity, f.threshold, f.effect,
         _floors(f), onset_time if f.metric in significant else None, end_time if f.metric in significant else None,
-        f.tested, f.sigma, math.sqrt(f.tau2)) for f in fits)
+        f.tested, f.sigma, math.sqrt(f.tau2), _start(f, table["window"])) for f in fits)
     values = np.full(table.height, np.nan)
     z = np.full(table.height, np.nan)
     used = np.zeros(table.height, dtype=bool)
@@ -1122,6 +1135,14 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
         baseline=baseline, incident=incident, label_delay_hours=round(delayed * (step / timedelta(hours=1))), series=table,
         method=method, end=end_time, grain=grain_name, metrics=verdicts,
         reason=choice.reason if choice is not None else "")
+
+
+def _start(f: _Fit, windows: pl.Series) -> datetime | None:
+    """The period where ``f``'s best shift starts (None when nothing was scanned)."""
+    if f.space is None or not len(f.rows):
+        return None
+    start = windows[int(f.rows[int(f.space.starts[f.best])])]
+    return start if isinstance(start, datetime) else None
 
 
 def _floor_words(metric: str) -> str:

@@ -144,6 +144,10 @@ class Diagnosis:
             lines.append(f"anomaly: none — prediction quality stayed within its normal variation per {a['grain']} ("
                          + "; ".join(f"{m['metric']} {m['baseline']:.3f} → {m['current']:.3f}" for m in a["metrics"]
                                      if m["baseline"] is not None and m["current"] is not None) + ")")
+            onset = self.results.get("onset")
+            closest = onset.closest() if isinstance(onset, Onset) else None
+            if closest:
+                lines.append(f"         {closest}")
         pending = self.results.get("pending_labels")
         if isinstance(pending, PendingLabels) and pending.moved and not self.untested:  # hours no check saw, predictions moved
             lines.append(f"         note: {pending.headline}; see prediction_quality")

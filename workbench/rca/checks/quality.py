@@ -109,5 +109,7 @@ def prediction_quality(ctx: Context) -> Evidence:
         return Evidence("prediction_quality", "fail", S.from_z(on.severity) if not on.forced else 1.0, summary,
                         detail=on.method, data=data)
     steady = "; ".join(f"{SHORT.get(v.metric, v.metric)} {v.baseline:.3f} → {v.current:.3f}" for v in on.metrics if v.tested)
-    summary = f"Prediction quality stayed within its normal variation per {per} ({steady})." + untested
+    closest = on.closest()
+    near = f" The {closest}." if closest else ""
+    summary = f"Prediction quality stayed within its normal variation per {per} ({steady}).{near}" + untested
     return Evidence("prediction_quality", "pass", 0.0, summary, detail=on.method, data=data)
