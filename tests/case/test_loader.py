@@ -296,3 +296,17 @@ def test_a_feature_with_values_on_scored_rows_is_not_called_all_null(small_case)
     case = open_case(small_case)
     assert case.unscored is not None and case.predictions.select(pl.col("f_c").is_not_null().sum()).collect().item() > 0
     assert not [w for w in case.warnings if "'f_c' is null in every row" in w], case.warnings
+
+
+def test_info_json_writes_times_as_the_contract_does(capsys):
+    """`info --json` wrote `2026-11-18T00:00:00+00:00` where `diagnose --json` and `guard --json` write `...Z`; one
+    form now, the contract's."""
+    import json
+    import re
+
+    from tests.conftest import sample_case
+
+    assert main(["info", str(sample_case("control")), "--json", "-q"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    times = [info["start"], info["end"], *(s["published_at"] for s in info["snapshots"])]
+    assert times and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in times), times

@@ -31,6 +31,7 @@ from workbench.case.snapshots import Snapshot, inspect_snapshot_file, read_snaps
 from workbench.case.sources import Source, listed_parts, resolve
 from workbench.errors import CaseError, SnapshotError, WorkbenchError, suggest
 from workbench.metrics import labelled_prediction_sum_expr, reliable_end
+from workbench.windows import iso
 
 if TYPE_CHECKING:
     from workbench.windows import Window
@@ -56,7 +57,7 @@ class Unscored:
     profile: pl.DataFrame  # period (15 minutes), unscored: the rows per period (``workbench guard`` compares their share)
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "share": round(self.share, 6), "first": self.first.isoformat(), "last": self.last.isoformat()}
+        return {"rows": self.rows, "share": round(self.share, 6), "first": iso(self.first), "last": iso(self.last)}
 
     @property
     def headline(self) -> str:
@@ -161,7 +162,7 @@ class Case:
     def to_dict(self) -> dict:
         return {
             "root": str(self.root), "name": self.name, "rows": self.rows, "columns": self.columns.to_dict(),
-            "start": self.start.isoformat(), "end": self.end.isoformat(),
+            "start": iso(self.start), "end": iso(self.end),
             "snapshots": [s.to_dict() for s in self.snapshots],
             "lineage_nodes": len(self.lineage.kinds) if self.lineage else 0,
             "events": 0 if self.events is None else self.events.height,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from workbench.errors import CaseError, SnapshotError
+from workbench.windows import iso
 
 __all__ = ["Snapshot", "inspect_snapshot_file", "load_state_dict", "read_snapshot_index"]
 
@@ -43,7 +44,7 @@ class Snapshot:
     stable: bool = False
 
     def to_dict(self) -> dict:
-        return {"snapshot_id": self.snapshot_id, "published_at": self.published_at.isoformat(),
+        return {"snapshot_id": self.snapshot_id, "published_at": iso(self.published_at),
                 "file": self.path.name, "stable": self.stable}
 
 
