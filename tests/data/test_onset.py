@@ -263,6 +263,11 @@ def test_incident_alone_takes_the_preceding_span_as_baseline(small_case_template
     with contextlib.redirect_stderr(err):
         assert main(["diagnose", str(small_case_template), "-q", "--baseline", "2026-11-19T00:00/2026-11-19T06:00"]) == 2
     assert "needs an incident window" in err.getvalue()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["diagnose", str(small_case_template), "-q", "--baseline", "2026-11-19T00:00/2026-11-19T14:00",
+                     "--incident", "2026-11-19T12:00/2026-11-19T18:00"]) == 2
+    assert "overlaps the incident" in err.getvalue()
     first = f"{case.start:%Y-%m-%dT%H:%M}/{case.start + timedelta(hours=6):%Y-%m-%dT%H:%M}"
     for window, said in (("2030-01-01T00:00/2030-01-02T00:00", "incident window: 2030-01-01 00:00–2030-01-02 00:00 UTC holds no scored row"),
                          (first, "baseline window: ")):  # before the log's first hour: no baseline to compare with
