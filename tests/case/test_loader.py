@@ -159,6 +159,9 @@ BROKEN = {
     "duplicate_snapshot_id": (lambda c: (c / "snapshots" / "index.csv").write_text(
         "snapshot_id,published_at,file\ns1,2026-11-17T00:00:00Z,s1.safetensors\ns1,2026-11-19T00:00:00Z,s2.pt\n"),
         "snapshot ids must be unique"),
+    "stable_not_a_boolean": (lambda c: (c / "snapshots" / "index.csv").write_text(
+        "snapshot_id,published_at,file,stable\ns1,2026-11-17T00:00:00Z,s1.safetensors,maybe\ns2,2026-11-19T00:00:00Z,s2.pt,\n"),
+        "write true (a snapshot known to be good), false, or leave it empty"),
     "lineage_unknown_node": (lambda c: (c / "lineage.json").write_text(json.dumps(
         {"nodes": [{"id": "table:t"}], "edges": [{"from": "table:t", "to": "feature:f_z"}]})),
         'add {"id": "feature:f_z"'),

@@ -204,7 +204,11 @@ def read_snapshot_index(root: Path, check_files: bool = True) -> tuple[Snapshot,
         except ValueError:
             raise CaseError(path, f"line {line}: published_at {row['published_at']!r} is not a timestamp.",
                             "use ISO 8601, e.g. 2026-11-20T14:00:00Z.") from None
-        stable = row.get("stable", "").lower() in ("true", "1", "yes")
+        flag = row.get("stable", "").lower()
+        if flag not in ("", "true", "1", "yes", "false", "0", "no"):  # "maybe" read as false, silently
+            raise CaseError(path, f"line {line}: stable {row.get('stable')!r} is neither true nor false.",
+                            "write true (a snapshot known to be good), false, or leave it empty.")
+        stable = flag in ("true", "1", "yes")
         file = (path.parent / row["file"]).resolve()
         if not row["file"] or Path(row["file"]).is_absolute() or not file.is_relative_to(path.parent.resolve()):
             raise CaseError(path, f"line {line}: file {row['file']!r} is not inside snapshots/.",
