@@ -313,3 +313,12 @@ def test_info_json_writes_times_as_the_contract_does(capsys):
     info = json.loads(capsys.readouterr().out)
     times = [info["start"], info["end"], *(s["published_at"] for s in info["snapshots"])]
     assert times and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in times), times
+
+
+def test_two_default_files_of_one_table_say_which_was_read(small_case):
+    """predictions.parquet and predictions.csv both in the case: the parquet is read, as the contract's order says, and
+    the case now says so instead of choosing silently."""
+    pl.read_parquet(small_case / "predictions.parquet").head(100).write_csv(small_case / "predictions.csv")
+    case = open_case(small_case)
+    said = [w for w in case.warnings if "predictions.parquet, predictions.csv are all in the case" in w]
+    assert said and "predictions.parquet was read" in said[0] and case.rows > 100

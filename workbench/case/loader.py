@@ -28,7 +28,7 @@ from workbench.case.config import Config, ModelConfig, read_config
 from workbench.case.grain import GrainChoice, choose_grain, profile_at
 from workbench.case.lineage import Lineage, read_lineage
 from workbench.case.snapshots import Snapshot, inspect_snapshot_file, read_snapshot_index
-from workbench.case.sources import Source, listed_parts, resolve
+from workbench.case.sources import Source, defaults, listed_parts, resolve
 from workbench.errors import CaseError, SnapshotError, WorkbenchError, suggest
 from workbench.metrics import labelled_prediction_sum_expr, reliable_end
 from workbench.windows import iso
@@ -558,6 +558,11 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
 
     training, more, tsource = _prepare_training(root, cfg, cols)
     warnings += more
+    for stem in ("predictions", "training"):  # two default files of one table: say which was read
+        found = defaults(root, stem) if stem not in cfg.sources else []
+        if len(found) > 1:
+            warnings.append(f"{', '.join(p.name for p in found)} are all in the case: {found[0].name} was read; remove "
+                            f"the other or name one with [source.{stem}] uri in workbench.toml.")
     if tsource:
         sources["training"] = tsource.path or tsource.display
     lineage = read_lineage(root / "lineage.json") if (root / "lineage.json").exists() else None

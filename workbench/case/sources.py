@@ -500,10 +500,14 @@ def _local(root: Path, location: str) -> Path:
     return (path if path.is_absolute() else root / path).resolve()
 
 
+def defaults(root: Path, stem: str) -> list[Path]:
+    """The v1 default files of table ``stem`` that exist, in the order they are read (the first wins)."""
+    return [p for p in (root / f"{stem}.parquet", root / stem, root / f"{stem}.csv") if p.exists()]
+
+
 def _default(root: Path, stem: str, required: bool) -> Source | None:
-    for candidate in (root / f"{stem}.parquet", root / stem, root / f"{stem}.csv"):
-        if candidate.exists():
-            return LocalFiles(candidate)
+    for candidate in defaults(root, stem):
+        return LocalFiles(candidate)
     if required:
         found = [p.name for p in root.iterdir()] if root.is_dir() else []
         raise CaseError.missing_file(root, f"{stem}.parquet", found)
