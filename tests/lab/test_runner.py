@@ -99,7 +99,7 @@ def test_a_missing_command_is_named():
 def test_settings_reject_typos_and_bad_values():
     with pytest.raises(LabError, match=r"Hint: did you mean 'runs'\?"):
         LabSettings.make(rnus=5)
-    with pytest.raises(LabError, match=r"runs=2: expected an integer >= min_runs"):
+    with pytest.raises(LabError, match=r"runs=2: expected an integer >= 3 \(the fewest successful runs per side a test needs\)"):
         LabSettings(runs=2)
     with pytest.raises(LabError, match=r"alpha=0.7"):
         LabSettings(alpha=0.7)

@@ -66,7 +66,8 @@ class LabSettings:
             raise LabError.bad_setting("min_runs", self.min_runs, "an integer >= 3 (a test needs 3 runs per side)")
         for name in ("runs", "confirm"):
             if getattr(self, name) < self.min_runs:
-                raise LabError.bad_setting(name, getattr(self, name), f"an integer >= min_runs ({self.min_runs})")
+                raise LabError.bad_setting(name, getattr(self, name),
+                                           f"an integer >= {self.min_runs} (the fewest successful runs per side a test needs)")
         if not self.timeout > 0:
             raise LabError.bad_setting("timeout", self.timeout, "seconds > 0")
         for name in ("alpha", "fpr"):
