@@ -80,3 +80,27 @@ def test_a_smooth_clock_is_calendar_and_one_an_hour_off_is_not():
     assert calendar_features(baseline, incident, ["hour_prior", "busy", "gappy"]) == {"hour_prior": "time of day"}
     late = rows(start + timedelta(hours=38), 34, 1, lag_hours=1.0)
     assert calendar_features(baseline, late, ["hour_prior"]) == {}
+
+
+def test_a_slow_quantity_is_no_smooth_clock_without_an_incident_to_follow():
+    """A review's cases: with ``follow=False`` (no incident to check against) a quantity that only changes slowly is
+    constant within a minute of one day, so a one-day baseline read it as a function of the time of day. The minute
+    must now repeat on two days of the baseline; a smooth prior still qualifies over two days, also at 150 rows an
+    hour (each minute's own spread from two to five rows was too noisy for the band: the pooled one is used)."""
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def rows(hours: float, per_hour: int, seed: int) -> pl.DataFrame:
+        rng = np.random.default_rng(seed)
+        n = int(hours * per_hour)
+        ts = [start + timedelta(seconds=float(s)) for s in np.sort(rng.uniform(0, hours * 3600, n))]
+        frame = pl.DataFrame({TS: ts}).with_columns(pl.col(TS).dt.replace_time_zone("UTC"))
+        hour = (frame[TS].dt.hour() + frame[TS].dt.minute() / 60 + frame[TS].dt.second() / 3600).to_numpy()
+        days = (frame[TS] - frame[TS].min()).dt.total_seconds().to_numpy() / 86_400
+        return frame.with_columns(pl.Series("hour_prior", 0.2 * np.cos(2 * np.pi * (hour - 20) / 24)),
+                                  pl.Series("ramp", 5 + np.floor(days * 1440) / 1440))
+    one_day = rows(24, 600, 0)
+    assert calendar_features(one_day, one_day, ["hour_prior", "ramp"], follow=False) == {}
+    two_days = rows(48, 150, 1)
+    assert calendar_features(two_days, two_days, ["hour_prior", "ramp"], follow=False) == {"hour_prior": "time of day"}
+    later = rows(72, 150, 2).filter(pl.col(TS) >= start + timedelta(hours=48))
+    assert calendar_features(two_days, later, ["hour_prior", "ramp"]) == {"hour_prior": "time of day"}

@@ -14,14 +14,18 @@ it stays a candidate like any other feature.
 
 A clock can also be smooth: a prior for the time of day computed from the timestamp to the second (``0.2 cos(2 pi
 (h - 20) / 24)`` of the fractional hour) holds hundreds of values in an hour and none twice. It is calendar when the
-key explains all but ``WITHIN_SHARE`` of its variance in the baseline (the minute of the day: a cosine over the
-day leaves a millionth within a minute) and the incident's rows lie within ``TOLERANCE_SD`` of the baseline's
-spread at their key of the baseline's mean there (outside test 7: such a prior "drifted" as an incident window from
+minute of the day explains all but ``WITHIN_SHARE`` of its variance (a cosine over the day leaves a millionth
+within a minute) and the incident's rows lie within ``TOLERANCE_SD`` pooled within-minute standard deviations of the
+baseline's mean at their minute (a quantity that merely changes slowly is constant within a minute of one day too,
+but on later days it does not follow; without an incident to follow, ``follow=False``, the minute must have been seen
+on two days of the baseline) (outside test 7: such a prior "drifted" as an incident window from
 14:00 held other hours than its baseline, and was named the cause of a snapshot's miscalibration at 0.95). A clock
 off by an hour is far outside that spread.
 """
 
 from __future__ import annotations
+
+import math
 
 import polars as pl
 
@@ -37,6 +41,7 @@ KEYS = {
     "hour of week": (pl.col(TS).dt.weekday().cast(pl.Int32) - 1) * 24 + pl.col(TS).dt.hour().cast(pl.Int32),
     "time of day": pl.col(TS).dt.hour().cast(pl.Int32) * 60 + pl.col(TS).dt.minute().cast(pl.Int32),  # to the minute
 }
+SMOOTH_KEY = "time of day"  # the one key a smooth clock is read against (without an incident: keys seen on two days)
 WITHIN_SHARE = 1e-3  # a smooth clock: the share of its baseline variance its key leaves unexplained, at most
 TOLERANCE_SD = 4.0  # ... and an incident row within this many of the baseline's standard deviations at its key
 
@@ -55,39 +60,45 @@ def calendar_features(baseline: pl.DataFrame, incident: pl.DataFrame, features: 
         left = [f for f in feats if f not in out]
         if not left:
             break
-        keyed = baseline.select(key.alias("_key"), *left).drop_nulls("_key")
+        keyed = baseline.select(key.alias("_key"), pl.col(TS).dt.date().alias("_day"), *left).drop_nulls("_key")
         groups = (keyed.group_by("_key")
-                  .agg(pl.len().alias("_rows"), *(pl.col(f).n_unique().alias(f"{f}|u") for f in left),
+                  .agg(pl.len().alias("_rows"), pl.col("_day").n_unique().alias("_days"),
+                       *(pl.col(f).n_unique().alias(f"{f}|u") for f in left),
                        *(pl.col(f).first().alias(f) for f in left), *(pl.col(f).mean().alias(f"{f}|m") for f in left),
                        *(pl.col(f).var(ddof=0).alias(f"{f}|v") for f in left))
                   .filter(pl.col("_rows") >= 2))
+        if name == SMOOTH_KEY and not follow:  # with no incident to follow it, a time of day is a clock only where the
+            groups = groups.filter(pl.col("_days") >= 2)  # baseline saw it repeat on two days or more
         if groups.height < 2:
             continue
         exact = [f for f in left if groups[f"{f}|u"].max() == 1 and groups[f].n_unique() > 1]
-        smooth = [f for f in left if f not in exact and _smooth(keyed.filter(pl.col("_key").is_in(groups["_key"].implode())),
-                                                                groups, f)]
-        if not exact and not smooth:
+        kept = keyed.filter(pl.col("_key").is_in(groups["_key"].implode()))
+        spread = {f: sd for f in left if f not in exact and name == SMOOTH_KEY
+                  and (sd := _smooth(kept, groups, f)) is not None}
+        if not exact and not spread:
             continue
         if not follow:
-            out |= dict.fromkeys([*exact, *smooth], name)
+            out |= dict.fromkeys([*exact, *spread], name)
             continue
-        joined = incident.select(key.alias("_key"), *exact, *smooth).join(
-            groups.select("_key", *(pl.col(f).alias(f"{f}|b") for f in exact),
-                          *(pl.col(f"{f}|{s}") for f in smooth for s in "mv")), on="_key", how="inner")
+        joined = incident.select(key.alias("_key"), *exact, *spread).join(
+            groups.select("_key", *(pl.col(f).alias(f"{f}|b") for f in exact), *(pl.col(f"{f}|m") for f in spread)),
+            on="_key", how="inner")
         if joined.height < MIN_SEEN * incident.height:
             continue
         follows = joined.select(*(pl.col(f).eq_missing(pl.col(f"{f}|b")).mean().alias(f) for f in exact),
-                                *((pl.col(f) - pl.col(f"{f}|m")).abs().le(TOLERANCE_SD * pl.col(f"{f}|v").sqrt())
-                                  .fill_null(False).mean().alias(f) for f in smooth)).row(0, named=True)
-        out |= {f: name for f in (*exact, *smooth) if follows[f] is not None and follows[f] >= FOLLOWS}
+                                *((pl.col(f) - pl.col(f"{f}|m")).abs().le(TOLERANCE_SD * sd).fill_null(False).mean().alias(f)
+                                  for f, sd in spread.items())).row(0, named=True)
+        out |= {f: name for f in (*exact, *spread) if follows[f] is not None and follows[f] >= FOLLOWS}
     return out
 
 
-def _smooth(keyed: pl.DataFrame, groups: pl.DataFrame, feature: str) -> bool:
-    """Whether ``feature`` is a non-constant function of the key up to ``WITHIN_SHARE`` of its variance in the baseline's
-    rows (``keyed``: the key and the features, of the keys ``groups`` holds twice or more)."""
+def _smooth(keyed: pl.DataFrame, groups: pl.DataFrame, feature: str) -> float | None:
+    """The pooled standard deviation of ``feature`` within the key when it is a non-constant function of the key up to
+    ``WITHIN_SHARE`` of its variance in the baseline's rows (``keyed``: the key and the features, of the keys ``groups``
+    holds), else None. Pooled over the keys, not each key's own: two to five rows a minute estimate a key's spread too
+    poorly for a 4-SD band (a review: at 60-150 rows an hour no smooth clock was recognised)."""
     total = keyed[feature].var(ddof=0)
     if not isinstance(total, float) or not total > 0 or keyed[feature].null_count():
-        return False
+        return None
     within = float((groups["_rows"] * groups[f"{feature}|v"]).sum()) / float(groups["_rows"].sum())
-    return within <= WITHIN_SHARE * total
+    return math.sqrt(within) if within <= WITHIN_SHARE * total else None
