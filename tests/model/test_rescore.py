@@ -312,3 +312,21 @@ def test_a_calibration_regression_is_shared_on_the_calibration():
     innocent = _on_calibration(blank, p_true, y_base, bad, y_inc, bad, bad, y_inc)  # the swap changes nothing
     assert innocent.recovered == pytest.approx(0.0, abs=1e-9) and innocent.recovered_bound < 0.5
     assert "calibration ratio" in str(swap) and blank.recovered == pytest.approx(0.5)  # NE: 0.005 of 0.01
+
+
+def test_a_calibration_share_is_bounded_with_the_regressions_own_label_noise():
+    """A review's case: at a few dozen clicks a window the logged calibration worsening (the share's denominator) is
+    noisy, and bounding the share by the paired difference alone capped a true cause one time in ten. The bound now
+    holds the denominator's label noise too; a regression that cannot be measured (no clicks) shares nothing: NaN,
+    which the snapshot check reports as such, not "recovers 0 %"."""
+    from workbench.model.rescore import SnapshotSwap
+
+    swap = SnapshotSwap(served=("v2",), replacement="v1", ne_baseline=0.91, ne_logged=0.92, ne_rescored=0.92,
+                        ne_swapped=0.915, rows=20_000, z=24.0, se=0.005, metric="calibration_ratio", cal_worse=0.30,
+                        cal_gain=0.12, cal_worse_se=0.30)
+    assert swap.recovered == pytest.approx(0.4)
+    assert swap.recovered_bound == pytest.approx(0.4 + 2 * math.hypot(0.005, 0.4 * 0.30) / 0.30)
+    assert swap.recovered_bound >= 0.5 > 0.4 + 2 * 0.005 / 0.30  # not capped; the paired error alone would have
+    unmeasured = dataclasses.replace(swap, cal_worse=math.nan)
+    assert math.isnan(unmeasured.recovered) and unmeasured.recovered_bound == math.inf
+    assert math.isnan(dataclasses.replace(swap, metric="normalized_entropy", ne_logged=math.nan).recovered)
