@@ -167,3 +167,19 @@ def test_a_reader_that_leaves_the_pipe_early_gets_no_traceback():
     proc.stdout.close()  # before the command writes a line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and "Traceback" not in err and err == "", err
+
+
+def test_a_broken_socket_is_not_taken_for_a_reader_that_left():
+    """A review's case: any BrokenPipeError ended the command with 141 and nothing said, a database's or a cluster's
+    socket breaking mid-run included. Only stdout's own reader leaving is; anything else is raised."""
+    import argparse
+
+    import pytest
+
+    from workbench.cli import dispatch
+
+    def run(_args: argparse.Namespace) -> int:
+        raise BrokenPipeError(32, "Broken pipe (a socket to the database)")
+
+    with pytest.raises(BrokenPipeError, match="socket to the database"):
+        dispatch(argparse.Namespace(run=run))

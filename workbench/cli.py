@@ -68,9 +68,29 @@ def dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `workbench diagnose CASE | head -1`: the reader left; nothing more to say to anyone
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the flush at exit does not raise again
-        return 128 + signal.SIGPIPE  # 141, as a process the pipe's signal ended
+    except BrokenPipeError:
+        if not _reader_left():  # a socket to a database or a cluster broke: an error like any other, said
+            raise
+        return 128 + getattr(signal, "SIGPIPE", 13)  # 141, as a process the pipe's signal ended
+
+
+def _reader_left() -> bool:
+    """Whether stdout's reader left (`workbench diagnose CASE | head -1`): stdout is a pipe that reports an error
+    (POLLERR: no reader). Then stdout is pointed at the null device, so the interpreter's flush at exit does not raise
+    again. A stream with no descriptor behind it (a notebook, a test's StringIO) has no reader to lose."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError
+        return False
+    if hasattr(select, "poll"):
+        poll = select.poll()
+        poll.register(fd, select.POLLOUT)
+        if not any(event & select.POLLERR for _, event in poll.poll(0)):
+            return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True
 
 
 if __name__ == "__main__":
