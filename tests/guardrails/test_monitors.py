@@ -80,7 +80,10 @@ def test_an_unreadable_case_or_window_exits_2_with_a_message(capsys, tmp_path):
     code, out, err = _run(capsys, str(sample_case("control")), "--window", "2026-11-22T00:00/2026-11-23T00:00", "--json")
     assert code == 2 and out == "" and "holds no served row (outside the log): the log runs 2026-11-18 00:00 to 2026-11-21 00:00 UTC" in err
     code, out, err = _run(capsys, str(sample_case("control")), "--window", "2026-11-18T00:00/2026-11-18T06:00")
-    assert code == 2 and "no data before the window" in err and "or a shorter [guard] window (now 1d)" in err, err
+    assert code == 2 and "no data before the window" in err and "[guard] window" not in err, err  # a given window
+    short = open_case(sample_case("control"))
+    with pytest.raises(WorkbenchError, match=r"or a shorter \[guard\] window \(now 1w\)"):
+        guard(short, thresholds=dataclasses.replace(short.config.guard, window="1w"))  # the default window: 3 days < 2 weeks
 
 
 def test_labels_that_moved_trip_the_label_monitor_only_on_the_label_side():
@@ -342,3 +345,8 @@ def test_a_gate_that_fails_on_calibration_reports_the_calibration_gates_value_an
     monkeypatch.setattr(validation, "validate_snapshot", lambda *a, **k: passed)
     result = _snapshot_gate(case, window, case.config.guard)
     assert result.status == "pass" and (result.value, result.threshold) == (0.0212, 0.0218)  # NE's, as before
+    auc = [("nan_rate", 0.0, 0.0, 0.0, 0.0, True), ("ne", 0.90, 0.88, 0.0, 0.0218, True), ("auc", 0.73, 0.78, -0.05, 0.02, False)]
+    failed_auc = dataclasses.replace(failed, metrics=pl.DataFrame(auc, schema=validation.METRIC_SCHEMA, orient="row"))
+    monkeypatch.setattr(validation, "validate_snapshot", lambda *a, **k: failed_auc)
+    result = _snapshot_gate(case, window, case.config.guard)
+    assert result.status == "trip" and (result.value, result.threshold) == (0.05, 0.02)  # a fall of 0.05 beyond 0.02

@@ -90,7 +90,12 @@ def test_the_reference_validates_against_itself(corrupt_case):
 def test_explicit_holdout_and_reference(corrupt_case):
     rows = corrupt_case.predictions.select("f_a", "f_b", "f_c", "label").collect()
     result = validate_snapshot(corrupt_case, "s7", holdout=rows, reference="s5", sample=3000)
-    assert result.reference_id == "s5" and result.rows == 3000 and "given holdout" in result.holdout
+    from workbench.model.validation import CLASS_ROWS, _sized
+
+    # a given holdout is sized like the default one: ``sample`` rows at least, more where the rarer class is rare
+    wanted = _sized(float(rows.height), float(rows["label"].sum()), 3000, 3)
+    assert wanted > 3000 and min(rows["label"].sum(), rows.height - rows["label"].sum()) * wanted / rows.height >= CLASS_ROWS - 1
+    assert result.reference_id == "s5" and result.rows == wanted and "given holdout" in result.holdout
     assert not result.passed  # s7 warm-started from the corrupt s6
     with pytest.raises(WorkbenchError, match="Hint: pass the case's feature columns"):
         validate_snapshot(corrupt_case, "s7", holdout=rows.drop("f_b"))
@@ -165,14 +170,16 @@ def test_the_holdout_holds_enough_of_the_rarer_class_to_see_a_calibration_step()
 
     def profile(rate: float) -> SimpleNamespace:
         periods = pl.datetime_range(datetime(2026, 6, 1, tzinfo=UTC), datetime(2026, 6, 2, tzinfo=UTC), "15m", eager=True)
-        return SimpleNamespace(profile=pl.DataFrame({"period": periods, "labeled": [10_000] * len(periods),
-                                                     "positives": [10_000 * rate] * len(periods)}))
+        return SimpleNamespace(features=("a", "b"), profile=pl.DataFrame({"period": periods, "labeled": [10_000] * len(periods),
+                                                                          "positives": [10_000 * rate] * len(periods)}))
 
     before = datetime(2026, 6, 3, tzinfo=UTC)
     assert holdout_size(profile(0.05), before) == 50_000  # 1,000 clicks in 20,000 rows: the default stands
     assert holdout_size(profile(0.01), before) == CLASS_ROWS * 100
     assert holdout_size(profile(0.002), before) == MAX_HOLDOUT
     assert holdout_size(profile(0.9), before) == 50_000  # the rarer class is the non-click: 5,000 of them
+    wide = SimpleNamespace(features=tuple(f"f{i}" for i in range(300)), profile=profile(0.002).profile)
+    assert holdout_size(wide, before) == 50_000_000 // 301  # the growth capped at the samples' 50M values
     rng = np.random.default_rng(3)
     verdicts = {}
     for n in (50_000, MAX_HOLDOUT):

@@ -202,6 +202,13 @@ def test_report_and_audit_refuse_to_write_over_a_file_of_the_case(tmp_path):
         proc = _cli(*args)
         assert proc.returncode == 2 and "is a file of the case" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert (case / "predictions.parquet").read_bytes() == log and "[columns]" in (case / "workbench.toml").read_text()
+    # a review's case: the case's log a link to a file outside it (resolved, it looked outside the case)
+    outside = tmp_path / "data" / "serving.parquet"
+    outside.parent.mkdir()
+    (case / "predictions.parquet").rename(outside)
+    (case / "predictions.parquet").symlink_to(outside)
+    proc = _cli("report", str(case), "-o", str(case / "predictions.parquet"), "-q")
+    assert proc.returncode == 2 and "is a file of the case" in proc.stderr and outside.read_bytes() == log, proc.stderr
 
 
 

@@ -15,6 +15,7 @@ user's names for messages and for the JSON contract.
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -490,9 +491,11 @@ def refuse_case_file(output: str | Path, case: str | Path, flag: str) -> None:
     """Refuse to write ``output`` (given by ``flag``) over a file or folder of the case at ``case``: nothing the user gave
     is modified, and `workbench report CASE -o CASE/predictions.parquet` replaced the serving log with a web page. A
     new file, or an existing HTML page (an earlier report), may be written inside the case."""
-    out, root = Path(output).resolve(), Path(case).resolve()
-    inside = out == root or root in out.parents
-    if inside and out.exists() and (out.is_dir() or out.suffix.lower() not in (".html", ".htm")):
+    given = Path(os.path.abspath(output))  # as named (a link inside the case is the case's, wherever it points)
+    out, root, root_named = given.resolve(), Path(case).resolve(), Path(os.path.abspath(case))
+    inside = any(p == r or r in p.parents for p in (given, out) for r in (root, root_named))
+    if inside and (given.is_symlink() or out.exists()) and (out.is_dir() or given.is_symlink()
+                                                           or out.suffix.lower() not in (".html", ".htm")):
         raise WorkbenchError(flag, f"{output} is a file of the case at {case}; nothing was written.",
                              "write the output elsewhere, or to a new .html file.")
 

@@ -184,6 +184,7 @@ def guard(case: Case, window: Window | None = None, *, thresholds: GuardConfig |
     (False, ['calibration', 'feature_coverage', 'feature_drift'])
     """
     t = thresholds or case.config.guard
+    given = window is not None
     window = window or newest_window(case, t.window)
     case.require_rows(window, "--window", "pick a window inside the log, or --window latest (the newest [guard] window, "
                       "a day by default).", unscored_too=True)
@@ -194,8 +195,9 @@ def guard(case: Case, window: Window | None = None, *, thresholds: GuardConfig |
         from workbench.errors import WorkbenchError
 
         raise WorkbenchError(case.sources.get("predictions", case.root), f"no data before the window {window} to compare it with.",
-                             f"pick a window that starts after {case.start:%Y-%m-%d %H:%M} UTC, or a shorter [guard] "
-                             f"window (now {t.window}) in workbench.toml: the newest window needs one as long before it.")
+                             f"pick a window that starts after {case.start:%Y-%m-%d %H:%M} UTC" + (
+                                 "." if given else f", or a shorter [guard] window (now {t.window}) in workbench.toml: "
+                                 "the newest window needs one as long before it."))
     baseline = Window(window.start - length, window.start)
     results = [*_feature_monitors(case, baseline, window, t), *_label_monitors(case, baseline, window, t),
                _unexplained_monitor(case, baseline, window, t), _unscored_monitor(case, baseline, window, t),
@@ -547,5 +549,7 @@ def _snapshot_gate(case: Case, window: Window, t: GuardConfig) -> MonitorResult:
     gated = v.metrics.filter(pl.col("passed").not_()) if not v.passed else pl.DataFrame()
     gate = gated if gated.height else v.metrics.filter(pl.col("metric") == "ne")
     delta, tol = (gate["delta"][0], gate["tolerance"][0]) if gate.height else (None, None)
+    if gate.height and gate["metric"][0] == "auc" and delta is not None:  # its worsening, as the others read: a fall
+        delta = -delta
     return MonitorResult("snapshot_gate", newest.snapshot_id, "pass" if v.passed else "trip", delta, tol,
                          f"{'passes' if v.passed else 'fails'} validation against {v.reference_id}: {v.reasons[0]}")

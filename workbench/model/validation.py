@@ -129,11 +129,19 @@ def holdout_size(case: Case, before: datetime, sample: int = 50_000) -> int:
     rows at a 0.2 % click rate held 100 clicks, a tolerance of 0.35 in log units, and a snapshot that served
     predictions 1.4 times too high (0.34) passed (outside test 7, ``i04``); 1,000 clicks put it near 0.11."""
     head = case.profile.filter(pl.col("period") < pl.lit(before))
-    labeled, positives = float(head["labeled"].sum()), float(head["positives"].sum())
+    return _sized(float(head["labeled"].sum()), float(head["positives"].sum()), sample, len(case.features))
+
+
+def _sized(labeled: float, positives: float, sample: int, features: int) -> int:
+    """:func:`holdout_size` from the labelled rows and clicks it is judged on; capped, like every row sample, at
+    ``SAMPLE_CELLS`` values (a 400,000-row holdout of 1,000 features would hold 1.6 GB of floats)."""
+    from workbench.data.scan import SAMPLE_CELLS
+
     if labeled <= 0:
         return sample
     rarer = min(positives, labeled - positives) / labeled
-    return int(min(MAX_HOLDOUT, max(sample, math.ceil(CLASS_ROWS / max(rarer, 1e-9)))))
+    wanted = min(MAX_HOLDOUT, max(sample, math.ceil(CLASS_ROWS / max(rarer, 1e-9))))
+    return int(max(sample, min(wanted, SAMPLE_CELLS // (features + 1))))
 
 
 def default_holdout(case: Case, before: datetime, *, sample: int = 50_000, seed: int = 0) -> tuple[pl.DataFrame, str]:
@@ -257,6 +265,7 @@ def validate_snapshot(case: Case, snapshot_id: str, *, holdout: pl.DataFrame | N
     else:
         holdout = _check_holdout(case, holdout)
         total = holdout.height
+        sample = _sized(float(total), float(holdout[LABEL].sum()), sample, len(case.features))  # as the default's
         if total > sample:
             holdout = holdout.sample(sample, seed=seed)
         where = f"given holdout: {holdout.height:,} of {total:,} labelled rows"

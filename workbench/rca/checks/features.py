@@ -300,7 +300,8 @@ def lineage(ctx: Context) -> Evidence:
     # where the features broke is where the node broke: the segment every one of them broke in alone, if they agree
     # (outside test 7: a catalog replica empty for one country read "3 features fed by table:ad_catalog lost
     # coverage", the country named nowhere; the feature check had found each break there)
-    where = {c.slice for c in (side.candidates if side is not None else ()) if c.kind == "feature" and c.target in covered}
+    found = {c.target: c.slice for c in (side.candidates if side is not None else ()) if c.kind == "feature"}
+    where = {found.get(f) for f in covered}  # None for a covered feature the feature check did not list: no segment
     segment = where.pop() if len(where) == 1 else None
     place = f" only for {segment}" if segment else ""
     summary = f"{len(covered)} features fed by {node} {what}{place} at {hhmm(ctx)}"
