@@ -20,7 +20,9 @@ baseline's mean at their minute (a quantity that merely changes slowly is consta
 but on later days it does not follow; without an incident to follow, ``follow=False``, the minute must have been seen
 on two days of the baseline) (outside test 7: such a prior "drifted" as an incident window from
 14:00 held other hours than its baseline, and was named the cause of a snapshot's miscalibration at 0.95). A clock
-off by an hour is far outside that spread.
+off by an hour is far outside that spread. The keys are UTC's: a prior kept in local time moves by an hour at a
+daylight-saving switch, exactly as a clock that broke, and stays a candidate (outside test 7's `c13`: the guard's
+drift monitor trips on it the day of the switch).
 """
 
 from __future__ import annotations
