@@ -43,6 +43,10 @@ class Window:
     def duration(self) -> timedelta:
         return self.end - self.start
 
+    def overlaps(self, other: Window) -> bool:
+        """Whether the two half-open windows share any moment (windows that only touch do not)."""
+        return self.start < other.end and other.start < self.end
+
     def contains(self, column: str = "ts") -> pl.Expr:
         """A polars predicate selecting the rows inside the window."""
         return pl.col(column).is_between(pl.lit(self.start), pl.lit(self.end), closed="left")

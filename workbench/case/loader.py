@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import polars as pl
 
@@ -32,10 +32,7 @@ from workbench.case.snapshots import Snapshot, inspect_snapshot_file, read_snaps
 from workbench.case.sources import Source, defaults, listed_parts, resolve
 from workbench.errors import CaseError, SnapshotError, WorkbenchError, suggest
 from workbench.metrics import labelled_prediction_sum_expr, reliable_end
-from workbench.windows import iso
-
-if TYPE_CHECKING:
-    from workbench.windows import Window
+from workbench.windows import Window, iso
 
 __all__ = ["Case", "open_case", "refuse_case_file"]
 
@@ -144,7 +141,7 @@ class Case:
             periods.append(self.unscored.profile.filter(pl.col("unscored") > 0)["period"].alias("period"))
         inside = pl.concat(periods).is_between(window.start - quarter, window.end, closed="none").any()
         if not inside:
-            where = "a gap in the log" if window.start < self.end and self.start < window.end else "outside the log"
+            where = "a gap in the log" if window.overlaps(Window(self.start, self.end)) else "outside the log"
             raise WorkbenchError(what, f"{window} holds no {'served' if unscored_too else 'scored'} row ({where}): the log "
                                        f"runs {self.start:%Y-%m-%d %H:%M} to {self.last_served:%Y-%m-%d %H:%M} UTC.", hint)
 

@@ -261,6 +261,6 @@ def locate_in_segment(case: Case, whole: Onset, metrics: tuple[str, ...] = WATCH
     if grain != whole.grain:
         table = quality_series(case, every=grain, rows=rows).table
     found = detect_onset(QualitySeries(table=table, every=grain, by=()), metrics, alpha=alpha)
-    if not found.detected or not (found.incident.start < whole.incident.end and whole.incident.start < found.incident.end):
+    if not found.detected or not found.incident.overlaps(whole.incident):
         return None
     return SegmentOnset(segment=segment, onset=found, tested=1, alpha=alpha)

@@ -33,7 +33,7 @@ def _windows(args: argparse.Namespace):
 
     incident = window("--incident", args.incident)
     baseline = window("--baseline", args.baseline) if args.baseline else Window(incident.start - incident.duration, incident.start)
-    if baseline.start < incident.end and incident.start < baseline.end:  # rows in both: every change reads smaller
+    if baseline.overlaps(incident):  # rows in both: every change reads smaller
         raise WorkbenchError("--baseline", f"the baseline {baseline} overlaps the incident {incident}.",
                              "give a baseline that ends where the incident starts, or earlier.")
     return baseline, incident
