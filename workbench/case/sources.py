@@ -432,9 +432,9 @@ class Delta(Source):
         try:
             self.table = DeltaTable(location)
         except Exception as exc:  # deltalake's TableNotFoundError and object-store errors
-            family = _family(location.split("://", 1)[0].lower()) if "://" in location else "file"
-            if family == "s3" and not _s3_credentials():  # the Rust reader says "Operation not supported"
-                raise self.error(f"no credentials for {location.split('://', 1)[0]}:// ({_one_line(exc)}).",
+            scheme = _scheme(location)
+            if _family(scheme) == "s3" and not _s3_credentials():  # the Rust reader says "Operation not supported"
+                raise self.error(f"no credentials for {scheme}:// ({_one_line(exc)}).",
                                  f"{CREDENTIALS['s3']}.") from None
             raise self.error(f"no readable Delta table: {_one_line(exc)}",
                              "point the uri at the table's root directory (the one holding _delta_log/).") from None
@@ -506,8 +506,9 @@ def defaults(root: Path, stem: str) -> list[Path]:
 
 
 def _default(root: Path, stem: str, required: bool) -> Source | None:
-    for candidate in defaults(root, stem):
-        return LocalFiles(candidate)
+    files = defaults(root, stem)
+    if files:
+        return LocalFiles(files[0])
     if required:
         found = [p.name for p in root.iterdir()] if root.is_dir() else []
         raise CaseError.missing_file(root, f"{stem}.parquet", found)

@@ -37,15 +37,15 @@ __all__ = ["FOLLOWS", "KEYS", "TOLERANCE_SD", "WITHIN_SHARE", "calendar_features
 
 FOLLOWS = 0.99  # share of the incident's rows (with a key the baseline saw) that must hold the baseline's value
 MIN_SEEN = 0.5  # share of the incident's rows whose key the baseline saw, below which nothing can be said
+SMOOTH_KEY = "time of day"  # the one key a smooth clock is read against (without an incident: keys seen on two days)
 KEYS = {
     "hour of day": pl.col(TS).dt.hour().cast(pl.Int32),
     "day of week": pl.col(TS).dt.weekday().cast(pl.Int32),
     "hour of week": (pl.col(TS).dt.weekday().cast(pl.Int32) - 1) * 24 + pl.col(TS).dt.hour().cast(pl.Int32),
-    "time of day": pl.col(TS).dt.hour().cast(pl.Int32) * 60 + pl.col(TS).dt.minute().cast(pl.Int32),  # to the minute
+    SMOOTH_KEY: pl.col(TS).dt.hour().cast(pl.Int32) * 60 + pl.col(TS).dt.minute().cast(pl.Int32),  # to the minute
 }
-SMOOTH_KEY = "time of day"  # the one key a smooth clock is read against (without an incident: keys seen on two days)
 WITHIN_SHARE = 1e-3  # a smooth clock: the share of its baseline variance its key leaves unexplained, at most
-TOLERANCE_SD = 4.0  # ... and an incident row within this many of the baseline's standard deviations at its key
+TOLERANCE_SD = 4.0  # ... and an incident row within this many pooled within-key standard deviations of the key's mean
 
 
 def calendar_features(baseline: pl.DataFrame, incident: pl.DataFrame, features: tuple[str, ...] | list[str],
