@@ -18,7 +18,8 @@ START = datetime(2026, 3, 2, tzinfo=UTC)
 def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 800, onset: int | None = None,
                break_: str = "signal", slice_: tuple[str, str] | None = None, delay_hours: int = 5,
                delay_bias: float = 0.0, end: int | None = None, offset: float = 0.8, round_to: int | None = None,
-               day_sd: float = 0.0, bias: float = 0.0, drift: float = 0.0) -> Path:
+               day_sd: float = 0.0, bias: float = 0.0, drift: float = 0.0,
+               earlier: tuple[int, int, float] | None = None) -> Path:
     """Write ``root/predictions.parquet`` and return ``root``.
 
     ``break_`` after ``onset`` (hours from the start), inside ``slice_`` if given:
@@ -36,6 +37,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     ``bias`` is added to every served logit: a model that runs that far off the label rate from the start.
     ``drift`` is a logit offset on the clicks that grows linearly from 0 to that value across the log, unseen by the
     model: a population drifting, no incident.
+    ``earlier = (start, stop, offset)``: an earlier incident that ended, every served logit + ``offset`` on those hours
+    (a snapshot served for a while, then rolled back).
     Labels of the last ``delay_hours`` are
     partly missing; ``delay_bias`` > 0 makes late labels more often positive (so
     the joined ones look negative-heavy), the realistic bad case.
@@ -78,6 +81,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     logit = -2.2 + 0.25 * cycle + np.vectorize(eff.get)(country) + 1.1 * score_a + 0.6 * np.log(score_b) + bias
     if break_ == "calibration":
         logit = np.where(after, logit + offset, logit)
+    if earlier is not None:
+        logit = np.where((hour >= earlier[0]) & (hour < earlier[1]), logit + earlier[2], logit)
     p = 1 / (1 + np.exp(-logit))
     if round_to is not None:
         p = np.round(p, round_to)

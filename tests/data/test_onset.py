@@ -450,6 +450,53 @@ def test_day_to_day_variance_is_estimated_and_counted_as_normal_variation():
     assert np.isclose(_concentration(weights, day, np.array([0]), np.array([300]))[0], conc[-1])
 
 
+def test_an_earlier_incident_that_ended_does_not_hide_a_later_one(tmp_path):
+    """An outside test's snapshot served calibration x2 for ten hours and was rolled back; days later a feature's
+    break took the ratio to 0.55 to the end of the log: "no regression". Each change, left in the residuals of the
+    other, widened the day-to-day variance until neither was significant (these seeds: robust z 5.3 and 5.4 against
+    thresholds of 5.4 and 5.5, the day-to-day sd 0.10 in log units where the log has none). The noise is now what both
+    leave when the second is a change of its own; and the answer is the later, lasting one (once found, the earlier
+    was named on half of these logs)."""
+    for seed in (0, 2):
+        case = open_case(write_case(tmp_path / str(seed), seed=seed, hours=144, per_hour=400, onset=123,
+                                    break_="calibration", offset=-0.6, earlier=(26, 36, 0.8)))
+        found = detect_onset(case)
+        assert found.detected and found.metric == "calibration_ratio", str(found)
+        assert found.verdict("calibration_ratio").day_sd < 0.03
+        # the answer is the regression that lasts; the one that ended before it is named as earlier
+        assert abs((found.onset - START) / timedelta(hours=1) - 123) <= 1 and found.end is None, str(found)
+        assert found.series.height == 144 and found.series["window"].is_sorted()
+        if seed == 0:  # the earlier, larger change is what the first scan locates here; the second scan the later
+            assert found.baseline.start >= found.earlier.end
+            assert abs((found.earlier.onset - START) / timedelta(hours=1) - 26) <= 1
+            assert abs((found.earlier.end - START) / timedelta(hours=1) - 36) <= 1
+            assert json.loads(json.dumps(found.to_dict()))["earlier"]["metric"] == "calibration_ratio"
+            said = diagnose(case).evidence("prediction_quality").summary
+            assert "An earlier regression ended before this one began" in said and "2026-03-03 02:00" in said, said
+    # without the later break, the earlier one is the answer
+    alone = detect_onset(open_case(write_case(tmp_path / "alone", seed=0, hours=144, per_hour=400,
+                                              earlier=(26, 36, 0.8))))
+    assert alone.detected and alone.end is not None and alone.earlier is None, str(alone)
+
+
+def test_taking_out_a_second_change_keeps_the_false_alarm_rate():
+    """Under no change the second shift (:func:`_second_shift`) is taken out only when it passes the threshold on its
+    own, so the rate at which the maximum passes stays the level the threshold was drawn at (Gaussian series, as the
+    null draws)."""
+    from workbench.data.onset import _critical, _days, _null_maxima, _scan, _space
+
+    rng = np.random.default_rng(7)
+    for n, direction in ((144, 0), (144, 1), (240, 0)):
+        hours = np.arange(n, dtype=float)
+        weights = rng.uniform(200, 800, n)
+        space = _space(hours, weights, 1.0, day=_days(hours, 0.0, 1.0))
+        threshold = _critical(_null_maxima(weights.tobytes(), hours.tobytes(), 1.0, 0.0, direction, 2000), 0.05)
+        sims = 2000
+        passed = sum(_scan(space, space.project(rng.standard_normal(n)), direction, threshold)[3] >= threshold
+                     for _ in range(sims))
+        assert 0.035 <= passed / sims <= 0.07, (n, direction, passed / sims)
+
+
 def test_a_calibration_that_varies_from_day_to_day_is_no_incident(tmp_path):
     # each day's clicks carry a common logit offset (sd 0.08) the model does not see: the calibration ratio moves
     # ~10% from one day to the next, tens of sampling errors at 1,500 rows an hour; a period-level spread alone

@@ -74,6 +74,16 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _earlier(on: Onset) -> str:
+    """A regression that ended before the one reported began, in words (:func:`workbench.data.onset._latest`)."""
+    before = on.earlier
+    head = before.verdict(before.metric) if before is not None else None
+    if before is None or head is None or before.onset is None or before.end is None:
+        return ""
+    return (f" An earlier regression ended before this one began: {_lower(describe_metric(head))} from "
+            f"{before.onset:%Y-%m-%d %H:%M} until {before.end:%Y-%m-%d %H:%M} UTC; it is not the one diagnosed.")
+
+
 def prediction_quality(ctx: Context) -> Evidence:
     """Strength: the headline metric's robust severity (σ beyond its cycle-aware normal range) through ``from_z``.
 
@@ -105,7 +115,7 @@ def prediction_quality(ctx: Context) -> Evidence:
         given = " in the given windows" if on.forced else f", {on.severity:.1f}σ beyond its normal variation"
         also = [_lower(describe_metric(v)) for v in on.metrics if v.regressed and v.metric != on.metric]
         summary = (f"{describe_metric(head)}{where} from {on.onset:%Y-%m-%d %H:%M} UTC{until}{given} (per {per}{timed})"
-                   + (f"; also {'; '.join(also)}" if also else "") + "." + untested)
+                   + (f"; also {'; '.join(also)}" if also else "") + "." + _earlier(on) + untested)
         return Evidence("prediction_quality", "fail", S.from_z(on.severity) if not on.forced else 1.0, summary,
                         detail=on.method, data=data)
     steady = "; ".join(f"{SHORT.get(v.metric, v.metric)} {v.baseline:.3f} → {v.current:.3f}" for v in on.metrics if v.tested)
