@@ -462,7 +462,7 @@ def test_an_earlier_incident_that_ended_does_not_hide_a_later_one(tmp_path):
                                     break_="calibration", offset=-0.6, earlier=(26, 36, 0.8)))
         found = detect_onset(case)
         assert found.detected and found.metric == "calibration_ratio", str(found)
-        assert found.verdict("calibration_ratio").day_sd < 0.03
+        assert found.verdict("calibration_ratio").day_sd < 0.05  # 0.10-0.13 when each change was the other's noise
         # the answer is the regression that lasts; the one that ended before it is named as earlier
         assert abs((found.onset - START) / timedelta(hours=1) - 123) <= 1 and found.end is None, str(found)
         assert found.series.height == 144 and found.series["window"].is_sorted()

@@ -186,7 +186,7 @@ def detect_segment_onset(case: Case, metrics: tuple[str, ...] = WATCHED, *, alph
     finer = "calibration_ratio" in metrics  # the one metric whose thin periods have an exact law: their clicks' counts
 
     def own_grain(series: QualitySeries, level: float) -> Onset:
-        return detect_onset(series, metrics, alpha=level)
+        return detect_onset(series, metrics, alpha=level, latest=False)  # the largest: its alpha is counted once
 
     candidates: list[tuple[str, QualitySeries, Callable[[QualitySeries, float], Onset]]] = []
     minority: list[tuple[str, QualitySeries, Callable[[QualitySeries, float], Onset]]] = []  # under min_share: counts
@@ -260,7 +260,8 @@ def locate_in_segment(case: Case, whole: Onset, metrics: tuple[str, ...] = WATCH
         return None
     if grain != whole.grain:
         table = quality_series(case, every=grain, rows=rows).table
-    found = detect_onset(QualitySeries(table=table, every=grain, by=()), metrics, alpha=alpha)
+    found = detect_onset(QualitySeries(table=table, every=grain, by=()), metrics, alpha=alpha,
+                         latest=whole.earlier is not None)  # the same regression as the whole traffic's answer
     if not found.detected or not found.incident.overlaps(whole.incident):
         return None
     return SegmentOnset(segment=segment, onset=found, tested=1, alpha=alpha)
