@@ -104,9 +104,10 @@ Method, per metric:
    refined given the end. The incident *ended* there when the level after it is back: the
    return is significant at the same per-metric level and less than half of the
    shift remains. Otherwise it lasts (``end`` is None).
-8. **The latest regression.** When the incident ended, the periods after its end are
-   scanned again (steps 1-7 on them alone); a regression found there is the answer, and
-   the one that ended before it is its ``earlier`` (:func:`_latest`).
+8. **The latest regression.** When the incident ended, the log is scanned again (steps
+   2-7) for a shift that starts after its end, the ended one a term of the design; a
+   regression found there is the answer, and the one that ended before it is its
+   ``earlier`` (:func:`_latest`).
 
 Windows: ``incident`` is ``[onset, end)`` (or to the end of the reliably labelled
 periods); ``baseline`` is the same span before the onset, aligned to the cycle: the
