@@ -479,6 +479,35 @@ def test_an_earlier_incident_that_ended_does_not_hide_a_later_one(tmp_path):
     assert alone.detected and alone.end is not None and alone.earlier is None, str(alone)
 
 
+def test_a_second_change_is_one_apart_from_the_first_not_its_shape():
+    """A shift inside or around the best one is its shape (an onset period cut in two holds half the step): taken out,
+    it shrank the metric's spread and moved three outside tests' joint onsets a period late. A change apart from it
+    is taken out."""
+    from workbench.data.onset import _critical, _null_maxima, _scan, _second_shift, _space, _stats
+
+    rng = np.random.default_rng(5)
+    n = 60
+    hours = np.arange(n, dtype=float) * 6
+    weights = np.full(n, 400.0)
+    space = _space(hours, weights, 6.0)
+    threshold = _critical(_null_maxima(weights.tobytes(), hours.tobytes(), 6.0, 0.0, 0, 400), 0.001)
+    noise = rng.standard_normal(n) / 20
+    step = np.where(np.arange(n) >= 45, 0.6, 0.0)
+    step[44] = 0.3  # the onset inside period 44: half the step
+
+    def second(y: np.ndarray) -> tuple[float, float] | None:
+        r = space.project(y * space.sw)
+        stat = np.abs(_stats(space, r))
+        best = int(np.argmax(stat))
+        unit = space.shift_unit(int(space.starts[best]), int(space.stops[best]))
+        return _second_shift(space, r - unit * float(_stats(space, r)[best]), best, unit, threshold)
+
+    assert second(noise + step) is None
+    earlier = np.where((np.arange(n) >= 12) & (np.arange(n) < 20), -0.5, 0.0)
+    assert second(noise + step + earlier) is not None
+    assert _scan(space, space.project((noise + step + earlier) * space.sw), 0, threshold)[3] > threshold
+
+
 def test_taking_out_a_second_change_keeps_the_false_alarm_rate():
     """Under no change the second shift (:func:`_second_shift`) is taken out only when it passes the threshold on its
     own, so the rate at which the maximum passes stays the level the threshold was drawn at (Gaussian series, as the
