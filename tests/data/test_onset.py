@@ -473,6 +473,12 @@ def test_an_earlier_incident_that_ended_does_not_hide_a_later_one(tmp_path):
             assert json.loads(json.dumps(found.to_dict()))["earlier"]["metric"] == "calibration_ratio"
             said = diagnose(case).evidence("prediction_quality").summary
             assert "An earlier regression ended before this one began" in said and "2026-03-03 02:00" in said, said
+    # a later regression a day after the earlier one's end: its baseline (the same hours a day before) starts after
+    # that end, never inside the regression that ended
+    close = detect_onset(open_case(write_case(tmp_path / "close", seed=0, hours=144, per_hour=400, onset=120,
+                                              break_="calibration", offset=-0.6, earlier=(100, 110, 0.8))))
+    assert close.earlier is not None and close.onset == START + timedelta(hours=120), str(close)
+    assert close.baseline.start == close.earlier.end == START + timedelta(hours=110), close.baseline
     # without the later break, the earlier one is the answer
     alone = detect_onset(open_case(write_case(tmp_path / "alone", seed=0, hours=144, per_hour=400,
                                               earlier=(26, 36, 0.8))))

@@ -57,9 +57,9 @@ Method, per metric:
    period's sampling error is tiny and a day's own deviation is what "normal"
    means. ``severity`` is the best statistic over that scale, a robust z; the
    onset and end are located by the fit over ``sigma`` alone. When the best shift
-   in what the best one leaves passes the threshold (step 5) on its own, it is a
-   change too, not normal variation (an incident that ended before another began):
-   the noise is then what the two leave (:func:`_second_shift`).
+   apart from the best one, in what that one leaves, passes the threshold (step 5) on
+   its own, it is a change too, not normal variation (an incident that ended before
+   another began): the noise is then what the two leave (:func:`_second_shift`).
 5. **Decision.** The statistic is a maximum over many ``(tau, L)``, so it is
    compared with the ``1 - alpha / m`` quantile of the same maximum under no
    change: ``NULL_DRAWS`` Gaussian series with the observed weights and days, put
@@ -625,7 +625,7 @@ def _second_shift(space: _Space, left: np.ndarray, best: int, unit: np.ndarray, 
     widens their spread and, above all, the day-to-day variance of the days it covers, and the larger change masks
     the other (an outside test's rolled-back snapshot, calibration x2 for ten hours, hid a feature's lasting break).
     The second shift is the candidate apart from the first (no period in common: a shift inside or around the first
-    is its shape, and taking it out moved two outside tests' onsets a period late) with the largest t fitted jointly
+    is its shape, and taking it out moved three outside cases' onsets a period late) with the largest t fitted jointly
     with the first (Frisch-Waugh: its unit vector with the first's projected out), tested either way, an old
     improvement too, over the noise the two leave, whose day-to-day variance counts the days' deviations the two fits
     absorbed (:func:`_day_variance`'s ``taken``). ``best``: the first shift's candidate index."""
