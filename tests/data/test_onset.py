@@ -485,6 +485,26 @@ def test_an_earlier_incident_that_ended_does_not_hide_a_later_one(tmp_path):
     assert alone.detected and alone.end is not None and alone.earlier is None, str(alone)
 
 
+def test_a_later_regressions_baseline_is_clear_of_the_one_that_ended():
+    """The baseline of a regression found after an earlier one ended (step 8) never holds the earlier one. The first
+    version cut it at the earlier end only, and a baseline that ended inside the earlier regression (the same hours a
+    day before a later onset, dev multi/coverage_plus_calibration/3) raised "window end is not after its start"."""
+    from workbench.data.onset import _clear_of
+
+    def at(h: float) -> datetime:
+        return START + timedelta(hours=h)
+
+    class Ended:  # the two fields _clear_of reads of the earlier Onset
+        onset, end = at(10), at(20)
+
+    incident = Window(at(40), at(50))
+    assert _clear_of(Window(at(0), at(8)), Ended, incident) == Window(at(0), at(8))  # apart: as it was
+    assert _clear_of(Window(at(15), at(30)), Ended, incident) == Window(at(20), at(30))  # its part after the end
+    assert _clear_of(Window(at(4), at(16)), Ended, incident) == Window(at(4), at(10))  # its part before the onset
+    assert _clear_of(Window(at(12), at(18)), Ended, incident) == Window(at(20), at(40))  # inside: the periods between
+    assert _clear_of(Window(at(12), at(18)), Ended, Window(at(20), at(30))) == Window(at(12), at(18))  # nothing left
+
+
 def test_a_second_change_is_one_apart_from_the_first_not_its_shape():
     """A shift inside or around the best one is its shape (an onset period cut in two holds half the step): taken out,
     it shrank the metric's spread and moved three outside tests' joint onsets a period late. A change apart from it

@@ -1205,8 +1205,8 @@ def _detect(series: QualitySeries, choice: GrainChoice | None, names: tuple[str,
             onset_time = table["window"][row]
             end_time = table["window"][end_row] if end_row is not None else None
         baseline, incident = _windows(onset_time, end_time or last_end, first, grain_name)
-        if earlier and earlier[-1].end is not None and baseline.start < earlier[-1].end < incident.start:
-            baseline = Window(earlier[-1].end, baseline.end)  # never the regression that ended before
+        if earlier:
+            baseline = _clear_of(baseline, earlier[-1], incident)
         tb, ti = table.filter(baseline.contains("window")), table.filter(incident.contains("window"))
         moved = prediction_move(tb, ti)
         kept = [f for f in hits if material(f.metric, pool(tb, f.metric), pool(ti, f.metric), moved=moved)]
@@ -1244,6 +1244,19 @@ def _detect(series: QualitySeries, choice: GrainChoice | None, names: tuple[str,
         method=method, end=end_time, grain=grain_name, metrics=verdicts,
         reason=choice.reason if choice is not None else "")
     return _latest(found, series, names, alpha, null_draws, earlier) if latest else found
+
+
+def _clear_of(baseline: Window, before: Onset, incident: Window) -> Window:
+    """``baseline`` without the regression ``before`` that ended before ``incident`` began (step 8): its part after
+    that end, else its part before that onset, else the periods between that end and the incident; as it was when it
+    does not overlap, or when nothing is left (an incident that began as the other ended, on a baseline inside it)."""
+    if before.onset is None or before.end is None or not baseline.overlaps(Window(before.onset, before.end)):
+        return baseline
+    if max(baseline.start, before.end) < baseline.end:
+        return Window(max(baseline.start, before.end), baseline.end)
+    if baseline.start < before.onset:
+        return Window(baseline.start, min(baseline.end, before.onset))
+    return Window(before.end, incident.start) if before.end < incident.start else baseline
 
 
 def _latest(found: Onset, series: QualitySeries, names: tuple[str, ...], alpha: float, null_draws: int,
