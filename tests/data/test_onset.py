@@ -466,6 +466,9 @@ def test_an_earlier_incident_that_ended_does_not_hide_a_later_one(tmp_path):
         # the answer is the regression that lasts; the one that ended before it is named as earlier
         assert abs((found.onset - START) / timedelta(hours=1) - 123) <= 1 and found.end is None, str(found)
         assert found.series.height == 144 and found.series["window"].is_sorted()
+        # the plotted expectation is the cycle alone: the earlier regression (calibration x2) stands out of it too
+        z = found.series.filter(pl.col("window").is_between(START + timedelta(hours=27), START + timedelta(hours=35)))["z"]
+        assert z.mean() > 2 and z.min() > 1, z.to_list()  # about 0 with its term in the expectation
         if seed == 0:  # the earlier, larger change is what the first scan locates here; the second scan the later
             assert found.baseline.start >= found.earlier.end
             assert abs((found.earlier.onset - START) / timedelta(hours=1) - 26) <= 1

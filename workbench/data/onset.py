@@ -885,12 +885,10 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     if material and not _weekly(grain_hours, span):
         material = _beside_a_line(metric, x, y, space.sw, start, stop, served, t_hours[rows])
     expected = np.full(table.height, np.nan)
+    # the cycle alone: an earlier regression's term (step 8) is fitted beside it but is no part of what is expected, so
+    # the plotted series shows that regression too
     design_all = _design(t_hours, grain_hours, span=span)
-    if terms is not None:  # the earlier regressions' terms over every row, as fitted
-        every = np.arange(table.height)
-        kept = [(a, b) for a, b in earlier if ((rows >= a) & (rows < b)).any()]
-        design_all = np.column_stack([design_all, *[((every >= a) & (every < b)).astype(float) for a, b in kept]])
-    cycle = design_all @ sized.coef[: x.shape[1]]
+    cycle = design_all @ sized.coef[: design_all.shape[1]]
     expected[: len(cycle)] = np.exp(cycle) if metric in LOG_SCALE else cycle
     return _Fit(metric, rows, space, r, y, sigma, tau2, severity, threshold, best, effect,
                 bool(severity >= threshold and material), sized.level, expected, se_shift, span)
