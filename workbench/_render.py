@@ -37,6 +37,11 @@ def records(frame: pl.DataFrame) -> list[dict]:
     return [cast(dict, jsonable(row)) for row in frame.iter_rows(named=True)]  # jsonable keeps a dict a dict
 
 
+def moved(before: float | None, after: float | None) -> str:
+    """"rose" or "fell": the word for a metric's move between two values (the CLI's and the report's headline)."""
+    return "rose" if (after or 0) > (before or 0) else "fell"
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
     """A short number for the CLI text forms; an en dash for missing."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

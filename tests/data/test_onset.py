@@ -474,8 +474,13 @@ def test_an_earlier_incident_that_ended_does_not_hide_a_later_one(tmp_path):
             assert abs((found.earlier.onset - START) / timedelta(hours=1) - 26) <= 1
             assert abs((found.earlier.end - START) / timedelta(hours=1) - 36) <= 1
             assert json.loads(json.dumps(found.to_dict()))["earlier"]["metric"] == "calibration_ratio"
-            said = diagnose(case).evidence("prediction_quality").summary
+            d = diagnose(case)
+            said = d.evidence("prediction_quality").summary
             assert "An earlier regression ended before this one began" in said and "2026-03-03 02:00" in said, said
+            from workbench.report.html import render_report
+
+            # the calibration fell: the report's headline said "rose" whatever the move (the CLI's said "fell")
+            assert "calibration_ratio fell from" in render_report(d) and "calibration_ratio fell from" in str(d)
     # a later regression a day after the earlier one's end: its baseline (the same hours a day before) starts after
     # that end, never inside the regression that ended
     close = detect_onset(open_case(write_case(tmp_path / "close", seed=0, hours=144, per_hour=400, onset=120,

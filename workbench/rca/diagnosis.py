@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from workbench._render import moved
 from workbench.case.loader import Case, open_case
 from workbench.data.onset import Onset, PendingLabels
 from workbench.rca.checks import default_tree
@@ -134,9 +135,8 @@ class Diagnosis:
             until = (f" in the window given, to {iso(self.incident.end)}" if forced else
                      f" until {a['end']} (recovered)" if a["end"] else " (still lasting)")
             where = f" in {a['segment']}" if a["segment"] else ""
-            moved = "rose" if (a["current"] or 0) > (a["baseline"] or 0) else "fell"
-            lines.append(f"anomaly: {a['metric']}{where} {moved} from {a['baseline']:.3f} to {a['current']:.3f} "
-                         f"from {a['onset']}{until}, per {a['grain']}")
+            lines.append(f"anomaly: {a['metric']}{where} {moved(a['baseline'], a['current'])} from {a['baseline']:.3f} to "
+                         f"{a['current']:.3f} from {a['onset']}{until}, per {a['grain']}")
             also = [m["metric"] for m in a["metrics"] if m["regressed"] and m["metric"] != a["metric"]]
             if also:
                 lines.append(f"         also regressed: {', '.join(also)}")

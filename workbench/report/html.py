@@ -11,6 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workbench._render import moved
 from workbench.rca.plotspec import render_svg
 
 if TYPE_CHECKING:
@@ -53,7 +54,8 @@ def render_report(diagnosis: Diagnosis) -> str:
            f"baseline {escape(str(d.baseline))}, incident {escape(str(d.incident))}</p>",
            f"<p class='headline'>{headline}</p>"]
     if a["detected"]:
-        out.append(f"<p>{escape(a['metric'])} rose from {a['baseline']:.4f} to {a['current']:.4f}; onset {escape(str(a['onset']))}.</p>")
+        out.append(f"<p>{escape(a['metric'])} {moved(a['baseline'], a['current'])} from {a['baseline']:.4f} to "
+                   f"{a['current']:.4f}; onset {escape(str(a['onset']))}.</p>")
 
     out.append("<h2>Root causes</h2>")
     for i, c in enumerate(d.root_causes):
