@@ -596,11 +596,12 @@ def _orient(stat: np.ndarray, direction: int) -> np.ndarray:
     return stat * direction if direction else np.abs(stat)
 
 
-def _noise(space: _Space, resid: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+def _noise(space: _Space, resid: np.ndarray, taken: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | float]:
     """``(sigma, tau^2)`` of the residuals the best shift leaves (columns: draws): their robust spread in units of
-    sampling error (``1.4826 MAD``, floored at 1) and the day-to-day variance (:func:`_day_variance`)."""
+    sampling error (``1.4826 MAD``, floored at 1) and the day-to-day variance (:func:`_day_variance`, ``taken`` as
+    there)."""
     sigma = np.maximum(MAD_TO_SD * np.median(np.abs(resid - np.median(resid, axis=0)), axis=0), 1.0)
-    return sigma, _day_variance(space, resid, sigma)
+    return sigma, _day_variance(space, resid, sigma, taken)
 
 
 def _scan(space: _Space, r: np.ndarray, direction: int, threshold: float) -> tuple[int, float, float, float]:
@@ -612,8 +613,8 @@ def _scan(space: _Space, r: np.ndarray, direction: int, threshold: float) -> tup
     best = int(np.argmax(oriented))
     unit = space.shift_unit(int(space.starts[best]), int(space.stops[best]))
     left = r - unit * float(stat[best])
-    noise = _noise(space, left)
-    sigma, tau2 = _second_shift(space, left, best, unit, threshold) or (float(noise[0]), float(noise[1]))
+    noise = _second_shift(space, left, best, unit, threshold) or _noise(space, left)
+    sigma, tau2 = float(noise[0]), float(noise[1])
     return best, sigma, tau2, float(_scaled(space, oriented, sigma, tau2).max())
 
 
@@ -643,12 +644,11 @@ def _second_shift(space: _Space, left: np.ndarray, best: int, unit: np.ndarray, 
     other = other - unit * float(unit @ other)
     own = float(other @ other)
     t = float(stat[second]) / math.sqrt(own)
-    rest = left - other * (float(stat[second]) / own)
-    sigma = max(MAD_TO_SD * float(np.median(np.abs(rest - np.median(rest)))), 1.0)
-    tau2 = float(_day_variance(space, rest, sigma, np.column_stack([unit, other / math.sqrt(own)])))
-    if abs(t) / math.sqrt(float(sigma) ** 2 + float(tau2) * float(space.conc[second])) < threshold:
+    noise = _noise(space, left - other * (float(stat[second]) / own), np.column_stack([unit, other / math.sqrt(own)]))
+    sigma, tau2 = float(noise[0]), float(noise[1])
+    if abs(t) / math.sqrt(sigma**2 + tau2 * float(space.conc[second])) < threshold:
         return None
-    return float(sigma), float(tau2)
+    return sigma, tau2
 
 
 def _scaled(space: _Space, oriented: np.ndarray, sigma: np.ndarray | float, tau2: np.ndarray | float) -> np.ndarray:
@@ -846,9 +846,8 @@ def _fit(table: pl.DataFrame, metric: str, end_row: int, level: float, draws: in
     t_hours = ((table["window"] - table["window"][0]).dt.total_seconds() / 3600.0).to_numpy()
     n = len(rows)
     span = float(t_hours[rows][-1] - t_hours[rows][0]) if n else 0.0
-    terms = np.column_stack([(rows >= a) & (rows < b) for a, b in earlier]).astype(float) if earlier else None
-    if terms is not None:
-        terms = terms[:, terms.sum(axis=0) > 0] if (terms.sum(axis=0) > 0).any() else None
+    inside = [held for held in ((rows >= a) & (rows < b) for a, b in earlier) if held.any()]  # usable periods of each
+    terms = np.column_stack(inside).astype(float) if inside else None
     first_start = int(np.searchsorted(rows, earlier[-1][1])) if earlier else 0
     if n < max(min_before(grain_hours), first_start) + MIN_LENGTH + 1:
         return _Fit(metric, rows, None, np.array([]), values[rows], math.nan, 0.0, 0.0, math.inf, 0, 0.0, False,

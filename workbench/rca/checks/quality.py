@@ -6,6 +6,7 @@ import math
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from workbench._render import moved
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
 from workbench.rca.checks._common import windows_shade
@@ -27,9 +28,8 @@ GRAIN_WORDS = {"15m": "15 minutes", "1h": "hour", "6h": "6 hours", "1d": "day", 
 def describe_metric(v: MetricVerdict) -> str:
     """``name went from a to b (+x%)`` for one watched metric."""
     change = (v.current / v.baseline - 1) if v.baseline and math.isfinite(v.baseline) and math.isfinite(v.current) else math.nan
-    direction = "rose" if v.current > v.baseline else "fell"
     pct = f" ({change:+.1%})" if math.isfinite(change) else ""
-    return f"{NAMES.get(v.metric, v.metric)} {direction} from {v.baseline:.3f} to {v.current:.3f}{pct}"
+    return f"{NAMES.get(v.metric, v.metric)} {moved(v.baseline, v.current)} from {v.baseline:.3f} to {v.current:.3f}{pct}"
 
 
 def _lower(text: str) -> str:
