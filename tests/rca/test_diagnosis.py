@@ -156,6 +156,15 @@ def test_a_registered_node_shows_up_everywhere(monkeypatch):
     assert any(c.target == "country=US" and c.path[-1] == "holiday" for c in d.root_causes)
 
 
+def test_the_quality_checks_reading_names_every_watched_metric():
+    """The report and the panel show this under the quality plot whatever the headline metric: it said "normalized
+    entropy rose" under a calibration headline."""
+    from workbench.data.onset import WATCHED
+
+    read = default_tree().nodes["prediction_quality"].read.lower()
+    assert all(metric.replace("_", " ") in read for metric in WATCHED) and "rose" not in read
+
+
 def test_plugin_module_through_the_cli(tmp_path):
     (tmp_path / "my_checks.py").write_text(
         "from workbench.rca import Evidence, Node, register\n"

@@ -20,7 +20,9 @@ __all__ = ["DEFAULT_NODES", "default_tree"]
 DEFAULT_NODES = (
     Node("prediction_quality", "Did prediction quality regress beyond its normal variation, and when?", prediction_quality,
          children=("label_side", "model_side", "served_beside", "feature_side", "calibration", "slice"),
-         read="fail means normalized entropy rose beyond the hour-of-day-aware normal range; the onset is the first bad hour."),
+         read="fail means a watched metric (normalized entropy, calibration ratio or AUC) got worse beyond its "
+              "cycle-aware normal range; the headline names the one that regressed most, the onset its first bad "
+              "period."),
     Node("label_side", "Did the labels move while predictions and features did not?", label_side,
          read="fail means the label rate shifted on its own: a logging or join problem, not the model."),
     Node("model_side", "Was a snapshot published near the onset, and is it different from the benign refreshes?", model_side,
