@@ -70,9 +70,12 @@ Method, per metric:
    ``alpha = 0.001`` (family-wise), if the model holds. (A second shift is taken out only when it passes this
    threshold itself, which under no change it rarely does: on Gaussian series the rate stays the level, 0.046-0.057
    at 0.05. The null draws hold no day-to-day variation, and where a log has it the rate is above the level, the
-   more so the fewer its days: on ten hourly days with a day's sd 1-1.4 periods' sampling errors, 6.5 % at a
-   level of 0.033 % with one shift taken out, 8.1 % with the second; dev controls measure what this means on
-   logs like users'.) A regression must also be
+   more so the fewer its days: on ten hourly days with a day's sd 1-1.4 periods' sampling errors, 9 % at a
+   level of 0.033 % and 35 % at 5 % (``benchmarks/onset_day_effects.py``; 0 % and 5.2 % without day effects).
+   Draws with the variation the log showed would bring it to 2 % and 11 % but lose regressions a user wants found
+   (a 13 % calibration step on a four-day drifting log, a 27 % two-day label incident among ten days whose
+   calibration varies 5 % a day), so dev controls measure what this means on logs like users'.) A regression must
+   also be
    material: ``MIN_EFFECT`` relative to the level before it (NE and AUC 1%; the
    calibration ratio 5%, i.e. x1.05 or /1.05), because on millions of rows every
    change is significant; and material with confidence: the shift's worsening less
