@@ -322,3 +322,12 @@ def test_two_default_files_of_one_table_say_which_was_read(small_case):
     case = open_case(small_case)
     said = [w for w in case.warnings if "predictions.parquet, predictions.csv are all in the case" in w]
     assert said and "predictions.parquet was read" in said[0] and case.rows > 100
+
+
+def test_a_path_that_is_no_case_directory_says_what_it_is(tmp_path, small_case):
+    """A mistyped path read "not a directory" (it is not anything); the log file itself is a file inside the case."""
+    with pytest.raises(CaseError, match="does not exist"):
+        open_case(tmp_path / "no_such_case")
+    with pytest.raises(CaseError, match="is a file, not a directory") as err:
+        open_case(small_case / "predictions.parquet")
+    assert "the case directory that holds it" in str(err.value)

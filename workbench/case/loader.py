@@ -508,8 +508,11 @@ def open_case(path: str | Path, *, progress: Callable[[str], None] | None = None
     Float64
     """
     root = Path(path).expanduser().resolve()
+    if not root.exists():
+        raise CaseError(root, "does not exist.", "check the path: a case is a directory holding predictions.parquet "
+                        "(or a workbench.toml saying where the logs live).")
     if not root.is_dir():
-        raise CaseError(root, "not a directory.", "point the workbench at a case directory holding predictions.parquet.")
+        raise CaseError(root, "is a file, not a directory.", "point the workbench at the case directory that holds it.")
     say = progress or (lambda _msg: None)
     cfg = read_config(root)
     say("reading the serving log")
