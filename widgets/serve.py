@@ -6,7 +6,7 @@
     python -m workbench_widgets.serve --root /data/cases --port 5006     # the same, without a checkout
 
 Each browser session gets a path box, opens a case by its path below a configured
-root (``/workbench?case=cases/ctr-2026-11-20`` opens one directly) and then shows the
+root (``/serve?case=cases/ctr-2026-11-20`` opens one directly) and then shows the
 same investigation as ``investigate(case)`` in a notebook. What the operator decides:
 
 * **Roots.** Only directories under ``--root`` (or ``--model-root``) open. A path is
@@ -76,12 +76,17 @@ class ServeConfig:
 
     @classmethod
     def from_args(cls, argv: Sequence[str]) -> ServeConfig:
-        parser = argparse.ArgumentParser(prog="workbench_widgets.serve", description=__doc__.splitlines()[0])
-        parser.add_argument("--root", action="append", default=[], metavar="DIR", help="cases under DIR open; model.py is not run")
-        parser.add_argument("--model-root", action="append", default=[], metavar="DIR",
-                            help="cases under DIR open, and their model.py runs (only for cases you trust as code)")
-        parser.add_argument("--allow-sources", action="store_true", help="let a case's workbench.toml read logs from elsewhere")
-        args, _ = parser.parse_known_args(list(argv))
+        """From the arguments after ``panel serve widgets/serve.py --args``. One misspelt (``--model-roots``) is an
+        error naming it: ignored, it would serve without the root the operator meant."""
+        args, unknown = _options(argparse.ArgumentParser(prog="panel serve widgets/serve.py --args")).parse_known_args(
+            list(argv))
+        if unknown:
+            raise AccessError("workbench_widgets.serve", f"unknown argument(s): {' '.join(unknown)}.",
+                              "the options are --root DIR, --model-root DIR and --allow-sources.")
+        return cls.from_options(args)
+
+    @classmethod
+    def from_options(cls, args: argparse.Namespace) -> ServeConfig:
         roots: list[Root] = []
         for text, run_model in [*((r, False) for r in args.root), *((r, True) for r in args.model_root)]:
             path = Path(text).expanduser().resolve()
@@ -101,6 +106,15 @@ class ServeConfig:
         """From ``--args`` of ``panel serve`` (``sys.argv``), else from ``WORKBENCH_SERVE_ARGS``."""
         argv = sys.argv[1:] or os.environ.get(ENV_ARGS, "").split()
         return cls.from_args(argv)
+
+
+def _options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser`` with the operator's options: the roots and whether cases may read logs from elsewhere."""
+    parser.add_argument("--root", action="append", default=[], metavar="DIR", help="cases under DIR open; model.py is not run")
+    parser.add_argument("--model-root", action="append", default=[], metavar="DIR",
+                        help="cases under DIR open, and their model.py runs (only for cases you trust as code)")
+    parser.add_argument("--allow-sources", action="store_true", help="let a case's workbench.toml read logs from elsewhere")
+    return parser
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -224,18 +238,22 @@ def session(config: ServeConfig | None = None) -> ServedWorkbench:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m workbench_widgets.serve --root DIR [--model-root DIR] [--port N] [--address A]``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(add_help=False)
+    """``python -m workbench_widgets.serve --root DIR [--model-root DIR] [--port N] [--address A]
+    [--allow-websocket-origin HOST[:PORT]]``: the page at ``/serve``, as under ``panel serve widgets/serve.py``."""
+    parser = _options(argparse.ArgumentParser(prog="python -m workbench_widgets.serve",
+                                              description=(__doc__ or "").splitlines()[0]))
     parser.add_argument("--port", type=int, default=5006)
-    parser.add_argument("--address", default="127.0.0.1")
-    net, rest = parser.parse_known_args(argv)
-    config = ServeConfig.from_args(rest)
+    parser.add_argument("--address", default="127.0.0.1", help="the interface to listen on (0.0.0.0: every one)")
+    parser.add_argument("--allow-websocket-origin", action="append", default=[], metavar="HOST[:PORT]",
+                        help="a host name users reach the server by, beyond the address and localhost (a proxy's)")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    config = ServeConfig.from_options(args)
     from workbench_widgets.app import load_extensions
 
     load_extensions()
-    pn.serve({"workbench": lambda: session(config)}, port=net.port, address=net.address, show=False,
-             title="workbench", websocket_origin=[f"{net.address}:{net.port}", f"localhost:{net.port}"])
+    origins = [f"{args.address}:{args.port}", f"localhost:{args.port}", *args.allow_websocket_origin]
+    pn.serve({"serve": lambda: session(config)}, port=args.port, address=args.address, show=False, title="workbench",
+             websocket_origin=origins)
 
 
 if __name__ == "__main__":
