@@ -176,8 +176,8 @@ def read_config(root: Path) -> Config:
     if grain is not None and grain not in GRAINS:
         close = suggest(str(grain), GRAINS)
         raise CaseError(path, f"[case] grain = {grain!r} is not one of {list(GRAINS)}.",
-                        f'write grain = "{close}"' if close else 'write grain = "1h" (or "15m", "6h", "1d", "1w"), or leave it out '
-                        "to let the workbench choose the finest period with enough labelled rows.")
+                        f'write grain = "{close}"' if close else "write grain = one of " + ", ".join(f'"{g}"' for g in GRAINS) + ", or "
+                        "leave it out to let the workbench choose the finest period with enough labelled rows.")
     output = model.get("output", "logit")
     if output not in OUTPUTS:
         raise CaseError(path, f"[model] output = {output!r} is not one of {list(OUTPUTS)}.",

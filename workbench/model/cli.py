@@ -88,7 +88,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
                                   "bundles, upstream tables")
     audit.add_argument("case", help="the case directory")
     audit.add_argument("--window", metavar="FROM/TO", default=None,
-                       help="a healthy stretch of traffic to audit on (default: the week before the last day)")
+                       help="a healthy stretch of traffic to audit on (default, or 'latest': the week before the last "
+                            "day, which the guard's newest window is not part of)")
     audit.add_argument("--snapshot", metavar="ID", help="the snapshot to audit (default: the one that served the window)")
     audit.add_argument("--html", metavar="FILE", help="also write the audit as a self-contained HTML page")
     audit.add_argument("--json", action="store_true", help="print JSON")

@@ -28,7 +28,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         help="use non-default column names (event_time, p_click, clicked, model_version, feat_*, ...)",
     )
     p.add_argument("--snapshot-format", choices=SNAPSHOT_FORMATS, default="safetensors")
-    p.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
 def add_cli(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
