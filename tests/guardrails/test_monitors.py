@@ -72,6 +72,23 @@ def test_a_healthy_newest_window_passes_exit_0_and_says_so(capsys):
     assert gate["status"] == "pass" and gate["target"] == "ctr-20261120-1810"  # the newest snapshot
 
 
+def test_a_feature_never_logged_is_skipped_with_its_reason_not_a_crash(capsys, tmp_path):
+    """A feature null in every row: the unexplained-shift monitor's surrogate crashed in sklearn's binning ("window shape
+    cannot be larger than input array shape"), and the guard with it."""
+    import polars as pl
+
+    case_dir = tmp_path / "never_logged"
+    shutil.copytree(sample_case("control"), case_dir)
+    log = pl.read_parquet(case_dir / "predictions.parquet")
+    log.with_columns(pl.lit(None, pl.Float32).alias("f_ctr_7d")).write_parquet(case_dir / "predictions.parquet")
+    code, out, err = _run(capsys, str(case_dir), "--json", "-q")
+    verdict = json.loads(out)
+    jsonschema.validate(verdict, GUARD)
+    assert code == 0 and not verdict["tripped"] and "Traceback" not in err
+    skipped = {(m["monitor"], m["target"]) for m in verdict["monitors"] if m["status"] == "skip"}
+    assert ("feature_coverage", "f_ctr_7d") in skipped
+
+
 def test_an_unreadable_case_or_window_exits_2_with_a_message(capsys, tmp_path):
     code, out, err = _run(capsys, str(tmp_path), "--json")
     assert code == 2 and out == "" and "predictions.parquet" in err

@@ -447,8 +447,13 @@ def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np
     # spinning threads than it saves, 10-20x on a busy machine); on wider logs each region builds histograms of
     # hundreds of features, and the default (every core, or OMP_NUM_THREADS) took a 1,000-feature fit from 11.9 s to
     # 7.0 s on 2 cores. The fitted model is the same: each feature's histogram is built by one thread.
+    fit_x = x[~test]
+    # sklearn's binning cannot place a threshold in a column without a value (a feature null in every fitted row; the
+    # guard's baseline of a feature that was never logged): a constant there carries the same nothing, and keeps the
+    # column's index for the attribution
+    fit_x = np.where(np.isfinite(fit_x).any(axis=0), fit_x, 0.0)
     with threadpool_limits(limits=1 if x.shape[1] <= SPLIT_FEATURES else None, user_api="openmp"):
-        model = HistGradientBoostingRegressor(**params).fit(x[~test], z[~test])
+        model = HistGradientBoostingRegressor(**params).fit(fit_x, z[~test])
     resid = z[test] - model.predict(x[test])
     r2 = float(1 - resid.var() / z[test].var()) if z[test].var() > 0 else math.nan
     return model, r2
