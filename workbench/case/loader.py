@@ -347,13 +347,19 @@ def _canonical_exprs(ts_expr: pl.Expr, schema: pl.Schema, c: Columns) -> list[pl
     """The select that turns a serving log's rows into the case's canonical columns, for the loader and for the Dask
     workers' reader alike (:func:`workbench.data._dask.reader`). A float NaN in a feature is a missing value, as a
     null is (writers differ: pandas writes null, Spark and numpy NaN), so every reading counts it as lost coverage,
-    not as a value out of scale."""
+    not as a value out of scale; so is an infinite one (an overflow or a division by zero upstream: no model reads it
+    as a value, and in the drift statistics' sums it made every moment NaN)."""
     exprs = [ts_expr.alias(TS), pl.col(c.prediction).cast(pl.Float64).alias(PREDICTION),
              pl.col(c.label).cast(pl.Float64).alias(LABEL),
              pl.col(c.snapshot).cast(pl.String).alias(SNAPSHOT) if c.snapshot else pl.lit(None, pl.String).alias(SNAPSHOT)]
-    exprs += [pl.col(f).fill_nan(None) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in c.features]
+    exprs += [_finite(pl.col(f)) if schema[f].is_float() else pl.col(f).cast(pl.Float64) for f in c.features]
     exprs += [pl.col(s).cast(pl.String) for s in c.slices]
     return exprs
+
+
+def _finite(x: pl.Expr) -> pl.Expr:
+    """A float feature with its NaN and infinite values missing (:func:`_canonical_exprs`)."""
+    return pl.when(x.is_finite()).then(x)
 
 
 def _served_snapshot(snapshots: tuple[Snapshot, ...]) -> pl.Expr:
@@ -461,7 +467,7 @@ def _prepare_training(root: Path, cfg: Config, cols: Columns) -> tuple[pl.LazyFr
         exprs.insert(0, _time_expr(source, schema, stamp, lf)[0].alias(TS))
     present = [f for f in cols.features if f in schema]
     missing = [f for f in cols.features if f not in schema]
-    exprs += [pl.col(f).cast(pl.Float64).fill_nan(None) for f in present]  # NaN is missing, as in the log
+    exprs += [_finite(pl.col(f).cast(pl.Float64)) for f in present]  # NaN and infinity are missing, as in the log
     exprs += [pl.col(s).cast(pl.String) for s in cols.slices if s in schema]
     warnings = [f"{source.name} lacks feature(s) {missing}: training-serving skew is skipped for them."] if missing else []
     return lf.select(exprs), warnings, source
