@@ -6,9 +6,10 @@ calibration ratio and AUC rest on normal approximations of binomial counts,
 which hold once a period has at least ``MIN_POSITIVES`` positives and
 ``MIN_NEGATIVES`` negatives (the usual ``n p >= 20`` rule). A change-point scan
 needs enough such periods on both sides of a change: at least ``MIN_PERIODS``
-testable periods, and at least ``MIN_SHARE`` of the periods in the labelled span
+testable periods, and at least ``MIN_SHARE`` of the periods with traffic in the labelled span
 testable (so a grain where most periods are too thin is not chosen for its few
-busy ones). A period's positives are the observed ones or, when more, the ones the
+busy ones; a period without any row is missing, not thin: a log whose serving stopped for a day read "too sparse to
+test at any grain" over two days of 500 rows an hour). A period's positives are the observed ones or, when more, the ones the
 model expects (``sum p`` over its labelled rows), and its negatives likewise, as the
 detector counts them (:func:`workbench.metrics.counted_classes`): under no change
 the two agree, and an incident that removes the clicks (or collapses the
@@ -68,7 +69,7 @@ def profile_at(profile: pl.DataFrame, grain: str) -> pl.DataFrame:
 class GrainChoice:
     """The chosen grain (None: too sparse to test at any grain), why, and the tally behind it.
 
-    ``table`` has one row per grain considered: ``grain``, ``periods`` (in the
+    ``table`` has one row per grain considered: ``grain``, ``periods`` (with traffic, in the
     reliably labelled span), ``testable`` (periods with enough positives and
     negatives, each observed or, when more, expected), ``share``, ``fits`` (whether it qualifies).
     """
@@ -99,7 +100,8 @@ def _tally(profile: pl.DataFrame, grain: str, min_count: int = MIN_POSITIVES) ->
     labeled = head["labeled"].cast(pl.Float64).to_numpy()
     positives, negatives = counted_classes(observed, expected, labeled)
     ok = int(((positives >= min_count) & (negatives >= min_count)).sum())
-    return {"grain": grain, "periods": end, "testable": ok, "share": ok / end if end else 0.0,
+    served = int((head["rows"] > 0).sum())  # periods without a row are missing, not thin (module docstring)
+    return {"grain": grain, "periods": served, "testable": ok, "share": ok / served if served else 0.0,
             "all_periods": p.height}
 
 
@@ -137,7 +139,7 @@ def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_cou
     labeled = int(profile["labeled"].sum()) if profile.height else 0
     positives = int(profile["positives"].sum()) if profile.height else 0
     why = (f"too sparse to test at any grain: {labeled:,} labelled rows ({positives:,} positives) in all; even per "
-           f"{_words(best['grain'])} only {best['testable']} of {best['periods']} periods hold {min_count} positives and "
+           f"{_words(best['grain'])} only {best['testable']} of {best['periods']} periods with traffic hold {min_count} positives and "
            f"{min_count} negatives, observed or expected by the model (a test needs {MIN_PERIODS} such periods, and "
            f"{MIN_SHARE:.0%} of the periods)")
     return GrainChoice(None, why, table)
