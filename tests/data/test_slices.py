@@ -68,6 +68,24 @@ def test_search_finds_a_small_injected_slice_and_not_noise(tmp_path):
     assert all("country=KR" in s for s in sig["slice"]), str(search)
 
 
+def test_a_column_of_rare_values_is_searched_without_dividing_by_zero(tmp_path):
+    """A slice column with thousands of values, most seen once or twice: their errors are 0 and the untested slices'
+    z-scores divided by them (a numpy warning on stderr of every guard run); the search still finds the slice."""
+    import warnings
+
+    root = write_case(tmp_path / "c", seed=11, onset=50, slice_=("country", "KR"))
+    path = root / "predictions.parquet"
+    frame = pl.read_parquet(path)
+    rare = np.random.default_rng(0).integers(0, 5000, frame.height)
+    frame.with_columns(pl.Series("device", [f"d{i}" for i in rare])).write_parquet(path)
+    case = open_case(root)
+    onset = detect_onset(case)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        search = find_slices(case, onset.baseline, onset.incident, columns=["country", "device"])
+    assert search.top["slice"] == "country=KR", str(search)
+
+
 def test_global_regression_has_no_confined_slice(tmp_path):
     case = open_case(write_case(tmp_path / "c", seed=12, onset=50))
     onset = detect_onset(case)

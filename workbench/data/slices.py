@@ -291,8 +291,10 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     diff = delta_s - delta_r
     oriented = diff * d if d else np.abs(diff)
     se = np.sqrt(sb**2 + si**2 + swb_diff**2 + swi**2)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # an untested slice's error can be 0 (left out below)
         z = oriented / se
+        own_zs = (delta_s * d if d else np.abs(delta_s)) / np.sqrt(sb**2 + si**2)
+        rest_zs = (delta_r * d if d else np.abs(delta_r)) / np.sqrt(swb**2 + swi**2)
     # support counts the positives the model expects where that is more than were observed: a slice whose clicks
     # collapsed (one left of twenty expected) must stay testable, it is the slice that holds the change
     support = ((enough_b | new) & (i["labeled"] >= MIN_LABELED)
@@ -308,12 +310,12 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
         pl.Series("delta", vi - vb), pl.Series("rest_delta", wi - wb), pl.Series("score", score), pl.Series("z", z),
         pl.Series("p_value", p_adj), pl.Series("significant", support & (p_adj < alpha)),
         pl.Series("explained_share", score / oriented_total if oriented_total > 0 else np.full(len(score), np.nan)),
-        pl.Series("_rest_z", (delta_r * d if d else np.abs(delta_r)) / np.sqrt(swb**2 + swi**2)),
+        pl.Series("_rest_z", rest_zs),
         pl.Series("_rest_b", wb), pl.Series("_rest_i", wi),
         pl.Series("_rest_moved", served_move(rb["pred_sum_labeled"], rb["labeled"], ri["pred_sum_labeled"], ri["labeled"])),
         pl.Series("new", new), pl.Series("_tested", support),
         pl.Series("volume_ratio", _volume_ratio(b["rows"], rb["rows"], i["rows"], ri["rows"])),
-        pl.Series("_own_z", (delta_s * d if d else np.abs(delta_s)) / np.sqrt(sb**2 + si**2)),
+        pl.Series("_own_z", own_zs),
         pl.Series("_own_moved", served_move(b["pred_sum_labeled"], b["labeled"], i["pred_sum_labeled"], i["labeled"])),
     ).filter(pl.col("_tested")).with_columns(pl.col(pl.Float64).fill_nan(None))
     table = _demote_parents(table)
