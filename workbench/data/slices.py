@@ -279,8 +279,9 @@ def find_slices(case: Case, baseline: Window, incident: Window, metric: str = "n
     new = ~enough_b & (b["labeled"] < NEW_BELOW) & np.isfinite(wb)
     vb, sb = np.where(new, wb, vb), np.where(new, 0.0, sb)
     swb_diff = np.where(new, 0.0, swb)  # the rest's baseline cancels from a new slice's difference (not from the rest's own z)
-    delta_s = comparison_scale(metric, vi) - comparison_scale(metric, vb)
-    delta_r = comparison_scale(metric, wi) - comparison_scale(metric, wb)
+    with np.errstate(invalid="ignore"):  # a slice without clicks reads log 0 on both sides (untested: left out below)
+        delta_s = comparison_scale(metric, vi) - comparison_scale(metric, vb)
+        delta_r = comparison_scale(metric, wi) - comparison_scale(metric, wb)
     total = float((comparison_scale(metric, ti) - comparison_scale(metric, tb))[0])
     size_col = "rows" if metric == "prediction_mean" else "labeled"
     share = i[size_col] / max(tot["incident"][size_col], 1.0)
