@@ -121,6 +121,21 @@ def test_fallback_picks_its_serving_choice_out_of_sample(scale_bug):
     assert isinstance(scale_bug.fallback(["no_such_feature"]), NotSimulated)
 
 
+def test_a_fallback_inside_one_hour_is_chosen_and_scored_on_its_rows():
+    """An incident of 45 minutes in an odd hour holds no even-hour rows to choose the serving on: the choice read the
+    mean of an empty slice (a numpy warning, every choice's NaN loss tied) and the first one won by default. It is
+    chosen on the rows there are, and says so."""
+    import warnings
+
+    sim = Simulator(open_case(sample_case("feature_scale_bug")), Window("2026-11-19T11:00Z", "2026-11-19T11:45Z"),
+                    Window("2026-11-20T11:00Z", "2026-11-20T11:45Z"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fallback = sim.fallback(["f_user_ctr_30d"])
+    assert isinstance(fallback, Simulation) and "all in one hour" in fallback.method, fallback
+    assert fallback.rows == len(sim.incident.y) and fallback.value < fallback.incident
+
+
 def test_recalibration_is_fitted_and_scored_on_different_rows():
     sim = Simulator(open_case(sample_case("calibration_shift")), DAY1, DAY2).recalibrate()  # logits x 1.71 from 02:00
     assert isinstance(sim, Simulation) and sim.recovery > 0.5

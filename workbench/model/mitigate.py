@@ -641,12 +641,15 @@ class Simulator:
             np.isnan(self.base.x[:, j]).mean() >= SUPPORT_NULLS for j in idx)
         hows = HOWS if known_nulls else tuple(h for h in HOWS if h != "default")
         tried = {how: self._swap_in(self._score_served(self._served_values(self.incident.x, idx, how, where))) for how in hows}
-        best = min(tried, key=lambda h: row_log_loss_logit(tried[h][first], y[first]).mean())
+        split = bool(first.any() and not first.all())
+        choose, scored = (first, ~first) if split else (np.ones(len(y), dtype=bool),) * 2  # an incident within one hour
+        best = min(tried, key=lambda h: row_log_loss_logit(tried[h][choose], y[choose]).mean())
         place = f" on {within}" if within else ""
-        return self._result("fallback", target or ",".join(features), tried[best], ~first,
-                            f"{', '.join(features)} served as {SERVED[best]}{place} (the best of {len(hows)} serving choices on "
-                            f"the incident rows of even hours, scored on those of odd hours), {self._how_scored()}",
-                            (("with", float(HOWS.index(best))),))
+        how = ("on the incident rows of even hours, scored on those of odd hours" if split else
+               "on the incident's rows, all in one hour, and scored on them")
+        return self._result("fallback", target or ",".join(features), tried[best], scored,
+                            f"{', '.join(features)} served as {SERVED[best]}{place} (the best of {len(hows)} serving choices "
+                            f"{how}), {self._how_scored()}", (("with", float(HOWS.index(best))),))
 
     def backfill(self, features: Sequence[str], breaks: Mapping[str, Break], *, within: str | None = None,
                  target: str | None = None) -> Simulation | NotSimulated:
