@@ -115,7 +115,8 @@ Method, per metric:
 Windows: ``incident`` is ``[onset, end)`` (or to the end of the reliably labelled
 periods); ``baseline`` is the same span before the onset, aligned to the cycle: the
 same hours one cycle earlier (a day; a week at daily grain) when the incident is
-shorter than the cycle, else whole cycles before the onset (clipped to the data).
+shorter than the cycle, else whole cycles before the onset (clipped to the data); when that holds no labelled row
+(an outage there), the periods with labelled rows just before the onset, as many as the incident holds.
 Without a detection, the last cycle against the one before. :func:`measure_windows`
 reports every metric between two given windows (the user's ``--baseline`` and
 ``--incident``).
@@ -1207,6 +1208,7 @@ def _detect(series: QualitySeries, choice: GrainChoice | None, names: tuple[str,
         baseline, incident = _windows(onset_time, end_time or last_end, first, grain_name)
         if earlier:
             baseline = _clear_of(baseline, earlier[-1], incident)
+        baseline = _with_labels(baseline, incident, table)
         tb, ti = table.filter(baseline.contains("window")), table.filter(incident.contains("window"))
         moved = prediction_move(tb, ti)
         kept = [f for f in hits if material(f.metric, pool(tb, f.metric), pool(ti, f.metric), moved=moved)]
@@ -1244,6 +1246,20 @@ def _detect(series: QualitySeries, choice: GrainChoice | None, names: tuple[str,
         method=method, end=end_time, grain=grain_name, metrics=verdicts,
         reason=choice.reason if choice is not None else "")
     return _latest(found, series, names, alpha, null_draws, earlier) if latest else found
+
+
+def _with_labels(baseline: Window, incident: Window, table: pl.DataFrame) -> Window:
+    """``baseline``, or, when it holds no labelled row, the periods with labelled rows just before the incident, as
+    many as it holds (module docstring, *Windows*): the same hours a day before can fall in an outage (serving or the
+    label join stopped), and a regression then dropped for want of a level to compare with (a calibration fall of 47 %
+    read "no regression")."""
+    def labelled(window: Window) -> pl.DataFrame:
+        return table.filter(window.contains("window") & (pl.col("labeled") > 0))
+
+    before = table.filter((pl.col("window") < incident.start) & (pl.col("labeled") > 0))
+    if baseline == incident or before.is_empty() or not labelled(baseline).is_empty():
+        return baseline
+    return Window(before["window"][max(before.height - max(labelled(incident).height, 1), 0)], incident.start)
 
 
 def _clear_of(baseline: Window, before: Onset, incident: Window) -> Window:
