@@ -179,6 +179,18 @@ def test_a_day_without_serving_is_missing_not_thin(tmp_path, hours, onset):
     assert rows.item() > 1000
 
 
+def test_a_batch_scored_once_a_day_is_read_per_day_not_per_burst():
+    """Thirty days of one 15-minute burst a day, each rich: counting only the periods with traffic, every grain was
+    "all testable" and the finest won (a 15-minute series of one period a day). The grain is not finer than the
+    traffic: it needs traffic in half its periods. An outage (a day without any row) is still missing, not thin."""
+    from workbench.case.grain import choose_grain
+
+    bursts = [START + timedelta(days=d, hours=2) for d in range(30)]
+    profile = pl.DataFrame({"period": bursts, "rows": [5_000] * 30, "labeled": [5_000] * 30, "positives": [300] * 30,
+                            "pred_sum_labeled": [300.0] * 30})
+    assert choose_grain(profile).grain == "1d", choose_grain(profile).table
+
+
 def test_a_log_whose_clicks_an_incident_removed_stays_testable():
     """The grain counts a period's positives as the detector does: observed or, when more, expected by the model.
 

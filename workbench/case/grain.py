@@ -8,8 +8,10 @@ which hold once a period has at least ``MIN_POSITIVES`` positives and
 needs enough such periods on both sides of a change: at least ``MIN_PERIODS``
 testable periods, and at least ``MIN_SHARE`` of the periods with traffic in the labelled span
 testable (so a grain where most periods are too thin is not chosen for its few
-busy ones; a period without any row is missing, not thin: a log whose serving stopped for a day read "too sparse to
-test at any grain" over two days of 500 rows an hour). A period's positives are the observed ones or, when more, the ones the
+busy ones), with traffic in at least ``MIN_SERVED`` of its periods (nor a grain finer than the traffic's cadence,
+a batch scored once a day, for its bursts). A period without any row is otherwise missing, not thin: a log whose
+serving stopped for a day read "too sparse to test at any grain" over two days of 500 rows an hour. A period's
+positives are the observed ones or, when more, the ones the
 model expects (``sum p`` over its labelled rows), and its negatives likewise, as the
 detector counts them (:func:`workbench.metrics.counted_classes`): under no change
 the two agree, and an incident that removes the clicks (or collapses the
@@ -41,6 +43,7 @@ GRAINS = ("15m", "1h", "6h", "1d", "1w")
 MIN_POSITIVES = MIN_NEGATIVES = 20
 MIN_PERIODS = 12
 MIN_SHARE = 0.8
+MIN_SERVED = 0.5  # periods with traffic, of all the periods in the labelled span: the grain is not finer than the traffic
 MAX_PERIODS = 2400
 _DELTA = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "6h": timedelta(hours=6), "1d": timedelta(days=1),
           "1w": timedelta(weeks=1)}
@@ -91,7 +94,7 @@ class GrainChoice:
 def _tally(profile: pl.DataFrame, grain: str, min_count: int = MIN_POSITIVES) -> dict:
     p = profile_at(profile, grain)
     if p.is_empty():
-        return {"grain": grain, "periods": 0, "testable": 0, "share": 0.0}
+        return {"grain": grain, "periods": 0, "testable": 0, "share": 0.0, "served_share": 0.0}
     join = (p["labeled"] / p["rows"]).fill_nan(0.0).to_numpy()
     end = reliable_end(join, p["rows"].to_numpy())
     head = p.head(end)
@@ -102,7 +105,7 @@ def _tally(profile: pl.DataFrame, grain: str, min_count: int = MIN_POSITIVES) ->
     ok = int(((positives >= min_count) & (negatives >= min_count)).sum())
     served = int((head["rows"] > 0).sum())  # periods without a row are missing, not thin (module docstring)
     return {"grain": grain, "periods": served, "testable": ok, "share": ok / served if served else 0.0,
-            "all_periods": p.height}
+            "served_share": served / end if end else 0.0, "all_periods": p.height}
 
 
 def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_count: int = MIN_POSITIVES) -> GrainChoice:
@@ -119,9 +122,10 @@ def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_cou
     """
     rows = [_tally(profile, g, min_count) for g in GRAINS]
     for r in rows:
-        r["fits"] = bool(r["testable"] >= MIN_PERIODS and r["share"] >= MIN_SHARE and r.get("all_periods", 0) <= MAX_PERIODS)
+        r["fits"] = bool(r["testable"] >= MIN_PERIODS and r["share"] >= MIN_SHARE and r["served_share"] >= MIN_SERVED
+                         and r.get("all_periods", 0) <= MAX_PERIODS)
     table = pl.DataFrame(rows, schema={"grain": pl.String, "periods": pl.Int64, "testable": pl.Int64, "share": pl.Float64,
-                                       "all_periods": pl.Int64, "fits": pl.Boolean})
+                                       "served_share": pl.Float64, "all_periods": pl.Int64, "fits": pl.Boolean})
     fit = next((r for r in rows if r["fits"]), None)
     if requested is not None:
         r = next(r for r in rows if r["grain"] == requested)
