@@ -451,7 +451,9 @@ def _fit_surrogate(base: pl.DataFrame, inc: pl.DataFrame, xb: np.ndarray, xi: np
     # sklearn's binning cannot place a threshold in a column without a value (a feature null in every fitted row; the
     # guard's baseline of a feature that was never logged): a constant there carries the same nothing, and keeps the
     # column's index for the attribution
-    fit_x = np.where(np.isfinite(fit_x).any(axis=0), fit_x, 0.0)
+    blank = ~np.isfinite(fit_x).any(axis=0)
+    if blank.any():
+        fit_x = np.where(blank, 0.0, fit_x)
     with threadpool_limits(limits=1 if x.shape[1] <= SPLIT_FEATURES else None, user_api="openmp"):
         model = HistGradientBoostingRegressor(**params).fit(fit_x, z[~test])
     resid = z[test] - model.predict(x[test])
