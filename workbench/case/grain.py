@@ -37,7 +37,8 @@ import polars as pl
 
 from workbench.metrics import counted_classes, reliable_end
 
-__all__ = ["GRAINS", "MIN_NEGATIVES", "MIN_PERIODS", "MIN_POSITIVES", "GrainChoice", "choose_grain", "grain_delta", "profile_at"]
+__all__ = ["GRAINS", "MIN_NEGATIVES", "MIN_PERIODS", "MIN_POSITIVES", "GrainChoice", "choose_grain", "grain_delta", "grain_words",
+           "profile_at"]
 
 GRAINS = ("15m", "1h", "6h", "1d", "1w")
 MIN_POSITIVES = MIN_NEGATIVES = 20
@@ -143,12 +144,13 @@ def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_cou
     labeled = int(profile["labeled"].sum()) if profile.height else 0
     positives = int(profile["positives"].sum()) if profile.height else 0
     why = (f"too sparse to test at any grain: {labeled:,} labelled rows ({positives:,} positives) in all; even per "
-           f"{_words(best['grain'])} only {best['testable']} of {best['periods']} periods with traffic hold {min_count} positives and "
+           f"{grain_words(best['grain'])} only {best['testable']} of {best['periods']} periods with traffic hold {min_count} positives and "
            f"{min_count} negatives, observed or expected by the model (a test needs {MIN_PERIODS} such periods, and "
            f"{MIN_SHARE:.0%} of the periods with traffic)")
     return GrainChoice(None, why, table)
 
 
-def _words(grain: str) -> str:
-    return {"15m": "15 minutes", "1h": "hour", "6h": "6 hours", "1d": "day", "1w": "week"}[grain]
+def grain_words(grain: str) -> str:
+    """A grain as a sentence says it ("per hour", "per 15 minutes"); another period's name as it is."""
+    return {"15m": "15 minutes", "1h": "hour", "6h": "6 hours", "1d": "day", "1w": "week"}.get(grain, grain)
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from workbench._render import moved
+from workbench.case.grain import grain_words
 from workbench.rca import _strength as S
 from workbench.rca import plotspec
 from workbench.rca.checks._common import windows_shade
@@ -22,7 +23,6 @@ __all__ = ["NAMES", "describe_metric", "prediction_quality"]
 NAMES = {"normalized_entropy": "Normalized entropy", "calibration_ratio": "The calibration ratio (Σ prediction / Σ label)",
          "auc": "AUC", "log_loss": "Log loss", "prediction_mean": "The prediction mean", "label_rate": "The label rate"}
 SHORT = {"normalized_entropy": "NE", "calibration_ratio": "calibration ratio", "auc": "AUC"}
-GRAIN_WORDS = {"15m": "15 minutes", "1h": "hour", "6h": "6 hours", "1d": "day", "1w": "week"}
 
 
 def describe_metric(v: MetricVerdict) -> str:
@@ -39,7 +39,7 @@ def _lower(text: str) -> str:
 def _plots(ctx: Context, on: Onset) -> tuple[dict, list[dict]]:
     series = on.series
     x = [iso(t) for t in series["window"].to_list()] if series.height else []
-    per = GRAIN_WORDS.get(on.grain or "1h", on.grain or "")
+    per = grain_words(on.grain or "1h")
     estimated_from = iso(ctx.case.end - timedelta(hours=on.label_delay_hours)) if on.label_delay_hours else None
     onset = iso(on.onset) if on.detected and on.onset else None
     head = on.metric if on.metric in series.columns else "normalized_entropy"
@@ -102,7 +102,7 @@ def prediction_quality(ctx: Context) -> Evidence:
     plot, others = _plots(ctx, on)
     where = f" in {ctx.segment} (the whole traffic stayed within its noise)" if ctx.segment else ""
     timed = f"; onset and end read on {ctx.located_in}, which holds it alone" if ctx.located_in else ""
-    per = GRAIN_WORDS.get(on.grain or "1h", on.grain or "")
+    per = grain_words(on.grain or "1h")
     head = on.verdict(on.metric)
     data = {"plot": plot, "plots": others, "onset": on.to_dict()}
     pending = pending_tail(ctx)
