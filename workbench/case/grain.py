@@ -146,7 +146,7 @@ def choose_grain(profile: pl.DataFrame, requested: str | None = None, *, min_cou
     why = (f"too sparse to test at any grain: {labeled:,} labelled rows ({positives:,} positives) in all; even per "
            f"{grain_words(best['grain'])} only {best['testable']} of {best['periods']} periods with traffic hold {min_count} positives and "
            f"{min_count} negatives, observed or expected by the model (a test needs {MIN_PERIODS} such periods, and "
-           f"{MIN_SHARE:.0%} of the periods with traffic)")
+           f"{MIN_SHARE:.0%} of the periods with traffic, with traffic in {MIN_SERVED:.0%} of the periods)")
     return GrainChoice(None, why, table)
 
 
