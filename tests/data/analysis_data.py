@@ -19,7 +19,7 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
                break_: str = "signal", slice_: tuple[str, str] | None = None, delay_hours: int = 5,
                delay_bias: float = 0.0, end: int | None = None, offset: float = 0.8, round_to: int | None = None,
                day_sd: float = 0.0, bias: float = 0.0, drift: float = 0.0,
-               earlier: tuple[int, int, float] | None = None) -> Path:
+               earlier: tuple[int, int, float] | None = None, mix: tuple[int, str, float, float] | None = None) -> Path:
     """Write ``root/predictions.parquet`` and return ``root``.
 
     ``break_`` after ``onset`` (hours from the start), inside ``slice_`` if given:
@@ -39,6 +39,9 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     model: a population drifting, no incident.
     ``earlier = (start, stop, offset)``: an earlier incident that ended, every served logit + ``offset`` on those hours
     (a snapshot served for a while, then rolled back).
+    ``mix = (hour, country, share, offset)``: from ``hour`` on, ``country`` holds ``share`` of the traffic (the others
+    keep their proportions), and the model serves that country ``offset`` higher in logit throughout, the log's
+    whole length (a segment it always over-predicted): the traffic mix moves, no segment's quality does.
     Labels of the last ``delay_hours`` are
     partly missing; ``delay_bias`` > 0 makes late labels more often positive (so
     the joined ones look negative-heavy), the realistic bad case.
@@ -52,7 +55,11 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     ts = np.sort(hour * 3600 + rng.uniform(0, 3600, n))
     hour = (ts // 3600).astype(int)
     cycle = np.cos(2 * np.pi * (hour % 24 - 21) / 24)
-    country = rng.choice(["US", "MX", "PL", "KR", "NG"], n, p=[0.4, 0.2, 0.15, 0.15, 0.1])
+    countries, shares = ["US", "MX", "PL", "KR", "NG"], np.array([0.4, 0.2, 0.15, 0.15, 0.1])
+    country = rng.choice(countries, n, p=shares)
+    if mix is not None:
+        moved = np.where(np.array(countries) == mix[1], mix[2], shares * (1 - mix[2]) / (1 - shares[countries.index(mix[1])]))
+        country = np.where(hour >= mix[0], rng.choice(countries, n, p=moved), country)
     device = rng.choice(["phone", "tablet", "desktop"], n, p=[0.6, 0.15, 0.25])
     x = rng.standard_normal((3, n))
     f_a, f_b, f_c = x[0], np.exp(0.5 * x[1]), x[2]
@@ -81,6 +88,8 @@ def write_case(root: Path, *, seed: int = 0, hours: int = 72, per_hour: float = 
     logit = -2.2 + 0.25 * cycle + np.vectorize(eff.get)(country) + 1.1 * score_a + 0.6 * np.log(score_b) + bias
     if break_ == "calibration":
         logit = np.where(after, logit + offset, logit)
+    if mix is not None:
+        logit = np.where(country == mix[1], logit + mix[3], logit)
     if earlier is not None:
         logit = np.where((hour >= earlier[0]) & (hour < earlier[1]), logit + earlier[2], logit)
     p = 1 / (1 + np.exp(-logit))

@@ -11,9 +11,12 @@ from __future__ import annotations
 import polars as pl
 
 from workbench.case.columns import LABEL, PREDICTION
+from workbench.case.loader import Case
+from workbench.data._frames import PERIOD, collect_sums
 from workbench.metrics import labelled_prediction_sum_expr, row_log_loss_expr
+from workbench.windows import Window
 
-__all__ = ["SUMS", "SUM_METRICS", "sum_aggs"]
+__all__ = ["SUMS", "SUM_METRICS", "sum_aggs", "window_cells"]
 
 SUMS = ("rows", "labeled", "positives", "pred_sum", "pred_sq_sum", "pred_sum_labeled", "ll_sum", "ll_sq_sum", "ll_pos_sum")
 SUM_METRICS = ("normalized_entropy", "log_loss", "calibration_ratio", "label_rate", "prediction_mean")
@@ -34,3 +37,11 @@ def sum_aggs() -> list[pl.Expr]:
         (ll * ll).sum().alias("ll_sq_sum"),
         (ll * y).sum().alias("ll_pos_sum"),
     ]
+
+
+def window_cells(case: Case, baseline: Window, incident: Window, columns: tuple[str, ...], *,
+                 scheduler: object = None) -> pl.DataFrame:
+    """``SUMS`` per window (``PERIOD``: ``baseline``/``incident``) and cross-product cell of ``columns``: one grouped
+    pass over the two windows' rows (on a Dask cluster with ``scheduler``)."""
+    return collect_sums(case, lambda rows: rows.group_by(PERIOD, *columns).agg(sum_aggs()), [PERIOD, *columns],
+                        windows={"baseline": baseline, "incident": incident}, scheduler=scheduler)

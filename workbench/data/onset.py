@@ -97,6 +97,13 @@ Method, per metric:
    recalibration, not a regression. A move across 1 that lands about as far on the other side is judged
    by who made it: the served predictions (their own move carries at least half of it) broke the
    model's relation to the label rate by the whole move; the label rate alone is the population's.
+   **The traffic mix.** In a case with slice columns, a regressed NE or calibration ratio is read again between the
+   same windows at the baseline's mix of each column's values (:mod:`workbench.data.mix`, direct standardization):
+   when its move is material over the values both windows hold and no longer material at the baseline's shares of
+   them, the population moved between segments whose own quality held (a platform the model always over-predicted
+   grew), and the metric is not a regression; the answer says what moved (``Onset.mix``, :meth:`Onset.mixed`). AUC
+   is not a mean over segments and is never read so. With the detection's own level this cannot make an alarm, only
+   remove one, and only where the whole move is the mix's.
 6. **The headline metric** is the one that regressed most: the largest effect
    relative to its materiality floor (a calibration ratio from 1.04 to 1.50 is
    7 floors; NE up 1% is one).
@@ -137,13 +144,19 @@ import polars as pl
 from workbench._render import fmt, jsonable, records
 from workbench.case.grain import GrainChoice, grain_delta
 from workbench.case.loader import Case
+from workbench.data._sums import window_cells
+from workbench.data.mix import STANDARDIZED, MixReading, mix_readings
 from workbench.data.quality import HALF_CLICK, POOL_SUMS, QualitySeries, pool, quality_between, quality_series
 from workbench.errors import WorkbenchError
 from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, metric_from_sums, reliable_end
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from workbench.data.scan import LogScan
+
+    MixRead = Callable[[Window, Window, tuple[str, ...]], list[MixReading]]  # the mix readings of two windows (step 5)
 
 __all__ = ["DIRECTION", "MIN_EFFECT", "WATCHED", "MetricVerdict", "Onset", "PendingLabels", "detect_onset", "measure_windows",
            "pending_labels", "reliable_rows", "retimed"]
@@ -315,6 +328,7 @@ class Onset:
     reason: str = ""
     forced: bool = False  # the windows were given, not detected
     earlier: Onset | None = field(default=None, repr=False)  # a regression that ended before this one began (_latest)
+    mix: tuple[MixReading, ...] = ()  # metrics whose whole-traffic move the traffic mix carried (step 5): not regressions
 
     def verdict(self, metric: str) -> MetricVerdict | None:
         return next((m for m in self.metrics if m.metric == metric), None)
@@ -330,6 +344,14 @@ class Onset:
         m = max(near, key=lambda v: v.severity / v.threshold)
         return (f"closest to a regression: {m.metric}, a shift from {m.start:%Y-%m-%d %H:%M} UTC at robust z "
                 f"{m.severity:.1f} against its threshold {m.threshold:.1f} (effect {m.effect:+.1%})")
+
+    def mixed(self) -> str | None:
+        """In words, the moves the traffic mix carried (module docstring, step 5), or None: the population moved
+        between segments whose own quality held, a finding about the traffic, not a regression."""
+        if not self.mix:
+            return None
+        return "; ".join(str(r) for r in self.mix) + ": the population moved, the segments' own quality held (a " \
+            "traffic-mix finding, not a regression)"
 
     @property
     def direction(self) -> int:
@@ -352,15 +374,17 @@ class Onset:
                 "metric": self.earlier.metric, "onset": iso(self.earlier.onset) if self.earlier.onset else None,
                 "end": iso(self.earlier.end) if self.earlier.end else None, "baseline": jsonable(self.earlier.baseline_value),
                 "current": jsonable(self.earlier.current_value)},
+            "mix": [r.to_dict() for r in self.mix],
         }
 
     def __str__(self) -> str:
         if not self.testable:
             return f"prediction quality cannot be tested: {self.reason}"
         if not self.detected:
+            mixed = self.mixed()
             return (f"{self.metric}: no regression beyond normal variation (robust z {fmt(self.severity, 1)} < "
                     f"{fmt(self.threshold, 1)} or effect {self.effect:+.1%} below the floor); "
-                    f"windows baseline {self.baseline}, incident {self.incident}")
+                    f"windows baseline {self.baseline}, incident {self.incident}" + (f". {mixed}" if mixed else ""))
         until = f" until {iso(self.end)}" if self.end else ""
         return (f"{self.metric}: regressed from {fmt(self.baseline_value)} to {fmt(self.current_value)} "
                 f"({self.effect:+.1%}) from {iso(self.onset) if self.onset else '?'}{until} per {self.grain} "
@@ -1150,14 +1174,16 @@ def _untestable(case: Case, choice: GrainChoice, metrics: tuple[str, ...]) -> On
 
 def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] | str = WATCHED, *, alpha: float = 0.001,
                  grain: str | None = None, null_draws: int = NULL_DRAWS, scan: LogScan | None = None,
-                 latest: bool = True) -> Onset:
+                 latest: bool = True, mix: bool = True, scheduler: object = None) -> Onset:
     """Decide whether prediction quality regressed beyond its normal variation; onset, end and the metric that
     regressed most (see the module docstring for the method and its family-wise false-alarm rate ``alpha``).
 
     ``case_or_series`` is a case (its grain is chosen from its profile unless ``grain``
     is given) or a :class:`~workbench.data.quality.QualitySeries` of one row per period. ``scan``
     (:func:`workbench.data.scan.log_scan`) gives a case's series without reading the log. ``latest``: when the
-    regression found ended, look for a later one after it (step 8); False answers with the largest.
+    regression found ended, look for a later one after it (step 8); False answers with the largest. ``mix``: read a
+    case's regressed NE and calibration at the baseline's mix of each slice column (step 5; one grouped pass over the two
+    windows, on the Dask cluster of ``scheduler`` when given); a series has no slice columns to read.
 
     >>> from workbench import open_case
     >>> detect_onset(open_case("sample_data/cases/control")).detected
@@ -1174,12 +1200,48 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
     if series is None:
         assert choice is not None and isinstance(case_or_series, Case)
         return _untestable(case_or_series, choice, names)
-    return _detect(series, choice, names, alpha, null_draws, latest)
+    read = _mix_reader(case_or_series, scheduler) if mix and isinstance(case_or_series, Case) else None
+    return _detect(series, choice, names, alpha, null_draws, latest, read=read)
+
+
+def _mix_reader(case: Case, scheduler: object) -> MixRead | None:
+    """The mix readings of two windows of ``case`` (:func:`workbench.data.mix.mix_readings`), None without slice columns."""
+    columns = tuple(case.slices)
+    if not columns:
+        return None
+
+    def read(baseline: Window, incident: Window, metrics: tuple[str, ...]) -> list[MixReading]:
+        if not any(m in STANDARDIZED for m in metrics) or baseline.overlaps(incident):
+            return []
+        cells = window_cells(case, baseline, incident, columns, scheduler=scheduler)
+        return mix_readings(cells, columns, metrics, baseline, incident)
+
+    return read
+
+
+def _mix_move(reading: MixReading, side: str) -> float:
+    """:func:`served_move` from a reading's baseline to its ``side`` (``current`` or ``within``)."""
+    b, x = reading.sums["baseline"], reading.sums[side]
+    return float(served_move(b["pred_sum_labeled"], b["labeled"], x["pred_sum_labeled"], x["labeled"]))
+
+
+def _carried_by_mix(metrics: list[str], read: MixRead, baseline: Window, incident: Window) -> dict[str, MixReading]:
+    """The metrics among ``metrics`` whose move between the windows the traffic mix carries (module docstring, step 5):
+    material over the values of a slice column both windows hold, and no longer material at the baseline's mix of them."""
+    out: dict[str, MixReading] = {}
+    for r in read(baseline, incident, tuple(metrics)):
+        if r.metric in out:
+            continue
+        if (material(r.metric, r.baseline, r.current, moved=_mix_move(r, "current"))
+                and not material(r.metric, r.baseline, r.within, moved=_mix_move(r, "within"))):
+            out[r.metric] = r
+    return out
 
 
 def _detect(series: QualitySeries, choice: GrainChoice | None, names: tuple[str, ...], alpha: float, null_draws: int,
-            latest: bool, earlier: tuple[Onset, ...] = ()) -> Onset:
-    """:func:`detect_onset` on a series; ``earlier``: regressions that ended before, oldest first (:func:`_latest`)."""
+            latest: bool, earlier: tuple[Onset, ...] = (), read: MixRead | None = None) -> Onset:
+    """:func:`detect_onset` on a series; ``earlier``: regressions that ended before, oldest first (:func:`_latest`);
+    ``read``: a case's mix readings (:func:`_mix_reader`)."""
     table = series.table.sort("window")
     if table.is_empty():
         raise WorkbenchError("detect_onset", "the quality series is empty.", "open a case with at least one labelled row.")
@@ -1196,6 +1258,7 @@ def _detect(series: QualitySeries, choice: GrainChoice | None, names: tuple[str,
     hits = [f for f in fits if f.significant]
     first = table["window"][0]
     last_end = table["window"][max(label_end - 1, 0)] + step
+    mixed: dict[str, MixReading] = {}
     while True:  # the fit's shift is material; the windows the answer reports must show it too, or the metric drops
         head = max(hits, key=_floors) if hits else next((f for f in fits if f.tested), fits[0])
         onset_time: datetime | None = None
@@ -1212,6 +1275,10 @@ def _detect(series: QualitySeries, choice: GrainChoice | None, names: tuple[str,
         tb, ti = table.filter(baseline.contains("window")), table.filter(incident.contains("window"))
         moved = prediction_move(tb, ti)
         kept = [f for f in hits if material(f.metric, pool(tb, f.metric), pool(ti, f.metric), moved=moved)]
+        if read is not None and kept:
+            carried = _carried_by_mix([f.metric for f in kept], read, baseline, incident)
+            mixed |= carried
+            kept = [f for f in kept if f.metric not in carried]
         if len(kept) == len(hits):
             break
         hits = kept
@@ -1238,14 +1305,16 @@ def _detect(series: QualitySeries, choice: GrainChoice | None, names: tuple[str,
               f"family-wise alpha {alpha} over {len(names)} metric(s) (Bonferroni); materiality "
               + ", ".join(f"{m} {_floor_words(m)}" for m in names)
               + ("" if _weekly(step / timedelta(hours=1), head.span) else
-                 "; and, with no weekly term in the design, the shift's worsening, by its estimate, beside a line through the log"))
+                 "; and, with no weekly term in the design, the shift's worsening, by its estimate, beside a line through the log")
+              + ("" if read is None else "; an NE or calibration move the traffic mix carries (not material at the "
+                                         "baseline's mix of a slice column's values) is not a regression"))
     found = Onset(
         detected=bool(hits), metric=head.metric, onset=onset_time, baseline_value=pool(tb, head.metric),
         current_value=pool(ti, head.metric), severity=head.severity, effect=head.effect, threshold=head.threshold,
         baseline=baseline, incident=incident, label_delay_hours=round(delayed * (step / timedelta(hours=1))), series=table,
         method=method, end=end_time, grain=grain_name, metrics=verdicts,
-        reason=choice.reason if choice is not None else "")
-    return _latest(found, series, names, alpha, null_draws, earlier) if latest else found
+        reason=choice.reason if choice is not None else "", mix=tuple(mixed.values()))
+    return _latest(found, series, names, alpha, null_draws, earlier, read) if latest else found
 
 
 def _with_labels(baseline: Window, incident: Window, table: pl.DataFrame) -> Window:
@@ -1276,7 +1345,7 @@ def _clear_of(baseline: Window, before: Onset, incident: Window) -> Window:
 
 
 def _latest(found: Onset, series: QualitySeries, names: tuple[str, ...], alpha: float, null_draws: int,
-            earlier: tuple[Onset, ...]) -> Onset:
+            earlier: tuple[Onset, ...], read: MixRead | None = None) -> Onset:
     """The latest regression (module docstring, step 8): when the one found ended, the log is scanned again for a
     regression that starts after its end, the one found a term of the design (its periods' indicator, fitted beside
     the cycle), and a regression found there is the answer, the one found its ``earlier``. An on-call engineer asks why
@@ -1288,7 +1357,7 @@ def _latest(found: Onset, series: QualitySeries, names: tuple[str, ...], alpha: 
     the earlier end."""
     if not found.detected or found.end is None:
         return found
-    later = _detect(series, None, names, alpha, null_draws, True, (*earlier, found))
+    later = _detect(series, None, names, alpha, null_draws, True, (*earlier, found), read)
     if not later.detected:
         return found
     return replace(later, reason=found.reason, earlier=later.earlier if later.earlier is not None else found,

@@ -56,8 +56,8 @@ import polars as pl
 
 from workbench._render import fmt, jsonable, records
 from workbench.case.loader import Case
-from workbench.data._frames import PERIOD, check_columns, collect_windows
-from workbench.data._sums import SUM_METRICS, SUMS, sum_aggs
+from workbench.data._frames import PERIOD, check_columns
+from workbench.data._sums import SUM_METRICS, SUMS, window_cells
 from workbench.data.onset import material, served_move
 from workbench.errors import WorkbenchError
 from workbench.metrics import comparison_scale, counted_positives, metric_from_sums, norm_sf
@@ -85,8 +85,7 @@ def _columns(case: Case, columns: tuple[str, ...] | list[str] | None) -> tuple[s
 
 def slice_cells(case: Case, baseline: Window, incident: Window, columns: tuple[str, ...]) -> pl.DataFrame:
     """Mergeable sums per period (``baseline``/``incident``) and cross-product cell of ``columns``."""
-    return collect_windows(case, {"baseline": baseline, "incident": incident},
-                           lambda rows: rows.group_by(PERIOD, *columns).agg(sum_aggs()))
+    return window_cells(case, baseline, incident, columns)
 
 
 def _label(columns: tuple[str, ...]) -> pl.Expr:

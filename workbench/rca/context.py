@@ -231,7 +231,7 @@ class Context:
         from workbench.data.onset import detect_onset, measure_windows, retimed
         from workbench.data.segments import detect_segment_onset, locate_in_segment
 
-        whole = detect_onset(self.case, scan=self.log_scan)
+        whole = detect_onset(self.case, scan=self.log_scan, scheduler=self.scheduler)
         if self._windows is not None:  # the user's windows apply to everything, the headline included
             return measure_windows(self.case, *self._windows, detected=whole)
         if whole.detected:  # one segment may hold it alone: its own series says when, undiluted by the rest

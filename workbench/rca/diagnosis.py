@@ -148,6 +148,9 @@ class Diagnosis:
             closest = onset.closest() if isinstance(onset, Onset) else None
             if closest:
                 lines.append(f"         {closest}")
+            mixed = onset.mixed() if isinstance(onset, Onset) else None
+            if mixed:
+                lines.append(f"         {mixed}")
         pending = self.results.get("pending_labels")
         if isinstance(pending, PendingLabels) and pending.moved and not self.untested:  # hours no check saw, predictions moved
             lines.append(f"         note: {pending.headline}; see prediction_quality")

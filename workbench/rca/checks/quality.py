@@ -115,11 +115,12 @@ def prediction_quality(ctx: Context) -> Evidence:
         given = " in the given windows" if on.forced else f", {on.severity:.1f}σ beyond its normal variation"
         also = [_lower(describe_metric(v)) for v in on.metrics if v.regressed and v.metric != on.metric]
         summary = (f"{describe_metric(head)}{where} from {on.onset:%Y-%m-%d %H:%M} UTC{until}{given} (per {per}{timed})"
-                   + (f"; also {'; '.join(also)}" if also else "") + "." + _earlier(on) + untested)
+                   + (f"; also {'; '.join(also)}" if also else "") + "." + _earlier(on)
+                   + (f" {_sentence(mixed)}." if (mixed := on.mixed()) else "") + untested)
         return Evidence("prediction_quality", "fail", S.from_z(on.severity) if not on.forced else 1.0, summary,
                         detail=on.method, data=data)
     steady = "; ".join(f"{SHORT.get(v.metric, v.metric)} {v.baseline:.3f} → {v.current:.3f}" for v in on.metrics if v.tested)
-    closest = on.closest()
-    near = f" The {closest}." if closest else ""
+    closest, mixed = on.closest(), on.mixed()
+    near = (f" The {closest}." if closest else "") + (f" {_sentence(mixed)}." if mixed else "")
     summary = f"Prediction quality stayed within its normal variation per {per} ({steady}).{near}" + untested
     return Evidence("prediction_quality", "pass", 0.0, summary, detail=on.method, data=data)
