@@ -375,3 +375,25 @@ def test_parts_on_object_storage_are_read_by_the_workers(tmp_path, monkeypatch):
             log, log_d = S.log_scan(case, sample_rows=4000), S.log_scan(case, sample_rows=4000, scheduler=remote)
         assert log_d.sample.equals(log.sample) and log_d.rows == log.rows == frame.height
         _equal(log.quality, log_d.quality, ["window", "_score_bin", "_ece_bin"])
+
+
+def test_the_share_of_rows_written_twice_is_read_from_the_sample(tmp_path):
+    """A log whose every third row was written twice: the sample's share of repeated rows estimates the log's
+    (exact: 2/4 of the rows are one of a pair), within four binomial errors of a 20,000-row sample; the log as
+    written repeats none."""
+    src = sample_case("feature_scale_bug")
+    dst = tmp_path / "twice"
+    shutil.copytree(src, dst)
+    log = pl.read_parquet(src / "predictions.parquet")
+    pl.concat([log, log.gather_every(3)]).write_parquet(dst / "predictions.parquet")
+    exact = float(pl.read_parquet(dst / "predictions.parquet").is_duplicated().mean())
+    assert exact == pytest.approx(0.5, abs=0.01)
+    k = 20_000
+    share = S.log_scan(open_case(dst), sample_rows=k).repeated()
+    assert share is not None and abs(share - exact) < 4 * (exact * (1 - exact) / k) ** 0.5
+    assert S.log_scan(open_case(src), sample_rows=k).repeated() == 0.0
+    assert S.log_scan(open_case(src), sample_rows=0).repeated() is None
+    d = diagnose(dst)
+    assert d.repeated is not None and abs(d.repeated - exact) < 0.05
+    assert "of the windows' sampled rows repeat another row in every column" in str(d)
+    assert "repeat another row" not in str(diagnose(src))

@@ -186,6 +186,19 @@ class LogScan:
         coarse = table.with_columns(pl.col(WINDOW).dt.truncate(every))
         return merge_partials([coarse], [WINDOW, *by])
 
+    def repeated(self) -> float | None:
+        """The share of the sample's rows that repeat another of its rows in every column; None without a sample.
+
+        Copies of a row share its hash, so the sample (the rows of lowest hash) holds all of a row's copies or none:
+        the share is an unbiased estimate of the log's (or the windows') share of rows written more than once.
+        Distinct impressions that agree to the microsecond, the served probability, the label and every feature do
+        not happen; a log written twice (a retried export, a partition loaded again) makes every count twice what
+        was served and every sampling error too small by ``sqrt 2``.
+        """
+        if self.sample.is_empty():
+            return None
+        return float(self.sample.drop(HASH).is_duplicated().sum()) / self.sample.height
+
     def window_sample(self, window: Window, rows: int | None = None, columns: list[str] | None = None) -> pl.DataFrame:
         """The sample's rows inside ``window`` with the lowest hashes (at most ``rows``): a uniform sample of it."""
         out = self.sample.filter(window.contains(TS))

@@ -195,6 +195,13 @@ class Context:
         return self.cached("segment_scan", compute)
 
     @property
+    def repeated(self) -> float | None:
+        """The share of the windows' rows written more than once (:meth:`workbench.data.scan.LogScan.repeated`), once
+        :attr:`sampled` has been read (None before: a diagnosis without a regression does not read it for this)."""
+        sampled = self._cache.get(("sampled", self.baseline, self.incident))
+        return sampled.repeated() if sampled is not None else None
+
+    @property
     def scan(self) -> WindowScan:
         """Pass 2 over this investigation's windows (baseline, incident, placebo): slice cells, quality partials, feature
         profiles (:func:`workbench.data.scan.window_scan`). Checks pass it to the analyses as ``scan=``."""

@@ -29,6 +29,8 @@ from workbench.windows import Window, iso
 
 __all__ = ["NEXT_STEPS", "Diagnosis", "diagnose"]
 
+REPEATED_NOTE = 0.01  # rows written more than once: distinct impressions never repeat every column, so 1 % is a fault
+
 NEXT_STEPS = {
     "snapshot": "Roll serving back to the last good snapshot (the stable one), then gate new ones with "
                 "`workbench validate CASE --snapshot ID` before publishing.",
@@ -89,6 +91,9 @@ class Diagnosis:
     """Every analysis result the checks computed (read-only), by cache key: ``"onset"``,
     ``"feature_drift"``, ``"find_slices"``, ``"snapshot_timeline"``, ``"isolation"``, ... so a
     view drawing the same result never recomputes it."""
+    repeated: float | None = None
+    """The share of the windows' rows written more than once (:attr:`workbench.rca.context.Context.repeated`), when
+    the investigation read their sample; a note from ``REPEATED_NOTE`` on."""
 
     @property
     def top(self) -> RootCause | None:
@@ -154,6 +159,10 @@ class Diagnosis:
         pending = self.results.get("pending_labels")
         if isinstance(pending, PendingLabels) and pending.moved and not self.untested:  # hours no check saw, predictions moved
             lines.append(f"         note: {pending.headline}; see prediction_quality")
+        if self.repeated is not None and self.repeated >= REPEATED_NOTE:  # every count doubled, every error too small
+            lines.append(f"         note: {self.repeated:.0%} of the windows' sampled rows repeat another row in every "
+                         "column (time, prediction, label, features): a log written twice counts each impression more "
+                         "than once and makes every difference look more certain than it is; deduplicate it")
         if self.case.unscored is not None:  # rows no check saw: the serving path wrote no prediction for them
             lines.append(f"         note: {self.case.unscored.headline}; see prediction_quality")
         lines.append(f"windows: baseline {self.baseline}, incident {self.incident}")
@@ -261,4 +270,4 @@ def diagnose(case: Case | str | Path, *, tree: Tree | None = None, progress: Cal
     return Diagnosis(case=case, tree=tree, anomaly=anomaly, baseline=ctx.baseline, incident=ctx.incident, steps=tuple(steps),
                      root_causes=tuple(causes), skipped=tuple(skipped), seconds=time.perf_counter() - start,
                      errors=tuple(ctx.errors), log_path=ctx.log_path,
-                     results=MappingProxyType(ctx.results))
+                     results=MappingProxyType(ctx.results), repeated=ctx.repeated)
