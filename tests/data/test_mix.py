@@ -28,7 +28,7 @@ def test_a_mix_that_moves_calibration_is_a_traffic_finding_not_a_regression(tmp_
     assert not found.detected, str(found)
     reading = next(r for r in found.mix if r.metric == "calibration_ratio")
     assert reading.column == "country" and reading.shares[0][0] == "NG"
-    value, before, after = reading.shares[0]
+    _, before, after = reading.shares[0]
     assert before == pytest.approx(0.1, abs=0.03) and after > 0.35
     assert abs(math.log(reading.within / reading.baseline)) < math.log(1.05) < math.log(reading.current / reading.baseline)
     assert "traffic mix of 'country'" in (found.mixed() or "") and "not a regression" in str(found)
@@ -59,7 +59,7 @@ def test_the_incident_at_the_baseline_mix_is_the_direct_standardization_of_its_r
     case = open_case(root)
     baseline, incident = Window(START, START + timedelta(hours=48)), Window(START + timedelta(hours=50), START + timedelta(hours=66))
     cells = window_cells(case, baseline, incident, ("country", "device"))
-    [reading] = [r for r in mix_readings(cells, ("country",), ("calibration_ratio",), baseline, incident)]
+    [reading] = mix_readings(cells, ("country",), ("calibration_ratio",), baseline, incident)
     rows = pl.read_parquet(root / "predictions.parquet").filter(pl.col("label").is_not_null())
     part = {name: rows.filter((pl.col("ts") >= w.start) & (pl.col("ts") < w.end)) for name, w in
             (("b", baseline), ("i", incident))}
