@@ -367,3 +367,23 @@ def test_a_gate_that_fails_on_calibration_reports_the_calibration_gates_value_an
     monkeypatch.setattr(validation, "validate_snapshot", lambda *a, **k: failed_auc)
     result = _snapshot_gate(case, window, case.config.guard)
     assert result.status == "trip" and (result.value, result.threshold) == (0.05, 0.02)  # a fall of 0.05 beyond 0.02
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_traffic_mix_passes_the_guard_and_a_calibration_break_beside_it_trips(tmp_path, monkeypatch, seed):
+    """NG's share goes from 10 % to 45 % at the newest day's start, and the model always served NG 0.6 higher in logit:
+    the whole traffic's calibration ratio rises about 15 % (a trip without the mix reading, checked), but at the
+    baseline's mix of country it holds. The same mix with every served logit + 0.15 from then trips."""
+    from tests.data.analysis_data import write_case
+    from workbench.guardrails import monitors
+
+    mix = (48, "NG", 0.45, 0.6)
+    case = open_case(write_case(tmp_path / "mix", seed=seed, onset=None, mix=mix))
+    report = guard(case)
+    cal = next(m for m in report.monitors if m.target == "calibration_ratio")
+    assert not report.tripped and cal.status == "pass" and cal.value > 1.1, [m.detail for m in report.monitors if m.status != "pass"]
+    assert "the traffic mix of 'country' moved calibration_ratio" in cal.detail and "a traffic-mix finding" in cal.detail
+    broken = open_case(write_case(tmp_path / "break", seed=seed, onset=48, break_="calibration", offset=0.15, mix=mix))
+    assert any(m.target == "calibration_ratio" and m.status == "trip" for m in guard(broken).monitors)
+    monkeypatch.setattr(monitors, "_mix_pass", lambda result, _mix, _limit: result)  # without the reading: a trip
+    assert any(m.target == "calibration_ratio" and m.status == "trip" for m in guard(case).monitors)

@@ -1174,7 +1174,8 @@ def _untestable(case: Case, choice: GrainChoice, metrics: tuple[str, ...]) -> On
 
 def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] | str = WATCHED, *, alpha: float = 0.001,
                  grain: str | None = None, null_draws: int = NULL_DRAWS, scan: LogScan | None = None,
-                 latest: bool = True, mix: bool = True, scheduler: object = None) -> Onset:
+                 latest: bool = True, mix: bool = True, scheduler: object = None, slices_from: Case | None = None
+                 ) -> Onset:
     """Decide whether prediction quality regressed beyond its normal variation; onset, end and the metric that
     regressed most (see the module docstring for the method and its family-wise false-alarm rate ``alpha``).
 
@@ -1183,7 +1184,8 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
     (:func:`workbench.data.scan.log_scan`) gives a case's series without reading the log. ``latest``: when the
     regression found ended, look for a later one after it (step 8); False answers with the largest. ``mix``: read a
     case's regressed NE and calibration at the baseline's mix of each slice column (step 5; one grouped pass over the two
-    windows, on the Dask cluster of ``scheduler`` when given); a series has no slice columns to read.
+    windows, on the Dask cluster of ``scheduler`` when given); a series is read on the slice columns of
+    ``slices_from``, the case whose rows it holds (``workbench guard``'s series of the rows before its window's end).
 
     >>> from workbench import open_case
     >>> detect_onset(open_case("sample_data/cases/control")).detected
@@ -1200,7 +1202,8 @@ def detect_onset(case_or_series: Case | QualitySeries, metrics: tuple[str, ...] 
     if series is None:
         assert choice is not None and isinstance(case_or_series, Case)
         return _untestable(case_or_series, choice, names)
-    read = _mix_reader(case_or_series, scheduler) if mix and isinstance(case_or_series, Case) else None
+    source = case_or_series if isinstance(case_or_series, Case) else slices_from
+    read = _mix_reader(source, scheduler) if mix and source is not None else None
     return _detect(series, choice, names, alpha, null_draws, latest, read=read)
 
 

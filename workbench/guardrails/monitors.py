@@ -55,6 +55,10 @@ quality             METRIC in SEGMENT       one segment (``column=value``; under
                                             collapse that the whole traffic's monitors dilute. ``calibration``
                                             when the metric is the ratio; ``value`` the segment's metric after
                                             over before, ``threshold`` null
+(traffic mix)                               label_drift, calibration_ratio and normalized_entropy pass when they
+                                            would trip on a move the traffic mix carries: at the baseline's mix of a
+                                            slice column's values (:mod:`workbench.data.mix`) the window's metric
+                                            stays within the limit; the detail says what moved
 (features, label)                            the feature monitors and label_drift also trip when the window's
                                             last quarter, against the same hours one window earlier (the daily
                                             cycle stays out), trips them (each needs 2,000 rows): a feed frozen
@@ -91,8 +95,11 @@ from workbench.metrics import two_proportion_se
 from workbench.windows import Window, iso
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from workbench.case.config import GuardConfig
     from workbench.case.loader import Case
+    from workbench.data.mix import MixReading
 
 __all__ = ["MONITORS", "STATUSES", "GuardReport", "MonitorResult", "guard", "newest_window"]
 
@@ -321,16 +328,18 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
                 MonitorResult("quality", "normalized_entropy", "skip", None, None, reason),
                 MonitorResult("quality", "auc", "skip", None, None, reason),
                 MonitorResult("quality", "segments", "skip", None, None, reason)]
-    out = [_label_rate(label, labeled, positives, t)]
+    mix = _mix_readings(case, baseline, window)
+    out = [_label_rate(label, labeled, positives, t, mix)]
     m = measure_windows(case, baseline, window)
     found = _change_points(case, baseline, window)
     out.append(_segment_change_point(case, baseline, window))
     for v in m.metrics:
         if v.metric == "calibration_ratio":
             r = v.current / v.baseline if v.baseline > 0 else math.nan
-            out.append(_scanned(_ratio("calibration", "calibration_ratio", r, t.calibration_change, v.severity, t.z,
-                                       f"calibration ratio {v.baseline:.3f} → {v.current:.3f} ({_pct(r)}, {v.severity:.1f} "
-                                       f"SE; trips beyond ±{t.calibration_change:.0%} and {t.z:g} SE)"), found))
+            out.append(_scanned(_mix_pass(_ratio("calibration", "calibration_ratio", r, t.calibration_change, v.severity, t.z,
+                                                 f"calibration ratio {v.baseline:.3f} → {v.current:.3f} ({_pct(r)}, "
+                                                 f"{v.severity:.1f} SE; trips beyond ±{t.calibration_change:.0%} and {t.z:g} "
+                                                 f"SE)"), mix, t.calibration_change), found))
         elif v.metric in ("normalized_entropy", "auc"):
             r = v.current / v.baseline if v.baseline > 0 else math.nan
             limit = t.ne_rise if v.metric == "normalized_entropy" else t.auc_drop
@@ -341,10 +350,10 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
                 continue
             trip = worse > limit and v.severity >= t.z
             threshold = 1 + limit if v.metric == "normalized_entropy" else 1 - limit
-            out.append(_scanned(MonitorResult("quality", v.metric, "trip" if trip else "pass", r, threshold,
-                                              f"{name} {v.baseline:.4f} → {v.current:.4f} ({_pct(r)}, {v.severity:.1f} SE "
-                                              f"worse; trips {'above' if name == 'NE' else 'below'} x{threshold:.3g} and "
-                                              f"{t.z:g} SE)"), found))
+            result = MonitorResult("quality", v.metric, "trip" if trip else "pass", r, threshold,
+                                   f"{name} {v.baseline:.4f} → {v.current:.4f} ({_pct(r)}, {v.severity:.1f} SE worse; trips "
+                                   f"{'above' if name == 'NE' else 'below'} x{threshold:.3g} and {t.z:g} SE)")
+            out.append(_scanned(_mix_pass(result, mix, limit) if name == "NE" else result, found))
     return out
 
 
@@ -364,16 +373,18 @@ def _label_counts(case: Case, baseline: Window, window: Window) -> tuple[dict[st
                                 f"needs {MIN_LABELED} with both classes): labels may still be joining")
 
 
-def _label_rate(label: str, labeled: dict[str, float], positives: dict[str, float], t: GuardConfig) -> MonitorResult:
-    """``label_drift`` from the labelled rows and positives of the baseline (``b``) and the window (``w``)."""
+def _label_rate(label: str, labeled: dict[str, float], positives: dict[str, float], t: GuardConfig,
+                mix: Callable[[], list[MixReading]]) -> MonitorResult:
+    """``label_drift`` from the labelled rows and positives of the baseline (``b``) and the window (``w``), passed when
+    the traffic mix carries its move (:func:`_mix_pass`)."""
     rate_b, rate_w = positives["b"] / labeled["b"], positives["w"] / labeled["w"]
     pooled = (positives["b"] + positives["w"]) / (labeled["b"] + labeled["w"])
     se = two_proportion_se(pooled, labeled["b"], labeled["w"])
     z = (rate_w - rate_b) / se if se > 0 else 0.0
     ratio = rate_w / rate_b if rate_b > 0 else math.nan
-    return _ratio("label_drift", label, ratio, t.label_change, abs(z), t.z,
-                  f"label rate {rate_b:.3%} → {rate_w:.3%} ({_pct(ratio)}, z {z:+.1f}; trips beyond ±{t.label_change:.0%} "
-                  f"and {t.z:g} SE)")
+    return _mix_pass(_ratio("label_drift", label, ratio, t.label_change, abs(z), t.z,
+                            f"label rate {rate_b:.3%} → {rate_w:.3%} ({_pct(ratio)}, z {z:+.1f}; trips beyond "
+                            f"±{t.label_change:.0%} and {t.z:g} SE)"), mix, t.label_change)
 
 
 def _label_drift(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
@@ -381,7 +392,47 @@ def _label_drift(case: Case, baseline: Window, window: Window, t: GuardConfig) -
     labeled, positives, reason = _label_counts(case, baseline, window)
     if reason is not None:
         return MonitorResult("label_drift", case.columns.label, "skip", None, None, reason)
-    return _label_rate(case.columns.label, labeled, positives, t)
+    return _label_rate(case.columns.label, labeled, positives, t, _mix_readings(case, baseline, window))
+
+
+MIXED = {"label_drift": "label_rate", "calibration_ratio": "calibration_ratio", "normalized_entropy": "normalized_entropy"}
+
+
+def _mix_readings(case: Case, baseline: Window, window: Window) -> Callable[[], list[MixReading]]:
+    """The window's label rate, calibration ratio and NE at the baseline's mix of each slice column
+    (:func:`workbench.data.mix.mix_readings`), read once and only when a monitor that trips asks."""
+    from functools import cache
+
+    from workbench.data._sums import window_cells
+    from workbench.data.mix import mix_readings
+
+    @cache
+    def read() -> list[MixReading]:
+        columns = tuple(case.slices)
+        if not columns:
+            return []
+        return mix_readings(window_cells(case, baseline, window, columns), columns, tuple(MIXED.values()), baseline, window)
+
+    return read
+
+
+def _mix_pass(result: MonitorResult, mix: Callable[[], list[MixReading]], limit: float) -> MonitorResult:
+    """``result``, passed when it tripped on a move the traffic mix carries: at the baseline's mix of a slice column's
+    values the window's metric stays within the monitor's limit (a population that moved between segments whose own
+    labels, calibration and NE held; :mod:`workbench.data.mix`, as the diagnosis reads a regression). ``limit``: the
+    relative change allowed, either way for the ratios, upward for NE."""
+    metric = MIXED.get(result.monitor if result.monitor == "label_drift" else result.target)
+    if result.status != "trip" or metric is None:
+        return result
+    for r in mix():
+        if r.metric != metric or not (r.baseline > 0 and r.within > 0):
+            continue
+        move = r.within / r.baseline
+        held = move - 1 <= limit if metric == "normalized_entropy" else abs(math.log(move)) <= math.log1p(limit)
+        if held:
+            return MonitorResult(result.monitor, result.target, "pass", result.value, result.threshold,
+                                 f"{result.detail}; {r} ({_pct(move)}): within the limit, a traffic-mix finding")
+    return result
 
 
 def _unexplained_monitor(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
@@ -448,7 +499,7 @@ def _change_points(case: Case, baseline: Window, window: Window) -> dict[str, st
     series = quality_series(case, every=case.grain.grain, rows=pl.col(TS) < pl.lit(window.end))
     if series.table.height < 2:
         return {}
-    onset = detect_onset(series)
+    onset = detect_onset(series, slices_from=case)  # a move the traffic mix carries is no regression here either
     out = {}
     for v in onset.metrics:
         if v.regressed and _this_run(v.onset, v.end, baseline, window):
