@@ -30,7 +30,9 @@ def test_a_mix_that_moves_calibration_is_a_traffic_finding_not_a_regression(tmp_
     assert reading.column == "country" and reading.shares[0][0] == "NG"
     _, before, after = reading.shares[0]
     assert before == pytest.approx(0.1, abs=0.03) and after > 0.35
-    assert abs(math.log(reading.within / reading.baseline)) < math.log(1.05) < math.log(reading.current / reading.baseline)
+    v = reading.values
+    assert abs(math.log(v["within"] / v["baseline"])) < math.log(1.05) < math.log(v["current"] / v["baseline"])
+    assert abs(math.log(v["current"] / v["shifted"])) < math.log(1.05)  # at the incident's mix too
     assert "traffic mix of 'country'" in (found.mixed() or "") and "not a regression" in str(found)
 
 
@@ -40,6 +42,18 @@ def test_a_diagnosis_of_a_mix_names_it_and_no_cause(tmp_path):
     assert not d.anomaly["detected"] and not d.root_causes
     assert "the traffic mix of 'country' moved calibration_ratio from" in str(d) and "(NG 10% → 4" in str(d)
     assert "traffic-mix finding" in d.evidence("prediction_quality").summary
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_segment_that_breaks_as_it_grows_is_still_a_regression(tmp_path, seed):
+    """NG's served logits + 0.5 from hour 50 as its share goes from 10 % to 45 %: at the baseline's mix NG weighs 10 %
+    and the whole move nearly vanishes (a review found the first version read it as the mix's); at the incident's
+    mix it weighs 45 %, and the move within the segments stays."""
+    case = open_case(write_case(tmp_path / "c", seed=seed, onset=50, break_="calibration", offset=0.5,
+                                slice_=("country", "NG"), mix=(50, "NG", 0.45, 0.0)))
+    found = detect_onset(case)
+    assert found.detected and found.verdict("calibration_ratio").regressed, str(found)
+    assert not found.mix
 
 
 def test_a_calibration_break_beside_a_mix_shift_is_still_a_regression(tmp_path):
@@ -67,11 +81,17 @@ def test_the_incident_at_the_baseline_mix_is_the_direct_standardization_of_its_r
     means = part["i"].group_by("country").agg(pl.col("prediction").mean().alias("p"), pl.col("label").mean().alias("y"))
     joined = share.join(means, on="country")
     expected = float((joined["len"] * joined["p"]).sum() / (joined["len"] * joined["y"]).sum())
-    assert reading.within == pytest.approx(expected, rel=1e-9)
-    assert reading.current == pytest.approx(float(part["i"]["prediction"].sum() / part["i"]["label"].sum()), rel=1e-9)
+    assert reading.values["within"] == pytest.approx(expected, rel=1e-9)
+    assert reading.values["current"] == pytest.approx(float(part["i"]["prediction"].sum() / part["i"]["label"].sum()), rel=1e-9)
+    # the other way: the baseline's means at the incident's shares
+    share_i = part["i"].group_by("country").len().with_columns(pl.col("len") / pl.col("len").sum())
+    means_b = part["b"].group_by("country").agg(pl.col("prediction").mean().alias("p"), pl.col("label").mean().alias("y"))
+    other = share_i.join(means_b, on="country")
+    shifted = float((other["len"] * other["p"]).sum() / (other["len"] * other["y"]).sum())
+    assert reading.values["shifted"] == pytest.approx(shifted, rel=1e-9)
     # a column read by another: device's shares did not move, so its standardization leaves the move as it was
     [by_device] = mix_readings(cells, ("device",), ("calibration_ratio",), baseline, incident)
-    assert by_device.within == pytest.approx(by_device.current, rel=0.02)
+    assert by_device.values["within"] == pytest.approx(by_device.values["current"], rel=0.02)
 
 
 def test_a_column_whose_values_came_or_went_is_not_read():
@@ -87,5 +107,5 @@ def test_a_column_whose_values_came_or_went_is_not_read():
     w = Window(START, START + timedelta(hours=1))
     assert mix_readings(cells(MAX_UNCOMMON * 1.5), ("c",), ("calibration_ratio",), w, w) == []
     [r] = mix_readings(cells(MAX_UNCOMMON * 0.5), ("c",), ("calibration_ratio",), w, w)
-    assert r.baseline == pytest.approx(55 / 50) and r.within == pytest.approx(55 / 60)
-    assert np.isfinite(r.current)
+    assert r.values["baseline"] == pytest.approx(55 / 50) and r.values["within"] == pytest.approx(55 / 60)
+    assert np.isfinite(r.values["current"]) and r.values["shifted"] == pytest.approx(55 / 50)

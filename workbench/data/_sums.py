@@ -16,9 +16,10 @@ from workbench.data._frames import PERIOD, collect_sums
 from workbench.metrics import labelled_prediction_sum_expr, row_log_loss_expr
 from workbench.windows import Window
 
-__all__ = ["SUMS", "SUM_METRICS", "sum_aggs", "window_cells"]
+__all__ = ["MIN_LABELED", "SUMS", "SUM_METRICS", "sum_aggs", "window_cells"]
 
 SUMS = ("rows", "labeled", "positives", "pred_sum", "pred_sq_sum", "pred_sum_labeled", "ll_sum", "ll_sq_sum", "ll_pos_sum")
+MIN_LABELED = 50  # labelled rows a segment needs in each window to be compared (the slice search's support; the mix's)
 SUM_METRICS = ("normalized_entropy", "log_loss", "calibration_ratio", "label_rate", "prediction_mean")
 
 

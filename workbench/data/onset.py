@@ -98,12 +98,13 @@ Method, per metric:
    by who made it: the served predictions (their own move carries at least half of it) broke the
    model's relation to the label rate by the whole move; the label rate alone is the population's.
    **The traffic mix.** In a case with slice columns, a regressed NE or calibration ratio is read again between the
-   same windows at the baseline's mix of each column's values (:mod:`workbench.data.mix`, direct standardization):
-   when its move is material over the values both windows hold and no longer material at the baseline's shares of
-   them, the population moved between segments whose own quality held (a platform the model always over-predicted
-   grew), and the metric is not a regression; the answer says what moved (``Onset.mix``, :meth:`Onset.mixed`). AUC
-   is not a mean over segments and is never read so. With the detection's own level this cannot make an alarm, only
-   remove one, and only where the whole move is the mix's.
+   same windows with each window at the other's mix of each column's values (:mod:`workbench.data.mix`, direct
+   standardization): when its move is material over the values both windows hold and, within the values, under
+   either window's weights, it is not material and at most half of that move, the population moved between
+   segments whose own quality held (a platform the model always over-predicted grew), and the metric is not a
+   regression; the answer says what moved (``Onset.mix``, :meth:`Onset.mixed`). Both weights, so a segment that
+   breaks as it grows is not weighed at its old, small share alone. AUC is not a mean over segments and is never
+   read so. This cannot make an alarm, only remove one, and only where the mix carries most of the move.
 6. **The headline metric** is the one that regressed most: the largest effect
    relative to its materiality floor (a calibration ratio from 1.04 to 1.50 is
    7 floors; NE up 1% is one).
@@ -145,7 +146,7 @@ from workbench._render import fmt, jsonable, records
 from workbench.case.grain import GrainChoice, grain_delta
 from workbench.case.loader import Case
 from workbench.data._sums import window_cells
-from workbench.data.mix import STANDARDIZED, MixReading, mix_readings
+from workbench.data.mix import STANDARDIZED, MixReading, carried, mix_readings
 from workbench.data.quality import HALF_CLICK, POOL_SUMS, QualitySeries, pool, quality_between, quality_series
 from workbench.errors import WorkbenchError
 from workbench.metrics import LOG_SCALE, MAD_TO_SD, auc_se, calibration_log_se, counted_classes, metric_from_sums, reliable_end
@@ -384,7 +385,8 @@ class Onset:
             mixed = self.mixed()
             return (f"{self.metric}: no regression beyond normal variation (robust z {fmt(self.severity, 1)} < "
                     f"{fmt(self.threshold, 1)} or effect {self.effect:+.1%} below the floor); "
-                    f"windows baseline {self.baseline}, incident {self.incident}" + (f". {mixed}" if mixed else ""))
+                    f"windows baseline {self.baseline}, incident {self.incident}"
+                    + (f". {mixed[:1].upper()}{mixed[1:]}" if mixed else ""))
         until = f" until {iso(self.end)}" if self.end else ""
         return (f"{self.metric}: regressed from {fmt(self.baseline_value)} to {fmt(self.current_value)} "
                 f"({self.effect:+.1%}) from {iso(self.onset) if self.onset else '?'}{until} per {self.grain} "
@@ -1222,21 +1224,25 @@ def _mix_reader(case: Case, scheduler: object) -> MixRead | None:
     return read
 
 
-def _mix_move(reading: MixReading, side: str) -> float:
-    """:func:`served_move` from a reading's baseline to its ``side`` (``current`` or ``within``)."""
-    b, x = reading.sums["baseline"], reading.sums[side]
-    return float(served_move(b["pred_sum_labeled"], b["labeled"], x["pred_sum_labeled"], x["labeled"]))
+def _floors_between(reading: MixReading, before: str, after: str) -> float:
+    """A reading's worsening from side ``before`` to side ``after`` in units of the materiality floor (material: at
+    least 1, as :func:`material` judges a window's move; the served predictions' own move from the same sides' sums)."""
+    metric, b, a = reading.metric, reading.values[before], reading.values[after]
+    if metric in LOG_SCALE and not (b > 0 and a > 0):
+        return math.nan
+    x, y = reading.sums[before], reading.sums[after]
+    moved = float(served_move(x["pred_sum_labeled"], x["labeled"], y["pred_sum_labeled"], y["labeled"]))
+    level, shift = (math.log(b), math.log(a) - math.log(b)) if metric in LOG_SCALE else (b, a - b)
+    return worsening(metric, level, shift, moved if math.isfinite(moved) else None) / _floor(metric, level)
 
 
 def _carried_by_mix(metrics: list[str], read: MixRead, baseline: Window, incident: Window) -> dict[str, MixReading]:
-    """The metrics among ``metrics`` whose move between the windows the traffic mix carries (module docstring, step 5):
-    material over the values of a slice column both windows hold, and no longer material at the baseline's mix of them."""
+    """The metrics among ``metrics`` whose move between the windows the traffic mix carries (module docstring, step 5;
+    :func:`workbench.data.mix.carried` with the materiality floor), each with the slice column that leaves least of it."""
     out: dict[str, MixReading] = {}
     for r in read(baseline, incident, tuple(metrics)):
-        if r.metric in out:
-            continue
-        if (material(r.metric, r.baseline, r.current, moved=_mix_move(r, "current"))
-                and not material(r.metric, r.baseline, r.within, moved=_mix_move(r, "within"))):
+        if carried(r, _floors_between) and (r.metric not in out or _floors_between(r, "baseline", "within")
+                                            < _floors_between(out[r.metric], "baseline", "within")):
             out[r.metric] = r
     return out
 

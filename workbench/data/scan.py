@@ -191,9 +191,10 @@ class LogScan:
 
         Copies of a row share its hash, so the sample (the rows of lowest hash) holds all of a row's copies or none:
         the share is an unbiased estimate of the log's (or the windows') share of rows written more than once.
-        Distinct impressions that agree to the microsecond, the served probability, the label and every feature do
-        not happen; a log written twice (a retried export, a partition loaded again) makes every count twice what
-        was served and every sampling error too small by ``sqrt 2``.
+        Distinct impressions rarely agree to the microsecond, the served probability, the label and every feature (a
+        log of coarse timestamps, rounded predictions and few columns can); a log written twice (a retried export, a
+        partition loaded again) makes every count twice what was served and every sampling error too small by
+        ``sqrt 2``.
         """
         if self.sample.is_empty():
             return None

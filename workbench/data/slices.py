@@ -57,7 +57,7 @@ import polars as pl
 from workbench._render import fmt, jsonable, records
 from workbench.case.loader import Case
 from workbench.data._frames import PERIOD, check_columns
-from workbench.data._sums import SUM_METRICS, SUMS, window_cells
+from workbench.data._sums import MIN_LABELED, SUM_METRICS, SUMS, window_cells
 from workbench.data.onset import material, served_move
 from workbench.errors import WorkbenchError
 from workbench.metrics import comparison_scale, counted_positives, metric_from_sums, norm_sf
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 __all__ = ["SliceDeltas", "SliceSearch", "find_slices", "slice_cells", "slice_deltas", "slice_filter"]
 
 DIRECTION = {"normalized_entropy": 1, "log_loss": 1, "calibration_ratio": 0, "label_rate": 0, "prediction_mean": 0}
-MIN_LABELED, MIN_POSITIVES = 50, 5
+MIN_POSITIVES = 5  # and MIN_LABELED labelled rows (workbench.data._sums): a slice's support in each period
 NEW_BELOW = 0.1 * MIN_LABELED  # labelled baseline rows under which a slice is new in the incident (module docstring)
 MINORITY = 0.5  # a segment holding half the traffic or more is not "confined": it is most of the traffic
 PARENT_SHARE = 0.9

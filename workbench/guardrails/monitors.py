@@ -417,21 +417,27 @@ def _mix_readings(case: Case, baseline: Window, window: Window) -> Callable[[], 
 
 
 def _mix_pass(result: MonitorResult, mix: Callable[[], list[MixReading]], limit: float) -> MonitorResult:
-    """``result``, passed when it tripped on a move the traffic mix carries: at the baseline's mix of a slice column's
-    values the window's metric stays within the monitor's limit (a population that moved between segments whose own
-    labels, calibration and NE held; :mod:`workbench.data.mix`, as the diagnosis reads a regression). ``limit``: the
-    relative change allowed, either way for the ratios, upward for NE."""
+    """``result``, passed when it tripped on a move the traffic mix carries (:func:`workbench.data.mix.carried` with the
+    monitor's limit: beyond it over the values a slice column's windows share, within it and at most half of that
+    inside the values under either window's weights): a population that moved between segments whose own labels,
+    calibration and NE held, as the diagnosis reads a regression. ``limit``: the relative change allowed, either way
+    for the ratios, upward for NE."""
+    from workbench.data.mix import carried
+
     metric = MIXED.get(result.monitor if result.monitor == "label_drift" else result.target)
     if result.status != "trip" or metric is None:
         return result
+
+    def limits(r: MixReading, before: str, after: str) -> float:
+        b, a = r.values[before], r.values[after]
+        if not (b > 0 and a > 0):
+            return math.nan
+        return (a / b - 1) / limit if metric == "normalized_entropy" else abs(math.log(a / b)) / math.log1p(limit)
+
     for r in mix():
-        if r.metric != metric or not (r.baseline > 0 and r.within > 0):
-            continue
-        move = r.within / r.baseline
-        held = move - 1 <= limit if metric == "normalized_entropy" else abs(math.log(move)) <= math.log1p(limit)
-        if held:
+        if r.metric == metric and carried(r, limits):
             return MonitorResult(result.monitor, result.target, "pass", result.value, result.threshold,
-                                 f"{result.detail}; {r} ({_pct(move)}): within the limit, a traffic-mix finding")
+                                 f"{result.detail}; {r}: within the limit, a traffic-mix finding")
     return result
 
 

@@ -29,7 +29,7 @@ from workbench.windows import Window, iso
 
 __all__ = ["NEXT_STEPS", "Diagnosis", "diagnose"]
 
-REPEATED_NOTE = 0.01  # rows written more than once: distinct impressions never repeat every column, so 1 % is a fault
+REPEATED_NOTE = 0.01  # rows written more than once: distinct impressions rarely repeat every column, so 1 % is worth a word
 
 NEXT_STEPS = {
     "snapshot": "Roll serving back to the last good snapshot (the stable one), then gate new ones with "
@@ -162,7 +162,8 @@ class Diagnosis:
         if self.repeated is not None and self.repeated >= REPEATED_NOTE:  # every count doubled, every error too small
             lines.append(f"         note: {self.repeated:.0%} of the windows' sampled rows repeat another row in every "
                          "column (time, prediction, label, features): a log written twice counts each impression more "
-                         "than once and makes every difference look more certain than it is; deduplicate it")
+                         "than once and makes every difference look more certain than it is; deduplicate it, unless "
+                         "the repeats are real impressions (coarse timestamps, rounded predictions, few columns)")
         if self.case.unscored is not None:  # rows no check saw: the serving path wrote no prediction for them
             lines.append(f"         note: {self.case.unscored.headline}; see prediction_quality")
         lines.append(f"windows: baseline {self.baseline}, incident {self.incident}")
