@@ -232,13 +232,18 @@ def material(metric: str, before: float, after: float, se: float = 0.0, moved: f
     ``MIN_EFFECT`` (relative to ``before``; on the log scale for ratios), by the lower bound ``worsening - MATERIAL_Z
     se`` when the change's standard error ``se`` (log units for ratios) is given. ``moved``: the served
     predictions' own log move between the same windows (:func:`prediction_move`; see :func:`worsening`)."""
+    move = _level_shift(metric, before, after)
+    return move is not None and _material_shift(metric, *move, se, moved)
+
+
+def _level_shift(metric: str, before: float, after: float) -> tuple[float, float] | None:
+    """The level before and the shift to ``after``, in :func:`worsening`'s units (log units for ratios); None where the
+    move is not defined (a value not finite, a ratio not positive)."""
     if not (math.isfinite(before) and math.isfinite(after)):
-        return False
+        return None
     if metric in LOG_SCALE:
-        if before <= 0 or after <= 0:
-            return False
-        return _material_shift(metric, math.log(before), math.log(after) - math.log(before), se, moved)
-    return _material_shift(metric, before, after - before, se)
+        return (math.log(before), math.log(after) - math.log(before)) if before > 0 and after > 0 else None
+    return before, after - before
 
 
 def _material_shift(metric: str, level: float, shift: float, se: float, moved: float | None = None) -> bool:
@@ -1227,13 +1232,12 @@ def _mix_reader(case: Case, scheduler: object) -> MixRead | None:
 def _floors_between(reading: MixReading, before: str, after: str) -> float:
     """A reading's worsening from side ``before`` to side ``after`` in units of the materiality floor (material: at
     least 1, as :func:`material` judges a window's move; the served predictions' own move from the same sides' sums)."""
-    metric, b, a = reading.metric, reading.values[before], reading.values[after]
-    if metric in LOG_SCALE and not (b > 0 and a > 0):
+    move = _level_shift(reading.metric, reading.values[before], reading.values[after])
+    if move is None:
         return math.nan
     x, y = reading.sums[before], reading.sums[after]
     moved = float(served_move(x["pred_sum_labeled"], x["labeled"], y["pred_sum_labeled"], y["labeled"]))
-    level, shift = (math.log(b), math.log(a) - math.log(b)) if metric in LOG_SCALE else (b, a - b)
-    return worsening(metric, level, shift, moved if math.isfinite(moved) else None) / _floor(metric, level)
+    return worsening(reading.metric, *move, moved) / _floor(reading.metric, move[0])
 
 
 def _carried_by_mix(metrics: list[str], read: MixRead, baseline: Window, incident: Window) -> dict[str, MixReading]:

@@ -56,9 +56,10 @@ quality             METRIC in SEGMENT       one segment (``column=value``; under
                                             when the metric is the ratio; ``value`` the segment's metric after
                                             over before, ``threshold`` null
 (traffic mix)                               label_drift, calibration_ratio and normalized_entropy pass when they
-                                            would trip on a move the traffic mix carries: at the baseline's mix of a
-                                            slice column's values (:mod:`workbench.data.mix`) the window's metric
-                                            stays within the limit; the detail says what moved
+                                            would trip on a move the traffic mix carries (:mod:`workbench.data.mix`):
+                                            beyond the limit over a slice column's values both windows hold, within
+                                            it and at most half of it inside them under either window's weights; the
+                                            detail says what moved
 (features, label)                            the feature monitors and label_drift also trip when the window's
                                             last quarter, against the same hours one window earlier (the daily
                                             cycle stays out), trips them (each needs 2,000 rows): a feed frozen
@@ -339,7 +340,7 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
             out.append(_scanned(_mix_pass(_ratio("calibration", "calibration_ratio", r, t.calibration_change, v.severity, t.z,
                                                  f"calibration ratio {v.baseline:.3f} → {v.current:.3f} ({_pct(r)}, "
                                                  f"{v.severity:.1f} SE; trips beyond ±{t.calibration_change:.0%} and {t.z:g} "
-                                                 f"SE)"), mix, t.calibration_change), found))
+                                                 f"SE)"), mix, "calibration_ratio", t.calibration_change), found))
         elif v.metric in ("normalized_entropy", "auc"):
             r = v.current / v.baseline if v.baseline > 0 else math.nan
             limit = t.ne_rise if v.metric == "normalized_entropy" else t.auc_drop
@@ -353,7 +354,7 @@ def _label_monitors(case: Case, baseline: Window, window: Window, t: GuardConfig
             result = MonitorResult("quality", v.metric, "trip" if trip else "pass", r, threshold,
                                    f"{name} {v.baseline:.4f} → {v.current:.4f} ({_pct(r)}, {v.severity:.1f} SE worse; trips "
                                    f"{'above' if name == 'NE' else 'below'} x{threshold:.3g} and {t.z:g} SE)")
-            out.append(_scanned(_mix_pass(result, mix, limit) if name == "NE" else result, found))
+            out.append(_scanned(_mix_pass(result, mix, v.metric, limit) if name == "NE" else result, found))
     return out
 
 
@@ -384,7 +385,7 @@ def _label_rate(label: str, labeled: dict[str, float], positives: dict[str, floa
     ratio = rate_w / rate_b if rate_b > 0 else math.nan
     return _mix_pass(_ratio("label_drift", label, ratio, t.label_change, abs(z), t.z,
                             f"label rate {rate_b:.3%} → {rate_w:.3%} ({_pct(ratio)}, z {z:+.1f}; trips beyond "
-                            f"±{t.label_change:.0%} and {t.z:g} SE)"), mix, t.label_change)
+                            f"±{t.label_change:.0%} and {t.z:g} SE)"), mix, "label_rate", t.label_change)
 
 
 def _label_drift(case: Case, baseline: Window, window: Window, t: GuardConfig) -> MonitorResult:
@@ -395,7 +396,7 @@ def _label_drift(case: Case, baseline: Window, window: Window, t: GuardConfig) -
     return _label_rate(case.columns.label, labeled, positives, t, _mix_readings(case, baseline, window))
 
 
-MIXED = {"label_drift": "label_rate", "calibration_ratio": "calibration_ratio", "normalized_entropy": "normalized_entropy"}
+MIXED = ("label_rate", "calibration_ratio", "normalized_entropy")  # the metrics of the monitors the traffic mix may pass
 
 
 def _mix_readings(case: Case, baseline: Window, window: Window) -> Callable[[], list[MixReading]]:
@@ -411,21 +412,20 @@ def _mix_readings(case: Case, baseline: Window, window: Window) -> Callable[[], 
         columns = tuple(case.slices)
         if not columns:
             return []
-        return mix_readings(window_cells(case, baseline, window, columns), columns, tuple(MIXED.values()), baseline, window)
+        return mix_readings(window_cells(case, baseline, window, columns), columns, MIXED, baseline, window)
 
     return read
 
 
-def _mix_pass(result: MonitorResult, mix: Callable[[], list[MixReading]], limit: float) -> MonitorResult:
+def _mix_pass(result: MonitorResult, mix: Callable[[], list[MixReading]], metric: str, limit: float) -> MonitorResult:
     """``result``, passed when it tripped on a move the traffic mix carries (:func:`workbench.data.mix.carried` with the
     monitor's limit: beyond it over the values a slice column's windows share, within it and at most half of that
     inside the values under either window's weights): a population that moved between segments whose own labels,
-    calibration and NE held, as the diagnosis reads a regression. ``limit``: the relative change allowed, either way
-    for the ratios, upward for NE."""
+    calibration and NE held, as the diagnosis reads a regression. ``metric``: the monitor's (one of ``MIXED``);
+    ``limit``: the relative change allowed, either way for the ratios, upward for NE."""
     from workbench.data.mix import carried
 
-    metric = MIXED.get(result.monitor if result.monitor == "label_drift" else result.target)
-    if result.status != "trip" or metric is None:
+    if result.status != "trip":
         return result
 
     def limits(r: MixReading, before: str, after: str) -> float:
